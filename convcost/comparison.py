@@ -1,0 +1,115 @@
+"""The compare pipeline: spec → stages → modules → measurements → a Comparison (never prints)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from convcost import build, formulas, kinds, latency
+from convcost.formulas import ConvStage
+from convcost.latency import LatencySettings
+from convcost.measure import check_device, environment, measure_stage
+from convcost.results import Check, Comparison, LayerResult, Ratios
+from convcost.spec import CompareSpec, LayerKind
+
+# A speedup below this fraction of the MAC ratio is "far short" of it, and we say so.
+FAR_SHORT = 0.5
+
+
+def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tuple[LayerResult, nn.Module, torch.Tensor]:
+    """Build and run one layer stage by stage; returns its result, its module and its input."""
+    modules = [build.prepare(build.stage_module(stage), spec.dtype, spec.device) for stage in stages]
+    first_input = build.input_tensor(spec.cin, spec.size, spec.batch, spec.dtype, spec.device)
+    tensor = first_input
+    results, checks = [], []
+    for stage, module in zip(stages, modules):
+        subject = kind if len(stages) == 1 else f"{kind}.{stage.name}"
+        result, stage_checks, tensor = measure_stage(stage, module, tensor, subject)
+        results.append(result)
+        checks.extend(stage_checks)
+        # later stages must see the measured output, so a wrong stage cannot hide behind a right formula
+    layer = LayerResult(
+        kind=kind,
+        stages=results,
+        input_shape=tuple(first_input.shape),
+        output_shape=results[-1].output_shape,
+        output_shape_measured=tuple(tensor.shape),
+        checks=checks,
+    )
+    module = nn.Sequential(*modules) if len(modules) > 1 else modules[0]
+    return layer, module, first_input
+
+
+def compare(spec: CompareSpec, latency_settings: LatencySettings | None = None) -> Comparison:
+    """Compare the dense conv of ``spec`` with each alternative in ``spec.vs``; latency when settings are given."""
+    check_device(spec.device)
+    planned = kinds.plan(spec)
+    allocator = "not tuned"
+    if latency_settings is not None and latency_settings.tune_allocator:
+        allocator = latency.tune_allocator()
+    measured: dict[str, tuple[LayerResult, nn.Module, torch.Tensor]] = {}
+    for kind, stages in planned.items():
+        measured[str(kind)] = measure_layer(str(kind), stages, spec)
+    if latency_settings is not None:
+        stats = latency.measure(
+            {kind: (module, tensor) for kind, (_, module, tensor) in measured.items()}, latency_settings
+        )
+        for kind, (layer, _, _) in measured.items():
+            layer.latency = stats[kind]
+    dense = measured[str(LayerKind.DENSE)][0]
+    alternatives = [measured[str(kind)][0] for kind in planned if kind is not LayerKind.DENSE]
+    ratios = [_ratios(dense, layer, spec) for layer in alternatives]
+    threads = latency_settings.threads if latency_settings else torch.get_num_threads()
+    return Comparison(
+        name=spec.name,
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        environment=environment(
+            spec.device,
+            threads,
+            str(spec.dtype),
+            bool(latency_settings and latency_settings.channels_last),
+            allocator,
+        ),
+        dense=dense,
+        alternatives=alternatives,
+        ratios=ratios,
+        notes=[note for ratio, layer in zip(ratios, alternatives) if (note := _note(ratio, layer))],
+    )
+
+
+def _ratios(dense: LayerResult, layer: LayerResult, spec: CompareSpec) -> Ratios:
+    speedup = None
+    if dense.latency is not None and layer.latency is not None and layer.latency.median_ms > 0:
+        speedup = dense.latency.median_ms / layer.latency.median_ms
+    textbook, bound = None, None
+    if layer.kind == LayerKind.SEPARABLE:
+        textbook = formulas.textbook_separable_ratio(spec.cout, spec.kernel)
+        bound = spec.kernel[0] * spec.kernel[1]
+    return Ratios(
+        vs=layer.kind,
+        params=dense.params / layer.params if layer.params else float("inf"),
+        macs=dense.macs / layer.macs if layer.macs else float("inf"),
+        latency=speedup,
+        shape_match=dense.output_shape == layer.output_shape
+        and dense.output_shape_measured == layer.output_shape_measured,
+        textbook=textbook,
+        bound=bound,
+    )
+
+
+def _note(ratio: Ratios, layer: LayerResult) -> str | None:
+    """One plain sentence when the measured speedup falls far short of the MAC ratio."""
+    if ratio.latency is None or ratio.macs <= 1 or ratio.latency >= FAR_SHORT * ratio.macs:
+        return None
+    pace = f"{ratio.latency:.2f}× faster" if ratio.latency >= 1 else f"{1 / ratio.latency:.2f}× slower"
+    why = "fewer MACs do not mean proportionally less time"
+    if any(stage.groups > 1 and stage.groups == stage.cin for stage in layer.stages):
+        why = (
+            "its depthwise stage does little arithmetic per byte it moves, so it is limited by memory "
+            "bandwidth and per-call overhead, not by MACs"
+        )
+    return f"{layer.kind} has {ratio.macs:.2f}× fewer MACs than dense but runs only {pace}: {why}."
+
+
+def failed_checks(comparison: Comparison) -> list[Check]:
+    return [check for layer in comparison.layers for check in layer.checks if not check.ok]

@@ -1,0 +1,180 @@
+"""Pure-integer cost formulas for convolution stages. No torch here.
+
+The counting convention, stated once for all of convcost:
+
+* **MACs** are the multiply-accumulates of the conv (or linear) weights for the whole batch:
+  ``output elements × (cin / groups) × R × S``. Bias additions are *not* MACs.
+* **Bias adds** are one addition per output element of a conv with bias, reported in their own column.
+* **Other ops** are normalisation and activation work, reported separately and never folded into MACs:
+  inference BatchNorm is a scale and a shift, 2 ops per element; ReLU and ReLU6 are 1 op per element.
+* **FLOPs** = 2 × MACs, a separate named field (never "flops" meaning MACs).
+* **Params** are the trainable parameters: conv weights, conv bias, BatchNorm weight and bias.
+  BatchNorm running statistics are buffers, not parameters.
+* **Bytes** moved at minimum by a stage are its input, weights and output, each read or written once.
+
+Each conv stage is described by a :class:`ConvStage`; a layer kind expands into a list of stages
+(see :mod:`convcost.kinds`), so one set of formulas covers every kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+Pair = tuple[int, int]
+Padding = Pair | Literal["same"]
+
+NORM_OPS_PER_ELEMENT = 2
+ACT_OPS_PER_ELEMENT = 1
+
+
+class Norm(str, Enum):
+    """Normalisation after a conv stage."""
+
+    NONE = "none"
+    BATCH = "batch"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Act(str, Enum):
+    """Activation after a conv stage (after its norm, if any)."""
+
+    NONE = "none"
+    RELU = "relu"
+    RELU6 = "relu6"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ConvStage:
+    """One Conv2d (optionally followed by a norm and an activation) in user terms."""
+
+    name: str
+    cin: int
+    cout: int
+    kernel: Pair
+    stride: Pair = (1, 1)
+    padding: Padding = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: int = 1
+    bias: bool = True
+    shared: bool = False  # one R×S kernel per multiplier slot, shared by every group
+    norm: Norm = Norm.NONE
+    act: Act = Act.NONE
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def multiplier(self) -> int:
+        """Outputs per group divided by inputs per group (the depth multiplier of a depthwise stage)."""
+        return self.cout // self.groups
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups == self.cin and self.groups > 1
+
+
+def explicit_padding(stage: ConvStage) -> tuple[Pair, Pair]:
+    """Padding as ((top, bottom), (left, right)); ``same`` pads like ``nn.Conv2d(padding='same')``."""
+    if stage.padding == "same":
+        pads: list[Pair] = []
+        for k, d in zip(stage.kernel, stage.dilation):
+            total = d * (k - 1)
+            # torch puts the odd pixel on the bottom/right side
+            pads.append((total // 2, total - total // 2))
+        return pads[0], pads[1]
+    ph, pw = stage.padding
+    return (ph, ph), (pw, pw)
+
+
+def output_length(length: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
+    """One spatial dimension of a conv output: floor((L + pads − d·(k−1) − 1) / s) + 1."""
+    return (length + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def output_size(stage: ConvStage, size: Pair) -> Pair:
+    """Spatial output size (H, W) of a stage for an input of spatial size ``size``."""
+    (pt, pb), (pl, pr) = explicit_padding(stage)
+    h = output_length(size[0], stage.kernel[0], stage.stride[0], pt + pb, stage.dilation[0])
+    w = output_length(size[1], stage.kernel[1], stage.stride[1], pl + pr, stage.dilation[1])
+    return h, w
+
+
+def weight_shape(stage: ConvStage) -> tuple[int, int, int, int]:
+    """Shape of the weight tensor the conv applies: (cout, cin/groups, R, S)."""
+    return (stage.cout, stage.cin // stage.groups, stage.kernel[0], stage.kernel[1])
+
+
+def weight_params(stage: ConvStage) -> int:
+    """Trainable weight parameters; a shared kernel stores one R×S kernel per multiplier slot."""
+    cout, cin_per_group, r, s = weight_shape(stage)
+    if stage.shared:
+        return stage.multiplier * cin_per_group * r * s
+    return cout * cin_per_group * r * s
+
+
+def bias_params(stage: ConvStage) -> int:
+    return stage.cout if stage.bias else 0
+
+
+def norm_params(stage: ConvStage) -> int:
+    """BatchNorm weight and bias (running statistics are buffers)."""
+    return 2 * stage.cout if stage.norm is Norm.BATCH else 0
+
+
+def params(stage: ConvStage) -> int:
+    """All trainable parameters of the stage: weights + bias + norm."""
+    return weight_params(stage) + bias_params(stage) + norm_params(stage)
+
+
+def output_elements(stage: ConvStage, size: Pair, batch: int) -> int:
+    h, w = output_size(stage, size)
+    return batch * stage.cout * h * w
+
+
+def macs(stage: ConvStage, size: Pair, batch: int) -> int:
+    """Multiply-accumulates: output elements × (cin/groups) × R × S (bias excluded)."""
+    _, cin_per_group, r, s = weight_shape(stage)
+    return output_elements(stage, size, batch) * cin_per_group * r * s
+
+
+def bias_adds(stage: ConvStage, size: Pair, batch: int) -> int:
+    return output_elements(stage, size, batch) if stage.bias else 0
+
+
+def other_ops(stage: ConvStage, size: Pair, batch: int) -> int:
+    """Norm and activation operations (see the module docstring for the per-element costs)."""
+    per_element = (NORM_OPS_PER_ELEMENT if stage.norm is Norm.BATCH else 0) + (
+        ACT_OPS_PER_ELEMENT if stage.act is not Act.NONE else 0
+    )
+    return output_elements(stage, size, batch) * per_element
+
+
+def min_bytes(stage: ConvStage, size: Pair, batch: int, itemsize: int) -> int:
+    """Bytes moved at minimum: input read once, weights read once, output written once."""
+    input_elements = batch * stage.cin * size[0] * size[1]
+    weights = weight_params(stage) + bias_params(stage)
+    return (input_elements + weights + output_elements(stage, size, batch)) * itemsize
+
+
+def channel_map(stage: ConvStage) -> list[tuple[range, range]]:
+    """For each group, (output channels, input channels they read)."""
+    out_per_group = stage.cout // stage.groups
+    in_per_group = stage.cin // stage.groups
+    return [
+        (
+            range(g * out_per_group, (g + 1) * out_per_group),
+            range(g * in_per_group, (g + 1) * in_per_group),
+        )
+        for g in range(stage.groups)
+    ]
+
+
+def textbook_separable_ratio(cout: int, kernel: Pair) -> float:
+    """The MobileNet paper's dense ÷ separable MAC ratio, 1/(1/K + 1/(R·S)) (multiplier 1, no bias)."""
+    rs = kernel[0] * kernel[1]
+    return 1.0 / (1.0 / cout + 1.0 / rs)

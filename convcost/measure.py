@@ -1,0 +1,167 @@
+"""Real forward passes: output shapes, parameter counts and two independent MAC counters.
+
+The two counters, and why each is set up the way it is:
+
+* ``torch.utils.flop_counter.FlopCounterMode`` counts FLOPs of ``aten.convolution`` as 2 × MACs, without bias.
+  It runs under ``torch.no_grad`` (not ``inference_mode``: a parametrized weight vanishes under that mix).
+* ptflops, with its **aten** backend chosen explicitly: the default pytorch backend hooks module classes and
+  misses functional calls such as ``F.conv2d``; the aten backend sees every convolution. ptflops adds one op per
+  output element for the bias into its MAC figure, so we keep its raw figure and compare ``raw − bias adds``.
+  On failure it prints to stdout and returns ``None``; we capture the print and raise MeasurementError.
+  It registers forward hooks on the children of the model it is given and never removes them, so it only ever
+  sees a throw-away wrapper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import platform
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from convcost import __version__, formulas
+from convcost.errors import MeasurementError
+from convcost.formulas import ConvStage, Pair
+from convcost.results import Check, Environment, StageResult
+
+
+def count_flop_counter(module: nn.Module, tensor: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """MACs by FlopCounterMode (its FLOPs ÷ 2) and the module's output."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        output = module(tensor)
+    flops = counter.get_total_flops()
+    return flops // 2, output
+
+
+def count_ptflops(module: nn.Module, tensor: torch.Tensor) -> int:
+    """ptflops' raw figure (aten backend): conv MACs plus bias adds."""
+    from ptflops.aten_engine import get_flops_aten
+
+    wrapper = nn.Sequential(nn.Sequential(module))
+    captured = io.StringIO()
+    with torch.no_grad(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        macs, _ = get_flops_aten(
+            wrapper,
+            tuple(tensor.shape[1:]),
+            print_per_layer_stat=False,
+            input_constructor=lambda _: tensor,
+            verbose=False,
+        )
+    if macs is None:
+        detail = next((line for line in captured.getvalue().splitlines() if line.strip()), "no detail")
+        raise MeasurementError(f"ptflops failed: {detail.strip()}")
+    return int(macs)
+
+
+def _stored_weight_shape(conv: nn.Conv2d) -> tuple[int, ...]:
+    parametrizations = getattr(conv, "parametrizations", None)
+    if parametrizations is not None and "weight" in parametrizations:
+        return tuple(parametrizations["weight"].original.shape)
+    return tuple(conv.weight.shape)
+
+
+def _conv_of(module: nn.Module) -> nn.Conv2d:
+    if isinstance(module, nn.Conv2d):
+        return module
+    conv = module.get_submodule("conv")
+    assert isinstance(conv, nn.Conv2d)
+    return conv
+
+
+def measure_stage(
+    stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
+) -> tuple[StageResult, list[Check], torch.Tensor]:
+    """Run one stage on ``tensor``; returns its result, its checks and its output (the next stage's input)."""
+    batch, _, height, width = tensor.shape
+    size: Pair = (height, width)
+    out_h, out_w = formulas.output_size(stage, size)
+    output_shape = (batch, stage.cout, out_h, out_w)
+    macs_flop_counter, output = count_flop_counter(module, tensor)
+    ptflops_raw = count_ptflops(module, tensor)
+    bias_adds = formulas.bias_adds(stage, size, batch)
+    conv = _conv_of(module)
+    result = StageResult(
+        name=stage.name,
+        cin=stage.cin,
+        cout=stage.cout,
+        kernel=stage.kernel,
+        stride=stage.stride,
+        padding=stage.padding,
+        dilation=stage.dilation,
+        groups=stage.groups,
+        bias=stage.bias,
+        shared=stage.shared,
+        norm=str(stage.norm),
+        act=str(stage.act),
+        notes=list(stage.notes),
+        input_shape=tuple(tensor.shape),
+        weight_shape=formulas.weight_shape(stage),
+        stored_weight_shape=_stored_weight_shape(conv),
+        output_shape=output_shape,
+        output_shape_measured=tuple(output.shape),
+        params=formulas.params(stage),
+        params_measured=sum(parameter.numel() for parameter in module.parameters()),
+        macs=formulas.macs(stage, size, batch),
+        macs_flop_counter=macs_flop_counter,
+        macs_ptflops=ptflops_raw - bias_adds,
+        ptflops_raw=ptflops_raw,
+        bias_adds=bias_adds,
+        other_ops=formulas.other_ops(stage, size, batch),
+        min_bytes=formulas.min_bytes(stage, size, batch, tensor.element_size()),
+        channel_map={
+            "groups": stage.groups,
+            "out_per_group": stage.cout // stage.groups,
+            "in_per_group": stage.cin // stage.groups,
+        },
+    )
+    return result, stage_checks(result, tuple(conv.weight.shape), subject), output
+
+
+def stage_checks(result: StageResult, applied_weight_shape: tuple[int, ...], subject: str) -> list[Check]:
+    """Formula against measurement for every figure of a stage."""
+    ptflops_explained = (
+        f"ptflops folds {result.bias_adds:,} bias adds into its figure ({result.ptflops_raw:,})"
+        if result.bias_adds
+        else ""
+    )
+    checks = [
+        Check(subject, "output shape", result.output_shape, result.output_shape_measured,
+              result.output_shape == result.output_shape_measured),
+        Check(subject, "weight shape", result.weight_shape, applied_weight_shape,
+              result.weight_shape == applied_weight_shape),
+        Check(subject, "params", result.params, result.params_measured, result.params == result.params_measured),
+        Check(subject, "MACs (FlopCounterMode)", result.macs, result.macs_flop_counter,
+              result.macs == result.macs_flop_counter),
+        Check(subject, "MACs (ptflops)", result.macs, result.macs_ptflops, result.macs == result.macs_ptflops,
+              ptflops_explained),
+    ]  # fmt: skip
+    return checks
+
+
+def environment(device: str, threads: int, dtype: str, channels_last: bool, allocator: str) -> Environment:
+    if device == "cuda":
+        device_name = torch.cuda.get_device_name(0)
+    else:
+        device_name = platform.processor() or platform.machine()
+    return Environment(
+        torch=torch.__version__,
+        convcost=__version__,
+        python=platform.python_version(),
+        platform=platform.platform(terse=True),
+        device=device,
+        device_name=device_name,
+        threads=threads,
+        dtype=dtype,
+        channels_last=channels_last,
+        allocator=allocator,
+    )
+
+
+def check_device(device: str) -> None:
+    from convcost.errors import UsageError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available on this machine (torch " + torch.__version__ + ")")
+

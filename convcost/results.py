@@ -1,0 +1,290 @@
+"""Result dataclasses: plain data with ``to_dict()``; no rendering here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One number checked two ways. ``ok`` is False for a disagreement the convention does not explain."""
+
+    subject: str  # e.g. "separable.pointwise"
+    quantity: str  # "output shape", "params", "MACs (FlopCounterMode)", ...
+    expected: Any  # by formula
+    found: Any  # by measurement
+    ok: bool
+    explanation: str = ""
+
+    def message(self) -> str:
+        return f"{self.subject}: {self.quantity}: formula {_show(self.expected)}, measured {_show(self.found)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "quantity": self.quantity,
+            "expected": _plain(self.expected),
+            "found": _plain(self.found),
+            "ok": self.ok,
+            "explanation": self.explanation,
+        }
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "×".join(str(v) for v in value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+@dataclass
+class StageResult:
+    """One conv stage: formula figures, measured figures and counter figures side by side."""
+
+    name: str
+    cin: int
+    cout: int
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int] | str
+    dilation: tuple[int, int]
+    groups: int
+    bias: bool
+    shared: bool
+    norm: str
+    act: str
+    notes: list[str]
+    input_shape: Shape
+    weight_shape: Shape  # the weight the conv applies
+    stored_weight_shape: Shape  # the trainable tensor (differs for a shared kernel)
+    output_shape: Shape  # formula
+    output_shape_measured: Shape | None
+    params: int  # formula
+    params_measured: int | None  # sum of numel over the stage's parameters
+    macs: int  # formula
+    macs_flop_counter: int | None  # FlopCounterMode's FLOPs ÷ 2
+    macs_ptflops: int | None  # ptflops (aten backend) with its bias adds removed
+    ptflops_raw: int | None  # ptflops' own figure (it folds bias adds in)
+    bias_adds: int
+    other_ops: int
+    min_bytes: int
+    # group g: output channels [g·out_per_group, (g+1)·out_per_group) read inputs [g·in_per_group, ...)
+    channel_map: dict[str, int]  # {"groups", "out_per_group", "in_per_group"}
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        data["flops"] = self.flops
+        return data
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Latency of one module: median over rounds, with the spread of the rounds."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    min_ms: float
+    max_ms: float
+    rounds: int
+    calls: int  # timed calls in all rounds together
+
+    @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    @property
+    def spread_pct(self) -> float:
+        """Interquartile range of the round medians as a percentage of the median."""
+        return 100.0 * self.iqr_ms / self.median_ms if self.median_ms else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["iqr_ms"] = self.iqr_ms
+        data["spread_pct"] = self.spread_pct
+        return data
+
+
+@dataclass
+class LayerResult:
+    """The dense reference or one alternative: its stages, totals and checks."""
+
+    kind: str
+    stages: list[StageResult]
+    input_shape: Shape
+    output_shape: Shape
+    output_shape_measured: Shape | None
+    checks: list[Check] = field(default_factory=list)
+    latency: LatencyStats | None = None
+
+    @property
+    def params(self) -> int:
+        return sum(stage.params for stage in self.stages)
+
+    @property
+    def params_measured(self) -> int | None:
+        return _sum_or_none(stage.params_measured for stage in self.stages)
+
+    @property
+    def macs(self) -> int:
+        return sum(stage.macs for stage in self.stages)
+
+    @property
+    def macs_flop_counter(self) -> int | None:
+        return _sum_or_none(stage.macs_flop_counter for stage in self.stages)
+
+    @property
+    def macs_ptflops(self) -> int | None:
+        return _sum_or_none(stage.macs_ptflops for stage in self.stages)
+
+    @property
+    def ptflops_raw(self) -> int | None:
+        return _sum_or_none(stage.ptflops_raw for stage in self.stages)
+
+    @property
+    def bias_adds(self) -> int:
+        return sum(stage.bias_adds for stage in self.stages)
+
+    @property
+    def other_ops(self) -> int:
+        return sum(stage.other_ops for stage in self.stages)
+
+    @property
+    def min_bytes(self) -> int:
+        return sum(stage.min_bytes for stage in self.stages)
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "output_shape_measured": None if self.output_shape_measured is None else list(self.output_shape_measured),
+            "params": self.params,
+            "params_measured": self.params_measured,
+            "macs": self.macs,
+            "macs_flop_counter": self.macs_flop_counter,
+            "macs_ptflops": self.macs_ptflops,
+            "ptflops_raw": self.ptflops_raw,
+            "flops": self.flops,
+            "bias_adds": self.bias_adds,
+            "other_ops": self.other_ops,
+            "min_bytes": self.min_bytes,
+            "latency": None if self.latency is None else self.latency.to_dict(),
+            "ok": self.ok,
+            "checks": [check.to_dict() for check in self.checks if not check.ok],
+            "stages": [stage.to_dict() for stage in self.stages],
+        }
+
+
+def _sum_or_none(values: Any) -> int | None:
+    total = 0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+@dataclass(frozen=True)
+class Ratios:
+    """Dense ÷ alternative, for one alternative."""
+
+    vs: str
+    params: float
+    macs: float
+    latency: float | None  # measured speedup; None without latency
+    shape_match: bool
+    textbook: float | None = None  # separable only: 1/(1/K + 1/(R·S))
+    bound: int | None = None  # separable only: R·S
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Environment:
+    torch: str
+    convcost: str
+    python: str
+    platform: str
+    device: str
+    device_name: str
+    threads: int
+    dtype: str
+    channels_last: bool = False
+    allocator: str = "not tuned"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Comparison:
+    """The dense layer against each alternative: what ``convcost compare`` computes."""
+
+    name: str | None
+    spec: dict[str, Any]
+    environment: Environment
+    dense: LayerResult
+    alternatives: list[LayerResult]
+    ratios: list[Ratios]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def layers(self) -> list[LayerResult]:
+        return [self.dense, *self.alternatives]
+
+    @property
+    def failures(self) -> list[str]:
+        """Plain sentences for every shape mismatch and unexplained disagreement."""
+        lines = [check.message() for layer in self.layers for check in layer.checks if not check.ok]
+        for ratio, layer in zip(self.ratios, self.alternatives):
+            if not ratio.shape_match:
+                lines.append(
+                    f"{layer.kind}: output shape {_show(layer.output_shape)} differs from dense "
+                    f"{_show(self.dense.output_shape)}"
+                )
+        return lines
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "spec": self.spec,
+            "environment": self.environment.to_dict(),
+            "ok": self.ok,
+            "failures": self.failures,
+            "dense": self.dense.to_dict(),
+            "alternatives": [layer.to_dict() for layer in self.alternatives],
+            "ratios": [ratio.to_dict() for ratio in self.ratios],
+            "notes": self.notes,
+        }

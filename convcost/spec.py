@@ -1,0 +1,228 @@
+"""Validated layer specs: what a user asks for, before anything is built.
+
+Values arrive from CLI flags (strings) or YAML (ints, strings, lists); the validators here accept both
+and reject anything ambiguous with a message that says what is expected.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from convcost.errors import FieldIssue, SpecError
+from convcost.formulas import Act, Norm, Pair, Padding
+
+
+class LayerKind(str, Enum):
+    """The layer kinds convcost builds; each expands into conv stages (see convcost.kinds)."""
+
+    DENSE = "dense"
+    DEPTHWISE = "depthwise"
+    POINTWISE = "pointwise"
+    SEPARABLE = "separable"
+    GROUPED = "grouped"
+    SPATIAL = "spatial"
+    SHARED = "shared"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DType(str, Enum):
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def itemsize(self) -> int:
+        return 4 if self is DType.FLOAT32 else 2
+
+
+_PAIR = re.compile(r"^\s*(\d+)\s*[xX×,]\s*(\d+)\s*$")
+_INT = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def _int(value: Any, *, minimum: int, what: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"must be {what}, got boolean {str(value).lower()} (YAML reads yes/no/on/off as booleans)")
+    if isinstance(value, float):
+        if value.is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"must be {what}, got {value}")
+    if isinstance(value, str):
+        if not _INT.match(value):
+            hint = ""
+            if re.match(r"^\s*[\d.]+[eE][+-]?\d+\s*$", value):
+                hint = " (YAML 1.1 reads 1e6 as a string: write the number out in full)"
+            raise ValueError(f"must be {what}, got {value!r}{hint}")
+        value = int(value)
+    if not isinstance(value, int):
+        raise ValueError(f"must be {what}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"must be {what}, got {value}")
+    return value
+
+
+def _pair(value: Any, *, minimum: int, what: str) -> Pair:
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise ValueError(f"must be {what}, got {list(value)!r}")
+        return (_int(value[0], minimum=minimum, what=what), _int(value[1], minimum=minimum, what=what))
+    if isinstance(value, str):
+        match = _PAIR.match(value)
+        if match:
+            pair = (int(match.group(1)), int(match.group(2)))
+            if min(pair) < minimum:
+                raise ValueError(f"must be {what}, got {value!r}")
+            return pair
+    single = _int(value, minimum=minimum, what=what)
+    return (single, single)
+
+
+def positive_pair(value: Any) -> Pair:
+    return _pair(value, minimum=1, what="a positive integer or RxS")
+
+
+def padding_value(value: Any) -> Padding:
+    if isinstance(value, str) and value.strip().lower() == "same":
+        return "same"
+    return _pair(value, minimum=0, what="a non-negative integer, RxS or 'same'")
+
+
+def size_value(value: Any) -> Pair:
+    return _pair(value, minimum=1, what="a positive integer or HxW")
+
+
+def positive_int(value: Any) -> int:
+    return _int(value, minimum=1, what="a positive integer")
+
+
+def strict_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "false"}:
+        return value.lower() == "true"
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _enum_text(value: Any) -> Any:
+    # YAML 1.1 turns a bare `off`/`no` into False: say so instead of "not a valid enum".
+    if isinstance(value, bool):
+        raise ValueError(
+            f"got boolean {str(value).lower()} (YAML reads off/no/on/yes as booleans): write none or quote it"
+        )
+    return value.lower() if isinstance(value, str) else value
+
+
+PositivePair = Annotated[Pair, BeforeValidator(positive_pair)]
+PaddingField = Annotated[Padding, BeforeValidator(padding_value)]
+SizeField = Annotated[Pair, BeforeValidator(size_value)]
+PositiveInt = Annotated[int, BeforeValidator(positive_int)]
+StrictBool = Annotated[bool, BeforeValidator(strict_bool)]
+NormField = Annotated[Norm, BeforeValidator(_enum_text)]
+ActField = Annotated[Act, BeforeValidator(_enum_text)]
+
+
+class StageOverride(BaseModel):
+    """Settings of one stage that differ from the layer's (e.g. ``pointwise: {padding: 1}``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kernel: PositivePair | None = None
+    stride: PositivePair | None = None
+    padding: PaddingField | None = None
+    dilation: PositivePair | None = None
+    bias: StrictBool | None = None
+    norm: NormField | None = None
+    act: ActField | None = None
+
+
+STAGE_NAMES = ("dense", "depthwise", "pointwise", "grouped", "row", "column", "shared")
+
+
+class LayerOptions(BaseModel):
+    """The conv layer being compared: the dense reference and every alternative are derived from it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cin: PositiveInt
+    cout: PositiveInt
+    kernel: PositivePair
+    stride: PositivePair = (1, 1)
+    padding: PaddingField = (0, 0)
+    dilation: PositivePair = (1, 1)
+    groups: PositiveInt = 1
+    multiplier: PositiveInt = 1
+    bias: StrictBool = True
+    mid: PositiveInt | None = Field(default=None, description="spatial: channels between the R×1 and 1×S convs")
+    norm: NormField = Norm.NONE
+    act: ActField = Act.NONE
+    # per-stage overrides, keyed by stage name
+    dense: StageOverride | None = None
+    depthwise: StageOverride | None = None
+    pointwise: StageOverride | None = None
+    grouped: StageOverride | None = None
+    row: StageOverride | None = None
+    column: StageOverride | None = None
+    shared: StageOverride | None = None
+
+    def override(self, stage: str) -> StageOverride | None:
+        value = getattr(self, stage, None)
+        return value if isinstance(value, StageOverride) else None
+
+
+def _kinds(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class CompareSpec(LayerOptions):
+    """One comparison: a layer, its input, and the alternatives to compare it against."""
+
+    name: str | None = None
+    size: SizeField = (128, 128)
+    batch: PositiveInt = 1
+    vs: Annotated[list[LayerKind], BeforeValidator(_kinds)] = Field(
+        default_factory=lambda: [LayerKind.SEPARABLE], min_length=1
+    )
+    dtype: DType = DType.FLOAT32
+    device: Literal["cpu", "cuda"] = "cpu"
+
+
+def issues_from_validation(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldIssue]:
+    """Turn pydantic's errors into FieldIssues with clean, user-facing messages."""
+    issues = []
+    for item in error.errors():
+        loc = tuple(part for part in item["loc"] if not _is_internal_loc(part))
+        message = str(item["msg"])
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required"
+        elif item["type"] == "enum" or item["type"] == "literal_error":
+            message = f"{message}, got {item.get('input')!r}"
+        issues.append(FieldIssue(prefix + loc, message))
+    return issues
+
+
+def _is_internal_loc(part: Any) -> bool:
+    # pydantic adds validator names such as 'function-before[...]' to some locations
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def parse_compare(data: dict[str, Any]) -> CompareSpec:
+    """Validate a dict of compare options (from flags or YAML) into a CompareSpec, or raise SpecError."""
+    try:
+        return CompareSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(issues_from_validation(error)) from None
