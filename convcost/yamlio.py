@@ -1,0 +1,204 @@
+"""Loading YAML safely, with the line of every value, duplicate keys rejected and YAML 1.1 traps named.
+
+PyYAML implements YAML 1.1, where a plain ``off`` is a boolean, ``0x1`` is the hexadecimal integer 1, ``010``
+is octal 8, ``1_000`` is 1000 and ``1:30`` is 90, while ``1e6`` stays a string. A layer file that says
+``padding: 0x1`` almost certainly means "0 by 1", so such integers are reported instead of silently accepted;
+booleans and ``1e6`` strings are explained by the spec validators where a number or a word is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from convcost.errors import FieldIssue, SpecError
+from convcost.spec import issues_from_validation
+
+Loc = tuple[str | int, ...]
+
+_PLAIN_DECIMAL = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
+
+
+@dataclass
+class Document:
+    """A loaded YAML file: its data and the line (1-based) where each value starts."""
+
+    data: Any
+    source: str
+    lines: dict[Loc, int] = field(default_factory=dict)
+
+    def line(self, loc: Loc) -> int | None:
+        """The line of the value at ``loc``, or of its closest enclosing value."""
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return None
+
+    def key_line(self, loc: Loc) -> int | None:
+        """The line of the key at ``loc`` (for an unknown key), falling back to :meth:`line`."""
+        return self.lines.get(("key", *loc)) or self.line(loc)
+
+    def error(self, issues: Iterable[FieldIssue]) -> SpecError:
+        """A SpecError naming this file, with a line for each issue."""
+        placed = [
+            FieldIssue(
+                issue.loc, issue.message, issue.line or self.key_line(issue.loc) if issue.loc else issue.line
+            )
+            for issue in issues
+        ]
+        return SpecError(sorted(placed, key=lambda issue: issue.line or 0), source=self.source)
+
+
+def load(path: Path | str, *, display: str | None = None) -> Document:
+    """Read and parse ``path`` with the safe loader; raises SpecError (with a line) for anything unreadable."""
+    path = Path(path)
+    source = display or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([FieldIssue((), "no such file")], source=source) from None
+    except IsADirectoryError:
+        raise SpecError([FieldIssue((), "is a directory, not a YAML file")], source=source) from None
+    except UnicodeDecodeError as error:
+        raise SpecError([FieldIssue((), f"not UTF-8 text ({error.reason})")], source=source) from None
+    except OSError as error:
+        raise SpecError([FieldIssue((), f"cannot read: {error.strerror or error}")], source=source) from None
+    return loads(text, source)
+
+
+def loads(text: str, source: str = "<string>") -> Document:
+    """Parse YAML text; see :func:`load`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else None
+        problem = error.problem or error.context or "invalid YAML"
+        raise SpecError([FieldIssue((), f"invalid YAML: {problem}", line)], source=source) from None
+    except yaml.YAMLError as error:
+        raise SpecError([FieldIssue((), f"invalid YAML: {error}")], source=source) from None
+    finally:
+        loader.dispose()
+    document = Document(data=None, source=source)
+    issues: list[FieldIssue] = []
+    if node is not None:
+        document.data = _construct(node, (), loader, document.lines, issues)
+    if issues:
+        raise document.error(issues)
+    return document
+
+
+def _construct(
+    node: yaml.Node, loc: Loc, loader: yaml.SafeLoader, lines: dict[Loc, int], issues: list[FieldIssue]
+) -> Any:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # merge keys (<<)
+        result: dict[Any, Any] = {}
+        first_line: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                issues.append(
+                    FieldIssue(loc, "mapping keys must be plain words", key_node.start_mark.line + 1)
+                )
+                continue
+            if isinstance(key, bool):
+                # `on:`/`off:`/`yes:` as keys: YAML 1.1 turns them into booleans
+                issues.append(
+                    FieldIssue(loc, f"key {key_node.value!r} reads as a boolean in YAML 1.1: quote it",
+                               key_node.start_mark.line + 1)
+                )  # fmt: skip
+                continue
+            key_line = key_node.start_mark.line + 1
+            if key in result:
+                issues.append(
+                    FieldIssue(
+                        (*loc, key), f"duplicate key (first given on line {first_line[key]})", key_line
+                    )
+                )
+                continue
+            first_line[key] = key_line
+            lines[("key", *loc, key)] = key_line
+            result[key] = _construct(value_node, (*loc, key), loader, lines, issues)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _construct(item, (*loc, index), loader, lines, issues) for index, item in enumerate(node.value)
+        ]
+    value = loader.construct_object(node, deep=True)
+    if (
+        isinstance(node, yaml.ScalarNode)
+        and node.style is None
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _PLAIN_DECIMAL.match(node.value)
+    ):
+        issues.append(
+            FieldIssue(
+                loc,
+                f"YAML 1.1 reads {node.value} as the number {value}: write it as a decimal number, "
+                f'or quote it if you mean something else ("{node.value}")',
+                node.start_mark.line + 1,
+            )
+        )
+    return value
+
+
+def suggest(word: str, choices: Iterable[str]) -> str | None:
+    """The closest known key to a misspelt one (``kernal`` → ``kernel``)."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def validate(
+    model: type[BaseModel], data: Any, document: Document, prefix: Loc = ()
+) -> tuple[Any, list[FieldIssue]]:
+    """Validate ``data`` (found at ``prefix`` in ``document``) into ``model``; issues carry lines and typo hints."""
+    try:
+        return model.model_validate(data), []
+    except ValidationError as error:
+        issues = []
+        for issue in issues_from_validation(error, prefix):
+            message = issue.message
+            if message == "unknown key" and issue.loc and isinstance(issue.loc[-1], str):
+                parent = _model_at(model, issue.loc[len(prefix) : -1])
+                hint = suggest(issue.loc[-1], parent.model_fields) if parent else None
+                if hint:
+                    message = f"unknown key; did you mean '{hint}'?"
+            issues.append(FieldIssue(issue.loc, message, document.key_line(issue.loc)))
+        return None, issues
+
+
+def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``loc`` inside ``model`` (for typo suggestions)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if (
+            not (isinstance(current, type) and issubclass(current, BaseModel))
+            or part not in current.model_fields
+        ):
+            return None
+        current = _unwrap(current.model_fields[part].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """The BaseModel inside Optional[...]/list[...]/Annotated[...], if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _unwrap(arg)
+        if found is not None:
+            return found
+    return None
