@@ -79,7 +79,15 @@ def flag_for(loc: tuple[str | int, ...]) -> str:
     names = [part for part in loc if isinstance(part, str)]
     if not names:
         return "input"
-    if len(names) >= 2 and names[0] in {"dense", "depthwise", "pointwise", "grouped", "row", "column", "shared"}:
+    if len(names) >= 2 and names[0] in {
+        "dense",
+        "depthwise",
+        "pointwise",
+        "grouped",
+        "row",
+        "column",
+        "shared",
+    }:
         return f"--set {names[0]}.{names[1]}"
     return "--" + names[0].replace("_", "-")
 
@@ -98,7 +106,10 @@ def fail_spec(error: SpecError) -> NoReturn:
 def internal_error(error: BaseException) -> NoReturn:
     if os.environ.get("CONVCOST_DEBUG"):
         raise error
-    fail(f"internal error: {type(error).__name__}: {error} (set CONVCOST_DEBUG=1 for a traceback)", EXIT_INTERNAL)
+    fail(
+        f"internal error: {type(error).__name__}: {error} (set CONVCOST_DEBUG=1 for a traceback)",
+        EXIT_INTERNAL,
+    )
 
 
 def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
@@ -128,7 +139,8 @@ def _write(text: str, output: Path | None) -> None:
 # Options shared by the commands that measure, defined once.
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
 OutputOption = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Write the report to this file (atomically).", dir_okay=False)
+    Path | None,
+    typer.Option("--output", "-o", help="Write the report to this file (atomically).", dir_okay=False),
 ]
 LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency (on by default).")]
 ThreadsOption = Annotated[int, typer.Option("--threads", min=1, help="Threads for the forward passes and timing.")]
@@ -153,7 +165,8 @@ def compare(
     multiplier: Annotated[str, typer.Option("--multiplier", help="Depth multiplier m of depthwise stages.")] = "1",
     bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")] = True,
     mid: Annotated[
-        str | None, typer.Option("--mid", help="spatial: channels between the R×1 and 1×S convs (default cin).")
+        str | None,
+        typer.Option("--mid", help="spatial: channels between the R×1 and 1×S convs (default cin)."),
     ] = None,
     norm: Annotated[str, typer.Option("--norm", help="After each conv: none or batch.")] = "none",
     act: Annotated[str, typer.Option("--act", help="After each conv (and norm): none, relu or relu6.")] = "none",

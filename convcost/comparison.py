@@ -22,7 +22,7 @@ def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tupl
     first_input = build.input_tensor(spec.cin, spec.size, spec.batch, spec.dtype, spec.device)
     tensor = first_input
     results, checks = [], []
-    for stage, module in zip(stages, modules):
+    for stage, module in zip(stages, modules, strict=True):
         subject = kind if len(stages) == 1 else f"{kind}.{stage.name}"
         result, stage_checks, tensor = measure_stage(stage, module, tensor, subject)
         results.append(result)
@@ -48,8 +48,8 @@ def compare(spec: CompareSpec, latency_settings: LatencySettings | None = None) 
     if latency_settings is not None and latency_settings.tune_allocator:
         allocator = latency.tune_allocator()
     measured: dict[str, tuple[LayerResult, nn.Module, torch.Tensor]] = {}
-    for kind, stages in planned.items():
-        measured[str(kind)] = measure_layer(str(kind), stages, spec)
+    for planned_kind, stages in planned.items():
+        measured[str(planned_kind)] = measure_layer(str(planned_kind), stages, spec)
     if latency_settings is not None:
         stats = latency.measure(
             {kind: (module, tensor) for kind, (_, module, tensor) in measured.items()}, latency_settings
@@ -73,7 +73,7 @@ def compare(spec: CompareSpec, latency_settings: LatencySettings | None = None) 
         dense=dense,
         alternatives=alternatives,
         ratios=ratios,
-        notes=[note for ratio, layer in zip(ratios, alternatives) if (note := _note(ratio, layer))],
+        notes=[note for ratio, layer in zip(ratios, alternatives, strict=True) if (note := _note(ratio, layer))],
     )
 
 

@@ -82,7 +82,7 @@ def explicit_padding(stage: ConvStage) -> tuple[Pair, Pair]:
     """Padding as ((top, bottom), (left, right)); ``same`` pads like ``nn.Conv2d(padding='same')``."""
     if stage.padding == "same":
         pads: list[Pair] = []
-        for k, d in zip(stage.kernel, stage.dilation):
+        for k, d in zip(stage.kernel, stage.dilation, strict=True):
             total = d * (k - 1)
             # torch puts the odd pixel on the bottom/right side
             pads.append((total // 2, total - total // 2))

@@ -125,7 +125,8 @@ def spatial(options: LayerOptions) -> list[ConvStage]:
         row_padding, column_padding = (options.padding[0], 0), (0, options.padding[1])
     return [
         _stage(
-            options, "row", cin=options.cin, cout=mid, kernel=(r, 1), stride=(sh, 1), padding=row_padding, dilation=(dh, 1)
+            options, "row", cin=options.cin, cout=mid, kernel=(r, 1), stride=(sh, 1), padding=row_padding,
+            dilation=(dh, 1),
         ),
         _stage(
             options, "column", cin=mid, cout=options.cout, kernel=(1, s), stride=(1, sw), padding=column_padding,
@@ -147,7 +148,10 @@ def _kind_issues(spec: CompareSpec) -> list[FieldIssue]:
     issues: list[FieldIssue] = []
     if spec.cin % spec.groups or spec.cout % spec.groups:
         issues.append(
-            FieldIssue(("groups",), f"cin ({spec.cin}) and cout ({spec.cout}) must both be divisible by {spec.groups}")
+            FieldIssue(
+                ("groups",),
+                f"cin ({spec.cin}) and cout ({spec.cout}) must both be divisible by {spec.groups}",
+            )
         )
     if LayerKind.GROUPED in spec.vs and spec.groups == 1:
         issues.append(FieldIssue(("groups",), "grouped needs groups > 1 (groups=1 is the dense conv)"))
@@ -165,6 +169,7 @@ def _kind_issues(spec: CompareSpec) -> list[FieldIssue]:
 
 def _stage_issues(stage: ConvStage, size: Pair, overridden: set[str]) -> list[FieldIssue]:
     """Problems with one stage on an input of spatial ``size`` (named on the field that causes them)."""
+
     def loc(field: str) -> tuple[str, ...]:
         return (stage.name, field) if field in overridden else (field,)
 
@@ -175,7 +180,7 @@ def _stage_issues(stage: ConvStage, size: Pair, overridden: set[str]) -> list[Fi
     out_h, out_w = formulas.output_size(stage, size)
     if out_h < 1 or out_w < 1:
         (pt, pb), (pl, pr) = formulas.explicit_padding(stage)
-        extent = tuple(d * (k - 1) + 1 for k, d in zip(stage.kernel, stage.dilation))
+        extent = tuple(d * (k - 1) + 1 for k, d in zip(stage.kernel, stage.dilation, strict=True))
         issues.append(
             FieldIssue(
                 loc("kernel"),

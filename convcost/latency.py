@@ -87,7 +87,7 @@ def measure(cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: Laten
     prepared: dict[str, tuple[nn.Module, torch.Tensor]] = {}
     for name, (module, tensor) in cases.items():
         if settings.channels_last:
-            module = module.to(memory_format=torch.channels_last)
+            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         prepared[name] = (module, tensor)
     round_times: dict[str, list[float]] = {name: [] for name in names}

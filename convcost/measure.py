@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import platform
+
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -141,10 +142,8 @@ def stage_checks(result: StageResult, applied_weight_shape: tuple[int, ...], sub
 
 
 def environment(device: str, threads: int, dtype: str, channels_last: bool, allocator: str) -> Environment:
-    if device == "cuda":
-        device_name = torch.cuda.get_device_name(0)
-    else:
-        device_name = platform.processor() or platform.machine()
+    on_cuda = device == "cuda"
+    device_name = torch.cuda.get_device_name(0) if on_cuda else (platform.processor() or platform.machine())
     return Environment(
         torch=torch.__version__,
         convcost=__version__,
@@ -164,4 +163,3 @@ def check_device(device: str) -> None:
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available on this machine (torch " + torch.__version__ + ")")
-

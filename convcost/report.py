@@ -152,15 +152,15 @@ def render_table(comparison: Comparison, console: Console) -> None:
     ratios.add_column("MACs", justify="right", no_wrap=True)
     ratios.add_column("Latency", justify="right", no_wrap=True)
     ratios.add_column("Shapes", no_wrap=True)
-    for item in comparison.ratios:
-        match = Text("same", style="green") if item.shape_match else Text("DIFFER", style="bold red")
-        ratios.add_row(item.vs, ratio(item.params), ratio(item.macs), ratio(item.latency), match)
+    for entry in comparison.ratios:
+        match = Text("same", style="green") if entry.shape_match else Text("DIFFER", style="bold red")
+        ratios.add_row(entry.vs, ratio(entry.params), ratio(entry.macs), ratio(entry.latency), match)
     console.print(ratios)
-    for item in comparison.ratios:
-        if item.textbook is not None and item.bound is not None:
+    for entry in comparison.ratios:
+        if entry.textbook is not None and entry.bound is not None:
             console.print(
-                f"{item.vs}: MAC ratio {ratio(item.macs)}; textbook 1/(1/K + 1/(R·S)) = {item.textbook:.2f} "
-                f"(multiplier 1, no bias); bound R·S = {item.bound}"
+                f"{entry.vs}: MAC ratio {ratio(entry.macs)}; textbook 1/(1/K + 1/(R·S)) = {entry.textbook:.2f} "
+                f"(multiplier 1, no bias); bound R·S = {entry.bound}"
             )
 
     if any(layer.latency for layer in comparison.layers):
@@ -231,7 +231,7 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
     """One row per layer (stage empty) and one per stage of a multi-stage layer."""
     rows = []
     ratios = {item.vs: item for item in comparison.ratios}
-    for label, layer, stage in _rows(comparison):
+    for _, layer, stage in _rows(comparison):
         item: LayerResult | StageResult = stage if stage is not None else layer
         row: dict[str, Any] = {
             "name": comparison.name or "",
@@ -296,7 +296,13 @@ def to_markdown(comparison: Comparison) -> str:
     headers = ["Layer", "Output", "Params", "MACs", "Bias adds", "Norm+act ops", "Checks"]
     parts += [markdown_table(headers, rows, {2, 3, 4, 5}), ""]
     ratio_rows = [
-        [item.vs, ratio(item.params), ratio(item.macs), ratio(item.latency), "same" if item.shape_match else "DIFFER"]
+        [
+            item.vs,
+            ratio(item.params),
+            ratio(item.macs),
+            ratio(item.latency),
+            "same" if item.shape_match else "DIFFER",
+        ]
         for item in comparison.ratios
     ]
     parts += [markdown_table(["vs", "Params ÷", "MACs ÷", "Speedup", "Shapes"], ratio_rows, {1, 2, 3}), ""]

@@ -263,7 +263,7 @@ class Comparison:
     def failures(self) -> list[str]:
         """Plain sentences for every shape mismatch and unexplained disagreement."""
         lines = [check.message() for layer in self.layers for check in layer.checks if not check.ok]
-        for ratio, layer in zip(self.ratios, self.alternatives):
+        for ratio, layer in zip(self.ratios, self.alternatives, strict=True):
             if not ratio.shape_match:
                 lines.append(
                     f"{layer.kind}: output shape {_show(layer.output_shape)} differs from dense "

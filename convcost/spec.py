@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from convcost.errors import FieldIssue, SpecError
-from convcost.formulas import Act, Norm, Pair, Padding
+from convcost.formulas import Act, Norm, Padding, Pair
 
 
 class LayerKind(str, Enum):

@@ -48,9 +48,7 @@ class Document:
     def error(self, issues: Iterable[FieldIssue]) -> SpecError:
         """A SpecError naming this file, with a line for each issue."""
         placed = [
-            FieldIssue(
-                issue.loc, issue.message, issue.line or self.key_line(issue.loc) if issue.loc else issue.line
-            )
+            FieldIssue(issue.loc, issue.message, issue.line or self.key_line(issue.loc) if issue.loc else issue.line)
             for issue in issues
         ]
         return SpecError(sorted(placed, key=lambda issue: issue.line or 0), source=self.source)
@@ -106,10 +104,8 @@ def _construct(
         first_line: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                issues.append(
-                    FieldIssue(loc, "mapping keys must be plain words", key_node.start_mark.line + 1)
-                )
+            if not isinstance(key, (str, int)) or key is None:
+                issues.append(FieldIssue(loc, "mapping keys must be plain words", key_node.start_mark.line + 1))
                 continue
             if isinstance(key, bool):
                 # `on:`/`off:`/`yes:` as keys: YAML 1.1 turns them into booleans
@@ -121,9 +117,7 @@ def _construct(
             key_line = key_node.start_mark.line + 1
             if key in result:
                 issues.append(
-                    FieldIssue(
-                        (*loc, key), f"duplicate key (first given on line {first_line[key]})", key_line
-                    )
+                    FieldIssue((*loc, key), f"duplicate key (first given on line {first_line[key]})", key_line)
                 )
                 continue
             first_line[key] = key_line
@@ -131,9 +125,7 @@ def _construct(
             result[key] = _construct(value_node, (*loc, key), loader, lines, issues)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [
-            _construct(item, (*loc, index), loader, lines, issues) for index, item in enumerate(node.value)
-        ]
+        return [_construct(item, (*loc, index), loader, lines, issues) for index, item in enumerate(node.value)]
     value = loader.construct_object(node, deep=True)
     if (
         isinstance(node, yaml.ScalarNode)
@@ -159,9 +151,7 @@ def suggest(word: str, choices: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def validate(
-    model: type[BaseModel], data: Any, document: Document, prefix: Loc = ()
-) -> tuple[Any, list[FieldIssue]]:
+def validate(model: type[BaseModel], data: Any, document: Document, prefix: Loc = ()) -> tuple[Any, list[FieldIssue]]:
     """Validate ``data`` (found at ``prefix`` in ``document``) into ``model``; issues carry lines and typo hints."""
     try:
         return model.model_validate(data), []
@@ -184,10 +174,7 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     for part in loc:
         if isinstance(part, int):
             continue
-        if (
-            not (isinstance(current, type) and issubclass(current, BaseModel))
-            or part not in current.model_fields
-        ):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
             return None
         current = _unwrap(current.model_fields[part].annotation)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
