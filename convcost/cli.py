@@ -143,10 +143,12 @@ OutputOption = Annotated[
     typer.Option("--output", "-o", help="Write the report to this file (atomically).", dir_okay=False),
 ]
 LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency (on by default).")]
-ThreadsOption = Annotated[int, typer.Option("--threads", min=1, help="Threads for the forward passes and timing.")]
-RoundsOption = Annotated[int, typer.Option("--rounds", min=1, help="Interleaved timing rounds.")]
+ThreadsOption = Annotated[
+    int, typer.Option("--threads", metavar="N", min=1, help="Threads for the forward passes and timing.")
+]
+RoundsOption = Annotated[int, typer.Option("--rounds", metavar="N", min=1, help="Interleaved timing rounds.")]
 MinTimeOption = Annotated[
-    float, typer.Option("--min-time", min=0.001, help="Seconds of timed calls per layer per round.")
+    float, typer.Option("--min-time", metavar="SECONDS", min=0.001, help="Seconds of timed calls per layer per round.")
 ]
 ChannelsLastOption = Annotated[
     bool, typer.Option("--channels-last/--no-channels-last", help="Time in channels_last memory format.")
@@ -155,29 +157,36 @@ ChannelsLastOption = Annotated[
 
 @app.command()
 def compare(
-    cin: Annotated[str, typer.Option("--cin", help="Input channels C.", show_default=False)],
-    cout: Annotated[str, typer.Option("--cout", help="Output channels K.", show_default=False)],
-    kernel: Annotated[str, typer.Option("--kernel", "-k", help="Kernel R×S: 3 or 3x5.", show_default=False)],
-    stride: Annotated[str, typer.Option("--stride", help="Stride: 1 or 2x1.")] = "1",
-    padding: Annotated[str, typer.Option("--padding", help="Padding: 0, 1x2 or same.")] = "0",
-    dilation: Annotated[str, typer.Option("--dilation", help="Dilation: 1 or 2x1.")] = "1",
-    groups: Annotated[str, typer.Option("--groups", help="Groups of the 'grouped' alternative.")] = "1",
-    multiplier: Annotated[str, typer.Option("--multiplier", help="Depth multiplier m of depthwise stages.")] = "1",
+    cin: Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)],
+    cout: Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)],
+    kernel: Annotated[
+        str, typer.Option("--kernel", "-k", metavar="RxS", help="Kernel R×S: 3 or 3x5.", show_default=False)
+    ],
+    stride: Annotated[str, typer.Option("--stride", metavar="S", help="Stride: 1 or 2x1.")] = "1",
+    padding: Annotated[str, typer.Option("--padding", metavar="P", help="Padding: 0, 1x2 or same.")] = "0",
+    dilation: Annotated[str, typer.Option("--dilation", metavar="D", help="Dilation: 1 or 2x1.")] = "1",
+    groups: Annotated[str, typer.Option("--groups", metavar="G", help="Groups of the 'grouped' alternative.")] = "1",
+    multiplier: Annotated[
+        str, typer.Option("--multiplier", metavar="M", help="Depth multiplier m of depthwise stages.")
+    ] = "1",
     bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")] = True,
     mid: Annotated[
         str | None,
-        typer.Option("--mid", help="spatial: channels between the R×1 and 1×S convs (default cin)."),
+        typer.Option("--mid", metavar="M", help="spatial: channels between the R×1 and 1×S convs (default cin)."),
     ] = None,
-    norm: Annotated[str, typer.Option("--norm", help="After each conv: none or batch.")] = "none",
-    act: Annotated[str, typer.Option("--act", help="After each conv (and norm): none, relu or relu6.")] = "none",
-    size: Annotated[str, typer.Option("--size", help="Input H=W, or HxW.")] = "128",
-    batch: Annotated[str, typer.Option("--batch", help="Batch size.")] = "1",
-    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    norm: Annotated[str, typer.Option("--norm", metavar="NORM", help="After each conv: none or batch.")] = "none",
+    act: Annotated[
+        str, typer.Option("--act", metavar="ACT", help="After each conv (and norm): none, relu or relu6.")
+    ] = "none",
+    size: Annotated[str, typer.Option("--size", metavar="HxW", help="Input H=W, or HxW.")] = "128",
+    batch: Annotated[str, typer.Option("--batch", metavar="N", help="Batch size.")] = "1",
+    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")] = "cpu",
     vs: Annotated[
         list[str] | None,
         typer.Option(
             "--vs",
+            metavar="KIND",
             help="Alternatives: separable, depthwise, pointwise, grouped, spatial, shared, dense "
             "(repeat the flag or separate with commas).",
             show_default="separable",
@@ -185,7 +194,11 @@ def compare(
     ] = None,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override one stage's setting: STAGE.FIELD=VALUE, e.g. pointwise.padding=1."),
+        typer.Option(
+            "--set",
+            metavar="STAGE.FIELD=VALUE",
+            help="Override one stage's setting: STAGE.FIELD=VALUE, e.g. pointwise.padding=1.",
+        ),
     ] = None,
     output_format: FormatOption = Format.TABLE,
     output: OutputOption = None,

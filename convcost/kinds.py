@@ -42,7 +42,12 @@ def _stage(options: LayerOptions, name: str, **values: object) -> ConvStage:
 
 
 def _describe(changes: dict[str, object]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in changes.items())
+    def text(value: object) -> str:
+        if isinstance(value, tuple):
+            return str(value[0]) if len(set(value)) == 1 else "x".join(str(part) for part in value)
+        return str(value)
+
+    return ", ".join(f"{key}={text(value)}" for key, value in changes.items())
 
 
 def _depthwise(options: LayerOptions, name: str, shared: bool = False) -> ConvStage:
@@ -181,10 +186,11 @@ def _stage_issues(stage: ConvStage, size: Pair, overridden: set[str]) -> list[Fi
     if out_h < 1 or out_w < 1:
         (pt, pb), (pl, pr) = formulas.explicit_padding(stage)
         extent = tuple(d * (k - 1) + 1 for k, d in zip(stage.kernel, stage.dilation, strict=True))
+        prefix = f"{stage.name}: " if "kernel" in overridden else ""
         issues.append(
             FieldIssue(
                 loc("kernel"),
-                f"{stage.name}: kernel extent {extent[0]}×{extent[1]} (with dilation) is larger than the padded "
+                f"{prefix}kernel extent {extent[0]}×{extent[1]} (with dilation) is larger than the padded "
                 f"input {size[0] + pt + pb}×{size[1] + pl + pr}",
             )
         )

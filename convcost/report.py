@@ -143,6 +143,10 @@ def render_table(comparison: Comparison, console: Console) -> None:
                 weight += f" (stores {shape(stage.stored_weight_shape)})"
             stages.add_row(label, weight, f"{pair(stage.stride)}/{pair(stage.padding)}", channel_map(stage))
     console.print(stages)
+    for layer in comparison.layers:
+        for stage in layer.stages:
+            for note in stage.notes:
+                console.print(Text(f"{layer.kind}.{stage.name}: {note}", style="yellow"))
 
     _render_checks(comparison, console)
 

@@ -1,0 +1,190 @@
+"""`convcost compare` end to end through typer's CliRunner: exit codes, numbers, error lines, formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from convcost import __version__
+from convcost.cli import app
+
+runner = CliRunner()
+BLOG = ["compare", "--cin", "8", "--cout", "64", "-k", "3"]
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_blog_numbers_in_the_table() -> None:
+    code, out, err = run(*BLOG, "--no-latency")
+    assert code == 0, out + err
+    for figure in ("4,672", "656", "73,156,608", "9,271,584", "7.89×", "7.12×", "bound R·S = 9"):
+        assert figure in out
+    assert "✓ 15 checks" in out
+    assert "8→64 3×3 · input 1×8×128×128 · float32 · cpu · 1 thread" in out
+
+
+def test_table_fits_80_columns() -> None:
+    code, out, _ = run(*BLOG, "--no-latency", "--vs", "separable,grouped,spatial", "--groups", "4", "--norm", "batch",
+                       "--act", "relu6", "--batch", "64")  # fmt: skip
+    assert code == 0
+    # nothing wraps a number: every line of the CliRunner's 80-column console fits
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_json_has_schema_raw_integers_and_environment() -> None:
+    code, out, _ = run(*BLOG, "--no-latency", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["schema_version"] == 1
+    assert data["dense"]["params"] == 4672 and data["dense"]["macs"] == 73_156_608
+    separable = data["alternatives"][0]
+    assert separable["macs"] == 9_271_584 and separable["macs_flop_counter"] == 9_271_584
+    # ptflops' raw figure keeps the bias adds it folds in: 9,271,584 + (8 + 64)·126·126
+    assert separable["ptflops_raw"] == 9_271_584 + 72 * 126 * 126
+    assert separable["flops"] == 2 * 9_271_584
+    assert data["environment"]["torch"] == torch.__version__
+    assert data["environment"]["threads"] == 1 and data["environment"]["dtype"] == "float32"
+    assert data["ok"] is True and data["failures"] == []
+    assert data["ratios"][0]["bound"] == 9
+
+
+def test_csv_parses_one_row_per_layer_and_stage() -> None:
+    code, out, _ = run(*BLOG, "--no-latency", "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(row["layer"], row["stage"]) for row in rows] == [
+        ("dense", ""), ("separable", ""), ("separable", "depthwise"), ("separable", "pointwise"),
+    ]  # fmt: skip
+    assert int(rows[2]["macs"]) + int(rows[3]["macs"]) == int(rows[1]["macs"]) == 9_271_584
+
+
+def test_markdown_has_tables() -> None:
+    code, out, _ = run(*BLOG, "--no-latency", "--format", "markdown")
+    assert code == 0
+    assert "| dense | 1×64×126×126 | 4,672 | 73,156,608 |" in out
+
+
+def test_latency_is_measured_side_by_side() -> None:
+    code, out, err = run(*BLOG, "--size", "16", "--rounds", "2", "--min-time", "0.002", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    for layer in (data["dense"], data["alternatives"][0]):
+        assert layer["latency"]["rounds"] == 2 and layer["latency"]["median_ms"] > 0
+    speedup = data["dense"]["latency"]["median_ms"] / data["alternatives"][0]["latency"]["median_ms"]
+    assert data["ratios"][0]["latency"] == pytest.approx(speedup)
+
+
+def test_shape_mismatch_fails_with_both_shapes() -> None:
+    code, out, _ = run("compare", "--cin", "32", "--cout", "64", "-k", "3", "--padding", "1", "--size", "64",
+                       "--set", "pointwise.padding=1", "--no-latency")  # fmt: skip
+    assert code == 1
+    assert "✗ separable: output shape 1×64×66×66 differs from dense 1×64×64×64" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--cin", "0"], "convcost: error: --cin: must be a positive integer, got 0"),
+        (["-k", "3x0"], "convcost: error: --kernel: must be a positive integer or RxS, got '3x0'"),
+        (["--groups", "3", "--vs", "grouped"],
+         "convcost: error: --groups: cin (8) and cout (64) must both be divisible by 3"),
+        (["--vs", "depthwise"], "convcost: error: --cout: depthwise needs cout = multiplier × cin = 1 × 8 = 8, got 64"),
+        (["--size", "2"], "convcost: error: --kernel: kernel extent 3×3 (with dilation) is larger than the padded "
+                          "input 2×2"),
+        (["--padding", "same", "--stride", "2"], "convcost: error: --padding: padding 'same' needs stride 1 "
+                                                 "(as nn.Conv2d)"),
+        (["--size", "-4"], "convcost: error: --size: must be a positive integer or HxW, got -4"),
+        (["--set", "pointwise.padding"], "convcost: error: --set: expected STAGE.FIELD=VALUE (e.g. "
+                                         "pointwise.padding=1), got 'pointwise.padding'"),
+        (["--set", "pointwise.paddin=1"], "convcost: error: --set pointwise.paddin: unknown key"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--cin", "0"], None),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_exit_2(args: list[str], line: str | None) -> None:
+    base = ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--no-latency"]
+    code, out, err = run(*base, *args)
+    assert code == 2
+    assert out == ""
+    assert "Traceback" not in err
+    if line is not None:
+        assert err.strip() == line
+    else:
+        assert err.strip().startswith("convcost: error: --device cuda: CUDA is not available")
+
+
+def test_unknown_kind_names_the_flag() -> None:
+    code, _, err = run(*BLOG, "--vs", "seperable", "--no-latency")
+    assert code == 2
+    assert err.startswith("convcost: error: --vs: Input should be")
+    assert "'seperable'" in err
+
+
+def test_output_file_is_written(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    code, out, _ = run(*BLOG, "--no-latency", "--format", "json", "-o", str(target))
+    assert code == 0 and out == ""
+    assert json.loads(target.read_text())["dense"]["params"] == 4672
+    assert [path.name for path in tmp_path.iterdir()] == ["report.json"]  # no temporary file left behind
+
+
+def test_ptflops_failure_is_an_internal_error_not_a_wrong_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ptflops.aten_engine
+
+    def broken(*args: object, **kwargs: object) -> tuple[None, None]:
+        print("Flops estimation was not finished successfully because of the following exception:")
+        return None, None
+
+    monkeypatch.setattr(ptflops.aten_engine, "get_flops_aten", broken)
+    code, out, err = run(*BLOG, "--no-latency")
+    assert code == 3
+    assert out == ""
+    assert err.strip() == (
+        "convcost: error: ptflops failed: Flops estimation was not finished successfully because of the "
+        "following exception:"
+    )
+
+
+def test_version_and_module_entry_point() -> None:
+    code, out, _ = run("--version")
+    assert code == 0 and out.strip() == f"convcost {__version__}"
+    result = subprocess.run([sys.executable, "-m", "convcost", "--version"], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == f"convcost {__version__}"
+
+
+def test_help_never_imports_torch() -> None:
+    code = (
+        "import sys\n"
+        "from convcost.cli import app\n"
+        "try:\n"
+        "    app(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "try:\n"
+        "    app(['compare', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "--cin" in result.stdout
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        assert f"convcost {name}" in readme, name
+        code, out, _ = run(name, "--help")
+        assert code == 0 and "Usage" in out
