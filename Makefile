@@ -24,8 +24,8 @@ demo: $(STAMP)
 	$(VENV)/bin/convcost compare --cin 8 --cout 64 -k 3
 
 test: $(TEST_STAMP)
-	$(VENV)/bin/ruff check convcost tests benchmarks
-	$(VENV)/bin/ruff format --check convcost tests benchmarks
+	$(VENV)/bin/ruff check convcost tests $(wildcard benchmarks)
+	$(VENV)/bin/ruff format --check convcost tests $(wildcard benchmarks)
 	$(VENV)/bin/mypy
 	$(PY) -m pytest
 

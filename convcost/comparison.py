@@ -8,7 +8,7 @@ from torch import nn
 from convcost import build, formulas, kinds, latency
 from convcost.formulas import ConvStage
 from convcost.latency import LatencySettings
-from convcost.measure import check_device, environment, measure_stage
+from convcost.measure import check_device, check_memory, environment, measure_stage
 from convcost.results import Check, Comparison, LayerResult, Ratios
 from convcost.spec import CompareSpec, LayerKind
 
@@ -44,6 +44,13 @@ def compare(spec: CompareSpec, latency_settings: LatencySettings | None = None) 
     """Compare the dense conv of ``spec`` with each alternative in ``spec.vs``; latency when settings are given."""
     check_device(spec.device)
     planned = kinds.plan(spec)
+    check_memory(
+        list(planned.values()),
+        spec.size,
+        spec.batch,
+        spec.dtype.itemsize,
+        "--size/--batch",
+    )
     allocator = "not tuned"
     if latency_settings is not None and latency_settings.tune_allocator:
         allocator = latency.tune_allocator()

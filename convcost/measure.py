@@ -158,6 +158,40 @@ def environment(device: str, threads: int, dtype: str, channels_last: bool, allo
     )
 
 
+def available_memory() -> int | None:
+    """Bytes the OS says are available (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+# Refuse a run whose tensors alone would take more than this share of available memory.
+MEMORY_SHARE = 0.5
+
+
+def check_memory(layers: list[list[ConvStage]], size: Pair, batch: int, itemsize: int, flag_hint: str) -> None:
+    """Raise UsageError before allocating when the layers' tensors cannot fit in memory."""
+    from convcost.errors import UsageError
+
+    needed = 0
+    for stages in layers:
+        stage_size = size
+        for stage in stages:
+            needed += formulas.min_bytes(stage, stage_size, batch, itemsize)
+            stage_size = formulas.output_size(stage, stage_size)
+    available = available_memory()
+    if available is not None and needed > MEMORY_SHARE * available:
+        raise UsageError(
+            f"{flag_hint}: these layers need at least {needed / 2**30:.1f} GiB of tensors, more than half of the "
+            f"{available / 2**30:.1f} GiB available; use a smaller --size, --batch or channel count"
+        )
+
+
 def check_device(device: str) -> None:
     from convcost.errors import UsageError
 
