@@ -30,7 +30,7 @@ def stages(draw: st.DrawFn) -> tuple[ConvStage, tuple[int, int], int]:
     return stage, size, draw(st.integers(1, 3))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(stages())
 def test_formulas_agree_with_torch_on_meta(case: tuple[ConvStage, tuple[int, int], int]) -> None:
     stage, size, batch = case
