@@ -17,7 +17,9 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from convcost.batch import Batch, BatchResult
     from convcost.errors import SpecError
+    from convcost.latency import LatencySettings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -153,6 +155,17 @@ MinTimeOption = Annotated[
 ChannelsLastOption = Annotated[
     bool, typer.Option("--channels-last/--no-channels-last", help="Time in channels_last memory format.")
 ]
+TuneAllocatorOption = Annotated[
+    bool,
+    typer.Option(
+        "--tune-allocator/--no-tune-allocator",
+        help="Keep large buffers in glibc's heap while timing (mallopt; reported as 'allocator').",
+    ),
+]
+RooflineOption = Annotated[
+    bool,
+    typer.Option("--roofline", help="Add the full roofline table (bytes, FLOP/byte, bound, verdict per stage)."),
+]
 
 
 @app.command()
@@ -207,6 +220,8 @@ def compare(
     rounds: RoundsOption = 5,
     min_time: MinTimeOption = 0.04,
     channels_last: ChannelsLastOption = False,
+    tune_allocator: TuneAllocatorOption = True,
+    roofline: RooflineOption = False,
 ) -> None:
     """Compare a dense Conv2d with its alternatives: shapes, params, MACs and latency, each checked two ways."""
     data: dict[str, Any] = {
@@ -219,7 +234,8 @@ def compare(
     if vs:
         data["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
     data.update(_parse_overrides(overrides or []))
-    run_compare(data, output_format, output, latency, threads, rounds, min_time, channels_last)
+    run_compare(data, output_format, output, latency, threads, rounds, min_time, channels_last,
+                tune_allocator=tune_allocator, roofline=roofline)  # fmt: skip
 
 
 def run_compare(
@@ -231,6 +247,9 @@ def run_compare(
     rounds: int,
     min_time: float,
     channels_last: bool,
+    *,
+    tune_allocator: bool = True,
+    roofline: bool = False,
 ) -> None:
     from convcost.errors import ConvcostError, MeasurementError, SpecError, UsageError
     from convcost.spec import parse_compare
@@ -245,7 +264,13 @@ def run_compare(
         from convcost.report import OutputFormat, render
 
         settings = (
-            LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last)
+            LatencySettings(
+                threads=threads,
+                rounds=rounds,
+                min_time=min_time,
+                channels_last=channels_last,
+                tune_allocator=tune_allocator,
+            )
             if latency
             else None
         )
@@ -253,13 +278,15 @@ def run_compare(
             import torch
 
             torch.set_num_threads(threads)
-        comparison = run(spec, settings)
+        from convcost.calibrate import cached
+
+        comparison = run(spec, settings, cached(spec.device, spec.dtype, threads))
         console = _stdout()
         if output is not None and output_format is Format.TABLE:
             from rich.console import Console
 
             console = Console(file=__import__("io").StringIO(), width=100, highlight=False, color_system=None)
-        text = render(comparison, OutputFormat(output_format.value), console)
+        text = render(comparison, OutputFormat(output_format.value), console, roofline)
         if text is None and output is not None:
             text = console.file.getvalue()  # type: ignore[attr-defined]
         if text is not None:
@@ -277,6 +304,522 @@ def run_compare(
     except Exception as error:  # the promise is "never a traceback"
         internal_error(error)
     if not comparison.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# --- convcost batch / convcost schema ---------------------------------------------------------------------
+
+EXIT_INTERRUPTED = 130
+_SUFFIX_FORMATS = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN, ".markdown": Format.MARKDOWN,
+                   ".txt": Format.TABLE}  # fmt: skip
+# Piped or written to a file, the batch table is laid out at a fixed width so that the output is stable.
+_PLAIN_WIDTH = 120
+
+
+def _format_for(output: Path | None, chosen: Format | None) -> Format:
+    """--format if given, else the format -o's extension names, else the table."""
+    if chosen is not None:
+        return chosen
+    if output is None:
+        return Format.TABLE
+    if output.suffix.lower() in _SUFFIX_FORMATS:
+        return _SUFFIX_FORMATS[output.suffix.lower()]
+    fail(f"-o/--output: cannot tell the format from {output.name!r}: name it .json, .csv, .md or .txt, "
+         "or give --format")  # fmt: skip
+
+
+@app.command("batch")
+def batch_command(
+    file: Annotated[
+        Path, typer.Argument(help="YAML file of layer configs (`convcost schema` describes it).", show_default=False)
+    ],
+    output_format: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format [default: from -o's extension, else table].",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
+    output: OutputOption = None,
+    select: Annotated[
+        str | None,
+        typer.Option("--select", metavar="NAME-GLOB", help="Only the entries whose name matches, e.g. 'block*'."),
+    ] = None,
+    detail: Annotated[bool, typer.Option("--detail", help="Add each entry's full compare report.")] = False,
+    latency: LatencyOption = True,
+    threads: ThreadsOption = 1,
+    rounds: RoundsOption = 5,
+    min_time: MinTimeOption = 0.04,
+    channels_last: ChannelsLastOption = False,
+    tune_allocator: TuneAllocatorOption = True,
+) -> None:
+    """Evaluate every comparison in a YAML file: a summary row per entry; a failing entry does not stop the rest.
+
+    Exit code 2 if any entry is invalid (the valid ones still run), 1 if any has a shape mismatch or a counter
+    disagreement, 130 if interrupted (what was done is still reported and written).
+    """
+    from convcost.batch import Status, load_batch
+    from convcost.errors import SpecError, UsageError
+
+    chosen = _format_for(output, output_format)
+    try:
+        plan = load_batch(file)
+        if select is not None:
+            plan = plan.select(select)
+    except SpecError as error:
+        fail_spec(error)
+    except UsageError as error:
+        fail(str(error))
+    try:
+        settings = None
+        if latency:
+            from convcost.latency import LatencySettings
+
+            settings = LatencySettings(threads=threads, rounds=rounds, min_time=min_time,
+                                       channels_last=channels_last, tune_allocator=tune_allocator)  # fmt: skip
+        result = _run_batch(plan, settings, threads)
+        text = _render_batch(result, chosen, output, detail)
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:  # the promise is "never a traceback"
+        internal_error(error)
+    if text is not None:
+        _write(text, output)
+    console = _stderr()
+    for entry in result.entries:
+        if entry.status in (Status.INVALID, Status.ERROR):
+            for line in entry.problems(result.source):
+                console.print(f"convcost: error: {line}", markup=False, soft_wrap=True)
+        if entry.exception is not None and os.environ.get("CONVCOST_DEBUG"):
+            raise entry.exception
+    if result.interrupted:
+        done = len(result.entries) - result.count(Status.NOT_RUN)
+        console.print(f"convcost: interrupted after {done} of {len(result.entries)} entries", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if result.count(Status.INVALID):
+        raise typer.Exit(EXIT_USAGE)
+    if result.count(Status.ERROR):
+        raise typer.Exit(EXIT_INTERNAL)
+    if result.count(Status.FAILED):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int) -> BatchResult:
+    """Evaluate the entries with a progress bar on an interactive stderr; Ctrl-C keeps what was done."""
+    import contextlib
+
+    import torch
+
+    from convcost.batch import EntryResult, collect, run
+
+    if settings is None:
+        torch.set_num_threads(threads)
+    done: list[EntryResult] = []
+    names = [entry.name for entry in plan.entries]
+    progress: Any = contextlib.nullcontext()
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=_stderr(), transient=True)  # fmt: skip
+    try:
+        with progress:
+            task = progress.add_task(names[0], total=len(names)) if names and sys.stderr.isatty() else None
+            for outcome in run(plan, settings):
+                done.append(outcome)
+                if task is not None:
+                    upcoming = names[len(done)] if len(done) < len(names) else "done"
+                    progress.update(task, advance=1, description=upcoming)
+    except KeyboardInterrupt:
+        return collect(plan, done, interrupted=True)
+    return collect(plan, done)
+
+
+def _render_batch(result: BatchResult, output_format: Format, output: Path | None, detail: bool) -> str | None:
+    from rich.console import Console
+
+    from convcost.report import OutputFormat, render_batch
+
+    console = _stdout()
+    if output is not None or not sys.stdout.isatty():
+        console = Console(file=__import__("io").StringIO(), width=_PLAIN_WIDTH, highlight=False, color_system=None)
+    text = render_batch(result, OutputFormat(output_format.value), console, detail)
+    if text is None and console.file is not sys.stdout:
+        text = console.file.getvalue()  # type: ignore[attr-defined]
+    return text
+
+
+@app.command("schema")
+def schema_command(output: OutputOption = None) -> None:
+    """Print the JSON Schema of batch files, so that editors can validate and complete them."""
+    import json
+
+    from convcost.batch import json_schema
+
+    _write(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n", output)
+
+
+# ---- convcost model ----------------------------------------------------------------------------------------
+_MODEL_WIDTH = 80  # the per-layer table is laid out for 80 columns when piped or written to a file
+
+
+@app.command("model")
+def model_command(
+    source: Annotated[
+        str, typer.Argument(help="A model file (YAML), or package.module:factory returning an nn.Module.")
+    ],
+    input_shape: Annotated[
+        str | None, typer.Option("--input", help="Import paths: the input CxHxW (without the batch).")
+    ] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Batch size (default 1).")] = None,
+    width_multiplier: Annotated[
+        str | None, typer.Option("--width-multiplier", help="Model files: override width_multiplier (α).")
+    ] = None,
+    size: Annotated[str | None, typer.Option("--size", help="Model files: override the input size H or HxW.")] = None,
+    by_kind: Annotated[bool, typer.Option("--by-kind", help="Add the breakdown by layer kind.")] = False,
+    depth: Annotated[
+        int | None, typer.Option("--depth", min=1, help="Import paths: one row per module this deep.")
+    ] = None,
+    output_format: FormatOption = Format.TABLE,
+    output: OutputOption = None,
+    latency: Annotated[
+        bool, typer.Option("--latency/--no-latency", help="Measure end-to-end and per-layer latency (off by default).")
+    ] = False,
+    threads: ThreadsOption = 1,
+    rounds: RoundsOption = 5,
+    min_time: MinTimeOption = 0.04,
+    channels_last: ChannelsLastOption = False,
+) -> None:
+    """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
+    from convcost.errors import ConvcostError, MeasurementError, SpecError
+    from convcost.latency import LatencySettings
+
+    settings = (
+        LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last)
+        if latency
+        else None
+    )
+    try:
+        from convcost.model import evaluate_source
+
+        result = evaluate_source(source, input_shape, batch, width_multiplier, size, depth, settings, threads)
+    except SpecError as error:
+        fail_spec(error)
+    except MeasurementError as error:
+        fail(str(error), EXIT_INTERNAL)
+    except ConvcostError as error:
+        fail(str(error))
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        internal_error(error)
+    try:
+        from rich.console import Console
+
+        from convcost.model_report import render
+        from convcost.report import OutputFormat
+
+        console = _stdout()
+        if output is not None or not sys.stdout.isatty():
+            console = Console(file=__import__("io").StringIO(), width=_MODEL_WIDTH, highlight=False, color_system=None)
+        text = render(result, OutputFormat(output_format.value), console, by_kind)
+        if text is None and console.file is not sys.stdout:
+            text = console.file.getvalue()  # type: ignore[attr-defined]
+        if text is not None:
+            _write(text, output)
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        internal_error(error)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# --- convcost calibrate / convcost sweep ---------------------------------------------------------------
+
+
+def _dtype(value: str) -> Any:
+    from convcost.spec import DType
+
+    try:
+        return DType(value.strip().lower())
+    except ValueError:
+        fail(f"--dtype: must be float32, bfloat16 or float16, got {value!r}")
+
+
+def _device(value: str) -> str:
+    device = value.strip().lower()
+    if device not in ("cpu", "cuda"):
+        fail(f"--device: must be cpu or cuda, got {value!r}")
+    return device
+
+
+@app.command("calibrate")
+def calibrate_command(
+    threads: ThreadsOption = 1,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even if a calibration is cached.")] = False,
+    output_format: FormatOption = Format.TABLE,
+    output: OutputOption = None,
+) -> None:
+    """Measure this machine's peaks once (matmul FLOP/s, copy GB/s, per-call cost) and cache them for rooflines.
+
+    The cache is keyed by machine, torch version, device, dtype and threads; compare and sweep use the entry that
+    matches their own settings.
+    """
+    from convcost.errors import ConvcostError, UsageError
+
+    chosen_dtype, chosen_device = _dtype(dtype), _device(device)
+    try:
+        from convcost.calibrate import cache_path, calibration_for
+
+        calibration, fresh = calibration_for(chosen_device, chosen_dtype, threads, refresh)
+        path = str(cache_path())
+        if output_format is Format.JSON:
+            from convcost.report import to_json
+
+            text: str | None = to_json({**calibration.to_dict(), "key": calibration.key, "cache": path,
+                                        "measured_now": fresh})  # fmt: skip
+        elif output_format in (Format.CSV, Format.MARKDOWN):
+            from convcost.report import markdown_table, to_csv
+
+            row = {**calibration.to_dict(), "key": calibration.key}
+            if output_format is Format.CSV:
+                text = to_csv([row], list(row))
+            else:
+                text = markdown_table(["Key", "Value"], [[key, str(value)] for key, value in row.items()]) + "\n"
+        else:
+            from rich.console import Console
+
+            from convcost.report import render_calibration
+
+            console = _stdout()
+            if output is not None:
+                console = Console(file=__import__("io").StringIO(), width=100, highlight=False, color_system=None)
+            render_calibration(calibration, path, fresh, console)
+            text = console.file.getvalue() if output is not None else None  # type: ignore[attr-defined]
+        if text is not None:
+            _write(text, output)
+    except UsageError as error:
+        fail(str(error))
+    except ConvcostError as error:
+        fail(str(error))
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:  # the promise is "never a traceback"
+        internal_error(error)
+
+
+@app.command("sweep")
+def sweep_command(
+    cin: Annotated[str, typer.Option("--cin", help="Input channels, e.g. 8,32,128.", show_default=False)],
+    cout: Annotated[str, typer.Option("--cout", help="Output channels, e.g. 64,256.", show_default=False)],
+    kernel: Annotated[str, typer.Option("--kernel", "-k", help="Kernels, e.g. 3,5,7 or 3x5.", show_default=False)],
+    size: Annotated[str, typer.Option("--size", help="Input sizes H=W or HxW, e.g. 56,112.")] = "56",
+    stride: Annotated[str, typer.Option("--stride", help="Stride: 1 or 2x1.")] = "1",
+    padding: Annotated[str, typer.Option("--padding", help="Padding: 0, 1x2 or same.")] = "0",
+    dilation: Annotated[str, typer.Option("--dilation", help="Dilation: 1 or 2x1.")] = "1",
+    groups: Annotated[str, typer.Option("--groups", help="Groups of the 'grouped' alternative.")] = "1",
+    multiplier: Annotated[str, typer.Option("--multiplier", help="Depth multiplier m of depthwise stages.")] = "1",
+    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")] = True,
+    norm: Annotated[str, typer.Option("--norm", help="After each conv: none or batch.")] = "none",
+    act: Annotated[str, typer.Option("--act", help="After each conv (and norm): none, relu or relu6.")] = "none",
+    batch: Annotated[str, typer.Option("--batch", help="Batch size.")] = "1",
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    vs: Annotated[
+        list[str] | None,
+        typer.Option("--vs", help="Alternatives (repeat or separate with commas).", show_default="separable"),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            help="Also write a plot of MAC ratio against speedup (.png or .svg; needs matplotlib: "
+            "pip install 'convcost[plot]').",
+            dir_okay=False,
+        ),
+    ] = None,
+    output_format: FormatOption = Format.TABLE,
+    output: OutputOption = None,
+    latency: LatencyOption = True,
+    threads: ThreadsOption = 1,
+    rounds: RoundsOption = 5,
+    min_time: MinTimeOption = 0.04,
+    channels_last: ChannelsLastOption = False,
+    tune_allocator: TuneAllocatorOption = True,
+) -> None:
+    """Compare over a grid of cin × cout × kernel × size: MAC ratio against measured speedup, table and plot.
+
+    Comma-separated values make the axes, e.g. --cin 8,32,128 --cout 64,256 -k 3,5,7 --size 56,112.
+    """
+    from convcost.errors import ConvcostError, MeasurementError, SpecError, UsageError
+
+    fixed: dict[str, Any] = {
+        "stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "multiplier": multiplier,
+        "bias": bias, "norm": norm, "act": act, "batch": batch, "dtype": dtype, "device": device,
+    }  # fmt: skip
+    if vs:
+        fixed["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
+    axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
+    try:
+        from convcost import sweep
+
+        specs = sweep.plan(axes, fixed)
+    except SpecError as error:
+        fail_spec(error)
+    if plot is not None:
+        if not latency:
+            fail("--plot: the plot shows measured speedups: leave out --no-latency")
+        from convcost.plot import check_plot_path
+
+        try:
+            check_plot_path(plot)
+        except UsageError as error:
+            fail(str(error))
+    try:
+        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator)
+        from rich.console import Console
+
+        from convcost.report import OutputFormat, render_sweep
+
+        console = _stdout()
+        if output is not None and output_format is Format.TABLE:
+            console = Console(file=__import__("io").StringIO(), width=120, highlight=False, color_system=None)
+        text = render_sweep(result, OutputFormat(output_format.value), console)
+        if text is None and output is not None:
+            text = console.file.getvalue()  # type: ignore[attr-defined]
+        if text is not None:
+            _write(text, output)
+        if plot is not None:
+            from convcost.plot import plot_sweep
+
+            try:
+                plot_sweep(result, plot)
+            except OSError as error:
+                fail(f"--plot: cannot write {plot}: {error.strerror or error}")
+    except SpecError as error:
+        fail_spec(error)
+    except UsageError as error:
+        fail(str(error))
+    except MeasurementError as error:
+        fail(str(error), EXIT_INTERNAL)
+    except ConvcostError as error:
+        fail(str(error))
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:  # the promise is "never a traceback"
+        internal_error(error)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run_sweep(
+    specs: list[Any], axes: dict[str, str], fixed: dict[str, Any], latency: bool, threads: int, rounds: int,
+    min_time: float, channels_last: bool, tune_allocator: bool,
+) -> Any:  # fmt: skip
+    """Run the sweep with a progress bar on an interactive stderr."""
+    import contextlib
+
+    import torch
+
+    from convcost import sweep
+    from convcost.calibrate import cached
+    from convcost.latency import LatencySettings
+
+    settings = None
+    if latency:
+        settings = LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
+                                   tune_allocator=tune_allocator)  # fmt: skip
+    else:
+        torch.set_num_threads(threads)
+    calibration = cached(specs[0].device, specs[0].dtype, threads)
+    progress: Any = contextlib.nullcontext()
+    report: sweep.Progress | None = None
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=_stderr(), transient=True)  # fmt: skip
+        task = progress.add_task("sweep", total=len(specs))
+
+        def report(index: int, total: int, spec: Any) -> None:
+            progress.update(task, completed=index, description=sweep.describe(spec))
+
+    with progress:
+        return sweep.run(specs, axes, fixed, settings, calibration, report)
+
+
+# ---- convcost check ----------------------------------------------------------------------------------------
+
+
+class CheckFormat(str, Enum):
+    TABLE = "table"
+    JSON = "json"
+    GITHUB = "github"
+    JUNIT = "junit"
+
+
+@app.command("check")
+def check_command(
+    budget_file: Annotated[Path, typer.Argument(help="The budget file (YAML).", dir_okay=False)],
+    output_format: Annotated[
+        CheckFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
+    ] = CheckFormat.TABLE,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Baseline file (default: the budget file's 'baseline').")
+    ] = None,
+    update_baseline: Annotated[
+        bool, typer.Option("--update-baseline", help="Write the baseline from this run (limits still apply).")
+    ] = False,
+    output: OutputOption = None,
+) -> None:
+    """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
+    from convcost.errors import ConvcostError, MeasurementError, SpecError
+
+    try:
+        from convcost import budget as budgets
+        from convcost import budget_report
+
+        plan = budgets.load_budget(budget_file)
+        target = baseline or plan.baseline_path
+        if update_baseline and target is None:
+            fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
+        result = budgets.run_checks(plan, baseline, update_baseline)
+        if update_baseline and target is not None:
+            from convcost.files import write_atomic
+
+            write_atomic(target, budgets.baseline_text(result))
+            result.baseline_path, result.baseline_written = str(target), True
+        renderers = {
+            CheckFormat.TABLE: budget_report.to_lines,
+            CheckFormat.JSON: budget_report.to_json_text,
+            CheckFormat.GITHUB: budget_report.to_github,
+            CheckFormat.JUNIT: budget_report.to_junit,
+        }
+        text = renderers[output_format](result)
+        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+        if output_format is CheckFormat.GITHUB and summary_path:
+            with open(summary_path, "a", encoding="utf-8") as stream:
+                stream.write(budget_report.to_markdown_summary(result))
+    except SpecError as error:
+        fail_spec(error)
+    except MeasurementError as error:
+        fail(str(error), EXIT_INTERNAL)
+    except ConvcostError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write: {error}")
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        internal_error(error)
+    _write(text, output)
+    if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
 

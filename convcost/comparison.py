@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from convcost import build, formulas, kinds, latency
+from convcost import build, formulas, kinds, latency, roofline
 from convcost.formulas import ConvStage
 from convcost.latency import LatencySettings
 from convcost.measure import check_device, check_memory, environment, measure_stage
 from convcost.results import Check, Comparison, LayerResult, Ratios
+from convcost.roofline import Calibration
 from convcost.spec import CompareSpec, LayerKind
 
 # A speedup below this fraction of the MAC ratio is "far short" of it, and we say so.
@@ -40,8 +41,14 @@ def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tupl
     return layer, module, first_input
 
 
-def compare(spec: CompareSpec, latency_settings: LatencySettings | None = None) -> Comparison:
-    """Compare the dense conv of ``spec`` with each alternative in ``spec.vs``; latency when settings are given."""
+def compare(
+    spec: CompareSpec, latency_settings: LatencySettings | None = None, calibration: Calibration | None = None
+) -> Comparison:
+    """Compare the dense conv of ``spec`` with each alternative in ``spec.vs``; latency when settings are given.
+
+    Every stage and layer gets a roofline (bytes, intensity, achieved rates); with a ``calibration`` of this
+    machine (see :mod:`convcost.calibrate`) also its bound, the fraction achieved and a verdict.
+    """
     check_device(spec.device)
     planned = kinds.plan(spec)
     check_memory(
@@ -51,23 +58,29 @@ def compare(spec: CompareSpec, latency_settings: LatencySettings | None = None) 
         spec.dtype.itemsize,
         "--size/--batch",
     )
-    allocator = "not tuned"
     if latency_settings is not None and latency_settings.tune_allocator:
-        allocator = latency.tune_allocator()
+        latency.tune_allocator()
+    allocator = latency.allocator_state()  # mallopt is process-wide: an earlier call may have tuned it
     measured: dict[str, tuple[LayerResult, nn.Module, torch.Tensor]] = {}
     for planned_kind, stages in planned.items():
         measured[str(planned_kind)] = measure_layer(str(planned_kind), stages, spec)
     if latency_settings is not None:
-        stats = latency.measure(
-            {kind: (module, tensor) for kind, (_, module, tensor) in measured.items()}, latency_settings
-        )
+        cases = {kind: (module, tensor) for kind, (_, module, tensor) in measured.items()}
+        if latency_settings.stages:
+            for kind, (layer, module, tensor) in measured.items():
+                cases.update(latency.stage_cases(kind, [stage.name for stage in layer.stages], module, tensor))
+        stats = latency.measure(cases, latency_settings)
         for kind, (layer, _, _) in measured.items():
             layer.latency = stats[kind]
+            for stage in layer.stages:
+                stage.latency = stats.get(f"{kind}.{stage.name}")
+    for layer, _, _ in measured.values():
+        roofline.annotate(layer, calibration)
     dense = measured[str(LayerKind.DENSE)][0]
     alternatives = [measured[str(kind)][0] for kind in planned if kind is not LayerKind.DENSE]
     ratios = [_ratios(dense, layer, spec) for layer in alternatives]
     threads = latency_settings.threads if latency_settings else torch.get_num_threads()
-    return Comparison(
+    comparison = Comparison(
         name=spec.name,
         spec=spec.model_dump(mode="json", exclude_none=True),
         environment=environment(
@@ -82,6 +95,8 @@ def compare(spec: CompareSpec, latency_settings: LatencySettings | None = None) 
         ratios=ratios,
         notes=[note for ratio, layer in zip(ratios, alternatives, strict=True) if (note := _note(ratio, layer))],
     )
+    comparison.environment.calibration = calibration
+    return comparison
 
 
 def _ratios(dense: LayerResult, layer: LayerResult, spec: CompareSpec) -> Ratios:
@@ -101,6 +116,7 @@ def _ratios(dense: LayerResult, layer: LayerResult, spec: CompareSpec) -> Ratios
         and dense.output_shape_measured == layer.output_shape_measured,
         textbook=textbook,
         bound=bound,
+        roofline=roofline.predicted_speedup(dense.roofline, layer.roofline),
     )
 
 
@@ -110,7 +126,12 @@ def _note(ratio: Ratios, layer: LayerResult) -> str | None:
         return None
     pace = f"{ratio.latency:.2f}× faster" if ratio.latency >= 1 else f"{1 / ratio.latency:.2f}× slower"
     why = "fewer MACs do not mean proportionally less time"
-    if any(stage.groups > 1 and stage.groups == stage.cin for stage in layer.stages):
+    limited = roofline.limited_stages(layer)
+    if limited:
+        why = limited
+        if ratio.roofline is not None:
+            why += f"; this machine's roofline predicts {ratio.roofline:.2f}×"
+    elif any(stage.groups > 1 and stage.groups == stage.cin for stage in layer.stages):
         why = (
             "its depthwise stage does little arithmetic per byte it moves, so it is limited by memory "
             "bandwidth and per-call overhead, not by MACs"

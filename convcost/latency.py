@@ -9,8 +9,12 @@ What shapes this harness (measured on a 2-vCPU machine, torch 2.13 CPU):
   we do that (glibc only) and report it in the environment.
 * The first calls pay for kernel set-up; warm-up runs by time *and* by call count.
 * The layers being compared are measured in interleaved rounds (the order rotating each round) so that machine
-  drift hits them equally; each round is a ``torch.utils.benchmark`` blocked autorange, and we report the median
-  of the round medians with their interquartile range. ``torch.utils.benchmark`` synchronises CUDA itself.
+  drift hits them equally. Each round times blocks of calls with ``torch.utils.benchmark`` until ``min_time`` is
+  spent (the block size is set once, from the warm-up, instead of by ``blocked_autorange``'s estimate, which for
+  a 5 ms layer spends 10 calls finding it every round); a round's figure is the median of its blocks, and we report
+  the median of the rounds with their interquartile range and range.
+* On CUDA, ``torch.utils.benchmark`` is given a clock made of CUDA events (:class:`CudaEventClock`), so each
+  block of calls is timed on the GPU's own timeline, after the launches have drained.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ _MMAP_THRESHOLDS = (1 << 30, 32 << 20)
 _TRIM_THRESHOLD = 1 << 30
 
 _allocator_state: str | None = None
+# Seconds of calls per timed block: long enough that the clock (a few µs with a CUDA sync) is noise.
+BLOCK_S = 0.002
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class LatencySettings:
     warmup_calls: int = 3
     channels_last: bool = False
     tune_allocator: bool = True
+    stages: bool = True  # also time each stage of a multi-stage layer on its own (for per-stage rooflines)
 
 
 def tune_allocator() -> str:
@@ -74,9 +81,43 @@ def tune_allocator() -> str:
     return _allocator_state
 
 
+def allocator_state() -> str:
+    """What :func:`tune_allocator` did in this process, or ``not tuned``."""
+    return _allocator_state or "not tuned"
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class CudaEventClock:
+    """A clock for ``torch.utils.benchmark.Timer`` read from CUDA events: seconds since the clock was made.
+
+    Each reading records an event on the current stream and waits for it, so the difference of two readings is
+    the GPU time of the work launched between them (event resolution is about half a microsecond).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        with torch.cuda.device(device):
+            self.origin = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            self.origin.record()
+            self.origin.synchronize()
+
+    def __call__(self) -> float:
+        with torch.cuda.device(self.device):
+            event = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+            event.record()
+            event.synchronize()
+        return float(self.origin.elapsed_time(event)) / 1e3
+
+
+def timer(stmt: str, values: dict[str, object], threads: int, device: torch.device) -> benchmark.Timer:
+    """A ``torch.utils.benchmark.Timer`` for ``stmt``; on CUDA it reads CUDA events."""
+    if device.type == "cuda":
+        return benchmark.Timer(stmt=stmt, globals=values, num_threads=threads, timer=CudaEventClock(device))
+    return benchmark.Timer(stmt=stmt, globals=values, num_threads=threads)
 
 
 def measure(cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: LatencySettings) -> dict[str, LatencyStats]:
@@ -95,34 +136,73 @@ def measure(cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: Laten
     try:
         torch.set_num_threads(settings.threads)
         torch.set_grad_enabled(False)
+        timers, block = {}, {}
         for name in names:
             module, tensor = prepared[name]
-            _warm_up(module, tensor, settings)
+            per_call = _warm_up(module, tensor, settings)
+            # calls per timed block: about BLOCK_S of work, so reading the clock costs < 0.1 % of a block
+            block[name] = max(1, round(BLOCK_S / per_call)) if per_call > 0 else 1
+            timers[name] = timer("module(tensor)", {"module": module, "tensor": tensor}, settings.threads,
+                                 tensor.device)  # fmt: skip
         for round_index in range(settings.rounds):
-            shift = round_index % len(names)
-            for name in names[shift:] + names[:shift]:
-                module, tensor = prepared[name]
-                timer = benchmark.Timer(
-                    stmt="module(tensor)",
-                    globals={"module": module, "tensor": tensor},
-                    num_threads=settings.threads,
-                )
-                result = timer.blocked_autorange(min_run_time=settings.min_time)
-                round_times[name].append(result.median)
-                calls[name] += result.number_per_run * len(result.raw_times)
+            for name in round_order(names, round_index):
+                per_block, spent = [], 0.0
+                while spent < settings.min_time:
+                    seconds = block_seconds(timers[name], block[name])
+                    per_block.append(seconds / block[name])
+                    spent += seconds
+                round_times[name].append(statistics.median(per_block))
+                calls[name] += block[name] * len(per_block)
     finally:
         torch.set_num_threads(previous_threads)
         torch.set_grad_enabled(previous_grad)
     return {name: _stats(round_times[name], calls[name]) for name in names}
 
 
-def _warm_up(module: nn.Module, tensor: torch.Tensor, settings: LatencySettings) -> None:
+def block_seconds(case_timer: benchmark.Timer, number: int) -> float:
+    """Seconds that ``number`` calls take, timed by ``torch.utils.benchmark``'s own loop and clock.
+
+    ``Timer.timeit(n)`` adds max(n // 100, 2) untimed warm-up calls on every use, and ``blocked_autorange``
+    re-estimates its block size every round (ten extra calls of a 5 ms layer): together they tripled the cost of a
+    measurement. We warm up once, so we call the Timer's inner loop, ``_timeit``, when this torch has it.
+    """
+    inner = getattr(case_timer, "_timeit", None)
+    if inner is None:
+        return float(case_timer.timeit(number).median) * number
+    return float(inner(number))
+
+
+def round_order(names: list[str], round_index: int) -> list[str]:
+    """The order of a round: rotated by one each round, so no case always runs first (or right after another)."""
+    shift = round_index % len(names) if names else 0
+    return names[shift:] + names[:shift]
+
+
+def stage_cases(
+    kind: str, stage_names: list[str], module: nn.Module, tensor: torch.Tensor
+) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """Cases ``kind.stage`` for each child of a multi-stage layer, each with the input it really receives."""
+    if len(stage_names) < 2 or not isinstance(module, nn.Sequential):
+        return {}
+    cases: dict[str, tuple[nn.Module, torch.Tensor]] = {}
+    with torch.no_grad():
+        for name, child in zip(stage_names, module, strict=True):
+            cases[f"{kind}.{name}"] = (child, tensor)
+            tensor = child(tensor)
+    return cases
+
+
+def _warm_up(module: nn.Module, tensor: torch.Tensor, settings: LatencySettings) -> float:
+    """Call until both warm-up_calls calls and warmup_time seconds are done; returns the last call's seconds."""
     start = time.perf_counter()
-    count = 0
+    count, last = 0, 0.0
     while count < settings.warmup_calls or time.perf_counter() - start < settings.warmup_time:
+        before = time.perf_counter()
         module(tensor)
         _synchronize(tensor.device)
+        last = time.perf_counter() - before
         count += 1
+    return last
 
 
 def _stats(seconds: list[float], calls: int) -> LatencyStats:

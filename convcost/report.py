@@ -7,14 +7,18 @@ import io
 import json
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from convcost.results import Comparison, LayerResult, StageResult
+from convcost.results import Comparison, LayerResult, StageResult, Sweep, SweepPoint
+from convcost.roofline import Calibration, Roofline
+
+if TYPE_CHECKING:
+    from convcost.batch import BatchResult
 
 
 class OutputFormat(str, Enum):
@@ -155,10 +159,16 @@ def render_table(comparison: Comparison, console: Console) -> None:
     ratios.add_column("Params", justify="right", no_wrap=True)
     ratios.add_column("MACs", justify="right", no_wrap=True)
     ratios.add_column("Latency", justify="right", no_wrap=True)
+    predicted = any(entry.roofline is not None for entry in comparison.ratios)
+    if predicted:
+        ratios.add_column("Roofline", justify="right", no_wrap=True)
     ratios.add_column("Shapes", no_wrap=True)
     for entry in comparison.ratios:
         match = Text("same", style="green") if entry.shape_match else Text("DIFFER", style="bold red")
-        ratios.add_row(entry.vs, ratio(entry.params), ratio(entry.macs), ratio(entry.latency), match)
+        ratio_cells: list[str | Text] = [entry.vs, ratio(entry.params), ratio(entry.macs), ratio(entry.latency)]
+        if predicted:
+            ratio_cells.append(ratio(entry.roofline))
+        ratios.add_row(*ratio_cells, match)
     console.print(ratios)
     for entry in comparison.ratios:
         if entry.textbook is not None and entry.bound is not None:
@@ -191,32 +201,166 @@ def _render_checks(comparison: Comparison, console: Console) -> None:
 
 
 def _render_latency(comparison: Comparison, console: Console) -> None:
+    """Latency with its spread, and the compact roofline: achieved GMAC/s, % of the bound and the verdict."""
     env = comparison.environment
     first = next(layer.latency for layer in comparison.layers if layer.latency)
     table = Table(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        title=f"Latency (ms, median of {first.rounds} interleaved rounds, {env.threads} thread"
-        f"{'s' if env.threads != 1 else ''}{', channels_last' if env.channels_last else ''})",
+        title=f"Latency (ms, median of {first.rounds} interleaved rounds, {threads_text(env.threads)}"
+        f"{', channels_last' if env.channels_last else ''}, {allocator_text(env.allocator)})",
         title_justify="left",
     )
     table.add_column("Layer", no_wrap=True)
     table.add_column("Median", justify="right", no_wrap=True)
     table.add_column("IQR", justify="right", no_wrap=True)
     table.add_column("Min–max", justify="right", no_wrap=True)
-    table.add_column("Calls", justify="right", no_wrap=True)
-    for layer in comparison.layers:
-        stats = layer.latency
+    table.add_column("GMAC/s", justify="right", no_wrap=True)
+    table.add_column("Roofline", no_wrap=True, min_width=11)
+    for label, layer, stage in _rows(comparison):
+        stats = layer.latency if stage is None else stage.latency
+        line = layer.roofline if stage is None else stage.roofline
         if stats is None:
             continue
         table.add_row(
-            layer.kind,
+            label,
             milliseconds(stats.median_ms),
             f"{milliseconds(stats.iqr_ms)} ({stats.spread_pct:.0f}%)",
             f"{milliseconds(stats.min_ms)}–{milliseconds(stats.max_ms)}",
-            count(stats.calls),
+            rate(None if line is None else line.gmacs_per_s),
+            roofline_cell(line),
+            style="dim" if stage is not None else None,
         )
     console.print(table)
+    console.print(calibration_line(comparison), style="dim", soft_wrap=False)
+
+
+def threads_text(threads: int) -> str:
+    return f"{threads} thread" + ("s" if threads != 1 else "")
+
+
+def allocator_text(state: str) -> str:
+    """'allocator tuned' or the reason it is not (the full state is in the JSON environment)."""
+    return "allocator tuned" if state.startswith("glibc mallopt") else f"allocator {state}"
+
+
+def rate(value: float | None) -> str:
+    return "—" if value is None else significant(value)
+
+
+def percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"
+
+
+def roofline_cell(line: Roofline | None) -> str:
+    """'78% compute': the fraction of the roofline bound achieved and what bounds it."""
+    if line is None or line.verdict is None:
+        return "—"
+    return f"{percent(line.fraction)} {line.verdict.short}" if line.fraction is not None else line.verdict.short
+
+
+def peaks_text(calibration: Calibration) -> str:
+    grouped = ""
+    if calibration.grouped_call_overhead_s is not None:
+        grouped = f" ({significant(calibration.grouped_call_overhead_s * 1e6)} grouped)"
+    return (
+        f"{significant(calibration.peak_flops / 1e9)} GFLOP/s matmul, "
+        f"{significant(calibration.peak_bandwidth / 1e9)} GB/s copy, "
+        f"{significant(calibration.call_overhead_s * 1e6)} µs per call{grouped}; "
+        f"ridge {significant(calibration.ridge)} FLOP/byte"
+    )
+
+
+def calibration_line(comparison: Comparison) -> str:
+    """Where the roofline's peaks come from, or how to get them."""
+    env = comparison.environment
+    calibration = env.calibration
+    if calibration is None:
+        return (
+            f"No calibration for this machine at {env.dtype}, {threads_text(env.threads)}: run convcost calibrate "
+            "for roofline bounds and verdicts."
+        )
+    predicted = [f"{item.vs} {ratio(item.roofline)}" for item in comparison.ratios if item.roofline is not None]
+    return (
+        f"Roofline: % of max(compute, memory) time at this machine's peaks ({peaks_text(calibration)}; "
+        f"calibrated {calibration.measured_at[:10]}). Predicted speedup: {', '.join(predicted) or '—'}."
+    )
+
+
+def render_roofline(comparison: Comparison, console: Console) -> None:
+    """The full roofline: what each layer and stage moves and achieves, then (calibrated) its bound and verdict."""
+    work = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title="Roofline: work (bytes = input + weights + output once; FLOP = 2·MAC)",
+        title_justify="left",
+    )
+    for header in ("Layer", "MACs", "Bytes", "FLOP/byte", "Measured ms", "GMAC/s", "GB/s"):
+        work.add_column(header, justify="left" if header == "Layer" else "right", no_wrap=True)
+    rows = [(label, layer.roofline if stage is None else stage.roofline, stage) for label, layer, stage in
+            _rows(comparison)]  # fmt: skip
+    for label, line, stage in rows:
+        if line is not None:
+            work.add_row(label, compact_count(line.macs), compact_bytes(line.min_bytes), significant(line.intensity),
+                         optional_ms(line.latency_ms), rate(line.gmacs_per_s), rate(line.gbytes_per_s),
+                         style="dim" if stage is not None else None)  # fmt: skip
+    console.print(work)
+    calibration = comparison.environment.calibration
+    if calibration is None:
+        if not any(layer.latency for layer in comparison.layers):
+            console.print(calibration_line(comparison), style="dim")
+        return
+    bounds = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title="Roofline: bounds (ms)",
+        title_justify="left",
+    )
+    for header in ("Layer", "Compute", "Memory", "Per-call", "Bound", "Achieved", "Verdict"):
+        bounds.add_column(header, justify="left" if header in ("Layer", "Verdict") else "right", no_wrap=True)
+    for label, line, stage in rows:
+        if line is not None:
+            bounds.add_row(label, optional_ms(line.compute_ms), optional_ms(line.memory_ms),
+                           optional_ms(line.overhead_ms), optional_ms(line.bound_ms), percent(line.fraction),
+                           "—" if line.verdict is None else str(line.verdict),
+                           style="dim" if stage is not None else None)  # fmt: skip
+    console.print(bounds)
+    console.print(
+        f"Peaks: {peaks_text(calibration)}. Bound = max(compute, memory); a layer's is the sum of its stages'. "
+        "Achieved = bound ÷ measured (over 100%: the data stayed in cache between calls). Overhead-bound: the "
+        "per-call cost exceeds the bound.",
+        style="dim",
+    )
+
+
+def significant(value: float) -> str:
+    """Three significant digits without an exponent: 0.0123, 1.23, 12.3, 123, 1,234."""
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def optional_ms(value: float | None) -> str:
+    return "—" if value is None else milliseconds(value)
+
+
+def compact_count(value: int) -> str:
+    """1,234,567 → 1.23M: for wide tables where the exact count is shown elsewhere."""
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= limit:
+            return f"{significant(value / limit)}{suffix}"
+    return str(value)
+
+
+def compact_bytes(value: int) -> str:
+    for limit, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if value >= limit:
+            return f"{significant(value / limit)} {suffix}"
+    return f"{value} B"
 
 
 def to_json(data: dict[str, Any]) -> str:
@@ -227,7 +371,8 @@ CSV_COLUMNS = [
     "name", "layer", "stage", "input_shape", "output_shape", "output_shape_measured", "weight_shape", "groups",
     "params", "params_measured", "macs", "macs_flop_counter", "macs_ptflops", "ptflops_raw", "flops", "bias_adds",
     "other_ops", "min_bytes", "latency_median_ms", "latency_iqr_ms", "ratio_params", "ratio_macs", "ratio_latency",
-    "ok",
+    "ok", "threads", "intensity", "gmacs_per_s", "gbytes_per_s", "roofline_bound_ms", "roofline_fraction",
+    "verdict", "ratio_roofline",
 ]  # fmt: skip
 
 
@@ -258,16 +403,37 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
             "min_bytes": item.min_bytes,
             "ok": _layer_ok(layer, stage),
         }
-        if stage is None and layer.latency is not None:
-            row["latency_median_ms"] = f"{layer.latency.median_ms:.6f}"
-            row["latency_iqr_ms"] = f"{layer.latency.iqr_ms:.6f}"
+        stats = layer.latency if stage is None else stage.latency
+        if stats is not None:
+            row["latency_median_ms"] = f"{stats.median_ms:.6f}"
+            row["latency_iqr_ms"] = f"{stats.iqr_ms:.6f}"
+            row["threads"] = comparison.environment.threads
+        row.update(_roofline_csv(item.roofline))
         if stage is None and layer.kind in ratios:
             ratio_item = ratios[layer.kind]
             row["ratio_params"] = f"{ratio_item.params:.6f}"
             row["ratio_macs"] = f"{ratio_item.macs:.6f}"
             row["ratio_latency"] = "" if ratio_item.latency is None else f"{ratio_item.latency:.6f}"
+            row["ratio_roofline"] = "" if ratio_item.roofline is None else f"{ratio_item.roofline:.6f}"
         rows.append(row)
     return rows
+
+
+def _roofline_csv(line: Roofline | None) -> dict[str, Any]:
+    if line is None:
+        return {}
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.9g}"
+
+    return {
+        "intensity": number(line.intensity),
+        "gmacs_per_s": number(line.gmacs_per_s),
+        "gbytes_per_s": number(line.gbytes_per_s),
+        "roofline_bound_ms": number(line.bound_ms),
+        "roofline_fraction": number(line.fraction),
+        "verdict": "" if line.verdict is None else str(line.verdict),
+    }
 
 
 def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -310,19 +476,28 @@ def to_markdown(comparison: Comparison) -> str:
         for item in comparison.ratios
     ]
     parts += [markdown_table(["vs", "Params ÷", "MACs ÷", "Speedup", "Shapes"], ratio_rows, {1, 2, 3}), ""]
-    for layer in comparison.layers:
-        if layer.latency:
+    for _, layer, stage in _rows(comparison):
+        stats, line = (layer.latency, layer.roofline) if stage is None else (stage.latency, stage.roofline)
+        if stats:
+            name = layer.kind if stage is None else f"{layer.kind}.{stage.name}"
+            verdict = f", {roofline_cell(line)}" if line is not None and line.verdict is not None else ""
             parts.append(
-                f"- {layer.kind}: {milliseconds(layer.latency.median_ms)} ms median "
-                f"(IQR {milliseconds(layer.latency.iqr_ms)} ms, {layer.latency.rounds} rounds)"
+                f"- {name}: {milliseconds(stats.median_ms)} ms median "
+                f"(IQR {milliseconds(stats.iqr_ms)} ms, {stats.rounds} rounds, "
+                f"{threads_text(comparison.environment.threads)}{verdict})"
             )
+    if any(layer.latency for layer in comparison.layers):
+        parts.append(f"- {calibration_line(comparison)}")
     parts += [f"- {note}" for note in comparison.notes]
     parts += [f"- ✗ {failure}" for failure in comparison.failures]
     return "\n".join(parts).rstrip() + "\n"
 
 
-def render(comparison: Comparison, output_format: OutputFormat, console: Console) -> str | None:
-    """Text for json/csv/markdown; tables are printed straight to ``console`` (returns None)."""
+def render(comparison: Comparison, output_format: OutputFormat, console: Console, roofline: bool = False) -> str | None:
+    """Text for json/csv/markdown; tables are printed straight to ``console`` (returns None).
+
+    ``roofline`` adds the full roofline table (JSON and CSV always carry the roofline figures).
+    """
     if output_format is OutputFormat.JSON:
         return to_json(comparison.to_dict())
     if output_format is OutputFormat.CSV:
@@ -330,4 +505,294 @@ def render(comparison: Comparison, output_format: OutputFormat, console: Console
     if output_format is OutputFormat.MARKDOWN:
         return to_markdown(comparison)
     render_table(comparison, console)
+    if roofline:
+        render_roofline(comparison, console)
     return None
+
+
+# convcost batch: one summary row per entry and alternative; per-entry detail reuses the compare renderers.
+
+BATCH_CSV_COLUMNS = [
+    "index", "name", "line", "status", "vs", "input_shape", "dense_output_shape", "output_shape", "shapes_match",
+    "checks_ok", "dense_params", "params", "dense_macs", "macs", "dense_other_ops", "other_ops", "ratio_params",
+    "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "problems",
+]  # fmt: skip
+
+_BATCH_HEADERS = ["Entry", "vs", "Shapes", "Params", "MACs", "Params ÷", "MACs ÷", "Speedup", "Status"]
+_BATCH_CAPTION = "Params, MACs: dense → alternative · ÷: dense ÷ alternative · Speedup: dense latency ÷ alternative's"
+_TABLE_CAPTION = "Params, MACs: dense → alternative · ÷: dense ÷ alternative · M = 10⁶, G = 10⁹ (exact: --detail)"
+
+
+def batch_title(result: BatchResult) -> str:
+    return f"{result.source}: {result.summary()}"
+
+
+def _arrow(dense: int, alternative: int) -> str:
+    return f"{count(dense)} → {count(alternative)}"
+
+
+def compact(value: int) -> str:
+    """Exact below a million, else three significant figures: 656, 37,120, 9.27M, 1.23G."""
+    if value < 1_000_000:
+        return f"{value:,}"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if value >= scale:
+            figure = value / scale
+            return f"{figure:.{2 if figure < 10 else 1 if figure < 100 else 0}f}{suffix}"
+    return f"{value:,}"  # not reached
+
+
+def _batch_cells(result: BatchResult, exact: bool = True) -> list[tuple[list[str], str, bool]]:
+    """(cells, status, first row of its entry) for every summary row, then one row per total."""
+    arrow = _arrow if exact else _compact_arrow
+    cells: list[tuple[list[str], str, bool]] = []
+    for entry in result.entries:
+        for number, row in enumerate(entry.rows()):
+            name = entry.name if number == 0 else ""
+            if "vs" not in row:
+                cells.append(([name, "—", "—", "—", "—", "—", "—", "—", row["status"]], row["status"], True))
+                continue
+            cells.append((
+                [name, row["vs"], "✓" if row["shapes_match"] else "✗",
+                 arrow(row["dense_params"], row["params"]), arrow(row["dense_macs"], row["macs"]),
+                 ratio(row["ratio_params"]), ratio(row["ratio_macs"]), ratio(row["speedup"]), row["status"]],
+                row["status"], number == 0,
+            ))  # fmt: skip
+    return cells
+
+
+def _compact_arrow(dense: int, alternative: int) -> str:
+    return f"{compact(dense)} → {compact(alternative)}"
+
+
+def _total_cells(result: BatchResult, exact: bool = True) -> list[list[str]]:
+    arrow = _arrow if exact else _compact_arrow
+    return [
+        [f"Total of {item.entries}", item.vs, "", arrow(item.dense_params, item.params),
+         arrow(item.dense_macs, item.macs), ratio(item.ratio_params), ratio(item.ratio_macs),
+         ratio(item.speedup), ""]
+        for item in result.totals
+    ]  # fmt: skip
+
+
+_STATUS_STYLES = {"ok": "green", "failed": "bold red", "invalid": "bold red", "error": "bold red", "not run": "dim"}
+
+
+def render_batch_table(result: BatchResult, console: Console, detail: bool = False) -> None:
+    """The batch summary as a Rich table, the problems under it, then (``detail``) each entry's compare report."""
+    console.print(Text(batch_title(result), style="bold"))
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    timed = any(entry.comparison and entry.comparison.dense.latency for entry in result.entries)
+    shown = [index for index in range(len(_BATCH_HEADERS)) if timed or _BATCH_HEADERS[index] != "Speedup"]
+    for index in shown:
+        # fold rather than crop: a cropped figure would read as a different number
+        table.add_column(_BATCH_HEADERS[index], justify="right" if index in {3, 4, 5, 6, 7} else "left",
+                         overflow="fold", min_width=10 if index == 0 else None)  # fmt: skip
+    for cells, status, _ in _batch_cells(result, exact=False):
+        styled: list[str | Text] = [*cells[:-1], Text(cells[-1], style=_STATUS_STYLES.get(status, ""))]
+        if cells[2] == "✗":
+            styled[2] = Text("✗", style="bold red")
+        table.add_row(*[styled[index] for index in shown])
+    totals = _total_cells(result, exact=False)
+    if totals and len(result.entries) > 1:
+        table.add_section()
+        for cells in totals:
+            table.add_row(*[cells[index] for index in shown], style="bold")
+    console.print(table)
+    console.print(Text(_TABLE_CAPTION, style="dim"), soft_wrap=True)
+    for line in result.problems:
+        # soft_wrap: one problem per line, whatever the width, so that it can be grepped and copied
+        console.print(Text(f"✗ {line}", style="bold red"), soft_wrap=True)
+    if result.interrupted:
+        console.print(Text(f"Interrupted: {result.count('not run')} entries not run.", style="yellow"))
+    if detail:
+        for entry in result.entries:
+            if entry.comparison is not None:
+                console.rule(entry.name)
+                render_table(entry.comparison, console)
+
+
+def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
+    """One row per entry and alternative (one row for an entry without a comparison)."""
+    rows = []
+    for entry in result.entries:
+        problems = "; ".join(entry.problems(result.source))
+        for row in entry.rows():
+            out = dict(row, problems=problems)
+            for key in ("input_shape", "dense_output_shape", "output_shape"):
+                if key in out:
+                    out[key] = shape(out[key])
+            for key in ("ratio_params", "ratio_macs", "dense_latency_ms", "latency_ms", "speedup"):
+                if out.get(key) is not None:
+                    out[key] = f"{out[key]:.6f}"
+            rows.append(out)
+    return rows
+
+
+def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
+    parts = [f"### {batch_title(result)}", ""]
+    rows = [cells for cells, _, _ in _batch_cells(result)]
+    if len(result.entries) > 1:
+        rows += [[f"**{cell}**" if cell else "" for cell in cells] for cells in _total_cells(result)]
+    parts += [markdown_table(_BATCH_HEADERS, rows, {3, 4, 5, 6, 7}), "", _BATCH_CAPTION + ".", ""]
+    parts += [f"- ✗ {line}" for line in result.problems]
+    if result.interrupted:
+        parts.append(f"- Interrupted: {result.count('not run')} entries not run.")
+    text = "\n".join(parts).rstrip() + "\n"
+    if detail:
+        text += "".join("\n" + to_markdown(entry.comparison) for entry in result.entries if entry.comparison)
+    return text
+
+
+def render_batch(
+    result: BatchResult, output_format: OutputFormat, console: Console, detail: bool = False
+) -> str | None:
+    """Text for json/csv/markdown; the table is printed straight to ``console`` (returns None).
+
+    With ``detail``, JSON carries each entry's full comparison and CSV has compare's per-stage rows instead of
+    the summary rows.
+    """
+    if output_format is OutputFormat.JSON:
+        return to_json(result.to_dict(detail))
+    if output_format is OutputFormat.CSV:
+        if detail:
+            rows = [row for entry in result.entries if entry.comparison for row in csv_rows(entry.comparison)]
+            return to_csv(rows, CSV_COLUMNS)
+        return to_csv(batch_csv_rows(result), BATCH_CSV_COLUMNS)
+    if output_format is OutputFormat.MARKDOWN:
+        return batch_to_markdown(result, detail)
+    render_batch_table(result, console, detail)
+    return None
+
+
+# convcost sweep: one row per grid point and alternative.
+
+SWEEP_CSV_COLUMNS = [
+    "cin", "cout", "kernel", "size", "vs", "params_ratio", "macs_ratio", "speedup", "efficiency",
+    "roofline_speedup", "dense_ms", "alternative_ms", "dense_spread_pct", "alternative_spread_pct",
+    "dense_verdict", "alternative_verdict", "ok",
+]  # fmt: skip
+
+
+def sweep_title(sweep: Sweep) -> str:
+    env = sweep.environment
+    axes = " × ".join(f"{name} {','.join(values)}" for name, values in sweep.axes.items())
+    kinds = sorted({point.vs for point in sweep.points})
+    return (
+        f"Sweep dense vs {', '.join(kinds)}: {axes} · {env.dtype} · {env.device} · {threads_text(env.threads)} · "
+        f"{allocator_text(env.allocator)}"
+    )
+
+
+def _sweep_columns(sweep: Sweep) -> list[str]:
+    """Layer, [vs], MAC ratio, speedup and its share of the ratio, [roofline prediction], times, [verdicts]."""
+    columns = ["Layer"]
+    if len({point.vs for point in sweep.points}) > 1:
+        columns.append("vs")
+    columns += ["MACs ÷", "Speedup", "of MACs"]
+    if any(point.roofline_speedup is not None for point in sweep.points):
+        columns.append("Roofline")
+    if any(point.dense_ms is not None for point in sweep.points):
+        columns.append("ms dense → alt")
+    if any(point.dense_verdict for point in sweep.points):
+        columns.append("Bound")
+    return columns
+
+
+def _sweep_cells(point: SweepPoint, columns: list[str]) -> list[str]:
+    def letter(verdict: str | None) -> str:
+        return (verdict or "—")[0].upper()
+
+    cells = {
+        "Layer": f"{point.cin}→{point.cout} {point.kernel[0]}×{point.kernel[1]} @{pair(point.size)}",
+        "vs": point.vs,
+        "MACs ÷": ratio(point.macs_ratio),
+        "Speedup": ratio(point.speedup),
+        "of MACs": percent(point.efficiency),
+        "Roofline": ratio(point.roofline_speedup),
+        "ms dense → alt": f"{optional_ms(point.dense_ms)} → {optional_ms(point.alternative_ms)}",
+        "Bound": f"{letter(point.dense_verdict)} → {letter(point.alternative_verdict)}",
+    }
+    return [cells[column] for column in columns]
+
+
+def render_sweep_table(sweep: Sweep, console: Console) -> None:
+    console.print(Text(sweep_title(sweep), style="bold"))
+    columns = _sweep_columns(sweep)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("Layer", "vs", "Bound") else "right", no_wrap=True)
+    for point in sweep.points:
+        table.add_row(*_sweep_cells(point, columns), style=None if point.ok else "bold red")
+    console.print(table)
+    console.print(sweep_legend(sweep, columns), style="dim")
+    for failure in sweep.failures:
+        console.print(Text(f"✗ {failure}", style="bold red"))
+
+
+def sweep_legend(sweep: Sweep, columns: list[str]) -> str:
+    parts = ["Speedup = dense ÷ alternative latency (medians of interleaved rounds); 'of MACs' = speedup ÷ MACs ÷."]
+    if "Roofline" in columns:
+        parts.append("Roofline = the speedup this machine's roofline predicts.")
+    if "Bound" in columns:
+        parts.append("Bound: C compute-, M memory-, O overhead-bound.")
+    if sweep.environment.calibration is None:
+        env = sweep.environment
+        parts.append(f"No calibration at {env.dtype}, {threads_text(env.threads)}: run convcost calibrate for "
+                     "roofline predictions.")  # fmt: skip
+    return " ".join(parts)
+
+
+def sweep_csv_rows(sweep: Sweep) -> list[dict[str, Any]]:
+    rows = []
+    for point in sweep.points:
+        row = point.to_dict()
+        row["kernel"], row["size"] = shape(point.kernel), shape(point.size)
+        for key in ("params_ratio", "macs_ratio", "speedup", "efficiency", "roofline_speedup", "dense_ms",
+                    "alternative_ms", "dense_spread_pct", "alternative_spread_pct"):  # fmt: skip
+            if row[key] is not None:
+                row[key] = f"{row[key]:.6f}"
+        rows.append(row)
+    return rows
+
+
+def sweep_to_markdown(sweep: Sweep) -> str:
+    columns = _sweep_columns(sweep)
+    right = {index for index, column in enumerate(columns) if column not in ("Layer", "vs", "Bound")}
+    parts = [f"### {sweep_title(sweep)}", ""]
+    parts.append(markdown_table(columns, [_sweep_cells(point, columns) for point in sweep.points], right))
+    parts += ["", sweep_legend(sweep, columns), *[f"- ✗ {failure}" for failure in sweep.failures]]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render_sweep(sweep: Sweep, output_format: OutputFormat, console: Console) -> str | None:
+    """Text for json/csv/markdown; the table is printed straight to ``console`` (returns None)."""
+    if output_format is OutputFormat.JSON:
+        return to_json(sweep.to_dict())
+    if output_format is OutputFormat.CSV:
+        return to_csv(sweep_csv_rows(sweep), SWEEP_CSV_COLUMNS)
+    if output_format is OutputFormat.MARKDOWN:
+        return sweep_to_markdown(sweep)
+    render_sweep_table(sweep, console)
+    return None
+
+
+def render_calibration(calibration: Calibration, path: str, fresh: bool, console: Console) -> None:
+    """What `convcost calibrate` found, and where it is cached."""
+    console.print(Text(calibration.key, style="bold"), soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("Peak", no_wrap=True)
+    table.add_column("Value", justify="right", no_wrap=True)
+    table.add_column("Measured with", no_wrap=True)
+    table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)} GFLOP/s",
+                  f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
+    table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)} GB/s",
+                  f"copy of {compact_bytes(calibration.copy_bytes)} (read + write)")  # fmt: skip
+    table.add_row("per call", f"{significant(calibration.call_overhead_s * 1e6)} µs", "1×1 conv on 1×1×1×1")
+    if calibration.grouped_call_overhead_s is not None:
+        table.add_row("grouped call", f"{significant(calibration.grouped_call_overhead_s * 1e6)} µs",
+                      "3×3 depthwise conv on 1×2×3×3")  # fmt: skip
+    table.add_row("ridge", f"{significant(calibration.ridge)} FLOP/byte", "compute ÷ memory")
+    console.print(table)
+    when = "measured now" if fresh else f"cached, measured {calibration.measured_at} (--refresh to redo)"
+    console.print(f"{when}; {allocator_text(calibration.allocator)}; {path}", style="dim", soft_wrap=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from convcost.roofline import Calibration, Roofline
+
 SCHEMA_VERSION = 1
 
 Shape = tuple[int, ...]
@@ -80,6 +82,8 @@ class StageResult:
     min_bytes: int
     # group g: output channels [g·out_per_group, (g+1)·out_per_group) read inputs [g·in_per_group, ...)
     channel_map: dict[str, int]  # {"groups", "out_per_group", "in_per_group"}
+    latency: LatencyStats | None = None  # this stage timed on its own (multi-stage layers)
+    roofline: Roofline | None = None
 
     @property
     def flops(self) -> int:
@@ -91,6 +95,8 @@ class StageResult:
             if isinstance(value, tuple):
                 data[key] = list(value)
         data["flops"] = self.flops
+        data["latency"] = None if self.latency is None else self.latency.to_dict()
+        data["roofline"] = None if self.roofline is None else self.roofline.to_dict()
         return data
 
 
@@ -133,6 +139,7 @@ class LayerResult:
     output_shape_measured: Shape | None
     checks: list[Check] = field(default_factory=list)
     latency: LatencyStats | None = None
+    roofline: Roofline | None = None  # the sum of its stages' (see convcost.roofline)
 
     @property
     def params(self) -> int:
@@ -195,6 +202,7 @@ class LayerResult:
             "other_ops": self.other_ops,
             "min_bytes": self.min_bytes,
             "latency": None if self.latency is None else self.latency.to_dict(),
+            "roofline": None if self.roofline is None else self.roofline.to_dict(),
             "ok": self.ok,
             "checks": [check.to_dict() for check in self.checks if not check.ok],
             "stages": [stage.to_dict() for stage in self.stages],
@@ -221,6 +229,7 @@ class Ratios:
     shape_match: bool
     textbook: float | None = None  # separable only: 1/(1/K + 1/(R·S))
     bound: int | None = None  # separable only: R·S
+    roofline: float | None = None  # the speedup the roofline predicts: dense bound ÷ alternative bound
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,9 +247,12 @@ class Environment:
     dtype: str
     channels_last: bool = False
     allocator: str = "not tuned"
+    calibration: Calibration | None = None  # the peaks the rooflines use (convcost calibrate)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["calibration"] = None if self.calibration is None else self.calibration.to_dict()
+        return data
 
 
 @dataclass
@@ -287,4 +299,63 @@ class Comparison:
             "alternatives": [layer.to_dict() for layer in self.alternatives],
             "ratios": [ratio.to_dict() for ratio in self.ratios],
             "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One grid point and one alternative of ``convcost sweep``: MAC ratio against measured speedup."""
+
+    cin: int
+    cout: int
+    kernel: tuple[int, int]
+    size: tuple[int, int]
+    vs: str
+    params_ratio: float
+    macs_ratio: float
+    speedup: float | None  # measured: dense latency ÷ alternative latency
+    roofline_speedup: float | None  # predicted: dense bound ÷ alternative bound (with a calibration)
+    dense_ms: float | None
+    alternative_ms: float | None
+    dense_spread_pct: float | None
+    alternative_spread_pct: float | None
+    dense_verdict: str | None
+    alternative_verdict: str | None
+    ok: bool
+
+    @property
+    def efficiency(self) -> float | None:
+        """Measured speedup as a fraction of the MAC ratio."""
+        return None if self.speedup is None or not self.macs_ratio else self.speedup / self.macs_ratio
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kernel"], data["size"] = list(self.kernel), list(self.size)
+        data["efficiency"] = self.efficiency
+        return data
+
+
+@dataclass
+class Sweep:
+    """What ``convcost sweep`` computes: every grid point against every alternative, in one environment."""
+
+    axes: dict[str, list[str]]  # flag → the values swept, as given
+    fixed: dict[str, Any]  # the settings every point shares
+    environment: Environment
+    points: list[SweepPoint]
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "axes": self.axes,
+            "fixed": self.fixed,
+            "environment": self.environment.to_dict(),
+            "ok": self.ok,
+            "failures": self.failures,
+            "points": [point.to_dict() for point in self.points],
         }

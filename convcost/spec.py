@@ -121,11 +121,21 @@ def _enum_text(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-PositivePair = Annotated[Pair, BeforeValidator(positive_pair)]
-PaddingField = Annotated[Padding, BeforeValidator(padding_value)]
-SizeField = Annotated[Pair, BeforeValidator(size_value)]
-PositiveInt = Annotated[int, BeforeValidator(positive_int)]
-StrictBool = Annotated[bool, BeforeValidator(strict_bool)]
+# What a YAML file may write, for the JSON Schema (`convcost schema`): 3, "3x5" or [3, 5].
+_PAIR_TEXT = Annotated[str, Field(pattern=r"^\s*\d+\s*[xX×,]\s*\d+\s*$")]
+_POSITIVE_INPUT = Annotated[int, Field(ge=1)]
+_PAIR_INPUT = _POSITIVE_INPUT | _PAIR_TEXT | Annotated[list[_POSITIVE_INPUT], Field(min_length=2, max_length=2)]
+_NON_NEGATIVE_INPUT = Annotated[int, Field(ge=0)]
+_PADDING_INPUT = (
+    _NON_NEGATIVE_INPUT | Literal["same"] | _PAIR_TEXT
+    | Annotated[list[_NON_NEGATIVE_INPUT], Field(min_length=2, max_length=2)]
+)  # fmt: skip
+
+PositivePair = Annotated[Pair, BeforeValidator(positive_pair, json_schema_input_type=_PAIR_INPUT)]
+PaddingField = Annotated[Padding, BeforeValidator(padding_value, json_schema_input_type=_PADDING_INPUT)]
+SizeField = Annotated[Pair, BeforeValidator(size_value, json_schema_input_type=_PAIR_INPUT)]
+PositiveInt = Annotated[int, BeforeValidator(positive_int, json_schema_input_type=_POSITIVE_INPUT)]
+StrictBool = Annotated[bool, BeforeValidator(strict_bool, json_schema_input_type=bool)]
 NormField = Annotated[Norm, BeforeValidator(_enum_text)]
 ActField = Annotated[Act, BeforeValidator(_enum_text)]
 
@@ -184,13 +194,20 @@ def _kinds(value: Any) -> Any:
     return value
 
 
+_KIND_WORD = "(" + "|".join(kind.value for kind in LayerKind) + ")"
+_KINDS_INPUT = (
+    Annotated[list[LayerKind], Field(min_length=1)]
+    | Annotated[str, Field(pattern=rf"^\s*{_KIND_WORD}(\s*,\s*{_KIND_WORD})*\s*$")]
+)  # "separable, grouped" is accepted too
+
+
 class CompareSpec(LayerOptions):
     """One comparison: a layer, its input, and the alternatives to compare it against."""
 
     name: str | None = None
     size: SizeField = (128, 128)
     batch: PositiveInt = 1
-    vs: Annotated[list[LayerKind], BeforeValidator(_kinds)] = Field(
+    vs: Annotated[list[LayerKind], BeforeValidator(_kinds, json_schema_input_type=_KINDS_INPUT)] = Field(
         default_factory=lambda: [LayerKind.SEPARABLE], min_length=1
     )
     dtype: DType = DType.FLOAT32

@@ -33,6 +33,8 @@ class Document:
     data: Any
     source: str
     lines: dict[Loc, int] = field(default_factory=dict)
+    # problems found while loading (duplicate keys, YAML 1.1 numbers), kept only by ``keep_issues=True``
+    issues: list[FieldIssue] = field(default_factory=list)
 
     def line(self, loc: Loc) -> int | None:
         """The line of the value at ``loc``, or of its closest enclosing value."""
@@ -54,7 +56,7 @@ class Document:
         return SpecError(sorted(placed, key=lambda issue: issue.line or 0), source=self.source)
 
 
-def load(path: Path | str, *, display: str | None = None) -> Document:
+def load(path: Path | str, *, display: str | None = None, keep_issues: bool = False) -> Document:
     """Read and parse ``path`` with the safe loader; raises SpecError (with a line) for anything unreadable."""
     path = Path(path)
     source = display or str(path)
@@ -68,11 +70,15 @@ def load(path: Path | str, *, display: str | None = None) -> Document:
         raise SpecError([FieldIssue((), f"not UTF-8 text ({error.reason})")], source=source) from None
     except OSError as error:
         raise SpecError([FieldIssue((), f"cannot read: {error.strerror or error}")], source=source) from None
-    return loads(text, source)
+    return loads(text, source, keep_issues=keep_issues)
 
 
-def loads(text: str, source: str = "<string>") -> Document:
-    """Parse YAML text; see :func:`load`."""
+def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> Document:
+    """Parse YAML text; see :func:`load`.
+
+    With ``keep_issues``, problems of single values (duplicate keys, YAML 1.1 numbers) are kept in
+    ``document.issues`` instead of raised, so that a caller can report them together with its own.
+    """
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -89,8 +95,9 @@ def loads(text: str, source: str = "<string>") -> Document:
     issues: list[FieldIssue] = []
     if node is not None:
         document.data = _construct(node, (), loader, document.lines, issues)
-    if issues:
+    if issues and not keep_issues:
         raise document.error(issues)
+    document.issues = issues
     return document
 
 
@@ -98,11 +105,15 @@ def _construct(
     node: yaml.Node, loc: Loc, loader: yaml.SafeLoader, lines: dict[Loc, int], issues: list[FieldIssue]
 ) -> Any:
     lines[loc] = node.start_mark.line + 1
+    if _foreign_tag(node, loc, issues):
+        return None
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # merge keys (<<)
         result: dict[Any, Any] = {}
         first_line: dict[Any, int] = {}
         for key_node, value_node in node.value:
+            if _foreign_tag(key_node, loc, issues):
+                continue
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int)) or key is None:
                 issues.append(FieldIssue(loc, "mapping keys must be plain words", key_node.start_mark.line + 1))
@@ -143,6 +154,21 @@ def _construct(
             )
         )
     return value
+
+
+# What the safe loader resolves plain YAML to; anything else (!!python/..., !!set, custom tags) is refused with a
+# line rather than silently read as a list or a mapping, or crashing the constructor.
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
+}
+
+
+def _foreign_tag(node: yaml.Node, loc: Loc, issues: list[FieldIssue]) -> bool:
+    if node.tag in _PLAIN_TAGS:
+        return False
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    issues.append(FieldIssue(loc, f"YAML tag {tag} is not allowed here: write plain values", node.start_mark.line + 1))
+    return True
 
 
 def suggest(word: str, choices: Iterable[str]) -> str | None:

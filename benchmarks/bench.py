@@ -1,0 +1,419 @@
+"""The benchmark of convcost itself: everything measured side by side in one run, printed as ratios.
+
+    .venv/bin/python benchmarks/bench.py          # about two minutes on 2 cores
+    .venv/bin/python benchmarks/bench.py --quick  # fewer repetitions, for a smoke run
+
+1. ``convcost --help`` against ``python -c "import torch"`` (target: under 0.25 of it).
+2. Counting MobileNetV2 and MobileNet v1 by formula (no latency) against ptflops and FlopCounterMode on the
+   same model built in plain torch (target: the formula path at least 20× faster than ptflops).
+3. Per-layer cost of a 1000-layer YAML batch without latency (target: linear in layers, under 1 ms per layer).
+4. Stability: the dense/separable speedup of 32→64 3×3 at 112×112 measured 5 times in one run (target: spread
+   of the 5 ratios under 3 %) and the wall time one measurement costs (target: under 0.5 s per layer pair); and
+   the same measurement with the allocator left alone and with 2 threads, in fresh processes, to show why
+   convcost tunes the one and defaults to the other.
+
+Timing belongs here, not in the unit tests. Each comparison is interleaved (A, B, A, B, ...) so that drift on a
+shared machine hits both sides alike; the machine's load average is printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+CONVCOST = str(Path(PYTHON).with_name("convcost"))
+
+
+def median_seconds(function: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run_process(*command: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+# 1. start-up ----------------------------------------------------------------------------------------------
+
+
+def bench_help(repeat: int) -> dict[str, float]:
+    help_times, torch_times = [], []
+    run_process(CONVCOST, "--help")  # warm the file cache for both
+    run_process(PYTHON, "-c", "import torch")
+    for _ in range(repeat):
+        help_times.append(run_process(CONVCOST, "--help"))
+        torch_times.append(run_process(PYTHON, "-c", "import torch"))
+    help_s, torch_s = statistics.median(help_times), statistics.median(torch_times)
+    return {"help_s": help_s, "import_torch_s": torch_s, "ratio": help_s / torch_s}
+
+
+# 2. counting MobileNets -----------------------------------------------------------------------------------
+
+
+def mobilenet_v1() -> Any:
+    """MobileNet v1 (Howard et al. 2017, Table 1) in plain torch: conv-BN-ReLU, no conv bias."""
+    from torch import nn
+
+    def conv_bn(cin: int, cout: int, kernel: int, stride: int, groups: int = 1) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True)]  # fmt: skip
+
+    layers = conv_bn(3, 32, 3, 2)
+    plan = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+    cin = 32
+    for cout, stride in plan:
+        layers += conv_bn(cin, cin, 3, stride, groups=cin) + conv_bn(cin, cout, 1, 1)
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1024, 1000)).eval()
+
+
+def mobilenet_v2() -> Any:
+    """MobileNetV2 (Sandler et al. 2018, Table 2) in plain torch, width 1.0: inverted residuals, ReLU6."""
+    import torch
+    from torch import nn
+
+    def conv_bn(cin: int, cout: int, kernel: int, stride: int, groups: int = 1, act: bool = True) -> nn.Sequential:
+        parts: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+                                  nn.BatchNorm2d(cout)]  # fmt: skip
+        if act:
+            parts.append(nn.ReLU6(inplace=True))
+        return nn.Sequential(*parts)
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+            super().__init__()
+            hidden = cin * expand
+            parts = [conv_bn(cin, hidden, 1, 1)] if expand != 1 else []
+            parts += [conv_bn(hidden, hidden, 3, stride, groups=hidden), conv_bn(hidden, cout, 1, 1, act=False)]
+            self.body = nn.Sequential(*parts)
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.body(x) if self.residual else self.body(x)
+
+    layers: list[nn.Module] = [conv_bn(3, 32, 3, 2)]
+    cin = 32
+    for expand, cout, repeat, stride in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                                         (6, 160, 3, 2), (6, 320, 1, 1)]:  # fmt: skip
+        for index in range(repeat):
+            layers.append(Block(cin, cout, stride if index == 0 else 1, expand))
+            cin = cout
+    layers += [conv_bn(cin, 1280, 1, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(1280, 1000)]
+    return nn.Sequential(*layers).eval()
+
+
+def formula_counter(config: str) -> tuple[Callable[[], int], Callable[[], int], str]:
+    """Count a MobileNet config by formula: from its YAML file, and from the planned layers alone."""
+    try:
+        from convcost import model_formulas
+        from convcost.model_spec import load_model
+    except ImportError:
+        own = _own_stage_counter(config)
+        return own, own, "convcost.formulas over the conv layers enumerated here"
+
+    path = str(ROOT / "configs" / config)
+    plan = load_model(path)
+
+    def from_file() -> int:
+        return sum(model_formulas.cost(op).macs for op in load_model(path).ops)
+
+    def from_plan() -> int:
+        return sum(model_formulas.cost(op).macs for op in plan.ops)
+
+    return from_file, from_plan, f"convcost.model_spec.load_model(configs/{config}) + model_formulas.cost"
+
+
+def _own_stage_counter(config: str) -> Callable[[], int]:
+    """Fallback: the MobileNet's conv and linear layers as ConvStages, summed with convcost.formulas."""
+    from convcost import formulas
+    from convcost.formulas import ConvStage
+
+    def count() -> int:
+        total, size, cin = 0, 224, 3
+
+        def conv(cout: int, kernel: int, stride: int, groups: int = 1) -> None:
+            nonlocal total, size, cin
+            pad = kernel // 2
+            stage = ConvStage("conv", cin, cout, (kernel, kernel), (stride, stride), (pad, pad), groups=groups)
+            total += formulas.macs(stage, (size, size), 1)
+            size, cin = formulas.output_size(stage, (size, size))[0], cout
+
+        conv(32, 3, 2)
+        if config == "mobilenet_v1.yaml":
+            plan = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
+            for cout, stride in plan:
+                conv(cin, 3, stride, groups=cin)
+                conv(cout, 1, 1)
+            return total + 1024 * 1000
+        for expand, cout, repeat, stride in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                                             (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:  # fmt: skip
+            for index in range(repeat):
+                hidden = cin * expand
+                if expand != 1:
+                    conv(hidden, 1, 1)
+                conv(hidden, 3, stride if index == 0 else 1, groups=hidden)
+                conv(cout, 1, 1)
+        conv(1280, 1, 1)
+        return total + 1280 * 1000
+
+    return count
+
+
+def bench_models(repeat: int) -> list[dict[str, Any]]:
+    import torch
+
+    from convcost.measure import count_flop_counter, count_ptflops
+
+    torch.set_num_threads(1)
+    rows = []
+    for name, builder, config in (("MobileNetV2", mobilenet_v2, "mobilenet_v2.yaml"),
+                                  ("MobileNet v1", mobilenet_v1, "mobilenet_v1.yaml")):  # fmt: skip
+        model = builder()
+        tensor = torch.randn(1, 3, 224, 224)
+        count, count_plan, how = formula_counter(config)
+        macs_formula = count()
+        macs_counter, _ = count_flop_counter(model, tensor)
+        macs_ptflops = count_ptflops(model, tensor)
+        formula_s, plan_s, ptflops_s, counter_s = [], [], [], []
+        for _ in range(repeat):  # interleaved
+            formula_s.append(median_seconds(count, 1))
+            plan_s.append(median_seconds(count_plan, 5))
+            ptflops_s.append(median_seconds(lambda m=model, t=tensor: count_ptflops(m, t), 1))
+            counter_s.append(median_seconds(lambda m=model, t=tensor: count_flop_counter(m, t), 1))
+        rows.append({
+            "model": name, "formula_path": how, "macs_formula": macs_formula, "macs_flop_counter": macs_counter,
+            "macs_ptflops_raw": macs_ptflops, "formula_s": statistics.median(formula_s),
+            "formula_planned_s": statistics.median(plan_s),
+            "ptflops_s": statistics.median(ptflops_s), "flop_counter_s": statistics.median(counter_s),
+        })  # fmt: skip
+    return rows
+
+
+# 3. a 1000-layer batch ------------------------------------------------------------------------------------
+
+
+def batch_yaml(entries: int) -> str:
+    """A batch file of ``entries`` small comparisons cycling over channels and kernels."""
+    lines = ["version: 1", "defaults: {size: 16, vs: separable}", "layers:"]
+    channels = (8, 16, 32)
+    for index in range(entries):
+        cin, cout, kernel = channels[index % 3], channels[(index // 3) % 3] * 2, (3, 5)[(index // 9) % 2]
+        lines.append(f"  - {{name: layer{index}, cin: {cin}, cout: {cout}, kernel: {kernel}}}")
+    return "\n".join(lines) + "\n"
+
+
+def bench_batch(sizes: tuple[int, ...]) -> dict[str, Any]:
+    from typer.main import get_command
+
+    from convcost.cli import app
+
+    has_batch = "batch" in get_command(app).commands  # type: ignore[attr-defined]
+    result: dict[str, Any] = {"cli": has_batch, "runs": []}
+    with tempfile.TemporaryDirectory() as directory:
+        for entries in sizes:
+            path = Path(directory) / f"batch{entries}.yaml"
+            path.write_text(batch_yaml(entries), encoding="utf-8")
+            if has_batch:
+                seconds = run_process(CONVCOST, "batch", str(path), "--no-latency", "--format", "json", "-o",
+                                      str(Path(directory) / "out.json"))  # fmt: skip
+                result["runs"].append({"entries": entries, "seconds": seconds})
+        result["formula_ms_per_layer"] = _formula_only_ms(1000)
+    if len(result["runs"]) >= 2:
+        first, last = result["runs"][0], result["runs"][-1]
+        result["marginal_ms_per_layer"] = (
+            1e3 * (last["seconds"] - first["seconds"]) / (last["entries"] - first["entries"])
+        )
+        result["per_layer_ms"] = [1e3 * run["seconds"] / run["entries"] for run in result["runs"]]
+    return result
+
+
+def _formula_only_ms(entries: int) -> float:
+    """kinds.plan + formulas for ``entries`` layers, in process: the floor under any batch run."""
+    from convcost import formulas, kinds
+    from convcost.spec import parse_compare
+
+    channels = (8, 16, 32)
+    data = [{"cin": channels[i % 3], "cout": channels[(i // 3) % 3] * 2, "kernel": (3, 5)[(i // 9) % 2], "size": 16}
+            for i in range(entries)]  # fmt: skip
+    start = time.perf_counter()
+    for item in data:
+        spec = parse_compare(item)
+        for stages in kinds.plan(spec).values():
+            size = spec.size
+            for stage in stages:
+                formulas.macs(stage, size, spec.batch)
+                formulas.params(stage)
+                size = formulas.output_size(stage, size)
+    return 1e3 * (time.perf_counter() - start) / entries
+
+
+# 4. stability ---------------------------------------------------------------------------------------------
+
+
+def stability(measurements: int, threads: int, tune: bool) -> dict[str, Any]:
+    """The dense/separable speedup of 32→64 3×3 at 112×112, measured ``measurements`` times in this process."""
+    import torch
+
+    from convcost import build, latency
+    from convcost.spec import DType, parse_compare
+
+    if tune:
+        latency.tune_allocator()
+    spec = parse_compare({"cin": 32, "cout": 64, "kernel": 3, "size": 112})
+    from convcost import kinds
+
+    planned = kinds.plan(spec)
+    cases = {}
+    for kind, stages in planned.items():
+        module = build.prepare(build.layer(stages), DType.FLOAT32, "cpu")
+        cases[str(kind)] = (module, build.input_tensor(32, (112, 112), 1, DType.FLOAT32, "cpu"))
+    settings = latency.LatencySettings(threads=threads, tune_allocator=tune)
+    ratios, walls, dense_ms, separable_ms = [], [], [], []
+    torch.set_num_threads(threads)
+    for _ in range(measurements):
+        start = time.perf_counter()
+        stats = latency.measure(cases, settings)
+        walls.append(time.perf_counter() - start)
+        dense_ms.append(stats["dense"].median_ms)
+        separable_ms.append(stats["separable"].median_ms)
+        ratios.append(stats["dense"].median_ms / stats["separable"].median_ms)
+    middle = statistics.median(ratios)
+    return {
+        "threads": threads, "allocator": latency.allocator_state(), "ratios": ratios,
+        "spread_pct": 100 * (max(ratios) - min(ratios)) / middle, "median_ratio": middle,
+        "wall_s": statistics.median(walls), "dense_ms": statistics.median(dense_ms),
+        "separable_ms": statistics.median(separable_ms),
+        "dense_ms_range": [min(dense_ms), max(dense_ms)], "separable_ms_range": [min(separable_ms), max(separable_ms)],
+    }  # fmt: skip
+
+
+def stability_child(measurements: int, threads: int, tune: bool) -> dict[str, Any]:
+    """The same in a fresh process (mallopt cannot be undone within one)."""
+    command = [PYTHON, __file__, "--child", f"--measurements={measurements}", f"--threads={threads}"]
+    if not tune:
+        command.append("--no-tune")
+    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    return dict(json.loads(output))
+
+
+# report ---------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measurements", type=int, default=5, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--no-tune", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(stability(args.measurements, args.threads, not args.no_tune)))
+        return
+
+    import torch
+
+    repeat = 3 if args.quick else 7
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"convcost benchmark · torch {torch.__version__} · {os.cpu_count()} CPUs · load average {load:.2f}")
+    results: dict[str, Any] = {"torch": torch.__version__, "cpus": os.cpu_count(), "load_before": load}
+
+    started = time.perf_counter()
+    help_result = bench_help(repeat)
+    results["help"] = help_result
+    print(f"\n1. convcost --help {help_result['help_s'] * 1e3:.0f} ms vs import torch "
+          f"{help_result['import_torch_s'] * 1e3:.0f} ms: ratio {help_result['ratio']:.3f} (target < 0.25) "
+          f"{mark(help_result['ratio'] < 0.25)}")  # fmt: skip
+
+    models = bench_models(repeat)
+    results["models"] = models
+    print("\n2. counting a model, no latency (median of interleaved runs):")
+    for row in models:
+        speedup = row["ptflops_s"] / row["formula_s"]
+        planned = row["ptflops_s"] / row["formula_planned_s"]
+        agree = "= FlopCounterMode" if row["macs_formula"] == row["macs_flop_counter"] else (
+            f"≠ FlopCounterMode {row['macs_flop_counter']:,}")  # fmt: skip
+        print(
+            f"   {row['model']}: ptflops {row['ptflops_s'] * 1e3:.0f} ms, FlopCounterMode "
+            f"{row['flop_counter_s'] * 1e3:.0f} ms; by formula from the YAML file {row['formula_s'] * 1e3:.1f} ms "
+            f"({speedup:.0f}× faster than ptflops {mark(speedup >= 20)}), from the planned layers "
+            f"{row['formula_planned_s'] * 1e3:.2f} ms ({planned:.0f}× {mark(planned >= 20)}); target ≥ 20×"
+        )
+        print(
+            f"      MACs by formula {row['macs_formula']:,} {agree}; ptflops raw {row['macs_ptflops_raw']:,} "
+            f"(it adds BN, activations and bias); formula path: {row['formula_path']}"
+        )
+
+    sizes = (100, 1000) if args.quick else (250, 1000)
+    batch = bench_batch(sizes)
+    results["batch"] = batch
+    print("\n3. a YAML batch without latency:")
+    if batch["runs"]:
+        per = ", ".join(f"{run['entries']} entries {run['seconds']:.1f} s ({1e3 * run['seconds'] / run['entries']:.1f}"
+                        " ms/layer)" for run in batch["runs"])  # fmt: skip
+        marginal = batch["marginal_ms_per_layer"]
+        print(
+            f"   convcost batch --no-latency: {per}; marginal {marginal:.1f} ms per layer (target < 1 ms) "
+            f"{mark(marginal < 1)}"
+        )
+        print("   (each entry builds its layers and runs both counters on a real tensor; that, not YAML, is the cost)")
+    else:
+        print("   convcost batch does not exist yet: formula path only")
+    formula_ms = batch["formula_ms_per_layer"]
+    print(
+        f"   formula only (parse_compare + kinds.plan + formulas, in process): {formula_ms:.3f} ms per layer "
+        f"{mark(formula_ms < 1)}"
+    )
+
+    measurements = 3 if args.quick else 5
+    tuned = stability(measurements, 1, True)
+    untuned = stability_child(measurements, 1, False)
+    two = stability_child(measurements, 2, True)
+    results["stability"] = {"tuned_1_thread": tuned, "untuned_1_thread": untuned, "tuned_2_threads": two}
+    print(f"\n4. dense/separable speedup of 32→64 3×3 at 112×112, measured {measurements} times in one run:")
+    for label, row in (("allocator tuned, 1 thread (default)", tuned), ("allocator left alone, 1 thread", untuned),
+                       ("allocator tuned, 2 threads", two)):  # fmt: skip
+        ratios = " ".join(f"{value:.2f}" for value in row["ratios"])
+        print(
+            f"   {label}: speedups {ratios} → spread {row['spread_pct']:.1f}%; dense {row['dense_ms']:.2f} ms "
+            f"({row['dense_ms_range'][0]:.2f}–{row['dense_ms_range'][1]:.2f}), separable {row['separable_ms']:.3f} ms "
+            f"({row['separable_ms_range'][0]:.3f}–{row['separable_ms_range'][1]:.3f}); "
+            f"{row['wall_s']:.2f} s per measurement"
+        )
+    print(
+        f"   target: spread < 3% {mark(tuned['spread_pct'] < 3)}; "
+        f"< 0.5 s per layer pair {mark(tuned['wall_s'] < 0.5)}; "
+        f"allocator effect on dense latency {untuned['dense_ms'] / tuned['dense_ms']:.2f}×, on the speedup "
+        f"{tuned['median_ratio']:.2f} tuned vs {untuned['median_ratio']:.2f} left alone"
+    )
+    results["wall_s"] = time.perf_counter() - started
+    results["load_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nbenchmark took {results['wall_s']:.0f} s; load average now {results['load_after']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

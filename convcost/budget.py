@@ -1,0 +1,629 @@
+"""Budgets → verdicts: the CI gate behind ``convcost check``. No printing, no exits.
+
+A budget file lists checks; each names a model (a model file or ``package.module:factory`` with ``input``) or a
+batch file, and its limits::
+
+    tolerance: {params: 0%, macs: 0%, latency_ms: 10%}   # growth allowed over the baseline
+    baseline: budgets.baseline.json                      # optional; --baseline overrides it
+    checks:
+      - name: mobilenet_v1
+        model: mobilenet_v1.yaml                         # relative to this file
+        params: {max: 4.3M}                              # level: error unless told
+        macs: {max: 600M, level: error}
+        latency_ms: {max: 40}                            # level: warn unless told: latency is noisy
+        layers:
+          - {match: "sep7.*", macs: {max: 60M}}          # every layer matching the glob
+
+Limits accept SI strings (``4.3M``, ``600M``, ``1.2G``). A layer glob that matches nothing is an error. For a
+batch file, ``layers`` match entry names and the figures are those of the alternative ``vs`` (default: each
+entry's first alternative); the check's own limits apply to the sum over entries.
+
+The baseline (written with ``--update-baseline``) records each check's params, MACs and latency with the
+environment they were measured in. Counts do not depend on the environment and are always compared; latency is
+compared only in the same environment, and a different one is a warning instead.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from convcost import yamlio
+from convcost.errors import FieldIssue, SpecError
+from convcost.spec import LayerKind, PositiveInt
+
+if TYPE_CHECKING:
+    from convcost.batch import BatchResult
+    from convcost.latency import LatencySettings
+    from convcost.model_results import ModelResult
+    from convcost.results import Environment
+
+BASELINE_VERSION = 1
+METRICS = ("params", "macs", "latency_ms")
+# the environment fields that change a latency (counts do not depend on any of them)
+ENVIRONMENT_KEYS = ("torch", "platform", "device", "device_name", "threads", "dtype", "channels_last")
+
+
+class Level(str, Enum):
+    ERROR = "error"
+    WARN = "warn"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+DEFAULT_LEVELS = {"params": Level.ERROR, "macs": Level.ERROR, "latency_ms": Level.WARN}
+
+_SI = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_SI_NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?\s*([kKMGT]?)\s*$")
+
+
+def si_number(value: Any) -> float:
+    """``4.3M`` → 4300000.0; plain numbers pass through; negative, boolean and other text are refused."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got boolean {str(value).lower()}")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str) and (match := _SI_NUMBER.match(value.replace(",", "").replace("_", ""))):
+        number = float(match.group(1)) * 10 ** int(match.group(2) or 0) * _SI[match.group(3)]
+    else:
+        raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got {value!r}")
+    if number < 0 or not math.isfinite(number):
+        raise ValueError(f"must be a non-negative number, got {value!r}")
+    return number
+
+
+def percent(value: Any) -> float:
+    """``10%`` or 10 → 10.0 (per cent)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        value = value.strip()[:-1]
+    try:
+        return si_number(value)
+    except ValueError:
+        raise ValueError(f"must be a percentage such as 0% or 10%, got {value!r}") from None
+
+
+SINumber = Annotated[float, BeforeValidator(si_number)]
+Percent = Annotated[float, BeforeValidator(percent)]
+
+
+class Limit(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: SINumber
+    level: Level | None = None
+
+
+class LayerBudget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    match: str
+    params: Limit | None = None
+    macs: Limit | None = None
+    latency_ms: Limit | None = None
+
+
+class Tolerance(BaseModel):
+    """Growth allowed over the baseline, per cent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    params: Percent = 0.0
+    macs: Percent = 0.0
+    latency_ms: Percent = 10.0
+
+
+class LatencyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threads: PositiveInt = 1
+    rounds: PositiveInt = 5
+    min_time: Annotated[float, Field(gt=0)] = 0.04
+
+
+class CheckSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    model: str | None = None
+    input: str | None = None  # an import path's input CxHxW
+    batch: str | None = None  # a batch file
+    vs: LayerKind | None = None  # batch: the alternative whose figures are checked
+    width_multiplier: str | float | None = None
+    size: str | int | None = None
+    params: Limit | None = None
+    macs: Limit | None = None
+    latency_ms: Limit | None = None
+    layers: list[LayerBudget] = Field(default_factory=list)
+    tolerance: Tolerance | None = None
+
+
+class BudgetFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = 1
+    baseline: str | None = None
+    tolerance: Tolerance = Tolerance()
+    latency: LatencyOptions = LatencyOptions()
+    checks: list[CheckSpec] = Field(min_length=1)
+
+
+@dataclass
+class PlannedCheck:
+    """A validated check: what to evaluate and the limits to hold it to, with the budget's lines."""
+
+    index: int
+    name: str
+    spec: CheckSpec
+    line: int | None
+    lines: dict[yamlio.Loc, int]  # the line of every limit, by its location under this check
+    model_path: Path | None = None  # a model file
+    import_path: str | None = None
+    batch_path: Path | None = None
+    evaluate: Callable[[LatencySettings | None], Measured] | None = None
+
+    @property
+    def needs_latency(self) -> bool:
+        return self.spec.latency_ms is not None or any(layer.latency_ms for layer in self.spec.layers)
+
+    def line_of(self, *loc: str | int) -> int | None:
+        for end in range(len(loc), -1, -1):
+            if loc[:end] in self.lines:
+                return self.lines[loc[:end]]
+        return self.line
+
+
+@dataclass
+class Budget:
+    source: str
+    spec: BudgetFile
+    checks: list[PlannedCheck]
+    baseline_path: Path | None
+
+
+def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
+    """Read and validate a budget file; every problem raised at once (SpecError with lines)."""
+    path = Path(path)
+    document = yamlio.load(path, display=display)
+    if not isinstance(document.data, dict):
+        raise document.error([FieldIssue((), "a budget file is a mapping with a 'checks' list", 1)])
+    spec, issues = yamlio.validate(BudgetFile, document.data, document)
+    if issues:
+        raise document.error(issues)
+    from convcost.model import is_import_path
+
+    base = path.parent
+    checks: list[PlannedCheck] = []
+    names: set[str] = set()
+    for index, check in enumerate(spec.checks):
+        loc: yamlio.Loc = ("checks", index)
+        lines = {key[len(loc) :]: line for key, line in document.lines.items() if key[: len(loc)] == loc}
+        lines.update(
+            {key[len(loc) + 1 :]: line for key, line in document.lines.items() if key[: len(loc) + 1] == ("key", *loc)}
+        )
+        where = [("model", check.model), ("batch", check.batch)]
+        given = [key for key, value in where if value is not None]
+        if len(given) != 1:
+            issues.append(FieldIssue(loc, "give exactly one of 'model' (a model file or import path) or 'batch'"))
+            continue
+        name = check.name or Path(check.model or check.batch or "").stem or f"check{index + 1}"
+        if name in names:
+            issues.append(FieldIssue((*loc, "name"), f"check name {name!r} is used twice"))
+        names.add(name)
+        planned = PlannedCheck(index, name, check, document.line(loc), lines)
+        if check.batch is not None:
+            planned.batch_path = base / check.batch
+            for key in ("input", "width_multiplier", "size"):
+                if getattr(check, key) is not None:
+                    issues.append(FieldIssue((*loc, key), "applies to a model, not to a batch file"))
+        elif check.model is not None and is_import_path(check.model) and not (base / check.model).exists():
+            planned.import_path = check.model
+            if check.input is None:
+                issues.append(FieldIssue((*loc, "input"), "required for an import path: CxHxW, e.g. 3x224x224"))
+            for key in ("width_multiplier", "size"):
+                if getattr(check, key) is not None:
+                    issues.append(FieldIssue((*loc, key), "applies to model files; an import path takes 'input'"))
+        else:
+            assert check.model is not None
+            planned.model_path = base / check.model
+            if check.input is not None:
+                issues.append(FieldIssue((*loc, "input"), "applies to import paths; a model file has its own"))
+            if check.vs is not None:
+                issues.append(FieldIssue((*loc, "vs"), "applies to batch files"))
+        for kind, path_value in (("model", planned.model_path), ("batch", planned.batch_path)):
+            if path_value is not None and not path_value.exists():
+                issues.append(FieldIssue((*loc, kind), f"no such file: {path_value}"))
+        for number, layer in enumerate(check.layers):
+            if not any((layer.params, layer.macs, layer.latency_ms)):
+                issues.append(FieldIssue((*loc, "layers", number), "gives no limit: add params, macs or latency_ms"))
+        checks.append(planned)
+    if issues:
+        raise document.error(issues)
+    baseline = base / spec.baseline if spec.baseline else None
+    return Budget(document.source, spec, checks, baseline)
+
+
+# ---- measuring ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    params: float | None
+    macs: float | None
+    latency_ms: float | None
+
+    def get(self, metric: str) -> float | None:
+        value: float | None = getattr(self, metric)
+        return value
+
+
+@dataclass
+class Measured:
+    """A check's figures: the whole and each named part (layers of a model, entries of a batch)."""
+
+    total: Figures
+    parts: dict[str, Figures]
+    environment: Environment | None
+    problems: list[str] = field(default_factory=list)  # e.g. batch entries that failed
+    model: ModelResult | None = None
+    batch: BatchResult | None = None
+
+
+def measure_check(check: PlannedCheck, settings: LatencySettings | None) -> Measured:
+    """Evaluate what a check names; raises SpecError/UsageError for an invalid model or batch file."""
+    if check.batch_path is not None:
+        return _measure_batch(check, settings)
+    from convcost.model import evaluate_import, evaluate_plan, parse_input
+    from convcost.model_spec import load_model
+
+    if check.model_path is not None:
+        plan = load_model(
+            str(check.model_path),
+            width_multiplier=None if check.spec.width_multiplier is None else str(check.spec.width_multiplier),
+            size=None if check.spec.size is None else str(check.spec.size),
+        )
+        result = evaluate_plan(plan, str(check.model_path), settings)
+    else:
+        assert check.import_path is not None and check.spec.input is not None
+        try:
+            shape = parse_input(check.spec.input)
+        except ValueError as error:
+            raise SpecError(
+                [FieldIssue(("checks", check.index, "input"), str(error), check.line_of("input"))]
+            ) from None
+        result = evaluate_import(check.import_path, shape, latency_settings=settings)
+    parts = {
+        layer.name: Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+        for layer in result.layers
+    }
+    total = Figures(result.total.params, result.total.macs, result.latency.median_ms if result.latency else None)
+    problems = [f"{check.name}: {failure}" for failure in result.failures]
+    return Measured(total, parts, result.environment, problems, model=result)
+
+
+def _measure_batch(check: PlannedCheck, settings: LatencySettings | None) -> Measured:
+    from convcost.batch import Status, evaluate, load_batch
+
+    assert check.batch_path is not None
+    batch = load_batch(check.batch_path)
+    result = evaluate(batch, settings)
+    parts: dict[str, Figures] = {}
+    environment = None
+    problems = [f"{check.name}: {line}" for line in result.problems]
+    for entry in result.entries:
+        if entry.status is not Status.OK or entry.comparison is None:
+            continue
+        comparison = entry.comparison
+        environment = comparison.environment
+        wanted = str(check.spec.vs) if check.spec.vs is not None else None
+        layer = next((item for item in comparison.alternatives if wanted is None or item.kind == wanted), None)
+        if layer is None:
+            problems.append(f"{check.name}: {entry.name}: no '{wanted}' alternative in this entry")
+            continue
+        parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+    timed = [part.latency_ms for part in parts.values()]
+    total = Figures(
+        sum(part.params or 0 for part in parts.values()),
+        sum(part.macs or 0 for part in parts.values()),
+        sum(value for value in timed if value is not None) if timed and None not in timed else None,
+    )
+    return Measured(total, parts, environment, problems, batch=result)
+
+
+# ---- verdicts -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One limit held against one figure."""
+
+    check: str
+    subject: str  # "model", "layer sep7.1", "entry block3"
+    metric: str  # params | macs | latency_ms | "match" | "model" | "baseline"
+    rule: str  # "max", "growth", "no match", "failed", "environment"
+    level: Level
+    passed: bool
+    line: int | None
+    expected: float | None = None  # the limit (max, or baseline × (1 + tolerance))
+    found: float | None = None
+    baseline: float | None = None
+    tolerance_pct: float | None = None
+    message: str = ""
+
+    @property
+    def excess(self) -> float | None:
+        if self.expected is None or self.found is None:
+            return None
+        return self.found - self.expected
+
+    @property
+    def excess_pct(self) -> float | None:
+        if self.excess is None or not self.expected:
+            return None
+        return 100.0 * self.excess / self.expected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "subject": self.subject,
+            "metric": self.metric,
+            "rule": self.rule,
+            "level": str(self.level),
+            "passed": self.passed,
+            "line": self.line,
+            "expected": self.expected,
+            "found": self.found,
+            "excess": self.excess,
+            "excess_pct": self.excess_pct,
+            "baseline": self.baseline,
+            "tolerance_pct": self.tolerance_pct,
+            "message": self.message,
+        }
+
+
+@dataclass
+class BudgetResult:
+    source: str
+    verdicts: list[Verdict]
+    measured: dict[str, Measured]
+    environment: Environment | None
+    baseline_path: str | None = None
+    baseline_written: bool = False
+
+    @property
+    def errors(self) -> list[Verdict]:
+        return [item for item in self.verdicts if not item.passed and item.level is Level.ERROR]
+
+    @property
+    def warnings(self) -> list[Verdict]:
+        return [item for item in self.verdicts if not item.passed and item.level is Level.WARN]
+
+    @property
+    def ok(self) -> bool:
+        """Every error-level limit holds (warnings allowed)."""
+        return not self.errors
+
+    def summary(self) -> str:
+        checks = len(self.measured)
+        passed = sum(item.passed for item in self.verdicts)
+        return (
+            f"{checks} check{'s' if checks != 1 else ''}, {len(self.verdicts)} limits: {passed} passed, "
+            f"{len(self.errors)} error{'s' if len(self.errors) != 1 else ''}, "
+            f"{len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": BASELINE_VERSION,
+            "source": self.source,
+            "ok": self.ok,
+            "summary": self.summary(),
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "baseline": self.baseline_path,
+            "baseline_written": self.baseline_written,
+            "environment": None if self.environment is None else self.environment.to_dict(),
+            "verdicts": [item.to_dict() for item in self.verdicts],
+            "measured": {
+                name: {
+                    "params": item.total.params,
+                    "macs": item.total.macs,
+                    "latency_ms": item.total.latency_ms,
+                    "problems": item.problems,
+                }
+                for name, item in self.measured.items()
+            },
+        }
+
+
+def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
+    """The check's own limits and its layer limits against what was measured."""
+    verdicts: list[Verdict] = []
+    spec = check.spec
+    for problem in measured.problems:
+        verdicts.append(Verdict(check.name, "model", "checks", "failed", Level.ERROR, False, check.line,
+                                message=problem))  # fmt: skip
+    whole = "batch total" if check.batch_path is not None else "model"
+    for metric in METRICS:
+        limit: Limit | None = getattr(spec, metric)
+        if limit is not None:
+            verdicts.append(_limit(check, whole, metric, limit, measured.total.get(metric), (metric,)))
+    part = "entry" if check.batch_path is not None else "layer"
+    for number, layer in enumerate(spec.layers):
+        names = [name for name in measured.parts if fnmatch.fnmatchcase(name, layer.match)]
+        if not names:
+            known = ", ".join(list(measured.parts)[:6]) + (" …" if len(measured.parts) > 6 else "")
+            verdicts.append(
+                Verdict(check.name, f"{part}s {layer.match}", "match", "no match", Level.ERROR, False,
+                        check.line_of("layers", number, "match"),
+                        message=f"no {part} matches {layer.match!r} (there are: {known})")
+            )  # fmt: skip
+            continue
+        for metric in METRICS:
+            limit = getattr(layer, metric)
+            if limit is None:
+                continue
+            for name in names:
+                loc = ("layers", number, metric)
+                verdicts.append(_limit(check, f"{part} {name}", metric, limit, measured.parts[name].get(metric), loc))
+    return verdicts
+
+
+def _limit(
+    check: PlannedCheck, subject: str, metric: str, limit: Limit, found: float | None, loc: tuple[str | int, ...]
+) -> Verdict:
+    level = limit.level or DEFAULT_LEVELS[metric]
+    line = check.line_of(*loc)
+    if found is None:
+        return Verdict(check.name, subject, metric, "max", level, False, line, limit.max, None,
+                       message="not measured")  # fmt: skip
+    return Verdict(check.name, subject, metric, "max", level, found <= limit.max, line, limit.max, found)
+
+
+def growth_verdicts(
+    check: PlannedCheck,
+    measured: Measured,
+    baseline: dict[str, Any],
+    tolerance: Tolerance,
+    same_environment: bool,
+    baseline_line: int | None,
+) -> list[Verdict]:
+    """Growth over the baseline beyond the tolerance; latency only in the same environment."""
+    recorded = baseline.get("checks", {}).get(check.name)
+    if not isinstance(recorded, dict):
+        return [Verdict(check.name, "model", "baseline", "growth", Level.WARN, False, check.line,
+                        message="not in the baseline: run with --update-baseline to add it")]  # fmt: skip
+    verdicts = []
+    for metric in METRICS:
+        before = recorded.get(metric)
+        now = measured.total.get(metric)
+        if before is None or now is None:
+            continue
+        limit: Limit | None = getattr(check.spec, metric)
+        level = (limit.level if limit and limit.level else None) or DEFAULT_LEVELS[metric]
+        allowed_pct = getattr(tolerance, metric)
+        if metric == "latency_ms" and not same_environment:
+            verdicts.append(
+                Verdict(check.name, "model", metric, "environment", Level.WARN, False, check.line_of(metric),
+                        baseline=before, found=now,
+                        message="latency not compared: the baseline was measured in another environment")
+            )  # fmt: skip
+            continue
+        expected = before * (1 + allowed_pct / 100)
+        verdicts.append(
+            Verdict(check.name, "model", metric, "growth", level, now <= expected + 1e-9, check.line_of(metric),
+                    expected, now, before, allowed_pct)
+        )  # fmt: skip
+    return verdicts
+
+
+def differences(recorded: dict[str, Any], environment: Environment | None) -> list[str]:
+    """The environment fields that differ between a baseline and now: ``threads: 1 → 2``."""
+    if environment is None:
+        return []
+    now = environment.to_dict()
+    return [
+        f"{key}: {recorded.get(key)} → {now.get(key)}" for key in ENVIRONMENT_KEYS if recorded.get(key) != now.get(key)
+    ]
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    """A baseline file, or SpecError naming what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(
+            [FieldIssue((), "no such baseline file: write one with --update-baseline")], str(path)
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpecError([FieldIssue((), f"not a baseline file: {error}")], str(path)) from None
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != BASELINE_VERSION
+        or not isinstance(data.get("checks"), dict)
+    ):
+        raise SpecError([FieldIssue((), f"not a convcost baseline (version {BASELINE_VERSION})")], str(path))
+    return data
+
+
+def baseline_text(result: BudgetResult) -> str:
+    """The baseline file for what was just measured, with its environment."""
+    data = {
+        "version": BASELINE_VERSION,
+        "environment": None if result.environment is None else result.environment.to_dict(),
+        "checks": {
+            name: {"params": item.total.params, "macs": item.total.macs, "latency_ms": item.total.latency_ms}
+            for name, item in result.measured.items()
+        },
+    }
+    return json.dumps(data, indent=2) + "\n"
+
+
+def run_checks(
+    budget: Budget,
+    baseline_path: Path | None = None,
+    update_baseline: bool = False,
+    latency_settings: LatencySettings | None = None,
+) -> BudgetResult:
+    """Measure every check and hold it to its limits (and to the baseline, when there is one and not updating).
+
+    Every model and batch file is validated before anything is measured, so an invalid one fails fast.
+    """
+    from convcost.latency import LatencySettings
+    from convcost.model_spec import load_model
+
+    for check in budget.checks:
+        if check.model_path is not None:
+            load_model(str(check.model_path))
+        elif check.batch_path is not None:
+            from convcost.batch import load_batch
+
+            load_batch(check.batch_path)
+    path = baseline_path or budget.baseline_path
+    baseline = None
+    missing = False
+    if path is not None and not update_baseline:
+        # a baseline named on the command line must exist; the budget file's may not have been written yet
+        missing = baseline_path is None and not path.exists()
+        baseline = None if missing else load_baseline(path)
+    options = budget.spec.latency
+    settings = latency_settings or LatencySettings(threads=options.threads, rounds=options.rounds,
+                                                   min_time=options.min_time)  # fmt: skip
+    verdicts: list[Verdict] = []
+    measured: dict[str, Measured] = {}
+    environment = None
+    for check in budget.checks:
+        wants_latency = check.needs_latency or bool(
+            baseline and (baseline.get("checks", {}).get(check.name) or {}).get("latency_ms") is not None
+        )
+        figures = measure_check(check, settings if wants_latency else None)
+        measured[check.name] = figures
+        environment = environment or figures.environment
+        verdicts += limit_verdicts(check, figures)
+    same = True
+    if baseline is not None:
+        changed = differences(baseline.get("environment") or {}, environment)
+        same = not changed
+        for check in budget.checks:
+            tolerance = check.spec.tolerance or budget.spec.tolerance
+            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, same, check.line)
+        if changed:
+            verdicts.append(
+                Verdict("baseline", "environment", "environment", "environment", Level.WARN, False, None,
+                        message="environment differs from the baseline's (" + "; ".join(changed) + ")")
+            )  # fmt: skip
+    if missing:
+        verdicts.append(
+            Verdict("baseline", "baseline", "baseline", "missing", Level.WARN, False, None,
+                    message=f"no baseline at {path} yet: growth not checked (write it with --update-baseline)")
+        )  # fmt: skip
+    return BudgetResult(budget.source, verdicts, measured, environment, str(path) if path else None)

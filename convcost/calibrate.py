@@ -1,0 +1,253 @@
+"""Measure this machine's peaks once and cache them: the roofline's ceilings (see :mod:`convcost.roofline`).
+
+* **Compute**: the FLOP/s of an n×n matmul, n growing over :data:`MATMUL_SIZES` until one call takes longer than
+  :data:`SLOW_CALL_S` (bfloat16 matmuls on a CPU without bf16 units run at about 1 GFLOP/s, so a fixed 2048 would
+  take a minute); the best rate wins.
+* **Memory**: the bandwidth of ``dst.copy_(src)`` on a buffer far larger than any cache, counting the bytes read
+  plus the bytes written, the same convention as ``min_bytes``.
+* **Per call**: one call of a 1×1 conv module on a 1×1×1×1 tensor, the fixed cost every stage pays; and one call
+  of a 3×3 depthwise conv on a 1×2×3×3 tensor, because grouped convs take another, costlier code path.
+
+All three run on the chosen device, dtype and thread count, with the allocator tuned as for latency. The cache is
+one JSON file in the user's cache directory (``$CONVCOST_CACHE_DIR``, else ``$XDG_CACHE_HOME/convcost`` or
+``~/.cache/convcost``; ``~/Library/Caches/convcost`` on macOS; ``%LOCALAPPDATA%\\convcost\\Cache`` on Windows),
+keyed by machine, torch version, device, dtype and threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from convcost import latency
+from convcost.errors import UsageError
+from convcost.files import write_atomic
+from convcost.roofline import Calibration, cache_key
+from convcost.spec import DType
+
+CACHE_FILE = "calibration.json"
+CACHE_SCHEMA = 1
+MATMUL_SIZES = (256, 512, 1024, 2048, 4096, 8192)
+SLOW_CALL_S = 0.1
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How hard to measure; the defaults take a few seconds on a CPU (tests shrink them)."""
+
+    max_matmul: int = 2048  # 8192 on CUDA (see :func:`default_settings`)
+    copy_bytes: int = 256 << 20
+    min_time: float = 0.25  # seconds of timed calls per measurement
+
+
+class CalibrationCacheError(UsageError):
+    """The cache file exists but cannot be read as a calibration cache."""
+
+
+def default_settings(device: str) -> CalibrationSettings:
+    if device == "cuda":
+        return CalibrationSettings(max_matmul=8192, copy_bytes=1 << 30)
+    return CalibrationSettings()
+
+
+def cache_dir() -> Path:
+    """The user's cache directory for convcost (created on first write, not here)."""
+    override = os.environ.get("CONVCOST_CACHE_DIR")
+    if override:
+        return Path(override)
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "convcost"
+    if sys.platform.startswith("win"):
+        local = os.environ.get("LOCALAPPDATA")
+        return (Path(local) if local else home / "AppData" / "Local") / "convcost" / "Cache"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else home / ".cache") / "convcost"
+
+
+def cache_path() -> Path:
+    return cache_dir() / CACHE_FILE
+
+
+def machine_name(device: str) -> str:
+    """What identifies this machine in the cache: host, CPU model and count (or the GPU's name)."""
+    host = platform.node() or "unknown host"
+    if device == "cuda":
+        return f"{host}: {torch.cuda.get_device_name(0)}"
+    return f"{host}: {_cpu_model()} × {os.cpu_count() or 1}"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def key_for(device: str, dtype: DType, threads: int) -> str:
+    from convcost.measure import check_device
+
+    check_device(device)  # naming a GPU needs one
+    return cache_key(machine_name(device), torch.__version__, device, str(dtype), threads)
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    """The cache's entries by key; {} when there is no file; CalibrationCacheError when it is unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise CalibrationCacheError(f"cannot read the calibration cache {path}: {error.strerror or error}") from None
+    try:
+        data = json.loads(text)
+        entries = data["entries"]
+        if data.get("schema_version") != CACHE_SCHEMA or not isinstance(entries, dict):
+            raise ValueError(f"schema_version {data.get('schema_version')!r}")
+    except (ValueError, KeyError, TypeError) as error:
+        raise CalibrationCacheError(
+            f"the calibration cache {path} is not readable ({error}): run convcost calibrate --refresh"
+        ) from None
+    return entries
+
+
+def cached(device: str, dtype: DType, threads: int) -> Calibration | None:
+    """The cached calibration for this machine, torch, device, dtype and threads, or None."""
+    path = cache_path()
+    entry = _read_cache(path).get(key_for(device, dtype, threads))
+    if entry is None:
+        return None
+    try:
+        return Calibration.from_dict(entry)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CalibrationCacheError(
+            f"the calibration cache {path} has a malformed entry ({error}): run convcost calibrate --refresh"
+        ) from None
+
+
+def store(calibration: Calibration) -> Path:
+    """Add or replace this calibration in the cache file (atomically); returns the file's path."""
+    path = cache_path()
+    try:
+        entries = _read_cache(path)
+    except CalibrationCacheError:
+        entries = {}  # a broken cache is replaced, not merged
+    entries[calibration.key] = calibration.to_dict()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"schema_version": CACHE_SCHEMA, "entries": entries}, indent=2) + "\n")
+    except OSError as error:
+        raise UsageError(f"cannot write the calibration cache {path}: {error.strerror or error}") from None
+    return path
+
+
+def measure_peaks(device: str, dtype: DType, threads: int, settings: CalibrationSettings | None = None) -> Calibration:
+    """Measure the matmul FLOP/s, copy bandwidth and per-call cost of this machine (takes seconds)."""
+    from convcost.build import TORCH_DTYPES
+    from convcost.measure import check_device
+
+    check_device(device)
+    settings = settings or default_settings(device)
+    torch_dtype = TORCH_DTYPES[dtype]
+    allocator = latency.tune_allocator()
+    previous_threads = torch.get_num_threads()
+    previous_grad = torch.is_grad_enabled()
+    try:
+        torch.set_num_threads(threads)
+        torch.set_grad_enabled(False)
+        peak_flops, matmul_size = _matmul_peak(device, torch_dtype, threads, settings)
+        peak_bandwidth = _copy_bandwidth(device, torch_dtype, threads, settings)
+        overhead = _call_overhead(device, torch_dtype, threads, settings)
+        grouped_overhead = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.set_grad_enabled(previous_grad)
+    return Calibration(
+        machine=machine_name(device),
+        torch=torch.__version__,
+        device=device,
+        dtype=str(dtype),
+        threads=threads,
+        peak_flops=peak_flops,
+        peak_bandwidth=peak_bandwidth,
+        call_overhead_s=overhead,
+        matmul_size=matmul_size,
+        copy_bytes=_copy_elements(settings, torch_dtype) * torch_dtype.itemsize,
+        measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        allocator=allocator,
+        grouped_call_overhead_s=grouped_overhead,
+    )
+
+
+def calibration_for(
+    device: str, dtype: DType, threads: int, refresh: bool = False, settings: CalibrationSettings | None = None
+) -> tuple[Calibration, bool]:
+    """The cached calibration, or a fresh one (stored); returns it and whether it was measured now."""
+    if not refresh:
+        found = cached(device, dtype, threads)
+        if found is not None:
+            return found, False
+    calibration = measure_peaks(device, dtype, threads, settings)
+    store(calibration)
+    return calibration, True
+
+
+def _seconds(stmt: str, values: dict[str, object], threads: int, device: str, min_time: float) -> float:
+    """Median seconds of one ``stmt`` (after a warm-up call)."""
+    timer = latency.timer(stmt, values, threads, torch.device(device))
+    timer.timeit(1)
+    return float(timer.blocked_autorange(min_run_time=min_time).median)
+
+
+def _matmul_peak(device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings) -> tuple[float, int]:
+    best, best_size = 0.0, 0
+    generator = torch.Generator().manual_seed(0)
+    sizes = [size for size in MATMUL_SIZES if size <= settings.max_matmul] or [settings.max_matmul]
+    for size in sizes:
+        left = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+        right = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
+        seconds = _seconds("torch.mm(left, right)", {"torch": torch, "left": left, "right": right}, threads,
+                           device, settings.min_time)  # fmt: skip
+        rate = 2 * size**3 / seconds
+        if rate > best:
+            best, best_size = rate, size
+        if seconds > SLOW_CALL_S:
+            break
+    return best, best_size
+
+
+def _copy_elements(settings: CalibrationSettings, dtype: torch.dtype) -> int:
+    return max(1, settings.copy_bytes // dtype.itemsize)
+
+
+def _copy_bandwidth(device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings) -> float:
+    elements = _copy_elements(settings, dtype)
+    source = torch.ones(elements, dtype=dtype, device=device)
+    target = torch.empty_like(source)
+    seconds = _seconds("target.copy_(source)", {"target": target, "source": source}, threads, device,
+                       settings.min_time)  # fmt: skip
+    return 2 * elements * dtype.itemsize / seconds  # read once, written once
+
+
+def _call_overhead(
+    device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings, grouped: bool = False
+) -> float:
+    if grouped:
+        module = nn.Conv2d(2, 2, 3, groups=2).to(device=device, dtype=dtype).eval()
+        tensor = torch.ones(1, 2, 3, 3, device=device, dtype=dtype)
+    else:
+        module = nn.Conv2d(1, 1, 1).to(device=device, dtype=dtype).eval()
+        tensor = torch.ones(1, 1, 1, 1, device=device, dtype=dtype)
+    return _seconds("module(tensor)", {"module": module, "tensor": tensor}, threads, device, settings.min_time)

@@ -1,0 +1,800 @@
+"""Whole models: per-layer costs by formula, checked against a real forward pass and both MAC counters.
+
+Two sources, one pipeline:
+
+* a model file (:mod:`convcost.model_spec`) is planned into operations by formula alone, built from stock
+  modules (:mod:`convcost.model_build`), run, and every planned operation is checked against the module the
+  forward pass actually called;
+* an import path ``package.module:factory`` is run once with hooks on every leaf module; each leaf becomes an
+  operation counted by formula from the shapes it saw. A leaf type with no formula is "not counted", with its
+  parameters, never a silent zero. Adds, adaptive pools and activations called functionally in a container's
+  ``forward`` (a residual ``x + f(x)``) are seen through a ``TorchFunctionMode``; functional convs and matmuls
+  there are listed as not counted (the counter checks then show what they cost).
+
+Hooks and modes are removed in ``finally``. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import math
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from convcost import build, latency, model_formulas
+from convcost.errors import UsageError
+from convcost.latency import LatencySettings
+from convcost.measure import check_device, count_flop_counter, count_ptflops, environment
+from convcost.model_formulas import (
+    ActOp,
+    AdaptivePoolOp,
+    AddOp,
+    ConvOp,
+    FlattenOp,
+    IdentityOp,
+    LinearOp,
+    NormOp,
+    Op,
+    PoolOp,
+    Shape,
+    UncountedOp,
+)
+from convcost.model_results import (
+    DenseEquivalent,
+    KindShare,
+    ModelLayerResult,
+    ModelResult,
+    ModelTotals,
+    OpResult,
+    PairReplaced,
+)
+from convcost.model_spec import ModelPlan
+from convcost.results import Check
+from convcost.spec import DType
+
+# ---- leaf modules → operations ------------------------------------------------------------------------
+
+FromModule = Callable[[str, Any, Shape], Op]
+_FROM_MODULE: dict[type[nn.Module], FromModule] = {}
+
+
+def register_module(*types: type[nn.Module]) -> Callable[[FromModule], FromModule]:
+    """Register how a module type becomes an operation; registering a type twice is a programming error."""
+
+    def decorate(function: FromModule) -> FromModule:
+        for module_type in types:
+            if module_type in _FROM_MODULE:
+                raise RuntimeError(f"module type {module_type.__name__} is already registered")
+            _FROM_MODULE[module_type] = function
+        return function
+
+    return decorate
+
+
+def _lookup(module: nn.Module) -> FromModule | None:
+    # the MRO, so a parametrized Conv2d (a subclass torch makes on the fly) is still a Conv2d
+    for cls in type(module).__mro__:
+        if cls in _FROM_MODULE:
+            return _FROM_MODULE[cls]
+    return None
+
+
+def _tuple(value: Any, dims: int) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * dims
+    return tuple(int(v) for v in value)
+
+
+def _stored_params(module: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+@register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) -> Op:
+    dims = len(module.kernel_size)
+    if len(shape) != dims + 2:
+        return _uncounted(name, module, shape, f"unbatched {type(module).__name__}")
+    padding: tuple[int, ...] | str = module.padding
+    if padding == "valid":
+        padding = (0,) * dims
+    shared = False
+    parametrizations = getattr(module, "parametrizations", None)
+    if parametrizations is not None and "weight" in parametrizations:
+        # a shared depthwise kernel stores one kernel per multiplier slot (see convcost.build.TiledKernel)
+        shared = parametrizations["weight"].original.shape[0] != module.out_channels
+    return ConvOp(
+        name=name,
+        input_shape=shape,
+        cin=module.in_channels,
+        cout=module.out_channels,
+        kernel=_tuple(module.kernel_size, dims),
+        stride=_tuple(module.stride, dims),
+        padding="same" if padding == "same" else _tuple(padding, dims),
+        dilation=_tuple(module.dilation, dims),
+        groups=module.groups,
+        bias=module.bias is not None,
+        shared=shared,
+    )
+
+
+@register_module(nn.Linear)
+def _linear(name: str, module: nn.Linear, shape: Shape) -> Op:
+    return LinearOp(name, shape, module.in_features, module.out_features, module.bias is not None)
+
+
+@register_module(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+def _batchnorm(name: str, module: nn.BatchNorm2d, shape: Shape) -> Op:
+    return NormOp(name, shape, module.num_features, module.affine)
+
+
+_ACTIVATION_NAMES: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu",
+    nn.ReLU6: "relu6",
+    nn.LeakyReLU: "leaky_relu",
+    nn.Hardswish: "hardswish",
+    nn.Hardsigmoid: "hardsigmoid",
+    nn.SiLU: "silu",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+    nn.GELU: "gelu",
+    nn.ELU: "elu",
+    nn.Mish: "mish",
+    nn.PReLU: "prelu",
+}
+
+
+@register_module(*_ACTIVATION_NAMES)
+def _activation(name: str, module: nn.Module, shape: Shape) -> Op:
+    function = next(value for cls, value in _ACTIVATION_NAMES.items() if isinstance(module, cls))
+    return ActOp(name, shape, function, _stored_params(module))
+
+
+@register_module(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+def _pool(name: str, module: Any, shape: Shape) -> Op:
+    dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}[
+        next(cls for cls in type(module).__mro__ if cls in _FROM_MODULE)
+    ]
+    kernel = _tuple(module.kernel_size, dims)
+    mode: Literal["max", "avg"] = "max" if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)) else "avg"
+    return PoolOp(
+        name,
+        shape,
+        mode,
+        kernel,
+        _tuple(module.stride or module.kernel_size, dims),
+        _tuple(module.padding, dims),
+        _tuple(getattr(module, "dilation", 1), dims),
+        bool(module.ceil_mode),
+    )
+
+
+_ADAPTIVE = (
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+)
+
+
+@register_module(*_ADAPTIVE)
+def _adaptive_pool(name: str, module: Any, shape: Shape) -> Op:
+    dims = int(type(module).__name__[-2])
+    mode = "max" if "Max" in type(module).__name__ else "avg"
+    return _adaptive(name, shape, mode, module.output_size, dims)
+
+
+def _adaptive(name: str, shape: Shape, mode: str, output_size: Any, dims: int) -> Op:
+    sizes = (output_size,) * dims if isinstance(output_size, int) else tuple(output_size)
+    spatial = shape[-dims:]
+    out = tuple(int(size) if size is not None else spatial[index] for index, size in enumerate(sizes))
+    return AdaptivePoolOp(name, shape, "max" if mode == "max" else "avg", out)
+
+
+@register_module(nn.Flatten)
+def _flatten(name: str, module: nn.Flatten, shape: Shape) -> Op:
+    return FlattenOp(name, shape, module.start_dim, module.end_dim)
+
+
+@register_module(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+def _identity(name: str, module: nn.Module, shape: Shape) -> Op:
+    return IdentityOp(name, shape)
+
+
+def _uncounted(name: str, module: nn.Module | None, shape: Shape, type_name: str, output: Shape = ()) -> Op:
+    return UncountedOp(name, shape, type_name, _stored_params(module) if module is not None else 0, output)
+
+
+# ---- tracing a forward pass ---------------------------------------------------------------------------
+
+_ADDS = {"add", "add_", "__add__", "__iadd__", "__radd__"}
+_FUNCTIONAL_ACTIVATIONS = {
+    "relu",
+    "relu_",
+    "relu6",
+    "hardswish",
+    "hardsigmoid",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "leaky_relu",
+}
+_FUNCTIONAL_UNCOUNTED = {"conv1d", "conv2d", "conv3d", "linear", "matmul", "mm", "bmm", "__matmul__", "einsum"}
+
+
+@dataclass
+class Call:
+    """One operation the forward pass performed, with what it measured."""
+
+    op: Op
+    output_shape: Shape | None
+    params_measured: int | None
+    module_name: str | None  # the module called (None for a functional op)
+    owner: str  # that module, or the container that called the functional op ("" for the model)
+    reused: bool = False  # a module called before: its weights are already counted
+
+
+@dataclass
+class Trace:
+    calls: list[Call]
+    output_shape: Shape
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # first input of each captured module
+    modules: dict[str, nn.Module] = field(default_factory=dict)
+
+
+class _FunctionalOps(TorchFunctionMode):
+    """Sees adds, pools, activations and matmuls that a container calls between its children."""
+
+    def __init__(self, tracer: _Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: dict[str, Any] | None = None) -> Any:
+        output = func(*args, **(kwargs or {}))
+        if self.tracer.leaf_depth == 0:
+            self.tracer.functional(getattr(func, "__name__", ""), args, kwargs or {}, output)
+        return output
+
+
+class _Tracer:
+    def __init__(self, model: nn.Module, capture: set[str]) -> None:
+        self.model = model
+        self.capture = capture
+        self.leaf_depth = 0
+        self.stack: list[str] = []
+        self.calls: list[Call] = []
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.modules: dict[str, nn.Module] = {}
+        self.call_counts: dict[str, int] = {}
+        self.pending: dict[int, tuple[str, Shape]] = {}
+        self.handles: list[Any] = []
+        self.leaves: dict[str, nn.Module] = {}
+        self._find_leaves(model, "")
+
+    def _find_leaves(self, module: nn.Module, name: str) -> None:
+        self.modules[name] = module
+        children = list(module.named_children())
+        if _lookup(module) is not None or not children:
+            self.leaves[name] = module
+            return
+        for child_name, child in children:
+            self._find_leaves(child, f"{name}.{child_name}" if name else child_name)
+
+    def attach(self) -> None:
+        for name, module in self.modules.items():
+            leaf = name in self.leaves
+            self.handles.append(module.register_forward_pre_hook(self._pre(name, leaf)))
+            self.handles.append(module.register_forward_hook(self._post(name, leaf)))
+
+    def detach(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _pre(self, name: str, leaf: bool) -> Callable[[nn.Module, Any], None]:
+        def hook(module: nn.Module, args: Any) -> None:
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if name in self.capture and name not in self.inputs and first is not None and len(args) == 1:
+                self.inputs[name] = first.detach()
+            if leaf:
+                self.leaf_depth += 1
+                self.pending[id(module)] = (name, tuple(first.shape) if first is not None else ())
+            else:
+                self.stack.append(name)
+
+        return hook
+
+    def _post(self, name: str, leaf: bool) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if not leaf:
+                self.stack.pop()
+                return
+            self.leaf_depth -= 1
+            _, shape = self.pending.pop(id(module))
+            count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
+            label = (name or "(model)") + (f"#{count}" if count > 1 else "")
+            measured = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            convert = _lookup(module)
+            if not shape:
+                op = _uncounted(label, module, shape, f"{type(module).__name__} (no tensor input)", measured or ())
+            elif convert is None:
+                op = _uncounted(label, module, shape, type(module).__name__, measured or ())
+            else:
+                op = convert(label, module, shape)
+            # a module called again applies the same weights: they are counted at its first call
+            self.calls.append(Call(op, measured, _stored_params(module) if count == 1 else 0, name, name, count > 1))
+
+        return hook
+
+    def functional(self, function: str, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+        if not isinstance(output, torch.Tensor):
+            return
+        parent = self.stack[-1] if self.stack and self.stack[-1] else "(model)"
+        shape = tuple(output.shape)
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        op: Op | None = None
+        if function in _ADDS:
+            other = args[1] if len(args) > 1 else kwargs.get("other")
+            if first is not None and isinstance(other, torch.Tensor) and first.shape == other.shape:
+                op = AddOp(self._label(f"{parent}.add"), shape)
+        elif function.startswith("adaptive_") and first is not None:
+            dims = int(function[-2])
+            mode: Literal["max", "avg"] = "max" if "max" in function else "avg"
+            op = AdaptivePoolOp(self._label(f"{parent}.{function}"), tuple(first.shape), mode, shape[-dims:])
+        elif function in _FUNCTIONAL_ACTIVATIONS and first is not None:
+            op = ActOp(self._label(f"{parent}.{function.rstrip('_')}"), tuple(first.shape), function.rstrip("_"))
+        elif function in _FUNCTIONAL_UNCOUNTED:
+            op = UncountedOp(
+                self._label(f"{parent}.{function}"),
+                tuple(first.shape) if first is not None else (),
+                f"functional {function}",
+                0,
+                shape,
+            )
+        if op is not None:
+            self.calls.append(Call(op, shape, 0, None, self.stack[-1] if self.stack else ""))
+
+    def _label(self, name: str) -> str:
+        count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
+        return name + (f"#{count}" if count > 1 else "")
+
+
+def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = None) -> Trace:
+    """Run ``model`` once, recording every leaf call and every functional op between leaves."""
+    tracer = _Tracer(model, capture or set())
+    tracer.attach()
+    try:
+        with torch.no_grad(), _FunctionalOps(tracer):
+            output = model(tensor)
+    finally:
+        tracer.detach()
+    calls = tracer.calls
+    for name, module in tracer.modules.items():
+        if name in tracer.leaves:
+            continue
+        own = sum(parameter.numel() for parameter in module.parameters(recurse=False))
+        if own:
+            label = f"{name or '(model)'} (own parameters)"
+            op = UncountedOp(label, (), f"{type(module).__name__} parameters", own)
+            calls.append(Call(op, (), own, None, name))
+    output_shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
+    return Trace(calls, output_shape, tracer.inputs, tracer.modules)
+
+
+# ---- evaluation ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Row:
+    name: str
+    kind: str
+    ops: list[Op]
+    measured: list[Call | None]
+    module_name: str | None  # for per-layer latency
+
+
+def evaluate_plan(
+    plan: ModelPlan,
+    source: str,
+    latency_settings: LatencySettings | None = None,
+    dtype: DType = DType.FLOAT32,
+    device: str = "cpu",
+) -> ModelResult:
+    """Build, run and count a planned model file."""
+    from convcost.model_build import model_module
+
+    check_device(device)
+    module = build.prepare(model_module(plan), dtype, device)
+    tensor = build.input_tensor(
+        plan.input_shape[1], (plan.input_shape[2], plan.input_shape[3]), plan.input_shape[0], dtype, device
+    )
+    capture = {str(index) for index in range(len(plan.layers))} if latency_settings else set()
+    traced = trace(module, tensor, capture)
+    checks: list[Check] = []
+    calls: list[Call | None] = list(traced.calls)
+    planned = plan.ops
+    if len(calls) != len(planned) or any(
+        call is not None and call.op.kind is not op.kind for call, op in zip(calls, planned, strict=False)
+    ):
+        checks.append(
+            Check(
+                "model", "operations built", len(planned), len(calls), False, "the built module does not match the plan"
+            )
+        )
+        calls = [None] * len(planned)
+    rows: list[_Row] = []
+    position = 0
+    for index, layer in enumerate(plan.layers):
+        count = len(layer.ops)
+        rows.append(_Row(layer.name, layer.kind, layer.ops, calls[position : position + count], str(index)))
+        position += count
+    settings = {
+        "width_multiplier": plan.width_multiplier,
+        "channel_divisor": plan.channel_divisor,
+        "batch": plan.input_shape[0],
+    }
+    return _evaluate(
+        plan.name or source, source, module, tensor, traced, rows, checks, settings, latency_settings, dtype, device
+    )
+
+
+def parse_input(text: str) -> tuple[int, ...]:
+    """``CxHxW`` (or ``C,H,W``, ``CxL``, ``CxDxHxW``) → a tuple of positive ints; raises ValueError."""
+    parts = [part.strip() for part in text.replace("×", "x").replace(",", "x").lower().split("x")]
+    if len(parts) < 1 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(f"expected CxHxW with positive integers (e.g. 3x224x224), got {text!r}")
+    return tuple(int(part) for part in parts)
+
+
+def load_factory(path: str) -> nn.Module:
+    """Import ``package.module:factory`` and call it; raises UsageError with the reason."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise UsageError(f"{path}: expected package.module:factory (a callable returning an nn.Module)")
+    # like `python -m`, look in the working directory first: the model is usually the user's own code
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        imported = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"{path}: cannot import {module_name}: {error}") from None
+    except Exception as error:
+        raise UsageError(f"{path}: importing {module_name} failed: {type(error).__name__}: {error}") from None
+    target: Any = imported
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            names = [name for name in dir(imported) if not name.startswith("_")]
+            from convcost.yamlio import suggest
+
+            hint = suggest(part, names)
+            raise UsageError(
+                f"{path}: {module_name} has no attribute {part!r}" + (f"; did you mean '{hint}'?" if hint else "")
+            )
+        target = getattr(target, part)
+    if isinstance(target, nn.Module):
+        return target
+    if not callable(target):
+        raise UsageError(f"{path}: {attribute} is not callable")
+    try:
+        model = target()
+    except Exception as error:
+        raise UsageError(f"{path}: calling {attribute}() failed: {type(error).__name__}: {error}") from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{path}: {attribute}() returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def evaluate_import(
+    path: str,
+    input_shape: tuple[int, ...],
+    batch: int = 1,
+    depth: int | None = None,
+    latency_settings: LatencySettings | None = None,
+    dtype: DType = DType.FLOAT32,
+    device: str = "cpu",
+    model: nn.Module | None = None,
+) -> ModelResult:
+    """Count a model from ``package.module:factory`` on an input of ``input_shape`` (without the batch)."""
+    check_device(device)
+    module = build.prepare(model if model is not None else load_factory(path), dtype, device)
+    generator = torch.Generator().manual_seed(0)
+    tensor = torch.randn(batch, *input_shape, generator=generator).to(device=device, dtype=build.TORCH_DTYPES[dtype])
+    capture: set[str] = set()
+    if latency_settings is not None:
+        capture = set(_Tracer(module, set()).modules)
+    try:
+        traced = trace(module, tensor, capture)
+    except Exception as error:
+        shape = "×".join(str(v) for v in tensor.shape)
+        raise UsageError(f"{path}: forward pass on input {shape} failed: {type(error).__name__}: {error}") from None
+    rows = _group(traced, depth)
+    settings: dict[str, Any] = {"input": list(input_shape), "batch": batch, "depth": depth}
+    return _evaluate(
+        path.rpartition(":")[2] or path,
+        path,
+        module,
+        tensor,
+        traced,
+        rows,
+        [],
+        settings,
+        latency_settings,
+        dtype,
+        device,
+    )
+
+
+def _group(traced: Trace, depth: int | None) -> list[_Row]:
+    """Rows of the table: one per operation, or one per module ``depth`` levels down."""
+    rows: list[_Row] = []
+    for call in traced.calls:
+        key = call.op.name
+        if call.module_name is not None and not call.reused:
+            key = call.module_name or key
+        kind = type(traced.modules[call.module_name]).__name__ if call.module_name is not None else str(call.op.kind)
+        parts = call.owner.split(".") if call.owner else []
+        if depth is not None and len(parts) >= depth:
+            key = ".".join(parts[:depth])
+            kind = type(traced.modules[key]).__name__
+            if rows and rows[-1].name == key:
+                rows[-1].ops.append(call.op)
+                rows[-1].measured.append(call)
+                continue
+        rows.append(_Row(key, kind, [call.op], [call], key if key in traced.inputs else None))
+    return rows
+
+
+def _evaluate(
+    name: str,
+    source: str,
+    module: nn.Module,
+    tensor: torch.Tensor,
+    traced: Trace,
+    rows: list[_Row],
+    checks: list[Check],
+    settings: dict[str, Any],
+    latency_settings: LatencySettings | None,
+    dtype: DType,
+    device: str,
+) -> ModelResult:
+    layers: list[ModelLayerResult] = []
+    for row in rows:
+        results = []
+        for op, call in zip(row.ops, row.measured, strict=True):
+            op_result = _op_result(op, call)
+            measured_shape = op_result.output_shape_measured
+            if call is not None and op_result.counted and measured_shape is not None:
+                ok = op_result.output_shape == measured_shape
+                if not ok:
+                    checks.append(Check(op.name, "output shape", op_result.output_shape, measured_shape, ok))
+            if call is not None and op_result.params_measured is not None:
+                ok = op_result.params == op_result.params_measured
+                if not ok:
+                    checks.append(Check(op.name, "params", op_result.params, op_result.params_measured, ok))
+            results.append(op_result)
+        layers.append(ModelLayerResult(row.name, row.kind, results))
+    ops = [op for layer in layers for op in layer.ops]
+    params = sum(op.params for op in ops)
+    macs = sum(op.macs for op in ops)
+    bias_adds = sum(op.bias_adds for op in ops)
+    flop_counter, _ = count_flop_counter(module, tensor)
+    ptflops_raw = count_ptflops(module, tensor)
+    params_measured = _stored_params(module)
+    total = ModelTotals(
+        params=params,
+        macs=macs,
+        bias_adds=bias_adds,
+        other_ops=sum(op.other_ops for op in ops),
+        params_measured=params_measured,
+        macs_flop_counter=flop_counter,
+        macs_ptflops=ptflops_raw - bias_adds,
+        ptflops_raw=ptflops_raw,
+    )
+    output_shape = layers[-1].output_shape if layers else ()
+    not_counted = [op for op in ops if not op.counted]
+    uncounted_note = ""
+    if not_counted:
+        uncounted_note = (
+            f"{len(not_counted)} operation(s) not counted: "
+            + ", ".join(f"{op.name} ({op.detail}, {op.params:,} params)" for op in not_counted[:5])
+            + (" …" if len(not_counted) > 5 else "")
+        )
+    checks += [
+        Check("model", "output shape", output_shape, traced.output_shape, output_shape == traced.output_shape),
+        Check("model", "params", params, params_measured, params == params_measured),
+        Check("model", "MACs (FlopCounterMode)", macs, flop_counter, macs == flop_counter, uncounted_note),
+        Check(
+            "model",
+            "MACs (ptflops)",
+            macs,
+            total.macs_ptflops,
+            macs == total.macs_ptflops,
+            f"ptflops folds {bias_adds:,} bias adds into its figure ({ptflops_raw:,})" if bias_adds else "",
+        ),
+    ]
+    planned_ops = [op for row in rows for op in row.ops]
+    result = ModelResult(
+        name=name,
+        source=source,
+        input_shape=tuple(tensor.shape),
+        output_shape=output_shape,
+        output_shape_measured=traced.output_shape,
+        layers=layers,
+        total=total,
+        dense_equivalent=dense_equivalent(planned_ops),
+        by_kind=by_kind(ops, params, macs),
+        environment=environment(
+            device,
+            latency_settings.threads if latency_settings else torch.get_num_threads(),
+            str(dtype),
+            bool(latency_settings and latency_settings.channels_last),
+            "not tuned",
+        ),
+        checks=checks,
+        settings=settings,
+    )
+    if uncounted_note:
+        result.notes.append(uncounted_note + ": their cost is not in the totals")
+    if latency_settings is not None:
+        _measure_latency(result, module, tensor, traced, rows, latency_settings)
+    return result
+
+
+def _op_result(op: Op, call: Call | None) -> OpResult:
+    cost = model_formulas.cost(op)
+    counted = not isinstance(op, UncountedOp)
+    return OpResult(
+        name=op.name,
+        kind=str(op.kind),
+        category=str(model_formulas.category(op)),
+        detail=model_formulas.describe(op),
+        input_shape=op.input_shape,
+        output_shape=model_formulas.output_shape(op) if counted else (call.output_shape or () if call else ()),
+        output_shape_measured=call.output_shape if call is not None else None,
+        params=0 if call is not None and call.reused else cost.params,
+        params_measured=call.params_measured if call is not None else None,
+        macs=cost.macs,
+        bias_adds=cost.bias_adds,
+        other_ops=cost.other_ops,
+        counted=counted,
+    )
+
+
+def by_kind(ops: list[OpResult], params: int, macs: int) -> list[KindShare]:
+    """Params and MACs by category, most MACs first."""
+    groups: dict[str, list[OpResult]] = {}
+    for op in ops:
+        groups.setdefault(op.category, []).append(op)
+    shares = [
+        KindShare(
+            kind=kind,
+            ops=len(members),
+            params=sum(op.params for op in members),
+            macs=sum(op.macs for op in members),
+            params_share=sum(op.params for op in members) / params if params else 0.0,
+            macs_share=sum(op.macs for op in members) / macs if macs else 0.0,
+        )
+        for kind, members in groups.items()
+    ]
+    return sorted(shares, key=lambda share: (-share.macs, -share.params, share.kind))
+
+
+def dense_equivalent(ops: list[Op]) -> DenseEquivalent:
+    """The model's cost with every depthwise → pointwise pair replaced by its dense conv."""
+    replaced, pairs = model_formulas.dense_equivalent(ops)
+    costs = [model_formulas.cost(op) for op in replaced]
+    return DenseEquivalent(
+        params=sum(cost.params for cost in costs),
+        macs=sum(cost.macs for cost in costs),
+        other_ops=sum(cost.other_ops for cost in costs),
+        pairs=[
+            PairReplaced(
+                pair.depthwise,
+                pair.pointwise,
+                model_formulas.describe(pair.dense),
+                model_formulas.cost(pair.dense).params,
+                model_formulas.cost(pair.dense).macs,
+            )
+            for pair in pairs
+        ],
+    )
+
+
+def _measure_latency(
+    result: ModelResult,
+    module: nn.Module,
+    tensor: torch.Tensor,
+    traced: Trace,
+    rows: list[_Row],
+    settings: LatencySettings,
+) -> None:
+    allocator = latency.tune_allocator() if settings.tune_allocator else "not tuned"
+    result.environment.allocator = allocator
+    cases: dict[str, tuple[nn.Module, torch.Tensor]] = {"(model)": (module, tensor)}
+    timed: dict[str, ModelLayerResult] = {}
+    for row, layer in zip(rows, result.layers, strict=True):
+        if row.module_name is not None and row.module_name in traced.inputs and row.module_name != "":
+            key = f"layer {row.name}"
+            cases[key] = (traced.modules[row.module_name], traced.inputs[row.module_name])
+            timed[key] = layer
+    stats = latency.measure(cases, settings)
+    result.latency = stats["(model)"]
+    for key, layer in timed.items():
+        layer.latency = stats[key]
+
+
+def matching_layers(result: ModelResult, pattern: str) -> list[ModelLayerResult]:
+    """The layers whose name matches a glob (``block*``, ``features.1?``)."""
+    return [layer for layer in result.layers if fnmatch.fnmatchcase(layer.name, pattern)]
+
+
+def share(part: int, whole: int) -> float:
+    return part / whole if whole else math.nan
+
+
+def is_import_path(source: str) -> bool:
+    """``package.module:factory`` rather than a model file."""
+    return ":" in source and not source.lower().endswith((".yaml", ".yml")) and not os.path.exists(source)
+
+
+def evaluate_source(
+    source: str,
+    input_shape: str | None = None,
+    batch: str | int | None = None,
+    width_multiplier: str | float | None = None,
+    size: str | None = None,
+    depth: int | None = None,
+    latency_settings: LatencySettings | None = None,
+    threads: int = 1,
+) -> ModelResult:
+    """Evaluate a model file or an import path with command-line style settings (strings are validated)."""
+    from convcost.errors import FieldIssue, SpecError
+    from convcost.model_spec import load_model
+    from convcost.spec import positive_int
+
+    if latency_settings is None:
+        torch.set_num_threads(threads)
+    if not is_import_path(source):
+        wrong = [flag for flag, value in (("input", input_shape), ("depth", depth)) if value is not None]
+        if wrong:
+            raise SpecError(
+                [FieldIssue((flag,), "is for import paths; a model file gives its own layers") for flag in wrong]
+            )
+        plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
+        return evaluate_plan(plan, source, latency_settings)
+    issues: list[FieldIssue] = []
+    for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
+        if value is not None:
+            issues.append(FieldIssue((flag,), "is for model files; give an import path's input with --input"))
+    shape: tuple[int, ...] = ()
+    if input_shape is None:
+        issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
+    else:
+        try:
+            shape = parse_input(input_shape)
+        except ValueError as error:
+            issues.append(FieldIssue(("input",), str(error)))
+    batch_size = 1
+    if batch is not None:
+        try:
+            batch_size = positive_int(batch)
+        except ValueError as error:
+            issues.append(FieldIssue(("batch",), str(error)))
+    if issues:
+        raise SpecError(issues)
+    return evaluate_import(source, shape, batch_size, depth, latency_settings)
+
+
+def _text(value: str | float | int | None) -> str | None:
+    return None if value is None else str(value)

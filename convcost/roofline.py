@@ -1,0 +1,282 @@
+"""A roofline per stage: why a layer with R·S times fewer MACs is not R·S times faster. Pure Python, no torch.
+
+The model, stated once:
+
+* A stage moves at least ``min_bytes`` (input read once, weights read once, output written once, at the dtype's
+  size; see :mod:`convcost.formulas`) and does ``FLOPs = 2 × MACs``. Its **arithmetic intensity** is FLOPs per
+  byte.
+* With a :class:`Calibration` of this machine (``convcost calibrate``: a large matmul's FLOP/s, a large copy's
+  bytes/s and the cost of one tiny module call), the stage cannot run faster than its **roofline bound**
+  ``max(FLOPs / peak FLOP/s, bytes / peak bytes/s)``. The fraction achieved is ``bound ÷ measured latency``.
+* The **verdict**: *overhead-bound* when the per-call cost of its modules (conv, and norm and activation, each a
+  separate eager call; a grouped or depthwise conv with a spatial kernel costs a grouped call, measured apart
+  because its fixed cost is several times a dense conv's) is at least the bound: the work is too small to matter.
+  Otherwise *compute-bound* when compute time ≥ memory time, else *memory-bound*.
+* A layer of several stages runs them one after the other, so its compute, memory, overhead and bound times are
+  the sums of its stages'; its verdict compares those sums the same way.
+* A fraction above 100 % means the data stayed in cache between timed calls: the copy peak is measured on
+  buffers far larger than any cache, so a small layer can beat it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from convcost.results import LayerResult, StageResult
+
+
+class Verdict(str, Enum):
+    """What limits a stage or layer, by the roofline model."""
+
+    COMPUTE = "compute-bound"
+    MEMORY = "memory-bound"
+    OVERHEAD = "overhead-bound"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def short(self) -> str:
+        return self.value.split("-")[0]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """This machine's peaks for one (device, dtype, threads), as ``convcost calibrate`` measured them."""
+
+    machine: str
+    torch: str
+    device: str
+    dtype: str
+    threads: int
+    peak_flops: float  # FLOP/s of a large matmul
+    peak_bandwidth: float  # bytes/s of a large copy (bytes read + bytes written)
+    call_overhead_s: float  # one call of a 1×1 conv module on a 1×1×1×1 tensor
+    matmul_size: int  # n of the n×n matmul that gave the peak
+    copy_bytes: int  # bytes of the buffer copied
+    measured_at: str  # ISO 8601, UTC
+    allocator: str
+    # one call of a 3×3 depthwise conv on a 1×2×3×3 tensor: grouped convs take another code path whose fixed cost
+    # is several times a dense conv's on CPUs (about 90 µs against 13 µs with torch 2.13 on x86)
+    grouped_call_overhead_s: float | None = None
+
+    @property
+    def ridge(self) -> float:
+        """Arithmetic intensity (FLOP/byte) at which compute time equals memory time."""
+        return self.peak_flops / self.peak_bandwidth
+
+    @property
+    def key(self) -> str:
+        return cache_key(self.machine, self.torch, self.device, self.dtype, self.threads)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ridge"] = self.ridge
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        """The inverse of :meth:`to_dict`; raises KeyError, TypeError or ValueError on a malformed entry."""
+        return cls(
+            machine=str(data["machine"]),
+            torch=str(data["torch"]),
+            device=str(data["device"]),
+            dtype=str(data["dtype"]),
+            threads=int(data["threads"]),
+            peak_flops=float(data["peak_flops"]),
+            peak_bandwidth=float(data["peak_bandwidth"]),
+            call_overhead_s=float(data["call_overhead_s"]),
+            matmul_size=int(data["matmul_size"]),
+            copy_bytes=int(data["copy_bytes"]),
+            measured_at=str(data["measured_at"]),
+            allocator=str(data["allocator"]),
+            grouped_call_overhead_s=_optional_float(data.get("grouped_call_overhead_s")),
+        )
+
+    def conv_call_s(self, grouped: bool) -> float:
+        """The fixed cost of one conv call: a grouped (spatial) conv's where measured, else a dense conv's."""
+        if grouped and self.grouped_call_overhead_s is not None:
+            return self.grouped_call_overhead_s
+        return self.call_overhead_s
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def cache_key(machine: str, torch: str, device: str, dtype: str, threads: int) -> str:
+    """The cache key of a calibration: one per machine, torch version, device, dtype and thread count."""
+    return f"{machine} | torch {torch} | {device} | {dtype} | {threads} thread{'s' if threads != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Bytes, intensity and achieved rates of a stage or layer; bounds and verdict when calibrated."""
+
+    macs: int
+    flops: int
+    min_bytes: int
+    intensity: float  # FLOP per byte
+    calls: int  # eager module calls (conv, norm, activation)
+    latency_ms: float | None = None
+    gmacs_per_s: float | None = None  # achieved
+    gbytes_per_s: float | None = None  # achieved, of min_bytes
+    compute_ms: float | None = None
+    memory_ms: float | None = None
+    overhead_ms: float | None = None
+    bound_ms: float | None = None  # max(compute, memory); a layer's is the sum of its stages'
+    fraction: float | None = None  # bound ÷ measured latency
+    verdict: Verdict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = None if self.verdict is None else self.verdict.value
+        return data
+
+
+def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Verdict:
+    """Overhead-bound when per-call cost ≥ the bound, else whichever of compute and memory takes longer."""
+    if overhead_ms >= bound_ms:
+        return Verdict.OVERHEAD
+    return Verdict.COMPUTE if compute_ms >= memory_ms else Verdict.MEMORY
+
+
+def _rates(macs: int, min_bytes: int, latency_ms: float | None) -> tuple[float | None, float | None]:
+    if latency_ms is None or latency_ms <= 0:
+        return None, None
+    seconds = latency_ms / 1e3
+    return macs / seconds / 1e9, min_bytes / seconds / 1e9
+
+
+def _fraction(bound_ms: float, latency_ms: float | None) -> float | None:
+    return bound_ms / latency_ms if latency_ms else None
+
+
+def analyse(
+    macs: int,
+    min_bytes: int,
+    latency_ms: float | None,
+    calibration: Calibration | None,
+    calls: int = 1,
+    overhead_s: float | None = None,
+) -> Roofline:
+    """The roofline of one stage: FLOPs = 2·MACs against ``min_bytes``; bounds only with a calibration.
+
+    The per-call cost is ``overhead_s`` when given, else ``calls`` times the calibrated cost of one call.
+    """
+    flops = 2 * macs
+    gmacs, gbytes = _rates(macs, min_bytes, latency_ms)
+    base = Roofline(
+        macs=macs,
+        flops=flops,
+        min_bytes=min_bytes,
+        intensity=flops / min_bytes if min_bytes else 0.0,
+        calls=calls,
+        latency_ms=latency_ms,
+        gmacs_per_s=gmacs,
+        gbytes_per_s=gbytes,
+    )
+    if calibration is None:
+        return base
+    compute_ms = flops / calibration.peak_flops * 1e3
+    memory_ms = min_bytes / calibration.peak_bandwidth * 1e3
+    overhead_ms = (calls * calibration.call_overhead_s if overhead_s is None else overhead_s) * 1e3
+    bound_ms = max(compute_ms, memory_ms)
+    return _with_bounds(base, compute_ms, memory_ms, overhead_ms, bound_ms)
+
+
+def _with_bounds(base: Roofline, compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Roofline:
+    return Roofline(
+        macs=base.macs,
+        flops=base.flops,
+        min_bytes=base.min_bytes,
+        intensity=base.intensity,
+        calls=base.calls,
+        latency_ms=base.latency_ms,
+        gmacs_per_s=base.gmacs_per_s,
+        gbytes_per_s=base.gbytes_per_s,
+        compute_ms=compute_ms,
+        memory_ms=memory_ms,
+        overhead_ms=overhead_ms,
+        bound_ms=bound_ms,
+        fraction=_fraction(bound_ms, base.latency_ms),
+        verdict=classify(compute_ms, memory_ms, overhead_ms, bound_ms),
+    )
+
+
+def combine(stages: list[Roofline], latency_ms: float | None) -> Roofline:
+    """A layer's roofline: its stages run one after another, so every count and time adds up."""
+    macs = sum(stage.macs for stage in stages)
+    min_bytes = sum(stage.min_bytes for stage in stages)
+    gmacs, gbytes = _rates(macs, min_bytes, latency_ms)
+    base = Roofline(
+        macs=macs,
+        flops=2 * macs,
+        min_bytes=min_bytes,
+        intensity=2 * macs / min_bytes if min_bytes else 0.0,
+        calls=sum(stage.calls for stage in stages),
+        latency_ms=latency_ms,
+        gmacs_per_s=gmacs,
+        gbytes_per_s=gbytes,
+    )
+    if not stages or any(stage.bound_ms is None for stage in stages):
+        return base
+
+    def total(name: str) -> float:
+        return sum(float(getattr(stage, name)) for stage in stages)
+
+    return _with_bounds(base, total("compute_ms"), total("memory_ms"), total("overhead_ms"), total("bound_ms"))
+
+
+def stage_calls(stage: StageResult) -> int:
+    """Eager module calls of a stage: the conv, plus its norm and its activation when it has them."""
+    return 1 + (stage.norm != "none") + (stage.act != "none")
+
+
+def annotate(layer: LayerResult, calibration: Calibration | None) -> None:
+    """Set the roofline of every stage of ``layer`` and of the layer, from its MACs, bytes and latencies."""
+    for stage in layer.stages:
+        stage_latency = stage.latency if stage.latency is not None else None
+        if stage_latency is None and len(layer.stages) == 1:
+            stage_latency = layer.latency
+        latency_ms = None if stage_latency is None else stage_latency.median_ms
+        calls = stage_calls(stage)
+        overhead = None
+        if calibration is not None:
+            grouped = stage.groups > 1 and stage.kernel != (1, 1)
+            overhead = calibration.conv_call_s(grouped) + (calls - 1) * calibration.call_overhead_s
+        stage.roofline = analyse(stage.macs, stage.min_bytes, latency_ms, calibration, calls, overhead)
+    latency_ms = None if layer.latency is None else layer.latency.median_ms
+    layer.roofline = combine([stage.roofline for stage in layer.stages if stage.roofline is not None], latency_ms)
+
+
+def predicted_speedup(reference: Roofline | None, alternative: Roofline | None) -> float | None:
+    """The speedup the roofline predicts: reference bound ÷ alternative bound (None without calibration)."""
+    if reference is None or alternative is None or reference.bound_ms is None or not alternative.bound_ms:
+        return None
+    return reference.bound_ms / alternative.bound_ms
+
+
+def limited_stages(layer: LayerResult) -> str:
+    """A clause naming the stages of ``layer`` that are not compute-bound, and why ('' without verdicts)."""
+    parts, causes = [], set()
+    for stage in layer.stages:
+        line = stage.roofline
+        if line is None or line.verdict is None or line.verdict is Verdict.COMPUTE:
+            continue
+        name = stage.name if len(layer.stages) > 1 else layer.kind
+        if line.verdict is Verdict.MEMORY:
+            parts.append(f"{name} is memory-bound ({line.intensity:.2g} FLOP/byte)")
+            causes.add("memory traffic")
+        else:
+            parts.append(f"{name} is overhead-bound (its per-call cost exceeds its roofline bound)")
+            causes.add("per-call cost")
+    if not parts:
+        return ""
+    cause = " and ".join(sorted(causes))
+    verb = "sets" if len(causes) == 1 else "set"
+    whose = "its" if len(parts) == 1 else "their"
+    return f"{' and '.join(parts)}, so {cause}, not MACs, {verb} {whose} time"

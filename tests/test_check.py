@@ -1,0 +1,223 @@
+"""`convcost check`: budgets, verdicts, baselines and the CI output formats, on a small model file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from typer.testing import CliRunner
+
+from convcost.budget import percent, si_number
+from convcost.cli import app
+
+runner = CliRunner()
+
+# dense 3→8 3×3 on 8×8: params 8·3·9 = 216 (+16 BN); MACs 8·64·27 = 13,824
+# separable 8→16: dw 8·9 = 72 (+16 BN), pw 16·8 = 128 (+32 BN) params; MACs 8·64·9 + 16·64·8 = 4,608 + 8,192
+# total params 216 + 16 + 72 + 16 + 128 + 32 = 480; MACs 13,824 + 12,800 = 26,624
+MODEL = """\
+input: {channels: 3, size: 8}
+defaults: {bias: false, norm: batch, act: relu}
+layers:
+  - {name: stem, kind: dense, cout: 8, kernel: 3}
+  - {name: block, kind: separable, cout: 16, kernel: 3}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    (tmp_path / "tiny.yaml").write_text(MODEL)
+    return tmp_path
+
+
+def budget(folder: Path, text: str) -> Path:
+    path = folder / "budgets.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("4.3M", 4_300_000), ("600M", 6e8), ("1.2G", 1.2e9), ("500k", 5e5), (12, 12), ("1e3", 1e3)]
+)
+def test_si_numbers(text: object, value: float) -> None:
+    assert si_number(text) == pytest.approx(value)
+
+
+def test_si_and_percent_refusals() -> None:
+    for bad in ("4.3Q", "-1M", True, "", "M"):
+        with pytest.raises(ValueError):
+            si_number(bad)
+    assert percent("10%") == 10 and percent(0) == 0
+
+
+def test_all_limits_hold(folder: Path) -> None:
+    path = budget(folder, "checks:\n  - {model: tiny.yaml, params: {max: 480}, macs: {max: 26.7k}}\n")
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "ok: 1 check, 2 limits: 2 passed, 0 errors, 0 warnings\n"
+
+
+def test_exceeded_limits_exit_1_with_linter_lines(folder: Path) -> None:
+    path = budget(
+        folder,
+        "checks:\n"
+        "  - name: tiny\n"
+        "    model: tiny.yaml\n"
+        "    params: {max: 400}\n"
+        "    macs: {max: 30k, level: warn}\n"
+        "    layers:\n"
+        "      - {match: 'blo*', macs: {max: 12k, level: warn}}\n"
+        "      - {match: 'head', params: {max: 1}}\n",
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 1, result.output
+    # 480 − 400 = 80 over, 20.0%; block 12,800 − 12,000 = 800 over, 6.7%
+    assert result.stdout.splitlines() == [
+        f"{path}:4: error: tiny: params 480 > max 400, exceeded by 80 (20.0%)",
+        f"{path}:8: error: tiny: layers head: no layer matches 'head' (there are: stem, block)",
+        f"{path}:7: warning: tiny: layer block: macs 12,800 (12.8k) > max 12,000 (12.0k), exceeded by 800 (6.7%)",
+        "FAILED: 1 check, 4 limits: 1 passed, 2 errors, 1 warning",
+    ]
+
+
+def test_warnings_alone_pass(folder: Path) -> None:
+    path = budget(folder, "checks:\n  - {model: tiny.yaml, latency_ms: {max: 0.000001}}\n")
+    result = runner.invoke(app, ["check", str(path), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (verdict,) = data["verdicts"]
+    assert (verdict["metric"], verdict["level"], verdict["passed"]) == ("latency_ms", "warn", False)
+    assert data["ok"] is True and data["warnings"] == 1
+
+
+def test_github_annotations_and_summary(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layers = "".join(f"      - {{match: 'b*', params: {{max: {n}}}}}\n" for n in range(12))
+    path = budget(folder, f"checks:\n  - name: tiny\n    model: tiny.yaml\n    layers:\n{layers}")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = runner.invoke(app, ["check", str(path), "--format", "github"])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    errors = [line for line in lines if line.startswith("::error ")]
+    assert len(errors) == 10  # GitHub's cap per level; the rest are counted
+    assert errors[0] == (
+        # block: dw 72 + BN 16 + pw 128 + BN 32 = 248 params; no percentage over a limit of 0
+        f"::error file={path},line=5,title=convcost budget%3A tiny::tiny: layer block: params 248 > max 0, "
+        "exceeded by 248"
+    )
+    assert "… and 2 more errors (see the job summary)" in lines
+    text = summary.read_text()
+    assert text.startswith("### ❌ convcost check: 1 check, 12 limits: 0 passed, 12 errors, 0 warnings")
+    assert "| tiny | 480 | 26,624 (26.6k) | — | error |" in text
+
+
+def test_junit(folder: Path) -> None:
+    path = budget(folder, "checks:\n  - {name: tiny, model: tiny.yaml, params: {max: 1}, macs: {max: 1G}}\n")
+    result = runner.invoke(app, ["check", str(path), "-f", "junit"])
+    assert result.exit_code == 1
+    root = ElementTree.fromstring(result.stdout.split("\n", 1)[1])
+    assert (root.get("tests"), root.get("failures")) == ("2", "1")
+    failures = root.findall(".//failure")
+    assert len(failures) == 1 and "params 480 > max 1" in (failures[0].get("message") or "")
+
+
+def test_baseline_update_then_growth(folder: Path) -> None:
+    path = budget(folder, "baseline: base.json\ntolerance: {macs: 1%}\nchecks:\n  - {name: tiny, model: tiny.yaml}\n")
+    first = runner.invoke(app, ["check", str(path)])
+    assert first.exit_code == 0, first.output
+    assert "no baseline at" in first.stdout  # a warning, not a failure, before the first --update-baseline
+    written = runner.invoke(app, ["check", str(path), "--update-baseline"])
+    assert written.exit_code == 0, written.output
+    baseline = json.loads((folder / "base.json").read_text())
+    assert baseline["checks"]["tiny"] == {"params": 480, "macs": 26_624, "latency_ms": None}
+    assert baseline["environment"]["torch"]
+    assert runner.invoke(app, ["check", str(path)]).exit_code == 0
+    # the model grows: block 8 → 24 channels; params grow past 0 %, MACs past 1 %
+    (folder / "tiny.yaml").write_text(MODEL.replace("cout: 16", "cout: 24"))
+    grown = runner.invoke(app, ["check", str(path)])
+    assert grown.exit_code == 1
+    assert f"{path}:4: error: tiny: params 560 grew past the baseline 480 + 0% = 480, exceeded by 80 (16.7%)" in (
+        grown.stdout.splitlines()
+    )
+
+
+def test_baseline_from_another_environment_warns_about_latency(folder: Path) -> None:
+    base = {
+        "version": 1,
+        "environment": {"torch": "0.0", "threads": 64, "device": "cpu"},
+        "checks": {"tiny": {"params": 480, "macs": 26_624, "latency_ms": 0.001}},
+    }
+    (folder / "old.json").write_text(json.dumps(base))
+    path = budget(folder, "checks:\n  - {name: tiny, model: tiny.yaml}\n")
+    result = runner.invoke(app, ["check", str(path), "--baseline", str(folder / "old.json"), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    verdicts = json.loads(result.stdout)["verdicts"]
+    rules = {(v["metric"], v["rule"], v["passed"]) for v in verdicts}
+    assert ("params", "growth", True) in rules and ("macs", "growth", True) in rules
+    assert ("latency_ms", "environment", False) in rules  # not compared: warned
+    assert any("environment differs" in v["message"] and "threads: 64 → 1" in v["message"] for v in verdicts)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("checks:\n  - {model: tiny.yaml, params: {max: 4.3Q}}\n",
+         "budgets.yaml:2: checks[0].params.max: must be a number such as 4.3M, 600M or 1.2G, got '4.3Q'"),
+        ("checks:\n  - {model: tiny.yaml, parms: {max: 1}}\n",
+         "budgets.yaml:2: checks[0].parms: unknown key; did you mean 'params'?"),
+        ("checks:\n  - {model: missing.yaml}\n", "budgets.yaml:2: checks[0].model: no such file: "),
+        ("checks:\n  - {name: x}\n",
+         "budgets.yaml:2: checks[0]: give exactly one of 'model' (a model file or import path) or 'batch'"),
+        ("checks:\n  - {model: 'tests.models_for_tests:tiny_residual'}\n",
+         "budgets.yaml:2: checks[0].input: required for an import path: CxHxW, e.g. 3x224x224"),
+        ("checks:\n  - {model: tiny.yaml, macs: {max: 1, level: fatal}}\n", "budgets.yaml:2: checks[0].macs.level: "),
+    ],
+)  # fmt: skip
+def test_invalid_budget_exits_2(folder: Path, text: str, line: str) -> None:
+    path = budget(folder, text)
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"convcost: error: {folder}/{line}")
+
+
+def test_invalid_model_exits_2(folder: Path) -> None:
+    (folder / "tiny.yaml").write_text(MODEL.replace("kernel: 3}", "kernal: 3}", 1))
+    path = budget(folder, "checks:\n  - {model: tiny.yaml, params: {max: 1}}\n")
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == f"convcost: error: {folder}/tiny.yaml:4: layers[0].kernal: unknown key; did you mean 'kernel'?"
+    )
+
+
+def test_import_path_check(folder: Path) -> None:
+    text = "checks:\n  - {model: 'tests.models_for_tests:tiny_residual', input: 3x6x6, macs: {max: 28552}}\n"
+    result = runner.invoke(app, ["check", str(budget(folder, text))])
+    assert result.exit_code == 0, result.output
+
+
+def test_batch_check(folder: Path) -> None:
+    (folder / "layers.yaml").write_text(
+        "version: 1\ndefaults: {kernel: 3, padding: 1, bias: false, size: 8}\n"
+        "layers:\n  - {name: a, cin: 8, cout: 16}\n  - {name: b, cin: 16, cout: 16}\n"
+    )
+    # separable a: 8·9 + 16·8 = 200 params; b: 16·9 + 16·16 = 400; MACs ×64 each: 12,800 and 25,600
+    text = (
+        "checks:\n  - name: layers\n    batch: layers.yaml\n    params: {max: 600}\n"
+        "    layers:\n      - {match: b, macs: {max: 25k}}\n"
+    )
+    result = runner.invoke(app, ["check", str(budget(folder, text))])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[0].endswith(
+        "error: layers: entry b: macs 25,600 (25.6k) > max 25,000 (25.0k), exceeded by 600 (2.4%)"
+    )
+
+
+def test_shipped_budgets_are_valid() -> None:
+    from convcost.budget import load_budget
+
+    budgets = load_budget(Path(__file__).resolve().parent.parent / "configs" / "budgets.yaml")
+    assert [check.name for check in budgets.checks] == ["mobilenet_v1", "mobilenet_v2"]

@@ -1,0 +1,189 @@
+"""The latency harness: what it reports and how it runs, never how fast anything is (timing is benchmarks/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from convcost import latency
+from convcost.cli import app
+from convcost.comparison import compare
+from convcost.latency import LatencySettings, measure, round_order, stage_cases
+from convcost.spec import parse_compare
+
+FAST = LatencySettings(rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
+SMALL = {"cin": 4, "cout": 8, "kernel": 3, "size": 8}
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("CONVCOST_CACHE_DIR", str(tmp_path / "cache"))
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
+class Counting(nn.Module):
+    """An identity that counts its calls and the thread count it ran under."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.threads: set[int] = set()
+        self.grad: set[bool] = set()
+
+    def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.threads.add(torch.get_num_threads())
+        self.grad.add(torch.is_grad_enabled())
+        return tensor
+
+
+def test_stats_are_ordered_and_count_rounds_and_calls() -> None:
+    first, second = Counting(), Counting()
+    stats = measure({"a": (first, torch.ones(1)), "b": (second, torch.ones(1))}, FAST)
+    assert set(stats) == {"a", "b"}
+    for name, module in (("a", first), ("b", second)):
+        item = stats[name]
+        assert item.rounds == 2
+        assert item.min_ms <= item.q1_ms <= item.median_ms <= item.q3_ms <= item.max_ms
+        assert 0 < item.calls < module.calls  # the warm-up calls are not counted as timed
+        assert item.spread_pct == pytest.approx(100 * (item.q3_ms - item.q1_ms) / item.median_ms)
+
+
+def test_runs_on_the_requested_threads_without_grad_and_restores_both() -> None:
+    torch.set_num_threads(1)
+    torch.set_grad_enabled(True)
+    module = Counting()
+    measure({"a": (module, torch.ones(1))}, LatencySettings(threads=2, rounds=1, min_time=0.001, warmup_time=0))
+    assert module.threads == {2} and module.grad == {False}
+    assert torch.get_num_threads() == 1 and torch.is_grad_enabled()
+
+
+def test_round_order_rotates() -> None:
+    names = ["dense", "separable", "grouped"]
+    assert [round_order(names, index) for index in range(4)] == [
+        ["dense", "separable", "grouped"],
+        ["separable", "grouped", "dense"],
+        ["grouped", "dense", "separable"],
+        ["dense", "separable", "grouped"],
+    ]
+    assert round_order([], 3) == []
+
+
+def test_stage_cases_feed_each_stage_its_real_input() -> None:
+    first, second = nn.Conv2d(4, 6, 3), nn.Conv2d(6, 2, 1)
+    cases = stage_cases("separable", ["depthwise", "pointwise"], nn.Sequential(first, second), torch.ones(1, 4, 8, 8))
+    assert list(cases) == ["separable.depthwise", "separable.pointwise"]
+    assert cases["separable.depthwise"][0] is first and cases["separable.pointwise"][0] is second
+    assert tuple(cases["separable.pointwise"][1].shape) == (1, 6, 6, 6)  # 8 − 3 + 1 = 6
+    assert stage_cases("dense", ["dense"], first, torch.ones(1, 4, 8, 8)) == {}
+
+
+def test_channels_last_is_applied() -> None:
+    seen: list[bool] = []
+
+    class Layout(nn.Module):
+        def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+            seen.append(tensor.is_contiguous(memory_format=torch.channels_last))
+            return tensor
+
+    measure({"a": (Layout(), torch.ones(1, 3, 4, 4))}, LatencySettings(rounds=1, min_time=0.001, channels_last=True))
+    assert seen and all(seen)
+
+
+def test_tune_allocator_is_idempotent_and_reported() -> None:
+    first = latency.tune_allocator()
+    assert latency.tune_allocator() == first == latency.allocator_state()
+    if sys.platform.startswith("linux"):
+        assert first.startswith("glibc mallopt: mmap threshold ")
+
+
+def test_compare_times_layers_and_each_stage() -> None:
+    comparison = compare(parse_compare(SMALL), FAST)
+    assert comparison.dense.latency is not None and comparison.dense.latency.rounds == 2
+    assert comparison.dense.stages[0].latency is None  # one stage: the layer's own timing is the stage's
+    assert comparison.dense.stages[0].roofline is not None
+    assert comparison.dense.stages[0].roofline.latency_ms == comparison.dense.latency.median_ms
+    separable = comparison.alternatives[0]
+    for stage in separable.stages:
+        assert stage.latency is not None and stage.latency.rounds == 2
+        assert stage.roofline is not None and stage.roofline.latency_ms == stage.latency.median_ms
+    assert comparison.environment.threads == 1
+    assert comparison.environment.allocator == latency.allocator_state()
+
+
+def test_stage_timing_can_be_turned_off() -> None:
+    from dataclasses import replace
+
+    comparison = compare(parse_compare(SMALL), replace(FAST, stages=False))
+    assert comparison.alternatives[0].latency is not None
+    assert all(stage.latency is None for stage in comparison.alternatives[0].stages)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_latency(dtype: str) -> None:
+    comparison = compare(parse_compare({**SMALL, "dtype": dtype}), FAST)
+    assert comparison.environment.dtype == dtype
+    assert comparison.dense.latency is not None and comparison.dense.latency.median_ms > 0
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+QUICK = ["--cin", "4", "--cout", "8", "-k", "3", "--size", "8", "--rounds", "2", "--min-time", "0.002"]
+
+
+def test_cli_reports_threads_allocator_and_spread() -> None:
+    code, out, err = run("compare", *QUICK, "--threads", "2", "--batch", "2", "--channels-last", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    environment = data["environment"]
+    assert environment["threads"] == 2 and environment["channels_last"] is True
+    assert environment["allocator"] == latency.allocator_state()
+    assert data["dense"]["input_shape"] == [2, 4, 8, 8]
+    for key in ("median_ms", "q1_ms", "q3_ms", "min_ms", "max_ms", "iqr_ms", "spread_pct", "rounds", "calls"):
+        assert key in data["dense"]["latency"]
+
+
+def test_cli_table_header_shows_threads_and_allocator() -> None:
+    code, out, err = run("compare", *QUICK, "--threads", "2")
+    assert code == 0, err
+    assert "interleaved rounds, 2 threads, allocator " in out
+    assert "run convcost calibrate" in out  # no calibration in this test's cache
+
+
+def test_cli_markdown_lists_stage_latencies() -> None:
+    code, out, err = run("compare", *QUICK, "--format", "markdown")
+    assert code == 0, err
+    assert "- separable.depthwise: " in out and "2 rounds, 1 thread" in out
+
+
+def test_cli_no_tune_allocator_in_a_fresh_process(tmp_path: Path) -> None:
+    # mallopt cannot be undone, so a process that never tuned is needed to see "not tuned"
+    environment = {**os.environ, "CONVCOST_CACHE_DIR": str(tmp_path)}
+    command = [sys.executable, "-m", "convcost", "compare", *QUICK, "--no-tune-allocator", "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, env=environment, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["environment"]["allocator"] == "not tuned"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_latency_uses_event_clock() -> None:
+    clock = latency.CudaEventClock(torch.device("cuda"))
+    first = clock()
+    assert clock() >= first >= 0
+    comparison = compare(parse_compare({**SMALL, "device": "cuda"}), FAST)
+    assert comparison.dense.latency is not None and comparison.dense.latency.median_ms > 0
+    assert comparison.environment.device == "cuda"

@@ -1,0 +1,224 @@
+"""Whole models: the shipped MobileNets and import paths, against plain torch references counted by hooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from convcost.errors import SpecError, UsageError
+from convcost.model import evaluate_import, evaluate_plan, evaluate_source
+from convcost.model_results import ModelResult
+from convcost.model_spec import load_model, make_divisible, plan_document
+from convcost.yamlio import loads
+from tests import models_for_tests
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def hook_count(model: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
+    """(params, MACs) of a plain torch model: MACs from the shapes each conv and linear sees in a forward pass."""
+    macs = 0
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs += output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, nn.Linear):
+            macs += output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model.eval()(torch.zeros(shape))
+    for handle in handles:
+        handle.remove()
+    return sum(p.numel() for p in model.parameters()), macs
+
+
+def dense_reference(model: nn.Module) -> nn.Module:
+    """The model with every depthwise conv (and what follows it up to the next 1×1 conv) made a dense conv."""
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module.named_children())
+        for index, (name, child) in enumerate(children):
+            seq = child if isinstance(child, nn.Sequential) else None
+            conv = seq[0] if seq is not None and isinstance(seq[0], nn.Conv2d) else None
+            if conv is None or conv.groups == 1 or index + 1 >= len(children):
+                continue
+            after = children[index + 1][1]
+            assert isinstance(after, nn.Sequential) and isinstance(after[0], nn.Conv2d)
+            cout = after[0].out_channels
+            dense = nn.Conv2d(conv.in_channels, cout, conv.kernel_size, conv.stride, conv.padding, bias=False)
+            setattr(module, name, nn.Identity())
+            setattr(module, children[index + 1][0], nn.Sequential(dense, *list(after)[1:]))
+    return model
+
+
+@pytest.fixture(scope="module")
+def v1() -> ModelResult:
+    return evaluate_plan(load_model(str(CONFIGS / "mobilenet_v1.yaml")), "mobilenet_v1.yaml")
+
+
+@pytest.fixture(scope="module")
+def v2() -> ModelResult:
+    return evaluate_plan(load_model(str(CONFIGS / "mobilenet_v2.yaml")), "mobilenet_v2.yaml")
+
+
+def test_mobilenet_v1_at_224_matches_the_torch_reference(v1: ModelResult) -> None:
+    params, macs = hook_count(models_for_tests.mobilenet_v1(), (1, 3, 224, 224))
+    assert (v1.total.params, v1.total.macs) == (params, macs)
+    # the published figures: 4.2M parameters, 569M mult-adds (Howard et al. 2017, Table 8)
+    assert params == 4_231_976 and round(macs / 1e6) == 569
+    assert v1.ok, v1.failures
+    assert v1.total.macs_flop_counter == v1.total.macs_ptflops == v1.total.macs
+    assert v1.total.ptflops_raw == v1.total.macs + 1000  # the classifier's 1,000 bias adds
+    assert v1.total.params == sum(layer.params for layer in v1.layers)
+    assert [layer.name for layer in v1.layers][7:12] == [f"sep7.{n}" for n in range(1, 6)]
+    assert v1.output_shape == v1.output_shape_measured == (1, 1000)
+
+
+def test_mobilenet_v1_dense_equivalent_is_the_papers_full_conv_network(v1: ModelResult) -> None:
+    params, macs = hook_count(dense_reference(models_for_tests.mobilenet_v1()), (1, 3, 224, 224))
+    assert (v1.dense_equivalent.params, v1.dense_equivalent.macs) == (params, macs)
+    # Table 4 of the paper: "Conv MobileNet" 29.3M parameters, 4866M mult-adds
+    assert round(params / 1e5) == 293 and round(macs / 1e6) == 4867
+    assert len(v1.dense_equivalent.pairs) == 13
+
+
+def test_mobilenet_v1_by_kind(v1: ModelResult) -> None:
+    shares = {share.kind: share for share in v1.by_kind}
+    assert shares["1×1 conv"].ops == 13 and shares["depthwise conv"].ops == 13
+    assert sum(share.macs for share in v1.by_kind) == v1.total.macs
+    assert sum(share.params for share in v1.by_kind) == v1.total.params
+    assert shares["1×1 conv"].macs_share > 0.94  # the paper: 95% of the mult-adds are in 1×1 convs
+    assert v1.by_kind[0].kind == "1×1 conv"  # most MACs first
+
+
+def test_mobilenet_v2_at_224_matches_the_torch_reference(v2: ModelResult) -> None:
+    params, macs = hook_count(models_for_tests.mobilenet_v2(), (1, 3, 224, 224))
+    assert (v2.total.params, v2.total.macs) == (params, macs)
+    # the paper rounds to 3.4M and 300M; torchvision's reference implementation has 3,504,872 params
+    assert params == 3_504_872 and round(macs / 1e6) == 301
+    assert v2.ok, v2.failures
+    adds = [op for op in v2.ops if op.kind == "add"]
+    assert len(adds) == 10  # blocks with stride 1 and equal channels: 1+2+3+2+2
+    assert len(v2.dense_equivalent.pairs) == 17
+
+
+def test_import_path_matches_the_model_file_at_96() -> None:
+    from_file = evaluate_plan(load_model(str(CONFIGS / "mobilenet_v2.yaml"), size="96"), "v2")
+    imported = evaluate_import("tests.models_for_tests:mobilenet_v2", (3, 96, 96), depth=2)
+    assert imported.ok, imported.failures
+    for field in ("params", "macs", "bias_adds", "other_ops"):
+        assert getattr(imported.total, field) == getattr(from_file.total, field), field
+    assert imported.dense_equivalent.macs == from_file.dense_equivalent.macs
+    assert imported.dense_equivalent.params == from_file.dense_equivalent.params
+    names = [layer.name for layer in imported.layers]
+    assert names[:2] == ["features.0", "features.1"] and "features.3.add" not in names
+    assert [layer.kind for layer in imported.layers][-1] == "Linear"
+
+
+def test_import_path_not_counted_is_listed_with_its_params() -> None:
+    result = evaluate_import("tests.models_for_tests:tiny_residual", (3, 6, 6))
+    (uncounted,) = result.not_counted
+    assert (uncounted.name, uncounted.detail, uncounted.params) == ("norm", "LayerNorm", 2 * 8 * 6 * 6)
+    assert any("not counted" in note for note in result.notes)
+    kinds = [op.kind for op in result.ops]
+    assert kinds == ["conv", "conv", "batchnorm", "add", "activation", "not counted", "linear"]
+    # stem 8·36·3·9 = 7,776; block 8·36·8·9 = 20,736; head 5·8 = 40 → 28,552
+    assert result.total.macs == 28_552 and result.ok
+
+
+def test_functional_conv_is_not_silently_zero() -> None:
+    result = evaluate_import("tests.models_for_tests:functional_conv", (3, 8, 8))
+    assert not result.ok
+    # the counters see the conv the formulas could not: 4·6·6·3·9 = 3,888
+    assert "model: MACs (FlopCounterMode): formula 0, measured 3,888" in result.failures
+    assert result.not_counted[0].params == 4 * 3 * 9
+
+
+def test_conv1d_conv3d_model() -> None:
+    result = evaluate_import("tests.models_for_tests:shapes_1d_3d", (4, 16))
+    assert result.ok, result.failures
+    # conv1d 6·8·4·3 = 576; conv3d 2·(2·6·4)·1·27 = 2,592
+    assert result.total.macs == 576 + 2592
+
+
+def test_width_multiplier_and_divisor() -> None:
+    assert [make_divisible(c * 0.5, 8) for c in (32, 16, 24, 320, 1280)] == [16, 8, 16, 160, 640]
+    assert make_divisible(16 * 0.35, 8) == 8  # never below the divisor
+    plan = load_model(str(CONFIGS / "mobilenet_v1.yaml"), width_multiplier="0.5", size="64")
+    params, macs = hook_count(models_for_tests.mobilenet_v1(0.5), (1, 3, 64, 64))
+    ops = plan.ops
+    from convcost import model_formulas
+
+    assert sum(model_formulas.cost(op).params for op in ops) == params
+    assert sum(model_formulas.cost(op).macs for op in ops) == macs
+    assert plan.output_shape == (1, 1000)  # classes are not scaled
+
+
+MODEL = """\
+input: {channels: 3, size: 16}
+defaults: {bias: false, norm: batch, act: relu}
+layers:
+  - {kind: dense, cout: 8, kernel: 3}
+  - {kind: pool, mode: max, kernel: 2}
+  - {kind: inverted_residual, cout: 8, expand: 2, repeat: 2}
+  - {kind: pool, mode: avg, global: true}
+  - {kind: flatten}
+  - {kind: linear, cout: 4}
+"""
+
+
+def test_small_model_file() -> None:
+    plan = plan_document(loads(MODEL, "m.yaml"))
+    assert [layer.name for layer in plan.layers] == [
+        "dense1", "pool1", "inverted_residual1.1", "inverted_residual1.2", "pool2", "flatten1", "linear1",
+    ]  # fmt: skip
+    result = evaluate_plan(plan, "m.yaml")
+    assert result.ok, result.failures
+    # dense 8·16·16·3·9 = 55,296; each block: expand 16·64·8 = 8,192, dw 16·64·9 = 9,216, project 8·64·16 = 8,192
+    # linear 4·8 = 32 → 55,296 + 2·25,600 + 32 = 106,528
+    assert result.total.macs == 106_528
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("input: {channels: 3, size: 8}\nlayers:\n  - {kind: dense, cout: 8, kernal: 3}\n",
+         "m.yaml:3: layers[0].kernal: unknown key; did you mean 'kernel'?"),
+        ("input: {channels: 3, size: 8}\nlayers:\n  - {kind: sepparable, cout: 8}\n",
+         "m.yaml:3: layers[0].kind: unknown kind 'sepparable'; did you mean 'separable'?"),
+        ("input: {channels: 3, size: 8}\nlayers:\n  - {kind: linear, cout: 8}\n",
+         "m.yaml:3: layers[0].kind: linear needs a flat N×features input, got 1×3×8×8: add a 'flatten' layer "
+         "before it"),
+        ("input: {channels: 3, size: 8}\nlayers:\n  - kind: grouped\n    cout: 8\n    kernel: 3\n    groups: 2\n",
+         "m.yaml:6: layers[0].groups: cin (3, the previous layer's output) and cout (8) must both be divisible by 2"),
+        ("input: {channels: 3, size: 4}\nlayers:\n  - {kind: dense, cout: 8, kernel: 7, padding: 0}\n",
+         "m.yaml:3: layers[0].kernel: kernel extent 7×7 (with dilation) is larger than the padded input 4×4"),
+        ("input: {channels: 3, size: 8}\nwidth_multiplier: off\nlayers:\n  - {kind: flatten}\n",
+         "m.yaml:2: width_multiplier: must be a positive number, got boolean false"),
+    ],
+)  # fmt: skip
+def test_model_file_errors_name_the_line(text: str, message: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        plan_document(loads(text, "m.yaml"))
+    assert message in caught.value.lines()
+
+
+def test_evaluate_source_flag_errors() -> None:
+    with pytest.raises(SpecError) as caught:
+        evaluate_source("tests.models_for_tests:tiny_residual", width_multiplier="0.5")
+    assert [issue.path for issue in caught.value.issues] == ["width_multiplier", "input"]
+    with pytest.raises(UsageError, match=r"returned int, not an nn\.Module"):
+        evaluate_source("tests.models_for_tests:not_a_module", input_shape="3x8x8")
+    with pytest.raises(UsageError, match="calling broken\\(\\) failed: RuntimeError: weights not found"):
+        evaluate_source("tests.models_for_tests:broken", input_shape="3x8x8")
+    with pytest.raises(UsageError, match="has no attribute 'tiny_residul'; did you mean 'tiny_residual'"):
+        evaluate_source("tests.models_for_tests:tiny_residul", input_shape="3x8x8")
+    with pytest.raises(UsageError, match="forward pass on input 1×5×8×8 failed"):
+        evaluate_source("tests.models_for_tests:tiny_residual", input_shape="5x8x8")

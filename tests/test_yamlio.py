@@ -1,0 +1,113 @@
+"""convcost.yamlio: safe loading, value lines, duplicate keys, YAML 1.1 traps, typo suggestions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from convcost import yamlio
+from convcost.errors import SpecError
+from convcost.spec import CompareSpec
+
+
+def lines_of(error: SpecError) -> list[str]:
+    return error.lines()
+
+
+def test_lines_of_values_and_keys() -> None:
+    document = yamlio.loads("layers:\n  - cin: 8\n    cout: 64\n  - cin: 16\n", "f.yaml")
+    assert document.data == {"layers": [{"cin": 8, "cout": 64}, {"cin": 16}]}
+    assert document.line(("layers", 0, "cout")) == 3
+    assert document.line(("layers", 1)) == 4
+    # a path that does not exist falls back to its closest enclosing value
+    assert document.line(("layers", 1, "kernel")) == 4
+    assert document.key_line(("layers", 0, "cout")) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("cin: !!python/object/apply:os.system ['echo unsafe']\n",
+         "f.yaml:1: cin: YAML tag !!python/object/apply:os.system is not allowed here: write plain values"),
+        ("cin: !!python/name:os.system\n",
+         "f.yaml:1: cin: YAML tag !!python/name:os.system is not allowed here: write plain values"),
+        ("a: 1\n!!python/tuple [1]: 3\n", "f.yaml:2: YAML tag !!python/tuple is not allowed here: write plain values"),
+        ("a:\n  b: !custom 3\n", "f.yaml:2: a.b: YAML tag !custom is not allowed here: write plain values"),
+    ],
+)  # fmt: skip
+def test_tags_beyond_plain_yaml_are_refused_with_a_line(text: str, line: str) -> None:
+    # the safe loader never runs code; a python/apply sequence would otherwise be read as a plain list
+    with pytest.raises(SpecError) as caught:
+        yamlio.loads(text, "f.yaml")
+    assert lines_of(caught.value) == [line]
+
+
+def test_explicit_plain_tags_and_merge_keys_are_fine() -> None:
+    document = yamlio.loads("base: &b {kernel: 3}\nlayer:\n  <<: *b\n  cin: 8\npadding: !!str 0x1\n")
+    assert document.data["layer"] == {"kernel": 3, "cin": 8}
+    assert document.data["padding"] == "0x1"
+
+
+def test_duplicate_keys_are_rejected_with_both_lines() -> None:
+    with pytest.raises(SpecError) as caught:
+        yamlio.loads("cin: 8\ncout: 64\ncin: 16\n", "f.yaml")
+    assert lines_of(caught.value) == ["f.yaml:3: cin: duplicate key (first given on line 1)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [("0x1", 1), ("010", 8), ("1_000", 1000), ("1:30", 90)],
+)
+def test_yaml11_integers_that_are_probably_not_meant(text: str, number: int) -> None:
+    with pytest.raises(SpecError) as caught:
+        yamlio.loads(f"padding: {text}\n", "f.yaml")
+    (line,) = lines_of(caught.value)
+    assert line.startswith(f"f.yaml:1: padding: YAML 1.1 reads {text} as the number {number}: ")
+
+
+def test_quoted_and_decimal_values_are_left_alone() -> None:
+    document = yamlio.loads("a: '0x1'\nb: 10\nc: -3\nd: 1e6\n")
+    # 1e6 has no dot, so YAML 1.1 keeps it a string: the spec validators explain it where a number is expected
+    assert document.data == {"a": "0x1", "b": 10, "c": -3, "d": "1e6"}
+
+
+def test_keep_issues_returns_the_document_with_its_problems() -> None:
+    document = yamlio.loads("cin: 8\ncin: 9\npadding: 0x1\n", "f.yaml", keep_issues=True)
+    assert document.data == {"cin": 8, "padding": 1}
+    assert [(issue.loc, issue.line) for issue in document.issues] == [(("cin",), 2), (("padding",), 3)]
+
+
+def test_boolean_keys_are_named() -> None:
+    with pytest.raises(SpecError) as caught:
+        yamlio.loads("off: 1\n", "f.yaml")
+    assert lines_of(caught.value) == ["f.yaml:1: key 'off' reads as a boolean in YAML 1.1: quote it"]
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as caught:
+        yamlio.load(tmp_path / "missing.yaml", display="missing.yaml")
+    assert lines_of(caught.value) == ["missing.yaml: no such file"]
+    with pytest.raises(SpecError) as caught:
+        yamlio.load(tmp_path)
+    assert lines_of(caught.value)[0].endswith("is a directory, not a YAML file")
+    (tmp_path / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(SpecError) as caught:
+        yamlio.load(tmp_path / "latin1.yaml", display="latin1.yaml")
+    assert lines_of(caught.value)[0].startswith("latin1.yaml: not UTF-8 text")
+
+
+def test_validate_places_issues_and_suggests_keys() -> None:
+    document = yamlio.loads("cin: 8\ncout: 64\nkernal: 3\nact: off\n", "f.yaml")
+    spec, issues = yamlio.validate(CompareSpec, document.data, document)
+    assert spec is None
+    assert sorted(SpecError(issues, "f.yaml").lines()) == [
+        "f.yaml:1: kernel: required",  # missing: placed on its enclosing mapping's line
+        "f.yaml:3: kernal: unknown key; did you mean 'kernel'?",
+        "f.yaml:4: act: got boolean false (YAML reads off/no/on/yes as booleans): write none or quote it",
+    ]
+
+
+def test_suggest() -> None:
+    assert yamlio.suggest("kernal", ["kernel", "stride"]) == "kernel"
+    assert yamlio.suggest("zzz", ["kernel", "stride"]) is None
