@@ -23,6 +23,9 @@ from convcost.spec import issues_from_validation
 
 Loc = tuple[str | int, ...]
 
+# libyaml's parser is 20× faster than the pure-Python one and gives the same nodes and marks.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _PLAIN_DECIMAL = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 
 
@@ -79,7 +82,7 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
     With ``keep_issues``, problems of single values (duplicate keys, YAML 1.1 numbers) are kept in
     ``document.issues`` instead of raised, so that a caller can report them together with its own.
     """
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as error:
@@ -101,9 +104,7 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
     return document
 
 
-def _construct(
-    node: yaml.Node, loc: Loc, loader: yaml.SafeLoader, lines: dict[Loc, int], issues: list[FieldIssue]
-) -> Any:
+def _construct(node: yaml.Node, loc: Loc, loader: Any, lines: dict[Loc, int], issues: list[FieldIssue]) -> Any:
     lines[loc] = node.start_mark.line + 1
     if _foreign_tag(node, loc, issues):
         return None
@@ -140,7 +141,7 @@ def _construct(
     value = loader.construct_object(node, deep=True)
     if (
         isinstance(node, yaml.ScalarNode)
-        and node.style is None
+        and not node.style  # None (pure-Python parser) or "" (libyaml) for a plain scalar
         and isinstance(value, int)
         and not isinstance(value, bool)
         and not _PLAIN_DECIMAL.match(node.value)

@@ -184,14 +184,20 @@ def test_invalid_entries_do_not_stop_the_valid_ones() -> None:
          ["layers.yaml:1: layers: required", "layers.yaml:1: layer: unknown key; did you mean 'layers'?"]),
         ("layers: [{cin: 8, cout: 8, kernel: 3}]\nlayers: []\n",
          ["layers.yaml:2: layers: duplicate key (first given on line 1)"]),
-        ("layers: [{cin: 8, cout: 8, kernel: 3}\n",
-         ["layers.yaml:2: invalid YAML: expected ',' or ']', but got '<stream end>'"]),
     ],
 )  # fmt: skip
 def test_problems_of_the_file_itself_stop_everything(text: str, expected: list[str]) -> None:
     with pytest.raises(SpecError) as caught:
         loads_batch(text, "layers.yaml")
     assert caught.value.lines() == expected
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    with pytest.raises(SpecError) as caught:
+        loads_batch("layers: [{cin: 8, cout: 8, kernel: 3}\n", "layers.yaml")
+    (line,) = caught.value.lines()
+    # libyaml says "did not find expected ',' or ']'", the pure-Python parser "expected ',' or ']', but got ..."
+    assert line.startswith("layers.yaml:2: invalid YAML: ") and "expected ',' or ']'" in line
 
 
 def test_file_level_problem_still_lists_the_entries_problems() -> None:
