@@ -21,7 +21,7 @@ run. Nothing here prints, and torch is imported only when entries are evaluated.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -36,6 +36,7 @@ from convcost.spec import STAGE_NAMES, CompareSpec
 
 if TYPE_CHECKING:
     from convcost.latency import LatencySettings
+    from convcost.roofline import Calibration
 
 BATCH_VERSION = 1
 RESULT_SCHEMA_VERSION = 1
@@ -511,13 +512,21 @@ class BatchResult:
         }
 
 
-def run(batch: Batch, latency_settings: LatencySettings | None = None) -> Iterator[EntryResult]:
+def run(
+    batch: Batch,
+    latency_settings: LatencySettings | None = None,
+    *,
+    measure: bool = True,
+    calibration: Callable[[CompareSpec], Calibration | None] | None = None,
+) -> Iterator[EntryResult]:
     """Evaluate the entries in order, yielding each outcome as soon as it is known.
 
+    ``measure=False`` evaluates by formula alone (no forward pass, no counters, no latency). ``calibration``
+    gives the machine's peaks for an entry's device and dtype, for its roofline verdicts.
     A failing entry never stops the others; KeyboardInterrupt does propagate, and whatever was yielded before it
     can still be reported with :func:`collect`.
     """
-    from convcost.comparison import compare
+    from convcost.comparison import compare, estimate
 
     for entry in batch.entries:
         if entry.spec is None:
@@ -525,7 +534,11 @@ def run(batch: Batch, latency_settings: LatencySettings | None = None) -> Iterat
             continue
         index, name, line = entry.index, entry.name, entry.line
         try:
-            comparison = compare(entry.spec, latency_settings)
+            if measure:
+                peaks = calibration(entry.spec) if calibration is not None else None
+                comparison = compare(entry.spec, latency_settings, peaks)
+            else:
+                comparison = estimate(entry.spec)
         except SpecError as error:
             issues = [FieldIssue(("layers", index, *issue.loc), issue.message, line) for issue in error.issues]
             yield EntryResult(index, name, line, Status.INVALID, issues=issues)
@@ -552,6 +565,6 @@ def collect(batch: Batch, done: Iterable[EntryResult], interrupted: bool = False
     return BatchResult(batch.source, batch.version, entries, interrupted)
 
 
-def evaluate(batch: Batch, latency_settings: LatencySettings | None = None) -> BatchResult:
-    """Evaluate every entry (no latency when ``latency_settings`` is None)."""
-    return collect(batch, run(batch, latency_settings))
+def evaluate(batch: Batch, latency_settings: LatencySettings | None = None, *, measure: bool = True) -> BatchResult:
+    """Evaluate every entry (no latency when ``latency_settings`` is None; formula only when not ``measure``)."""
+    return collect(batch, run(batch, latency_settings, measure=measure))

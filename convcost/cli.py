@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from convcost.batch import Batch, BatchResult
     from convcost.errors import SpecError
     from convcost.latency import LatencySettings
+    from convcost.roofline import Calibration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -152,6 +153,13 @@ RoundsOption = Annotated[int, typer.Option("--rounds", metavar="N", min=1, help=
 MinTimeOption = Annotated[
     float, typer.Option("--min-time", metavar="SECONDS", min=0.001, help="Seconds of timed calls per layer per round.")
 ]
+FormulaOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--formula-only",
+        help="By formula alone: build and run nothing (fast, but no forward pass, no counters, no latency).",
+    ),
+]
 ChannelsLastOption = Annotated[
     bool, typer.Option("--channels-last/--no-channels-last", help="Time in channels_last memory format.")
 ]
@@ -213,8 +221,18 @@ def compare(
             help="Override one stage's setting: STAGE.FIELD=VALUE, e.g. pointwise.padding=1.",
         ),
     ] = None,
-    output_format: FormatOption = Format.TABLE,
+    output_format: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format [default: from -o's extension, else table].",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOption = None,
+    formula_only: FormulaOnlyOption = False,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
     rounds: RoundsOption = 5,
@@ -234,8 +252,9 @@ def compare(
     if vs:
         data["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
     data.update(_parse_overrides(overrides or []))
-    run_compare(data, output_format, output, latency, threads, rounds, min_time, channels_last,
-                tune_allocator=tune_allocator, roofline=roofline)  # fmt: skip
+    run_compare(data, _format_for(output, output_format), output, latency and not formula_only, threads, rounds,
+                min_time, channels_last, tune_allocator=tune_allocator, roofline=roofline,
+                formula_only=formula_only)  # fmt: skip
 
 
 def run_compare(
@@ -250,6 +269,7 @@ def run_compare(
     *,
     tune_allocator: bool = True,
     roofline: bool = False,
+    formula_only: bool = False,
 ) -> None:
     from convcost.errors import ConvcostError, MeasurementError, SpecError, UsageError
     from convcost.spec import parse_compare
@@ -280,7 +300,12 @@ def run_compare(
             torch.set_num_threads(threads)
         from convcost.calibrate import cached
 
-        comparison = run(spec, settings, cached(spec.device, spec.dtype, threads))
+        if formula_only:
+            from convcost.comparison import estimate
+
+            comparison = estimate(spec)
+        else:
+            comparison = run(spec, settings, cached(spec.device, spec.dtype, threads))
         console = _stdout()
         if output is not None and output_format is Format.TABLE:
             from rich.console import Console
@@ -349,6 +374,7 @@ def batch_command(
         typer.Option("--select", metavar="NAME-GLOB", help="Only the entries whose name matches, e.g. 'block*'."),
     ] = None,
     detail: Annotated[bool, typer.Option("--detail", help="Add each entry's full compare report.")] = False,
+    formula_only: FormulaOnlyOption = False,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
     rounds: RoundsOption = 5,
@@ -375,12 +401,14 @@ def batch_command(
         fail(str(error))
     try:
         settings = None
-        if latency:
+        if latency and not formula_only:
             from convcost.latency import LatencySettings
 
+            # the summary shows whole layers: timing each stage on its own too would double the time
             settings = LatencySettings(threads=threads, rounds=rounds, min_time=min_time,
-                                       channels_last=channels_last, tune_allocator=tune_allocator)  # fmt: skip
-        result = _run_batch(plan, settings, threads)
+                                       channels_last=channels_last, tune_allocator=tune_allocator,
+                                       stages=False)  # fmt: skip
+        result = _run_batch(plan, settings, threads, not formula_only)
         text = _render_batch(result, chosen, output, detail)
     except (typer.Exit, KeyboardInterrupt):
         raise
@@ -407,16 +435,22 @@ def batch_command(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int) -> BatchResult:
+def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, measure: bool) -> BatchResult:
     """Evaluate the entries with a progress bar on an interactive stderr; Ctrl-C keeps what was done."""
     import contextlib
 
     import torch
 
     from convcost.batch import EntryResult, collect, run
+    from convcost.calibrate import cached
+    from convcost.spec import CompareSpec
 
     if settings is None:
         torch.set_num_threads(threads)
+
+    def calibration(spec: CompareSpec) -> Calibration | None:
+        return cached(spec.device, spec.dtype, threads)
+
     done: list[EntryResult] = []
     names = [entry.name for entry in plan.entries]
     progress: Any = contextlib.nullcontext()
@@ -428,7 +462,7 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int) -> B
     try:
         with progress:
             task = progress.add_task(names[0], total=len(names)) if names and sys.stderr.isatty() else None
-            for outcome in run(plan, settings):
+            for outcome in run(plan, settings, measure=measure, calibration=calibration):
                 done.append(outcome)
                 if task is not None:
                     upcoming = names[len(done)] if len(done) < len(names) else "done"

@@ -8,8 +8,8 @@ from torch import nn
 from convcost import build, formulas, kinds, latency, roofline
 from convcost.formulas import ConvStage
 from convcost.latency import LatencySettings
-from convcost.measure import check_device, check_memory, environment, measure_stage
-from convcost.results import Check, Comparison, LayerResult, Ratios
+from convcost.measure import check_device, check_memory, environment, formula_environment, formula_stage, measure_stage
+from convcost.results import Check, Comparison, Environment, LayerResult, Ratios
 from convcost.roofline import Calibration
 from convcost.spec import CompareSpec, LayerKind
 
@@ -74,28 +74,71 @@ def compare(
             layer.latency = stats[kind]
             for stage in layer.stages:
                 stage.latency = stats.get(f"{kind}.{stage.name}")
-    for layer, _, _ in measured.values():
-        roofline.annotate(layer, calibration)
-    dense = measured[str(LayerKind.DENSE)][0]
-    alternatives = [measured[str(kind)][0] for kind in planned if kind is not LayerKind.DENSE]
-    ratios = [_ratios(dense, layer, spec) for layer in alternatives]
     threads = latency_settings.threads if latency_settings else torch.get_num_threads()
-    comparison = Comparison(
-        name=spec.name,
-        spec=spec.model_dump(mode="json", exclude_none=True),
-        environment=environment(
+    return _assemble(
+        spec,
+        {kind: layer for kind, (layer, _, _) in measured.items()},
+        environment(
             spec.device,
             threads,
             str(spec.dtype),
             bool(latency_settings and latency_settings.channels_last),
             allocator,
         ),
+        calibration,
+        measured=True,
+    )
+
+
+def estimate(spec: CompareSpec) -> Comparison:
+    """The same comparison by formula alone: nothing built, nothing run, nothing checked (``measured=False``).
+
+    For large batches where speed matters more than the second opinion; reports mark it as not measured.
+    Shape mismatches between alternatives are still found, by formula.
+    """
+    planned = kinds.plan(spec)
+    layers: dict[str, LayerResult] = {}
+    for planned_kind, stages in planned.items():
+        shape: tuple[int, int, int, int] = (spec.batch, spec.cin, *spec.size)
+        results = []
+        for stage in stages:
+            result = formula_stage(stage, shape, spec.dtype.itemsize)
+            results.append(result)
+            batch, channels, height, width = result.output_shape
+            shape = (batch, channels, height, width)
+        layers[str(planned_kind)] = LayerResult(
+            kind=str(planned_kind),
+            stages=results,
+            input_shape=(spec.batch, spec.cin, *spec.size),
+            output_shape=results[-1].output_shape,
+            output_shape_measured=None,
+        )
+    return _assemble(spec, layers, formula_environment(spec), None, measured=False)
+
+
+def _assemble(
+    spec: CompareSpec,
+    layers: dict[str, LayerResult],
+    env: Environment,
+    calibration: Calibration | None,
+    measured: bool,
+) -> Comparison:
+    for layer in layers.values():
+        roofline.annotate(layer, calibration)
+    dense = layers[str(LayerKind.DENSE)]
+    alternatives = [layer for kind, layer in layers.items() if kind != LayerKind.DENSE]
+    ratios = [_ratios(dense, layer, spec) for layer in alternatives]
+    comparison = Comparison(
+        name=spec.name,
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        environment=env,
         dense=dense,
         alternatives=alternatives,
         ratios=ratios,
         notes=[note for ratio, layer in zip(ratios, alternatives, strict=True) if (note := _note(ratio, layer))],
     )
     comparison.environment.calibration = calibration
+    comparison.measured = measured
     return comparison
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import platform
+from typing import Any
 
 import torch
 from torch import nn
@@ -71,19 +72,13 @@ def _conv_of(module: nn.Module) -> nn.Conv2d:
     return conv
 
 
-def measure_stage(
-    stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
-) -> tuple[StageResult, list[Check], torch.Tensor]:
-    """Run one stage on ``tensor``; returns its result, its checks and its output (the next stage's input)."""
-    batch, _, height, width = tensor.shape
+def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], itemsize: int) -> StageResult:
+    """A stage's figures by formula alone; every measured field is None."""
+    batch, _, height, width = input_shape
     size: Pair = (height, width)
     out_h, out_w = formulas.output_size(stage, size)
-    output_shape = (batch, stage.cout, out_h, out_w)
-    macs_flop_counter, output = count_flop_counter(module, tensor)
-    ptflops_raw = count_ptflops(module, tensor)
-    bias_adds = formulas.bias_adds(stage, size, batch)
-    conv = _conv_of(module)
-    result = StageResult(
+    weight_shape = formulas.weight_shape(stage)
+    return StageResult(
         name=stage.name,
         cin=stage.cin,
         cout=stage.cout,
@@ -97,26 +92,43 @@ def measure_stage(
         norm=str(stage.norm),
         act=str(stage.act),
         notes=list(stage.notes),
-        input_shape=tuple(tensor.shape),
-        weight_shape=formulas.weight_shape(stage),
-        stored_weight_shape=_stored_weight_shape(conv),
-        output_shape=output_shape,
-        output_shape_measured=tuple(output.shape),
+        input_shape=input_shape,
+        weight_shape=weight_shape,
+        stored_weight_shape=(stage.multiplier, *weight_shape[1:]) if stage.shared else weight_shape,
+        output_shape=(batch, stage.cout, out_h, out_w),
+        output_shape_measured=None,
         params=formulas.params(stage),
-        params_measured=sum(parameter.numel() for parameter in module.parameters()),
+        params_measured=None,
         macs=formulas.macs(stage, size, batch),
-        macs_flop_counter=macs_flop_counter,
-        macs_ptflops=ptflops_raw - bias_adds,
-        ptflops_raw=ptflops_raw,
-        bias_adds=bias_adds,
+        macs_flop_counter=None,
+        macs_ptflops=None,
+        ptflops_raw=None,
+        bias_adds=formulas.bias_adds(stage, size, batch),
         other_ops=formulas.other_ops(stage, size, batch),
-        min_bytes=formulas.min_bytes(stage, size, batch, tensor.element_size()),
+        min_bytes=formulas.min_bytes(stage, size, batch, itemsize),
         channel_map={
             "groups": stage.groups,
             "out_per_group": stage.cout // stage.groups,
             "in_per_group": stage.cin // stage.groups,
         },
     )
+
+
+def measure_stage(
+    stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
+) -> tuple[StageResult, list[Check], torch.Tensor]:
+    """Run one stage on ``tensor``; returns its result, its checks and its output (the next stage's input)."""
+    batch, channels, height, width = tensor.shape
+    result = formula_stage(stage, (batch, channels, height, width), tensor.element_size())
+    macs_flop_counter, output = count_flop_counter(module, tensor)
+    ptflops_raw = count_ptflops(module, tensor)
+    conv = _conv_of(module)
+    result.stored_weight_shape = _stored_weight_shape(conv)
+    result.output_shape_measured = tuple(output.shape)
+    result.params_measured = sum(parameter.numel() for parameter in module.parameters())
+    result.macs_flop_counter = macs_flop_counter
+    result.macs_ptflops = ptflops_raw - result.bias_adds
+    result.ptflops_raw = ptflops_raw
     return result, stage_checks(result, tuple(conv.weight.shape), subject), output
 
 
@@ -156,6 +168,11 @@ def environment(device: str, threads: int, dtype: str, channels_last: bool, allo
         channels_last=channels_last,
         allocator=allocator,
     )
+
+
+def formula_environment(spec: Any) -> Environment:
+    """The environment of a formula-only run: nothing ran on a device, so only versions are meaningful."""
+    return environment(spec.device, torch.get_num_threads(), str(spec.dtype), False, "not used (nothing measured)")
 
 
 def available_memory() -> int | None:

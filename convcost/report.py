@@ -126,6 +126,8 @@ def render_table(comparison: Comparison, console: Console) -> None:
     for label, layer, stage in _rows(comparison):
         item: LayerResult | StageResult = stage if stage is not None else layer
         mark = Text("✓", style="green") if _layer_ok(layer, stage) else Text("✗", style="bold red")
+        if not comparison.measured:
+            mark = Text("·", style="dim")
         cells: list[str | Text] = [label, shape(item.output_shape), count(item.params), count(item.macs),
                                    count(item.bias_adds)]  # fmt: skip
         if show_other:
@@ -188,7 +190,15 @@ def render_table(comparison: Comparison, console: Console) -> None:
 def _render_checks(comparison: Comparison, console: Console) -> None:
     checks = [check for layer in comparison.layers for check in layer.checks]
     failed = [check for check in checks if not check.ok]
-    if not failed:
+    if not comparison.measured:
+        console.print(
+            Text(
+                "· formula only: nothing was built or run, so no figure is checked against a measurement "
+                "(drop --formula-only to check them)",
+                style="yellow",
+            )
+        )
+    elif not failed:
         console.print(
             Text(
                 f"✓ {len(checks)} checks: output shape, weight shape and params by formula = measured; "
@@ -461,7 +471,7 @@ def to_markdown(comparison: Comparison) -> str:
         rows.append([
             label.replace("├", "").replace("└", "").strip() if stage is None else f"{layer.kind}.{stage.name}",
             shape(item.output_shape), count(item.params), count(item.macs), count(item.bias_adds),
-            count(item.other_ops), "✓" if _layer_ok(layer, stage) else "✗",
+            count(item.other_ops), "·" if not comparison.measured else "✓" if _layer_ok(layer, stage) else "✗",
         ])  # fmt: skip
     headers = ["Layer", "Output", "Params", "MACs", "Bias adds", "Norm+act ops", "Checks"]
     parts += [markdown_table(headers, rows, {2, 3, 4, 5}), ""]
@@ -488,6 +498,8 @@ def to_markdown(comparison: Comparison) -> str:
             )
     if any(layer.latency for layer in comparison.layers):
         parts.append(f"- {calibration_line(comparison)}")
+    if not comparison.measured:
+        parts.append("- formula only: nothing was built or run, so no figure is checked against a measurement")
     parts += [f"- {note}" for note in comparison.notes]
     parts += [f"- ✗ {failure}" for failure in comparison.failures]
     return "\n".join(parts).rstrip() + "\n"
@@ -524,7 +536,8 @@ _TABLE_CAPTION = "Params, MACs: dense → alternative · ÷: dense ÷ alternativ
 
 
 def batch_title(result: BatchResult) -> str:
-    return f"{result.source}: {result.summary()}"
+    unmeasured = any(entry.comparison is not None and not entry.comparison.measured for entry in result.entries)
+    return f"{result.source}: {result.summary()}" + (" · formula only, nothing measured" if unmeasured else "")
 
 
 def _arrow(dense: int, alternative: int) -> str:

@@ -266,6 +266,7 @@ class Comparison:
     alternatives: list[LayerResult]
     ratios: list[Ratios]
     notes: list[str] = field(default_factory=list)
+    measured: bool = True  # False: figures by formula only, nothing ran (convcost.comparison.estimate)
 
     @property
     def layers(self) -> list[LayerResult]:
@@ -292,6 +293,7 @@ class Comparison:
             "schema_version": SCHEMA_VERSION,
             "name": self.name,
             "spec": self.spec,
+            "measured": self.measured,
             "environment": self.environment.to_dict(),
             "ok": self.ok,
             "failures": self.failures,
