@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from textwrap import dedent
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -171,7 +172,9 @@ def test_ctrl_c_reports_and_writes_what_was_done(tmp_path: Path, monkeypatch: py
     )
     real = batch_module.run
 
-    def interrupted(plan: batch_module.Batch, settings: object = None) -> Iterator[batch_module.EntryResult]:
+    def interrupted(
+        plan: batch_module.Batch, settings: object = None, **options: Any
+    ) -> Iterator[batch_module.EntryResult]:
         outcomes = real(plan, None)
         yield next(outcomes)
         raise KeyboardInterrupt
