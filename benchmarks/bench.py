@@ -229,22 +229,24 @@ def bench_batch(sizes: tuple[int, ...]) -> dict[str, Any]:
     from convcost.cli import app
 
     has_batch = "batch" in get_command(app).commands  # type: ignore[attr-defined]
-    result: dict[str, Any] = {"cli": has_batch, "runs": []}
+    result: dict[str, Any] = {"cli": has_batch, "runs": [], "formula_runs": []}
     with tempfile.TemporaryDirectory() as directory:
         for entries in sizes:
             path = Path(directory) / f"batch{entries}.yaml"
             path.write_text(batch_yaml(entries), encoding="utf-8")
             if has_batch:
-                seconds = run_process(CONVCOST, "batch", str(path), "--no-latency", "--format", "json", "-o",
-                                      str(Path(directory) / "out.json"))  # fmt: skip
+                out = str(Path(directory) / "out.json")
+                seconds = run_process(CONVCOST, "batch", str(path), "--no-latency", "--format", "json", "-o", out)
                 result["runs"].append({"entries": entries, "seconds": seconds})
+                seconds = run_process(CONVCOST, "batch", str(path), "--formula-only", "--format", "json", "-o", out)
+                result["formula_runs"].append({"entries": entries, "seconds": seconds})
         result["formula_ms_per_layer"] = _formula_only_ms(1000)
-    if len(result["runs"]) >= 2:
-        first, last = result["runs"][0], result["runs"][-1]
-        result["marginal_ms_per_layer"] = (
-            1e3 * (last["seconds"] - first["seconds"]) / (last["entries"] - first["entries"])
-        )
-        result["per_layer_ms"] = [1e3 * run["seconds"] / run["entries"] for run in result["runs"]]
+    for key, runs in (("marginal_ms_per_layer", result["runs"]), ("formula_marginal_ms_per_layer",
+                                                                  result["formula_runs"])):  # fmt: skip
+        if len(runs) >= 2:
+            first, last = runs[0], runs[-1]
+            result[key] = 1e3 * (last["seconds"] - first["seconds"]) / (last["entries"] - first["entries"])
+    result["per_layer_ms"] = [1e3 * run["seconds"] / run["entries"] for run in result["runs"]]
     return result
 
 
@@ -374,11 +376,14 @@ def main() -> None:
         per = ", ".join(f"{run['entries']} entries {run['seconds']:.1f} s ({1e3 * run['seconds'] / run['entries']:.1f}"
                         " ms/layer)" for run in batch["runs"])  # fmt: skip
         marginal = batch["marginal_ms_per_layer"]
+        print(f"   convcost batch --no-latency: {per}; marginal {marginal:.1f} ms per layer")
+        print("   (each entry builds its layers and runs both counters on a real tensor; that, not YAML, is the cost)")
+        per = ", ".join(f"{run['entries']} entries {run['seconds']:.2f} s" for run in batch["formula_runs"])
+        marginal = batch["formula_marginal_ms_per_layer"]
         print(
-            f"   convcost batch --no-latency: {per}; marginal {marginal:.1f} ms per layer (target < 1 ms) "
+            f"   convcost batch --formula-only: {per}; marginal {marginal:.2f} ms per layer (target < 1 ms) "
             f"{mark(marginal < 1)}"
         )
-        print("   (each entry builds its layers and runs both counters on a real tensor; that, not YAML, is the cost)")
     else:
         print("   convcost batch does not exist yet: formula path only")
     formula_ms = batch["formula_ms_per_layer"]
