@@ -719,8 +719,9 @@ def _measure_latency(
     rows: list[_Row],
     settings: LatencySettings,
 ) -> None:
-    allocator = latency.tune_allocator() if settings.tune_allocator else "not tuned"
-    result.environment.allocator = allocator
+    if settings.tune_allocator:
+        latency.tune_allocator()
+    result.environment.allocator = latency.allocator_state()  # process-wide: an earlier call may have tuned it
     cases: dict[str, tuple[nn.Module, torch.Tensor]] = {"(model)": (module, tensor)}
     timed: dict[str, ModelLayerResult] = {}
     for row, layer in zip(rows, result.layers, strict=True):
@@ -730,8 +731,18 @@ def _measure_latency(
             timed[key] = layer
     stats = latency.measure(cases, settings)
     result.latency = stats["(model)"]
+    from convcost import roofline
+    from convcost.calibrate import cached
+    from convcost.spec import DType
+
+    dtype = DType(result.environment.dtype)
+    calibration = cached(result.environment.device, dtype, settings.threads)
+    result.environment.calibration = calibration
     for key, layer in timed.items():
         layer.latency = stats[key]
+        layer.roofline = roofline.analyse(
+            layer.macs, layer.min_bytes(dtype.itemsize), layer.latency.median_ms, calibration, calls=len(layer.ops)
+        )
 
 
 def matching_layers(result: ModelResult, pattern: str) -> list[ModelLayerResult]:

@@ -11,7 +11,16 @@ from rich.table import Table
 from rich.text import Text
 
 from convcost.model_results import ModelLayerResult, ModelResult
-from convcost.report import OutputFormat, count, markdown_table, milliseconds, to_csv, to_json
+from convcost.report import (
+    OutputFormat,
+    count,
+    markdown_table,
+    milliseconds,
+    peaks_text,
+    roofline_cell,
+    to_csv,
+    to_json,
+)
 
 _SI = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
 _SHORT_KINDS = {"inverted_residual": "inv.residual", "adaptive pool": "pool"}
@@ -115,6 +124,9 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
     table.add_column("MACs%", justify="right", no_wrap=True, min_width=5)
     if show_latency:
         table.add_column("ms", justify="right", no_wrap=True, min_width=5)
+    show_roofline = any(layer.roofline and layer.roofline.verdict for layer in result.layers)
+    if show_roofline:
+        table.add_column("Bound", no_wrap=True)
     total = result.total
     for layer in result.layers:
         kind = _SHORT_KINDS.get(layer.kind, layer.kind)
@@ -129,6 +141,8 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
         ]
         if show_latency:
             cells.append(milliseconds(layer.latency.median_ms) if layer.latency else "")
+        if show_roofline:
+            cells.append(roofline_cell(layer.roofline))
         table.add_row(*cells, style=None if layer.counted else "yellow")
     table.add_section()
     footer: list[str | Text] = [
@@ -137,6 +151,8 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
     ]  # fmt: skip
     if show_latency:
         footer.append(milliseconds(result.latency.median_ms) if result.latency else "")
+    if show_roofline:
+        footer.append("")
     table.add_row(*footer, style="bold")
     console.print(table)
     console.print(f"Total: {total.params:,} params, {total.macs:,} MACs ({si(total.flops)} FLOPs)")
@@ -151,6 +167,17 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
             f"Latency: {milliseconds(stats.median_ms)} ms end to end (median of {stats.rounds} rounds, "
             f"IQR {milliseconds(stats.iqr_ms)} ms); per-layer times are each layer alone"
         )
+        calibration = result.environment.calibration
+        if calibration is None:
+            console.print(
+                "No calibration for this machine, dtype and thread count: run convcost calibrate for roofline "
+                "bounds and verdicts (Bound column)."
+            )
+        else:
+            console.print(
+                f"Bound: % of the roofline bound max(compute, memory) achieved, and what bounds the layer "
+                f"({peaks_text(calibration)})."
+            )
     if by_kind:
         render_by_kind(result, console)
     for note in result.notes:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convcost.results import SCHEMA_VERSION, Check, Environment, LatencyStats
+from convcost.roofline import Roofline
 
 Shape = tuple[int, ...]
 
@@ -59,6 +60,7 @@ class ModelLayerResult:
     kind: str
     ops: list[OpResult]
     latency: LatencyStats | None = None
+    roofline: Roofline | None = None  # with latency: bytes, achieved rates; bound and verdict when calibrated
 
     @property
     def input_shape(self) -> Shape:
@@ -88,6 +90,13 @@ class ModelLayerResult:
     def counted(self) -> bool:
         return all(op.counted for op in self.ops)
 
+    def min_bytes(self, itemsize: int) -> int:
+        """Bytes moved at minimum: each op reads its input and parameters once and writes its output once."""
+        elements = 0
+        for op in self.ops:
+            elements += _numel(op.input_shape) + op.params + _numel(op.output_shape)
+        return elements * itemsize
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -101,6 +110,7 @@ class ModelLayerResult:
             "other_ops": self.other_ops,
             "counted": self.counted,
             "latency": None if self.latency is None else self.latency.to_dict(),
+            "roofline": None if self.roofline is None else self.roofline.to_dict(),
             "ops": [op.to_dict() for op in self.ops],
         }
 
@@ -256,3 +266,10 @@ class ModelResult:
 
 def _list(value: Shape | None) -> list[int] | None:
     return None if value is None else list(value)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total

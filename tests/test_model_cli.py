@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
@@ -73,3 +74,28 @@ def test_model_errors_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(app, ["model", "nosuchpackage.mod:factory", "--input", "3x8x8"])
     assert result.exit_code == 2
     assert "cannot import nosuchpackage.mod" in result.stderr
+
+
+def test_model_latency_gets_a_roofline_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convcost.calibrate
+    from convcost.roofline import Calibration
+
+    peaks = Calibration(machine="test", torch="x", device="cpu", dtype="float32", threads=1, peak_flops=1e9,
+                        peak_bandwidth=1e9, call_overhead_s=1e-6, matmul_size=1, copy_bytes=1,
+                        measured_at="2026-01-01T00:00:00", allocator="test")  # fmt: skip
+    monkeypatch.setattr(convcost.calibrate, "cached", lambda *args: peaks)
+    args = ["model", "tests.models_for_tests:tiny_residual", "--input", "3x6x6", "--latency", "--rounds", "1",
+            "--min-time", "0.001", "-f", "json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    stem = next(layer for layer in json.loads(result.stdout)["layers"] if layer["name"] == "stem")
+    line = stem["roofline"]
+    # stem: Conv2d(3, 8, 3, padding=1) on 3×6×6 → 8×6×6; bytes = (108 in + 224 params + 288 out) · 4 = 2,480
+    assert line["min_bytes"] == (3 * 6 * 6 + (8 * 3 * 9 + 8) + 8 * 6 * 6) * 4
+    macs = 8 * 6 * 6 * 3 * 9  # 7,776
+    assert line["macs"] == macs
+    # at 1 GFLOP/s and 1 GB/s: compute 2·7,776 FLOP → 15.552 µs, memory 2,480 B → 2.48 µs
+    assert line["compute_ms"] == pytest.approx(2 * macs / 1e9 * 1e3)
+    assert line["memory_ms"] == pytest.approx(2480 / 1e9 * 1e3)
+    assert line["verdict"] == "compute-bound"
+    assert line["fraction"] == pytest.approx(line["bound_ms"] / stem["latency"]["median_ms"])
