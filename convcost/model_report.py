@@ -103,7 +103,12 @@ def check_line(result: ModelResult) -> Text:
 
 def render_table(result: ModelResult, console: Console, by_kind: bool = False) -> None:
     """The per-layer table, the totals with their checks, the dense equivalent and the breakdown by kind."""
-    console.print(Text(title(result), style="bold"))
+    head = title(result)
+    if len(head) > console.width:
+        # never let the header wrap mid-word: the model's name on one line, the run's settings on the next
+        names, _, rest = head.partition(f" · {dims(result.input_shape, batch=True)}")
+        head = f"{names}\n{dims(result.input_shape, batch=True)}{rest}"
+    console.print(Text(head, style="bold"))
     show_latency = any(layer.latency for layer in result.layers)
     table = Table(
         box=box.SIMPLE_HEAD,
