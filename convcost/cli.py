@@ -95,15 +95,26 @@ def flag_for(loc: tuple[str | int, ...]) -> str:
     return "--" + names[0].replace("_", "-")
 
 
-def fail_spec(error: SpecError) -> NoReturn:
+def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoReturn:
+    """Each issue on its own line, named by file:line:field or by the flag that set it (``set_stages``: the stage
+    names that came from --set, so an unknown one is named as --set, not as a flag that does not exist)."""
     console = _stderr()
     if error.source:
         for line in error.lines():
             console.print(f"convcost: error: {line}", markup=False, soft_wrap=True)
     else:
         for issue in error.issues:
-            console.print(f"convcost: error: {flag_for(issue.loc)}: {issue.message}", markup=False, soft_wrap=True)
+            flag, message = flag_for(issue.loc), issue.message
+            if issue.loc and issue.loc[0] in set_stages:
+                flag = "--set " + ".".join(str(part) for part in issue.loc)
+                if len(issue.loc) == 1 and message == "unknown key":
+                    message = "unknown stage (stages: " + ", ".join(STAGE_NAMES_FOR_SET) + ")"
+            console.print(f"convcost: error: {flag}: {message}", markup=False, soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
+
+
+# kept here (not imported from convcost.spec) so that --help does not import pydantic
+STAGE_NAMES_FOR_SET = ("dense", "depthwise", "pointwise", "grouped", "row", "column", "shared")
 
 
 def internal_error(error: BaseException) -> NoReturn:
@@ -122,12 +133,15 @@ def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
         stage, _, field = target.partition(".")
         if not setting or not stage or not field:
             fail(f"--set: expected STAGE.FIELD=VALUE (e.g. pointwise.padding=1), got {value!r}")
-        overrides.setdefault(stage.strip(), {})[field.strip()] = setting.strip()
+        settings = overrides.setdefault(stage.strip(), {})
+        if field.strip() in settings:
+            fail(f"--set: {stage.strip()}.{field.strip()} is given twice")
+        settings[field.strip()] = setting.strip()
     return overrides
 
 
 def _write(text: str, output: Path | None) -> None:
-    if output is None:
+    if output is None or str(output) == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
         return
@@ -141,9 +155,31 @@ def _write(text: str, output: Path | None) -> None:
 
 # Options shared by the commands that measure, defined once.
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
+
+
+def _output_path(value: Path | None) -> Path | None:
+    """Refuse an unusable -o before anything is measured (nothing computed may be lost to a typo)."""
+    if value is None:
+        return None
+    if not str(value):
+        raise typer.BadParameter("empty file name")
+    from convcost.files import check_writable
+
+    problem = check_writable(value)
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
 OutputOption = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Write the report to this file (atomically).", dir_okay=False),
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write the report to this file (atomically; - for stdout).",
+        callback=_output_path,
+        metavar="FILE",
+    ),
 ]
 LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency (on by default).")]
 ThreadsOption = Annotated[
@@ -251,10 +287,11 @@ def compare(
         data["mid"] = mid
     if vs:
         data["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
-    data.update(_parse_overrides(overrides or []))
+    stage_settings = _parse_overrides(overrides or [])
+    data.update(stage_settings)
     run_compare(data, _format_for(output, output_format), output, latency and not formula_only, threads, rounds,
                 min_time, channels_last, tune_allocator=tune_allocator, roofline=roofline,
-                formula_only=formula_only)  # fmt: skip
+                formula_only=formula_only, set_stages=frozenset(stage_settings))  # fmt: skip
 
 
 def run_compare(
@@ -270,6 +307,7 @@ def run_compare(
     tune_allocator: bool = True,
     roofline: bool = False,
     formula_only: bool = False,
+    set_stages: frozenset[str] = frozenset(),
 ) -> None:
     from convcost.errors import ConvcostError, MeasurementError, SpecError, UsageError
     from convcost.spec import parse_compare
@@ -277,7 +315,7 @@ def run_compare(
     try:
         spec = parse_compare(data)
     except SpecError as error:
-        fail_spec(error)
+        fail_spec(error, set_stages)
     try:
         from convcost.comparison import compare as run
         from convcost.latency import LatencySettings
@@ -317,7 +355,7 @@ def run_compare(
         if text is not None:
             _write(text, output)
     except SpecError as error:
-        fail_spec(error)
+        fail_spec(error, set_stages)
     except UsageError as error:
         fail(str(error))
     except MeasurementError as error:
@@ -345,7 +383,7 @@ def _format_for(output: Path | None, chosen: Format | None) -> Format:
     """--format if given, else the format -o's extension names, else the table."""
     if chosen is not None:
         return chosen
-    if output is None:
+    if output is None or str(output) == "-":
         return Format.TABLE
     if output.suffix.lower() in _SUFFIX_FORMATS:
         return _SUFFIX_FORMATS[output.suffix.lower()]
@@ -356,7 +394,10 @@ def _format_for(output: Path | None, chosen: Format | None) -> Format:
 @app.command("batch")
 def batch_command(
     file: Annotated[
-        Path, typer.Argument(help="YAML file of layer configs (`convcost schema` describes it).", show_default=False)
+        Path,
+        typer.Argument(
+            help="YAML file of layer configs (`convcost schema` describes it).", show_default=False, metavar="FILE"
+        ),
     ],
     output_format: Annotated[
         Format | None,
@@ -426,6 +467,8 @@ def batch_command(
     if result.interrupted:
         done = len(result.entries) - result.count(Status.NOT_RUN)
         console.print(f"convcost: interrupted after {done} of {len(result.entries)} entries", markup=False)
+        global _interrupt_reported
+        _interrupt_reported = True
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.count(Status.INVALID):
         raise typer.Exit(EXIT_USAGE)
@@ -857,10 +900,38 @@ def check_command(
         raise typer.Exit(EXIT_FAILED)
 
 
+_interrupt_reported = False  # a command that reported its own interruption sets this
+
+
+def _click_exceptions() -> tuple[type[Exception], type[Exception], type[BaseException]]:
+    """(UsageError, ClickException, Abort) of the Click that Typer runs on: Typer ≥ 0.29 vendors its own."""
+    from typer._click.exceptions import ClickException, UsageError
+    from typer.exceptions import Abort
+
+    return UsageError, ClickException, Abort
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: Click's usage errors become one ``convcost: error:`` line with exit code 2."""
+    usage_error, click_exception, abort = _click_exceptions()
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(standalone_mode=False, prog_name="convcost")
+    except usage_error as error:
+        if type(error).__name__ == "NoArgsIsHelpError":
+            error.show()  # type: ignore[attr-defined]
+            sys.exit(EXIT_USAGE)
+        context = getattr(error, "ctx", None)
+        command = getattr(context, "command_path", "convcost") or "convcost"
+        where = f"{command.removeprefix('convcost').strip()}: " if command != "convcost" else ""
+        message = " ".join(error.format_message().split())  # type: ignore[attr-defined]  # one line, as Click wraps
+        message = message.replace("Value error, ", "")
+        sys.stderr.write(f"convcost: error: {where}{message}\n")
+        sys.exit(EXIT_USAGE)
+    except click_exception as error:
+        sys.stderr.write(f"convcost: error: {' '.join(error.format_message().split())}\n")  # type: ignore[attr-defined]
+        sys.exit(getattr(error, "exit_code", EXIT_USAGE))
+    except (abort, KeyboardInterrupt):
+        code = 130
+    if code == 130 and not _interrupt_reported:
         sys.stderr.write("convcost: interrupted\n")
-        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -148,8 +148,8 @@ def _ratios(dense: LayerResult, layer: LayerResult, spec: CompareSpec) -> Ratios
         speedup = dense.latency.median_ms / layer.latency.median_ms
     textbook, bound = None, None
     if layer.kind == LayerKind.SEPARABLE:
-        textbook = formulas.textbook_separable_ratio(spec.cout, spec.kernel)
-        bound = spec.kernel[0] * spec.kernel[1]
+        textbook = formulas.textbook_separable_ratio(spec.cout, spec.kernel, spec.multiplier)
+        bound = formulas.separable_ratio_bound(spec.kernel, spec.multiplier)
     return Ratios(
         vs=layer.kind,
         params=dense.params / layer.params if layer.params else float("inf"),
@@ -159,6 +159,7 @@ def _ratios(dense: LayerResult, layer: LayerResult, spec: CompareSpec) -> Ratios
         and dense.output_shape_measured == layer.output_shape_measured,
         textbook=textbook,
         bound=bound,
+        multiplier=spec.multiplier,
         roofline=roofline.predicted_speedup(dense.roofline, layer.roofline),
     )
 

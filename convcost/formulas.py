@@ -10,7 +10,8 @@ The counting convention, stated once for all of convcost:
 * **FLOPs** = 2 × MACs, a separate named field (never "flops" meaning MACs).
 * **Params** are the trainable parameters: conv weights, conv bias, BatchNorm weight and bias.
   BatchNorm running statistics are buffers, not parameters.
-* **Bytes** moved at minimum by a stage are its input, weights and output, each read or written once.
+* **Bytes** moved at minimum: every op that reads and writes memory (the conv, its norm, its activation) reads its
+  input and parameters once and writes its output once; views move nothing (see :func:`min_bytes`).
 
 Each conv stage is described by a :class:`ConvStage`; a layer kind expands into a list of stages
 (see :mod:`convcost.kinds`), so one set of formulas covers every kind.
@@ -155,10 +156,18 @@ def other_ops(stage: ConvStage, size: Pair, batch: int) -> int:
 
 
 def min_bytes(stage: ConvStage, size: Pair, batch: int, itemsize: int) -> int:
-    """Bytes moved at minimum: input read once, weights read once, output written once."""
+    """Bytes moved at minimum by the stage's eager ops, each reading its input and parameters once and writing its
+    output once: the conv (input, weights and bias, output), then its norm (output, norm params, output) and its
+    activation (output, output) when it has them — the rule of :mod:`convcost.roofline`."""
     input_elements = batch * stage.cin * size[0] * size[1]
     weights = weight_params(stage) + bias_params(stage)
-    return (input_elements + weights + output_elements(stage, size, batch)) * itemsize
+    outputs = output_elements(stage, size, batch)
+    elements = input_elements + weights + outputs
+    if stage.norm is Norm.BATCH:
+        elements += outputs + norm_params(stage) + outputs
+    if stage.act is not Act.NONE:
+        elements += outputs + outputs
+    return elements * itemsize
 
 
 def channel_map(stage: ConvStage) -> list[tuple[range, range]]:
@@ -174,7 +183,15 @@ def channel_map(stage: ConvStage) -> list[tuple[range, range]]:
     ]
 
 
-def textbook_separable_ratio(cout: int, kernel: Pair) -> float:
-    """The MobileNet paper's dense ÷ separable MAC ratio, 1/(1/K + 1/(R·S)) (multiplier 1, no bias)."""
+def textbook_separable_ratio(cout: int, kernel: Pair, multiplier: int = 1) -> float:
+    """The MobileNet paper's dense ÷ separable MAC ratio, 1/(m/K + m/(R·S)), for equal output sizes.
+
+    Dense: N·K·C·R·S; separable: N·(m·C·R·S + K·m·C); the ratio is K·R·S / (m·(R·S + K)).
+    """
     rs = kernel[0] * kernel[1]
-    return 1.0 / (1.0 / cout + 1.0 / rs)
+    return 1.0 / (multiplier / cout + multiplier / rs)
+
+
+def separable_ratio_bound(kernel: Pair, multiplier: int = 1) -> float:
+    """The limit of the textbook ratio as K grows: R·S / m."""
+    return kernel[0] * kernel[1] / multiplier

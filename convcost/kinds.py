@@ -151,7 +151,10 @@ def registered_kinds() -> list[LayerKind]:
 
 def _kind_issues(spec: CompareSpec) -> list[FieldIssue]:
     issues: list[FieldIssue] = []
-    if spec.cin % spec.groups or spec.cout % spec.groups:
+    if LayerKind.DENSE in spec.vs:
+        issues.append(FieldIssue(("vs",), "dense is the reference, always built: name the alternatives to compare"))
+    # groups and mid belong to one kind each; a defaults block may set them for entries that do not compare it
+    if LayerKind.GROUPED in spec.vs and (spec.cin % spec.groups or spec.cout % spec.groups):
         issues.append(
             FieldIssue(
                 ("groups",),

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from convcost.results import Comparison, LayerResult, StageResult, Sweep, SweepPoint
+from convcost.results import Comparison, LayerResult, Ratios, StageResult, Sweep, SweepPoint
 from convcost.roofline import Calibration, Roofline
 
 if TYPE_CHECKING:
@@ -110,6 +110,21 @@ def _layer_ok(layer: LayerResult, stage: StageResult | None) -> bool:
     return all(check.ok for check in layer.checks if check.subject == prefix)
 
 
+def textbook_line(entry: Ratios) -> str | None:
+    """The MAC ratio against the paper's formula and its R·S bound (separable only)."""
+    if entry.textbook is None or entry.bound is None:
+        return None
+    m = entry.multiplier
+    formula = "1/(1/K + 1/(R·S))" if m == 1 else f"1/({m}/K + {m}/(R·S))"
+    bound = "R·S" if m == 1 else f"R·S/{m}"
+    if f"{entry.textbook:.2f}" == f"{entry.macs:.2f}":
+        return f"{entry.vs}: MAC ratio {ratio(entry.macs)} = {formula}; bound {bound} = {entry.bound:g}"
+    return (
+        f"{entry.vs}: MAC ratio {ratio(entry.macs)}; textbook {formula} = {entry.textbook:.2f}; "
+        f"bound {bound} = {entry.bound:g}"
+    )
+
+
 def render_table(comparison: Comparison, console: Console) -> None:
     """The compare report as Rich tables, readable at 80 columns."""
     console.print(Text(layer_title(comparison), style="bold"))
@@ -173,11 +188,9 @@ def render_table(comparison: Comparison, console: Console) -> None:
         ratios.add_row(*ratio_cells, match)
     console.print(ratios)
     for entry in comparison.ratios:
-        if entry.textbook is not None and entry.bound is not None:
-            console.print(
-                f"{entry.vs}: MAC ratio {ratio(entry.macs)}; textbook 1/(1/K + 1/(R·S)) = {entry.textbook:.2f} "
-                f"(multiplier 1, no bias); bound R·S = {entry.bound}"
-            )
+        line = textbook_line(entry)
+        if line:
+            console.print(line)
 
     if any(layer.latency for layer in comparison.layers):
         _render_latency(comparison, console)

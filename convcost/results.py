@@ -227,8 +227,9 @@ class Ratios:
     macs: float
     latency: float | None  # measured speedup; None without latency
     shape_match: bool
-    textbook: float | None = None  # separable only: 1/(1/K + 1/(R·S))
-    bound: int | None = None  # separable only: R·S
+    textbook: float | None = None  # separable only: 1/(m/K + m/(R·S))
+    bound: float | None = None  # separable only: R·S / m
+    multiplier: int = 1
     roofline: float | None = None  # the speedup the roofline predicts: dense bound ÷ alternative bound
 
     def to_dict(self) -> dict[str, Any]:

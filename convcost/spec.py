@@ -44,8 +44,9 @@ class DType(str, Enum):
         return 4 if self is DType.FLOAT32 else 2
 
 
-_PAIR = re.compile(r"^\s*(\d+)\s*[xX×,]\s*(\d+)\s*$")
-_INT = re.compile(r"^\s*[+-]?\d+\s*$")
+# ASCII digits only: int() would also take '٣' or '８', which nobody means in a layer file
+_PAIR = re.compile(r"^\s*([0-9]+)\s*[xX×,]\s*([0-9]+)\s*$")
+_INT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 
 
 def _int(value: Any, *, minimum: int, what: str) -> int:
@@ -210,8 +211,8 @@ class CompareSpec(LayerOptions):
     vs: Annotated[list[LayerKind], BeforeValidator(_kinds, json_schema_input_type=_KINDS_INPUT)] = Field(
         default_factory=lambda: [LayerKind.SEPARABLE], min_length=1
     )
-    dtype: DType = DType.FLOAT32
-    device: Literal["cpu", "cuda"] = "cpu"
+    dtype: Annotated[DType, BeforeValidator(_enum_text)] = DType.FLOAT32
+    device: Annotated[Literal["cpu", "cuda"], BeforeValidator(_enum_text)] = "cpu"
 
 
 def issues_from_validation(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[FieldIssue]:

@@ -119,6 +119,7 @@ BAD = """\
       - name: indivisible
         cin: 30
         cout: 64
+        vs: grouped
       - 5
       - name: fine
         cin: 8
@@ -142,12 +143,12 @@ def test_every_problem_in_the_file_at_once_each_with_its_line() -> None:
         "layers.yaml:20: layers[4].cin: required (in this entry or in defaults)",
         # the culprit is in defaults: the line says where it is set
         "layers.yaml:4: layers[5].groups: cin (30) and cout (64) must both be divisible by 4 (groups set in defaults)",
-        "layers.yaml:25: layers[6]: must be a mapping of keys and values, got the number 5",
-        "layers.yaml:26: layers[7].name: duplicate name 'fine' (also layers[0], line 6)",
-        "layers.yaml:29: layers[7].padding: YAML 1.1 reads 0x1 as the number 1: write it as a decimal number, "
+        "layers.yaml:26: layers[6]: must be a mapping of keys and values, got the number 5",
+        "layers.yaml:27: layers[7].name: duplicate name 'fine' (also layers[0], line 6)",
+        "layers.yaml:30: layers[7].padding: YAML 1.1 reads 0x1 as the number 1: write it as a decimal number, "
         'or quote it if you mean something else ("0x1")',
-        "layers.yaml:30: layers[7].name: duplicate key (first given on line 26)",
-        "layers.yaml:31: layers[8].name: must be text, got boolean false "
+        "layers.yaml:31: layers[7].name: duplicate key (first given on line 27)",
+        "layers.yaml:32: layers[8].name: must be text, got boolean false "
         "(YAML reads yes/no/on/off as booleans): quote it",
     ]  # fmt: skip
     found = parse(BAD)

@@ -108,6 +108,13 @@ def test_shape_mismatch_fails_with_both_shapes() -> None:
         (["--set", "pointwise.padding"], "convcost: error: --set: expected STAGE.FIELD=VALUE (e.g. "
                                          "pointwise.padding=1), got 'pointwise.padding'"),
         (["--set", "pointwise.paddin=1"], "convcost: error: --set pointwise.paddin: unknown key"),
+        (["--set", "foo.padding=1"], "convcost: error: --set foo: unknown stage (stages: dense, depthwise, "
+                                     "pointwise, grouped, row, column, shared)"),
+        (["--set", "pointwise.padding=1", "--set", "pointwise.padding=2"],
+         "convcost: error: --set: pointwise.padding is given twice"),
+        (["--vs", "dense"], "convcost: error: --vs: dense is the reference, always built: name the alternatives to "
+                            "compare"),
+        (["--cin", "٣"], "convcost: error: --cin: must be a positive integer, got '٣'"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--cin", "0"], None),
     ],
 )  # fmt: skip
@@ -198,3 +205,35 @@ def test_memory_guard_refuses_before_allocating(monkeypatch: pytest.MonkeyPatch)
     code, out, err = run("compare", "--cin", "3", "--cout", "64", "-k", "3", "--size", "512", "--batch", "8")
     assert code == 2 and out == ""
     assert err.startswith("convcost: error: --size/--batch: these layers need at least ")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["compare", "--cin", "8", "--cout", "64", "-k", "3", "--threads", "0"],
+         "convcost: error: compare: Invalid value for '--threads': Input should be greater than or equal to 1"),
+        (["compare", "--cinn", "8"], "convcost: error: compare: No such option: --cinn (Possible options: --cin)"),
+        (["compare", "--cin", "8", "--cout", "64", "-k", "3", "-o", "/nonexistent-dir/x.json"],
+         "convcost: error: compare: Invalid value for '--output' / '-o': /nonexistent-dir does not exist"),
+        (["batch"], "convcost: error: batch: Missing argument 'FILE'."),
+    ],
+)  # fmt: skip
+def test_usage_errors_from_the_console_script_are_one_line(args: list[str], line: str) -> None:
+    # through main(), as users run it: Click's multi-line usage blocks become one line, exit code 2
+    result = subprocess.run([sys.executable, "-m", "convcost", *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == line
+
+
+def test_output_dash_is_stdout_and_symlinks_are_followed(tmp_path: Path) -> None:
+    code, out, _ = run(*BLOG, "--formula-only", "-f", "json", "-o", "-")
+    assert code == 0 and json.loads(out)["dense"]["params"] == 4672  # 64*8*9 + 64
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    code, _, _ = run(*BLOG, "--formula-only", "-o", str(link))
+    assert code == 0
+    assert link.is_symlink()  # not replaced by a regular file
+    assert json.loads(real.read_text())["dense"]["macs"] == 73_156_608  # 8*64*9*126*126

@@ -143,6 +143,17 @@ def test_blog_figures() -> None:
     assert result.ok
 
 
+@pytest.mark.parametrize("multiplier", [1, 2, 4])
+def test_textbook_ratio_follows_the_multiplier(multiplier: int) -> None:
+    result = _spec(cin=32, cout=128, kernel=3, padding=1, size=16, multiplier=multiplier, bias=False)
+    ratio = result.ratios[0]
+    # dense 128·32·9 per position; separable m·32·9 + 128·m·32 per position
+    assert ratio.macs == pytest.approx((128 * 32 * 9) / (multiplier * 32 * 9 + 128 * multiplier * 32))
+    assert ratio.textbook == pytest.approx(1 / (multiplier / 128 + multiplier / 9))
+    assert ratio.textbook == pytest.approx(ratio.macs)  # equal output sizes: the paper's formula is exact
+    assert ratio.bound == pytest.approx(9 / multiplier)
+
+
 def test_tutorial_block_with_padding() -> None:
     result = _spec(cin=32, cout=128, kernel=3, padding=1, size=64, bias=False)
     assert result.dense.output_shape_measured == (1, 128, 64, 64)

@@ -20,6 +20,13 @@ def _issues(**values: Any) -> list[tuple[tuple[str | int, ...], str]]:
     return [(issue.loc, issue.message) for issue in caught.value.issues]
 
 
+def test_stage_names_for_set_match_the_spec() -> None:
+    from convcost.cli import STAGE_NAMES_FOR_SET
+    from convcost.spec import STAGE_NAMES
+
+    assert STAGE_NAMES_FOR_SET == STAGE_NAMES
+
+
 def test_registry_covers_every_kind_and_refuses_duplicates() -> None:
     assert set(kinds.registered_kinds()) == set(LayerKind)
     with pytest.raises(RuntimeError, match="already registered"):
