@@ -208,6 +208,12 @@ def parse_batch(document: yamlio.Document) -> Batch:
     if not isinstance(data, dict):
         got = "an empty file" if data is None else _kind_of(data)
         raise document.error([FieldIssue((), f"expected a mapping with a 'layers' list, got {got}")])
+    layers = data.get("layers")
+    if "input" in data or (
+        isinstance(layers, list) and any(isinstance(item, dict) and "kind" in item for item in layers)
+    ):
+        # a model file has `input:` and layers with `kind:`; one line beats a screenful of unknown keys
+        raise document.error([FieldIssue((), "this is a model file (it has input/kind keys): use convcost model")])
     _, found = yamlio.validate(BatchFile, data, document)
     found = [_plain_words(issue, data) for issue in found]
     issues = [*document.issues, *(issue for issue in found if issue not in document.issues)]

@@ -470,10 +470,10 @@ def batch_command(
         global _interrupt_reported
         _interrupt_reported = True
         raise typer.Exit(EXIT_INTERRUPTED)
+    if result.count(Status.ERROR):  # an internal error outranks bad input: it is the tool's fault, not the file's
+        raise typer.Exit(EXIT_INTERNAL)
     if result.count(Status.INVALID):
         raise typer.Exit(EXIT_USAGE)
-    if result.count(Status.ERROR):
-        raise typer.Exit(EXIT_INTERNAL)
     if result.count(Status.FAILED):
         raise typer.Exit(EXIT_FAILED)
 
@@ -913,6 +913,10 @@ def _click_exceptions() -> tuple[type[Exception], type[Exception], type[BaseExce
 
 def main() -> None:
     """Console-script entry point: Click's usage errors become one ``convcost: error:`` line with exit code 2."""
+    import warnings
+
+    # torch notes that an even kernel with padding='same' costs a padded copy: true, and not the user's concern
+    warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
     usage_error, click_exception, abort = _click_exceptions()
     try:
         code = app(standalone_mode=False, prog_name="convcost")

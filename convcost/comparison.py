@@ -51,13 +51,7 @@ def compare(
     """
     check_device(spec.device)
     planned = kinds.plan(spec)
-    check_memory(
-        list(planned.values()),
-        spec.size,
-        spec.batch,
-        spec.dtype.itemsize,
-        "--size/--batch",
-    )
+    check_memory(list(planned.values()), spec.size, spec.batch, spec.dtype.itemsize)
     if latency_settings is not None and latency_settings.tune_allocator:
         latency.tune_allocator()
     allocator = latency.allocator_state()  # mallopt is process-wide: an earlier call may have tuned it
@@ -168,7 +162,7 @@ def _note(ratio: Ratios, layer: LayerResult) -> str | None:
     """One plain sentence when the measured speedup falls far short of the MAC ratio."""
     if ratio.latency is None or ratio.macs <= 1 or ratio.latency >= FAR_SHORT * ratio.macs:
         return None
-    pace = f"{ratio.latency:.2f}× faster" if ratio.latency >= 1 else f"{1 / ratio.latency:.2f}× slower"
+    pace = f"only {ratio.latency:.2f}× faster" if ratio.latency >= 1 else f"{1 / ratio.latency:.2f}× slower"
     why = "fewer MACs do not mean proportionally less time"
     limited = roofline.limited_stages(layer)
     if limited:
@@ -177,10 +171,10 @@ def _note(ratio: Ratios, layer: LayerResult) -> str | None:
             why += f"; this machine's roofline predicts {ratio.roofline:.2f}×"
     elif any(stage.groups > 1 and stage.groups == stage.cin for stage in layer.stages):
         why = (
-            "its depthwise stage does little arithmetic per byte it moves, so it is limited by memory "
-            "bandwidth and per-call overhead, not by MACs"
+            "its depthwise stage does little arithmetic per byte it moves, which usually leaves it limited by "
+            "memory bandwidth and per-call overhead rather than MACs (convcost calibrate, then --roofline, tells)"
         )
-    return f"{layer.kind} has {ratio.macs:.2f}× fewer MACs than dense but runs only {pace}: {why}."
+    return f"{layer.kind} has {ratio.macs:.2f}× fewer MACs than dense but runs {pace}: {why}."
 
 
 def failed_checks(comparison: Comparison) -> list[Check]:

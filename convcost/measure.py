@@ -191,9 +191,9 @@ def available_memory() -> int | None:
 MEMORY_SHARE = 0.5
 
 
-def check_memory(layers: list[list[ConvStage]], size: Pair, batch: int, itemsize: int, flag_hint: str) -> None:
-    """Raise UsageError before allocating when the layers' tensors cannot fit in memory."""
-    from convcost.errors import UsageError
+def check_memory(layers: list[list[ConvStage]], size: Pair, batch: int, itemsize: int) -> None:
+    """Raise SpecError (on ``size``) before allocating when the layers' tensors cannot fit in memory."""
+    from convcost.errors import FieldIssue, SpecError
 
     needed = 0
     for stages in layers:
@@ -203,9 +203,22 @@ def check_memory(layers: list[list[ConvStage]], size: Pair, batch: int, itemsize
             stage_size = formulas.output_size(stage, stage_size)
     available = available_memory()
     if available is not None and needed > MEMORY_SHARE * available:
+        message = (
+            f"these layers need at least {needed / 2**30:,.1f} GiB of tensors, more than half of the "
+            f"{available / 2**30:,.1f} GiB available: use a smaller size, batch or channel count"
+        )
+        raise SpecError([FieldIssue(("size",), message)])
+
+
+def require_memory(needed: int, field: str, what: str, advice: str) -> None:
+    """Raise UsageError (``field: what need ... ; advice``) when ``needed`` bytes exceed the share allowed."""
+    from convcost.errors import UsageError
+
+    available = available_memory()
+    if available is not None and needed > MEMORY_SHARE * available:
         raise UsageError(
-            f"{flag_hint}: these layers need at least {needed / 2**30:.1f} GiB of tensors, more than half of the "
-            f"{available / 2**30:.1f} GiB available; use a smaller --size, --batch or channel count"
+            f"{field}: {what} need at least {needed / 2**30:.1f} GiB, more than half of the "
+            f"{available / 2**30:.1f} GiB available; {advice}"
         )
 
 

@@ -97,21 +97,39 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
     document = Document(data=None, source=source)
     issues: list[FieldIssue] = []
     if node is not None:
-        document.data = _construct(node, (), loader, document.lines, issues)
+        try:
+            document.data = _construct(node, (), loader, document.lines, issues, [MAX_VALUES])
+        except SpecError as error:
+            raise SpecError(error.issues, source=source) from None
     if issues and not keep_issues:
         raise document.error(issues)
     document.issues = issues
     return document
 
 
-def _construct(node: yaml.Node, loc: Loc, loader: Any, lines: dict[Loc, int], issues: list[FieldIssue]) -> Any:
+# Aliases are expanded into copies, so ten lines of nested aliases can stand for billions of values ("billion
+# laughs"). No layer file comes near this many values; past it, loading stops instead of eating the memory.
+MAX_VALUES = 200_000
+
+
+def _construct(
+    node: yaml.Node, loc: Loc, loader: Any, lines: dict[Loc, int], issues: list[FieldIssue], budget: list[int]
+) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(
+            [FieldIssue((), f"more than {MAX_VALUES:,} values once aliases are expanded: refusing to load "
+                            "(nested aliases can make a short file enormous)", node.start_mark.line + 1)]
+        )  # fmt: skip
     lines[loc] = node.start_mark.line + 1
     if _foreign_tag(node, loc, issues):
         return None
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # merge keys (<<)
+        explicit = {id(key_node) for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"}
+        loader.flatten_mapping(node)  # merge keys (<<): merged pairs first, then the mapping's own
         result: dict[Any, Any] = {}
         first_line: dict[Any, int] = {}
+        merged: set[Any] = set()  # keys whose value came from a merge: the mapping's own key may override them
         for key_node, value_node in node.value:
             if _foreign_tag(key_node, loc, issues):
                 continue
@@ -127,17 +145,20 @@ def _construct(node: yaml.Node, loc: Loc, loader: Any, lines: dict[Loc, int], is
                 )  # fmt: skip
                 continue
             key_line = key_node.start_mark.line + 1
-            if key in result:
+            if key in result and key not in merged:
                 issues.append(
                     FieldIssue((*loc, key), f"duplicate key (first given on line {first_line[key]})", key_line)
                 )
                 continue
+            merged.discard(key)
+            if id(key_node) not in explicit:
+                merged.add(key)
             first_line[key] = key_line
             lines[("key", *loc, key)] = key_line
-            result[key] = _construct(value_node, (*loc, key), loader, lines, issues)
+            result[key] = _construct(value_node, (*loc, key), loader, lines, issues, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*loc, index), loader, lines, issues) for index, item in enumerate(node.value)]
+        return [_construct(item, (*loc, index), loader, lines, issues, budget) for index, item in enumerate(node.value)]
     value = loader.construct_object(node, deep=True)
     if (
         isinstance(node, yaml.ScalarNode)

@@ -227,3 +227,10 @@ def test_help_lists_the_commands_without_importing_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_model_file_given_to_batch_says_so_in_one_line() -> None:
+    model_file = Path(__file__).parent.parent / "configs" / "mobilenet_v1.yaml"
+    code, out, err = run("batch", str(model_file))
+    assert code == 2 and out == ""
+    assert err == f"convcost: error: {model_file}: this is a model file (it has input/kind keys): use convcost model\n"

@@ -204,7 +204,7 @@ def test_memory_guard_refuses_before_allocating(monkeypatch: pytest.MonkeyPatch)
     # dense input 8·3·512·512·4 B = 25 MiB, output 8·64·510·510·4 B ≈ 508 MiB: over half of 1 GiB
     code, out, err = run("compare", "--cin", "3", "--cout", "64", "-k", "3", "--size", "512", "--batch", "8")
     assert code == 2 and out == ""
-    assert err.startswith("convcost: error: --size/--batch: these layers need at least ")
+    assert err.startswith("convcost: error: --size: these layers need at least ")
 
 
 @pytest.mark.parametrize(

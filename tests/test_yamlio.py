@@ -111,3 +111,20 @@ def test_validate_places_issues_and_suggests_keys() -> None:
 def test_suggest() -> None:
     assert yamlio.suggest("kernal", ["kernel", "stride"]) == "kernel"
     assert yamlio.suggest("zzz", ["kernel", "stride"]) is None
+
+
+def test_a_mappings_own_key_overrides_a_merged_one() -> None:
+    text = "base: &b {cin: 8, cout: 64, kernel: 3}\nlayers:\n  - {name: x, <<: *b, cin: 4}\n"
+    assert yamlio.loads(text).data["layers"][0] == {"name": "x", "cin": 4, "cout": 64, "kernel": 3}
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    # each level holds 9 aliases of the one before: 9**7 ≈ 4.8 million values from 8 short lines
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, 8):
+        refs = ", ".join([f"*a{level - 1}"] * 9)
+        lines.append(f"a{level}: &a{level} [{refs}]")
+    with pytest.raises(SpecError) as caught:
+        yamlio.loads("\n".join(lines) + "\n", "bomb.yaml")
+    (line,) = caught.value.lines()
+    assert line.startswith("bomb.yaml:") and "more than 200,000 values once aliases are expanded" in line
