@@ -171,6 +171,7 @@ def render_table(comparison: Comparison, console: Console) -> None:
 
     _render_checks(comparison, console)
 
+    console.print()
     ratios = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Dense ÷ alternative", title_justify="left")
     ratios.add_column("vs", no_wrap=True)
     ratios.add_column("Params", justify="right", no_wrap=True)
@@ -206,8 +207,7 @@ def _render_checks(comparison: Comparison, console: Console) -> None:
     if not comparison.measured:
         console.print(
             Text(
-                "· formula only: nothing was built or run, so no figure is checked against a measurement "
-                "(drop --formula-only to check them)",
+                "· formula only: nothing built or run, so nothing checked (drop --formula-only to check)",
                 style="yellow",
             )
         )
