@@ -154,7 +154,16 @@ def _write(text: str, output: Path | None) -> None:
 
 
 # Options shared by the commands that measure, defined once.
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)]
+FormatOption = Annotated[
+    Format | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format [default: from -o's extension, else table].",
+        case_sensitive=False,
+        show_default=False,
+    ),
+]
 
 
 def _output_path(value: Path | None) -> Path | None:
@@ -560,7 +569,7 @@ def model_command(
     depth: Annotated[
         int | None, typer.Option("--depth", min=1, help="Import paths: one row per module this deep.")
     ] = None,
-    output_format: FormatOption = Format.TABLE,
+    output_format: FormatOption = None,
     output: OutputOption = None,
     latency: Annotated[
         bool, typer.Option("--latency/--no-latency", help="Measure end-to-end and per-layer latency (off by default).")
@@ -571,6 +580,7 @@ def model_command(
     channels_last: ChannelsLastOption = False,
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
+    output_format = _format_for(output, output_format)
     from convcost.errors import ConvcostError, MeasurementError, SpecError
     from convcost.latency import LatencySettings
 
@@ -640,7 +650,7 @@ def calibrate_command(
     dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
     device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even if a calibration is cached.")] = False,
-    output_format: FormatOption = Format.TABLE,
+    output_format: FormatOption = None,
     output: OutputOption = None,
 ) -> None:
     """Measure this machine's peaks once (matmul FLOP/s, copy GB/s, per-call cost) and cache them for rooflines.
@@ -648,6 +658,7 @@ def calibrate_command(
     The cache is keyed by machine, torch version, device, dtype and threads; compare and sweep use the entry that
     matches their own settings.
     """
+    output_format = _format_for(output, output_format)
     from convcost.errors import ConvcostError, UsageError
 
     chosen_dtype, chosen_device = _dtype(dtype), _device(device)
@@ -721,7 +732,7 @@ def sweep_command(
             dir_okay=False,
         ),
     ] = None,
-    output_format: FormatOption = Format.TABLE,
+    output_format: FormatOption = None,
     output: OutputOption = None,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
@@ -734,6 +745,7 @@ def sweep_command(
 
     Comma-separated values make the axes, e.g. --cin 8,32,128 --cout 64,256 -k 3,5,7 --size 56,112.
     """
+    output_format = _format_for(output, output_format)
     from convcost.errors import ConvcostError, MeasurementError, SpecError, UsageError
 
     fixed: dict[str, Any] = {
@@ -791,6 +803,12 @@ def sweep_command(
         raise
     except Exception as error:  # the promise is "never a traceback"
         internal_error(error)
+    if result.interrupted:
+        done = len({(point.cin, point.cout, point.kernel, point.size) for point in result.points})
+        _stderr().print(f"convcost: interrupted after {done} of {result.planned} grid points", markup=False)
+        global _interrupt_reported
+        _interrupt_reported = True
+        raise typer.Exit(EXIT_INTERRUPTED)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 

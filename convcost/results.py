@@ -347,10 +347,12 @@ class Sweep:
     environment: Environment
     points: list[SweepPoint]
     failures: list[str] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C stopped the sweep: the points are those measured before it
+    planned: int = 0  # grid points asked for
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.interrupted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -359,6 +361,7 @@ class Sweep:
             "fixed": self.fixed,
             "environment": self.environment.to_dict(),
             "ok": self.ok,
+            "interrupted": self.interrupted,
             "failures": self.failures,
             "points": [point.to_dict() for point in self.points],
         }

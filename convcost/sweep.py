@@ -63,7 +63,9 @@ def plan(axes: dict[str, str], fixed: dict[str, Any]) -> list[CompareSpec]:
             kinds.plan(spec)
         except SpecError as error:
             for issue in error.issues:
-                located = replace(issue, message=f"at {where}: {issue.message}")
+                # a problem with a fixed option is the same at every point: say it once, without a point
+                on_axis = bool(issue.loc) and issue.loc[0] in values
+                located = replace(issue, message=f"at {where}: {issue.message}") if on_axis else issue
                 if located not in issues:
                     issues.append(located)
             continue
@@ -122,13 +124,19 @@ def run(
     found: list[SweepPoint] = []
     failures: list[str] = []
     environment: Environment | None = None
-    for index, spec in enumerate(specs):
-        if progress is not None:
-            progress(index, len(specs), spec)
-        comparison = compare(spec, settings, calibration)
-        environment = comparison.environment
-        found.extend(points(comparison))
-        failures.extend(f"{describe(spec)}: {failure}" for failure in comparison.failures)
+    interrupted = False
+    try:
+        for index, spec in enumerate(specs):
+            if progress is not None:
+                progress(index, len(specs), spec)
+            comparison = compare(spec, settings, calibration)
+            environment = comparison.environment
+            found.extend(points(comparison))
+            failures.extend(f"{describe(spec)}: {failure}" for failure in comparison.failures)
+    except KeyboardInterrupt:
+        if environment is None:  # nothing finished: nothing to report
+            raise
+        interrupted = True  # keep what was measured
     if environment is None:
         raise SpecError([FieldIssue(("cin",), "the grid is empty")])
     return Sweep(
@@ -137,6 +145,8 @@ def run(
         environment=environment,
         points=found,
         failures=failures,
+        interrupted=interrupted,
+        planned=len(specs),
     )
 
 

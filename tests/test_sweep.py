@@ -155,3 +155,32 @@ def test_cli_plot(tmp_path: Path, suffix: str, magic: bytes) -> None:
     assert code == 0, err
     assert magic in target.read_bytes()[:400]
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
+
+
+def test_a_bad_fixed_option_is_reported_once_not_at_every_point() -> None:
+    with pytest.raises(SpecError) as caught:
+        sweep.plan({"cin": "8,16,32", "cout": "64,128"}, {"kernel": "3", "dtype": "float64"})
+    # six grid points, one cause: one issue, with no point named
+    assert [(issue.loc, issue.message.startswith("Input should be")) for issue in caught.value.issues] == [
+        (("dtype",), True)
+    ]
+
+
+def test_ctrl_c_keeps_the_points_already_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convcost.comparison
+
+    real = convcost.comparison.compare
+    calls = []
+
+    def interrupted(spec: object, *args: object) -> object:
+        calls.append(spec)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(spec, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(convcost.comparison, "compare", interrupted)
+    specs = sweep.plan({"cin": "4,8", "cout": "8", "kernel": "3", "size": "8"}, {})
+    result = sweep.run(specs, {"cin": "4,8"}, {}, None)
+    assert result.interrupted and not result.ok
+    assert [point.cin for point in result.points] == [4]  # the first grid point, measured before Ctrl-C
+    assert result.to_dict()["interrupted"] is True
