@@ -123,12 +123,13 @@ def _enum_text(value: Any) -> Any:
 
 
 # What a YAML file may write, for the JSON Schema (`convcost schema`): 3, "3x5" or [3, 5].
-_PAIR_TEXT = Annotated[str, Field(pattern=r"^\s*\d+\s*[xX×,]\s*\d+\s*$")]
+_PAIR_TEXT = Annotated[str, Field(pattern=r"^\s*0*[1-9][0-9]*\s*[xX×,]\s*0*[1-9][0-9]*\s*$")]  # no zero sides
+_NON_NEGATIVE_PAIR_TEXT = Annotated[str, Field(pattern=r"^\s*[0-9]+\s*[xX×,]\s*[0-9]+\s*$")]
 _POSITIVE_INPUT = Annotated[int, Field(ge=1)]
 _PAIR_INPUT = _POSITIVE_INPUT | _PAIR_TEXT | Annotated[list[_POSITIVE_INPUT], Field(min_length=2, max_length=2)]
 _NON_NEGATIVE_INPUT = Annotated[int, Field(ge=0)]
 _PADDING_INPUT = (
-    _NON_NEGATIVE_INPUT | Literal["same"] | _PAIR_TEXT
+    _NON_NEGATIVE_INPUT | Literal["same"] | _NON_NEGATIVE_PAIR_TEXT
     | Annotated[list[_NON_NEGATIVE_INPUT], Field(min_length=2, max_length=2)]
 )  # fmt: skip
 
@@ -229,6 +230,10 @@ def issues_from_validation(error: ValidationError, prefix: tuple[str | int, ...]
             message = "required"
         elif item["type"] == "enum" or item["type"] == "literal_error":
             message = f"{message}, got {item.get('input')!r}"
+        elif item["type"] == "too_short" and loc == ("vs",):
+            message = "must name at least one kind"
+        elif item["type"] == "string_type":
+            message = f"must be text, got {item.get('input')!r}"
         issues.append(FieldIssue(prefix + loc, message))
     return issues
 
