@@ -42,15 +42,19 @@ from convcost.errors import FieldIssue, SpecError
 from convcost.spec import LayerKind, PositiveInt
 
 if TYPE_CHECKING:
-    from convcost.batch import BatchResult
+    from torch import nn
+
+    from convcost.batch import Batch, BatchResult
     from convcost.latency import LatencySettings
     from convcost.model_results import ModelResult
+    from convcost.model_spec import ModelPlan
     from convcost.results import Environment
 
 BASELINE_VERSION = 1
 METRICS = ("params", "macs", "latency_ms")
-# the environment fields that change a latency (counts do not depend on any of them)
-ENVIRONMENT_KEYS = ("torch", "platform", "device", "device_name", "threads", "dtype", "channels_last")
+# the environment fields that change a latency (counts do not depend on any of them); the OS kernel's version in
+# ``platform`` is not one of them: CI runners update it every few weeks
+ENVIRONMENT_KEYS = ("cpu", "torch", "device", "device_name", "threads", "dtype", "channels_last", "allocator")
 
 
 class Level(str, Enum):
@@ -64,7 +68,12 @@ class Level(str, Enum):
 DEFAULT_LEVELS = {"params": Level.ERROR, "macs": Level.ERROR, "latency_ms": Level.WARN}
 
 _SI = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-_SI_NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?\s*([kKMGT]?)\s*$")
+# the whole part is plain digits, or digits in groups of three split by one kind of separator (4,300,000 or
+# 4_300_000); "4,3M" is refused rather than read as 43M
+_SI_NUMBER = re.compile(
+    r"^\s*(?P<sign>[+-]?)(?P<whole>[0-9]+|[0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,3}(?:_[0-9]{3})+)?"
+    r"(?P<fraction>\.[0-9]*)?(?:[eE](?P<exponent>[+-]?[0-9]+))?\s*(?P<suffix>[kKMGT]?)\s*$"
+)
 
 
 def si_number(value: Any) -> float:
@@ -73,8 +82,13 @@ def si_number(value: Any) -> float:
         raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got boolean {str(value).lower()}")
     if isinstance(value, (int, float)):
         number = float(value)
-    elif isinstance(value, str) and (match := _SI_NUMBER.match(value.replace(",", "").replace("_", ""))):
-        number = float(match.group(1)) * 10 ** int(match.group(2) or 0) * _SI[match.group(3)]
+    elif isinstance(value, str) and (match := _SI_NUMBER.match(value)) and (match["whole"] or match["fraction"]):
+        if match["fraction"] == "." and not match["whole"]:
+            raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got {value!r}")
+        digits = (match["whole"] or "0").replace(",", "").replace("_", "") + (match["fraction"] or "")
+        number = float(digits) * 10 ** int(match["exponent"] or 0) * _SI[match["suffix"]]
+        if match["sign"] == "-" and number != 0:
+            number = -number
     else:
         raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got {value!r}")
     if number < 0 or not math.isfinite(number):
@@ -170,6 +184,11 @@ class PlannedCheck:
     import_path: str | None = None
     batch_path: Path | None = None
     evaluate: Callable[[LatencySettings | None], Measured] | None = None
+    # filled by prepare_checks() before anything is measured
+    plan: ModelPlan | None = None
+    module: nn.Module | None = None
+    input_shape: tuple[int, ...] | None = None
+    batch_plan: Batch | None = None
 
     @property
     def needs_latency(self) -> bool:
@@ -245,6 +264,12 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
         for number, layer in enumerate(check.layers):
             if not any((layer.params, layer.macs, layer.latency_ms)):
                 issues.append(FieldIssue((*loc, "layers", number), "gives no limit: add params, macs or latency_ms"))
+        if not any((check.params, check.macs, check.latency_ms, check.layers, spec.baseline)):
+            issues.append(
+                FieldIssue(
+                    loc, f"check {name!r} gives no limit: add params, macs, latency_ms or layers (or a baseline)"
+                )
+            )
         checks.append(planned)
     if issues:
         raise document.error(issues)
@@ -276,60 +301,114 @@ class Measured:
     problems: list[str] = field(default_factory=list)  # e.g. batch entries that failed
     model: ModelResult | None = None
     batch: BatchResult | None = None
+    incomplete: str = ""  # why the total is not measured (a batch whose entries failed)
+
+    @property
+    def measured_latency(self) -> bool:
+        return self.total.latency_ms is not None or any(part.latency_ms is not None for part in self.parts.values())
 
 
-def measure_check(check: PlannedCheck, settings: LatencySettings | None) -> Measured:
-    """Evaluate what a check names; raises SpecError/UsageError for an invalid model or batch file."""
+def prepare_checks(budget: Budget) -> None:
+    """Validate every model, import path and batch file the checks name, before anything is measured.
+
+    Model and batch files raise their own SpecError (with their lines); every import-path problem (an input that
+    is not CxHxW, a module that does not import, a factory that fails) is raised at once, on the budget's lines.
+    """
+    from convcost.errors import UsageError
+    from convcost.model import load_factory, parse_input
+    from convcost.model_spec import load_model
+
+    issues: list[FieldIssue] = []
+    for check in budget.checks:
+        spec = check.spec
+        if check.model_path is not None:
+            check.plan = load_model(
+                str(check.model_path),
+                width_multiplier=None if spec.width_multiplier is None else str(spec.width_multiplier),
+                size=None if spec.size is None else str(spec.size),
+            )
+        elif check.batch_path is not None:
+            from convcost.batch import load_batch
+
+            check.batch_plan = load_batch(check.batch_path)
+        else:
+            assert check.import_path is not None and spec.input is not None
+            loc: yamlio.Loc = ("checks", check.index)
+            try:
+                check.input_shape = parse_input(spec.input)
+            except ValueError as error:
+                issues.append(FieldIssue((*loc, "input"), str(error), check.line_of("input")))
+            try:
+                check.module = load_factory(check.import_path)
+            except UsageError as error:
+                issues.append(FieldIssue((*loc, "model"), str(error), check.line_of("model")))
+    if issues:
+        raise SpecError(issues, budget.source)
+
+
+def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads: int = 1) -> Measured:
+    """Evaluate what a check names; raises SpecError/UsageError for an invalid model or batch file.
+
+    ``threads`` is the thread count recorded when no latency is measured (``settings`` has its own).
+    """
     if check.batch_path is not None:
         return _measure_batch(check, settings)
-    from convcost.model import evaluate_import, evaluate_plan, parse_input
+    from convcost.model import evaluate_import, evaluate_plan, load_factory, parse_input
     from convcost.model_spec import load_model
 
     if check.model_path is not None:
-        plan = load_model(
+        plan = check.plan or load_model(
             str(check.model_path),
             width_multiplier=None if check.spec.width_multiplier is None else str(check.spec.width_multiplier),
             size=None if check.spec.size is None else str(check.spec.size),
         )
-        result = evaluate_plan(plan, str(check.model_path), settings)
+        result = evaluate_plan(plan, str(check.model_path), settings, threads=threads)
     else:
         assert check.import_path is not None and check.spec.input is not None
         try:
-            shape = parse_input(check.spec.input)
+            shape = check.input_shape or parse_input(check.spec.input)
         except ValueError as error:
             raise SpecError(
                 [FieldIssue(("checks", check.index, "input"), str(error), check.line_of("input"))]
             ) from None
-        result = evaluate_import(check.import_path, shape, latency_settings=settings)
+        module = check.module if check.module is not None else load_factory(check.import_path)
+        result = evaluate_import(check.import_path, shape, latency_settings=settings, model=module, threads=threads)
     parts = {
         layer.name: Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
         for layer in result.layers
     }
     total = Figures(result.total.params, result.total.macs, result.latency.median_ms if result.latency else None)
-    problems = [f"{check.name}: {failure}" for failure in result.failures]
-    return Measured(total, parts, result.environment, problems, model=result)
+    return Measured(total, parts, result.environment, list(result.failures), model=result)
 
 
 def _measure_batch(check: PlannedCheck, settings: LatencySettings | None) -> Measured:
     from convcost.batch import Status, evaluate, load_batch
 
     assert check.batch_path is not None
-    batch = load_batch(check.batch_path)
+    batch = check.batch_plan or load_batch(check.batch_path)
     result = evaluate(batch, settings)
     parts: dict[str, Figures] = {}
     environment = None
-    problems = [f"{check.name}: {line}" for line in result.problems]
+    problems = list(result.problems)
+    failed = 0
     for entry in result.entries:
         if entry.status is not Status.OK or entry.comparison is None:
+            failed += 1
             continue
         comparison = entry.comparison
         environment = comparison.environment
         wanted = str(check.spec.vs) if check.spec.vs is not None else None
         layer = next((item for item in comparison.alternatives if wanted is None or item.kind == wanted), None)
         if layer is None:
-            problems.append(f"{check.name}: {entry.name}: no '{wanted}' alternative in this entry")
+            problems.append(f"{entry.name}: no '{wanted}' alternative in this entry")
+            failed += 1
             continue
         parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+    if failed:
+        # a sum without the failed entries would pass a limit it should not: the total is not measured
+        total = Figures(None, None, None)
+        incomplete = f"{failed} of {len(result.entries)} entries failed"
+        return Measured(total, parts, environment, problems, batch=result, incomplete=incomplete)
     timed = [part.latency_ms for part in parts.values()]
     total = Figures(
         sum(part.params or 0 for part in parts.values()),
@@ -456,7 +535,8 @@ def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
     for metric in METRICS:
         limit: Limit | None = getattr(spec, metric)
         if limit is not None:
-            verdicts.append(_limit(check, whole, metric, limit, measured.total.get(metric), (metric,)))
+            found = measured.total.get(metric)
+            verdicts.append(_limit(check, whole, metric, limit, found, (metric,), measured.incomplete))
     part = "entry" if check.batch_path is not None else "layer"
     for number, layer in enumerate(spec.layers):
         names = [name for name in measured.parts if fnmatch.fnmatchcase(name, layer.match)]
@@ -479,13 +559,21 @@ def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
 
 
 def _limit(
-    check: PlannedCheck, subject: str, metric: str, limit: Limit, found: float | None, loc: tuple[str | int, ...]
+    check: PlannedCheck,
+    subject: str,
+    metric: str,
+    limit: Limit,
+    found: float | None,
+    loc: tuple[str | int, ...],
+    why: str = "",
 ) -> Verdict:
     level = limit.level or DEFAULT_LEVELS[metric]
     line = check.line_of(*loc)
     if found is None:
-        return Verdict(check.name, subject, metric, "max", level, False, line, limit.max, None,
-                       message="not measured")  # fmt: skip
+        # a figure that could not be measured fails its limit at the error level: it cannot be shown to hold
+        message = f"{metric} not measured" + (f": {why}" if why else "")
+        return Verdict(check.name, subject, metric, "max", Level.ERROR if why else level, False, line, limit.max,
+                       None, message=message)  # fmt: skip
     return Verdict(check.name, subject, metric, "max", level, found <= limit.max, line, limit.max, found)
 
 
@@ -494,10 +582,9 @@ def growth_verdicts(
     measured: Measured,
     baseline: dict[str, Any],
     tolerance: Tolerance,
-    same_environment: bool,
-    baseline_line: int | None,
+    baseline_line: int | None = None,
 ) -> list[Verdict]:
-    """Growth over the baseline beyond the tolerance; latency only in the same environment."""
+    """Growth over the baseline beyond the tolerance; latency only in the environment it was recorded in."""
     recorded = baseline.get("checks", {}).get(check.name)
     if not isinstance(recorded, dict):
         return [Verdict(check.name, "model", "baseline", "growth", Level.WARN, False, check.line,
@@ -511,13 +598,16 @@ def growth_verdicts(
         limit: Limit | None = getattr(check.spec, metric)
         level = (limit.level if limit and limit.level else None) or DEFAULT_LEVELS[metric]
         allowed_pct = getattr(tolerance, metric)
-        if metric == "latency_ms" and not same_environment:
-            verdicts.append(
-                Verdict(check.name, "model", metric, "environment", Level.WARN, False, check.line_of(metric),
-                        baseline=before, found=now,
-                        message="latency not compared: the baseline was measured in another environment")
-            )  # fmt: skip
-            continue
+        if metric == "latency_ms":
+            changed = differences(recorded_environment(baseline, check.name), measured.environment)
+            if changed:
+                verdicts.append(
+                    Verdict(check.name, "model", metric, "environment", Level.WARN, False, check.line_of(metric),
+                            baseline=before, found=now,
+                            message="latency not compared: the baseline was measured in another environment ("
+                            + "; ".join(changed) + ")")
+                )  # fmt: skip
+                continue
         expected = before * (1 + allowed_pct / 100)
         verdicts.append(
             Verdict(check.name, "model", metric, "growth", level, now <= expected + 1e-9, check.line_of(metric),
@@ -526,18 +616,42 @@ def growth_verdicts(
     return verdicts
 
 
-def differences(recorded: dict[str, Any], environment: Environment | None) -> list[str]:
-    """The environment fields that differ between a baseline and now: ``threads: 1 → 2``."""
+def environment_record(environment: Environment | None) -> dict[str, Any] | None:
+    """What a baseline keeps of an environment: every field (but the calibration) and the CPU model."""
     if environment is None:
+        return None
+    from convcost.calibrate import cpu_model
+
+    data = environment.to_dict()
+    data.pop("calibration", None)
+    data["cpu"] = cpu_model() if environment.device == "cpu" else None
+    return data
+
+
+def recorded_environment(baseline: dict[str, Any], name: str) -> dict[str, Any]:
+    """The environment a check's latency was recorded in: its own, else the baseline's (older files)."""
+    recorded = baseline.get("checks", {}).get(name)
+    own = recorded.get("environment") if isinstance(recorded, dict) else None
+    return own if isinstance(own, dict) else baseline.get("environment") or {}
+
+
+def differences(recorded: dict[str, Any], environment: Environment | None) -> list[str]:
+    """The latency-relevant environment fields that differ between a baseline and now: ``threads: 1 → 2``.
+
+    A field the baseline did not record (an older file) is not a difference.
+    """
+    now = environment_record(environment)
+    if now is None:
         return []
-    now = environment.to_dict()
     return [
-        f"{key}: {recorded.get(key)} → {now.get(key)}" for key in ENVIRONMENT_KEYS if recorded.get(key) != now.get(key)
+        f"{key}: {recorded.get(key)} → {now.get(key)}"
+        for key in ENVIRONMENT_KEYS
+        if key in recorded and recorded.get(key) != now.get(key)
     ]
 
 
 def load_baseline(path: Path) -> dict[str, Any]:
-    """A baseline file, or SpecError naming what is wrong with it."""
+    """A baseline file, or SpecError naming the file and the field that is wrong."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -552,16 +666,41 @@ def load_baseline(path: Path) -> dict[str, Any]:
         or not isinstance(data.get("checks"), dict)
     ):
         raise SpecError([FieldIssue((), f"not a convcost baseline (version {BASELINE_VERSION})")], str(path))
+    issues: list[FieldIssue] = []
+    if data.get("environment") is not None and not isinstance(data["environment"], dict):
+        issues.append(FieldIssue(("environment",), f"must be a mapping or null, got {data['environment']!r}"))
+    for name, recorded in data["checks"].items():
+        if not isinstance(recorded, dict):
+            issues.append(FieldIssue(("checks", name), f"must be a mapping of figures, got {recorded!r}"))
+            continue
+        for metric in METRICS:
+            value = recorded.get(metric)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                issues.append(
+                    FieldIssue(("checks", name, metric), f"must be a non-negative number or null, got {value!r}")
+                )
+        own = recorded.get("environment")
+        if own is not None and not isinstance(own, dict):
+            issues.append(FieldIssue(("checks", name, "environment"), f"must be a mapping or null, got {own!r}"))
+    if issues:
+        raise SpecError(issues, str(path))
     return data
 
 
 def baseline_text(result: BudgetResult) -> str:
-    """The baseline file for what was just measured, with its environment."""
+    """The baseline file for what was just measured, each check with the environment it was measured in."""
     data = {
         "version": BASELINE_VERSION,
-        "environment": None if result.environment is None else result.environment.to_dict(),
+        "environment": environment_record(result.environment),
         "checks": {
-            name: {"params": item.total.params, "macs": item.total.macs, "latency_ms": item.total.latency_ms}
+            name: {
+                "params": item.total.params,
+                "macs": item.total.macs,
+                "latency_ms": item.total.latency_ms,
+                "environment": environment_record(item.environment),
+            }
             for name, item in result.measured.items()
         },
     }
@@ -576,18 +715,12 @@ def run_checks(
 ) -> BudgetResult:
     """Measure every check and hold it to its limits (and to the baseline, when there is one and not updating).
 
-    Every model and batch file is validated before anything is measured, so an invalid one fails fast.
+    Every model file, import path and batch file is validated before anything is measured, so an invalid one
+    fails fast. Runs without latency record the budget's thread count too.
     """
     from convcost.latency import LatencySettings
-    from convcost.model_spec import load_model
 
-    for check in budget.checks:
-        if check.model_path is not None:
-            load_model(str(check.model_path))
-        elif check.batch_path is not None:
-            from convcost.batch import load_batch
-
-            load_batch(check.batch_path)
+    prepare_checks(budget)
     path = baseline_path or budget.baseline_path
     baseline = None
     missing = False
@@ -600,27 +733,20 @@ def run_checks(
                                                    min_time=options.min_time)  # fmt: skip
     verdicts: list[Verdict] = []
     measured: dict[str, Measured] = {}
-    environment = None
     for check in budget.checks:
         wants_latency = check.needs_latency or bool(
             baseline and (baseline.get("checks", {}).get(check.name) or {}).get("latency_ms") is not None
         )
-        figures = measure_check(check, settings if wants_latency else None)
+        figures = measure_check(check, settings if wants_latency else None, threads=settings.threads)
         measured[check.name] = figures
-        environment = environment or figures.environment
         verdicts += limit_verdicts(check, figures)
-    same = True
+    # the run's environment is that of the checks that measured latency (counts do not depend on it)
+    timed = [item.environment for item in measured.values() if item.measured_latency and item.environment]
+    environment = next(iter(timed), None) or next((item.environment for item in measured.values()), None)
     if baseline is not None:
-        changed = differences(baseline.get("environment") or {}, environment)
-        same = not changed
         for check in budget.checks:
             tolerance = check.spec.tolerance or budget.spec.tolerance
-            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, same, check.line)
-        if changed:
-            verdicts.append(
-                Verdict("baseline", "environment", "environment", "environment", Level.WARN, False, None,
-                        message="environment differs from the baseline's (" + "; ".join(changed) + ")")
-            )  # fmt: skip
+            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, check.line)
     if missing:
         verdicts.append(
             Verdict("baseline", "baseline", "baseline", "missing", Level.WARN, False, None,

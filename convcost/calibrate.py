@@ -8,18 +8,22 @@
 * **Per call**: one call of a 1×1 conv module on a 1×1×1×1 tensor, the fixed cost every stage pays; and one call
   of a 3×3 depthwise conv on a 1×2×3×3 tensor, because grouped convs take another, costlier code path.
 
-All three run on the chosen device, dtype and thread count, with the allocator tuned as for latency. The cache is
-one JSON file in the user's cache directory (``$CONVCOST_CACHE_DIR``, else ``$XDG_CACHE_HOME/convcost`` or
+All three run on the chosen device, dtype and thread count, with the allocator tuned as for latency. On CUDA the
+matmul runs with the TF32 setting cuDNN convs use (:func:`matmul_tf32`, recorded as ``matmul_tf32``). The cache
+is one JSON file in the user's cache directory (``$CONVCOST_CACHE_DIR``, else ``$XDG_CACHE_HOME/convcost`` or
 ``~/.cache/convcost``; ``~/Library/Caches/convcost`` on macOS; ``%LOCALAPPDATA%\\convcost\\Cache`` on Windows),
-keyed by machine, torch version, device, dtype and threads.
+keyed by machine, torch version, device, dtype and (on a CPU) threads. An entry whose peaks are not positive,
+finite numbers is a broken cache (``calibrate --refresh``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,10 +87,11 @@ def machine_name(device: str) -> str:
     host = platform.node() or "unknown host"
     if device == "cuda":
         return f"{host}: {torch.cuda.get_device_name(0)}"
-    return f"{host}: {_cpu_model()} × {os.cpu_count() or 1}"
+    return f"{host}: {cpu_model()} × {os.cpu_count() or 1}"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else what platform knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith("model name"):
@@ -164,10 +169,12 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
     allocator = latency.tune_allocator()
     previous_threads = torch.get_num_threads()
     previous_grad = torch.is_grad_enabled()
+    tf32 = matmul_tf32(device)
     try:
         torch.set_num_threads(threads)
         torch.set_grad_enabled(False)
-        peak_flops, matmul_size = _matmul_peak(device, torch_dtype, threads, settings)
+        with _matmul_precision(tf32):
+            peak_flops, matmul_size = _matmul_peak(device, torch_dtype, threads, settings)
         peak_bandwidth = _copy_bandwidth(device, torch_dtype, threads, settings)
         overhead = _call_overhead(device, torch_dtype, threads, settings)
         grouped_overhead = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
@@ -188,7 +195,34 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
         measured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         allocator=allocator,
         grouped_call_overhead_s=grouped_overhead,
+        matmul_tf32=tf32,
     )
+
+
+def matmul_tf32(device: str) -> bool | None:
+    """On CUDA, whether the peak matmul runs with TF32: as the convs it is a ceiling for do (None on a CPU).
+
+    cuDNN convolutions use TF32 by default (``torch.backends.cudnn.allow_tf32`` is True) while matmuls do not
+    (``torch.backends.cuda.matmul.allow_tf32`` is False): a float32 matmul peak measured without TF32 would be
+    several times below what a float32 conv can reach, and every conv would look impossibly fast.
+    """
+    if device != "cuda":
+        return None
+    return bool(torch.backends.cudnn.allow_tf32)
+
+
+@contextlib.contextmanager
+def _matmul_precision(tf32: bool | None) -> Iterator[None]:
+    """Run the peak matmul with the convs' TF32 setting, restoring the matmul setting afterwards."""
+    if tf32 is None:
+        yield
+        return
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
 
 
 def calibration_for(

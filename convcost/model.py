@@ -16,12 +16,14 @@ Hooks and modes are removed in ``finally``. Nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import importlib
 import math
 import os
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,7 +34,7 @@ from torch.overrides import TorchFunctionMode
 from convcost import build, latency, model_formulas
 from convcost.errors import UsageError
 from convcost.latency import LatencySettings
-from convcost.measure import check_device, count_flop_counter, count_ptflops, environment
+from convcost.measure import check_device, count_flop_counter, count_ptflops, environment, require_memory
 from convcost.model_formulas import (
     ActOp,
     AdaptivePoolOp,
@@ -58,6 +60,7 @@ from convcost.model_results import (
 )
 from convcost.model_spec import ModelPlan
 from convcost.results import Check
+from convcost.roofline import Calibration
 from convcost.spec import DType
 
 # ---- leaf modules → operations ------------------------------------------------------------------------
@@ -97,6 +100,11 @@ def _stored_params(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
+def _parametrized(module: nn.Module) -> bool:
+    parametrizations = getattr(module, "parametrizations", None)
+    return parametrizations is not None and len(parametrizations) > 0
+
+
 @register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) -> Op:
     dims = len(module.kernel_size)
@@ -108,8 +116,10 @@ def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) ->
     shared = False
     parametrizations = getattr(module, "parametrizations", None)
     if parametrizations is not None and "weight" in parametrizations:
-        # a shared depthwise kernel stores one kernel per multiplier slot (see convcost.build.TiledKernel)
-        shared = parametrizations["weight"].original.shape[0] != module.out_channels
+        # a shared depthwise kernel stores one kernel per multiplier slot (see convcost.build.TiledKernel); other
+        # parametrizations (weight_norm stores original0 and original1) are counted by what they store
+        original = getattr(parametrizations["weight"], "original", None)
+        shared = isinstance(original, torch.Tensor) and original.shape[0] != module.out_channels
     return ConvOp(
         name=name,
         input_shape=shape,
@@ -122,12 +132,14 @@ def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) ->
         groups=module.groups,
         bias=module.bias is not None,
         shared=shared,
+        stored_params=_stored_params(module) if _parametrized(module) and not shared else None,
     )
 
 
 @register_module(nn.Linear)
 def _linear(name: str, module: nn.Linear, shape: Shape) -> Op:
-    return LinearOp(name, shape, module.in_features, module.out_features, module.bias is not None)
+    stored = _stored_params(module) if _parametrized(module) else None
+    return LinearOp(name, shape, module.in_features, module.out_features, module.bias is not None, stored)
 
 
 @register_module(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -210,6 +222,16 @@ def _identity(name: str, module: nn.Module, shape: Shape) -> Op:
     return IdentityOp(name, shape)
 
 
+# Modules whose forward does its work functionally on their own weights, without calling their children (so the
+# hooks of the children see nothing): each is one "not counted" operation with all its parameters.
+_OPAQUE: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
+
+
+@register_module(*_OPAQUE)
+def _opaque(name: str, module: nn.Module, shape: Shape) -> Op:
+    return _uncounted(name, module, shape, type(module).__name__)
+
+
 def _uncounted(name: str, module: nn.Module | None, shape: Shape, type_name: str, output: Shape = ()) -> Op:
     return UncountedOp(name, shape, type_name, _stored_params(module) if module is not None else 0, output)
 
@@ -229,7 +251,31 @@ _FUNCTIONAL_ACTIVATIONS = {
     "gelu",
     "leaky_relu",
 }
-_FUNCTIONAL_UNCOUNTED = {"conv1d", "conv2d", "conv3d", "linear", "matmul", "mm", "bmm", "__matmul__", "einsum"}
+_FUNCTIONAL_UNCOUNTED = {
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "linear",
+    "bilinear",
+    "matmul",
+    "__matmul__",
+    "__rmatmul__",
+    "mm",
+    "bmm",
+    "mv",
+    "addmm",
+    "addmm_",
+    "addbmm",
+    "baddbmm",
+    "addmv",
+    "einsum",
+    "tensordot",
+    "scaled_dot_product_attention",
+    "multi_head_attention_forward",
+}
 
 
 @dataclass
@@ -242,6 +288,7 @@ class Call:
     module_name: str | None  # the module called (None for a functional op)
     owner: str  # that module, or the container that called the functional op ("" for the model)
     reused: bool = False  # a module called before: its weights are already counted
+    real: bool = True  # False for the "(own parameters)" rows that trace() adds after the calls
 
 
 @dataclass
@@ -250,6 +297,7 @@ class Trace:
     output_shape: Shape
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # first input of each captured module
     modules: dict[str, nn.Module] = field(default_factory=dict)
+    never_called: list[str] = field(default_factory=list)  # "block.unused (Linear, 20 params)"
 
 
 class _FunctionalOps(TorchFunctionMode):
@@ -277,8 +325,10 @@ class _Tracer:
         self.modules: dict[str, nn.Module] = {}
         self.call_counts: dict[str, int] = {}
         self.pending: dict[int, tuple[str, Shape]] = {}
+        self.container_starts: list[tuple[int, Shape]] = []  # calls recorded and input shape at each container
         self.handles: list[Any] = []
         self.leaves: dict[str, nn.Module] = {}
+        self.opaque: set[str] = set()  # containers counted as one uncounted op (see _opaque_container)
         self._find_leaves(model, "")
 
     def _find_leaves(self, module: nn.Module, name: str) -> None:
@@ -311,19 +361,23 @@ class _Tracer:
                 self.pending[id(module)] = (name, tuple(first.shape) if first is not None else ())
             else:
                 self.stack.append(name)
+                self.container_starts.append((len(self.calls), tuple(first.shape) if first is not None else ()))
 
         return hook
 
     def _post(self, name: str, leaf: bool) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
+            measured = _first_shape(output)
             if not leaf:
                 self.stack.pop()
+                start, container_shape = self.container_starts.pop()
+                if not any(call.module_name is not None for call in self.calls[start:]):
+                    self._opaque_container(name, module, container_shape, measured, start)
                 return
             self.leaf_depth -= 1
             _, shape = self.pending.pop(id(module))
             count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
             label = (name or "(model)") + (f"#{count}" if count > 1 else "")
-            measured = tuple(output.shape) if isinstance(output, torch.Tensor) else None
             convert = _lookup(module)
             if not shape:
                 op = _uncounted(label, module, shape, f"{type(module).__name__} (no tensor input)", measured or ())
@@ -336,6 +390,18 @@ class _Tracer:
 
         return hook
 
+    def _opaque_container(self, name: str, module: nn.Module, shape: Shape, measured: Shape | None, start: int) -> None:
+        """A container whose forward called none of its modules did its work functionally: one uncounted op."""
+        if _stored_params(module) == 0:
+            return  # e.g. only adds and activations: the functional ops recorded already say what it did
+        count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
+        label = (name or "(model)") + (f"#{count}" if count > 1 else "")
+        params = _stored_params(module) if count == 1 else 0
+        detail = f"{type(module).__name__} (no formula, its children not called)"
+        op = UncountedOp(label, shape, detail, params, measured or ())
+        self.opaque.add(name)
+        self.calls.insert(start, Call(op, measured, op.params, name, name, count > 1))
+
     def functional(self, function: str, args: Any, kwargs: dict[str, Any], output: Any) -> None:
         if not isinstance(output, torch.Tensor):
             return
@@ -345,7 +411,8 @@ class _Tracer:
         op: Op | None = None
         if function in _ADDS:
             other = args[1] if len(args) > 1 else kwargs.get("other")
-            if first is not None and isinstance(other, torch.Tensor) and first.shape == other.shape:
+            # a residual add: two tensors of one non-scalar shape (not a.sum() + b.sum(), not a broadcast)
+            if first is not None and isinstance(other, torch.Tensor) and first.dim() > 0 and first.shape == other.shape:
                 op = AddOp(self._label(f"{parent}.add"), shape)
         elif function.startswith("adaptive_") and first is not None:
             dims = int(function[-2])
@@ -369,26 +436,63 @@ class _Tracer:
         return name + (f"#{count}" if count > 1 else "")
 
 
+@contextlib.contextmanager
+def without_fast_paths() -> Iterator[None]:
+    """Turn off torch's fused inference paths while counting.
+
+    In ``eval()`` under ``no_grad``, ``nn.MultiheadAttention`` and the transformer layers call one fused kernel
+    (``_native_multi_head_attention``) that neither FlopCounterMode nor ptflops counts: attention would be a
+    silent zero. With the fast path off they run their matmuls one by one, where both counters see them.
+    Torch's warning that an even kernel with padding 'same' copies its input is silenced here: it is expected.
+    """
+    previous = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using padding='same'")
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(previous)
+
+
+def _first_shape(output: Any) -> Shape | None:
+    """The shape of a module's output: a tensor's, or the first tensor's of a tuple (attention's output, weights)."""
+    if isinstance(output, torch.Tensor):
+        return tuple(output.shape)
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return tuple(output[0].shape)
+    return None
+
+
+def _under(name: str, ancestors: set[str]) -> bool:
+    return any(name == ancestor or not ancestor or name.startswith(ancestor + ".") for ancestor in ancestors)
+
+
 def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = None) -> Trace:
     """Run ``model`` once, recording every leaf call and every functional op between leaves."""
     tracer = _Tracer(model, capture or set())
     tracer.attach()
     try:
-        with torch.no_grad(), _FunctionalOps(tracer):
+        with torch.no_grad(), without_fast_paths(), _FunctionalOps(tracer):
             output = model(tensor)
     finally:
         tracer.detach()
     calls = tracer.calls
     for name, module in tracer.modules.items():
-        if name in tracer.leaves:
+        if name in tracer.leaves or _under(name, tracer.opaque):
             continue
         own = sum(parameter.numel() for parameter in module.parameters(recurse=False))
         if own:
             label = f"{name or '(model)'} (own parameters)"
             op = UncountedOp(label, (), f"{type(module).__name__} parameters", own)
-            calls.append(Call(op, (), own, None, name))
-    output_shape = tuple(output.shape) if isinstance(output, torch.Tensor) else ()
-    return Trace(calls, output_shape, tracer.inputs, tracer.modules)
+            calls.append(Call(op, (), own, None, name, real=False))
+    never_called = [
+        f"{name} ({type(module).__name__}, {_stored_params(module):,} params)"
+        for name, module in tracer.leaves.items()
+        if name not in tracer.call_counts and _stored_params(module) and not _under(name, tracer.opaque)
+    ]
+    output_shape = _first_shape(output) or ()
+    return Trace(calls, output_shape, tracer.inputs, tracer.modules, never_called)
 
 
 # ---- evaluation ----------------------------------------------------------------------------------------
@@ -409,11 +513,18 @@ def evaluate_plan(
     latency_settings: LatencySettings | None = None,
     dtype: DType = DType.FLOAT32,
     device: str = "cpu",
+    threads: int | None = None,
 ) -> ModelResult:
-    """Build, run and count a planned model file."""
+    """Build, run and count a planned model file.
+
+    ``threads`` is the thread count recorded in the environment when no latency is measured (latency runs record
+    their own).
+    """
     from convcost.model_build import model_module
 
     check_device(device)
+    calibration = _calibration(latency_settings, device, dtype)
+    check_plan_memory(plan, source, dtype.itemsize)
     module = build.prepare(model_module(plan), dtype, device)
     tensor = build.input_tensor(
         plan.input_shape[1], (plan.input_shape[2], plan.input_shape[3]), plan.input_shape[0], dtype, device
@@ -444,8 +555,38 @@ def evaluate_plan(
         "batch": plan.input_shape[0],
     }
     return _evaluate(
-        plan.name or source, source, module, tensor, traced, rows, checks, settings, latency_settings, dtype, device
+        plan.name or source,
+        source,
+        module,
+        tensor,
+        traced,
+        rows,
+        checks,
+        settings,
+        latency_settings,
+        dtype,
+        device,
+        threads,
+        calibration=calibration,
     )
+
+
+def check_plan_memory(plan: ModelPlan, source: str, itemsize: int) -> None:
+    """UsageError before anything is allocated when the input and every operation's output cannot fit in memory."""
+    needed = math.prod(plan.input_shape)
+    for op in plan.ops:
+        needed += math.prod(model_formulas.output_shape(op)) + model_formulas.cost(op).params
+    size = "×".join(str(value) for value in plan.input_shape[2:])
+    require_memory(
+        needed * itemsize,
+        f"{source}: input.size",
+        f"at size {size} and batch {plan.input_shape[0]} the input, weights and every operation's output",
+        "use a smaller size (--size) or batch (--batch)",
+    )
+
+
+def _show(shape: Shape) -> str:
+    return "×".join(str(value) for value in shape) or "a scalar"
 
 
 def parse_input(text: str) -> tuple[int, ...]:
@@ -504,9 +645,19 @@ def evaluate_import(
     dtype: DType = DType.FLOAT32,
     device: str = "cpu",
     model: nn.Module | None = None,
+    threads: int | None = None,
 ) -> ModelResult:
     """Count a model from ``package.module:factory`` on an input of ``input_shape`` (without the batch)."""
     check_device(device)
+    calibration = _calibration(latency_settings, device, dtype)
+    shape_text = "×".join(str(value) for value in (batch, *input_shape))
+    # the layers' outputs are unknown before the forward pass: refuse at least an input that cannot fit
+    require_memory(
+        batch * math.prod(input_shape) * dtype.itemsize,
+        f"{path}: input",
+        f"the input {shape_text} alone",
+        "use a smaller --input or --batch",
+    )
     module = build.prepare(model if model is not None else load_factory(path), dtype, device)
     generator = torch.Generator().manual_seed(0)
     tensor = torch.randn(batch, *input_shape, generator=generator).to(device=device, dtype=build.TORCH_DTYPES[dtype])
@@ -532,6 +683,9 @@ def evaluate_import(
         latency_settings,
         dtype,
         device,
+        threads,
+        imported=True,
+        calibration=calibration,
     )
 
 
@@ -567,12 +721,20 @@ def _evaluate(
     latency_settings: LatencySettings | None,
     dtype: DType,
     device: str,
+    threads: int | None = None,
+    imported: bool = False,
+    calibration: Calibration | None = None,
 ) -> ModelResult:
     layers: list[ModelLayerResult] = []
+    output_shape: Shape = ()
+    last_measured: Shape | None = None
     for row in rows:
         results = []
         for op, call in zip(row.ops, row.measured, strict=True):
             op_result = _op_result(op, call)
+            if call is None or call.real:  # the "(own parameters)" rows come after the calls and have no output
+                output_shape = op_result.output_shape
+                last_measured = op_result.output_shape_measured
             measured_shape = op_result.output_shape_measured
             if call is not None and op_result.counted and measured_shape is not None:
                 ok = op_result.output_shape == measured_shape
@@ -588,8 +750,9 @@ def _evaluate(
     params = sum(op.params for op in ops)
     macs = sum(op.macs for op in ops)
     bias_adds = sum(op.bias_adds for op in ops)
-    flop_counter, _ = count_flop_counter(module, tensor)
-    ptflops_raw = count_ptflops(module, tensor)
+    with without_fast_paths():
+        flop_counter, _ = count_flop_counter(module, tensor)
+        ptflops_raw = count_ptflops(module, tensor)
     params_measured = _stored_params(module)
     total = ModelTotals(
         params=params,
@@ -601,7 +764,6 @@ def _evaluate(
         macs_ptflops=ptflops_raw - bias_adds,
         ptflops_raw=ptflops_raw,
     )
-    output_shape = layers[-1].output_shape if layers else ()
     not_counted = [op for op in ops if not op.counted]
     uncounted_note = ""
     if not_counted:
@@ -610,9 +772,28 @@ def _evaluate(
             + ", ".join(f"{op.name} ({op.detail}, {op.params:,} params)" for op in not_counted[:5])
             + (" …" if len(not_counted) > 5 else "")
         )
+    same_shape = output_shape == traced.output_shape
+    output_check = Check("model", "output shape", output_shape, traced.output_shape, same_shape)
+    if imported and last_measured != traced.output_shape:
+        # the model's forward changed its last traced op's output with something not traced (x.sum(), a view):
+        # the ops' own shape checks stand, and there is no formula for the rest
+        output_check = Check("model", "output shape", traced.output_shape, traced.output_shape, True)
+        result_note = (
+            f"the model's output {_show(traced.output_shape)} is not its last traced operation's "
+            f"({_show(last_measured or ())}): something untraced (a view, a reduction) came after it"
+        )
+    else:
+        result_note = ""
+    never_called = ", ".join(traced.never_called)
     checks += [
-        Check("model", "output shape", output_shape, traced.output_shape, output_shape == traced.output_shape),
-        Check("model", "params", params, params_measured, params == params_measured),
+        output_check,
+        Check(
+            "model",
+            "params" + (f" (never called, so not counted: {never_called})" if never_called else ""),
+            params,
+            params_measured,
+            params == params_measured,
+        ),
         Check("model", "MACs (FlopCounterMode)", macs, flop_counter, macs == flop_counter, uncounted_note),
         Check(
             "model",
@@ -636,18 +817,20 @@ def _evaluate(
         by_kind=by_kind(ops, params, macs),
         environment=environment(
             device,
-            latency_settings.threads if latency_settings else torch.get_num_threads(),
+            latency_settings.threads if latency_settings else (threads or torch.get_num_threads()),
             str(dtype),
             bool(latency_settings and latency_settings.channels_last),
-            "not tuned",
+            latency.allocator_state(),
         ),
         checks=checks,
         settings=settings,
     )
     if uncounted_note:
         result.notes.append(uncounted_note + ": their cost is not in the totals")
+    if result_note:
+        result.notes.append(result_note)
     if latency_settings is not None:
-        _measure_latency(result, module, tensor, traced, rows, latency_settings)
+        _measure_latency(result, module, tensor, traced, rows, latency_settings, calibration)
     return result
 
 
@@ -718,6 +901,7 @@ def _measure_latency(
     traced: Trace,
     rows: list[_Row],
     settings: LatencySettings,
+    calibration: Calibration | None,
 ) -> None:
     if settings.tune_allocator:
         latency.tune_allocator()
@@ -729,20 +913,33 @@ def _measure_latency(
             key = f"layer {row.name}"
             cases[key] = (traced.modules[row.module_name], traced.inputs[row.module_name])
             timed[key] = layer
-    stats = latency.measure(cases, settings)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using padding='same'")
+        stats = latency.measure(cases, settings)
     result.latency = stats["(model)"]
     from convcost import roofline
-    from convcost.calibrate import cached
-    from convcost.spec import DType
 
-    dtype = DType(result.environment.dtype)
-    calibration = cached(result.environment.device, dtype, settings.threads)
+    itemsize = DType(result.environment.dtype).itemsize
     result.environment.calibration = calibration
+    ops_of = {f"layer {row.name}": row.ops for row in rows}
     for key, layer in timed.items():
         layer.latency = stats[key]
+        # one eager call per operation; a grouped spatial conv pays the grouped call (as compare's stages do)
+        grouped = sum(isinstance(op, ConvOp) and roofline.is_grouped_call(op.groups, op.kernel) for op in ops_of[key])
+        calls = len(layer.ops)
+        overhead = None if calibration is None else roofline.overhead_s(calibration, grouped, calls - grouped)
         layer.roofline = roofline.analyse(
-            layer.macs, layer.min_bytes(dtype.itemsize), layer.latency.median_ms, calibration, calls=len(layer.ops)
+            layer.macs, layer.min_bytes(itemsize), layer.latency.median_ms, calibration, calls, overhead
         )
+
+
+def _calibration(settings: LatencySettings | None, device: str, dtype: DType) -> Calibration | None:
+    """The cached calibration for a latency run, read before anything is measured (a broken cache stops it)."""
+    if settings is None:
+        return None
+    from convcost.calibrate import cached
+
+    return cached(device, dtype, settings.threads)
 
 
 def matching_layers(result: ModelResult, pattern: str) -> list[ModelLayerResult]:
@@ -770,12 +967,29 @@ def evaluate_source(
     threads: int = 1,
 ) -> ModelResult:
     """Evaluate a model file or an import path with command-line style settings (strings are validated)."""
+    previous_threads = torch.get_num_threads()
+    try:
+        if latency_settings is None:
+            torch.set_num_threads(threads)
+        return _evaluate_source(source, input_shape, batch, width_multiplier, size, depth, latency_settings, threads)
+    finally:
+        torch.set_num_threads(previous_threads)  # a library leaves the process as it found it
+
+
+def _evaluate_source(
+    source: str,
+    input_shape: str | None,
+    batch: str | int | None,
+    width_multiplier: str | float | None,
+    size: str | None,
+    depth: int | None,
+    latency_settings: LatencySettings | None,
+    threads: int,
+) -> ModelResult:
     from convcost.errors import FieldIssue, SpecError
     from convcost.model_spec import load_model
     from convcost.spec import positive_int
 
-    if latency_settings is None:
-        torch.set_num_threads(threads)
     if not is_import_path(source):
         wrong = [flag for flag, value in (("input", input_shape), ("depth", depth)) if value is not None]
         if wrong:
@@ -783,7 +997,7 @@ def evaluate_source(
                 [FieldIssue((flag,), "is for import paths; a model file gives its own layers") for flag in wrong]
             )
         plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
-        return evaluate_plan(plan, source, latency_settings)
+        return evaluate_plan(plan, source, latency_settings, threads=threads)
     issues: list[FieldIssue] = []
     for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
         if value is not None:
@@ -804,7 +1018,7 @@ def evaluate_source(
             issues.append(FieldIssue(("batch",), str(error)))
     if issues:
         raise SpecError(issues)
-    return evaluate_import(source, shape, batch_size, depth, latency_settings)
+    return evaluate_import(source, shape, batch_size, depth, latency_settings, threads=threads)
 
 
 def _text(value: str | float | int | None) -> str | None:

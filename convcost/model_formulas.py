@@ -12,6 +12,12 @@ The counting convention is the one stated in :mod:`convcost.formulas`; for the o
   each input element once: one op per input element.
 * **add** (a residual add): 1 other op per output element.
 * **flatten**, **identity** and dropout (at inference) cost nothing.
+* **Bytes moved** at minimum (the roofline's, see :mod:`convcost.roofline`): every operation that really reads
+  and writes memory reads its input(s) and its parameters once and writes its output once (an add reads two
+  inputs); views (flatten, identity, dropout at inference) move nothing. A conv stage of ``compare`` is its conv,
+  norm and activation ops under the same rule (:func:`convcost.formulas.min_bytes`).
+* A **parametrized** weight (``torch.nn.utils.parametrize``: weight_norm, a shared kernel) counts the tensors
+  the module stores, not the weight it computes; MACs follow the computed weight's shape.
 * An operation with no formula is **not counted**: it keeps its parameter count and is listed as such, never
   reported as a silent zero.
 
@@ -76,6 +82,8 @@ class ConvOp(Op):
     groups: int = 1
     bias: bool = False
     shared: bool = False
+    # a parametrized weight (weight_norm, ...) stores other tensors than the weight it computes: their count
+    stored_params: int | None = None
 
     @property
     def kind(self) -> OpKind:
@@ -139,6 +147,7 @@ class LinearOp(Op):
     in_features: int = 1
     out_features: int = 1
     bias: bool = True
+    stored_params: int | None = None  # as for ConvOp: a parametrized weight's stored tensors
 
     @property
     def kind(self) -> OpKind:
@@ -306,7 +315,7 @@ def _conv_cost(op: ConvOp) -> Cost:
         size = (op.input_shape[2], op.input_shape[3])
         batch = op.input_shape[0]
         return Cost(
-            params=formulas.params(stage),
+            params=formulas.params(stage) if op.stored_params is None else op.stored_params,
             macs=formulas.macs(stage, size, batch),
             bias_adds=formulas.bias_adds(stage, size, batch),
         )
@@ -314,7 +323,7 @@ def _conv_cost(op: ConvOp) -> Cost:
     outputs = elements(_conv_output(op))
     weights = op.cout * per_output if not op.shared else (op.cout // op.groups) * per_output
     return Cost(
-        params=weights + (op.cout if op.bias else 0),
+        params=weights + (op.cout if op.bias else 0) if op.stored_params is None else op.stored_params,
         macs=outputs * per_output,
         bias_adds=outputs if op.bias else 0,
     )
@@ -323,8 +332,9 @@ def _conv_cost(op: ConvOp) -> Cost:
 @register(LinearOp, lambda op: (*op.input_shape[:-1], op.out_features))
 def _linear_cost(op: LinearOp) -> Cost:
     rows = elements(op.input_shape[:-1])
+    params = op.in_features * op.out_features + (op.out_features if op.bias else 0)
     return Cost(
-        params=op.in_features * op.out_features + (op.out_features if op.bias else 0),
+        params=params if op.stored_params is None else op.stored_params,
         macs=rows * op.in_features * op.out_features,
         bias_adds=rows * op.out_features if op.bias else 0,
     )
@@ -396,6 +406,20 @@ def _add_cost(op: AddOp) -> Cost:
 @register(UncountedOp, lambda op: op.output)
 def _uncounted_cost(op: UncountedOp) -> Cost:
     return Cost(params=op.params)
+
+
+VIEW_KINDS = frozenset({OpKind.FLATTEN, OpKind.IDENTITY})
+
+
+def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, params: int) -> int:
+    """Elements an operation reads and writes at minimum (times the dtype's size: its bytes); views move none."""
+    kind = OpKind(kind)
+    if kind in VIEW_KINDS:
+        return 0
+    inputs = elements(input_shape) if input_shape else 0
+    if kind is OpKind.ADD:
+        inputs *= 2
+    return inputs + params + (elements(output_shape) if output_shape else 0)
 
 
 class Category(str, Enum):
@@ -504,6 +528,7 @@ def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
             groups=1,
             bias=pointwise.bias,
             shared=False,
+            stored_params=None,
         )
         result.append(dense)
         replacements.append(

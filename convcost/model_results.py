@@ -91,11 +91,10 @@ class ModelLayerResult:
         return all(op.counted for op in self.ops)
 
     def min_bytes(self, itemsize: int) -> int:
-        """Bytes moved at minimum: each op reads its input and parameters once and writes its output once."""
-        elements = 0
-        for op in self.ops:
-            elements += _numel(op.input_shape) + op.params + _numel(op.output_shape)
-        return elements * itemsize
+        """Bytes moved at minimum, by :func:`convcost.model_formulas.moved_elements` (views move nothing)."""
+        from convcost.model_formulas import moved_elements
+
+        return itemsize * sum(moved_elements(op.kind, op.input_shape, op.output_shape, op.params) for op in self.ops)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -266,10 +265,3 @@ class ModelResult:
 
 def _list(value: Shape | None) -> list[int] | None:
     return None if value is None else list(value)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total

@@ -4,9 +4,12 @@ Each layer's input channels and spatial size come from the layer before it, so a
 channels (``cout``). Model-level keys: ``input`` (``channels``, ``size``, ``batch``), ``width_multiplier``
 (MobileNet's α: scales every channel count except a linear layer's outputs, which are classes),
 ``channel_divisor`` (round scaled channels to a multiple of it, as MobileNetV2 does) and ``defaults`` (``bias``,
-``norm``, ``act`` for every conv layer that does not set them).
+``norm``, ``act`` for every conv layer that does not set them). A conv layer's ``scale: false`` keeps its
+channels at every α; ``min_width: 1.0`` scales them by ``max(α, 1.0)`` only (MobileNetV2's last conv: 1280
+channels below α = 1, 1280·α above).
 
-Conv layers pad to keep the spatial size at stride 1 (``dilation·(kernel−1)/2``) unless ``padding`` is given.
+Conv layers pad to keep the spatial size at stride 1 unless ``padding`` is given (:func:`keep_size_padding`: an
+even kernel pads like ``padding='same'``).
 ``repeat: N`` stands for N identical layers named ``NAME.1`` … ``NAME.N``.
 """
 
@@ -119,6 +122,7 @@ class ConvLayer(_Layer):
     norm: NormField | None = None
     act: ActField | None = None
     scale: StrictBool = True
+    min_width: PositiveNumber | None = None  # scale by max(width_multiplier, min_width): widen only
     dense: StageOverride | None = None
     depthwise: StageOverride | None = None
     pointwise: StageOverride | None = None
@@ -141,6 +145,7 @@ class InvertedResidualLayer(_Layer):
     act: ActField | None = None
     residual: StrictBool = True  # add the input when stride is 1 and channels match
     scale: StrictBool = True
+    min_width: PositiveNumber | None = None
 
 
 class PoolLayer(_Layer):
@@ -303,10 +308,12 @@ class _Planner:
         self.issues: list[FieldIssue] = []
         self.counts: dict[str, int] = {}
 
-    def channels(self, value: int, scale: bool) -> int:
-        if not scale or (self.width_multiplier == 1.0 and self.spec.channel_divisor == 1):
+    def channels(self, value: int, scale: bool, min_width: float | None = None) -> int:
+        """A layer's channels at the width multiplier: ``scale: false`` keeps them, ``min_width`` floors α."""
+        multiplier = self.width_multiplier if min_width is None else max(self.width_multiplier, min_width)
+        if not scale or (multiplier == 1.0 and self.spec.channel_divisor == 1):
             return value
-        return make_divisible(value * self.width_multiplier, self.spec.channel_divisor)
+        return make_divisible(value * multiplier, self.spec.channel_divisor)
 
     def plan(self, layers: list[_Layer]) -> ModelPlan:
         shape: Shape = (
@@ -385,10 +392,10 @@ class _Planner:
                 self.fail((*loc, "cout"), f"required for a {layer.kind} layer")
                 return None
         else:
-            cout = self.channels(cout, layer.scale)
+            cout = self.channels(cout, layer.scale, layer.min_width)
         padding = layer.padding
         if padding is None:
-            padding = (layer.dilation[0] * (kernel[0] - 1) // 2, layer.dilation[1] * (kernel[1] - 1) // 2)
+            padding = keep_size_padding(kernel, layer.stride, layer.dilation)
         data: dict[str, Any] = {
             "cin": cin,
             "cout": cout,
@@ -403,10 +410,11 @@ class _Planner:
             "act": _pick(layer.act, defaults.act, Act.NONE),
             "size": (shape[2], shape[3]),
             "batch": shape[0],
-            "vs": [layer.kind],
+            # dense is always planned (as the reference); naming it in vs is refused, so ask for a separable beside it
+            "vs": [layer.kind if layer.kind is not LayerKind.DENSE else LayerKind.SEPARABLE],
         }
         if layer.mid is not None:
-            data["mid"] = self.channels(layer.mid, layer.scale)
+            data["mid"] = self.channels(layer.mid, layer.scale, layer.min_width)
         for stage in ("dense", "depthwise", "pointwise", "grouped", "row", "column", "shared"):
             override = getattr(layer, stage)
             if override is not None:
@@ -426,13 +434,13 @@ class _Planner:
     def inverted_residual(self, layer: InvertedResidualLayer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:
         defaults = self.spec.defaults
         cin = shape[1]
-        cout = self.channels(layer.cout, layer.scale)
+        cout = self.channels(layer.cout, layer.scale, layer.min_width)
         hidden = round(cin * layer.expand)
         bias = _pick(layer.bias, defaults.bias, False)
         norm = _pick(layer.norm, defaults.norm, Norm.NONE)
         act = _pick(layer.act, defaults.act, Act.RELU6)
         kernel = layer.kernel
-        padding = ((kernel[0] - 1) // 2, (kernel[1] - 1) // 2)
+        padding = keep_size_padding(kernel, layer.stride, (1, 1))
         stages: list[ConvStage] = []
         if layer.expand != 1:
             stages.append(ConvStage("expand", cin, hidden, (1, 1), bias=bias, norm=norm, act=act))
@@ -473,6 +481,22 @@ class _Planner:
             self.fail((*loc, "kernel"), f"kernel {_show(layer.kernel)} is larger than the input {_show(shape[2:])}")
             return None
         return PlannedLayer(name, "pool", loc, [op], spec=layer)
+
+
+def keep_size_padding(
+    kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> tuple[int, int] | Literal["same"]:
+    """The padding a conv layer gets when it names none: the spatial size kept at stride 1.
+
+    An odd kernel extent pads ``dilation·(kernel−1)/2`` on each side. An even one cannot pad both sides alike, so
+    at stride 1 it pads like ``nn.Conv2d(padding='same')`` (the odd pixel at the bottom and right); at a larger
+    stride (where torch has no 'same') it pads ``dilation·(kernel−1)//2`` on each side, so the output is
+    ``floor((H + 2·pad − dilation·(kernel−1) − 1) / stride) + 1``: 16 → 8 for kernel 4 at stride 2.
+    """
+    extents = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    if stride == (1, 1) and any(extent % 2 for extent in extents):
+        return "same"
+    return (extents[0] // 2, extents[1] // 2)
 
 
 def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> list[Op]:

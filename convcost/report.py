@@ -227,33 +227,36 @@ def _render_latency(comparison: Comparison, console: Console) -> None:
     """Latency with its spread, and the compact roofline: achieved GMAC/s, % of the bound and the verdict."""
     env = comparison.environment
     first = next(layer.latency for layer in comparison.layers if layer.latency)
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        title=f"Latency (ms, median of {first.rounds} interleaved rounds, {threads_text(env.threads)}"
+    # the heading is printed on its own: as a table title it would wrap to the (narrow) table's width
+    console.print(
+        f"Latency (ms, median of {first.rounds} interleaved rounds, {threads_text(env.threads)}"
         f"{', channels_last' if env.channels_last else ''}, {allocator_text(env.allocator)})",
-        title_justify="left",
+        style="italic",
     )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Layer", no_wrap=True)
     table.add_column("Median", justify="right", no_wrap=True)
     table.add_column("IQR", justify="right", no_wrap=True)
     table.add_column("Min–max", justify="right", no_wrap=True)
     table.add_column("GMAC/s", justify="right", no_wrap=True)
-    table.add_column("Roofline", no_wrap=True, min_width=11)
+    calibrated = comparison.environment.calibration is not None
+    if calibrated:  # without peaks there is no bound: no column of dashes
+        table.add_column("Roofline", no_wrap=True, min_width=11)
     for label, layer, stage in _rows(comparison):
         stats = layer.latency if stage is None else stage.latency
         line = layer.roofline if stage is None else stage.roofline
         if stats is None:
             continue
-        table.add_row(
+        cells = [
             label,
             milliseconds(stats.median_ms),
             f"{milliseconds(stats.iqr_ms)} ({stats.spread_pct:.0f}%)",
             f"{milliseconds(stats.min_ms)}–{milliseconds(stats.max_ms)}",
             rate(None if line is None else line.gmacs_per_s),
-            roofline_cell(line),
-            style="dim" if stage is not None else None,
-        )
+        ]
+        if calibrated:
+            cells.append(roofline_cell(line))
+        table.add_row(*cells, style="dim" if stage is not None else None)
     console.print(table)
     console.print(calibration_line(comparison), style="dim", soft_wrap=False)
 

@@ -2,15 +2,19 @@
 
 The model, stated once:
 
-* A stage moves at least ``min_bytes`` (input read once, weights read once, output written once, at the dtype's
-  size; see :mod:`convcost.formulas`) and does ``FLOPs = 2 × MACs``. Its **arithmetic intensity** is FLOPs per
-  byte.
+* A stage or layer moves at least ``min_bytes``: every operation in it that really reads and writes memory (conv,
+  norm, activation, pool, add, linear) reads its input(s) and parameters once and writes its output once, at the
+  dtype's size; views (flatten, identity) move nothing. ``compare``'s stages
+  (:func:`convcost.formulas.min_bytes`: conv, then its norm and activation) and ``model``'s layers
+  (:func:`convcost.model_formulas.moved_elements`) follow this one rule. A stage does ``FLOPs = 2 × MACs``; its
+  **arithmetic intensity** is FLOPs per byte.
 * With a :class:`Calibration` of this machine (``convcost calibrate``: a large matmul's FLOP/s, a large copy's
   bytes/s and the cost of one tiny module call), the stage cannot run faster than its **roofline bound**
   ``max(FLOPs / peak FLOP/s, bytes / peak bytes/s)``. The fraction achieved is ``bound ÷ measured latency``.
-* The **verdict**: *overhead-bound* when the per-call cost of its modules (conv, and norm and activation, each a
-  separate eager call; a grouped or depthwise conv with a spatial kernel costs a grouped call, measured apart
-  because its fixed cost is several times a dense conv's) is at least the bound: the work is too small to matter.
+* The **verdict**: *overhead-bound* when the per-call cost of its operations (:func:`overhead_s`: each operation
+  is one eager call at the dense call's cost, except a grouped or depthwise conv with a spatial kernel, which
+  costs a grouped call, measured apart because its fixed cost is several times a dense conv's) is at least the
+  bound: the work is too small to matter.
   Otherwise *compute-bound* when compute time ≥ memory time, else *memory-bound*.
 * A layer of several stages runs them one after the other, so its compute, memory, overhead and bound times are
   the sums of its stages'; its verdict compares those sums the same way.
@@ -20,6 +24,7 @@ The model, stated once:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -62,6 +67,8 @@ class Calibration:
     # one call of a 3×3 depthwise conv on a 1×2×3×3 tensor: grouped convs take another code path whose fixed cost
     # is several times a dense conv's on CPUs (about 90 µs against 13 µs with torch 2.13 on x86)
     grouped_call_overhead_s: float | None = None
+    # CUDA: whether the matmul ran with TF32 (as cuDNN convs do by default: torch.backends.cudnn.allow_tf32)
+    matmul_tf32: bool | None = None
 
     @property
     def ridge(self) -> float:
@@ -79,21 +86,29 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        """The inverse of :meth:`to_dict`; raises KeyError, TypeError or ValueError on a malformed entry."""
+        """The inverse of :meth:`to_dict`; raises KeyError, TypeError or ValueError on a malformed entry.
+
+        Every peak and cost must be a positive, finite number: a zero peak would divide by zero in every bound.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"an entry is a mapping, got {type(data).__name__}")
         return cls(
             machine=str(data["machine"]),
             torch=str(data["torch"]),
             device=str(data["device"]),
             dtype=str(data["dtype"]),
-            threads=int(data["threads"]),
-            peak_flops=float(data["peak_flops"]),
-            peak_bandwidth=float(data["peak_bandwidth"]),
-            call_overhead_s=float(data["call_overhead_s"]),
-            matmul_size=int(data["matmul_size"]),
-            copy_bytes=int(data["copy_bytes"]),
+            threads=_positive_int(data, "threads"),
+            peak_flops=_positive(data, "peak_flops"),
+            peak_bandwidth=_positive(data, "peak_bandwidth"),
+            call_overhead_s=_positive(data, "call_overhead_s"),
+            matmul_size=_positive_int(data, "matmul_size"),
+            copy_bytes=_positive_int(data, "copy_bytes"),
             measured_at=str(data["measured_at"]),
             allocator=str(data["allocator"]),
-            grouped_call_overhead_s=_optional_float(data.get("grouped_call_overhead_s")),
+            grouped_call_overhead_s=None
+            if data.get("grouped_call_overhead_s") is None
+            else _positive(data, "grouped_call_overhead_s"),
+            matmul_tf32=_optional_bool(data.get("matmul_tf32")),
         )
 
     def conv_call_s(self, grouped: bool) -> float:
@@ -103,12 +118,49 @@ class Calibration:
         return self.call_overhead_s
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _positive(data: dict[str, Any], key: str) -> float:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key} must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _positive_int(data: dict[str, Any], key: str) -> int:
+    value = _positive(data, key)
+    if value != int(value):
+        raise ValueError(f"{key} must be a whole number, got {data[key]!r}")
+    return int(value)
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise TypeError(f"matmul_tf32 must be true, false or null, got {value!r}")
+
+
+def overhead_s(calibration: Calibration, grouped_convs: int, other_calls: int) -> float:
+    """The per-call cost of a stage or layer: a grouped conv call per grouped (spatial) conv, a dense call per other op.
+
+    A grouped conv is one with groups > 1 and a kernel larger than 1×1 (depthwise 3×3, grouped 3×3): torch runs
+    those through a code path whose fixed cost is several times a dense conv's.
+    """
+    return grouped_convs * calibration.conv_call_s(True) + other_calls * calibration.call_overhead_s
+
+
+def is_grouped_call(groups: int, kernel: tuple[int, ...]) -> bool:
+    """Whether a conv pays the grouped call cost (see :func:`overhead_s`)."""
+    return groups > 1 and any(extent != 1 for extent in kernel)
 
 
 def cache_key(machine: str, torch: str, device: str, dtype: str, threads: int) -> str:
-    """The cache key of a calibration: one per machine, torch version, device, dtype and thread count."""
+    """The cache key of a calibration: one per machine, torch version, device, dtype and (CPU) thread count.
+
+    CPU threads do not change a GPU's peaks, so a CUDA key leaves them out.
+    """
+    if device == "cuda":
+        return f"{machine} | torch {torch} | {device} | {dtype}"
     return f"{machine} | torch {torch} | {device} | {dtype} | {threads} thread{'s' if threads != 1 else ''}"
 
 
@@ -246,8 +298,8 @@ def annotate(layer: LayerResult, calibration: Calibration | None) -> None:
         calls = stage_calls(stage)
         overhead = None
         if calibration is not None:
-            grouped = stage.groups > 1 and stage.kernel != (1, 1)
-            overhead = calibration.conv_call_s(grouped) + (calls - 1) * calibration.call_overhead_s
+            grouped = int(is_grouped_call(stage.groups, stage.kernel))
+            overhead = overhead_s(calibration, grouped, calls - grouped)
         stage.roofline = analyse(stage.macs, stage.min_bytes, latency_ms, calibration, calls, overhead)
     latency_ms = None if layer.latency is None else layer.latency.median_ms
     layer.roofline = combine([stage.roofline for stage in layer.stages if stage.roofline is not None], latency_ms)

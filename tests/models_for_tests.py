@@ -79,6 +79,124 @@ def mobilenet_v2() -> MobileNetV2:
     return MobileNetV2()
 
 
+def _torchvision_make_divisible(value: float, divisor: int = 8) -> int:
+    """torchvision's ``_make_divisible`` (copied here, not imported from convcost)."""
+    new_value = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new_value < 0.9 * value:
+        new_value += divisor
+    return new_value
+
+
+class _TorchvisionInvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = round(cin * expand)
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers.append(_conv_bn(cin, hidden, 1, 1, 1, nn.ReLU6))
+        layers += [_conv_bn(hidden, hidden, 3, stride, hidden, nn.ReLU6), _conv_bn(hidden, cout, 1, 1, 1, None)]
+        self.conv = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_residual else self.conv(x)
+
+
+def torchvision_mobilenet_v2(width: float = 1.0) -> nn.Sequential:
+    """torchvision's MobileNetV2 at width multiplier ``width``: every channel count rounded to a multiple of 8,
+    the last conv at ``1280 · max(1, width)`` (torchvision: ``last_channel * max(1.0, width_mult)``)."""
+    cin = _torchvision_make_divisible(32 * width)
+    last = _torchvision_make_divisible(1280 * max(1.0, width))
+    layers: list[nn.Module] = [_conv_bn(3, cin, 3, 2, 1, nn.ReLU6)]
+    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                       (6, 160, 3, 2), (6, 320, 1, 1)]:  # fmt: skip
+        cout = _torchvision_make_divisible(c * width)
+        for index in range(n):
+            layers.append(_TorchvisionInvertedResidual(cin, cout, s if index == 0 else 1, t))
+            cin = cout
+    layers += [_conv_bn(cin, last, 1, 1, 1, nn.ReLU6), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(last, 1000)]
+    return nn.Sequential(*layers)
+
+
+class Attention(nn.Module):
+    """Self-attention then a linear layer: the attention's matmuls run inside MultiheadAttention's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.attn(x, x, x)
+        return self.fc(y)
+
+
+def attention() -> Attention:
+    return Attention()
+
+
+class Scaled(nn.Module):
+    """A container with a parameter of its own (a per-channel scale) applied after its conv: a valid model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.scale = nn.Parameter(torch.ones(1, 8, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * self.scale
+
+
+def scaled() -> Scaled:
+    return Scaled()
+
+
+def weight_normed() -> nn.Sequential:
+    from torch.nn.utils.parametrizations import weight_norm
+
+    return nn.Sequential(weight_norm(nn.Conv2d(3, 8, 3)), nn.ReLU())
+
+
+class Unused(nn.Module):
+    """A conv, and a linear layer and a parameter list that forward never uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.spare = nn.Linear(4, 4)
+        self.extra = nn.ParameterList([nn.Parameter(torch.ones(3))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def unused() -> Unused:
+    return Unused()
+
+
+class Functional(nn.Module):
+    """Matmuls and a transposed conv called functionally, and two scalar sums added (not a residual add)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(16, 16)
+        self.weight = nn.Parameter(torch.randn(16, 16))
+        self.kernel = nn.Parameter(torch.randn(4, 4, 2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.lin(x)  # 1×5×16
+        a = torch.addmm(torch.zeros(16), y[0], self.weight)
+        b = nn.functional.scaled_dot_product_attention(y, y, y)
+        c = torch.baddbmm(torch.zeros(1, 5, 5), y, y.transpose(1, 2))
+        d = nn.functional.conv_transpose2d(y.reshape(1, 4, 4, 5), self.kernel)
+        e = torch.tensordot(y, self.weight, dims=1)
+        return a.sum() + b.sum() + c.sum() + d.sum() + e.sum()
+
+
+def functional() -> Functional:
+    return Functional()
+
+
 class TinyResidual(nn.Module):
     """A conv, a residual block with a functional ReLU, a LayerNorm (no formula) and a linear head."""
 

@@ -154,3 +154,25 @@ def test_measure_peaks_on_cuda() -> None:
                                                                                   copy_bytes=1 << 20,
                                                                                   min_time=0.01))  # fmt: skip
     assert found.device == "cuda" and found.peak_flops > 0 and found.peak_bandwidth > 0
+
+
+def test_cpu_calibration_records_no_tf32() -> None:
+    assert calibrate.matmul_tf32("cpu") is None
+    assert calibrate.measure_peaks("cpu", DType.FLOAT32, 1, TINY).matmul_tf32 is None
+
+
+def test_cuda_matmul_uses_the_convs_tf32_setting_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # reasoned from code, no GPU needed: cuDNN convs default to TF32, matmuls do not; the peak must use the former
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        assert calibrate.matmul_tf32("cuda") is True
+        seen: list[bool] = []
+        with calibrate._matmul_precision(calibrate.matmul_tf32("cuda")):
+            seen.append(torch.backends.cuda.matmul.allow_tf32)
+        assert seen == [True] and torch.backends.cuda.matmul.allow_tf32 is False
+        monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+        assert calibrate.matmul_tf32("cuda") is False
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous

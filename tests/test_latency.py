@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +58,32 @@ def test_stats_are_ordered_and_count_rounds_and_calls() -> None:
         assert item.rounds == 2
         assert item.min_ms <= item.q1_ms <= item.median_ms <= item.q3_ms <= item.max_ms
         assert 0 < item.calls < module.calls  # the warm-up calls are not counted as timed
-        assert item.spread_pct == pytest.approx(100 * (item.q3_ms - item.q1_ms) / item.median_ms)
+
+
+class Sleeping(nn.Module):
+    """Takes a known time per call: 5 ms of sleep."""
+
+    def forward(self, tensor: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.005)
+        return tensor
+
+
+def test_a_known_duration_comes_out_in_milliseconds() -> None:
+    # a check of units and bookkeeping, not a benchmark: the band is wide for a loaded machine
+    stats = measure(
+        {"sleep": (Sleeping(), torch.ones(1))},
+        LatencySettings(rounds=2, min_time=0.02, warmup_time=0.0, warmup_calls=1),
+    )
+    item = stats["sleep"]
+    assert 4.0 <= item.min_ms <= item.median_ms <= item.max_ms <= 50.0
+
+
+def test_spread_is_the_iqr_as_a_share_of_the_median() -> None:
+    from convcost.results import LatencyStats
+
+    # rounds with q1 1.9 ms, median 2.0 ms, q3 2.1 ms: IQR 0.2 ms is 10 % of the median
+    stats = LatencyStats(median_ms=2.0, q1_ms=1.9, q3_ms=2.1, min_ms=1.8, max_ms=2.4, rounds=5, calls=50)
+    assert stats.iqr_ms == pytest.approx(0.2) and stats.spread_pct == pytest.approx(10.0)
 
 
 def test_runs_on_the_requested_threads_without_grad_and_restores_both() -> None:

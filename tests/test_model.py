@@ -149,7 +149,7 @@ def test_conv1d_conv3d_model() -> None:
 
 
 def test_width_multiplier_and_divisor() -> None:
-    assert [make_divisible(c * 0.5, 8) for c in (32, 16, 24, 320, 1280)] == [16, 8, 16, 160, 640]
+    assert [make_divisible(c * 0.5, 8) for c in (32, 16, 24, 320)] == [16, 8, 16, 160]
     assert make_divisible(16 * 0.35, 8) == 8  # never below the divisor
     plan = load_model(str(CONFIGS / "mobilenet_v1.yaml"), width_multiplier="0.5", size="64")
     params, macs = hook_count(models_for_tests.mobilenet_v1(0.5), (1, 3, 64, 64))
@@ -159,6 +159,109 @@ def test_width_multiplier_and_divisor() -> None:
     assert sum(model_formulas.cost(op).params for op in ops) == params
     assert sum(model_formulas.cost(op).macs for op in ops) == macs
     assert plan.output_shape == (1, 1000)  # classes are not scaled
+
+
+@pytest.mark.parametrize(("width", "last"), [(0.5, 1280), (0.35, 1280), (1.4, 1792)])
+def test_mobilenet_v2_last_conv_is_only_widened(width: float, last: int) -> None:
+    # the paper and torchvision: 1280 · max(1, α) channels, rounded to 8 (1280 · 1.4 = 1792)
+    plan = load_model(str(CONFIGS / "mobilenet_v2.yaml"), width_multiplier=str(width), size="32")
+    conv2 = next(layer for layer in plan.layers if layer.name == "conv2")
+    assert conv2.output_shape[1] == last
+    assert plan.layers[1].output_shape[1] == make_divisible(16 * width, 8)  # the others follow α
+
+
+@pytest.mark.parametrize(("width", "size"), [(0.5, 160), (0.75, 224)])
+def test_mobilenet_v2_width_multiplier_matches_torchvision_style_reference(width: float, size: int) -> None:
+    # reviewer's figures, for orientation: 0.5 @ 160 → 1,968,680 params, 50,184,000 MACs;
+    # 0.75 @ 224 → 2,636,424 params, 209,069,792 MACs; the truth here is the plain-torch reference's hooks
+    params, macs = hook_count(models_for_tests.torchvision_mobilenet_v2(width), (1, 3, size, size))
+    result = evaluate_plan(
+        load_model(str(CONFIGS / "mobilenet_v2.yaml"), width_multiplier=str(width), size=str(size)), "v2"
+    )
+    assert (result.total.params, result.total.macs) == (params, macs)
+    assert result.ok, result.failures
+
+
+def test_attention_is_not_counted_and_the_counters_show_its_matmuls() -> None:
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    result = evaluate_import("tests.models_for_tests:attention", (5, 16))
+    assert torch.backends.mha.get_fastpath_enabled() == enabled  # restored
+    attention = next(op for op in result.ops if op.name == "attn")
+    module = models_for_tests.attention().attn
+    assert not attention.counted and attention.params == sum(p.numel() for p in module.parameters())
+    assert result.total.params == result.total.params_measured  # its out_proj is inside its row
+    # by hand, 5 tokens of width 16, 2 heads of 8: in-projection 5·16·48 = 3,840; scores 2·5·5·8 = 400;
+    # weights × values 400; out-projection 5·16·16 = 1,280 → 5,920; the fc 5·16·4 = 320 is counted
+    assert result.total.macs == 320
+    assert f"model: MACs (FlopCounterMode): formula 320, measured {320 + 5920:,}" in result.failures
+    assert not result.ok
+
+
+def test_container_parameter_does_not_break_the_output_shape_check() -> None:
+    result = evaluate_import("tests.models_for_tests:scaled", (3, 6, 6))
+    assert result.ok, result.failures
+    assert result.output_shape == result.output_shape_measured == (1, 8, 6, 6)
+    own = [op for op in result.not_counted if "own parameters" in op.name]
+    assert [op.params for op in own] == [8]
+
+
+def test_weight_norm_conv_counts_what_it_stores() -> None:
+    result = evaluate_import("tests.models_for_tests:weight_normed", (3, 16, 16))
+    assert result.ok, result.failures
+    # v 8·3·3·3 = 216, g 8 (one per output channel), bias 8 → 232; MACs 8·14·14·27 = 42,336
+    assert result.total.params == 232 and result.total.macs == 42_336
+
+
+def test_modules_never_called_are_named_in_the_failure() -> None:
+    result = evaluate_import("tests.models_for_tests:unused", (3, 4, 4))
+    # conv 3·4 + 4 = 16 counted; spare 4·4 + 4 = 20 and extra 3 never called → measured 39
+    assert result.failures == [
+        "model: params (never called, so not counted: spare (Linear, 20 params), extra (ParameterList, 3 params)): "
+        "formula 16, measured 39"
+    ]
+
+
+def test_functional_matmuls_are_listed_and_scalar_sums_are_not_residual_adds() -> None:
+    result = evaluate_import("tests.models_for_tests:functional", (5, 16))
+    names = [op.name for op in result.not_counted]
+    for function in ("addmm", "scaled_dot_product_attention", "baddbmm", "conv_transpose2d", "tensordot"):
+        assert f"(model).{function}" in names
+    assert not [op for op in result.ops if op.kind == "add"]  # a.sum() + b.sum() adds scalars
+    assert not result.ok  # the counters see the matmuls
+
+
+@pytest.mark.parametrize(("kernel", "stride", "size", "out"), [(4, 1, 16, 16), (2, 1, 7, 7), (4, 2, 16, 8)])
+def test_even_kernels_keep_the_size_at_stride_1(kernel: int, stride: int, size: int, out: int) -> None:
+    layer = f"{{kind: dense, cout: 4, kernel: {kernel}, stride: {stride}}}"
+    text = f"input: {{channels: 3, size: {size}}}\nlayers:\n  - {layer}\n"
+    result = evaluate_plan(plan_document(loads(text, "m.yaml")), "m.yaml")
+    assert result.ok, result.failures
+    # torch's own shapes: padding='same' at stride 1; (k−1)//2 on each side at stride 2
+    padding: str | int = "same" if stride == 1 else (kernel - 1) // 2
+    expected = nn.Conv2d(3, 4, kernel, stride, padding)(torch.zeros(1, 3, size, size)).shape
+    assert result.output_shape == tuple(expected) == (1, 4, out, out)
+
+
+def test_model_memory_guard_names_the_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convcost.measure
+
+    monkeypatch.setattr(convcost.measure, "available_memory", lambda: 1 << 30)
+    text = "input: {channels: 3, size: 100000}\nlayers:\n  - {kind: dense, cout: 512, kernel: 3}\n"
+    with pytest.raises(UsageError, match=r"^m\.yaml: input\.size: at size 100000×100000 and batch 1 .* need at least"):
+        evaluate_plan(plan_document(loads(text, "m.yaml")), "m.yaml")
+    with pytest.raises(UsageError, match=r"^tests\.models_for_tests:scaled: input: the input 1×3×100000×100000"):
+        evaluate_import("tests.models_for_tests:scaled", (3, 100_000, 100_000))
+
+
+def test_evaluate_source_restores_the_thread_count() -> None:
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = evaluate_source("tests.models_for_tests:scaled", input_shape="3x4x4", threads=1)
+        assert torch.get_num_threads() == 2
+        assert result.environment.threads == 1  # the chosen count is what it reports
+    finally:
+        torch.set_num_threads(previous)
 
 
 MODEL = """\

@@ -76,26 +76,110 @@ def test_model_errors_exit_2(tmp_path: Path) -> None:
     assert "cannot import nosuchpackage.mod" in result.stderr
 
 
-def test_model_latency_gets_a_roofline_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+PEAKS_ARGS = dict(machine="test", torch="x", device="cpu", dtype="float32", threads=1, peak_flops=1e9,
+                  peak_bandwidth=1e9, call_overhead_s=1e-6, matmul_size=1, copy_bytes=1,
+                  measured_at="2026-01-01T00:00:00", allocator="test")  # fmt: skip
+MEDIAN_MS = 0.05  # every timed case "takes" 50 µs: the latency harness is replaced, so the fraction is arithmetic
+
+
+def _fixed_latency(monkeypatch: pytest.MonkeyPatch, grouped_call_overhead_s: float | None = None) -> None:
     import convcost.calibrate
+    import convcost.latency
+    from convcost.results import LatencyStats
     from convcost.roofline import Calibration
 
-    peaks = Calibration(machine="test", torch="x", device="cpu", dtype="float32", threads=1, peak_flops=1e9,
-                        peak_bandwidth=1e9, call_overhead_s=1e-6, matmul_size=1, copy_bytes=1,
-                        measured_at="2026-01-01T00:00:00", allocator="test")  # fmt: skip
+    peaks = Calibration(**PEAKS_ARGS, grouped_call_overhead_s=grouped_call_overhead_s)  # type: ignore[arg-type]
     monkeypatch.setattr(convcost.calibrate, "cached", lambda *args: peaks)
-    args = ["model", "tests.models_for_tests:tiny_residual", "--input", "3x6x6", "--latency", "--rounds", "1",
-            "--min-time", "0.001", "-f", "json"]  # fmt: skip
+    stats = LatencyStats(MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, 1, 1)
+    monkeypatch.setattr(convcost.latency, "measure", lambda cases, settings: {name: stats for name in cases})
+
+
+def test_model_latency_gets_a_roofline_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fixed_latency(monkeypatch)
+    args = [
+        "model",
+        "tests.models_for_tests:tiny_residual",
+        "--input",
+        "3x6x6",
+        "--depth",
+        "1",
+        "--latency",
+        "-f",
+        "json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    stem = next(layer for layer in json.loads(result.stdout)["layers"] if layer["name"] == "stem")
-    line = stem["roofline"]
+    layers = {layer["name"]: layer for layer in json.loads(result.stdout)["layers"]}
+    line = layers["stem"]["roofline"]
     # stem: Conv2d(3, 8, 3, padding=1) on 3×6×6 → 8×6×6; bytes = (108 in + 224 params + 288 out) · 4 = 2,480
-    assert line["min_bytes"] == (3 * 6 * 6 + (8 * 3 * 9 + 8) + 8 * 6 * 6) * 4
-    macs = 8 * 6 * 6 * 3 * 9  # 7,776
-    assert line["macs"] == macs
+    assert line["min_bytes"] == 2480
+    assert line["macs"] == 7776  # 8·6·6·3·9
     # at 1 GFLOP/s and 1 GB/s: compute 2·7,776 FLOP → 15.552 µs, memory 2,480 B → 2.48 µs
-    assert line["compute_ms"] == pytest.approx(2 * macs / 1e9 * 1e3)
-    assert line["memory_ms"] == pytest.approx(2480 / 1e9 * 1e3)
+    assert line["compute_ms"] == pytest.approx(0.015552)
+    assert line["memory_ms"] == pytest.approx(0.00248)
     assert line["verdict"] == "compute-bound"
-    assert line["fraction"] == pytest.approx(line["bound_ms"] / stem["latency"]["median_ms"])
+    assert line["fraction"] == pytest.approx(0.015552 / 0.05)  # bound ÷ the 50 µs the harness "measured"
+    # block: conv 8→8 (288 in + 576 weights + 288 out) then its BatchNorm (288 in + 16 params + 288 out), 2 calls
+    block = layers["block"]["roofline"]
+    assert block["min_bytes"] == (288 + 576 + 288 + 288 + 16 + 288) * 4
+    assert block["overhead_ms"] == pytest.approx(0.002)
+
+
+def test_model_and_compare_share_one_bytes_and_calls_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from convcost.comparison import compare
+    from convcost.roofline import Calibration
+    from convcost.spec import parse_compare
+
+    _fixed_latency(monkeypatch, grouped_call_overhead_s=90e-6)
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "input: {channels: 8, size: 16}\ndefaults: {bias: false, norm: batch, act: relu}\n"
+        "layers:\n  - {name: sep, kind: separable, cout: 32, kernel: 3}\n  - {name: flat, kind: flatten}\n"
+    )
+    result = runner.invoke(app, ["model", str(path), "--latency", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    layers = {layer["name"]: layer["roofline"] for layer in json.loads(result.stdout)["layers"]}
+    spec = parse_compare({"cin": 8, "cout": 32, "kernel": 3, "padding": 1, "size": 16, "bias": False,
+                          "norm": "batch", "act": "relu"})  # fmt: skip
+    peaks = Calibration(**PEAKS_ARGS, grouped_call_overhead_s=90e-6)  # type: ignore[arg-type]
+    separable = compare(spec, None, peaks).alternatives[0]
+    # by hand: depthwise 8·256 in + 72 weights + 8·256 out, BN 2,048 + 16 + 2,048, ReLU 2,048 + 2,048;
+    # pointwise 2,048 + 256 + 8,192, BN 8,192 + 64 + 8,192, ReLU 8,192 + 8,192 → 12,376 + 43,328 = 55,704 elements
+    assert layers["sep"]["min_bytes"] == separable.min_bytes == 55_704 * 4
+    # the depthwise conv pays the grouped call (90 µs), its BN and ReLU and the three pointwise calls 1 µs each
+    assert layers["sep"]["overhead_ms"] == pytest.approx(0.090 + 5 * 0.001)
+    assert separable.roofline is not None and separable.roofline.overhead_ms == pytest.approx(0.095)
+    assert layers["flat"]["min_bytes"] == 0  # a view moves nothing
+
+
+def test_model_latency_with_a_broken_cache_stops_before_timing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import convcost.latency
+    from convcost import calibrate
+    from convcost.roofline import Calibration
+
+    monkeypatch.setenv("CONVCOST_CACHE_DIR", str(tmp_path))
+
+    def never(*args: object) -> None:
+        raise AssertionError("timed before the cache was read")
+
+    monkeypatch.setattr(convcost.latency, "measure", never)
+    data = Calibration(**{**PEAKS_ARGS, "machine": calibrate.machine_name("cpu"),  # type: ignore[arg-type]
+                          "torch": __import__("torch").__version__}).to_dict()  # fmt: skip
+    data["peak_flops"] = 0
+    key = calibrate.key_for("cpu", __import__("convcost.spec").spec.DType.FLOAT32, 1)
+    (tmp_path / "calibration.json").write_text(json.dumps({"schema_version": 1, "entries": {key: data}}))
+    result = runner.invoke(app, ["model", str(CONFIGS / "mobilenet_v1.yaml"), "--size", "32", "--latency"])
+    assert result.exit_code == 2, result.output
+    assert "peak_flops must be a positive finite number, got 0" in result.stderr
+    assert "convcost calibrate --refresh" in result.stderr
+
+
+def test_model_memory_guard_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import convcost.measure
+
+    monkeypatch.setattr(convcost.measure, "available_memory", lambda: 1 << 30)
+    path = tmp_path / "m.yaml"
+    path.write_text("input: {channels: 3, size: 8}\nlayers:\n  - {kind: dense, cout: 512, kernel: 3}\n")
+    result = runner.invoke(app, ["model", str(path), "--size", "100000"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"convcost: error: {path}: input.size: at size 100000×100000 and batch 1")

@@ -197,19 +197,26 @@ def _store_peaks(threads: int = 1) -> None:
     calibrate.store(replace(PEAKS, machine=calibrate.machine_name("cpu"), torch=torch.__version__, threads=threads))
 
 
-def test_cli_compare_uses_the_cached_calibration() -> None:
+def test_cli_compare_uses_the_cached_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    import convcost.latency
+    from convcost.results import LatencyStats
+
     _store_peaks()
+    # every case "takes" 0.5 ms: the harness is replaced so that each fraction is arithmetic on known numbers
+    stats = LatencyStats(0.5, 0.5, 0.5, 0.5, 0.5, 2, 2)
+    monkeypatch.setattr(convcost.latency, "measure", lambda cases, settings: {name: stats for name in cases})
     result = CliRunner().invoke(app, ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16",
                                       "--rounds", "2", "--min-time", "0.002", "--format", "json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["environment"]["calibration"]["peak_flops"] == 1e9
     assert data["ratios"][0]["roofline"] == pytest.approx(1.806336 / 0.228928)
-    for stage in data["alternatives"][0]["stages"]:
-        assert stage["latency"]["rounds"] == 2  # each stage timed on its own
-        assert stage["roofline"]["verdict"] in {"compute-bound", "memory-bound", "overhead-bound"}
-        assert stage["roofline"]["fraction"] == pytest.approx(stage["roofline"]["bound_ms"] /
-                                                              stage["latency"]["median_ms"])  # fmt: skip
+    depthwise, pointwise = data["alternatives"][0]["stages"]
+    # depthwise 8·14·14·9 = 14,112 MACs → 28,224 FLOP at 1 GFLOP/s = 0.028224 ms (its bytes take 0.014784 ms);
+    # pointwise 64·14·14·8 = 100,352 MACs → 0.200704 ms; each against the 0.5 ms "measured"
+    assert depthwise["roofline"]["fraction"] == pytest.approx(0.028224 / 0.5)
+    assert pointwise["roofline"]["fraction"] == pytest.approx(0.200704 / 0.5)
+    assert depthwise["latency"]["median_ms"] == 0.5  # each stage timed on its own
 
 
 def test_cli_compare_ignores_a_calibration_for_other_threads() -> None:
@@ -274,6 +281,45 @@ def test_grouped_convs_pay_the_grouped_call_cost() -> None:
     assert depthwise.verdict is Verdict.OVERHEAD  # 0.091 ms ≥ its bound of 0.028224 ms
     dense = comparison.dense.roofline
     assert dense is not None and dense.overhead_ms == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("peak_flops", 0, "peak_flops must be a positive finite number, got 0"),
+        ("peak_bandwidth", -1.0, "peak_bandwidth must be a positive finite number, got -1.0"),
+        ("peak_flops", float("nan"), "peak_flops must be a positive finite number, got nan"),
+        ("call_overhead_s", float("inf"), "call_overhead_s must be a positive finite number, got inf"),
+        ("peak_flops", "fast", "peak_flops must be a number, got 'fast'"),
+        ("grouped_call_overhead_s", 0.0, "grouped_call_overhead_s must be a positive finite number, got 0.0"),
+        ("threads", 1.5, "threads must be a whole number, got 1.5"),
+    ],
+)
+def test_non_positive_or_non_finite_peaks_are_refused(field: str, value: object, message: str) -> None:
+    data = PEAKS.to_dict()
+    data[field] = value
+    with pytest.raises((TypeError, ValueError), match=message):
+        Calibration.from_dict(data)
+
+
+def test_cli_compare_with_a_zero_peak_is_a_usage_error() -> None:
+    _store_peaks()
+    data = json.loads(calibrate.cache_path().read_text())
+    for entry in data["entries"].values():
+        entry["peak_flops"] = 0
+    calibrate.cache_path().write_text(json.dumps(data))
+    result = CliRunner().invoke(app, ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16",
+                                      "--no-latency"])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "peak_flops must be a positive finite number, got 0" in result.stderr
+    assert "convcost calibrate --refresh" in result.stderr
+
+
+def test_cuda_cache_key_leaves_out_threads() -> None:
+    from convcost.roofline import cache_key
+
+    assert cache_key("gpu box", "2.13", "cuda", "float32", 1) == cache_key("gpu box", "2.13", "cuda", "float32", 8)
+    assert cache_key("cpu box", "2.13", "cpu", "float32", 1) != cache_key("cpu box", "2.13", "cpu", "float32", 2)
 
 
 def test_an_entry_without_the_grouped_cost_still_loads() -> None:
