@@ -47,11 +47,11 @@ def plot_sweep(sweep: Sweep, path: Path) -> None:
                 if not chosen:
                     continue
                 label = f"{vs} {kernel[0]}×{kernel[1]}"
-                axes.scatter([p.macs_ratio for p in chosen], [p.speedup for p in chosen], color=colour,
+                axes.scatter([p.macs_ratio for p in chosen], [p.speedup or 0.0 for p in chosen], color=colour,
                              marker=marker, label=f"{label} measured", zorder=3)  # fmt: skip
                 predicted = [p for p in chosen if p.roofline_speedup is not None]
                 if predicted:
-                    axes.scatter([p.macs_ratio for p in predicted], [p.roofline_speedup for p in predicted],
+                    axes.scatter([p.macs_ratio for p in predicted], [p.roofline_speedup or 0.0 for p in predicted],
                                  facecolors="none", edgecolors=colour, marker=marker, label=f"{label} roofline",
                                  zorder=2)  # fmt: skip
         ratios = [point.macs_ratio for point in sweep.points if point.macs_ratio > 0]
