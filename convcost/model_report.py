@@ -17,7 +17,6 @@ from convcost.report import (
     markdown_table,
     milliseconds,
     peaks_text,
-    roofline_cell,
     to_csv,
     to_json,
 )
@@ -101,6 +100,15 @@ def check_line(result: ModelResult) -> Text:
     return Text("\n".join(f"✗ {failure}" for failure in result.failures), style="bold red")
 
 
+def _bound_cell(layer: ModelLayerResult) -> str:
+    """'75% M': the share of the roofline bound achieved and its verdict's initial (the legend says which)."""
+    line = layer.roofline
+    if line is None or line.verdict is None:
+        return ""
+    initial = line.verdict.short[0].upper()
+    return f"{100 * line.fraction:.0f}% {initial}" if line.fraction is not None else initial
+
+
 def render_table(result: ModelResult, console: Console, by_kind: bool = False) -> None:
     """The per-layer table, the totals with their checks, the dense equivalent and the breakdown by kind."""
     head = title(result)
@@ -147,7 +155,7 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
         if show_latency:
             cells.append(milliseconds(layer.latency.median_ms) if layer.latency else "")
         if show_roofline:
-            cells.append(roofline_cell(layer.roofline))
+            cells.append(_bound_cell(layer))
         table.add_row(*cells, style=None if layer.counted else "yellow")
     table.add_section()
     footer: list[str | Text] = [
@@ -180,8 +188,8 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
             )
         else:
             console.print(
-                f"Bound: % of the roofline bound max(compute, memory) achieved, and what bounds the layer "
-                f"({peaks_text(calibration)})."
+                f"Bound: % of the roofline bound max(compute, memory) achieved, and what bounds the layer: "
+                f"C compute, M memory, O per-call overhead ({peaks_text(calibration)})."
             )
     if by_kind:
         render_by_kind(result, console)

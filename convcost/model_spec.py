@@ -150,7 +150,7 @@ class InvertedResidualLayer(_Layer):
 
 class PoolLayer(_Layer):
     kind: Literal["pool"]
-    mode: Literal["max", "avg"]
+    mode: Literal["max", "avg"] | None = None  # a global pool averages unless told otherwise
     global_: StrictBool = Field(default=False, alias="global")
     kernel: PositivePair | None = None
     stride: PositivePair | None = None  # default: the kernel
@@ -468,7 +468,11 @@ class _Planner:
             if layer.kernel is not None:
                 self.fail((*loc, "kernel"), "a global pool has no kernel: give one or the other")
                 return None
-            return PlannedLayer(name, "pool", loc, [AdaptivePoolOp(name, shape, layer.mode, (1, 1))], spec=layer)
+            mode = layer.mode or "avg"
+            return PlannedLayer(name, "pool", loc, [AdaptivePoolOp(name, shape, mode, (1, 1))], spec=layer)
+        if layer.mode is None:
+            self.fail((*loc, "mode"), "required for a windowed pool: max or avg")
+            return None
         if layer.kernel is None:
             self.fail((*loc, "kernel"), "required unless the pool is global (global: true)")
             return None

@@ -306,10 +306,16 @@ def annotate(layer: LayerResult, calibration: Calibration | None) -> None:
 
 
 def predicted_speedup(reference: Roofline | None, alternative: Roofline | None) -> float | None:
-    """The speedup the roofline predicts: reference bound ÷ alternative bound (None without calibration)."""
-    if reference is None or alternative is None or reference.bound_ms is None or not alternative.bound_ms:
+    """The speedup the roofline predicts (None without calibration).
+
+    Each side's time is its bound max(compute, memory), or its per-call cost when that is larger: a tiny layer
+    cannot run faster than the calls it makes, so the prediction must not promise it will.
+    """
+    if reference is None or alternative is None or reference.bound_ms is None or alternative.bound_ms is None:
         return None
-    return reference.bound_ms / alternative.bound_ms
+    reference_ms = max(reference.bound_ms, reference.overhead_ms or 0.0)
+    alternative_ms = max(alternative.bound_ms, alternative.overhead_ms or 0.0)
+    return reference_ms / alternative_ms if alternative_ms > 0 else None
 
 
 def limited_stages(layer: LayerResult) -> str:

@@ -61,7 +61,7 @@ def _int(value: Any, *, minimum: int, what: str) -> int:
         if not _INT.match(value):
             hint = ""
             if re.match(r"^\s*[\d.]+[eE][+-]?\d+\s*$", value):
-                hint = " (YAML 1.1 reads 1e6 as a string: write the number out in full)"
+                hint = f" (YAML 1.1 reads {value.strip()} as a string: write the number out in full)"
             raise ValueError(f"must be {what}, got {value!r}{hint}")
         value = int(value)
     if not isinstance(value, int):

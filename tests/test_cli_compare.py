@@ -115,6 +115,8 @@ def test_shape_mismatch_fails_with_both_shapes() -> None:
         (["--vs", "dense"], "convcost: error: --vs: dense is the reference, always built: name the alternatives to "
                             "compare"),
         (["--cin", "٣"], "convcost: error: --cin: must be a positive integer, got '٣'"),
+        (["--groups", "4"], "convcost: error: --groups: only the grouped kind uses groups: add --vs grouped"),
+        (["--mid", "4"], "convcost: error: --mid: only the spatial kind has a middle width: add --vs spatial"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--cin", "0"], None),
     ],
 )  # fmt: skip

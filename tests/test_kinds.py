@@ -169,3 +169,11 @@ def test_shared_kernel_is_one_kernel_per_multiplier_slot() -> None:
         assert torch.equal(weight[2 * channel + 1], weight[1])
     assert not torch.equal(weight[0], weight[1])
     assert isinstance(module, torch.nn.Conv2d)
+
+
+def test_scientific_notation_hint_names_the_value_given() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": "1e3"})
+    assert [issue.message for issue in caught.value.issues] == [
+        "must be a positive integer or HxW, got '1e3' (YAML 1.1 reads 1e3 as a string: write the number out in full)"
+    ]

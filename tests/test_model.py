@@ -325,3 +325,25 @@ def test_evaluate_source_flag_errors() -> None:
         evaluate_source("tests.models_for_tests:tiny_residul", input_shape="3x8x8")
     with pytest.raises(UsageError, match="forward pass on input 1×5×8×8 failed"):
         evaluate_source("tests.models_for_tests:tiny_residual", input_shape="5x8x8")
+
+
+def test_a_global_pool_averages_unless_told_otherwise() -> None:
+    text = (
+        "input: {channels: 3, size: 8}\nlayers:\n  - {kind: dense, cout: 4, kernel: 3}\n"
+        "  - {kind: pool, global: true}\n"
+    )
+    result = evaluate_plan(plan_document(loads(text, "m.yaml")), "m.yaml")
+    assert result.ok, result.failures
+    assert result.output_shape == (1, 4, 1, 1)
+    # the conv keeps 8×8 (model-file convs pad to keep the size) and has no bias by default: 4·3·9 = 108 params
+    assert result.total.params == 4 * 3 * 9
+    pool = result.layers[1].ops[0]
+    assert (pool.kind, pool.detail) == ("adaptive pool", "avg → 1×1")
+    assert pool.other_ops == 4 * 8 * 8  # one add per input element
+
+
+def test_a_windowed_pool_needs_its_mode() -> None:
+    text = "input: {channels: 3, size: 8}\nlayers:\n  - {kind: pool, kernel: 2}\n"
+    with pytest.raises(SpecError) as caught:
+        plan_document(loads(text, "m.yaml"))
+    assert caught.value.lines() == ["m.yaml:3: layers[0].mode: required for a windowed pool: max or avg"]

@@ -327,3 +327,11 @@ def test_an_entry_without_the_grouped_cost_still_loads() -> None:
     del data["grouped_call_overhead_s"]
     loaded = Calibration.from_dict(data)
     assert loaded.grouped_call_overhead_s is None and loaded.conv_call_s(grouped=True) == PEAKS.call_overhead_s
+
+
+def test_predicted_speedup_counts_per_call_cost_for_tiny_layers() -> None:
+    # at 1 GFLOP/s and 1 GB/s: dense 2 ms bound, 1 call; a tiny alternative's 0.2 µs bound is below the cost of
+    # its 3 calls, so its predicted time is the calls' cost, not the bound
+    dense = analyse(1_000_000, 10_000, None, PEAKS, calls=1, overhead_s=1e-5)  # 2 ms vs 0.01 ms of calls
+    tiny = analyse(100, 100, None, PEAKS, calls=3, overhead_s=3e-4)  # bound 0.0002 ms vs 0.3 ms of calls
+    assert predicted_speedup(dense, tiny) == pytest.approx(2.0 / 0.3)
