@@ -494,8 +494,9 @@ class BudgetResult:
     def summary(self) -> str:
         checks = len(self.measured)
         passed = sum(item.passed for item in self.verdicts)
+        limits = len(self.verdicts)
         return (
-            f"{checks} check{'s' if checks != 1 else ''}, {len(self.verdicts)} limits: {passed} passed, "
+            f"{checks} check{'s' if checks != 1 else ''}, {limits} limit{'s' if limits != 1 else ''}: {passed} passed, "
             f"{len(self.errors)} error{'s' if len(self.errors) != 1 else ''}, "
             f"{len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}"
         )

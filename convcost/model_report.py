@@ -177,7 +177,8 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
     if result.latency is not None:
         stats = result.latency
         console.print(
-            f"Latency: {milliseconds(stats.median_ms)} ms end to end (median of {stats.rounds} rounds, "
+            f"Latency: {milliseconds(stats.median_ms)} ms end to end "
+            f"(median of {stats.rounds} round{'s' if stats.rounds != 1 else ''}, "
             f"IQR {milliseconds(stats.iqr_ms)} ms); per-layer times are each layer alone"
         )
         calibration = result.environment.calibration

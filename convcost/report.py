@@ -229,7 +229,8 @@ def _render_latency(comparison: Comparison, console: Console) -> None:
     first = next(layer.latency for layer in comparison.layers if layer.latency)
     # the heading is printed on its own: as a table title it would wrap to the (narrow) table's width
     console.print(
-        f"Latency (ms, median of {first.rounds} interleaved rounds, {threads_text(env.threads)}"
+        f"Latency (ms, median of {first.rounds} interleaved round{'s' if first.rounds != 1 else ''}, "
+        f"{threads_text(env.threads)}"
         f"{', channels_last' if env.channels_last else ''}, {allocator_text(env.allocator)})",
         style="italic",
     )
@@ -509,7 +510,7 @@ def to_markdown(comparison: Comparison) -> str:
             verdict = f", {roofline_cell(line)}" if line is not None and line.verdict is not None else ""
             parts.append(
                 f"- {name}: {milliseconds(stats.median_ms)} ms median "
-                f"(IQR {milliseconds(stats.iqr_ms)} ms, {stats.rounds} rounds, "
+                f"(IQR {milliseconds(stats.iqr_ms)} ms, {stats.rounds} round{'s' if stats.rounds != 1 else ''}, "
                 f"{threads_text(comparison.environment.threads)}{verdict})"
             )
     if any(layer.latency for layer in comparison.layers):
