@@ -532,7 +532,7 @@ def run(
     A failing entry never stops the others; KeyboardInterrupt does propagate, and whatever was yielded before it
     can still be reported with :func:`collect`.
     """
-    from convcost.comparison import compare, estimate
+    from convcost.estimate import estimate
 
     for entry in batch.entries:
         if entry.spec is None:
@@ -541,6 +541,8 @@ def run(
         index, name, line = entry.index, entry.name, entry.line
         try:
             if measure:
+                from convcost.comparison import compare  # torch: only when something is measured
+
                 peaks = calibration(entry.spec) if calibration is not None else None
                 comparison = compare(entry.spec, latency_settings, peaks)
             else:

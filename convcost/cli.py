@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from convcost.batch import Batch, BatchResult
     from convcost.errors import SpecError
     from convcost.latency import LatencySettings
+    from convcost.results import Comparison
     from convcost.roofline import Calibration
+    from convcost.spec import CompareSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -309,6 +311,25 @@ def compare(
                 formula_only=formula_only, set_stages=frozenset(stage_settings))  # fmt: skip
 
 
+def _measured_comparison(
+    spec: CompareSpec, latency: bool, threads: int, rounds: int, min_time: float, channels_last: bool,
+    tune_allocator: bool,
+) -> Comparison:  # fmt: skip
+    import torch
+
+    from convcost.calibrate import cached
+    from convcost.comparison import compare
+    from convcost.latency import LatencySettings
+
+    settings = None
+    if latency:
+        settings = LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
+                                   tune_allocator=tune_allocator)  # fmt: skip
+    else:
+        torch.set_num_threads(threads)
+    return compare(spec, settings, cached(spec.device, spec.dtype, threads))
+
+
 def run_compare(
     data: dict[str, Any],
     output_format: Format,
@@ -332,33 +353,14 @@ def run_compare(
     except SpecError as error:
         fail_spec(error, set_stages)
     try:
-        from convcost.comparison import compare as run
-        from convcost.latency import LatencySettings
         from convcost.report import OutputFormat, render
 
-        settings = (
-            LatencySettings(
-                threads=threads,
-                rounds=rounds,
-                min_time=min_time,
-                channels_last=channels_last,
-                tune_allocator=tune_allocator,
-            )
-            if latency
-            else None
-        )
-        if not latency:
-            import torch
+        if formula_only:  # pure Python: torch is never imported
+            from convcost.estimate import estimate
 
-            torch.set_num_threads(threads)
-        from convcost.calibrate import cached
-
-        if formula_only:
-            from convcost.comparison import estimate
-
-            comparison = estimate(spec)
+            comparison = estimate(spec, threads)
         else:
-            comparison = run(spec, settings, cached(spec.device, spec.dtype, threads))
+            comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator)
         console = _stdout()
         if output is not None and output_format is Format.TABLE:
             from rich.console import Console
@@ -497,17 +499,19 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
     """Evaluate the entries with a progress bar on an interactive stderr; Ctrl-C keeps what was done."""
     import contextlib
 
-    import torch
-
     from convcost.batch import EntryResult, collect, run
-    from convcost.calibrate import cached
-    from convcost.spec import CompareSpec
 
-    if settings is None:
-        torch.set_num_threads(threads)
+    calibration = None
+    if measure:  # the formula-only path never imports torch
+        import torch
 
-    def calibration(spec: CompareSpec) -> Calibration | None:
-        return cached(spec.device, spec.dtype, threads)
+        from convcost.calibrate import cached
+
+        if settings is None:
+            torch.set_num_threads(threads)
+
+        def calibration(spec: CompareSpec) -> Calibration | None:
+            return cached(spec.device, spec.dtype, threads)
 
     done: list[EntryResult] = []
     names = [entry.name for entry in plan.entries]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import platform
-from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from convcost import __version__, formulas
 from convcost.errors import MeasurementError
+from convcost.estimate import formula_stage
 from convcost.formulas import ConvStage, Pair
 from convcost.results import Check, Environment, StageResult
 
@@ -70,48 +70,6 @@ def _conv_of(module: nn.Module) -> nn.Conv2d:
     conv = module.get_submodule("conv")
     assert isinstance(conv, nn.Conv2d)
     return conv
-
-
-def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], itemsize: int) -> StageResult:
-    """A stage's figures by formula alone; every measured field is None."""
-    batch, _, height, width = input_shape
-    size: Pair = (height, width)
-    out_h, out_w = formulas.output_size(stage, size)
-    weight_shape = formulas.weight_shape(stage)
-    return StageResult(
-        name=stage.name,
-        cin=stage.cin,
-        cout=stage.cout,
-        kernel=stage.kernel,
-        stride=stage.stride,
-        padding=stage.padding,
-        dilation=stage.dilation,
-        groups=stage.groups,
-        bias=stage.bias,
-        shared=stage.shared,
-        norm=str(stage.norm),
-        act=str(stage.act),
-        notes=list(stage.notes),
-        input_shape=input_shape,
-        weight_shape=weight_shape,
-        stored_weight_shape=(stage.multiplier, *weight_shape[1:]) if stage.shared else weight_shape,
-        output_shape=(batch, stage.cout, out_h, out_w),
-        output_shape_measured=None,
-        params=formulas.params(stage),
-        params_measured=None,
-        macs=formulas.macs(stage, size, batch),
-        macs_flop_counter=None,
-        macs_ptflops=None,
-        ptflops_raw=None,
-        bias_adds=formulas.bias_adds(stage, size, batch),
-        other_ops=formulas.other_ops(stage, size, batch),
-        min_bytes=formulas.min_bytes(stage, size, batch, itemsize),
-        channel_map={
-            "groups": stage.groups,
-            "out_per_group": stage.cout // stage.groups,
-            "in_per_group": stage.cin // stage.groups,
-        },
-    )
 
 
 def measure_stage(
@@ -168,11 +126,6 @@ def environment(device: str, threads: int, dtype: str, channels_last: bool, allo
         channels_last=channels_last,
         allocator=allocator,
     )
-
-
-def formula_environment(spec: Any) -> Environment:
-    """The environment of a formula-only run: nothing ran on a device, so only versions are meaningful."""
-    return environment(spec.device, torch.get_num_threads(), str(spec.dtype), False, "not used (nothing measured)")
 
 
 def available_memory() -> int | None:

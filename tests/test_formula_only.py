@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
-from convcost.comparison import compare, estimate
+from convcost.comparison import compare
+from convcost.estimate import estimate
 from convcost.spec import parse_compare
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -72,3 +73,24 @@ def test_cli_batch_formula_only(tmp_path: Path) -> None:
     assert [entry["comparison"]["measured"] for entry in entries] == [False] * len(entries)
     # the blog entry: 8*64*9*126*126 dense MACs
     assert entries[0]["comparison"]["dense"]["macs"] == 73_156_608
+
+
+def test_formula_only_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from convcost.cli import app\n"
+        "for args in (['compare', '--cin', '8', '--cout', '64', '-k', '3', '--formula-only', '-f', 'json'],\n"
+        f"             ['batch', {str(CONFIGS / 'seeds.yaml')!r}, '--formula-only', '-f', 'json']):\n"
+        "    try:\n"
+        "        app(args)\n"
+        "    except SystemExit as done:\n"
+        "        assert done.code in (0, None), done.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '"measured": false' in result.stdout  # the compare report says it measured nothing
+    assert '"name": "blog-8-64"' in result.stdout  # and the batch ran its entries
