@@ -6,6 +6,7 @@ under a millisecond per layer; ``convcost.comparison.compare`` measures the same
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 
@@ -61,17 +62,24 @@ def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], item
     )
 
 
-def formula_environment(spec: CompareSpec, threads: int = 1) -> Environment:
-    """The environment of a formula-only run: nothing ran, so the versions are what matters (torch not imported)."""
+@functools.cache
+def _versions() -> tuple[str, str, str]:
+    # read once: importlib.metadata scans the installed distributions, about a millisecond each time
     try:
         torch_version = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
         torch_version = "not installed"
+    return torch_version, platform.python_version(), platform.platform(terse=True)
+
+
+def formula_environment(spec: CompareSpec, threads: int = 1) -> Environment:
+    """The environment of a formula-only run: nothing ran, so the versions are what matters (torch not imported)."""
+    torch_version, python_version, platform_name = _versions()
     return Environment(
         torch=torch_version,
         convcost=__version__,
-        python=platform.python_version(),
-        platform=platform.platform(terse=True),
+        python=python_version,
+        platform=platform_name,
         device=spec.device,
         device_name="not used (nothing measured)",
         threads=threads,
