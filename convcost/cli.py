@@ -588,17 +588,25 @@ def model_command(
     rounds: RoundsOption = 5,
     min_time: MinTimeOption = 0.04,
     channels_last: ChannelsLastOption = False,
+    tune_allocator: TuneAllocatorOption = True,
+    roofline: Annotated[
+        bool, typer.Option("--roofline", help="Add the full roofline table per layer (implies --latency).")
+    ] = False,
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = _format_for(output, output_format)
     from convcost.errors import ConvcostError, MeasurementError, SpecError
     from convcost.latency import LatencySettings
 
-    settings = (
-        LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last)
-        if latency
-        else None
-    )
+    settings = None
+    if latency or roofline:
+        settings = LatencySettings(
+            threads=threads,
+            rounds=rounds,
+            min_time=min_time,
+            channels_last=channels_last,
+            tune_allocator=tune_allocator,
+        )
     try:
         from convcost.model import evaluate_source
 
@@ -622,7 +630,7 @@ def model_command(
         console = _stdout()
         if output is not None or not sys.stdout.isatty():
             console = Console(file=__import__("io").StringIO(), width=_MODEL_WIDTH, highlight=False, color_system=None)
-        text = render(result, OutputFormat(output_format.value), console, by_kind)
+        text = render(result, OutputFormat(output_format.value), console, by_kind, roofline)
         if text is None and console.file is not sys.stdout:
             text = console.file.getvalue()  # type: ignore[attr-defined]
         if text is not None:

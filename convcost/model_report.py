@@ -17,6 +17,8 @@ from convcost.report import (
     markdown_table,
     milliseconds,
     peaks_text,
+    rate,
+    significant,
     to_csv,
     to_json,
 )
@@ -272,8 +274,10 @@ def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def render(result: ModelResult, output_format: OutputFormat, console: Console, by_kind: bool = False) -> str | None:
-    """Text for json/csv/markdown; the table is printed to ``console`` (returns None)."""
+def render(
+    result: ModelResult, output_format: OutputFormat, console: Console, by_kind: bool = False, roofline: bool = False
+) -> str | None:
+    """Text for json/csv/markdown; the tables are printed to ``console`` (returns None)."""
     if output_format is OutputFormat.JSON:
         return to_json(result.to_dict())
     if output_format is OutputFormat.CSV:
@@ -281,4 +285,31 @@ def render(result: ModelResult, output_format: OutputFormat, console: Console, b
     if output_format is OutputFormat.MARKDOWN:
         return to_markdown(result, by_kind)
     render_table(result, console, by_kind)
+    if roofline:
+        render_roofline(result, console)
     return None
+
+
+def render_roofline(result: ModelResult, console: Console) -> None:
+    """The full roofline per timed layer: what it moves and achieves, and (calibrated) its bound and verdict."""
+    console.print()
+    console.print("Roofline per layer (each layer timed alone; bytes at minimum, FLOPs = 2 × MACs)")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0, 0, 1))
+    for header in ("Layer", "MACs", "Bytes", "FLOP/B", "GMAC/s", "GB/s", "Bound ms", "Of bound", "Limit"):
+        table.add_column(header, justify="left" if header in ("Layer", "Limit") else "right", no_wrap=True)
+    for layer in result.layers:
+        line = layer.roofline
+        if line is None:
+            continue
+        table.add_row(
+            layer.name,
+            si(line.macs),
+            si(line.min_bytes),
+            significant(line.intensity),
+            rate(line.gmacs_per_s),
+            rate(line.gbytes_per_s),
+            "—" if line.bound_ms is None else significant(line.bound_ms),
+            "—" if line.fraction is None else f"{100 * line.fraction:.0f}%",
+            "—" if line.verdict is None else line.verdict.short,
+        )
+    console.print(table)

@@ -183,3 +183,15 @@ def test_model_memory_guard_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     result = runner.invoke(app, ["model", str(path), "--size", "100000"])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"convcost: error: {path}: input.size: at size 100000×100000 and batch 1")
+
+
+def test_model_roofline_table_implies_latency(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fixed_latency(monkeypatch)
+    args = ["model", "tests.models_for_tests:tiny_residual", "--input", "3x6x6", "--depth", "1", "--roofline"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Roofline per layer" in result.stdout
+    stem = next(line for line in result.stdout.splitlines() if line.startswith("stem ") and "compute" in line)
+    # stem: 7,776 MACs, 2,480 bytes, 2·7,776/2,480 = 6.27 FLOP/B; in 50 µs: 7,776/5e-5 = 0.156 GMAC/s and
+    # 2,480/5e-5 = 0.0496 GB/s; bound 0.015552 ms = 31% of the 50 µs "measured"
+    assert stem.split() == ["stem", "7.78k", "2.48k", "6.27", "0.156", "0.0496", "0.0156", "31%", "compute"]
