@@ -592,6 +592,8 @@ def model_command(
     roofline: Annotated[
         bool, typer.Option("--roofline", help="Add the full roofline table per layer (implies --latency).")
     ] = False,
+    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")] = "cpu",
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = _format_for(output, output_format)
@@ -610,7 +612,9 @@ def model_command(
     try:
         from convcost.model import evaluate_source
 
-        result = evaluate_source(source, input_shape, batch, width_multiplier, size, depth, settings, threads)
+        result = evaluate_source(
+            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
+        )
     except SpecError as error:
         fail_spec(error)
     except MeasurementError as error:

@@ -965,13 +965,30 @@ def evaluate_source(
     depth: int | None = None,
     latency_settings: LatencySettings | None = None,
     threads: int = 1,
+    dtype: str = "float32",
+    device: str = "cpu",
 ) -> ModelResult:
     """Evaluate a model file or an import path with command-line style settings (strings are validated)."""
+    from convcost.errors import FieldIssue, SpecError
+
+    issues = []
+    try:
+        chosen_dtype = DType(dtype.strip().lower())
+    except ValueError:
+        issues.append(FieldIssue(("dtype",), f"must be float32, bfloat16 or float16, got {dtype!r}"))
+    chosen_device = device.strip().lower()
+    if chosen_device not in ("cpu", "cuda"):
+        issues.append(FieldIssue(("device",), f"must be cpu or cuda, got {device!r}"))
+    if issues:
+        raise SpecError(issues)
     previous_threads = torch.get_num_threads()
     try:
         if latency_settings is None:
             torch.set_num_threads(threads)
-        return _evaluate_source(source, input_shape, batch, width_multiplier, size, depth, latency_settings, threads)
+        return _evaluate_source(
+            source, input_shape, batch, width_multiplier, size, depth, latency_settings, threads, chosen_dtype,
+            chosen_device,
+        )  # fmt: skip
     finally:
         torch.set_num_threads(previous_threads)  # a library leaves the process as it found it
 
@@ -985,6 +1002,8 @@ def _evaluate_source(
     depth: int | None,
     latency_settings: LatencySettings | None,
     threads: int,
+    dtype: DType = DType.FLOAT32,
+    device: str = "cpu",
 ) -> ModelResult:
     from convcost.errors import FieldIssue, SpecError
     from convcost.model_spec import load_model
@@ -997,7 +1016,7 @@ def _evaluate_source(
                 [FieldIssue((flag,), "is for import paths; a model file gives its own layers") for flag in wrong]
             )
         plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
-        return evaluate_plan(plan, source, latency_settings, threads=threads)
+        return evaluate_plan(plan, source, latency_settings, dtype=dtype, device=device, threads=threads)
     issues: list[FieldIssue] = []
     for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
         if value is not None:
@@ -1018,7 +1037,9 @@ def _evaluate_source(
             issues.append(FieldIssue(("batch",), str(error)))
     if issues:
         raise SpecError(issues)
-    return evaluate_import(source, shape, batch_size, depth, latency_settings, threads=threads)
+    return evaluate_import(
+        source, shape, batch_size, depth, latency_settings, dtype=dtype, device=device, threads=threads
+    )
 
 
 def _text(value: str | float | int | None) -> str | None:

@@ -195,3 +195,17 @@ def test_model_roofline_table_implies_latency(monkeypatch: pytest.MonkeyPatch) -
     # stem: 7,776 MACs, 2,480 bytes, 2·7,776/2,480 = 6.27 FLOP/B; in 50 µs: 7,776/5e-5 = 0.156 GMAC/s and
     # 2,480/5e-5 = 0.0496 GB/s; bound 0.015552 ms = 31% of the 50 µs "measured"
     assert stem.split() == ["stem", "7.78k", "2.48k", "6.27", "0.156", "0.0496", "0.0156", "31%", "compute"]
+
+
+def test_model_dtype_and_device_flags() -> None:
+    args = ["model", "tests.models_for_tests:tiny_residual", "--input", "3x6x6", "--dtype", "bfloat16", "-f", "json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["environment"]["dtype"] == "bfloat16"
+    assert data["total"]["macs"] == data["total"]["macs_flop_counter"]  # counts do not depend on the dtype
+    bad = runner.invoke(
+        app, ["model", "tests.models_for_tests:tiny_residual", "--input", "3x6x6", "--dtype", "float64"]
+    )
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == "convcost: error: --dtype: must be float32, bfloat16 or float16, got 'float64'"
