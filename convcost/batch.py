@@ -85,7 +85,9 @@ def _version(value: Any) -> Any:
 def _optional_fields(exclude: set[str]) -> dict[str, Any]:
     """CompareSpec's fields, each optional (it may come from defaults) and keeping its validators."""
     fields: dict[str, Any] = {}
-    for name, info in CompareSpec.model_fields.items():
+    # the layer's own keys first, the per-stage overrides last, as an editor should offer them
+    ordered = sorted(CompareSpec.model_fields.items(), key=lambda item: item[0] in STAGE_NAMES)
+    for name, info in ordered:
         if name in exclude:
             continue
         annotation: Any = info.annotation

@@ -11,7 +11,7 @@ from dataclasses import replace
 from convcost import formulas
 from convcost.errors import FieldIssue, SpecError
 from convcost.formulas import ConvStage, Pair
-from convcost.spec import CompareSpec, LayerKind, LayerOptions
+from convcost.spec import STAGE_NAMES, CompareSpec, LayerKind, LayerOptions
 
 Expander = Callable[[LayerOptions], list[ConvStage]]
 _EXPANDERS: dict[LayerKind, Expander] = {}
@@ -50,35 +50,29 @@ def _describe(changes: dict[str, object]) -> str:
     return ", ".join(f"{key}={text(value)}" for key, value in changes.items())
 
 
-def _depthwise(options: LayerOptions, name: str, shared: bool = False) -> ConvStage:
+def _spatial_stage(options: LayerOptions, name: str, cout: int, groups: int, shared: bool = False) -> ConvStage:
+    """A stage with the layer's own R×S kernel, stride, padding and dilation (all but the 1×1 and R×1/1×S ones)."""
     return _stage(
         options,
         name,
         cin=options.cin,
-        cout=options.multiplier * options.cin,
+        cout=cout,
         kernel=options.kernel,
         stride=options.stride,
         padding=options.padding,
         dilation=options.dilation,
-        groups=options.cin,
+        groups=groups,
         shared=shared,
     )
 
 
+def _depthwise(options: LayerOptions, name: str, shared: bool = False) -> ConvStage:
+    return _spatial_stage(options, name, options.multiplier * options.cin, options.cin, shared)
+
+
 @register_kind(LayerKind.DENSE)
 def dense(options: LayerOptions) -> list[ConvStage]:
-    return [
-        _stage(
-            options,
-            "dense",
-            cin=options.cin,
-            cout=options.cout,
-            kernel=options.kernel,
-            stride=options.stride,
-            padding=options.padding,
-            dilation=options.dilation,
-        )
-    ]
+    return [_spatial_stage(options, "dense", options.cout, 1)]
 
 
 @register_kind(LayerKind.DEPTHWISE)
@@ -105,19 +99,7 @@ def separable(options: LayerOptions) -> list[ConvStage]:
 
 @register_kind(LayerKind.GROUPED)
 def grouped(options: LayerOptions) -> list[ConvStage]:
-    return [
-        _stage(
-            options,
-            "grouped",
-            cin=options.cin,
-            cout=options.cout,
-            kernel=options.kernel,
-            stride=options.stride,
-            padding=options.padding,
-            dilation=options.dilation,
-            groups=options.groups,
-        )
-    ]
+    return [_spatial_stage(options, "grouped", options.cout, options.groups)]
 
 
 @register_kind(LayerKind.SPATIAL)
@@ -149,22 +131,20 @@ def registered_kinds() -> list[LayerKind]:
     return list(_EXPANDERS)
 
 
-def _kind_issues(spec: CompareSpec) -> list[FieldIssue]:
+def _kind_issues(spec: LayerOptions, kinds: list[LayerKind]) -> list[FieldIssue]:
+    """Problems of the options for these kinds (groups and mid matter only to the kind that uses them)."""
     issues: list[FieldIssue] = []
-    if LayerKind.DENSE in spec.vs:
-        issues.append(FieldIssue(("vs",), "dense is the reference, always built: name the alternatives to compare"))
-    # groups and mid belong to one kind each; a defaults block may set them for entries that do not compare it
-    if LayerKind.GROUPED in spec.vs and (spec.cin % spec.groups or spec.cout % spec.groups):
+    if LayerKind.GROUPED in kinds and (spec.cin % spec.groups or spec.cout % spec.groups):
         issues.append(
             FieldIssue(
                 ("groups",),
                 f"cin ({spec.cin}) and cout ({spec.cout}) must both be divisible by {spec.groups}",
             )
         )
-    if LayerKind.GROUPED in spec.vs and spec.groups == 1:
+    if LayerKind.GROUPED in kinds and spec.groups == 1:
         issues.append(FieldIssue(("groups",), "grouped needs groups > 1 (groups=1 is the dense conv)"))
     for kind in (LayerKind.DEPTHWISE, LayerKind.SHARED):
-        if kind in spec.vs and spec.cout != spec.multiplier * spec.cin:
+        if kind in kinds and spec.cout != spec.multiplier * spec.cin:
             issues.append(
                 FieldIssue(
                     ("cout",),
@@ -202,14 +182,28 @@ def _stage_issues(stage: ConvStage, size: Pair, overridden: set[str]) -> list[Fi
 
 def plan(spec: CompareSpec) -> dict[LayerKind, list[ConvStage]]:
     """Validated stages for the dense reference and every alternative; all problems raised at once."""
-    issues = _kind_issues(spec)
-    kinds = [LayerKind.DENSE, *[kind for kind in spec.vs if kind is not LayerKind.DENSE]]
+    issues = []
+    if LayerKind.DENSE in spec.vs:
+        issues.append(FieldIssue(("vs",), "dense is the reference, always built: name the alternatives to compare"))
+    alternatives = [kind for kind in spec.vs if kind is not LayerKind.DENSE]
+    return _plan(spec, [LayerKind.DENSE, *alternatives], spec.size, issues)
+
+
+def plan_kind(options: LayerOptions, kind: LayerKind, size: Pair) -> list[ConvStage]:
+    """Validated stages of one kind on its own (a model file's layer), on an input of spatial ``size``."""
+    return _plan(options, [kind], size, [])[kind]
+
+
+def _plan(
+    spec: LayerOptions, kinds: list[LayerKind], input_size: Pair, issues: list[FieldIssue]
+) -> dict[LayerKind, list[ConvStage]]:
+    issues = [*issues, *_kind_issues(spec, kinds)]
     planned: dict[LayerKind, list[ConvStage]] = {}
     used_stage_names: set[str] = set()
     if not issues:
         for kind in kinds:
             planned[kind] = stages(kind, spec)
-            size = spec.size
+            size = input_size
             for stage in planned[kind]:
                 used_stage_names.add(stage.name)
                 override = spec.override(stage.name)
@@ -219,7 +213,7 @@ def plan(spec: CompareSpec) -> dict[LayerKind, list[ConvStage]]:
                 if stage_issues:
                     break
                 size = formulas.output_size(stage, size)
-        for name in ("depthwise", "pointwise", "grouped", "row", "column", "shared"):
+        for name in STAGE_NAMES:
             if spec.override(name) is not None and name not in used_stage_names:
                 issues.append(
                     FieldIssue(

@@ -37,14 +37,14 @@ from convcost.model_formulas import (
 )
 from convcost.spec import (
     ActField,
-    CompareSpec,
     LayerKind,
+    LayerOptions,
     NormField,
     PaddingField,
     PositiveInt,
     PositivePair,
     SizeField,
-    StageOverride,
+    StageOverrides,
     StrictBool,
     issues_from_validation,
 )
@@ -106,7 +106,7 @@ class _Layer(BaseModel):
     repeat: PositiveInt = 1
 
 
-class ConvLayer(_Layer):
+class ConvLayer(_Layer, StageOverrides):
     """A layer of any kind ``compare`` knows; ``cin`` comes from the layer before."""
 
     kind: LayerKind
@@ -123,13 +123,6 @@ class ConvLayer(_Layer):
     act: ActField | None = None
     scale: StrictBool = True
     min_width: PositiveNumber | None = None  # scale by max(width_multiplier, min_width): widen only
-    dense: StageOverride | None = None
-    depthwise: StageOverride | None = None
-    pointwise: StageOverride | None = None
-    grouped: StageOverride | None = None
-    row: StageOverride | None = None
-    column: StageOverride | None = None
-    shared: StageOverride | None = None
 
 
 class InvertedResidualLayer(_Layer):
@@ -408,19 +401,12 @@ class _Planner:
             "bias": _pick(layer.bias, defaults.bias, False),
             "norm": _pick(layer.norm, defaults.norm, Norm.NONE),
             "act": _pick(layer.act, defaults.act, Act.NONE),
-            "size": (shape[2], shape[3]),
-            "batch": shape[0],
-            # dense is always planned (as the reference); naming it in vs is refused, so ask for a separable beside it
-            "vs": [layer.kind if layer.kind is not LayerKind.DENSE else LayerKind.SEPARABLE],
+            **layer.overrides(),
         }
         if layer.mid is not None:
             data["mid"] = self.channels(layer.mid, layer.scale, layer.min_width)
-        for stage in ("dense", "depthwise", "pointwise", "grouped", "row", "column", "shared"):
-            override = getattr(layer, stage)
-            if override is not None:
-                data[stage] = override
         try:
-            planned = kinds.plan(CompareSpec.model_validate(data))
+            stages = kinds.plan_kind(LayerOptions.model_validate(data), layer.kind, (shape[2], shape[3]))
         except SpecError as error:
             for issue in error.issues:
                 self.fail((*loc, *issue.loc), _channels_said(issue.message, cin))
@@ -428,7 +414,6 @@ class _Planner:
         except ValidationError as error:  # pragma: no cover - the layer model validated these already
             self.issues.extend(issues_from_validation(error, loc))
             return None
-        stages = planned[layer.kind]
         return PlannedLayer(name, str(layer.kind), loc, _stage_ops(name, stages, shape), stages, spec=layer)
 
     def inverted_residual(self, layer: InvertedResidualLayer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:

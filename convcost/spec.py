@@ -159,10 +159,30 @@ class StageOverride(BaseModel):
 STAGE_NAMES = ("dense", "depthwise", "pointwise", "grouped", "row", "column", "shared")
 
 
-class LayerOptions(BaseModel):
-    """The conv layer being compared: the dense reference and every alternative are derived from it."""
+class StageOverrides(BaseModel):
+    """Per-stage overrides, keyed by stage name: shared by compare's options and a model file's conv layers."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dense: StageOverride | None = None
+    depthwise: StageOverride | None = None
+    pointwise: StageOverride | None = None
+    grouped: StageOverride | None = None
+    row: StageOverride | None = None
+    column: StageOverride | None = None
+    shared: StageOverride | None = None
+
+    def override(self, stage: str) -> StageOverride | None:
+        value = getattr(self, stage, None) if stage in STAGE_NAMES else None
+        return value if isinstance(value, StageOverride) else None
+
+    def overrides(self) -> dict[str, StageOverride]:
+        """The stages given an override, by name."""
+        return {name: value for name in STAGE_NAMES if (value := self.override(name)) is not None}
+
+
+class LayerOptions(StageOverrides):
+    """The conv layer being compared: the dense reference and every alternative are derived from it."""
 
     cin: PositiveInt
     cout: PositiveInt
@@ -176,18 +196,6 @@ class LayerOptions(BaseModel):
     mid: PositiveInt | None = Field(default=None, description="spatial: channels between the R×1 and 1×S convs")
     norm: NormField = Norm.NONE
     act: ActField = Act.NONE
-    # per-stage overrides, keyed by stage name
-    dense: StageOverride | None = None
-    depthwise: StageOverride | None = None
-    pointwise: StageOverride | None = None
-    grouped: StageOverride | None = None
-    row: StageOverride | None = None
-    column: StageOverride | None = None
-    shared: StageOverride | None = None
-
-    def override(self, stage: str) -> StageOverride | None:
-        value = getattr(self, stage, None)
-        return value if isinstance(value, StageOverride) else None
 
 
 def _kinds(value: Any) -> Any:
