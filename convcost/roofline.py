@@ -25,7 +25,7 @@ The model, stated once:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -241,15 +241,8 @@ def analyse(
 
 
 def _with_bounds(base: Roofline, compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Roofline:
-    return Roofline(
-        macs=base.macs,
-        flops=base.flops,
-        min_bytes=base.min_bytes,
-        intensity=base.intensity,
-        calls=base.calls,
-        latency_ms=base.latency_ms,
-        gmacs_per_s=base.gmacs_per_s,
-        gbytes_per_s=base.gbytes_per_s,
+    return replace(
+        base,
         compute_ms=compute_ms,
         memory_ms=memory_ms,
         overhead_ms=overhead_ms,
@@ -291,7 +284,7 @@ def stage_calls(stage: StageResult) -> int:
 def annotate(layer: LayerResult, calibration: Calibration | None) -> None:
     """Set the roofline of every stage of ``layer`` and of the layer, from its MACs, bytes and latencies."""
     for stage in layer.stages:
-        stage_latency = stage.latency if stage.latency is not None else None
+        stage_latency = stage.latency
         if stage_latency is None and len(layer.stages) == 1:
             stage_latency = layer.latency
         latency_ms = None if stage_latency is None else stage_latency.median_ms
