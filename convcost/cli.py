@@ -6,8 +6,11 @@ error, 3 internal error. Nothing heavy is imported at module level: ``convcost -
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -84,15 +87,7 @@ def flag_for(loc: tuple[str | int, ...]) -> str:
     names = [part for part in loc if isinstance(part, str)]
     if not names:
         return "input"
-    if len(names) >= 2 and names[0] in {
-        "dense",
-        "depthwise",
-        "pointwise",
-        "grouped",
-        "row",
-        "column",
-        "shared",
-    }:
+    if len(names) >= 2 and names[0] in STAGE_NAMES_FOR_SET:
         return f"--set {names[0]}.{names[1]}"
     return "--" + names[0].replace("_", "-")
 
@@ -126,6 +121,67 @@ def internal_error(error: BaseException) -> NoReturn:
         f"internal error: {type(error).__name__}: {error} (set CONVCOST_DEBUG=1 for a traceback)",
         EXIT_INTERNAL,
     )
+
+
+@contextlib.contextmanager
+def _exit_codes(set_stages: frozenset[str] = frozenset()) -> Iterator[None]:
+    """Map the library's exceptions to one error line and an exit code: 2 bad input, 3 internal, never a traceback."""
+    from convcost.errors import ConvcostError, MeasurementError, SpecError
+
+    try:
+        yield
+    except SpecError as error:
+        fail_spec(error, set_stages)
+    except MeasurementError as error:
+        fail(str(error), EXIT_INTERNAL)
+    except ConvcostError as error:
+        fail(str(error))
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as error:  # the promise is "never a traceback"
+        internal_error(error)
+
+
+def _latency_settings(
+    latency: bool, threads: int, rounds: int, min_time: float, channels_last: bool, tune_allocator: bool,
+    *, stages: bool = True,
+) -> LatencySettings | None:  # fmt: skip
+    """How to time, or None without latency (the forward passes then still run on ``threads``)."""
+    if not latency:
+        import torch
+
+        torch.set_num_threads(threads)
+        return None
+    from convcost.latency import LatencySettings
+
+    return LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
+                           tune_allocator=tune_allocator, stages=stages)  # fmt: skip
+
+
+def _emit(render: Callable[[Console], str | None], output: Path | None, width: int, fixed_when_piped: bool) -> None:
+    """Render to the terminal, or at a fixed width (no colour) for -o and, if asked, for a pipe; then write."""
+    from rich.console import Console
+
+    plain = output is not None or (fixed_when_piped and not sys.stdout.isatty())
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, highlight=False, color_system=None) if plain else _stdout()
+    text = render(console)
+    if text is None and plain:
+        text = buffer.getvalue()
+    if text is not None:
+        _write(text, output)
+
+
+def _progress_bar(total: int, first: str) -> tuple[Any, Callable[[int, str], None]]:
+    """A transient progress bar on an interactive stderr, else nothing: (context, update(completed, description))."""
+    if not sys.stderr.isatty() or total == 0:
+        return contextlib.nullcontext(), lambda completed, description: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=_stderr(), transient=True)  # fmt: skip
+    task = progress.add_task(first, total=total)
+    return progress, lambda completed, description: progress.update(task, completed=completed, description=description)
 
 
 def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
@@ -315,18 +371,10 @@ def _measured_comparison(
     spec: CompareSpec, latency: bool, threads: int, rounds: int, min_time: float, channels_last: bool,
     tune_allocator: bool,
 ) -> Comparison:  # fmt: skip
-    import torch
-
     from convcost.calibrate import cached
     from convcost.comparison import compare
-    from convcost.latency import LatencySettings
 
-    settings = None
-    if latency:
-        settings = LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
-                                   tune_allocator=tune_allocator)  # fmt: skip
-    else:
-        torch.set_num_threads(threads)
+    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator)
     return compare(spec, settings, cached(spec.device, spec.dtype, threads))
 
 
@@ -345,14 +393,10 @@ def run_compare(
     formula_only: bool = False,
     set_stages: frozenset[str] = frozenset(),
 ) -> None:
-    from convcost.errors import ConvcostError, MeasurementError, SpecError, UsageError
     from convcost.spec import parse_compare
 
-    try:
+    with _exit_codes(set_stages):
         spec = parse_compare(data)
-    except SpecError as error:
-        fail_spec(error, set_stages)
-    try:
         from convcost.report import OutputFormat, render
 
         if formula_only:  # pure Python: torch is never imported
@@ -361,28 +405,8 @@ def run_compare(
             comparison = estimate(spec, threads)
         else:
             comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator)
-        console = _stdout()
-        if output is not None and output_format is Format.TABLE:
-            from rich.console import Console
-
-            console = Console(file=__import__("io").StringIO(), width=100, highlight=False, color_system=None)
-        text = render(comparison, OutputFormat(output_format.value), console, roofline)
-        if text is None and output is not None:
-            text = console.file.getvalue()  # type: ignore[attr-defined]
-        if text is not None:
-            _write(text, output)
-    except SpecError as error:
-        fail_spec(error, set_stages)
-    except UsageError as error:
-        fail(str(error))
-    except MeasurementError as error:
-        fail(str(error), EXIT_INTERNAL)
-    except ConvcostError as error:
-        fail(str(error))
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as error:  # the promise is "never a traceback"
-        internal_error(error)
+        _emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output, 100,
+              fixed_when_piped=False)  # fmt: skip
     if not comparison.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -446,34 +470,22 @@ def batch_command(
     disagreement, 130 if interrupted (what was done is still reported and written).
     """
     from convcost.batch import Status, load_batch
-    from convcost.errors import SpecError, UsageError
 
     chosen = _format_for(output, output_format)
-    try:
+    with _exit_codes():
         plan = load_batch(file)
         if select is not None:
             plan = plan.select(select)
-    except SpecError as error:
-        fail_spec(error)
-    except UsageError as error:
-        fail(str(error))
-    try:
         settings = None
-        if latency and not formula_only:
-            from convcost.latency import LatencySettings
-
+        if not formula_only:  # the formula-only path never imports torch
             # the summary shows whole layers: timing each stage on its own too would double the time
-            settings = LatencySettings(threads=threads, rounds=rounds, min_time=min_time,
-                                       channels_last=channels_last, tune_allocator=tune_allocator,
-                                       stages=False)  # fmt: skip
+            settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                         stages=False)  # fmt: skip
         result = _run_batch(plan, settings, threads, not formula_only)
-        text = _render_batch(result, chosen, output, detail)
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as error:  # the promise is "never a traceback"
-        internal_error(error)
-    if text is not None:
-        _write(text, output)
+        from convcost.report import OutputFormat, render_batch
+
+        _emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail), output,
+              _PLAIN_WIDTH, fixed_when_piped=True)  # fmt: skip
     console = _stderr()
     for entry in result.entries:
         if entry.status in (Status.INVALID, Status.ERROR):
@@ -497,55 +509,26 @@ def batch_command(
 
 def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, measure: bool) -> BatchResult:
     """Evaluate the entries with a progress bar on an interactive stderr; Ctrl-C keeps what was done."""
-    import contextlib
-
     from convcost.batch import EntryResult, collect, run
 
     calibration = None
     if measure:  # the formula-only path never imports torch
-        import torch
-
         from convcost.calibrate import cached
-
-        if settings is None:
-            torch.set_num_threads(threads)
 
         def calibration(spec: CompareSpec) -> Calibration | None:
             return cached(spec.device, spec.dtype, threads)
 
     done: list[EntryResult] = []
     names = [entry.name for entry in plan.entries]
-    progress: Any = contextlib.nullcontext()
-    if sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=_stderr(), transient=True)  # fmt: skip
+    progress, update = _progress_bar(len(names), names[0] if names else "")
     try:
         with progress:
-            task = progress.add_task(names[0], total=len(names)) if names and sys.stderr.isatty() else None
             for outcome in run(plan, settings, measure=measure, calibration=calibration):
                 done.append(outcome)
-                if task is not None:
-                    upcoming = names[len(done)] if len(done) < len(names) else "done"
-                    progress.update(task, advance=1, description=upcoming)
+                update(len(done), names[len(done)] if len(done) < len(names) else "done")
     except KeyboardInterrupt:
         return collect(plan, done, interrupted=True)
     return collect(plan, done)
-
-
-def _render_batch(result: BatchResult, output_format: Format, output: Path | None, detail: bool) -> str | None:
-    from rich.console import Console
-
-    from convcost.report import OutputFormat, render_batch
-
-    console = _stdout()
-    if output is not None or not sys.stdout.isatty():
-        console = Console(file=__import__("io").StringIO(), width=_PLAIN_WIDTH, highlight=False, color_system=None)
-    text = render_batch(result, OutputFormat(output_format.value), console, detail)
-    if text is None and console.file is not sys.stdout:
-        text = console.file.getvalue()  # type: ignore[attr-defined]
-    return text
 
 
 @app.command("schema")
@@ -597,52 +580,17 @@ def model_command(
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = _format_for(output, output_format)
-    from convcost.errors import ConvcostError, MeasurementError, SpecError
-    from convcost.latency import LatencySettings
-
-    settings = None
-    if latency or roofline:
-        settings = LatencySettings(
-            threads=threads,
-            rounds=rounds,
-            min_time=min_time,
-            channels_last=channels_last,
-            tune_allocator=tune_allocator,
-        )
-    try:
+    with _exit_codes():
         from convcost.model import evaluate_source
-
-        result = evaluate_source(
-            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
-        )
-    except SpecError as error:
-        fail_spec(error)
-    except MeasurementError as error:
-        fail(str(error), EXIT_INTERNAL)
-    except ConvcostError as error:
-        fail(str(error))
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as error:
-        internal_error(error)
-    try:
-        from rich.console import Console
-
         from convcost.model_report import render
         from convcost.report import OutputFormat
 
-        console = _stdout()
-        if output is not None or not sys.stdout.isatty():
-            console = Console(file=__import__("io").StringIO(), width=_MODEL_WIDTH, highlight=False, color_system=None)
-        text = render(result, OutputFormat(output_format.value), console, by_kind, roofline)
-        if text is None and console.file is not sys.stdout:
-            text = console.file.getvalue()  # type: ignore[attr-defined]
-        if text is not None:
-            _write(text, output)
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as error:
-        internal_error(error)
+        settings = _latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator)
+        result = evaluate_source(
+            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
+        )
+        _emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind, roofline),
+              output, _MODEL_WIDTH, fixed_when_piped=True)  # fmt: skip
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -681,47 +629,26 @@ def calibrate_command(
     matches their own settings.
     """
     output_format = _format_for(output, output_format)
-    from convcost.errors import ConvcostError, UsageError
-
     chosen_dtype, chosen_device = _dtype(dtype), _device(device)
-    try:
+    with _exit_codes():
         from convcost.calibrate import cache_path, calibration_for
+        from convcost.report import markdown_table, render_calibration, to_csv, to_json
 
         calibration, fresh = calibration_for(chosen_device, chosen_dtype, threads, refresh)
         path = str(cache_path())
-        if output_format is Format.JSON:
-            from convcost.report import to_json
+        row = {**calibration.to_dict(), "key": calibration.key}
 
-            text: str | None = to_json({**calibration.to_dict(), "key": calibration.key, "cache": path,
-                                        "measured_now": fresh})  # fmt: skip
-        elif output_format in (Format.CSV, Format.MARKDOWN):
-            from convcost.report import markdown_table, to_csv
-
-            row = {**calibration.to_dict(), "key": calibration.key}
+        def render(console: Console) -> str | None:
+            if output_format is Format.JSON:
+                return to_json({**row, "cache": path, "measured_now": fresh})
             if output_format is Format.CSV:
-                text = to_csv([row], list(row))
-            else:
-                text = markdown_table(["Key", "Value"], [[key, str(value)] for key, value in row.items()]) + "\n"
-        else:
-            from rich.console import Console
-
-            from convcost.report import render_calibration
-
-            console = _stdout()
-            if output is not None:
-                console = Console(file=__import__("io").StringIO(), width=100, highlight=False, color_system=None)
+                return to_csv([row], list(row))
+            if output_format is Format.MARKDOWN:
+                return markdown_table(["Key", "Value"], [[key, str(value)] for key, value in row.items()]) + "\n"
             render_calibration(calibration, path, fresh, console)
-            text = console.file.getvalue() if output is not None else None  # type: ignore[attr-defined]
-        if text is not None:
-            _write(text, output)
-    except UsageError as error:
-        fail(str(error))
-    except ConvcostError as error:
-        fail(str(error))
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as error:  # the promise is "never a traceback"
-        internal_error(error)
+            return None
+
+        _emit(render, output, 100, fixed_when_piped=False)
 
 
 @app.command("sweep")
@@ -768,8 +695,6 @@ def sweep_command(
     Comma-separated values make the axes, e.g. --cin 8,32,128 --cout 64,256 -k 3,5,7 --size 56,112.
     """
     output_format = _format_for(output, output_format)
-    from convcost.errors import ConvcostError, MeasurementError, SpecError, UsageError
-
     fixed: dict[str, Any] = {
         "stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "multiplier": multiplier,
         "bias": bias, "norm": norm, "act": act, "batch": batch, "dtype": dtype, "device": device,
@@ -777,35 +702,20 @@ def sweep_command(
     if vs:
         fixed["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
-    try:
+    with _exit_codes():
         from convcost import sweep
-
-        specs = sweep.plan(axes, fixed)
-    except SpecError as error:
-        fail_spec(error)
-    if plot is not None:
-        if not latency:
-            fail("--plot: the plot shows measured speedups: leave out --no-latency")
-        from convcost.plot import check_plot_path
-
-        try:
-            check_plot_path(plot)
-        except UsageError as error:
-            fail(str(error))
-    try:
-        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator)
-        from rich.console import Console
-
         from convcost.report import OutputFormat, render_sweep
 
-        console = _stdout()
-        if output is not None and output_format is Format.TABLE:
-            console = Console(file=__import__("io").StringIO(), width=120, highlight=False, color_system=None)
-        text = render_sweep(result, OutputFormat(output_format.value), console)
-        if text is None and output is not None:
-            text = console.file.getvalue()  # type: ignore[attr-defined]
-        if text is not None:
-            _write(text, output)
+        specs = sweep.plan(axes, fixed)
+        if plot is not None:  # refused before anything is measured
+            if not latency:
+                fail("--plot: the plot shows measured speedups: leave out --no-latency")
+            from convcost.plot import check_plot_path
+
+            check_plot_path(plot)
+        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator)
+        _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output, 120,
+              fixed_when_piped=False)  # fmt: skip
         if plot is not None:
             from convcost.plot import plot_sweep
 
@@ -813,18 +723,6 @@ def sweep_command(
                 plot_sweep(result, plot)
             except OSError as error:
                 fail(f"--plot: cannot write {plot}: {error.strerror or error}")
-    except SpecError as error:
-        fail_spec(error)
-    except UsageError as error:
-        fail(str(error))
-    except MeasurementError as error:
-        fail(str(error), EXIT_INTERNAL)
-    except ConvcostError as error:
-        fail(str(error))
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as error:  # the promise is "never a traceback"
-        internal_error(error)
     if result.interrupted:
         done = len({(point.cin, point.cout, point.kernel, point.size) for point in result.points})
         _stderr().print(f"convcost: interrupted after {done} of {result.planned} grid points", markup=False)
@@ -840,35 +738,15 @@ def _run_sweep(
     min_time: float, channels_last: bool, tune_allocator: bool,
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr."""
-    import contextlib
-
-    import torch
-
     from convcost import sweep
     from convcost.calibrate import cached
-    from convcost.latency import LatencySettings
 
-    settings = None
-    if latency:
-        settings = LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
-                                   tune_allocator=tune_allocator)  # fmt: skip
-    else:
-        torch.set_num_threads(threads)
+    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator)
     calibration = cached(specs[0].device, specs[0].dtype, threads)
-    progress: Any = contextlib.nullcontext()
-    report: sweep.Progress | None = None
-    if sys.stderr.isatty():
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=_stderr(), transient=True)  # fmt: skip
-        task = progress.add_task("sweep", total=len(specs))
-
-        def report(index: int, total: int, spec: Any) -> None:
-            progress.update(task, completed=index, description=sweep.describe(spec))
-
+    progress, update = _progress_bar(len(specs), "sweep")
     with progress:
-        return sweep.run(specs, axes, fixed, settings, calibration, report)
+        return sweep.run(specs, axes, fixed, settings, calibration,
+                         lambda index, total, spec: update(index, sweep.describe(spec)))  # fmt: skip
 
 
 # ---- convcost check ----------------------------------------------------------------------------------------
@@ -896,9 +774,7 @@ def check_command(
     output: OutputOption = None,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
-    from convcost.errors import ConvcostError, MeasurementError, SpecError
-
-    try:
+    with _exit_codes():
         from convcost import budget as budgets
         from convcost import budget_report
 
@@ -907,34 +783,25 @@ def check_command(
         if update_baseline and target is None:
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
         result = budgets.run_checks(plan, baseline, update_baseline)
-        if update_baseline and target is not None:
-            from convcost.files import write_atomic
-
-            write_atomic(target, budgets.baseline_text(result))
-            result.baseline_path, result.baseline_written = str(target), True
         renderers = {
             CheckFormat.TABLE: budget_report.to_lines,
             CheckFormat.JSON: budget_report.to_json_text,
             CheckFormat.GITHUB: budget_report.to_github,
             CheckFormat.JUNIT: budget_report.to_junit,
         }
-        text = renderers[output_format](result)
-        summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
-        if output_format is CheckFormat.GITHUB and summary_path:
-            with open(summary_path, "a", encoding="utf-8") as stream:
-                stream.write(budget_report.to_markdown_summary(result))
-    except SpecError as error:
-        fail_spec(error)
-    except MeasurementError as error:
-        fail(str(error), EXIT_INTERNAL)
-    except ConvcostError as error:
-        fail(str(error))
-    except OSError as error:
-        fail(f"cannot write: {error}")
-    except (typer.Exit, KeyboardInterrupt):
-        raise
-    except Exception as error:
-        internal_error(error)
+        try:
+            if update_baseline and target is not None:
+                from convcost.files import write_atomic
+
+                write_atomic(target, budgets.baseline_text(result))
+                result.baseline_path, result.baseline_written = str(target), True
+            text = renderers[output_format](result)
+            summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+            if output_format is CheckFormat.GITHUB and summary_path:
+                with open(summary_path, "a", encoding="utf-8") as stream:
+                    stream.write(budget_report.to_markdown_summary(result))
+        except OSError as error:
+            fail(f"cannot write: {error}")
     _write(text, output)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
