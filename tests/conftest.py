@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import torch
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -13,6 +16,10 @@ def overwrite(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def empty_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    # No test may depend on a calibration cached by the developer's own runs.
+def isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # No test may depend on a calibration cached by the developer's own runs, nor on the thread count an
+    # earlier test's command left behind (the CLI sets torch's threads for the process, as a command may).
     monkeypatch.setenv("CONVCOST_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)

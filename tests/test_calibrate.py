@@ -25,9 +25,7 @@ TINY = CalibrationSettings(max_matmul=64, copy_bytes=64 << 10, min_time=0.002)
 def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("CONVCOST_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(calibrate, "default_settings", lambda device: TINY)
-    previous = torch.get_num_threads()
     yield tmp_path / "cache"
-    torch.set_num_threads(previous)
 
 
 def test_measure_peaks_on_tiny_sizes() -> None:

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ from convcost.spec import parse_compare
 
 FAST = LatencySettings(rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
 SMALL = {"cin": 4, "cout": 8, "kernel": 3, "size": 8}
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CONVCOST_CACHE_DIR", str(tmp_path / "cache"))
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
 
 
 class Counting(nn.Module):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,14 +42,6 @@ PEAKS = Calibration(
     measured_at="2026-01-01T00:00:00+00:00",
     allocator="not tuned",
 )
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CONVCOST_CACHE_DIR", str(tmp_path / "cache"))
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_compute_bound_stage() -> None:
@@ -252,7 +243,7 @@ def test_cli_csv_has_roofline_columns() -> None:
 
 
 def test_cli_broken_cache_is_a_usage_error(tmp_path: Path) -> None:
-    calibrate.cache_path().parent.mkdir(parents=True)
+    calibrate.cache_path().parent.mkdir(parents=True, exist_ok=True)  # the conftest cache dir exists already
     calibrate.cache_path().write_text("{not json", encoding="utf-8")
     result = CliRunner().invoke(app, ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16",
                                       "--no-latency"])  # fmt: skip

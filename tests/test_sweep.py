@@ -6,11 +6,9 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from convcost import sweep
@@ -19,14 +17,6 @@ from convcost.errors import SpecError
 from convcost.latency import LatencySettings
 
 FAST = ["--rounds", "2", "--min-time", "0.002"]
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("CONVCOST_CACHE_DIR", str(tmp_path / "cache"))
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_split_axis_keeps_order_and_drops_repeats() -> None:
