@@ -598,22 +598,6 @@ def model_command(
 # --- convcost calibrate / convcost sweep ---------------------------------------------------------------
 
 
-def _dtype(value: str) -> Any:
-    from convcost.spec import DType
-
-    try:
-        return DType(value.strip().lower())
-    except ValueError:
-        fail(f"--dtype: must be float32, bfloat16 or float16, got {value!r}")
-
-
-def _device(value: str) -> str:
-    device = value.strip().lower()
-    if device not in ("cpu", "cuda"):
-        fail(f"--device: must be cpu or cuda, got {value!r}")
-    return device
-
-
 @app.command("calibrate")
 def calibrate_command(
     threads: ThreadsOption = 1,
@@ -629,8 +613,10 @@ def calibrate_command(
     matches their own settings.
     """
     output_format = _format_for(output, output_format)
-    chosen_dtype, chosen_device = _dtype(dtype), _device(device)
     with _exit_codes():
+        from convcost.spec import run_settings
+
+        chosen_dtype, chosen_device = run_settings(dtype, device)
         from convcost.calibrate import cache_path, calibration_for
         from convcost.report import markdown_table, render_calibration, to_csv, to_json
 

@@ -969,18 +969,9 @@ def evaluate_source(
     device: str = "cpu",
 ) -> ModelResult:
     """Evaluate a model file or an import path with command-line style settings (strings are validated)."""
-    from convcost.errors import FieldIssue, SpecError
+    from convcost.spec import run_settings
 
-    issues = []
-    try:
-        chosen_dtype = DType(dtype.strip().lower())
-    except ValueError:
-        issues.append(FieldIssue(("dtype",), f"must be float32, bfloat16 or float16, got {dtype!r}"))
-    chosen_device = device.strip().lower()
-    if chosen_device not in ("cpu", "cuda"):
-        issues.append(FieldIssue(("device",), f"must be cpu or cuda, got {device!r}"))
-    if issues:
-        raise SpecError(issues)
+    chosen_dtype, chosen_device = run_settings(dtype, device)
     previous_threads = torch.get_num_threads()
     try:
         if latency_settings is None:

@@ -45,6 +45,22 @@ class DType(str, Enum):
 
 
 # ASCII digits only: int() would also take '٣' or '８', which nobody means in a layer file
+def run_settings(dtype: str, device: str) -> tuple[DType, str]:
+    """``--dtype`` and ``--device`` as given on a command line, validated together (SpecError names both)."""
+    issues = []
+    chosen_dtype = DType.FLOAT32
+    try:
+        chosen_dtype = DType(dtype.strip().lower())
+    except ValueError:
+        issues.append(FieldIssue(("dtype",), f"must be float32, bfloat16 or float16, got {dtype!r}"))
+    chosen_device = device.strip().lower()
+    if chosen_device not in ("cpu", "cuda"):
+        issues.append(FieldIssue(("device",), f"must be cpu or cuda, got {device!r}"))
+    if issues:
+        raise SpecError(issues)
+    return chosen_dtype, chosen_device
+
+
 _PAIR = re.compile(r"^\s*([0-9]+)\s*[xX×,]\s*([0-9]+)\s*$")
 _INT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 
