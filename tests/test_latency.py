@@ -204,3 +204,15 @@ def test_cuda_latency_uses_event_clock() -> None:
     comparison = compare(parse_compare({**SMALL, "device": "cuda"}), FAST)
     assert comparison.dense.latency is not None and comparison.dense.latency.median_ms > 0
     assert comparison.environment.device == "cuda"
+
+
+def test_round_times_become_median_quartiles_and_range() -> None:
+    from convcost.latency import _stats
+
+    # five rounds of 4, 1, 3, 2, 5 ms: sorted 1…5, median 3; inclusive quartiles sit at positions (5−1)·¼ = 1 and
+    # (5−1)·¾ = 3 of the sorted list, i.e. 2 and 4 ms
+    stats = _stats([0.004, 0.001, 0.003, 0.002, 0.005], calls=40)
+    assert (stats.median_ms, stats.q1_ms, stats.q3_ms) == pytest.approx((3.0, 2.0, 4.0))
+    assert (stats.min_ms, stats.max_ms, stats.rounds, stats.calls) == (pytest.approx(1.0), pytest.approx(5.0), 5, 40)
+    one = _stats([0.002], calls=3)  # a single round has no spread
+    assert one.median_ms == one.q1_ms == one.q3_ms == pytest.approx(2.0) and one.iqr_ms == 0
