@@ -324,16 +324,7 @@ def compare(
             help="Override one stage's setting: STAGE.FIELD=VALUE, e.g. pointwise.padding=1.",
         ),
     ] = None,
-    output_format: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Output format [default: from -o's extension, else table].",
-            case_sensitive=False,
-            show_default=False,
-        ),
-    ] = None,
+    output_format: FormatOption = None,
     output: OutputOption = None,
     formula_only: FormulaOnlyOption = False,
     latency: LatencyOption = True,
@@ -440,16 +431,7 @@ def batch_command(
             help="YAML file of layer configs (`convcost schema` describes it).", show_default=False, metavar="FILE"
         ),
     ],
-    output_format: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Output format [default: from -o's extension, else table].",
-            case_sensitive=False,
-            show_default=False,
-        ),
-    ] = None,
+    output_format: FormatOption = None,
     output: OutputOption = None,
     select: Annotated[
         str | None,
