@@ -838,7 +838,7 @@ def render_calibration(calibration: Calibration, path: str, fresh: bool, console
     table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Peak", no_wrap=True)
     table.add_column("Value", justify="right", no_wrap=True)
-    table.add_column("Measured with", no_wrap=True)
+    table.add_column("Measured with", overflow="fold")  # prose: may wrap between words
     table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)} GFLOP/s",
                   f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
     table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)} GB/s",
