@@ -87,8 +87,15 @@ def _stderr() -> Console:
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit with ``code``."""
-    _stderr().print(f"convcost: error: {message}", markup=False, soft_wrap=True)
+    error_line(_stderr(), message)
     raise typer.Exit(code)
+
+
+def error_line(console: Console, message: str) -> None:
+    """``convcost: error: message`` as one line: the message's user values made visible, newlines included."""
+    from convcost.literal import visible
+
+    console.print(visible(f"convcost: error: {message}"), soft_wrap=True)
 
 
 def flag_for(loc: tuple[str | int, ...]) -> str:
@@ -107,7 +114,7 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
     console = _stderr()
     if error.source:
         for line in error.lines():
-            console.print(f"convcost: error: {line}", markup=False, soft_wrap=True)
+            error_line(console, line)
     else:
         for issue in error.issues:
             flag, message = flag_for(issue.loc), issue.message
@@ -115,7 +122,7 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
                 flag = "--set " + ".".join(str(part) for part in issue.loc)
                 if len(issue.loc) == 1 and message == "unknown key":
                     message = "unknown stage (stages: " + ", ".join(STAGE_NAMES_FOR_SET) + ")"
-            console.print(f"convcost: error: {flag}: {message}", markup=False, soft_wrap=True)
+            error_line(console, f"{flag}: {message}")
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -492,7 +499,7 @@ def batch_command(
     for entry in result.entries:
         if entry.status in (Status.INVALID, Status.ERROR):
             for line in entry.problems(result.source):
-                console.print(f"convcost: error: {line}", markup=False, soft_wrap=True)
+                error_line(console, line)
         if entry.exception is not None and _debugging():
             import traceback
 

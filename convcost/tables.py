@@ -24,17 +24,22 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from convcost.literal import visible
+from convcost.literal import visible, visible_lines
 
 PIPED_WIDTH = 120  # the width of piped output and of -o files when $COLUMNS is not set
 
 
-def literal(renderable: Any) -> Any:
-    """A str or Text as literal, visible Text (no markup, no emoji, no control characters); others unchanged."""
+def literal(renderable: Any, keep_lines: bool = False) -> Any:
+    """A str or Text as literal, visible Text (no markup, no emoji, no control characters); others unchanged.
+
+    ``keep_lines`` keeps line breaks (prose we wrote, whose user parts were made visible when it was built); a
+    table cell shows a line break in a name as ``\\n``.
+    """
+    escape = visible_lines if keep_lines else visible
     if isinstance(renderable, str):
-        return Text(visible(renderable))
-    if isinstance(renderable, Text) and not renderable.plain.isprintable():
-        return Text(visible(renderable.plain), style=renderable.style, justify=renderable.justify)
+        return Text(escape(renderable))
+    if isinstance(renderable, Text) and escape(renderable.plain) != renderable.plain:
+        return Text(escape(renderable.plain), style=renderable.style, justify=renderable.justify)
     return renderable
 
 
@@ -116,7 +121,7 @@ class LiteralConsole(Console):
     """A console that prints every str as itself: no markup, no emoji, no highlighting, control chars visible."""
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
-        super().print(*(literal(item) for item in objects), **kwargs)
+        super().print(*(literal(item, keep_lines=True) for item in objects), **kwargs)
 
     def rule(self, title: str | Text = "", *args: Any, **kwargs: Any) -> None:
         super().rule(literal(title) if title else title, *args, **kwargs)
