@@ -119,6 +119,26 @@ def test_model_tables(width: int, cells: list[str], monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_model_roofline_tables(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch,
+                               tmp_path: Path) -> None:  # fmt: skip
+    import torch
+
+    from convcost import calibrate
+
+    # peaks for this machine, torch and thread count, so that the model's layers get bounds and verdicts
+    calibrate.store(replace(PEAKS, machine=calibrate.machine_name("cpu"), torch=torch.__version__))
+    path = tmp_path / "tiny.yaml"
+    path.write_text("input: {channels: 3, size: 8}\nlayers:\n  - {name: stem, kind: dense, cout: 8, kernel: 3}\n"
+                    "  - {name: block, kind: separable, cout: 16, kernel: 3}\n")  # fmt: skip
+    result = evaluate_source(str(path), latency_settings=FAST)
+    assert result.environment.calibration is not None
+    text = rendered(width, monkeypatch, lambda console: render_model(result, OutputFormat.TABLE, console, False, True))
+    # stem: 3·8·9 = 216 weights on 8×8 (padded to keep the size): 216·64 = 13,824 MACs = 13.8k
+    assert_whole(text, [*cells, "13.8k"], width)
+    assert "Roofline per layer" in text
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_sweep_table(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     axes = {"cin": "4,8", "cout": "8", "kernel": "3", "size": "8"}
     fixed: dict[str, Any] = {}
