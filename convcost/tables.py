@@ -79,16 +79,64 @@ class FitTable(Table):
             yield from super().__rich_console__(console, options)
             return
         # first the same grid with one space between columns and no edge, then, if even that is too wide, stacked
-        layout = self.padding, self.show_edge
-        self.padding, self.show_edge = (0, 1, 0, 0), False
+        layout = self.padding, self.show_edge, self.pad_edge
+        self.padding, self.show_edge, self.pad_edge = self._compact_padding(), False, False
         if self.needed_width(console, options) <= options.max_width:
             yield from super().__rich_console__(console, options)
             return
-        self.padding, self.show_edge = layout
-        yield from self._stacked()
+        headed = self._headed(console, options)
+        self.padding, self.show_edge, self.pad_edge = layout
+        if headed is not None:
+            yield from headed
+            return
+        yield from self._stacked(console, options)
 
-    def _stacked(self) -> Iterable[RenderableType]:
-        """Each row as its first cell, then one ``header  value`` line per other non-empty cell."""
+    def _compact_padding(self) -> tuple[int, int, int, int]:
+        """No padding where the box already puts a space between columns, else one space after each."""
+        return (0, 0, 0, 0) if self.box is not None else (0, 1, 0, 0)
+
+    def _headed(self, console: Console, options: ConsoleOptions) -> list[RenderableType] | None:
+        """The compact grid without its first column, whose cells become headings above their rows (a row with an
+        empty first cell stays under the heading before it); None if even that is too wide."""
+        if len(self.columns) < 3:
+            return None
+        cells = [list(column.cells) for column in self.columns]
+
+        def part(rows: list[int], header: bool) -> FitTable:
+            table = FitTable(box=self.box, pad_edge=False, show_edge=False, padding=self._compact_padding(),
+                             show_header=header, header_style=self.header_style)  # fmt: skip
+            for column in self.columns[1:]:
+                table.add_column(column.header, justify=column.justify, overflow=column.overflow,
+                                 min_width=column.min_width, header_style=column.header_style)  # fmt: skip
+            for index in rows:
+                table.add_row(*(column[index] for column in cells[1:]), style=self.rows[index].style)
+            return table
+
+        if part(list(range(len(self.rows))), True).needed_width(console, options) > options.max_width:
+            return None
+        groups: list[tuple[Any, list[int]]] = []
+        for index in range(len(self.rows)):
+            key = cells[0][index]
+            if not groups or (isinstance(key, str | Text) and str(key).strip()):
+                groups.append((key, []))
+            groups[-1][1].append(index)
+        parts: list[RenderableType] = [literal(self.title)] if self.title else []
+        for number, (key, rows) in enumerate(groups):
+            if number == 0:  # the column headers once, above the first heading
+                parts.append(part([], True))
+            if isinstance(key, str | Text) and str(key).strip():
+                head = literal(key).copy()
+                head.stylize(self.rows[rows[0]].style or "")
+                head.stylize("bold")
+                parts.append(head)
+            parts.append(part(rows, False))
+        if self.caption:
+            parts.append(literal(self.caption))
+        return parts
+
+    def _stacked(self, console: Console, options: ConsoleOptions) -> Iterable[RenderableType]:
+        """Each row as its first cell, then one ``header  value`` line per other non-empty cell (the value on a line
+        of its own, under its header, where the two do not fit side by side)."""
         if self.title:
             yield literal(self.title)
         headers = [column.header if isinstance(column.header, str | Text) else "" for column in self.columns]
@@ -98,21 +146,26 @@ class FitTable(Table):
         for index, row in enumerate(self.rows):
             style = row.style or ""
             first = cells[0][index]
-            if isinstance(first, Text | str):
+            if isinstance(first, Text | str) and str(first).strip():
                 head = literal(first).copy()
                 head.stylize(style)
                 head.stylize("bold")
                 yield head
-            grid = Table.grid(padding=(0, 1))
-            grid.add_column(no_wrap=True)
-            grid.add_column(overflow="fold")
             for label, column in zip(labels[1:], cells[1:], strict=True):
                 value = column[index]
                 if value is None or (isinstance(value, Text | str) and not str(value).strip()):
                     continue
-                grid.add_row(Text("  " + label.ljust(label_width), style="dim"), value, style=style)
-            if grid.row_count:
-                yield grid
+                if not isinstance(value, Text):
+                    yield value
+                    continue
+                width = _content_width(console, options, value)
+                line = Text("  " + label.ljust(label_width) + " ", style="dim")
+                if cell_len(line.plain) + width > options.max_width:  # the value on its own line, under its label
+                    yield Text("  " + label, style="dim")
+                    line = Text("    " if 4 + width <= options.max_width else "")
+                line.append_text(value.copy())
+                line.stylize(style, len(line.plain) - len(value.plain))
+                yield line
         if self.caption:
             yield literal(self.caption)
 

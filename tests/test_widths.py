@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich import box
 from rich.console import Console
 from rich.text import Text
 
@@ -154,3 +155,31 @@ def test_calibrate_table(width: int, cells: list[str], monkeypatch: pytest.Monke
     peaks = replace(PEAKS, grouped_call_overhead_s=2e-6)
     text = rendered(width, monkeypatch, lambda console: render_calibration(peaks, "/cache/x.json", True, console))
     assert_whole(text, [*cells, "1.00 GFLOP/s", "1.00 µs", "2.00 µs"], width)  # 1e9 FLOP/s, 1e-6 s, 2e-6 s
+
+
+def test_the_four_layouts() -> None:
+    """Whole grid, compact grid, first column as headings, stacked: chosen by width, every cell whole in each."""
+
+    def draw(width: int) -> list[str]:
+        table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)  # as every convcost table
+        table.add_column("Name")
+        table.add_column("Count", justify="right")
+        table.add_column("Change")
+        table.add_row("entry-name-of-16", "1,234,567", "x → y")
+        table.add_row("", "89", "z → w")  # continues the entry above
+        buffer = io.StringIO()
+        Console(file=buffer, width=width, color_system=None).print(table)
+        return [line.rstrip() for line in buffer.getvalue().splitlines()]
+
+    # cells 16 + 9 + 6 ("Change") = 31. Whole: an edge space each side, 3 between columns: 1+16+3+9+3+6+1 = 39
+    assert draw(39)[1:4] == [" Name                   Count   Change", " " + "─" * 37,
+                             " entry-name-of-16   1,234,567   x → y"]  # fmt: skip
+    # compact: one space between columns, no edge: 16+1+9+1+6 = 33
+    assert draw(38)[:3] == draw(33)[:3] == ["Name                 Count Change", "─" * 33,
+                                            "entry-name-of-16 1,234,567 x → y"]  # fmt: skip
+    # 9+1+6 = 16 without the name column: the name becomes a heading above its rows
+    expected = ["    Count Change", "─" * 16, "entry-name-of-16", "1,234,567 x → y", "       89 z → w"]
+    assert draw(32) == draw(16) == expected
+    # under 16, stacked; at 12 "  Count  " (9) + 9 digits = 18 does not fit, nor 4 + 9: the number under its label
+    assert draw(12) == ["entry-name-o", "f-16", "  Count", "1,234,567", "  Change", "    x → y", "  Count  89",
+                        "  Change", "    z → w"]  # fmt: skip
