@@ -692,6 +692,7 @@ def evaluate_import(
 def _group(traced: Trace, depth: int | None) -> list[_Row]:
     """Rows of the table: one per operation, or one per module ``depth`` levels down."""
     rows: list[_Row] = []
+    used: dict[str, int] = {}  # row names key a check's per-layer limits: a module met again later is name#2
     for call in traced.calls:
         key = call.op.name
         if call.module_name is not None and not call.reused:
@@ -705,7 +706,9 @@ def _group(traced: Trace, depth: int | None) -> list[_Row]:
                 rows[-1].ops.append(call.op)
                 rows[-1].measured.append(call)
                 continue
-        rows.append(_Row(key, kind, [call.op], [call], key if key in traced.inputs else None))
+        count = used[key] = used.get(key, 0) + 1
+        name = key if count == 1 else f"{key}#{count}"
+        rows.append(_Row(name, kind, [call.op], [call], key if key in traced.inputs else None))
     return rows
 
 
