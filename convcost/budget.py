@@ -666,6 +666,9 @@ def differences(recorded: dict[str, Any], environment: Environment | None) -> li
 
 def load_baseline(path: Path) -> dict[str, Any]:
     """A baseline file, or SpecError naming the file and the field that is wrong."""
+    from convcost.files import reading
+
+    reading(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
