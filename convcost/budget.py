@@ -664,13 +664,29 @@ def differences(recorded: dict[str, Any], environment: Environment | None) -> li
     ]
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: json keeps the last of two, which would hide a check's figures."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(repr(key))
+        seen[key] = value
+    return seen
+
+
 def load_baseline(path: Path) -> dict[str, Any]:
     """A baseline file, or SpecError naming the file and the field that is wrong."""
     from convcost.files import reading
 
     reading(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as error:
+        raise SpecError([FieldIssue((), f"key {error} is given twice (checks are keyed by name)")], str(path)) from None
     except FileNotFoundError:
         raise SpecError(
             [FieldIssue((), "no such baseline file: write one with --update-baseline")], str(path)

@@ -901,9 +901,10 @@ def main() -> None:
         sys.stderr.write(f"convcost: error: {' '.join(error.format_message().split())}\n")  # type: ignore[attr-defined]
         sys.exit(getattr(error, "exit_code", EXIT_USAGE))
     except (abort, KeyboardInterrupt):
+        code = 130
+    if code == 130 and not _interrupt_reported:  # Click answers a KeyboardInterrupt with 130: Ctrl-C or SIGTERM
         from convcost import interrupts
 
         code = interrupts.exit_code()
-        if not _interrupt_reported:
-            sys.stderr.write(f"convcost: {interrupts.what()}\n")
+        sys.stderr.write(f"convcost: {interrupts.what()}\n")
     sys.exit(code if isinstance(code, int) else EXIT_OK)
