@@ -725,9 +725,11 @@ def sweep_command(
         if plot is not None:  # refused before anything is measured
             if not latency:
                 fail("--plot: the plot shows measured speedups: leave out --no-latency")
+            from convcost.files import will_write
             from convcost.plot import check_plot_path
 
             check_plot_path(plot)
+            will_write(plot, "--plot")
         result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator)
         _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output, 120,
               fixed_when_piped=False)  # fmt: skip
@@ -850,7 +852,11 @@ def check_command(
     _write(text, output)
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if chosen is CheckFormat.GITHUB and summary_path:
+        from convcost.errors import UsageError
+        from convcost.files import will_write
+
         try:
+            will_write(summary_path, "GITHUB_STEP_SUMMARY")  # never appended to the budget or a model file
             # non-blocking: a FIFO nobody reads is refused at once instead of waiting forever
             handle = os.open(summary_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
             with os.fdopen(handle, "a", encoding="utf-8") as stream:
@@ -862,6 +868,8 @@ def check_command(
                 markup=False,
                 soft_wrap=True,
             )
+        except UsageError as error:
+            _stderr().print(f"convcost: warning: {error} (no summary written)", markup=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 

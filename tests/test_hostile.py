@@ -531,3 +531,16 @@ def test_check_infers_the_format_from_the_output_name(tmp_path: Path, name: str,
         assert ElementTree.fromstring(text).get("tests") == "1"
     else:
         assert text == "ok: 1 check, 1 limit: 1 passed, 0 errors, 0 warnings\n"
+
+
+def test_a_step_summary_naming_an_input_is_not_appended_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "tiny.yaml", MODEL)
+    text = "checks:\n  - {name: tiny, model: tiny.yaml, params: {max: 1k}}\n"
+    budget = write(tmp_path, "budget.yaml", text)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(budget))
+    result = invoke("check", budget, "-f", "github")
+    assert result.exit_code == 0, result.output  # 216 params ≤ 1,000
+    assert one_error(result) == (
+        f"convcost: warning: GITHUB_STEP_SUMMARY: {budget} is an input: refusing to write over it (no summary written)"
+    )
+    assert budget.read_text(encoding="utf-8") == text
