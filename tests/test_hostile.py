@@ -207,6 +207,38 @@ def test_user_code_ending_the_process_is_an_error_naming_the_import_path(
     assert one_error(result) == f"convcost: error: {name}:{factory}: {message}"
 
 
+def test_a_forward_that_fails_only_when_counted_is_the_models_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = user_module(
+        tmp_path,
+        monkeypatch,
+        """
+        from torch import nn
+
+        class Flaky(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 1)
+                self.calls = 0
+
+            def forward(self, x):
+                self.calls += 1
+                if self.calls > 1:
+                    raise ValueError("only once")
+                return self.conv(x)
+
+        def net():
+            return Flaky()
+        """,
+    )
+    result = invoke("model", f"{name}:net", "--input", "3x4x4")
+    assert result.exit_code == 2  # the user's error (its traceback passes through the model's file), not exit 3
+    assert one_error(result) == (
+        f"convcost: error: {name}:net: counting or timing the forward pass failed: ValueError: only once"
+    )
+
+
 def test_a_module_that_exits_while_imported_fails_the_check_on_its_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -267,10 +299,13 @@ def run_script(folder: Path, *args: str, timeout: float = 120) -> subprocess.Com
 
 def test_a_ptflops_in_the_working_directory_is_never_run(tmp_path: Path) -> None:
     write(tmp_path, "ptflops.py", "print('HIJACKED')\nraise RuntimeError('hijacked')\n")
-    write(tmp_path, "mine.py", "from torch import nn\n\ndef net():\n    return nn.Conv2d(3, 4, 1)\n")
+    # the model also writes to file descriptor 1 directly, as C code would: that goes to stderr too
+    write(tmp_path, "mine.py", "import os\nfrom torch import nn\nos.write(1, b'raw write\\n')\n\n"
+                               "def net():\n    return nn.Conv2d(3, 4, 1)\n")  # fmt: skip
     done = run_script(tmp_path, str(CONVCOST), "model", "mine:net", "--input", "3x4x4", "-f", "json")
     assert done.returncode == 0, done.stderr
     assert "HIJACKED" not in done.stdout + done.stderr
+    assert "raw write" in done.stderr
     assert json.loads(done.stdout)["total"]["macs"] == 3 * 4 * 16  # cin·cout·H·W
 
 
