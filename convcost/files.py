@@ -44,6 +44,9 @@ def will_write(path: Path | str, flag: str) -> None:
     for identity in _identities(path):
         if identity in _inputs:
             raise UsageError(_overwrite(flag, str(path), _inputs[identity]))
+        if identity in _outputs and _outputs[identity][1] != flag:
+            other, other_flag = _outputs[identity]
+            raise UsageError(f"{flag}: {path} is the file {other_flag} writes ({other}): one would replace the other")
     for identity in _identities(path):
         _outputs[identity] = (str(path), flag)
 

@@ -579,3 +579,20 @@ def test_a_step_summary_naming_an_input_is_not_appended_to(tmp_path: Path, monke
         f"convcost: warning: GITHUB_STEP_SUMMARY: {budget} is an input: refusing to write over it (no summary written)"
     )
     assert budget.read_text(encoding="utf-8") == text
+
+
+def test_two_outputs_naming_one_file_are_refused(tmp_path: Path) -> None:
+    from convcost.errors import UsageError
+    from convcost.files import forget_files, will_write
+
+    forget_files()
+    (tmp_path / "r.svg").write_text("an older report", encoding="utf-8")
+    os.link(tmp_path / "r.svg", tmp_path / "plot.svg")
+    will_write(tmp_path / "r.svg", "-o/--output")
+    with pytest.raises(UsageError) as caught:
+        will_write(tmp_path / "plot.svg", "--plot")  # a hardlink: the same device and inode
+    assert str(caught.value) == (
+        f"--plot: {tmp_path / 'plot.svg'} is the file -o/--output writes ({tmp_path / 'r.svg'}): one would replace "
+        "the other"
+    )
+    forget_files()
