@@ -244,11 +244,11 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
             first: yamlio.Loc = ("checks", names[name])
             first_line = document.key_line((*first, "name")) if document.lines.get(("key", *first, "name")) else None
             first_line = first_line or document.line(first)
-            how = "given" if check.name else "automatic (from the file name)"
+            how = "" if check.name else " (from the file name)"
             issues.append(
                 FieldIssue(
                     (*loc, "name") if check.name else loc,
-                    f"check name {name!r} ({how}) is also the name of checks[{names[name]}] "
+                    f"check name {name!r}{how} is also the name of checks[{names[name]}] "
                     f"({document.source}:{first_line}): names must be unique (give each check a 'name')",
                     document.key_line((*loc, "name")) if check.name else document.line(loc),
                 )

@@ -103,8 +103,8 @@ def test_two_checks_with_one_automatic_name_are_refused_naming_both_lines(tmp_pa
     result = invoke("check", budget)
     assert result.exit_code == 2
     assert one_error(result) == (
-        f"convcost: error: {budget}:3: checks[1]: check name 'tiny' (automatic (from the file name)) is also the "
-        f"name of checks[0] ({budget}:2): names must be unique (give each check a 'name')"
+        f"convcost: error: {budget}:3: checks[1]: check name 'tiny' (from the file name) is also the name of "
+        f"checks[0] ({budget}:2): names must be unique (give each check a 'name')"
     )
 
 
