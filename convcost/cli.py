@@ -34,9 +34,10 @@ app = typer.Typer(
     help="What replacing a Conv2d with a depthwise-separable, grouped or spatially separable one saves: "
     "params, MACs and latency, by formula and measured.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (typer's, no torch import)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
 
 
@@ -55,11 +56,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_debug_flag = False  # --debug, set by the root callback on every run
+
+
+def _debug(value: bool) -> None:
+    global _debug_flag
+    _debug_flag = value
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", callback=_debug, is_eager=True, help="Show the traceback of an internal error (exit 3)."
+        ),
     ] = False,
 ) -> None:
     """convcost: dense against separable convolutions, analytical against measured."""
@@ -74,21 +89,22 @@ def _root(
 
 
 def _stderr() -> Console:
-    from rich.console import Console
+    from convcost.tables import make_console
 
-    return Console(stderr=True, highlight=False)
-
-
-def _stdout() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False)
+    return make_console(stderr=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit with ``code``."""
-    _stderr().print(f"convcost: error: {message}", markup=False, soft_wrap=True)
+    error_line(_stderr(), message)
     raise typer.Exit(code)
+
+
+def error_line(console: Console, message: str) -> None:
+    """``convcost: error: message`` as one line: the message's user values made visible, newlines included."""
+    from convcost.literal import visible
+
+    console.print(visible(f"convcost: error: {message}"), soft_wrap=True)
 
 
 def flag_for(loc: tuple[str | int, ...]) -> str:
@@ -107,7 +123,7 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
     console = _stderr()
     if error.source:
         for line in error.lines():
-            console.print(f"convcost: error: {line}", markup=False, soft_wrap=True)
+            error_line(console, line)
     else:
         for issue in error.issues:
             flag, message = flag_for(issue.loc), issue.message
@@ -115,7 +131,7 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
                 flag = "--set " + ".".join(str(part) for part in issue.loc)
                 if len(issue.loc) == 1 and message == "unknown key":
                     message = "unknown stage (stages: " + ", ".join(STAGE_NAMES_FOR_SET) + ")"
-            console.print(f"convcost: error: {flag}: {message}", markup=False, soft_wrap=True)
+            error_line(console, f"{flag}: {message}")
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -123,13 +139,20 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
 STAGE_NAMES_FOR_SET = ("dense", "depthwise", "pointwise", "grouped", "row", "column", "shared")
 
 
+def _debugging() -> bool:
+    return _debug_flag or os.environ.get("CONVCOST_DEBUG", "") not in ("", "0")
+
+
 def internal_error(error: BaseException) -> NoReturn:
-    if os.environ.get("CONVCOST_DEBUG"):
-        raise error
-    fail(
-        f"internal error: {type(error).__name__}: {error} (set CONVCOST_DEBUG=1 for a traceback)",
-        EXIT_INTERNAL,
-    )
+    """Exit 3 with one line; with --debug or CONVCOST_DEBUG=1, the traceback first (never exit 1: that means a
+    check failed)."""
+    if _debugging():
+        import traceback
+
+        traceback.print_exception(error)
+    first = str(error).splitlines()[0] if str(error) else ""
+    fail(f"internal error: {type(error).__name__}: {first} (convcost --debug ... or CONVCOST_DEBUG=1 for the "
+         "traceback)", EXIT_INTERNAL)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -167,15 +190,19 @@ def _latency_settings(
                            tune_allocator=tune_allocator, stages=stages)  # fmt: skip
 
 
-def _emit(render: Callable[[Console], str | None], output: Path | None, width: int, fixed_when_piped: bool) -> None:
-    """Render to the terminal, or at a fixed width (no colour) for -o and, if asked, for a pipe; then write."""
-    from rich.console import Console
+def _emit(render: Callable[[Console], str | None], output: Path | None) -> None:
+    """Render tables to stdout, or into the -o file (plain, at the piped width); write text formats as they are.
 
-    plain = output is not None or (fixed_when_piped and not sys.stdout.isatty())
+    One width rule for every command (convcost.tables.make_console): $COLUMNS if set, else the terminal's width,
+    else 120 columns for a pipe or a file.
+    """
+    from convcost.tables import make_console
+
+    to_file = output is not None and str(output) != "-"
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, highlight=False, color_system=None) if plain else _stdout()
+    console = make_console(file=buffer, plain=True) if to_file else make_console()
     text = render(console)
-    if text is None and plain:
+    if text is None and to_file:
         text = buffer.getvalue()
     if text is not None:
         _write(text, output)
@@ -187,10 +214,14 @@ def _progress_bar(total: int, first: str) -> tuple[Any, Callable[[int, str], Non
         return contextlib.nullcontext(), lambda completed, description: None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=_stderr(), transient=True)  # fmt: skip
-    task = progress.add_task(first, total=total)
-    return progress, lambda completed, description: progress.update(task, completed=completed, description=description)
+    from convcost.literal import visible
+
+    # entry names are the user's: never markup (an entry named "[bold" would crash the bar), never raw controls
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=_stderr(), transient=True)  # fmt: skip
+    task = progress.add_task(visible(first), total=total)
+    return progress, lambda completed, description: progress.update(task, completed=completed,
+                                                                     description=visible(description))  # fmt: skip
 
 
 def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
@@ -296,7 +327,7 @@ RooflineOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(short_help="Dense Conv2d against its alternatives, checked two ways.")
 def compare(
     cin: Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)],
     cout: Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)],
@@ -429,8 +460,7 @@ def run_compare(
             comparison = estimate(spec, threads)
         else:
             comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator)
-        _emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output, 100,
-              fixed_when_piped=False)  # fmt: skip
+        _emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output)
     if not comparison.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -440,8 +470,6 @@ def run_compare(
 EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.interrupts.exit_code)
 _SUFFIX_FORMATS = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN, ".markdown": Format.MARKDOWN,
                    ".txt": Format.TABLE}  # fmt: skip
-# Piped or written to a file, the batch table is laid out at a fixed width so that the output is stable.
-_PLAIN_WIDTH = 120
 
 
 def _format_for(output: Path | None, chosen: Format | None) -> Format:
@@ -456,7 +484,7 @@ def _format_for(output: Path | None, chosen: Format | None) -> Format:
          "or give --format")  # fmt: skip
 
 
-@app.command("batch")
+@app.command("batch", short_help="Every comparison in a YAML file, one row each.")
 def batch_command(
     file: Annotated[
         Path,
@@ -499,15 +527,16 @@ def batch_command(
         result = _run_batch(plan, settings, threads, not formula_only)
         from convcost.report import OutputFormat, render_batch
 
-        _emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail), output,
-              _PLAIN_WIDTH, fixed_when_piped=True)  # fmt: skip
+        _emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail), output)
     console = _stderr()
     for entry in result.entries:
         if entry.status in (Status.INVALID, Status.ERROR):
             for line in entry.problems(result.source):
-                console.print(f"convcost: error: {line}", markup=False, soft_wrap=True)
-        if entry.exception is not None and os.environ.get("CONVCOST_DEBUG"):
-            raise entry.exception
+                error_line(console, line)
+        if entry.exception is not None and _debugging():
+            import traceback
+
+            traceback.print_exception(entry.exception)
     if result.interrupted:
         from convcost import interrupts
 
@@ -560,7 +589,7 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
     return collect(plan, done)
 
 
-@app.command("schema")
+@app.command("schema", short_help="The JSON Schema of batch files.")
 def schema_command(output: OutputOption = None) -> None:
     """Print the JSON Schema of batch files, so that editors can validate and complete them."""
     import json
@@ -571,10 +600,9 @@ def schema_command(output: OutputOption = None) -> None:
 
 
 # ---- convcost model ----------------------------------------------------------------------------------------
-_MODEL_WIDTH = 80  # the per-layer table is laid out for 80 columns when piped or written to a file
 
 
-@app.command("model")
+@app.command("model", short_help="Cost of a whole model, layer by layer.")
 def model_command(
     source: Annotated[
         str, typer.Argument(help="A model file (YAML), or package.module:factory returning an nn.Module.")
@@ -618,8 +646,7 @@ def model_command(
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
         )
-        _emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind, roofline),
-              output, _MODEL_WIDTH, fixed_when_piped=True)  # fmt: skip
+        _emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind, roofline), output)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -627,7 +654,7 @@ def model_command(
 # --- convcost calibrate / convcost sweep ---------------------------------------------------------------
 
 
-@app.command("calibrate")
+@app.command("calibrate", short_help="Measure and cache this machine's peaks.")
 def calibrate_command(
     threads: ThreadsOption = 1,
     dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
@@ -663,10 +690,10 @@ def calibrate_command(
             render_calibration(calibration, path, fresh, console)
             return None
 
-        _emit(render, output, 100, fixed_when_piped=False)
+        _emit(render, output)
 
 
-@app.command("sweep")
+@app.command("sweep", short_help="Compare over a grid: MAC ratio against speedup.")
 def sweep_command(
     cin: Annotated[str, typer.Option("--cin", help="Input channels, e.g. 8,32,128.", show_default=False)],
     cout: Annotated[str, typer.Option("--cout", help="Output channels, e.g. 64,256.", show_default=False)],
@@ -731,8 +758,7 @@ def sweep_command(
             check_plot_path(plot)
             will_write(plot, "--plot")
         result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator)
-        _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output, 120,
-              fixed_when_piped=False)  # fmt: skip
+        _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
         if plot is not None:
             from convcost.plot import plot_sweep
 
@@ -792,7 +818,7 @@ def _check_format_for(output: Path | None, chosen: CheckFormat | None) -> CheckF
          "or give --format")  # fmt: skip
 
 
-@app.command("check")
+@app.command("check", short_help="CI gate: fail when a model exceeds its budget.")
 def check_command(
     budget_file: Annotated[Path, typer.Argument(help="The budget file (YAML).", dir_okay=False)],
     output_format: Annotated[
@@ -891,6 +917,25 @@ def main() -> None:
 
     # torch notes that an even kernel with padding='same' costs a padded copy: true, and not the user's concern
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
+    try:
+        code = _run()
+    except Exception as error:  # outside every command's guard (e.g. while importing a dependency): still exit 3
+        try:
+            internal_error(error)
+        except typer.Exit as stop:
+            code = stop.exit_code
+    if code == 130 and not _interrupt_reported:  # Click answers a KeyboardInterrupt with 130: Ctrl-C or SIGTERM
+        from convcost import interrupts
+
+        code = interrupts.exit_code()
+        sys.stderr.write(f"convcost: {interrupts.what()}\n")
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _run() -> int | None:
+    """The app, with Click's usage errors as one ``convcost: error:`` line and exit code 2."""
+    from convcost.literal import visible
+
     usage_error, click_exception, abort = _click_exceptions()
     try:
         code = app(standalone_mode=False, prog_name="convcost")
@@ -903,16 +948,12 @@ def main() -> None:
         where = f"{command.removeprefix('convcost').strip()}: " if command != "convcost" else ""
         message = " ".join(error.format_message().split())  # type: ignore[attr-defined]  # one line, as Click wraps
         message = message.replace("Value error, ", "")
-        sys.stderr.write(f"convcost: error: {where}{message}\n")
-        sys.exit(EXIT_USAGE)
+        sys.stderr.write(visible(f"convcost: error: {where}{message}") + "\n")
+        return EXIT_USAGE
     except click_exception as error:
-        sys.stderr.write(f"convcost: error: {' '.join(error.format_message().split())}\n")  # type: ignore[attr-defined]
-        sys.exit(getattr(error, "exit_code", EXIT_USAGE))
+        message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+        sys.stderr.write(visible(f"convcost: error: {message}") + "\n")
+        return int(getattr(error, "exit_code", EXIT_USAGE))
     except (abort, KeyboardInterrupt):
-        code = 130
-    if code == 130 and not _interrupt_reported:  # Click answers a KeyboardInterrupt with 130: Ctrl-C or SIGTERM
-        from convcost import interrupts
-
-        code = interrupts.exit_code()
-        sys.stderr.write(f"convcost: {interrupts.what()}\n")
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+        return 130
+    return code if isinstance(code, int) else EXIT_OK
