@@ -66,6 +66,7 @@ def _debug(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
@@ -77,6 +78,14 @@ def _root(
     ] = False,
 ) -> None:
     """convcost: dense against separable convolutions, analytical against measured."""
+    from convcost import interrupts
+
+    # for the command's length: SIGTERM stops a run as Ctrl-C does (finished work kept), and a signal is told
+    # apart from a KeyboardInterrupt that the user's model code raises itself
+    ctx.with_resource(interrupts.handlers())
+    from convcost.files import forget_files
+
+    forget_files()  # what an earlier command (in the same process) read or wrote is not this one's input
 
 
 def _stderr() -> Console:
@@ -255,18 +264,26 @@ FormatOption = Annotated[
 ]
 
 
-def _output_path(value: Path | None) -> Path | None:
-    """Refuse an unusable -o before anything is measured (nothing computed may be lost to a typo)."""
-    if value is None:
-        return None
-    if not str(value):
-        raise typer.BadParameter("empty file name")
-    from convcost.files import check_writable
+def _output_path(value: str | Path) -> Path:
+    """Refuse an unusable -o before anything is measured (nothing computed may be lost to a typo).
 
-    problem = check_writable(value)
+    A parser rather than a Path type: Path('') is '.', and an empty -o must say that it is empty.
+    """
+    if isinstance(value, Path):
+        return value
+    if not value:
+        raise typer.BadParameter("the file name is empty")
+    from convcost.errors import UsageError
+    from convcost.files import check_writable, will_write
+
+    problem = check_writable(Path(value))
     if problem:
         raise typer.BadParameter(problem)
-    return value
+    try:
+        will_write(value, "-o/--output")
+    except UsageError as error:
+        raise typer.BadParameter(str(error)) from None
+    return Path(value)
 
 
 OutputOption = Annotated[
@@ -275,7 +292,7 @@ OutputOption = Annotated[
         "--output",
         "-o",
         help="Write the report to this file (atomically; - for stdout).",
-        callback=_output_path,
+        parser=_output_path,
         metavar="FILE",
     ),
 ]
@@ -389,15 +406,31 @@ def compare(
                 formula_only=formula_only, set_stages=frozenset(stage_settings))  # fmt: skip
 
 
+def _cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> Calibration | None:
+    """The cached calibration; a broken cache stops a timed run, but a run that times nothing goes on without it.
+
+    A broken cache is the machine's problem, not the input's: a warning names the cache, never an input line.
+    """
+    from convcost.calibrate import CalibrationCacheError, cached
+
+    try:
+        return cached(device, dtype, threads)
+    except CalibrationCacheError as error:
+        if timing:
+            raise
+        _stderr().print(f"convcost: warning: {error} (no roofline bounds: nothing is timed)", markup=False,
+                        soft_wrap=True)  # fmt: skip
+        return None
+
+
 def _measured_comparison(
     spec: CompareSpec, latency: bool, threads: int, rounds: int, min_time: float, channels_last: bool,
     tune_allocator: bool,
 ) -> Comparison:  # fmt: skip
-    from convcost.calibrate import cached
     from convcost.comparison import compare
 
     settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator)
-    return compare(spec, settings, cached(spec.device, spec.dtype, threads))
+    return compare(spec, settings, _cached_calibration(spec.device, spec.dtype, threads, timing=latency))
 
 
 def run_compare(
@@ -434,7 +467,7 @@ def run_compare(
 
 # --- convcost batch / convcost schema ---------------------------------------------------------------------
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.interrupts.exit_code)
 _SUFFIX_FORMATS = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN, ".markdown": Format.MARKDOWN,
                    ".txt": Format.TABLE}  # fmt: skip
 
@@ -477,7 +510,7 @@ def batch_command(
     """Evaluate every comparison in a YAML file: a summary row per entry; a failing entry does not stop the rest.
 
     Exit code 2 if any entry is invalid (the valid ones still run), 1 if any has a shape mismatch or a counter
-    disagreement, 130 if interrupted (what was done is still reported and written).
+    disagreement, 130 if interrupted (143 on SIGTERM; what was done is still reported and written).
     """
     from convcost.batch import Status, load_batch
 
@@ -505,11 +538,13 @@ def batch_command(
 
             traceback.print_exception(entry.exception)
     if result.interrupted:
+        from convcost import interrupts
+
         done = len(result.entries) - result.count(Status.NOT_RUN)
-        console.print(f"convcost: interrupted after {done} of {len(result.entries)} entries", markup=False)
+        console.print(f"convcost: {interrupts.what()} after {done} of {len(result.entries)} entries", markup=False)
         global _interrupt_reported
         _interrupt_reported = True
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupts.exit_code())
     if result.count(Status.ERROR):  # an internal error outranks bad input: it is the tool's fault, not the file's
         raise typer.Exit(EXIT_INTERNAL)
     if result.count(Status.INVALID):
@@ -524,10 +559,22 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
 
     calibration = None
     if measure:  # the formula-only path never imports torch
-        from convcost.calibrate import cached
+        # read once per device and dtype before anything runs: a broken cache is the machine's problem, reported
+        # once (or, when timing, stopping the run), never an invalid entry against the file's lines
+        from convcost.calibrate import CalibrationCacheError
+        from convcost.errors import UsageError
+
+        peaks: dict[tuple[str, Any], Calibration | None] = {}
+        for key in dict.fromkeys((entry.spec.device, entry.spec.dtype) for entry in plan.entries if entry.spec):
+            try:
+                peaks[key] = _cached_calibration(*key, threads, timing=settings is not None)
+            except CalibrationCacheError:
+                raise
+            except UsageError:  # e.g. --device cuda without CUDA: that entry's own problem, reported on its line
+                continue
 
         def calibration(spec: CompareSpec) -> Calibration | None:
-            return cached(spec.device, spec.dtype, threads)
+            return peaks.get((spec.device, spec.dtype))
 
     done: list[EntryResult] = []
     names = [entry.name for entry in plan.entries]
@@ -705,9 +752,11 @@ def sweep_command(
         if plot is not None:  # refused before anything is measured
             if not latency:
                 fail("--plot: the plot shows measured speedups: leave out --no-latency")
+            from convcost.files import will_write
             from convcost.plot import check_plot_path
 
             check_plot_path(plot)
+            will_write(plot, "--plot")
         result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator)
         _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
         if plot is not None:
@@ -718,11 +767,13 @@ def sweep_command(
             except OSError as error:
                 fail(f"--plot: cannot write {plot}: {error.strerror or error}")
     if result.interrupted:
+        from convcost import interrupts
+
         done = len({(point.cin, point.cout, point.kernel, point.size) for point in result.points})
-        _stderr().print(f"convcost: interrupted after {done} of {result.planned} grid points", markup=False)
+        _stderr().print(f"convcost: {interrupts.what()} after {done} of {result.planned} grid points", markup=False)
         global _interrupt_reported
         _interrupt_reported = True
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupts.exit_code())
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -733,10 +784,9 @@ def _run_sweep(
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr."""
     from convcost import sweep
-    from convcost.calibrate import cached
 
     settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator)
-    calibration = cached(specs[0].device, specs[0].dtype, threads)
+    calibration = _cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = _progress_bar(len(specs), "sweep")
     with progress:
         return sweep.run(specs, axes, fixed, settings, calibration,
@@ -753,12 +803,34 @@ class CheckFormat(str, Enum):
     JUNIT = "junit"
 
 
+_CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
+
+
+def _check_format_for(output: Path | None, chosen: CheckFormat | None) -> CheckFormat:
+    """--format if given, else the format -o's extension names (as every command does), else the table."""
+    if chosen is not None:
+        return chosen
+    if output is None or str(output) == "-":
+        return CheckFormat.TABLE
+    if output.suffix.lower() in _CHECK_SUFFIX_FORMATS:
+        return _CHECK_SUFFIX_FORMATS[output.suffix.lower()]
+    fail(f"-o/--output: cannot tell the format from {output.name!r}: name it .json, .xml (JUnit) or .txt, "
+         "or give --format")  # fmt: skip
+
+
 @app.command("check", short_help="CI gate: fail when a model exceeds its budget.")
 def check_command(
     budget_file: Annotated[Path, typer.Argument(help="The budget file (YAML).", dir_okay=False)],
     output_format: Annotated[
-        CheckFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
-    ] = CheckFormat.TABLE,
+        CheckFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format [default: from -o's extension (.json, .xml, .txt), else table].",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
     baseline: Annotated[
         Path | None, typer.Option("--baseline", help="Baseline file (default: the budget file's 'baseline').")
     ] = None,
@@ -768,6 +840,7 @@ def check_command(
     output: OutputOption = None,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
+    chosen = _check_format_for(output, output_format)
     with _exit_codes():
         from convcost import budget as budgets
         from convcost import budget_report
@@ -776,6 +849,15 @@ def check_command(
         target = baseline or plan.baseline_path
         if update_baseline and target is None:
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
+        if update_baseline and target is not None:
+            # refused before anything is measured: a path that cannot be written, or one of the inputs
+            from convcost.files import check_writable, will_write
+
+            flag = "--baseline" if baseline is not None else f"{plan.source}: baseline"
+            problem = check_writable(target)
+            if problem:
+                fail(f"{flag}: cannot write {target}: {problem}")
+            will_write(target, flag)
         result = budgets.run_checks(plan, baseline, update_baseline)
         renderers = {
             CheckFormat.TABLE: budget_report.to_lines,
@@ -783,20 +865,37 @@ def check_command(
             CheckFormat.GITHUB: budget_report.to_github,
             CheckFormat.JUNIT: budget_report.to_junit,
         }
-        try:
-            if update_baseline and target is not None:
-                from convcost.files import write_atomic
+        if update_baseline and target is not None:
+            from convcost.files import write_atomic
 
+            try:
                 write_atomic(target, budgets.baseline_text(result))
-                result.baseline_path, result.baseline_written = str(target), True
-            text = renderers[output_format](result)
-            summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
-            if output_format is CheckFormat.GITHUB and summary_path:
-                with open(summary_path, "a", encoding="utf-8") as stream:
-                    stream.write(budget_report.to_markdown_summary(result))
-        except OSError as error:
-            fail(f"cannot write: {error}")
+            except OSError as error:
+                fail(f"--update-baseline: cannot write {target}: {error.strerror or error}")
+            result.baseline_path, result.baseline_written = str(target), True
+        text = renderers[chosen](result)
+    # the verdict and the annotations first: a step summary that cannot be written changes neither
     _write(text, output)
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if chosen is CheckFormat.GITHUB and summary_path:
+        from convcost.errors import UsageError
+        from convcost.files import will_write
+
+        try:
+            will_write(summary_path, "GITHUB_STEP_SUMMARY")  # never appended to the budget or a model file
+            # non-blocking: a FIFO nobody reads is refused at once instead of waiting forever
+            handle = os.open(summary_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
+            with os.fdopen(handle, "a", encoding="utf-8") as stream:
+                stream.write(budget_report.to_markdown_summary(result))
+        except OSError as error:
+            _stderr().print(
+                f"convcost: warning: GITHUB_STEP_SUMMARY: cannot append the summary to {summary_path}: "
+                f"{error.strerror or error}",
+                markup=False,
+                soft_wrap=True,
+            )
+        except UsageError as error:
+            _stderr().print(f"convcost: warning: {error} (no summary written)", markup=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -825,8 +924,11 @@ def main() -> None:
             internal_error(error)
         except typer.Exit as stop:
             code = stop.exit_code
-    if code == 130 and not _interrupt_reported:
-        sys.stderr.write("convcost: interrupted\n")
+    if code == 130 and not _interrupt_reported:  # Click answers a KeyboardInterrupt with 130: Ctrl-C or SIGTERM
+        from convcost import interrupts
+
+        code = interrupts.exit_code()
+        sys.stderr.write(f"convcost: {interrupts.what()}\n")
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
