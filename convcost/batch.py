@@ -396,8 +396,8 @@ class EntryResult:
                 "other_ops": layer.other_ops,
                 "ratio_params": ratio.params,
                 "ratio_macs": ratio.macs,
-                "dense_latency_ms": dense.latency.median_ms if dense.latency else None,
-                "latency_ms": layer.latency.median_ms if layer.latency else None,
+                "dense_latency_ms": dense.latency.shown_ms if dense.latency else None,
+                "latency_ms": layer.latency.shown_ms if layer.latency else None,
                 "speedup": ratio.latency,
             })  # fmt: skip
         return rows

@@ -374,10 +374,10 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
         module = check.module if check.module is not None else load_factory(check.import_path)
         result = evaluate_import(check.import_path, shape, latency_settings=settings, model=module, threads=threads)
     parts = {
-        layer.name: Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+        layer.name: Figures(layer.params, layer.macs, layer.latency.shown_ms if layer.latency else None)
         for layer in result.layers
     }
-    total = Figures(result.total.params, result.total.macs, result.latency.median_ms if result.latency else None)
+    total = Figures(result.total.params, result.total.macs, result.latency.shown_ms if result.latency else None)
     return Measured(total, parts, result.environment, list(result.failures), model=result)
 
 
@@ -403,7 +403,7 @@ def _measure_batch(check: PlannedCheck, settings: LatencySettings | None) -> Mea
             problems.append(f"{entry.name}: no '{wanted}' alternative in this entry")
             failed += 1
             continue
-        parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+        parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.shown_ms if layer.latency else None)
     if failed:
         # a sum without the failed entries would pass a limit it should not: the total is not measured
         total = Figures(None, None, None)

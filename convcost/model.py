@@ -929,7 +929,7 @@ def _measure_latency(
         calls = len(layer.ops)
         overhead = None if calibration is None else roofline.overhead_s(calibration, grouped, calls - grouped)
         layer.roofline = roofline.analyse(
-            layer.macs, layer.min_bytes(itemsize), layer.latency.median_ms, calibration, calls, overhead
+            layer.macs, layer.min_bytes(itemsize), layer.latency.shown_ms, calibration, calls, overhead
         )
 
 

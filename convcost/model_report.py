@@ -155,7 +155,7 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
             percent(layer.macs, total.macs),
         ]
         if show_latency:
-            cells.append(milliseconds(layer.latency.median_ms) if layer.latency else "")
+            cells.append(milliseconds(layer.latency.shown_ms) if layer.latency else "")
         if show_roofline:
             cells.append(_bound_cell(layer))
         table.add_row(*cells, style=None if layer.counted else "yellow")
@@ -165,7 +165,7 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
         si(total.macs), *([] if show_latency else [si(total.other_ops)]), "100%",
     ]  # fmt: skip
     if show_latency:
-        footer.append(milliseconds(result.latency.median_ms) if result.latency else "")
+        footer.append(milliseconds(result.latency.shown_ms) if result.latency else "")
     if show_roofline:
         footer.append("")
     table.add_row(*footer, style="bold")
@@ -244,7 +244,7 @@ def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
         "other_ops": layer.other_ops,
         "macs_share": f"{layer.macs / result.total.macs:.6f}" if result.total.macs else "",
         "counted": layer.counted,
-        "latency_median_ms": f"{layer.latency.median_ms:.6f}" if layer.latency else "",
+        "latency_median_ms": f"{layer.latency.shown_ms:.6f}" if layer.latency else "",
     }
 
 
