@@ -10,13 +10,12 @@ from torch import nn
 from convcost import build, kinds, latency
 from convcost.estimate import assemble
 from convcost.formulas import ConvStage
-from convcost.kinds import LayerKind
 from convcost.latency import LatencySettings
-from convcost.measure import check_device, check_memory, environment, measure_stage
 from convcost.latency_stats import RatioEstimate, within
+from convcost.measure import check_device, check_memory, environment, measure_stage
 from convcost.results import Check, Comparison, LayerResult, Ratios
 from convcost.roofline import Calibration
-from convcost.spec import CompareSpec
+from convcost.spec import CompareSpec, LayerKind
 
 
 def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tuple[LayerResult, nn.Module, torch.Tensor]:

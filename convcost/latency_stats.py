@@ -215,9 +215,11 @@ def sample(
         if clock() - start >= plan.max_time:
             stopped_by = "time"
             break
+    if not converged and index >= 2:
+        # judged the same way at the end: the rounds since the last check may have brought it within target
+        checks += 1
+        converged = is_converged(rounds, pairs, watched, plan.target)
     sampled = clock() - start
-    if plan.rounds is not None and index >= 2:
-        converged = is_converged(rounds, pairs, watched, plan.target)  # judged the same way, after the fact
     return Sampling(rounds, sampled, converged, stopped_by, checks)
 
 
@@ -253,7 +255,7 @@ def classify(
     ``slowdowns`` (case → typical ÷ best) names the layers that suffered most when the machine was busy.
     """
     calibrated = reference_copy is not None and reference_matmul is not None
-    fractions = []
+    fractions: list[float | None] = []
     for rates, reference in ((copy_rates, reference_copy), (matmul_rates, reference_matmul)):
         if not rates:
             fractions.append(None)

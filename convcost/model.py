@@ -915,8 +915,10 @@ def _measure_latency(
             timed[key] = layer
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Using padding='same'")
-        stats = latency.measure(cases, settings)
+        run = latency.measure_run(cases, settings, watched=["(model)"], reference=calibration)
+    stats = run.stats
     result.latency = stats["(model)"]
+    result.environment.contention = run.contention
     from convcost import roofline
 
     itemsize = DType(result.environment.dtype).itemsize

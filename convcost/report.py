@@ -14,7 +14,17 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from convcost.results import Comparison, LayerResult, Ratios, StageResult, Sweep, SweepPoint
+from convcost.latency_stats import BEST_QUANTILE
+from convcost.results import (
+    Comparison,
+    Environment,
+    LatencyStats,
+    LayerResult,
+    Ratios,
+    StageResult,
+    Sweep,
+    SweepPoint,
+)
 from convcost.roofline import Calibration, Roofline
 
 if TYPE_CHECKING:
@@ -45,6 +55,38 @@ def ratio(value: float | None) -> str:
     if value == float("inf"):
         return "∞"
     return f"{value:.2f}×"
+
+
+def speedup(entry: Ratios) -> str:
+    """``4.60× (4.21–4.93)``: the measured speedup with its 95 % interval."""
+    text = ratio(entry.latency)
+    if entry.latency is None or entry.latency_interval is None:
+        return text
+    low, high = entry.latency_interval
+    return f"{text} ({low:.2f}–{high:.2f})"
+
+
+def ms_interval(stats: LatencyStats) -> str:
+    """``5.28 (5.23–5.32)``: the shown (best) figure with its interval."""
+    if stats.interval_ms is None:
+        return milliseconds(stats.shown_ms)
+    low, high = stats.interval_ms
+    return f"{milliseconds(stats.shown_ms)} ({milliseconds(low)}–{milliseconds(high)})"
+
+
+def sampling_text(stats: LatencyStats) -> str:
+    """``51 rounds in 1.2 s, converged to ±3%`` (or why it did not)."""
+    spent = f"{stats.sampled_s:.1f} s" if stats.sampled_s >= 0.1 else f"{stats.sampled_s * 1e3:.0f} ms"
+    rounds = f"{stats.rounds} interleaved round{'s' if stats.rounds != 1 else ''} in {spent}"
+    if stats.converged:
+        return f"{rounds}, converged to ±{stats.target_pct:g}%"
+    why = {"time": "--max-time spent", "rounds": "fixed --rounds", "limit": "round limit"}.get(stats.stopped_by, "")
+    return f"{rounds}, NOT converged to ±{stats.target_pct:g}%" + (f" ({why})" if why else "")
+
+
+def contention_text(environment: Environment) -> str | None:
+    contention = environment.contention
+    return None if contention is None else contention.note
 
 
 def milliseconds(value: float) -> str:
@@ -183,7 +225,7 @@ def render_table(comparison: Comparison, console: Console) -> None:
     ratios.add_column("Shapes", no_wrap=True)
     for entry in comparison.ratios:
         match = Text("same", style="green") if entry.shape_match else Text("DIFFER", style="bold red")
-        ratio_cells: list[str | Text] = [entry.vs, ratio(entry.params), ratio(entry.macs), ratio(entry.latency)]
+        ratio_cells: list[str | Text] = [entry.vs, ratio(entry.params), ratio(entry.macs), speedup(entry)]
         if predicted:
             ratio_cells.append(ratio(entry.roofline))
         ratios.add_row(*ratio_cells, match)
@@ -229,16 +271,17 @@ def _render_latency(comparison: Comparison, console: Console) -> None:
     first = next(layer.latency for layer in comparison.layers if layer.latency)
     # the heading is printed on its own: as a table title it would wrap to the (narrow) table's width
     console.print(
-        f"Latency (ms, median of {first.rounds} interleaved round{'s' if first.rounds != 1 else ''}, "
+        f"Latency (ms; best = {BEST_QUANTILE:.0%} quantile with its 95% interval; typical = median; "
         f"{threads_text(env.threads)}"
         f"{', channels_last' if env.channels_last else ''}, {allocator_text(env.allocator)})",
         style="italic",
     )
+    console.print(f"Sampled {sampling_text(first)}", style="italic")
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Layer", no_wrap=True)
-    table.add_column("Median", justify="right", no_wrap=True)
+    table.add_column("Best (interval)", justify="right", no_wrap=True)
+    table.add_column("Typical", justify="right", no_wrap=True)
     table.add_column("IQR", justify="right", no_wrap=True)
-    table.add_column("Min–max", justify="right", no_wrap=True)
     table.add_column("GMAC/s", justify="right", no_wrap=True)
     calibrated = comparison.environment.calibration is not None
     if calibrated:  # without peaks there is no bound: no column of dashes
@@ -250,15 +293,24 @@ def _render_latency(comparison: Comparison, console: Console) -> None:
             continue
         cells = [
             label,
+            ms_interval(stats),
             milliseconds(stats.median_ms),
             f"{milliseconds(stats.iqr_ms)} ({stats.spread_pct:.0f}%)",
-            f"{milliseconds(stats.min_ms)}–{milliseconds(stats.max_ms)}",
             rate(None if line is None else line.gmacs_per_s),
         ]
         if calibrated:
             cells.append(roofline_cell(line))
         table.add_row(*cells, style="dim" if stage is not None else None)
     console.print(table)
+    for entry in comparison.ratios:
+        if entry.latency_typical is not None and entry.latency_typical_interval is not None:
+            low, high = entry.latency_typical_interval
+            unconverged = "" if entry.latency_converged else f" (not within ±{first.target_pct:g}%)"
+            console.print(f"{entry.vs}: speedup {speedup(entry)} from best figures{unconverged}, "
+                          f"{ratio(entry.latency_typical)} ({low:.2f}–{high:.2f}) from typical")  # fmt: skip
+    note = contention_text(env)
+    if note:
+        console.print(Text(note, style="yellow" if env.contention and env.contention.busy else "dim"))
     console.print(calibration_line(comparison), style="dim", soft_wrap=False)
 
 
@@ -398,6 +450,8 @@ CSV_COLUMNS = [
     "name", "layer", "stage", "input_shape", "output_shape", "output_shape_measured", "weight_shape", "groups",
     "params", "params_measured", "macs", "macs_flop_counter", "macs_ptflops", "ptflops_raw", "flops", "bias_adds",
     "other_ops", "min_bytes", "latency_median_ms", "latency_iqr_ms", "ratio_params", "ratio_macs", "ratio_latency",
+    "latency_best_ms", "latency_low_ms", "latency_high_ms", "latency_converged", "ratio_latency_low",
+    "ratio_latency_high", "ratio_latency_typical", "busy",
     "ok", "threads", "intensity", "gmacs_per_s", "gbytes_per_s", "roofline_bound_ms", "roofline_fraction",
     "verdict", "ratio_roofline",
 ]  # fmt: skip
@@ -434,6 +488,12 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
         if stats is not None:
             row["latency_median_ms"] = f"{stats.median_ms:.6f}"
             row["latency_iqr_ms"] = f"{stats.iqr_ms:.6f}"
+            row["latency_best_ms"] = f"{stats.shown_ms:.6f}"
+            if stats.interval_ms is not None:
+                row["latency_low_ms"], row["latency_high_ms"] = (f"{value:.6f}" for value in stats.interval_ms)
+            row["latency_converged"] = stats.converged
+            contention = comparison.environment.contention
+            row["busy"] = "" if contention is None else contention.busy
             row["threads"] = comparison.environment.threads
         row.update(_roofline_csv(item.roofline))
         if stage is None and layer.kind in ratios:
@@ -441,6 +501,12 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
             row["ratio_params"] = f"{ratio_item.params:.6f}"
             row["ratio_macs"] = f"{ratio_item.macs:.6f}"
             row["ratio_latency"] = "" if ratio_item.latency is None else f"{ratio_item.latency:.6f}"
+            if ratio_item.latency_interval is not None:
+                row["ratio_latency_low"], row["ratio_latency_high"] = (
+                    f"{value:.6f}" for value in ratio_item.latency_interval
+                )
+            if ratio_item.latency_typical is not None:
+                row["ratio_latency_typical"] = f"{ratio_item.latency_typical:.6f}"
             row["ratio_roofline"] = "" if ratio_item.roofline is None else f"{ratio_item.roofline:.6f}"
         rows.append(row)
     return rows
@@ -497,7 +563,7 @@ def to_markdown(comparison: Comparison) -> str:
             item.vs,
             ratio(item.params),
             ratio(item.macs),
-            ratio(item.latency),
+            speedup(item),
             "same" if item.shape_match else "DIFFER",
         ]
         for item in comparison.ratios
@@ -509,11 +575,13 @@ def to_markdown(comparison: Comparison) -> str:
             name = layer.kind if stage is None else f"{layer.kind}.{stage.name}"
             verdict = f", {roofline_cell(line)}" if line is not None and line.verdict is not None else ""
             parts.append(
-                f"- {name}: {milliseconds(stats.median_ms)} ms median "
-                f"(IQR {milliseconds(stats.iqr_ms)} ms, {stats.rounds} round{'s' if stats.rounds != 1 else ''}, "
-                f"{threads_text(comparison.environment.threads)}{verdict})"
+                f"- {name}: {ms_interval(stats)} ms best, {milliseconds(stats.median_ms)} ms typical "
+                f"({sampling_text(stats)}, {threads_text(comparison.environment.threads)}{verdict})"
             )
     if any(layer.latency for layer in comparison.layers):
+        note = contention_text(comparison.environment)
+        if note:
+            parts.append(f"- {note}")
         parts.append(f"- {calibration_line(comparison)}")
     if not comparison.measured:
         parts.append("- formula only: nothing was built or run, so no figure is checked against a measurement")
