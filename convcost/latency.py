@@ -271,8 +271,10 @@ class Probe:
         self, rounds: Mapping[str, Sequence[float]], reference: Calibration | None, slowdowns: Mapping[str, float]
     ) -> Contention:
         copies, matmuls = self.rates(rounds)
-        quiet_copy = reference.probe_bandwidth if reference is not None else None
-        quiet_matmul = reference.probe_flops if reference is not None else None
+        # a calibration taken on a busy machine would make every later run look quiet: this run's best instead
+        trusted = reference is not None and not reference.busy
+        quiet_copy = reference.probe_bandwidth if trusted and reference is not None else None
+        quiet_matmul = reference.probe_flops if trusted and reference is not None else None
         return classify(copies, matmuls, quiet_copy, quiet_matmul, slowdowns)
 
 

@@ -249,6 +249,7 @@ def classify(
     reference_copy: float | None = None,
     reference_matmul: float | None = None,
     slowdowns: Mapping[str, float] | None = None,
+    during: str = "the measurement",
 ) -> Contention:
     """Busy or quiet, from the probe's rates (per round) against the calibration's, else this run's best.
 
@@ -274,10 +275,12 @@ def classify(
     if busy:
         worst = sorted((slowdowns or {}).items(), key=lambda item: -item[1])[:2]
         suffer = "; ".join(f"{name} typical {value:.2f}× its best" for name, value in worst)
-        note = f"The machine was busy during the measurement ({measured}): the typical figures include its neighbours"
+        note = f"The machine was busy during {during} ({measured})"
+        if during == "the measurement":
+            note += ": the typical figures include its neighbours"
         note += f"; slowed most: {suffer}." if suffer else "."
     else:
-        note = f"The machine looked quiet during the measurement ({measured})."
-    if not calibrated:
+        note = f"The machine looked quiet during {during} ({measured})."
+    if not calibrated and during == "the measurement":
         note += " (No calibration of this machine: a machine busy for the whole run would not show; run calibrate.)"
     return Contention(busy, memory, compute, note, "calibration" if calibrated else "this run's best")

@@ -271,7 +271,7 @@ def _render_latency(comparison: Comparison, console: Console) -> None:
     first = next(layer.latency for layer in comparison.layers if layer.latency)
     # the heading is printed on its own: as a table title it would wrap to the (narrow) table's width
     console.print(
-        f"Latency (ms; best = {BEST_QUANTILE:.0%} quantile with its 95% interval; typical = median; "
+        f"Latency (ms, best = {BEST_QUANTILE:.0%} quantile ± 95% interval, typical = median, "
         f"{threads_text(env.threads)}"
         f"{', channels_last' if env.channels_last else ''}, {allocator_text(env.allocator)})",
         style="italic",
@@ -875,6 +875,10 @@ def render_sweep(sweep: Sweep, output_format: OutputFormat, console: Console) ->
     return None
 
 
+def _giga(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f" ({significant(interval[0] / 1e9)}–{significant(interval[1] / 1e9)})"
+
+
 def render_calibration(calibration: Calibration, path: str, fresh: bool, console: Console) -> None:
     """What `convcost calibrate` found, and where it is cached."""
     console.print(Text(calibration.key, style="bold"), soft_wrap=True)
@@ -882,15 +886,27 @@ def render_calibration(calibration: Calibration, path: str, fresh: bool, console
     table.add_column("Peak", no_wrap=True)
     table.add_column("Value", justify="right", no_wrap=True)
     table.add_column("Measured with", no_wrap=True)
-    table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)} GFLOP/s",
-                  f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
-    table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)} GB/s",
+    table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)}{_giga(calibration.peak_flops_interval)} "
+                  "GFLOP/s", f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
+    table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)}"
+                  f"{_giga(calibration.peak_bandwidth_interval)} GB/s",
                   f"copy of {compact_bytes(calibration.copy_bytes)} (read + write)")  # fmt: skip
     table.add_row("per call", f"{significant(calibration.call_overhead_s * 1e6)} µs", "1×1 conv on 1×1×1×1")
     if calibration.grouped_call_overhead_s is not None:
         table.add_row("grouped call", f"{significant(calibration.grouped_call_overhead_s * 1e6)} µs",
                       "3×3 depthwise conv on 1×2×3×3")  # fmt: skip
     table.add_row("ridge", f"{significant(calibration.ridge)} FLOP/byte", "compute ÷ memory")
+    if calibration.probe_bandwidth is not None and calibration.probe_flops is not None:
+        table.add_row("probe copy", f"{significant(calibration.probe_bandwidth / 1e9)} GB/s",
+                      "8 MiB copy: quiet, for the latency probe")  # fmt: skip
+        table.add_row("probe matmul", f"{significant(calibration.probe_flops / 1e9)} GFLOP/s",
+                      "128×128 matmul: quiet, for the probe")  # fmt: skip
     console.print(table)
+    if calibration.peak_flops_interval is not None:
+        console.print("(low–high): 95% interval of the median over the timed blocks", style="dim")
+    if calibration.busy:
+        console.print(Text(f"Warning: {calibration.contention_note} Its peaks may be low, so runs compare their "
+                           "probe with their own best instead: calibrate --refresh when the machine is quiet.",
+                           style="bold yellow"))  # fmt: skip
     when = "measured now" if fresh else f"cached, measured {calibration.measured_at} (--refresh to redo)"
     console.print(f"{when}; {allocator_text(calibration.allocator)}; {path}", style="dim", soft_wrap=True)
