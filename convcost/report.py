@@ -612,7 +612,8 @@ def render(comparison: Comparison, output_format: OutputFormat, console: Console
 BATCH_CSV_COLUMNS = [
     "index", "name", "line", "status", "vs", "input_shape", "dense_output_shape", "output_shape", "shapes_match",
     "checks_ok", "dense_params", "params", "dense_macs", "macs", "dense_other_ops", "other_ops", "ratio_params",
-    "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "problems",
+    "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "speedup_low", "speedup_high", "speedup_typical",
+    "converged", "busy", "problems",
 ]  # fmt: skip
 
 _BATCH_HEADERS = ["Entry", "vs", "Shapes", "Params", "MACs", "Params ÷", "MACs ÷", "Speedup", "Status"]
@@ -653,10 +654,18 @@ def _batch_cells(result: BatchResult, exact: bool = True) -> list[tuple[list[str
             cells.append((
                 [name, row["vs"], "✓" if row["shapes_match"] else "✗",
                  arrow(row["dense_params"], row["params"]), arrow(row["dense_macs"], row["macs"]),
-                 ratio(row["ratio_params"]), ratio(row["ratio_macs"]), ratio(row["speedup"]), row["status"]],
+                 ratio(row["ratio_params"]), ratio(row["ratio_macs"]),
+                 _with_interval(row["speedup"], row.get("speedup_low"), row.get("speedup_high")), row["status"]],
                 row["status"], number == 0,
             ))  # fmt: skip
     return cells
+
+
+def _with_interval(value: float | None, low: float | None, high: float | None) -> str:
+    """``3.81× (3.70–3.88)``, or the bare ratio without an interval."""
+    if value is None or low is None or high is None:
+        return ratio(value)
+    return f"{ratio(value)} ({low:.2f}–{high:.2f})"
 
 
 def _compact_arrow(dense: int, alternative: int) -> str:
@@ -720,7 +729,8 @@ def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
             for key in ("input_shape", "dense_output_shape", "output_shape"):
                 if key in out:
                     out[key] = shape(out[key])
-            for key in ("ratio_params", "ratio_macs", "dense_latency_ms", "latency_ms", "speedup"):
+            for key in ("ratio_params", "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "speedup_low",
+                        "speedup_high", "speedup_typical"):  # fmt: skip
                 if out.get(key) is not None:
                     out[key] = f"{out[key]:.6f}"
             rows.append(out)
@@ -767,7 +777,8 @@ def render_batch(
 
 SWEEP_CSV_COLUMNS = [
     "cin", "cout", "kernel", "size", "vs", "params_ratio", "macs_ratio", "speedup", "efficiency",
-    "roofline_speedup", "dense_ms", "alternative_ms", "dense_spread_pct", "alternative_spread_pct",
+    "roofline_speedup", "dense_ms", "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low",
+    "speedup_high", "speedup_typical", "converged", "busy",
     "dense_verdict", "alternative_verdict", "ok",
 ]  # fmt: skip
 
@@ -805,7 +816,7 @@ def _sweep_cells(point: SweepPoint, columns: list[str]) -> list[str]:
         "Layer": f"{point.cin}→{point.cout} {point.kernel[0]}×{point.kernel[1]} @{pair(point.size)}",
         "vs": point.vs,
         "MACs ÷": ratio(point.macs_ratio),
-        "Speedup": ratio(point.speedup),
+        "Speedup": _with_interval(point.speedup, point.speedup_low, point.speedup_high),
         "of MACs": percent(point.efficiency),
         "Roofline": ratio(point.roofline_speedup),
         "ms dense → alt": f"{optional_ms(point.dense_ms)} → {optional_ms(point.alternative_ms)}",
@@ -829,7 +840,16 @@ def render_sweep_table(sweep: Sweep, console: Console) -> None:
 
 
 def sweep_legend(sweep: Sweep, columns: list[str]) -> str:
-    parts = ["Speedup = dense ÷ alternative latency (medians of interleaved rounds); 'of MACs' = speedup ÷ MACs ÷."]
+    parts = [
+        "Speedup = dense ÷ alternative latency (best figures: the 10% quantile of interleaved rounds, with "
+        "the 95% interval); 'of MACs' = speedup ÷ MACs ÷."
+    ]
+    unconverged = sum(point.converged is False for point in sweep.points)
+    busy = sum(bool(point.busy) for point in sweep.points)
+    if unconverged:
+        parts.append(f"{unconverged} of {len(sweep.points)} speedups did not converge to the target (JSON: converged).")
+    if busy:
+        parts.append(f"The machine was busy while {busy} of {len(sweep.points)} points were timed (JSON: busy).")
     if "Roofline" in columns:
         parts.append("Roofline = the speedup this machine's roofline predicts.")
     if "Bound" in columns:
@@ -847,7 +867,8 @@ def sweep_csv_rows(sweep: Sweep) -> list[dict[str, Any]]:
         row = point.to_dict()
         row["kernel"], row["size"] = shape(point.kernel), shape(point.size)
         for key in ("params_ratio", "macs_ratio", "speedup", "efficiency", "roofline_speedup", "dense_ms",
-                    "alternative_ms", "dense_spread_pct", "alternative_spread_pct"):  # fmt: skip
+                    "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low", "speedup_high",
+                    "speedup_typical"):  # fmt: skip
             if row[key] is not None:
                 row[key] = f"{row[key]:.6f}"
         rows.append(row)

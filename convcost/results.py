@@ -365,6 +365,11 @@ class SweepPoint:
     dense_verdict: str | None
     alternative_verdict: str | None
     ok: bool
+    speedup_low: float | None = None  # the speedup's 95 % interval (best figures)
+    speedup_high: float | None = None
+    speedup_typical: float | None = None  # dense median ÷ alternative median
+    converged: bool | None = None  # the speedup's interval reached ±target
+    busy: bool | None = None  # the probe saw a busy machine while this point was timed
 
     @property
     def efficiency(self) -> float | None:

@@ -99,6 +99,11 @@ def points(comparison: Comparison) -> list[SweepPoint]:
                 dense_verdict=_verdict(dense.roofline),
                 alternative_verdict=_verdict(layer.roofline),
                 ok=comparison.ok,
+                speedup_low=ratio.latency_interval[0] if ratio.latency_interval else None,
+                speedup_high=ratio.latency_interval[1] if ratio.latency_interval else None,
+                speedup_typical=ratio.latency_typical,
+                converged=ratio.latency_converged,
+                busy=None if comparison.environment.contention is None else comparison.environment.contention.busy,
             )
         )
     return found
