@@ -391,8 +391,12 @@ def bench_stability(runs: int) -> dict[str, Any]:
                 if neighbour is not None:
                     stop(neighbour)
             (loaded if with_neighbour else quiet).append(row)
+        # why the defaults: the allocator left alone, and 2 threads (each one fresh process, no neighbour)
+        untuned = stability_child(1, False, False, cache, None)
+        two = stability_child(2, True, False, cache, None)
     return {"quiet": quiet, "neighbour": loaded, "calibration_busy": entry.get("busy"),
-            "calibration_note": entry.get("contention_note"), "pinned": measure_cpu is not None}  # fmt: skip
+            "calibration_note": entry.get("contention_note"), "pinned": measure_cpu is not None,
+            "untuned_1_thread": untuned, "tuned_2_threads": two}  # fmt: skip
 
 
 def summarize_stability(result: dict[str, Any]) -> dict[str, Any]:
@@ -444,6 +448,14 @@ def print_stability(result: dict[str, Any], summary: dict[str, Any]) -> None:
         f"   wall time per pair: new {summary['wall_s']:.2f} s (target ≤ 2 s + warm-up and bootstrap) "
         f"{mark(summary['wall_s'] <= 2.5)}, old {summary['old_wall_s']:.2f} s"
     )
+    for label, row in (("allocator left alone, 1 thread", result["untuned_1_thread"]),
+                       ("allocator tuned, 2 threads", result["tuned_2_threads"])):  # fmt: skip
+        new, old = row["new"], row["old"]
+        print(f"   {label}: dense {new['dense_ms']:.2f} ms best, separable {new['separable_ms']:.3f} ms; speedup "
+              f"{new['speedup']:.2f}× ({new['interval'][0]:.2f}–{new['interval'][1]:.2f}), old harness "
+              f"{old['speedup']:.2f}×")  # fmt: skip
+    quiet_dense = statistics.median(row["new"]["dense_ms"] for row in quiet)
+    print(f"   (default, allocator tuned, 1 thread: dense {quiet_dense:.2f} ms best, median of the runs above)")
     print(
         f"   detection: busy flagged in {summary['flagged_neighbour']:.0%} of runs with the neighbour (target ≥ 90%) "
         f"{mark(summary['flagged_neighbour'] >= 0.9)}, {summary['flagged_quiet']:.0%} without (target ≤ 10%) "
