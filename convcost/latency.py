@@ -8,11 +8,15 @@ What shapes this harness (measured on a 2-vCPU machine, torch 2.13 CPU):
   latency 1.6–5×. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt`` keeps them in the heap;
   we do that (glibc only) and report it in the environment.
 * The first calls pay for kernel set-up; warm-up runs by time *and* by call count.
-* The layers being compared are measured in interleaved rounds (the order rotating each round) so that machine
-  drift hits them equally. Each round times blocks of calls with ``torch.utils.benchmark`` until ``min_time`` is
-  spent (the block size is set once, from the warm-up, instead of by ``blocked_autorange``'s estimate, which for
-  a 5 ms layer spends 10 calls finding it every round); a round's figure is the median of its blocks, and we report
-  the median of the rounds with their interquartile range and range.
+* The layers being compared are measured in many short interleaved rounds (the order rotating each round) so
+  that machine drift hits them equally. Each round times blocks of calls with ``torch.utils.benchmark`` until
+  ``min_time`` is spent (the block size is set once, from the warm-up, instead of by ``blocked_autorange``'s
+  estimate, which for a 5 ms layer spends 10 calls finding it every round); a round's figure is the median of its
+  blocks. A reference probe (:class:`Probe`) takes part in every round. When to stop, and what the rounds say
+  (best and typical figures, their intervals, the contention), is :mod:`convcost.latency_stats`, pure Python.
+* Even the minimum over a 2 s window varied by a third between windows on a shared 2-vCPU VM, and per-round
+  speedups swung 1.8–4.2×: hence intervals on every figure, an adaptive stop, and a probe that says when the
+  machine was busy, rather than a tighter fixed harness.
 * On CUDA, ``torch.utils.benchmark`` is given a clock made of CUDA events (:class:`CudaEventClock`), so each
   block of calls is timed on the GPU's own timeline, after the launches have drained.
 """

@@ -14,7 +14,9 @@ applies the same draw to every case, which keeps a dense layer and its alternati
   bootstrap costs little), stop when every watched interval lies within ±target of its point estimate; else stop
   when ``max_time`` is spent (``converged`` is then False).
 * **Contention**: the probe's rates (bytes/s of a copy, FLOP/s of a matmul) are compared with a reference (the
-  calibration's probe, else this run's own best); a median below :data:`BUSY_FRACTION` of it means busy.
+  calibration's probe, else this run's own best); a median below :data:`BUSY_FRACTION` of it means busy, and so
+  does a layer whose typical figure is over :data:`BUSY_SLOWDOWN` × its best (which catches a machine busy for
+  the whole run that the probe's own best cannot).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ MIN_ROUNDS = 30  # a 10 % quantile of fewer rounds sits on the two or three fast
 MAX_ROUNDS = 2000  # a guard against a clock that does not advance; ~250 rounds fill 2 s of real layers
 CHECK_GROWTH = 1.3  # each stopping check comes after 30 % more rounds than the previous one
 BUSY_FRACTION = 0.8
+BUSY_SLOWDOWN = 1.25  # a layer whose median is over 1.25× its 10 % quantile was disturbed (quiet: 1.02–1.1)
 OWN_BEST_QUANTILE = 0.9  # "this run's best" probe rate: a high quantile, not the single luckiest round
 COPY = "probe.copy"
 MATMUL = "probe.matmul"
@@ -232,6 +235,7 @@ class Contention:
     compute_fraction: float | None  # the probe matmul's median rate ÷ the reference rate
     note: str
     reference: str  # "calibration" or "this run's best"
+    slowdown: float | None = None  # the largest typical ÷ best of the timed layers
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -240,6 +244,7 @@ class Contention:
             "compute_fraction": self.compute_fraction,
             "note": self.note,
             "reference": self.reference,
+            "slowdown": self.slowdown,
         }
 
 
@@ -265,13 +270,18 @@ def classify(
         fractions.append(quantile(rates, 0.5) / base if base > 0 else None)
     memory, compute = fractions
     source = "calibrated" if calibrated else "this run's best"
-    busy = any(value is not None and value < BUSY_FRACTION for value in fractions)
+    worst_slowdown = max((slowdowns or {}).values(), default=None)
+    # the probe against its own best misses a machine busy all along; the layers' own spread does not
+    erratic = worst_slowdown is not None and worst_slowdown > BUSY_SLOWDOWN
+    busy = erratic or any(value is not None and value < BUSY_FRACTION for value in fractions)
     levels = []
     if memory is not None:
         levels.append(f"memory bandwidth at {memory:.0%} of {source}")
     if compute is not None:
         levels.append(f"compute at {compute:.0%}")
     measured = ", ".join(levels) if levels else "no probe"
+    if erratic:
+        measured += f"; the layers' typical figures up to {worst_slowdown:.2f}× their best"
     if busy:
         worst = sorted((slowdowns or {}).items(), key=lambda item: -item[1])[:2]
         suffer = "; ".join(f"{name} typical {value:.2f}× its best" for name, value in worst)
@@ -281,6 +291,10 @@ def classify(
         note += f"; slowed most: {suffer}." if suffer else "."
     else:
         note = f"The machine looked quiet during {during} ({measured})."
-    if not calibrated and during == "the measurement":
-        note += " (No calibration of this machine: a machine busy for the whole run would not show; run calibrate.)"
-    return Contention(busy, memory, compute, note, "calibration" if calibrated else "this run's best")
+    if not calibrated and during == "the measurement" and not busy:
+        note += (
+            " (No calibration of this machine: the probe is compared with its own best, so steady load shows "
+            "only in the layers' spread; run calibrate on a quiet machine.)"
+        )
+    against = "calibration" if calibrated else "this run's best"
+    return Contention(busy, memory, compute, note, against, worst_slowdown)
