@@ -232,8 +232,9 @@ def measure_run(
     stats = {name: _stats(case_rounds[name], calls[name], estimates[name], sampling, settings) for name in names}
     contention = None
     if probe is not None:
+        top = {*watched, *(name for pair in pairs for name in pair)}  # the layers, not their stages
         slowdowns = {name: estimates[name].typical / estimates[name].best for name in names
-                     if "." not in name and estimates[name].best > 0}  # fmt: skip
+                     if name in top and estimates[name].best > 0}  # fmt: skip
         contention = probe.classify(sampling.rounds, reference, slowdowns)
     return LatencyRun(stats, ratios, contention, sampling)
 
