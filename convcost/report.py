@@ -666,6 +666,27 @@ def _with_interval(value: float | None, low: float | None, high: float | None) -
     return f"{ratio(value)} ({low:.2f}–{high:.2f})"
 
 
+def batch_trust_line(result: BatchResult) -> str | None:
+    """How many speedups did not converge and how many entries saw a busy machine; None when all is well."""
+    rows = [row for entry in result.entries for row in entry.rows() if row.get("speedup") is not None]
+    if not rows:
+        return None
+    unconverged = sum(row.get("converged") is False for row in rows)
+    busy = sum(bool(row.get("busy")) for row in rows)
+    parts = []
+    if unconverged:
+        parts.append(f"{unconverged} of {len(rows)} speedups did not converge to their target")
+    if busy:
+        parts.append(f"the machine was busy while {busy} of {len(rows)} were timed")
+    if not parts:
+        return None
+    return (
+        "Speedup: best figures with their 95% interval; "
+        + "; ".join(parts)
+        + " (JSON: converged, busy; --detail says more)."
+    )
+
+
 def _compact_arrow(dense: int, alternative: int) -> str:
     return f"{compact(dense)} → {compact(alternative)}"
 
@@ -705,6 +726,9 @@ def render_batch_table(result: BatchResult, console: Console, detail: bool = Fal
             table.add_row(*[cells[index] for index in shown], style="bold")
     console.print(table)
     console.print(Text(_TABLE_CAPTION, style="dim"), soft_wrap=True)
+    trust = batch_trust_line(result)
+    if trust:
+        console.print(Text(trust, style="yellow"), soft_wrap=True)
     for line in result.problems:
         # soft_wrap: one problem per line, whatever the width, so that it can be grepped and copied
         console.print(Text(f"✗ {line}", style="bold red"), soft_wrap=True)
@@ -741,6 +765,9 @@ def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
     if len(result.entries) > 1:
         rows += [[f"**{cell}**" if cell else "" for cell in cells] for cells in _total_cells(result)]
     parts += [markdown_table(_BATCH_HEADERS, rows, {3, 4, 5, 6, 7}), "", _BATCH_CAPTION + ".", ""]
+    trust = batch_trust_line(result)
+    if trust:
+        parts += [trust, ""]
     parts += [f"- ✗ {line}" for line in result.problems]
     if result.interrupted:
         parts.append(f"- Interrupted: {result.count('not run')} entries not run.")
