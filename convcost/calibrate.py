@@ -110,14 +110,16 @@ def key_for(device: str, dtype: DType, threads: int) -> str:
 
 def _read_cache(path: Path) -> dict[str, Any]:
     """The cache's entries by key; {} when there is no file; CalibrationCacheError when it is unreadable."""
+    from convcost.input_files import UnreadableFile, parse_json, read_text
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as error:
-        raise CalibrationCacheError(f"cannot read the calibration cache {path}: {error.strerror or error}") from None
+        text = read_text(path)
+    except UnreadableFile as error:
+        if error.missing:
+            return {}
+        raise CalibrationCacheError(f"the calibration cache {path}: {error}") from None
     try:
-        data = json.loads(text)
+        data = parse_json(text)
         entries = data["entries"]
         if data.get("schema_version") != CACHE_SCHEMA or not isinstance(entries, dict):
             raise ValueError(f"schema_version {data.get('schema_version')!r}")
