@@ -147,6 +147,7 @@ def cached(device: str, dtype: DType, threads: int) -> Calibration | None:
 def store(calibration: Calibration) -> Path:
     """Add or replace this calibration in the cache file (atomically); returns the file's path."""
     path = cache_path()
+    _check_storable(path)
     try:
         entries = _read_cache(path)
     except CalibrationCacheError:
@@ -235,9 +236,19 @@ def calibration_for(
         found = cached(device, dtype, threads)
         if found is not None:
             return found, False
+    _check_storable(cache_path())  # before measuring: a FIFO there would block the write after it
     calibration = measure_peaks(device, dtype, threads, settings)
     store(calibration)
     return calibration, True
+
+
+def _check_storable(path: Path) -> None:
+    """UsageError when the cache path exists but is not a regular file (a FIFO, a device, a directory)."""
+    from convcost.input_files import not_regular
+
+    kind = not_regular(path)
+    if kind is not None:
+        raise UsageError(f"cannot write the calibration cache {path}: it is {kind}, not a regular file")
 
 
 def _seconds(stmt: str, values: dict[str, object], threads: int, device: str, min_time: float) -> float:

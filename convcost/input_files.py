@@ -60,6 +60,14 @@ def _check(info: os.stat_result) -> None:
         )
 
 
+def not_regular(path: Path | str) -> str | None:
+    """What ``path`` is when it exists and is not a regular file ("a named pipe (FIFO)"), else None."""
+    try:
+        return _kind(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
 def read_bytes(path: Path | str) -> bytes:
     """The bytes of a regular file of at most MAX_FILE_BYTES; UnreadableFile otherwise (never blocks)."""
     try:

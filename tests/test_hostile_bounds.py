@@ -372,10 +372,9 @@ def test_pool_padding_of_half_the_kernel_is_allowed() -> None:
     "args",
     [
         ["schema"],
-        ["batch", "BATCH", "--formula-only", "-f", "json"],
-        ["compare", "--cin", "8", "--cout", "8", "-k", "3", "--formula-only"],
-        ["model", "MODEL"],
-        ["--help"],
+        ["batch", "BATCH", "--formula-only", "-f", "json"],  # a plain report written by _write (model's path too)
+        ["compare", "--cin", "8", "--cout", "8", "-k", "3", "--formula-only"],  # Rich printing to stdout
+        ["--help"],  # Typer's own printing
     ],
 )
 def test_a_closed_stdout_stops_quietly_with_141(tmp_path: Path, args: list[str]) -> None:
@@ -383,9 +382,7 @@ def test_a_closed_stdout_stops_quietly_with_141(tmp_path: Path, args: list[str])
     batch.write_text(
         "layers:\n" + "".join(f"  - {{name: e{index}, cin: 8, cout: 8, kernel: 3}}\n" for index in range(50))
     )
-    model = tmp_path / "m.yaml"
-    model.write_text("input: {channels: 3, size: 8}\nlayers:\n  - {kind: dense, cout: 8, kernel: 3}\n")
-    args = [str(batch) if arg == "BATCH" else str(model) if arg == "MODEL" else arg for arg in args]
+    args = [str(batch) if arg == "BATCH" else arg for arg in args]
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first byte: every write to stdout fails with EPIPE
     try:
@@ -459,6 +456,23 @@ def test_calibration_cache_that_is_a_fifo_is_refused() -> None:
     with pytest.raises(CalibrationCacheError) as caught:
         cached("cpu", DType.FLOAT32, 1)
     assert str(caught.value) == f"the calibration cache {path}: is a named pipe (FIFO), not a regular file"
+
+
+def test_calibrate_refuses_a_fifo_cache_before_measuring(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convcost import calibrate
+
+    def measured(*args: object, **kwargs: object) -> None:
+        raise AssertionError("measured before refusing the cache")
+
+    monkeypatch.setattr(calibrate, "measure_peaks", measured)
+    path = calibrate.cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)  # writing to it would block until a reader appears
+    assert one_error(monkeypatch, capsys, "calibrate", "--refresh") == (
+        f"convcost: error: cannot write the calibration cache {path}: it is a named pipe (FIFO), not a regular file"
+    )
 
 
 def test_files_over_the_size_limit_are_refused_before_reading(
