@@ -39,7 +39,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from convcost import bounds, yamlio
 from convcost.errors import FieldIssue, SpecError
-from convcost.spec import LayerKind, bounded_int, bounded_number
+from convcost.model_spec import PositiveNumber
+from convcost.spec import LayerKind, SizeField, bounded_int, bounded_number
 
 if TYPE_CHECKING:
     from torch import nn
@@ -172,8 +173,8 @@ class CheckSpec(BaseModel):
     input: str | None = None  # an import path's input CxHxW
     batch: str | None = None  # a batch file
     vs: LayerKind | None = None  # batch: the alternative whose figures are checked
-    width_multiplier: str | float | None = None
-    size: str | int | None = None
+    width_multiplier: PositiveNumber | None = None  # replace the model file's, validated as there
+    size: SizeField | None = None
     params: Limit | None = None
     macs: Limit | None = None
     latency_ms: Limit | None = None
@@ -346,7 +347,7 @@ def prepare_checks(budget: Budget) -> None:
                 check.plan = load_model(
                     str(check.model_path),
                     width_multiplier=None if spec.width_multiplier is None else str(spec.width_multiplier),
-                    size=None if spec.size is None else str(spec.size),
+                    size=None if spec.size is None else "x".join(map(str, spec.size)),
                 )
             except SpecError as error:
                 if error.source is not None:  # the model file's own problem, on its own lines
@@ -389,7 +390,7 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
         plan = check.plan or load_model(
             str(check.model_path),
             width_multiplier=None if check.spec.width_multiplier is None else str(check.spec.width_multiplier),
-            size=None if check.spec.size is None else str(check.spec.size),
+            size=None if check.spec.size is None else "x".join(map(str, check.spec.size)),
         )
         result = evaluate_plan(plan, str(check.model_path), settings, threads=threads)
     else:
