@@ -145,7 +145,7 @@ def _in_yaml(info: ValidationInfo) -> bool:
     return isinstance(info.context, dict) and bool(info.context.get("yaml"))
 
 
-def field_validator(parse: Callable[..., Any], **options: Any) -> Callable[[Any, ValidationInfo], Any]:
+def yaml_aware(parse: Callable[..., Any], **options: Any) -> Callable[[Any, ValidationInfo], Any]:
     """``parse`` as a pydantic validator that knows whether the value came from YAML (for the YAML 1.1 hint)."""
 
     def validate(value: Any, info: ValidationInfo) -> Any:
@@ -182,18 +182,16 @@ _PADDING_INPUT = (
     | Annotated[list[_NON_NEGATIVE_INPUT], Field(min_length=2, max_length=2)]
 )  # fmt: skip
 
-PositivePair = Annotated[Pair, BeforeValidator(field_validator(positive_pair), json_schema_input_type=_PAIR_INPUT)]
-PaddingField = Annotated[
-    Padding, BeforeValidator(field_validator(padding_value), json_schema_input_type=_PADDING_INPUT)
-]
-SizeField = Annotated[Pair, BeforeValidator(field_validator(size_value), json_schema_input_type=_PAIR_INPUT)]
-PositiveInt = Annotated[int, BeforeValidator(field_validator(positive_int), json_schema_input_type=_POSITIVE_INPUT)]
+PositivePair = Annotated[Pair, BeforeValidator(yaml_aware(positive_pair), json_schema_input_type=_PAIR_INPUT)]
+PaddingField = Annotated[Padding, BeforeValidator(yaml_aware(padding_value), json_schema_input_type=_PADDING_INPUT)]
+SizeField = Annotated[Pair, BeforeValidator(yaml_aware(size_value), json_schema_input_type=_PAIR_INPUT)]
+PositiveInt = Annotated[int, BeforeValidator(yaml_aware(positive_int), json_schema_input_type=_POSITIVE_INPUT)]
 
 
 def bounded_int(bound: bounds.Bound) -> Any:
     """A positive integer field with its own range (``repeat``, ``expand``, ``rounds``)."""
     return Annotated[
-        int, BeforeValidator(field_validator(positive_int, bound=bound), json_schema_input_type=_POSITIVE_INPUT)
+        int, BeforeValidator(yaml_aware(positive_int, bound=bound), json_schema_input_type=_POSITIVE_INPUT)
     ]
 
 
