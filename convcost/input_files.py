@@ -9,6 +9,7 @@ cannot block either) and checked again on the open descriptor.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -144,14 +145,14 @@ def parse_json(text: str) -> Any:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(r"[\[\]{}]")
+# A string (an unterminated one runs to the end, so every character is looked at once), and what is not a bracket.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def _depth(text: str) -> int:
-    """The deepest nesting of [ and { outside strings (100,000 brackets take milliseconds, not a RecursionError)."""
-    deepest = depth = 0
-    for match in _BRACKET.finditer(_JSON_STRING.sub("", text)):
-        depth += 1 if match.group() in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
+    """The deepest nesting of [ and { outside strings, in linear time (100,000 brackets take milliseconds, where
+    json.loads would end in a RecursionError)."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
