@@ -75,28 +75,31 @@ COMPARE = ["compare", "--cin", "8", "--cout", "8", "-k", "3", "--formula-only"]
 def test_compare_flags_are_bounded(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], line: str
 ) -> None:
-    base = [value for value in COMPARE]
-    assert one_error(monkeypatch, capsys, *base, *args) == f"convcost: error: {line}"
+    assert one_error(monkeypatch, capsys, *COMPARE, *args) == f"convcost: error: {line}"
+
+
+TIME_AND_THREAD_FLAGS = [
+    (["--threads", "100000"], f"--threads': must be a whole number from 1 to {cores()} (the CPU cores this process "
+                              "may use), got 100000"),
+    (["--rounds", "1000000"], "--rounds': must be a whole number from 1 to 1,000, got 1000000"),
+    (["--min-time", "inf"], "--min-time': must be a number of seconds from 0.001 to 60, got inf"),
+    (["--min-time", "nan"], "--min-time': must be a number of seconds from 0.001 to 60, got nan"),
+    (["--min-time", "1e400"], "--min-time': must be a number of seconds from 0.001 to 60, got inf"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("args", "line"),
+    ("command", "args", "line"),
     [
-        (["--threads", "100000"], f"--threads': must be a whole number from 1 to {cores()} (the CPU cores this "
-                                  "process may use), got 100000"),
-        (["--rounds", "1000000"], "--rounds': must be a whole number from 1 to 1,000, got 1000000"),
-        (["--min-time", "inf"], "--min-time': must be a number of seconds from 0.001 to 60, got inf"),
-        (["--min-time", "nan"], "--min-time': must be a number of seconds from 0.001 to 60, got nan"),
-        (["--min-time", "1e400"], "--min-time': must be a number of seconds from 0.001 to 60, got inf"),
+        *((command, args, line) for command in ("compare", "batch", "model", "sweep")
+          for args, line in TIME_AND_THREAD_FLAGS),
+        ("calibrate", *TIME_AND_THREAD_FLAGS[0]),  # calibrate takes --threads only
     ],
 )  # fmt: skip
-@pytest.mark.parametrize("command", ["compare", "batch", "model", "sweep", "calibrate"])
 def test_time_and_thread_flags_are_bounded_on_every_command(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str,
     args: list[str], line: str,
 ) -> None:  # fmt: skip
-    if command == "calibrate" and args[0] != "--threads":
-        return  # calibrate takes --threads only
     given = {
         "compare": COMPARE,
         "batch": ["batch", str(tmp_path / "b.yaml")],
@@ -104,7 +107,7 @@ def test_time_and_thread_flags_are_bounded_on_every_command(
         "sweep": ["sweep", "--cin", "8", "--cout", "8", "-k", "3"],
         "calibrate": ["calibrate"],
     }[command]
-    assert one_error(monkeypatch, capsys, *given, *args) == (f"convcost: error: {command}: Invalid value for '{line}")
+    assert one_error(monkeypatch, capsys, *given, *args) == f"convcost: error: {command}: Invalid value for '{line}"
 
 
 def test_model_flags_are_bounded(
