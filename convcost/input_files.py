@@ -15,6 +15,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +130,18 @@ def _json_constant(text: str) -> float:
     raise _NumberOutOfRange(f"{text} is not a number JSON allows")
 
 
-def parse_json(text: str) -> Any:
+def parse_json(text: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
     """JSON with every number bounded in length and finite, nested at most MAX_JSON_DEPTH deep.
 
-    Raises ValueError with a message ready for users (json's own errors included).
+    Raises ValueError with a message ready for users (json's own errors included); ``object_pairs_hook`` is
+    json's, and what it raises passes through.
     """
     depth = _depth(text)
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
     try:
-        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+        return json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant,
+                          object_pairs_hook=object_pairs_hook)  # fmt: skip
     except _NumberOutOfRange as error:
         raise ValueError(str(error)) from None
     except RecursionError:  # cannot happen below MAX_JSON_DEPTH; kept so that no limit change lets it through
