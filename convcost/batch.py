@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from convcost import kinds, yamlio
+from convcost import bounds, kinds, yamlio
 from convcost.errors import ConvcostError, FieldIssue, SpecError, UsageError
 from convcost.results import Comparison
 from convcost.spec import STAGE_NAMES, CompareSpec
@@ -78,7 +78,7 @@ def _name(value: Any) -> Any:
 
 def _version(value: Any) -> Any:
     if isinstance(value, bool) or value != BATCH_VERSION:
-        raise ValueError(f"this convcost reads version {BATCH_VERSION} files, got {value!r}")
+        raise ValueError(f"this convcost reads version {BATCH_VERSION} files, got {bounds.shown(value)}")
     return value
 
 

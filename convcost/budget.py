@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from convcost import yamlio
+from convcost import bounds, yamlio
 from convcost.errors import FieldIssue, SpecError
-from convcost.spec import LayerKind, PositiveInt
+from convcost.model_spec import PositiveNumber
+from convcost.spec import LayerKind, SizeField, bounded_int, bounded_number
 
 if TYPE_CHECKING:
     from torch import nn
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from convcost.results import Environment, LatencyStats
 
 BASELINE_VERSION = 1
+SUPPORTED_VERSIONS = (1,)  # of budget files
 METRICS = ("params", "macs", "latency_ms")
 # the environment fields that change a latency (counts do not depend on any of them); the OS kernel's version in
 # ``platform`` is not one of them: CI runners update it every few weeks
@@ -77,34 +79,53 @@ _SI_NUMBER = re.compile(
 )
 
 
-def si_number(value: Any) -> float:
-    """``4.3M`` → 4300000.0; plain numbers pass through; negative, boolean and other text are refused."""
+def _si(value: Any, bound: bounds.Bound, example: str, noun: str) -> float:
+    """``4.3M`` → 4300000.0 within ``bound``, never building a giant integer (``1e999999999`` is refused at once)."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got boolean {str(value).lower()}")
+        raise ValueError(f"must be {example}, got boolean {str(value).lower()}")
     if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str) and (match := _SI_NUMBER.match(value)) and (match["whole"] or match["fraction"]):
-        if match["fraction"] == "." and not match["whole"]:
-            raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got {value!r}")
-        digits = (match["whole"] or "0").replace(",", "").replace("_", "") + (match["fraction"] or "")
-        number = float(digits) * 10 ** int(match["exponent"] or 0) * _SI[match["suffix"]]
-        if match["sign"] == "-" and number != 0:
-            number = -number
+        if value < 0:
+            raise ValueError(f"must be a non-negative {noun}, got {bounds.shown(value)}")
+        return bounds.real(value, bound, f"a {noun}")
+    if (
+        not isinstance(value, str)
+        or not (match := _SI_NUMBER.match(value))
+        or not (match["whole"] or match["fraction"])
+    ):
+        raise ValueError(f"must be {example}, got {bounds.shown(value)}")
+    if match["fraction"] == "." and not match["whole"]:
+        raise ValueError(f"must be {example}, got {value!r}")
+    digits = (match["whole"] or "0").replace(",", "").replace("_", "") + (match["fraction"] or "")
+    exponent = match["exponent"] or "0"
+    if len(digits) > bounds.MAX_NUMBER_TEXT or len(exponent.lstrip("+-").lstrip("0")) > 4:
+        number = math.inf  # far outside any bound: not worth converting (10 ** 999999999 would take minutes)
     else:
-        raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got {value!r}")
-    if number < 0 or not math.isfinite(number):
-        raise ValueError(f"must be a non-negative number, got {value!r}")
+        number = float(f"{digits}e{int(exponent)}") * _SI[match["suffix"]]  # float(): 1e999 is inf, not an int
+    if match["sign"] == "-" and number != 0:
+        raise ValueError(f"must be a non-negative {noun}, got {value!r}")
+    if not bound.contains(number):  # inf included
+        raise ValueError(f"must be a {noun} {bound.describe()}, got {bounds.shown(value)}")
     return number
 
 
+def si_number(value: Any) -> float:
+    """``4.3M`` → 4300000.0; plain numbers pass through; negative, boolean, other text and values past
+    bounds.LIMIT are refused."""
+    return _si(value, bounds.LIMIT, "a number such as 4.3M, 600M or 1.2G", "number")
+
+
 def percent(value: Any) -> float:
-    """``10%`` or 10 → 10.0 (per cent)."""
+    """``10%`` or 10 → 10.0 (per cent), within bounds.TOLERANCE."""
     if isinstance(value, str) and value.strip().endswith("%"):
         value = value.strip()[:-1]
-    try:
-        return si_number(value)
-    except ValueError:
-        raise ValueError(f"must be a percentage such as 0% or 10%, got {value!r}") from None
+    return _si(value, bounds.TOLERANCE, "a percentage such as 0% or 10%", "percentage")
+
+
+def _budget_version(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(version) for version in SUPPORTED_VERSIONS)
+        raise ValueError(f"this convcost reads budget files of version {supported}, got {bounds.shown(value)}")
+    return value
 
 
 SINumber = Annotated[float, BeforeValidator(si_number)]
@@ -140,11 +161,11 @@ class Tolerance(BaseModel):
 class LatencyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    threads: PositiveInt = 1
-    rounds: PositiveInt | None = None  # None: adaptive (target, max_time); N: exactly N rounds
-    min_time: Annotated[float, Field(gt=0)] = 0.004
-    target: Annotated[float, Field(ge=0.1, le=50, allow_inf_nan=False)] = 3.0  # per cent
-    max_time: Annotated[float, Field(ge=0.05, le=600, allow_inf_nan=False)] = 2.0  # seconds per layer pair
+    threads: bounded_int(bounds.threads_bound()) = 1  # type: ignore[valid-type]
+    rounds: bounded_int(bounds.ROUNDS) | None = None  # type: ignore[valid-type]  # None: adaptive (target, max_time)
+    min_time: bounded_number(bounds.MIN_TIME, "a number of seconds") = 0.004  # type: ignore[valid-type]
+    target: bounded_number(bounds.TARGET, "a percentage") = 3.0  # type: ignore[valid-type]
+    max_time: bounded_number(bounds.MAX_TIME, "a number of seconds") = 2.0  # type: ignore[valid-type]
 
 
 class CheckSpec(BaseModel):
@@ -155,8 +176,8 @@ class CheckSpec(BaseModel):
     input: str | None = None  # an import path's input CxHxW
     batch: str | None = None  # a batch file
     vs: LayerKind | None = None  # batch: the alternative whose figures are checked
-    width_multiplier: str | float | None = None
-    size: str | int | None = None
+    width_multiplier: PositiveNumber | None = None  # replace the model file's, validated as there
+    size: SizeField | None = None
     params: Limit | None = None
     macs: Limit | None = None
     latency_ms: Limit | None = None
@@ -167,7 +188,7 @@ class CheckSpec(BaseModel):
 class BudgetFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: int = 1
+    version: Annotated[int, BeforeValidator(_budget_version)] = 1
     baseline: str | None = None
     tolerance: Tolerance = Tolerance()
     latency: LatencyOptions = LatencyOptions()
@@ -336,11 +357,20 @@ def prepare_checks(budget: Budget) -> None:
     for check in budget.checks:
         spec = check.spec
         if check.model_path is not None:
-            check.plan = load_model(
-                str(check.model_path),
-                width_multiplier=None if spec.width_multiplier is None else str(spec.width_multiplier),
-                size=None if spec.size is None else str(spec.size),
-            )
+            try:
+                check.plan = load_model(
+                    str(check.model_path),
+                    width_multiplier=None if spec.width_multiplier is None else str(spec.width_multiplier),
+                    size=None if spec.size is None else "x".join(map(str, spec.size)),
+                )
+            except SpecError as error:
+                if error.source is not None:  # the model file's own problem, on its own lines
+                    raise
+                # the check's width_multiplier or size, which replace the model file's: on the budget's lines
+                issues.extend(
+                    FieldIssue(("checks", check.index, *issue.loc), issue.message, check.line_of(*issue.loc))
+                    for issue in error.issues
+                )
         elif check.batch_path is not None:
             from convcost.batch import load_batch
 
@@ -377,7 +407,7 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
         plan = check.plan or load_model(
             str(check.model_path),
             width_multiplier=None if check.spec.width_multiplier is None else str(check.spec.width_multiplier),
-            size=None if check.spec.size is None else str(check.spec.size),
+            size=None if check.spec.size is None else "x".join(map(str, check.spec.size)),
         )
         result = evaluate_plan(plan, str(check.model_path), settings, threads=threads)
     else:
@@ -739,17 +769,20 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def load_baseline(path: Path) -> dict[str, Any]:
     """A baseline file, or SpecError naming the file and the field that is wrong."""
     from convcost.files import reading
+    from convcost.input_files import UnreadableFile, parse_json, read_text
 
     reading(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+        data = parse_json(read_text(path), object_pairs_hook=_unique_keys)
     except _DuplicateKey as error:
         raise SpecError([FieldIssue((), f"key {error} is given twice (checks are keyed by name)")], str(path)) from None
-    except FileNotFoundError:
-        raise SpecError(
-            [FieldIssue((), "no such baseline file: write one with --update-baseline")], str(path)
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except UnreadableFile as error:
+        if error.missing:
+            raise SpecError(
+                [FieldIssue((), "no such baseline file: write one with --update-baseline")], str(path)
+            ) from None
+        raise SpecError([FieldIssue((), str(error))], str(path)) from None
+    except ValueError as error:
         raise SpecError([FieldIssue((), f"not a baseline file: {error}")], str(path)) from None
     if (
         not isinstance(data, dict)
@@ -772,6 +805,11 @@ def load_baseline(path: Path) -> dict[str, Any]:
                 issues.append(
                     FieldIssue(("checks", name, metric), f"must be a non-negative number or null, got {value!r}")
                 )
+            elif value > bounds.FIGURE.high:
+                issues.append(
+                    FieldIssue(("checks", name, metric), f"must be a number {bounds.FIGURE.describe()} or null, "
+                               f"got {bounds.shown(value)}")
+                )  # fmt: skip
         own = recorded.get("environment")
         if own is not None and not isinstance(own, dict):
             issues.append(FieldIssue(("checks", name, "environment"), f"must be a mapping or null, got {own!r}"))

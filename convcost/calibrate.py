@@ -112,15 +112,17 @@ def key_for(device: str, dtype: DType, threads: int) -> str:
 
 def _read_cache(path: Path) -> dict[str, Any]:
     """The cache's entries by key; {} when there is no file; CalibrationCacheError when it is unreadable."""
+    from convcost.input_files import UnreadableFile, parse_json, read_text
+
     reading(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as error:
-        raise CalibrationCacheError(f"cannot read the calibration cache {path}: {error.strerror or error}") from None
+        text = read_text(path)
+    except UnreadableFile as error:
+        if error.missing:
+            return {}
+        raise CalibrationCacheError(f"the calibration cache {path}: {error}") from None
     try:
-        data = json.loads(text)
+        data = parse_json(text)
         entries = data["entries"]
         if data.get("schema_version") != CACHE_SCHEMA or not isinstance(entries, dict):
             raise ValueError(f"schema_version {data.get('schema_version')!r}")
@@ -153,6 +155,7 @@ def cached(device: str, dtype: DType, threads: int) -> Calibration | None:
 def store(calibration: Calibration) -> Path:
     """Add or replace this calibration in the cache file (atomically); returns the file's path."""
     path = cache_path()
+    _check_storable(path)
     try:
         entries = _read_cache(path)
     except CalibrationCacheError:
@@ -284,9 +287,19 @@ def calibration_for(
         found = cached(device, dtype, threads)
         if found is not None:
             return found, False
+    _check_storable(cache_path())  # before measuring: a FIFO there would block the write after it
     calibration = measure_peaks(device, dtype, threads, settings)
     store(calibration)
     return calibration, True
+
+
+def _check_storable(path: Path) -> None:
+    """UsageError when the cache path exists but is not a regular file (a FIFO, a device, a directory)."""
+    from convcost.input_files import not_regular
+
+    kind = not_regular(path)
+    if kind is not None:
+        raise UsageError(f"cannot write the calibration cache {path}: it is {kind}, not a regular file")
 
 
 def _seconds(stmt: str, values: dict[str, object], threads: int, device: str, min_time: float) -> float:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -171,8 +170,26 @@ def _exit_codes(set_stages: frozenset[str] = frozenset()) -> Iterator[None]:
         fail(str(error))
     except (typer.Exit, KeyboardInterrupt):
         raise
+    except BrokenPipeError:
+        pipe_closed()
     except Exception as error:  # the promise is "never a traceback"
         internal_error(error)
+
+
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `yes | head`; never 0, a cut-off report is no pass
+
+
+def pipe_closed() -> NoReturn:
+    """The reader of stdout went away (``convcost batch big.yaml | head``): stop quietly, as other CLIs do.
+
+    Nothing more can reach the reader; stdout is pointed at /dev/null so that Python's final flush of what is
+    still buffered does not print "Exception ignored ... BrokenPipeError" on the way out.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    raise typer.Exit(EXIT_PIPE_CLOSED)
 
 
 def _latency_settings(
@@ -203,6 +220,8 @@ def _emit(render: Callable[[Console], str | None], output: Path | None) -> None:
     to_file = output is not None and str(output) != "-"
     buffer = io.StringIO()
     console = make_console(file=buffer, plain=True) if to_file else make_console()
+    if not to_file:  # Rich's own handling of a closed pipe exits 1; convcost's is pipe_closed() (exit 141)
+        setattr(console, "on_broken_pipe", pipe_closed)  # noqa: B010 - a method replaced on this instance only
     text = render(console)
     if text is None and to_file:
         text = buffer.getvalue()
@@ -242,8 +261,11 @@ def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
 
 def _write(text: str, output: Path | None) -> None:
     if output is None or str(output) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            pipe_closed()
         return
     from convcost.files import write_atomic
 
@@ -299,54 +321,63 @@ OutputOption = Annotated[
     ),
 ]
 LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency (on by default).")]
-ThreadsOption = Annotated[
-    int, typer.Option("--threads", metavar="N", min=1, help="Threads for the forward passes and timing.")
-]
-RoundsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--rounds",
-        metavar="N",
-        min=1,
-        help="Exactly N interleaved rounds, no stopping rule [default: adaptive, see --target and --max-time].",
-        show_default=False,
-    ),
-]
-MinTimeOption = Annotated[
-    float, typer.Option("--min-time", metavar="SECONDS", min=0.001, help="Seconds of timed calls per layer per round.")
-]
 
 
-def _bounded(flag: str, low: float, high: float) -> Callable[[float], float]:
-    """A callback refusing a value outside [low, high], inf and nan: ``--target: must be within 0.1..50``."""
+def _bounded(name: str, what: str) -> Callable[[Any], Any]:
+    """A flag's callback that holds its number to the range convcost.bounds gives ``name`` (``threads``: the
+    machine's cores), so that ``--threads 100000`` or ``--min-time inf`` is refused before anything runs."""
 
-    def check(value: float) -> float:
-        if not math.isfinite(value) or not low <= value <= high:
-            raise typer.BadParameter(f"must be a number from {low:g} to {high:g}, got {value:g}")
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        from convcost import bounds
+
+        bound = bounds.threads_bound() if name == "threads" else getattr(bounds, name.upper())
+        try:
+            bounds.real(value, bound, what)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
         return value
 
-    check.__name__ = flag
     return check
 
 
+ThreadsOption = Annotated[
+    int,
+    typer.Option(
+        "--threads", metavar="N", callback=_bounded("threads", "a whole number"),
+        help="Threads for the forward passes and timing (at most the CPU cores this process may use).",
+    ),
+]  # fmt: skip
+RoundsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--rounds", metavar="N", callback=_bounded("rounds", "a whole number"), show_default=False,
+        help="Exactly N interleaved rounds (1 to 1,000), no stopping rule [default: adaptive, see --target and "
+        "--max-time].",
+    ),
+]  # fmt: skip
+MinTimeOption = Annotated[
+    float,
+    typer.Option(
+        "--min-time", metavar="SECONDS", callback=_bounded("min_time", "a number of seconds"),
+        help="Seconds of timed calls per layer per round (0.001 to 60).",
+    ),
+]  # fmt: skip
 TargetOption = Annotated[
     float,
     typer.Option(
-        "--target",
-        metavar="PCT",
+        "--target", metavar="PCT", callback=_bounded("target", "a percentage"),
         help="Stop sampling when every speedup's 95% interval is within ±PCT % (0.1 to 50).",
-        callback=_bounded("--target", 0.1, 50),
     ),
-]
+]  # fmt: skip
 MaxTimeOption = Annotated[
     float,
     typer.Option(
-        "--max-time",
-        metavar="SECONDS",
+        "--max-time", metavar="SECONDS", callback=_bounded("max_time", "a number of seconds"),
         help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
-        callback=_bounded("--max-time", 0.05, 600),
     ),
-]
+]  # fmt: skip
 FormulaOnlyOption = Annotated[
     bool,
     typer.Option(
@@ -669,7 +700,12 @@ def model_command(
     size: Annotated[str | None, typer.Option("--size", help="Model files: override the input size H or HxW.")] = None,
     by_kind: Annotated[bool, typer.Option("--by-kind", help="Add the breakdown by layer kind.")] = False,
     depth: Annotated[
-        int | None, typer.Option("--depth", min=1, help="Import paths: one row per module this deep.")
+        int | None,
+        typer.Option(
+            "--depth",
+            callback=_bounded("depth", "a whole number"),
+            help="Import paths: one row per module this deep (1 to 100).",
+        ),
     ] = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
@@ -1022,4 +1058,9 @@ def _run() -> int | None:
         return int(getattr(error, "exit_code", EXIT_USAGE))
     except (abort, KeyboardInterrupt):
         return 130
+    except SystemExit:
+        # Typer turns a closed stdout (while printing --help or --version) into exit 1 after wrapping the streams
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            return EXIT_PIPE_CLOSED
+        raise
     return code if isinstance(code, int) else EXIT_OK

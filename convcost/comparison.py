@@ -52,7 +52,10 @@ def compare(
     """
     check_device(spec.device)
     planned = kinds.plan(spec)
-    check_memory(list(planned.values()), spec.size, spec.batch, spec.dtype.itemsize)
+    channels = {"cin": spec.cin, "cout": spec.cout, "mid": spec.mid or 0, "multiplier": spec.multiplier * spec.cin}
+    if spec.multiplier == 1:
+        del channels["multiplier"]
+    check_memory(list(planned.values()), spec.size, spec.batch, spec.dtype.itemsize, channels)
     if latency_settings is not None and latency_settings.tune_allocator:
         latency.tune_allocator()
     allocator = latency.allocator_state()  # mallopt is process-wide: an earlier call may have tuned it

@@ -184,7 +184,8 @@ def test_model_memory_guard_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     path.write_text("input: {channels: 3, size: 8}\nlayers:\n  - {kind: dense, cout: 512, kernel: 3}\n")
     result = runner.invoke(app, ["model", str(path), "--size", "100000"])
     assert result.exit_code == 2, result.output
-    assert result.stderr.startswith(f"convcost: error: {path}: input.size: at size 100000×100000 and batch 1")
+    expected = f"convcost: error: {path}: input.size: at input.size 100000×100000 (input 1×3×100000×100000) "
+    assert result.stderr.startswith(expected)
 
 
 def test_model_roofline_table_implies_latency(monkeypatch: pytest.MonkeyPatch) -> None:
