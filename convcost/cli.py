@@ -428,7 +428,10 @@ def batch_command(
     file: Annotated[
         Path,
         typer.Argument(
-            help="YAML file of layer configs (`convcost schema` describes it).", show_default=False, metavar="FILE"
+            help="YAML file of layer configs (`convcost schema` describes it), or a bundled one's name "
+            "(`convcost bundled` lists them).",
+            show_default=False,
+            metavar="FILE",
         ),
     ],
     output_format: FormatOption = None,
@@ -455,7 +458,9 @@ def batch_command(
 
     chosen = _format_for(output, output_format)
     with _exit_codes():
-        plan = load_batch(file)
+        from convcost.bundled import Use, resolve
+
+        plan = load_batch(resolve(str(file), Use.BATCH))
         if select is not None:
             plan = plan.select(select)
         settings = None
@@ -530,7 +535,11 @@ _MODEL_WIDTH = 80  # the per-layer table is laid out for 80 columns when piped o
 @app.command("model")
 def model_command(
     source: Annotated[
-        str, typer.Argument(help="A model file (YAML), or package.module:factory returning an nn.Module.")
+        str,
+        typer.Argument(
+            help="A model file (YAML), a bundled model's name (`convcost bundled` lists them), or "
+            "package.module:factory returning an nn.Module."
+        ),
     ],
     input_shape: Annotated[
         str | None, typer.Option("--input", help="Import paths: the input CxHxW (without the batch).")
@@ -563,10 +572,13 @@ def model_command(
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = _format_for(output, output_format)
     with _exit_codes():
-        from convcost.model import evaluate_source
+        from convcost.bundled import Use, resolve
+        from convcost.model import evaluate_source, is_import_path
         from convcost.model_report import render
         from convcost.report import OutputFormat
 
+        if not is_import_path(source):
+            source = str(resolve(source, Use.MODEL))
         settings = _latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator)
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
@@ -729,7 +741,10 @@ class CheckFormat(str, Enum):
 
 @app.command("check")
 def check_command(
-    budget_file: Annotated[Path, typer.Argument(help="The budget file (YAML).", dir_okay=False)],
+    budget_file: Annotated[
+        Path,
+        typer.Argument(help="The budget file (YAML), or a bundled one's name (`convcost bundled`).", dir_okay=False),
+    ],
     output_format: Annotated[
         CheckFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
     ] = CheckFormat.TABLE,
@@ -745,8 +760,9 @@ def check_command(
     with _exit_codes():
         from convcost import budget as budgets
         from convcost import budget_report
+        from convcost.bundled import Use, resolve
 
-        plan = budgets.load_budget(budget_file)
+        plan = budgets.load_budget(resolve(str(budget_file), Use.CHECK))
         target = baseline or plan.baseline_path
         if update_baseline and target is None:
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
@@ -773,6 +789,31 @@ def check_command(
     _write(text, output)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+# ---- convcost bundled --------------------------------------------------------------------------------------
+
+
+@app.command("bundled")
+def bundled_command(
+    name: Annotated[
+        str | None, typer.Argument(help="Print where this bundled file lies (e.g. to copy it).", show_default=False)
+    ] = None,
+) -> None:
+    """List the example files that ship with convcost and the command that uses each, from any folder."""
+    with _exit_codes():
+        from convcost import bundled
+
+        if name is not None:
+            item = bundled.find(name)
+            if item is None:
+                names = ", ".join(entry.name for entry in bundled.BUNDLED)
+                fail(f"{name}: not a bundled file; bundled: {names}")
+            typer.echo(str(bundled.path_of(item)))
+            return
+        width = max(len(bundled.command_for(item)) for item in bundled.BUNDLED) + 2
+        lines = [f"{bundled.command_for(item):<{width}}{item.about}" for item in bundled.BUNDLED]
+        typer.echo("\n".join([*lines, f"(files in {bundled.configs_dir()}; a real file path wins over a name)"]))
 
 
 _interrupt_reported = False  # a command that reported its own interruption sets this
