@@ -466,10 +466,21 @@ def print_stability(result: dict[str, Any], summary: dict[str, Any]) -> None:
 # report ---------------------------------------------------------------------------------------------------
 
 
+def json_target(value: str) -> Path:
+    """--json PATH as an absolute path, relative to the directory bench.py was started in (never the repository
+    root, where its child processes run); refused before the benchmark's minutes, not after them."""
+    path = Path(value).expanduser().absolute()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a directory")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {value}: {path.parent} is not a writable directory")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--json", type=json_target, metavar="PATH", help="also write every figure to this JSON file")
     parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), action="append", help="run only item N (repeat)")
     parser.add_argument("--runs", type=int, default=10, help="item 4: fresh processes with and without a neighbour")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -556,6 +567,7 @@ def main() -> None:
     print(f"\nbenchmark took {results['wall_s']:.0f} s; load average now {results['load_after']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"figures written to {args.json}")
 
 
 if __name__ == "__main__":

@@ -233,22 +233,33 @@ def parse_batch(document: yamlio.Document) -> Batch:
         entry.issues = [issue for issue in issues if _entry_of(issue) == index]
         if not entry.issues:
             entry.spec, entry.issues = _entry_spec(_merge(defaults, raw), document, loc, defaults)
-        if isinstance(given, str):
-            if given in named:
-                first = named[given]
-                entry.issues.append(
-                    FieldIssue(
-                        (*loc, "name"),
-                        f"duplicate name {given!r} (also layers[{first.index}], line {first.line})",
-                        document.key_line((*loc, "name")),
-                    )
-                )
-            named.setdefault(given, entry)
+        # names key the results (a check's per-entry figures, --select): a given name equal to another entry's
+        # automatic one (layers[1]) would make one of them vanish, so every name, given or not, is unique
+        if name in named:
+            entry.issues.append(_duplicate_name(name, entry, named[name], isinstance(given, str), document))
+        named.setdefault(name, entry)
         if entry.issues:
             entry.spec = None
             entry.issues.sort(key=lambda issue: issue.line or 0)
         entries.append(entry)
     return Batch(document.source, int(data.get("version", BATCH_VERSION)), entries)
+
+
+def _duplicate_name(
+    name: str, entry: BatchEntry, first: BatchEntry, given: bool, document: yamlio.Document
+) -> FieldIssue:
+    """The issue of an entry whose name another entry already has, naming both entries' lines."""
+    loc: yamlio.Loc = ("layers", entry.index)
+    first_given = document.lines.get(("key", "layers", first.index, "name")) is not None
+    first_line = document.key_line(("layers", first.index, "name")) if first_given else first.line
+    whose = "the name" if first_given else "the automatic name"
+    message = (
+        f"duplicate name {name!r}: it is also {whose} of layers[{first.index}] ({document.source}:{first_line}); "
+        "names must be unique"
+    )
+    if given:
+        return FieldIssue((*loc, "name"), message, document.key_line((*loc, "name")))
+    return FieldIssue(loc, f"{message} (this entry has no name: give it one)", entry.line)
 
 
 def _plain_words(issue: FieldIssue, data: Any) -> FieldIssue:

@@ -194,6 +194,11 @@ class PlannedCheck:
     batch_plan: Batch | None = None
 
     @property
+    def has_limits(self) -> bool:
+        """Whether the check holds anything to a limit of its own (else only a baseline can judge it)."""
+        return any((self.spec.params, self.spec.macs, self.spec.latency_ms, self.spec.layers))
+
+    @property
     def needs_latency(self) -> bool:
         return self.spec.latency_ms is not None or any(layer.latency_ms for layer in self.spec.layers)
 
@@ -225,7 +230,7 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
 
     base = path.parent
     checks: list[PlannedCheck] = []
-    names: set[str] = set()
+    names: dict[str, int] = {}  # each check's name → its index (names key the baseline and the results)
     for index, check in enumerate(spec.checks):
         loc: yamlio.Loc = ("checks", index)
         lines = {key[len(loc) :]: line for key, line in document.lines.items() if key[: len(loc)] == loc}
@@ -239,8 +244,19 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
             continue
         name = check.name or Path(check.model or check.batch or "").stem or f"check{index + 1}"
         if name in names:
-            issues.append(FieldIssue((*loc, "name"), f"check name {name!r} is used twice"))
-        names.add(name)
+            first: yamlio.Loc = ("checks", names[name])
+            first_line = document.key_line((*first, "name")) if document.lines.get(("key", *first, "name")) else None
+            first_line = first_line or document.line(first)
+            how = "" if check.name else " (from the file name)"
+            issues.append(
+                FieldIssue(
+                    (*loc, "name") if check.name else loc,
+                    f"check name {name!r}{how} is also the name of checks[{names[name]}] "
+                    f"({document.source}:{first_line}): names must be unique (give each check a 'name')",
+                    document.key_line((*loc, "name")) if check.name else document.line(loc),
+                )
+            )
+        names.setdefault(name, index)
         planned = PlannedCheck(index, name, check, document.line(loc), lines)
         if check.batch is not None:
             planned.batch_path = base / check.batch
@@ -267,12 +283,6 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
         for number, layer in enumerate(check.layers):
             if not any((layer.params, layer.macs, layer.latency_ms)):
                 issues.append(FieldIssue((*loc, "layers", number), "gives no limit: add params, macs or latency_ms"))
-        if not any((check.params, check.macs, check.latency_ms, check.layers, spec.baseline)):
-            issues.append(
-                FieldIssue(
-                    loc, f"check {name!r} gives no limit: add params, macs, latency_ms or layers (or a baseline)"
-                )
-            )
         checks.append(planned)
     if issues:
         raise document.error(issues)
@@ -335,6 +345,9 @@ def prepare_checks(budget: Budget) -> None:
             from convcost.batch import load_batch
 
             check.batch_plan = load_batch(check.batch_path)
+            # an invalid entry (a duplicate name, a bad value) is bad input: refused before anything is measured
+            if check.batch_plan.issues:
+                raise SpecError(check.batch_plan.issues, check.batch_plan.source)
         else:
             assert check.import_path is not None and spec.input is not None
             loc: yamlio.Loc = ("checks", check.index)
@@ -709,10 +722,29 @@ def differences(recorded: dict[str, Any], environment: Environment | None) -> li
     ]
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique: json keeps the last of two, which would hide a check's figures."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(repr(key))
+        seen[key] = value
+    return seen
+
+
 def load_baseline(path: Path) -> dict[str, Any]:
     """A baseline file, or SpecError naming the file and the field that is wrong."""
+    from convcost.files import reading
+
+    reading(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as error:
+        raise SpecError([FieldIssue((), f"key {error} is given twice (checks are keyed by name)")], str(path)) from None
     except FileNotFoundError:
         raise SpecError(
             [FieldIssue((), "no such baseline file: write one with --update-baseline")], str(path)
@@ -766,6 +798,39 @@ def baseline_text(result: BudgetResult) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+def _refuse_empty_checks(
+    budget: Budget, path: Path | None, baseline: dict[str, Any] | None, update_baseline: bool
+) -> None:
+    """SpecError, before anything is measured, for every check that would compare nothing.
+
+    A gate that compares nothing passes whatever the model does. A check without limits of its own is judged by
+    the baseline alone, so it needs a baseline that has figures for it; ``--update-baseline`` records them (that
+    run compares nothing on purpose).
+    """
+    if update_baseline:
+        return
+    issues: list[FieldIssue] = []
+    for check in budget.checks:
+        if check.has_limits:
+            continue
+        loc: yamlio.Loc = ("checks", check.index)
+        if path is None:
+            why = "add params, macs, latency_ms or layers (or a baseline)"
+            issues.append(FieldIssue(loc, f"check {check.name!r} gives no limit: {why}", check.line))
+            continue
+        recorded = (baseline or {}).get("checks", {}).get(check.name)
+        if baseline is None:
+            why = f"the baseline {path} does not exist yet (write it with --update-baseline)"
+        elif not isinstance(recorded, dict) or all(recorded.get(metric) is None for metric in METRICS):
+            why = f"the baseline {path} has no figures for it (record them with --update-baseline)"
+        else:
+            continue
+        message = f"check {check.name!r} compares nothing: it gives no limit of its own and {why}"
+        issues.append(FieldIssue(loc, message, check.line))
+    if issues:
+        raise SpecError(issues, budget.source)
+
+
 def run_checks(
     budget: Budget,
     baseline_path: Path | None = None,
@@ -788,6 +853,7 @@ def run_checks(
         # a baseline named on the command line must exist; the budget file's may not have been written yet
         missing = baseline_path is None and not path.exists()
         baseline = None if missing else load_baseline(path)
+    _refuse_empty_checks(budget, path, baseline, update_baseline)
     options = budget.spec.latency
     settings = latency_settings or LatencySettings(threads=options.threads, rounds=options.rounds,
                                                    min_time=options.min_time, target=options.target / 100,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from xml.etree import ElementTree
 
 from convcost.budget import METRICS, BudgetResult, Level, Verdict
+from convcost.literal import markdown_literal, visible
 from convcost.model_report import si
 from convcost.report import markdown_table, to_json
 
@@ -63,11 +64,13 @@ def to_lines(result: BudgetResult) -> str:
         lines.append(f"baseline written to {result.baseline_path}")
     verdict_word = "FAILED" if not result.ok else "ok"
     lines.append(f"{verdict_word}: {result.summary()}")
-    return "\n".join(lines) + "\n"
+    # one line per finding whatever the names hold: a newline or ESC in a check name is shown, not obeyed
+    return "\n".join(visible(line) for line in lines) + "\n"
 
 
 def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """GitHub's workflow-command escaping of a message (after :func:`visible`: no raw control character)."""
+    return visible(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_property(text: str) -> str:
@@ -87,7 +90,7 @@ def to_github(result: BudgetResult) -> str:
             lines.append(f"::{command} {where},title={title}::{_escape_data(describe(verdict))}")
         if len(items) > GITHUB_PER_LEVEL:
             lines.append(f"… and {len(items) - GITHUB_PER_LEVEL} more {command}s (see the job summary)")
-    lines.append(("FAILED: " if not result.ok else "ok: ") + result.summary())
+    lines.append(visible(("FAILED: " if not result.ok else "ok: ") + result.summary()))
     return "\n".join(lines) + "\n"
 
 
@@ -99,11 +102,13 @@ def to_markdown_summary(result: BudgetResult) -> str:
     for name, measured in result.measured.items():
         problems = [verdict for verdict in failed(result) if verdict.check == name]
         state = "error" if any(v.level is Level.ERROR for v in problems) else "warning" if problems else "ok"
-        rows.append([name, *[amount(metric, measured.total.get(metric)) for metric in METRICS], state])
+        rows.append([markdown_literal(name), *[amount(metric, measured.total.get(metric)) for metric in METRICS],
+                     state])  # fmt: skip
     parts += [markdown_table(["Check", "Params", "MACs", "Latency", "Status"], rows, {1, 2, 3}), ""]
     for verdict in failed(result):
         where = f"{result.source}:{verdict.line}" if verdict.line else result.source
-        parts.append(f"- **{_level_word(verdict)}** `{where}`: {describe(verdict)}")
+        # a code span cannot escape a backtick: the location and the message are escaped text instead
+        parts.append(f"- **{_level_word(verdict)}** {markdown_literal(where)}: {markdown_literal(describe(verdict))}")
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -138,6 +143,12 @@ def to_junit(result: BudgetResult) -> str:
                 ElementTree.SubElement(case, "system-out").text = f"warning: {describe(verdict)}"
     suites.set("tests", str(len(result.verdicts)))
     suites.set("failures", str(total_failures))
+    # XML 1.0 cannot carry most control characters at all (not even as &#..;): every text is made visible
+    for element in suites.iter():
+        if element.text:
+            element.text = visible(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, visible(value))
     ElementTree.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(suites, encoding="unicode") + "\n"
 

@@ -34,7 +34,7 @@ from torch import nn
 
 from convcost import latency
 from convcost.errors import UsageError
-from convcost.files import write_atomic
+from convcost.files import reading, write_atomic
 from convcost.latency_stats import COPY, MATMUL, Contention, classify, quantile, summarize
 from convcost.roofline import Calibration, cache_key
 from convcost.spec import DType
@@ -112,6 +112,7 @@ def key_for(device: str, dtype: DType, threads: int) -> str:
 
 def _read_cache(path: Path) -> dict[str, Any]:
     """The cache's entries by key; {} when there is no file; CalibrationCacheError when it is unreadable."""
+    reading(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -133,14 +134,19 @@ def _read_cache(path: Path) -> dict[str, Any]:
 def cached(device: str, dtype: DType, threads: int) -> Calibration | None:
     """The cached calibration for this machine, torch, device, dtype and threads, or None."""
     path = cache_path()
-    entry = _read_cache(path).get(key_for(device, dtype, threads))
+    key = key_for(device, dtype, threads)
+    entry = _read_cache(path).get(key)
     if entry is None:
         return None
     try:
         return Calibration.from_dict(entry)
-    except (KeyError, TypeError, ValueError) as error:
+    except KeyError as error:
         raise CalibrationCacheError(
-            f"the calibration cache {path} has a malformed entry ({error}): run convcost calibrate --refresh"
+            f"the calibration cache {path} is broken: entry {key!r} has no {error}: run convcost calibrate --refresh"
+        ) from None
+    except (TypeError, ValueError) as error:
+        raise CalibrationCacheError(
+            f"the calibration cache {path} is broken: entry {key!r}: {error}: run convcost calibrate --refresh"
         ) from None
 
 

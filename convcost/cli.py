@@ -35,9 +35,10 @@ app = typer.Typer(
     help="What replacing a Conv2d with a depthwise-separable, grouped or spatially separable one saves: "
     "params, MACs and latency, by formula and measured.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (typer's, no torch import)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
 
 
@@ -56,31 +57,55 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_debug_flag = False  # --debug, set by the root callback on every run
+
+
+def _debug(value: bool) -> None:
+    global _debug_flag
+    _debug_flag = value
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug", callback=_debug, is_eager=True, help="Show the traceback of an internal error (exit 3)."
+        ),
+    ] = False,
 ) -> None:
     """convcost: dense against separable convolutions, analytical against measured."""
+    from convcost import interrupts
+
+    # for the command's length: SIGTERM stops a run as Ctrl-C does (finished work kept), and a signal is told
+    # apart from a KeyboardInterrupt that the user's model code raises itself
+    ctx.with_resource(interrupts.handlers())
+    from convcost.files import forget_files
+
+    forget_files()  # what an earlier command (in the same process) read or wrote is not this one's input
 
 
 def _stderr() -> Console:
-    from rich.console import Console
+    from convcost.tables import make_console
 
-    return Console(stderr=True, highlight=False)
-
-
-def _stdout() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False)
+    return make_console(stderr=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit with ``code``."""
-    _stderr().print(f"convcost: error: {message}", markup=False, soft_wrap=True)
+    error_line(_stderr(), message)
     raise typer.Exit(code)
+
+
+def error_line(console: Console, message: str) -> None:
+    """``convcost: error: message`` as one line: the message's user values made visible, newlines included."""
+    from convcost.literal import visible
+
+    console.print(visible(f"convcost: error: {message}"), soft_wrap=True)
 
 
 def flag_for(loc: tuple[str | int, ...]) -> str:
@@ -99,7 +124,7 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
     console = _stderr()
     if error.source:
         for line in error.lines():
-            console.print(f"convcost: error: {line}", markup=False, soft_wrap=True)
+            error_line(console, line)
     else:
         for issue in error.issues:
             flag, message = flag_for(issue.loc), issue.message
@@ -107,7 +132,7 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
                 flag = "--set " + ".".join(str(part) for part in issue.loc)
                 if len(issue.loc) == 1 and message == "unknown key":
                     message = "unknown stage (stages: " + ", ".join(STAGE_NAMES_FOR_SET) + ")"
-            console.print(f"convcost: error: {flag}: {message}", markup=False, soft_wrap=True)
+            error_line(console, f"{flag}: {message}")
     raise typer.Exit(EXIT_USAGE)
 
 
@@ -115,13 +140,20 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
 STAGE_NAMES_FOR_SET = ("dense", "depthwise", "pointwise", "grouped", "row", "column", "shared")
 
 
+def _debugging() -> bool:
+    return _debug_flag or os.environ.get("CONVCOST_DEBUG", "") not in ("", "0")
+
+
 def internal_error(error: BaseException) -> NoReturn:
-    if os.environ.get("CONVCOST_DEBUG"):
-        raise error
-    fail(
-        f"internal error: {type(error).__name__}: {error} (set CONVCOST_DEBUG=1 for a traceback)",
-        EXIT_INTERNAL,
-    )
+    """Exit 3 with one line; with --debug or CONVCOST_DEBUG=1, the traceback first (never exit 1: that means a
+    check failed)."""
+    if _debugging():
+        import traceback
+
+        traceback.print_exception(error)
+    first = str(error).splitlines()[0] if str(error) else ""
+    fail(f"internal error: {type(error).__name__}: {first} (convcost --debug ... or CONVCOST_DEBUG=1 for the "
+         "traceback)", EXIT_INTERNAL)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -160,15 +192,19 @@ def _latency_settings(
                            max_time=max_time)  # fmt: skip
 
 
-def _emit(render: Callable[[Console], str | None], output: Path | None, width: int, fixed_when_piped: bool) -> None:
-    """Render to the terminal, or at a fixed width (no colour) for -o and, if asked, for a pipe; then write."""
-    from rich.console import Console
+def _emit(render: Callable[[Console], str | None], output: Path | None) -> None:
+    """Render tables to stdout, or into the -o file (plain, at the piped width); write text formats as they are.
 
-    plain = output is not None or (fixed_when_piped and not sys.stdout.isatty())
+    One width rule for every command (convcost.tables.make_console): $COLUMNS if set, else the terminal's width,
+    else 120 columns for a pipe or a file.
+    """
+    from convcost.tables import make_console
+
+    to_file = output is not None and str(output) != "-"
     buffer = io.StringIO()
-    console = Console(file=buffer, width=width, highlight=False, color_system=None) if plain else _stdout()
+    console = make_console(file=buffer, plain=True) if to_file else make_console()
     text = render(console)
-    if text is None and plain:
+    if text is None and to_file:
         text = buffer.getvalue()
     if text is not None:
         _write(text, output)
@@ -180,10 +216,14 @@ def _progress_bar(total: int, first: str) -> tuple[Any, Callable[[int, str], Non
         return contextlib.nullcontext(), lambda completed, description: None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=_stderr(), transient=True)  # fmt: skip
-    task = progress.add_task(first, total=total)
-    return progress, lambda completed, description: progress.update(task, completed=completed, description=description)
+    from convcost.literal import visible
+
+    # entry names are the user's: never markup (an entry named "[bold" would crash the bar), never raw controls
+    progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=_stderr(), transient=True)  # fmt: skip
+    task = progress.add_task(visible(first), total=total)
+    return progress, lambda completed, description: progress.update(task, completed=completed,
+                                                                     description=visible(description))  # fmt: skip
 
 
 def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
@@ -226,18 +266,26 @@ FormatOption = Annotated[
 ]
 
 
-def _output_path(value: Path | None) -> Path | None:
-    """Refuse an unusable -o before anything is measured (nothing computed may be lost to a typo)."""
-    if value is None:
-        return None
-    if not str(value):
-        raise typer.BadParameter("empty file name")
-    from convcost.files import check_writable
+def _output_path(value: str | Path) -> Path:
+    """Refuse an unusable -o before anything is measured (nothing computed may be lost to a typo).
 
-    problem = check_writable(value)
+    A parser rather than a Path type: Path('') is '.', and an empty -o must say that it is empty.
+    """
+    if isinstance(value, Path):
+        return value
+    if not value:
+        raise typer.BadParameter("the file name is empty")
+    from convcost.errors import UsageError
+    from convcost.files import check_writable, will_write
+
+    problem = check_writable(Path(value))
     if problem:
         raise typer.BadParameter(problem)
-    return value
+    try:
+        will_write(value, "-o/--output")
+    except UsageError as error:
+        raise typer.BadParameter(str(error)) from None
+    return Path(value)
 
 
 OutputOption = Annotated[
@@ -246,7 +294,7 @@ OutputOption = Annotated[
         "--output",
         "-o",
         help="Write the report to this file (atomically; - for stdout).",
-        callback=_output_path,
+        parser=_output_path,
         metavar="FILE",
     ),
 ]
@@ -322,7 +370,7 @@ RooflineOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(short_help="Dense Conv2d against its alternatives, checked two ways.")
 def compare(
     cin: Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)],
     cout: Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)],
@@ -404,16 +452,32 @@ def compare(
                 max_time=max_time)  # fmt: skip
 
 
+def _cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> Calibration | None:
+    """The cached calibration; a broken cache stops a timed run, but a run that times nothing goes on without it.
+
+    A broken cache is the machine's problem, not the input's: a warning names the cache, never an input line.
+    """
+    from convcost.calibrate import CalibrationCacheError, cached
+
+    try:
+        return cached(device, dtype, threads)
+    except CalibrationCacheError as error:
+        if timing:
+            raise
+        _stderr().print(f"convcost: warning: {error} (no roofline bounds: nothing is timed)", markup=False,
+                        soft_wrap=True)  # fmt: skip
+        return None
+
+
 def _measured_comparison(
     spec: CompareSpec, latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool,
     tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
 ) -> Comparison:  # fmt: skip
-    from convcost.calibrate import cached
     from convcost.comparison import compare
 
     settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
                                  max_time=max_time)  # fmt: skip
-    return compare(spec, settings, cached(spec.device, spec.dtype, threads))
+    return compare(spec, settings, _cached_calibration(spec.device, spec.dtype, threads, timing=latency))
 
 
 def run_compare(
@@ -446,19 +510,16 @@ def run_compare(
         else:
             comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator,
                                               target, max_time)  # fmt: skip
-        _emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output, 100,
-              fixed_when_piped=False)  # fmt: skip
+        _emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output)
     if not comparison.ok:
         raise typer.Exit(EXIT_FAILED)
 
 
 # --- convcost batch / convcost schema ---------------------------------------------------------------------
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.interrupts.exit_code)
 _SUFFIX_FORMATS = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN, ".markdown": Format.MARKDOWN,
                    ".txt": Format.TABLE}  # fmt: skip
-# Piped or written to a file, the batch table is laid out at a fixed width so that the output is stable.
-_PLAIN_WIDTH = 120
 
 
 def _format_for(output: Path | None, chosen: Format | None) -> Format:
@@ -473,7 +534,7 @@ def _format_for(output: Path | None, chosen: Format | None) -> Format:
          "or give --format")  # fmt: skip
 
 
-@app.command("batch")
+@app.command("batch", short_help="Every comparison in a YAML file, one row each.")
 def batch_command(
     file: Annotated[
         Path,
@@ -501,7 +562,7 @@ def batch_command(
     """Evaluate every comparison in a YAML file: a summary row per entry; a failing entry does not stop the rest.
 
     Exit code 2 if any entry is invalid (the valid ones still run), 1 if any has a shape mismatch or a counter
-    disagreement, 130 if interrupted (what was done is still reported and written).
+    disagreement, 130 if interrupted (143 on SIGTERM; what was done is still reported and written).
     """
     from convcost.batch import Status, load_batch
 
@@ -518,21 +579,24 @@ def batch_command(
         result = _run_batch(plan, settings, threads, not formula_only)
         from convcost.report import OutputFormat, render_batch
 
-        _emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail), output,
-              _PLAIN_WIDTH, fixed_when_piped=True)  # fmt: skip
+        _emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail), output)
     console = _stderr()
     for entry in result.entries:
         if entry.status in (Status.INVALID, Status.ERROR):
             for line in entry.problems(result.source):
-                console.print(f"convcost: error: {line}", markup=False, soft_wrap=True)
-        if entry.exception is not None and os.environ.get("CONVCOST_DEBUG"):
-            raise entry.exception
+                error_line(console, line)
+        if entry.exception is not None and _debugging():
+            import traceback
+
+            traceback.print_exception(entry.exception)
     if result.interrupted:
+        from convcost import interrupts
+
         done = len(result.entries) - result.count(Status.NOT_RUN)
-        console.print(f"convcost: interrupted after {done} of {len(result.entries)} entries", markup=False)
+        console.print(f"convcost: {interrupts.what()} after {done} of {len(result.entries)} entries", markup=False)
         global _interrupt_reported
         _interrupt_reported = True
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupts.exit_code())
     if result.count(Status.ERROR):  # an internal error outranks bad input: it is the tool's fault, not the file's
         raise typer.Exit(EXIT_INTERNAL)
     if result.count(Status.INVALID):
@@ -547,10 +611,22 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
 
     calibration = None
     if measure:  # the formula-only path never imports torch
-        from convcost.calibrate import cached
+        # read once per device and dtype before anything runs: a broken cache is the machine's problem, reported
+        # once (or, when timing, stopping the run), never an invalid entry against the file's lines
+        from convcost.calibrate import CalibrationCacheError
+        from convcost.errors import UsageError
+
+        peaks: dict[tuple[str, Any], Calibration | None] = {}
+        for key in dict.fromkeys((entry.spec.device, entry.spec.dtype) for entry in plan.entries if entry.spec):
+            try:
+                peaks[key] = _cached_calibration(*key, threads, timing=settings is not None)
+            except CalibrationCacheError:
+                raise
+            except UsageError:  # e.g. --device cuda without CUDA: that entry's own problem, reported on its line
+                continue
 
         def calibration(spec: CompareSpec) -> Calibration | None:
-            return cached(spec.device, spec.dtype, threads)
+            return peaks.get((spec.device, spec.dtype))
 
     done: list[EntryResult] = []
     names = [entry.name for entry in plan.entries]
@@ -565,7 +641,7 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
     return collect(plan, done)
 
 
-@app.command("schema")
+@app.command("schema", short_help="The JSON Schema of batch files.")
 def schema_command(output: OutputOption = None) -> None:
     """Print the JSON Schema of batch files, so that editors can validate and complete them."""
     import json
@@ -576,10 +652,9 @@ def schema_command(output: OutputOption = None) -> None:
 
 
 # ---- convcost model ----------------------------------------------------------------------------------------
-_MODEL_WIDTH = 80  # the per-layer table is laid out for 80 columns when piped or written to a file
 
 
-@app.command("model")
+@app.command("model", short_help="Cost of a whole model, layer by layer.")
 def model_command(
     source: Annotated[
         str, typer.Argument(help="A model file (YAML), or package.module:factory returning an nn.Module.")
@@ -626,8 +701,7 @@ def model_command(
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
         )
-        _emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind, roofline),
-              output, _MODEL_WIDTH, fixed_when_piped=True)  # fmt: skip
+        _emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind, roofline), output)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -635,7 +709,7 @@ def model_command(
 # --- convcost calibrate / convcost sweep ---------------------------------------------------------------
 
 
-@app.command("calibrate")
+@app.command("calibrate", short_help="Measure and cache this machine's peaks.")
 def calibrate_command(
     threads: ThreadsOption = 1,
     dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
@@ -671,10 +745,10 @@ def calibrate_command(
             render_calibration(calibration, path, fresh, console)
             return None
 
-        _emit(render, output, 100, fixed_when_piped=False)
+        _emit(render, output)
 
 
-@app.command("sweep")
+@app.command("sweep", short_help="Compare over a grid: MAC ratio against speedup.")
 def sweep_command(
     cin: Annotated[str, typer.Option("--cin", help="Input channels, e.g. 8,32,128.", show_default=False)],
     cout: Annotated[str, typer.Option("--cout", help="Output channels, e.g. 64,256.", show_default=False)],
@@ -735,13 +809,14 @@ def sweep_command(
         if plot is not None:  # refused before anything is measured
             if not latency:
                 fail("--plot: the plot shows measured speedups: leave out --no-latency")
+            from convcost.files import will_write
             from convcost.plot import check_plot_path
 
             check_plot_path(plot)
+            will_write(plot, "--plot")
         result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
                             target, max_time)  # fmt: skip
-        _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output, 120,
-              fixed_when_piped=False)  # fmt: skip
+        _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
         if plot is not None:
             from convcost.plot import plot_sweep
 
@@ -750,11 +825,13 @@ def sweep_command(
             except OSError as error:
                 fail(f"--plot: cannot write {plot}: {error.strerror or error}")
     if result.interrupted:
+        from convcost import interrupts
+
         done = len({(point.cin, point.cout, point.kernel, point.size) for point in result.points})
-        _stderr().print(f"convcost: interrupted after {done} of {result.planned} grid points", markup=False)
+        _stderr().print(f"convcost: {interrupts.what()} after {done} of {result.planned} grid points", markup=False)
         global _interrupt_reported
         _interrupt_reported = True
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupts.exit_code())
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -765,11 +842,10 @@ def _run_sweep(
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr."""
     from convcost import sweep
-    from convcost.calibrate import cached
 
     settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
                                  max_time=max_time)  # fmt: skip
-    calibration = cached(specs[0].device, specs[0].dtype, threads)
+    calibration = _cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = _progress_bar(len(specs), "sweep")
     with progress:
         return sweep.run(specs, axes, fixed, settings, calibration,
@@ -786,12 +862,34 @@ class CheckFormat(str, Enum):
     JUNIT = "junit"
 
 
-@app.command("check")
+_CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
+
+
+def _check_format_for(output: Path | None, chosen: CheckFormat | None) -> CheckFormat:
+    """--format if given, else the format -o's extension names (as every command does), else the table."""
+    if chosen is not None:
+        return chosen
+    if output is None or str(output) == "-":
+        return CheckFormat.TABLE
+    if output.suffix.lower() in _CHECK_SUFFIX_FORMATS:
+        return _CHECK_SUFFIX_FORMATS[output.suffix.lower()]
+    fail(f"-o/--output: cannot tell the format from {output.name!r}: name it .json, .xml (JUnit) or .txt, "
+         "or give --format")  # fmt: skip
+
+
+@app.command("check", short_help="CI gate: fail when a model exceeds its budget.")
 def check_command(
     budget_file: Annotated[Path, typer.Argument(help="The budget file (YAML).", dir_okay=False)],
     output_format: Annotated[
-        CheckFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)
-    ] = CheckFormat.TABLE,
+        CheckFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format [default: from -o's extension (.json, .xml, .txt), else table].",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
     baseline: Annotated[
         Path | None, typer.Option("--baseline", help="Baseline file (default: the budget file's 'baseline').")
     ] = None,
@@ -808,6 +906,7 @@ def check_command(
     ] = False,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
+    chosen = _check_format_for(output, output_format)
     with _exit_codes():
         from convcost import budget as budgets
         from convcost import budget_report
@@ -816,6 +915,15 @@ def check_command(
         target = baseline or plan.baseline_path
         if update_baseline and target is None:
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
+        if update_baseline and target is not None:
+            # refused before anything is measured: a path that cannot be written, or one of the inputs
+            from convcost.files import check_writable, will_write
+
+            flag = "--baseline" if baseline is not None else f"{plan.source}: baseline"
+            problem = check_writable(target)
+            if problem:
+                fail(f"{flag}: cannot write {target}: {problem}")
+            will_write(target, flag)
         result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency)
         renderers = {
             CheckFormat.TABLE: budget_report.to_lines,
@@ -823,20 +931,37 @@ def check_command(
             CheckFormat.GITHUB: budget_report.to_github,
             CheckFormat.JUNIT: budget_report.to_junit,
         }
-        try:
-            if update_baseline and target is not None:
-                from convcost.files import write_atomic
+        if update_baseline and target is not None:
+            from convcost.files import write_atomic
 
+            try:
                 write_atomic(target, budgets.baseline_text(result))
-                result.baseline_path, result.baseline_written = str(target), True
-            text = renderers[output_format](result)
-            summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
-            if output_format is CheckFormat.GITHUB and summary_path:
-                with open(summary_path, "a", encoding="utf-8") as stream:
-                    stream.write(budget_report.to_markdown_summary(result))
-        except OSError as error:
-            fail(f"cannot write: {error}")
+            except OSError as error:
+                fail(f"--update-baseline: cannot write {target}: {error.strerror or error}")
+            result.baseline_path, result.baseline_written = str(target), True
+        text = renderers[chosen](result)
+    # the verdict and the annotations first: a step summary that cannot be written changes neither
     _write(text, output)
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if chosen is CheckFormat.GITHUB and summary_path:
+        from convcost.errors import UsageError
+        from convcost.files import will_write
+
+        try:
+            will_write(summary_path, "GITHUB_STEP_SUMMARY")  # never appended to the budget or a model file
+            # non-blocking: a FIFO nobody reads is refused at once instead of waiting forever
+            handle = os.open(summary_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
+            with os.fdopen(handle, "a", encoding="utf-8") as stream:
+                stream.write(budget_report.to_markdown_summary(result))
+        except OSError as error:
+            _stderr().print(
+                f"convcost: warning: GITHUB_STEP_SUMMARY: cannot append the summary to {summary_path}: "
+                f"{error.strerror or error}",
+                markup=False,
+                soft_wrap=True,
+            )
+        except UsageError as error:
+            _stderr().print(f"convcost: warning: {error} (no summary written)", markup=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -858,6 +983,25 @@ def main() -> None:
 
     # torch notes that an even kernel with padding='same' costs a padded copy: true, and not the user's concern
     warnings.filterwarnings("ignore", message="Using padding='same' with even kernel lengths")
+    try:
+        code = _run()
+    except Exception as error:  # outside every command's guard (e.g. while importing a dependency): still exit 3
+        try:
+            internal_error(error)
+        except typer.Exit as stop:
+            code = stop.exit_code
+    if code == 130 and not _interrupt_reported:  # Click answers a KeyboardInterrupt with 130: Ctrl-C or SIGTERM
+        from convcost import interrupts
+
+        code = interrupts.exit_code()
+        sys.stderr.write(f"convcost: {interrupts.what()}\n")
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+def _run() -> int | None:
+    """The app, with Click's usage errors as one ``convcost: error:`` line and exit code 2."""
+    from convcost.literal import visible
+
     usage_error, click_exception, abort = _click_exceptions()
     try:
         code = app(standalone_mode=False, prog_name="convcost")
@@ -870,13 +1014,12 @@ def main() -> None:
         where = f"{command.removeprefix('convcost').strip()}: " if command != "convcost" else ""
         message = " ".join(error.format_message().split())  # type: ignore[attr-defined]  # one line, as Click wraps
         message = message.replace("Value error, ", "")
-        sys.stderr.write(f"convcost: error: {where}{message}\n")
-        sys.exit(EXIT_USAGE)
+        sys.stderr.write(visible(f"convcost: error: {where}{message}") + "\n")
+        return EXIT_USAGE
     except click_exception as error:
-        sys.stderr.write(f"convcost: error: {' '.join(error.format_message().split())}\n")  # type: ignore[attr-defined]
-        sys.exit(getattr(error, "exit_code", EXIT_USAGE))
+        message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+        sys.stderr.write(visible(f"convcost: error: {message}") + "\n")
+        return int(getattr(error, "exit_code", EXIT_USAGE))
     except (abort, KeyboardInterrupt):
-        code = 130
-    if code == 130 and not _interrupt_reported:
-        sys.stderr.write("convcost: interrupted\n")
-    sys.exit(code if isinstance(code, int) else EXIT_OK)
+        return 130
+    return code if isinstance(code, int) else EXIT_OK

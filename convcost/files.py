@@ -1,4 +1,9 @@
-"""Writing report files: atomically where that is possible, so a reader sees the old file or the new one."""
+"""Writing report files: atomically where that is possible, so a reader sees the old file or the new one.
+
+Never over an input: every file convcost reads is noted with :func:`reading` and every file a command will
+write with :func:`will_write`; whichever comes second refuses the pair (UsageError) when both are one file, by
+its real path (a symlink) or its device and inode (a hardlink). Both happen before anything is measured.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +12,84 @@ import stat
 import tempfile
 from pathlib import Path
 
+from convcost.errors import UsageError
+
+Identity = tuple[object, ...]
+_inputs: dict[Identity, str] = {}  # every file read so far, as it was named
+_outputs: dict[Identity, tuple[str, str]] = {}  # every file to be written: (as named, the flag that named it)
+
+
+def _identities(path: Path | str) -> list[Identity]:
+    """What makes two names one file: the real path, and the device and inode of an existing regular file."""
+    if str(path) in ("", "-"):
+        return []
+    real = os.path.realpath(path)
+    try:
+        status = os.stat(real)
+    except OSError:
+        return [("path", real)]
+    if not stat.S_ISREG(status.st_mode):
+        return []  # a device or pipe (/dev/stdout) is written through, never replaced
+    return [("path", real), ("inode", status.st_dev, status.st_ino)]
+
+
+def forget_files() -> None:
+    """Start a new command: no file read or to be written yet."""
+    _inputs.clear()
+    _outputs.clear()
+
+
+def will_write(path: Path | str, flag: str) -> None:
+    """Note a file the command will write; UsageError when it is a file already read."""
+    for identity in _identities(path):
+        if identity in _inputs:
+            raise UsageError(_overwrite(flag, str(path), _inputs[identity]))
+        if identity in _outputs and _outputs[identity][1] != flag:
+            other, other_flag = _outputs[identity]
+            raise UsageError(f"{flag}: {path} is the file {other_flag} writes ({other}): one would replace the other")
+    for identity in _identities(path):
+        _outputs[identity] = (str(path), flag)
+
+
+def reading(path: Path | str) -> None:
+    """Note a file the command reads; UsageError when it is a file the command is to write."""
+    for identity in _identities(path):
+        if identity in _outputs:
+            output, flag = _outputs[identity]
+            raise UsageError(_overwrite(flag, output, str(path)))
+    for identity in _identities(path):
+        _inputs.setdefault(identity, str(path))
+
+
+def _overwrite(flag: str, output: str, source: str) -> str:
+    same = "" if os.path.abspath(output) == os.path.abspath(source) else f" (the same file as {source})"
+    return f"{flag}: {output} is an input{same}: refusing to write over it"
+
 
 def check_writable(path: Path) -> str | None:
     """Why ``path`` cannot take a report, or None: checked before any measurement, so no work is lost."""
     if str(path) == "-":
         return None
+    if not str(path):
+        return "the file name is empty"
     target = path.resolve()
     if target.is_dir():
         return f"{path} is a directory"
     directory = target.parent
     if not directory.is_dir():
         return f"{directory} does not exist"
+    if target.exists() and not stat.S_ISREG(target.stat().st_mode):
+        return None  # a device or pipe is written through (see write_atomic); opening it here could block
     if target.exists() and not os.access(target, os.W_OK):
         return f"{path} is not writable"
-    if not target.exists() and not os.access(directory, os.W_OK):
-        return f"cannot create files in {directory}"
+    # the report replaces the file by a rename from a temporary file beside it: try creating one (os.access says
+    # yes to root everywhere, even in /proc)
+    try:
+        handle, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        return f"cannot create files in {directory} ({error.strerror or error})"
+    os.close(handle)
+    os.unlink(probe)
     return None
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import importlib
 import math
 import os
 import sys
@@ -598,39 +597,46 @@ def parse_input(text: str) -> tuple[int, ...]:
 
 
 def load_factory(path: str) -> nn.Module:
-    """Import ``package.module:factory`` and call it; raises UsageError with the reason."""
+    """Import ``package.module:factory`` and call it; raises UsageError with the reason.
+
+    Everything the user's code does runs inside :func:`convcost.usercode.guard`: an exception, ``sys.exit`` or a
+    KeyboardInterrupt it raises is an error naming ``path``, and what it prints goes to stderr.
+    """
+    from convcost import usercode
+
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise UsageError(f"{path}: expected package.module:factory (a callable returning an nn.Module)")
     # like `python -m`, look in the working directory first: the model is usually the user's own code
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        imported = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"{path}: cannot import {module_name}: {error}") from None
-    except Exception as error:
-        raise UsageError(f"{path}: importing {module_name} failed: {type(error).__name__}: {error}") from None
-    target: Any = imported
-    for part in attribute.split("."):
-        if not hasattr(target, part):
-            names = [name for name in dir(imported) if not name.startswith("_")]
-            from convcost.yamlio import suggest
+    with usercode.guard(path, f"importing {module_name}"):
+        try:
+            imported = usercode.import_module(module_name)
+        except ImportError as error:
+            raise UsageError(f"{path}: cannot import {module_name}: {error}") from None
+    source_file = getattr(imported, "__file__", None)
+    if source_file:
+        from convcost.files import reading
 
-            hint = suggest(part, names)
-            raise UsageError(
-                f"{path}: {module_name} has no attribute {part!r}" + (f"; did you mean '{hint}'?" if hint else "")
-            )
-        target = getattr(target, part)
+        reading(source_file)  # the model's source is an input: -o may not name it
+    target: Any = imported
+    with usercode.guard(path, f"looking up {attribute}"):
+        for part in attribute.split("."):
+            if not hasattr(target, part):
+                names = [name for name in dir(imported) if not name.startswith("_")]
+                from convcost.yamlio import suggest
+
+                hint = suggest(part, names)
+                raise UsageError(
+                    f"{path}: {module_name} has no attribute {part!r}" + (f"; did you mean '{hint}'?" if hint else "")
+                )
+            target = getattr(target, part)
     if isinstance(target, nn.Module):
         return target
     if not callable(target):
         raise UsageError(f"{path}: {attribute} is not callable")
-    try:
+    # the factory may import the user's other modules lazily: the working directory stays on sys.path for it
+    with usercode.guard(path, f"calling {attribute}()"), usercode.working_directory_on_path():
         model = target()
-    except Exception as error:
-        raise UsageError(f"{path}: calling {attribute}() failed: {type(error).__name__}: {error}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}: {attribute}() returned {type(model).__name__}, not an nn.Module")
     return model
@@ -658,40 +664,59 @@ def evaluate_import(
         f"the input {shape_text} alone",
         "use a smaller --input or --batch",
     )
-    module = build.prepare(model if model is not None else load_factory(path), dtype, device)
+    from convcost import usercode
+
+    loaded = model if model is not None else load_factory(path)
+    with usercode.guard(path, f"moving the model to {device} {dtype}"):
+        module = build.prepare(loaded, dtype, device)
     generator = torch.Generator().manual_seed(0)
     tensor = torch.randn(batch, *input_shape, generator=generator).to(device=device, dtype=build.TORCH_DTYPES[dtype])
     capture: set[str] = set()
     if latency_settings is not None:
         capture = set(_Tracer(module, set()).modules)
-    try:
+    with usercode.guard(path, f"forward pass on input {shape_text}"):
         traced = trace(module, tensor, capture)
-    except Exception as error:
-        shape = "×".join(str(v) for v in tensor.shape)
-        raise UsageError(f"{path}: forward pass on input {shape} failed: {type(error).__name__}: {error}") from None
     rows = _group(traced, depth)
     settings: dict[str, Any] = {"input": list(input_shape), "batch": batch, "depth": depth}
-    return _evaluate(
-        path.rpartition(":")[2] or path,
-        path,
-        module,
-        tensor,
-        traced,
-        rows,
-        [],
-        settings,
-        latency_settings,
-        dtype,
-        device,
-        threads,
-        imported=True,
-        calibration=calibration,
-    )
+    # counting and timing run the model's forward again, inside convcost's own code: an ordinary exception is
+    # the model's when its traceback passes through the model's source
+    roots = _user_sources(path, loaded)
+    with usercode.guard(path, "counting or timing the forward pass", only_if_user_frames=roots):
+        return _evaluate(
+            path.rpartition(":")[2] or path,
+            path,
+            module,
+            tensor,
+            traced,
+            rows,
+            [],
+            settings,
+            latency_settings,
+            dtype,
+            device,
+            threads,
+            imported=True,
+            calibration=calibration,
+        )
+
+
+def _user_sources(path: str, model: nn.Module) -> tuple[str, ...]:
+    """The folders and files of the user's code: the import path's package and every module class's package."""
+    from convcost import usercode
+
+    names = {path.partition(":")[0], *(type(child).__module__ for child in model.modules())}
+    roots: set[str] = set()
+    for name in names:
+        module = sys.modules.get(name)
+        if module is not None and name.partition(".")[0] not in ("torch", "convcost"):
+            roots.update(usercode.source_roots(module))
+    return tuple(sorted(roots))
 
 
 def _group(traced: Trace, depth: int | None) -> list[_Row]:
     """Rows of the table: one per operation, or one per module ``depth`` levels down."""
     rows: list[_Row] = []
+    used: dict[str, int] = {}  # row names key a check's per-layer limits: a module met again later is name#2
     for call in traced.calls:
         key = call.op.name
         if call.module_name is not None and not call.reused:
@@ -705,7 +730,9 @@ def _group(traced: Trace, depth: int | None) -> list[_Row]:
                 rows[-1].ops.append(call.op)
                 rows[-1].measured.append(call)
                 continue
-        rows.append(_Row(key, kind, [call.op], [call], key if key in traced.inputs else None))
+        count = used[key] = used.get(key, 0) + 1
+        name = key if count == 1 else f"{key}#{count}"
+        rows.append(_Row(name, kind, [call.op], [call], key if key in traced.inputs else None))
     return rows
 
 

@@ -7,13 +7,14 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
+from convcost.literal import markdown_literal, visible
 from convcost.model_results import ModelLayerResult, ModelResult
 from convcost.report import (
     OutputFormat,
     count,
+    csv_shape,
     markdown_table,
     milliseconds,
     ms_interval,
@@ -24,6 +25,7 @@ from convcost.report import (
     to_csv,
     to_json,
 )
+from convcost.tables import FitTable
 
 _SI = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
 _SHORT_KINDS = {"inverted_residual": "inv.residual", "adaptive pool": "pool"}
@@ -101,7 +103,7 @@ def check_line(result: ModelResult) -> Text:
             + ("*" if bias else ""),
             style="green",
         )
-    return Text("\n".join(f"✗ {failure}" for failure in result.failures), style="bold red")
+    return Text("\n".join(visible(f"✗ {failure}") for failure in result.failures), style="bold red")
 
 
 def _bound_cell(layer: ModelLayerResult) -> str:
@@ -115,14 +117,14 @@ def _bound_cell(layer: ModelLayerResult) -> str:
 
 def render_table(result: ModelResult, console: Console, by_kind: bool = False) -> None:
     """The per-layer table, the totals with their checks, the dense equivalent and the breakdown by kind."""
-    head = title(result)
+    head = visible(title(result))
     if len(head) > console.width:
         # never let the header wrap mid-word: the model's name on one line, the run's settings on the next
         names, _, rest = head.partition(f" · {dims(result.input_shape, batch=True)}")
         head = f"{names}\n{dims(result.input_shape, batch=True)}{rest}"
     console.print(Text(head, style="bold"))
     show_latency = any(layer.latency for layer in result.layers)
-    table = Table(
+    table = FitTable(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         show_edge=False,
@@ -130,10 +132,10 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
         caption="C×H×W without the batch, 7² = 7×7; Other: norm, act, pool, add ops",
         caption_justify="left",
     )
-    # numbers never shrink; long names and kinds give way first
-    table.add_column("Layer", no_wrap=True, overflow="ellipsis", max_width=16)
-    table.add_column("Kind", no_wrap=True, overflow="ellipsis", max_width=12)
-    table.add_column("Input → output", no_wrap=True, overflow="ellipsis")
+    # nothing is cut: a name too long for the width stacks the table (convcost.tables.FitTable)
+    table.add_column("Layer")
+    table.add_column("Kind")
+    table.add_column("Input → output")
     table.add_column("Params", justify="right", no_wrap=True, min_width=5)
     table.add_column("MACs", justify="right", no_wrap=True, min_width=5)
     if not show_latency:  # latency takes the place of other ops at 80 columns
@@ -201,11 +203,11 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
     if by_kind:
         render_by_kind(result, console)
     for note in result.notes:
-        console.print(Text(note, style="yellow"))
+        console.print(Text(visible(note), style="yellow"))
 
 
 def render_by_kind(result: ModelResult, console: Console) -> None:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="By kind", title_justify="left")
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="By kind", title_justify="left")
     table.add_column("Kind", no_wrap=True)
     table.add_column("Ops", justify="right", no_wrap=True)
     table.add_column("Params", justify="right", no_wrap=True)
@@ -239,8 +241,8 @@ def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
         "model": result.name,
         "layer": layer.name,
         "kind": layer.kind,
-        "input_shape": dims(layer.input_shape, batch=True),
-        "output_shape": dims(layer.output_shape, batch=True),
+        "input_shape": csv_shape(layer.input_shape),
+        "output_shape": csv_shape(layer.output_shape),
         "params": layer.params,
         "macs": layer.macs,
         "flops": 2 * layer.macs,
@@ -254,10 +256,10 @@ def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
 
 
 def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
-    parts = [f"### {title(result)}", ""]
+    parts = [f"### {markdown_literal(title(result))}", ""]
     rows = [
-        [layer.name, layer.kind, f"{dims(layer.input_shape)} → {dims(layer.output_shape)}", count(layer.params),
-         count(layer.macs), count(layer.other_ops), percent(layer.macs, result.total.macs)]
+        [markdown_literal(layer.name), layer.kind, f"{dims(layer.input_shape)} → {dims(layer.output_shape)}",
+         count(layer.params), count(layer.macs), count(layer.other_ops), percent(layer.macs, result.total.macs)]
         for layer in result.layers
     ]  # fmt: skip
     total = result.total
@@ -266,7 +268,7 @@ def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
     parts += [markdown_table(headers, rows, {3, 4, 5, 6}), ""]
     parts.append(f"- {dense_line(result)}")
     parts.append(f"- {saving_line(result)}")
-    parts.append(f"- {check_line(result).plain}")
+    parts.append(f"- {visible(check_line(result).plain)}")
     if by_kind:
         kind_rows = [
             [share.kind, str(share.ops), count(share.params), f"{100 * share.params_share:.1f}%",
@@ -275,7 +277,7 @@ def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
         ]  # fmt: skip
         parts += ["", markdown_table(["Kind", "Ops", "Params", "Params %", "MACs", "MACs %"], kind_rows,
                                      {1, 2, 3, 4, 5})]  # fmt: skip
-    parts += [f"- {note}" for note in result.notes]
+    parts += [f"- {visible(note)}" for note in result.notes]
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -299,7 +301,7 @@ def render_roofline(result: ModelResult, console: Console) -> None:
     """The full roofline per timed layer: what it moves and achieves, and (calibrated) its bound and verdict."""
     console.print()
     console.print("Roofline per layer (each layer timed alone; bytes at minimum, FLOPs = 2 × MACs)")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0, 0, 1))
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0, 0, 1))
     for header in ("Layer", "MACs", "Bytes", "FLOP/B", "GMAC/s", "GB/s", "Bound ms", "Of bound", "Limit"):
         table.add_column(header, justify="left" if header in ("Layer", "Limit") else "right", no_wrap=True)
     for layer in result.layers:

@@ -286,7 +286,7 @@ def plan_document(
             layers.append(layer)
     if issues:
         raise document.error(issues)
-    planner = _Planner(spec, multiplier, model_input)
+    planner = _Planner(spec, multiplier, model_input, document)
     plan = planner.plan(layers)
     if planner.issues:
         raise document.error(planner.issues)
@@ -294,7 +294,10 @@ def plan_document(
 
 
 class _Planner:
-    def __init__(self, spec: ModelSpec, width_multiplier: float, model_input: ModelInput) -> None:
+    def __init__(
+        self, spec: ModelSpec, width_multiplier: float, model_input: ModelInput, document: Document | None = None
+    ) -> None:
+        self.document = document
         self.spec = spec
         self.width_multiplier = width_multiplier
         self.model_input = model_input
@@ -324,8 +327,17 @@ class _Planner:
             for copy in range(layer.repeat):
                 name = base if layer.repeat == 1 else f"{base}.{copy + 1}"
                 if name in names:
-                    self.issues.append(FieldIssue((*loc, "name"), f"layer name {name!r} is used twice"))
-                names[name] = loc
+                    first = names[name]
+                    where = f"{first[0]}[{first[1]}]"
+                    if self.document is not None:
+                        where += f" ({self.document.source}:{self.document.key_line((*first, 'name'))})"
+                    self.issues.append(
+                        FieldIssue(
+                            (*loc, "name") if layer.name else loc,
+                            f"layer name {name!r} is used twice (also {where}): names must be unique",
+                        )
+                    )
+                names.setdefault(name, loc)
                 result = self.layer(layer, name, loc, shape)
                 if result is None:
                     return ModelPlan(

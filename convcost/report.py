@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from convcost.latency_stats import BEST_QUANTILE
+from convcost.literal import json_visible, markdown_literal, visible
 from convcost.results import (
     Comparison,
     Environment,
@@ -26,6 +26,7 @@ from convcost.results import (
     SweepPoint,
 )
 from convcost.roofline import Calibration, Roofline
+from convcost.tables import FitTable, literal
 
 if TYPE_CHECKING:
     from convcost.batch import BatchResult
@@ -47,6 +48,11 @@ def count(value: int | None) -> str:
 
 def shape(value: Sequence[int] | None) -> str:
     return "—" if value is None else "×".join(str(v) for v in value)
+
+
+def csv_shape(value: Sequence[int] | None) -> str:
+    """A shape for CSV: plain ASCII ``1x64x126x126``, empty when there is none."""
+    return "" if value is None else "x".join(str(v) for v in value)
 
 
 def ratio(value: float | None) -> str:
@@ -169,9 +175,9 @@ def textbook_line(entry: Ratios) -> str | None:
 
 def render_table(comparison: Comparison, console: Console) -> None:
     """The compare report as Rich tables, readable at 80 columns."""
-    console.print(Text(layer_title(comparison), style="bold"))
+    console.print(Text(visible(layer_title(comparison)), style="bold"))
     show_other = any(layer.other_ops for layer in comparison.layers)
-    cost = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Cost (MACs exclude bias adds)", title_justify="left")
+    cost = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="Cost (MACs exclude bias adds)", title_justify="left")
     cost.add_column("Layer", no_wrap=True)
     cost.add_column("Output", no_wrap=True)
     cost.add_column("Params", justify="right", no_wrap=True)
@@ -193,7 +199,7 @@ def render_table(comparison: Comparison, console: Console) -> None:
         cost.add_row(*cells, style="dim" if stage is not None else None)
     console.print(cost)
 
-    stages = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Stages", title_justify="left")
+    stages = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="Stages", title_justify="left")
     stages.add_column("Stage", no_wrap=True)
     stages.add_column("Weight", no_wrap=True)
     stages.add_column("Stride/pad", no_wrap=True)
@@ -209,12 +215,12 @@ def render_table(comparison: Comparison, console: Console) -> None:
     for layer in comparison.layers:
         for stage in layer.stages:
             for note in stage.notes:
-                console.print(Text(f"{layer.kind}.{stage.name}: {note}", style="yellow"))
+                console.print(Text(visible(f"{layer.kind}.{stage.name}: {note}"), style="yellow"))
 
     _render_checks(comparison, console)
 
     console.print()
-    ratios = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Dense ÷ alternative", title_justify="left")
+    ratios = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="Dense ÷ alternative", title_justify="left")
     ratios.add_column("vs", no_wrap=True)
     ratios.add_column("Params", justify="right", no_wrap=True)
     ratios.add_column("MACs", justify="right", no_wrap=True)
@@ -238,9 +244,9 @@ def render_table(comparison: Comparison, console: Console) -> None:
     if any(layer.latency for layer in comparison.layers):
         _render_latency(comparison, console)
     for note in comparison.notes:
-        console.print(Text(note, style="yellow"))
+        console.print(Text(visible(note), style="yellow"))
     for failure in comparison.failures:
-        console.print(Text(f"✗ {failure}", style="bold red"))
+        console.print(Text(visible(f"✗ {failure}"), style="bold red"))
 
 
 def _render_checks(comparison: Comparison, console: Console) -> None:
@@ -262,7 +268,7 @@ def _render_checks(comparison: Comparison, console: Console) -> None:
             )
         )
     for check in failed:
-        console.print(Text(f"✗ {check.message()}", style="bold red"))
+        console.print(Text(visible(f"✗ {check.message()}"), style="bold red"))
 
 
 def _render_latency(comparison: Comparison, console: Console) -> None:
@@ -277,7 +283,7 @@ def _render_latency(comparison: Comparison, console: Console) -> None:
         style="italic",
     )
     console.print(f"Sampled {sampling_text(first)}", style="italic")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Layer", no_wrap=True)
     table.add_column("Best (interval)", justify="right", no_wrap=True)
     table.add_column("Typical", justify="right", no_wrap=True)  # the IQR is in JSON and CSV: 80 columns hold this
@@ -366,7 +372,7 @@ def calibration_line(comparison: Comparison) -> str:
 
 def render_roofline(comparison: Comparison, console: Console) -> None:
     """The full roofline: what each layer and stage moves and achieves, then (calibrated) its bound and verdict."""
-    work = Table(
+    work = FitTable(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         title="Roofline: work (bytes = input + weights + output once; FLOP = 2·MAC)",
@@ -387,7 +393,7 @@ def render_roofline(comparison: Comparison, console: Console) -> None:
         if not any(layer.latency for layer in comparison.layers):
             console.print(calibration_line(comparison), style="dim")
         return
-    bounds = Table(
+    bounds = FitTable(
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         title="Roofline: bounds (ms)",
@@ -441,7 +447,8 @@ def compact_bytes(value: int) -> str:
 
 
 def to_json(data: dict[str, Any]) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """Indented UTF-8 JSON in which no string carries a raw non-printable character (json_visible)."""
+    return json_visible(json.dumps(data, indent=2, ensure_ascii=False)) + "\n"
 
 
 CSV_COLUMNS = [
@@ -465,10 +472,10 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
             "name": comparison.name or "",
             "layer": layer.kind,
             "stage": stage.name if stage else "",
-            "input_shape": shape(item.input_shape),
-            "output_shape": shape(item.output_shape),
-            "output_shape_measured": shape(item.output_shape_measured),
-            "weight_shape": shape(stage.weight_shape) if stage else "",
+            "input_shape": csv_shape(item.input_shape),
+            "output_shape": csv_shape(item.output_shape),
+            "output_shape_measured": csv_shape(item.output_shape_measured),
+            "weight_shape": csv_shape(stage.weight_shape) if stage else "",
             "groups": stage.groups if stage else "",
             "params": item.params,
             "params_measured": item.params_measured,
@@ -527,12 +534,23 @@ def _roofline_csv(line: Roofline | None) -> dict[str, Any]:
     }
 
 
+def csv_value(value: Any) -> Any:
+    """The CSV convention: empty for missing, ``true``/``false``, text visible (no raw control characters)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return visible(value)
+    return value
+
+
 def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+        writer.writerow({key: csv_value(value) for key, value in row.items()})
     return buffer.getvalue()
 
 
@@ -540,12 +558,18 @@ def markdown_table(headers: list[str], rows: list[list[str]], right: set[int] | 
     right = right or set()
     lines = ["| " + " | ".join(headers) + " |"]
     lines.append("|" + "|".join("---:" if index in right else "---" for index in range(len(headers))) + "|")
-    lines.extend("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows)
+    lines.extend("| " + " | ".join(visible(cell).replace("|", "\\|") for cell in row) + " |" for row in rows)
     return "\n".join(lines)
 
 
+def _markdown_title(comparison: Comparison) -> str:
+    """layer_title with the (user's) entry name escaped for Markdown."""
+    title, name = layer_title(comparison), comparison.name
+    return markdown_literal(name) + title[len(name) :] if name else title
+
+
 def to_markdown(comparison: Comparison) -> str:
-    parts = [f"### {layer_title(comparison)}", ""]
+    parts = [f"### {_markdown_title(comparison)}", ""]
     rows = []
     for label, layer, stage in _rows(comparison):
         item: LayerResult | StageResult = stage if stage is not None else layer
@@ -706,14 +730,15 @@ _STATUS_STYLES = {"ok": "green", "failed": "bold red", "invalid": "bold red", "e
 
 def render_batch_table(result: BatchResult, console: Console, detail: bool = False) -> None:
     """The batch summary as a Rich table, the problems under it, then (``detail``) each entry's compare report."""
-    console.print(Text(batch_title(result), style="bold"))
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    console.print(Text(visible(batch_title(result)), style="bold"))
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
     timed = any(entry.comparison and entry.comparison.dense.latency for entry in result.entries)
     shown = [index for index in range(len(_BATCH_HEADERS)) if timed or _BATCH_HEADERS[index] != "Speedup"]
     for index in shown:
         # fold rather than crop: a cropped figure would read as a different number
+        # numbers never wrap (FitTable stacks the rows instead); an entry's name may wrap between words
         table.add_column(_BATCH_HEADERS[index], justify="right" if index in {3, 4, 5, 6, 7} else "left",
-                         overflow="fold", min_width=10 if index == 0 else None)  # fmt: skip
+                         overflow="fold" if index == 0 else None)  # fmt: skip
     for cells, status, _ in _batch_cells(result, exact=False):
         styled: list[str | Text] = [*cells[:-1], Text(cells[-1], style=_STATUS_STYLES.get(status, ""))]
         if cells[2] == "✗":
@@ -731,13 +756,13 @@ def render_batch_table(result: BatchResult, console: Console, detail: bool = Fal
         console.print(Text(trust, style="yellow"), soft_wrap=True)
     for line in result.problems:
         # soft_wrap: one problem per line, whatever the width, so that it can be grepped and copied
-        console.print(Text(f"✗ {line}", style="bold red"), soft_wrap=True)
+        console.print(Text(visible(f"✗ {line}"), style="bold red"), soft_wrap=True)
     if result.interrupted:
         console.print(Text(f"Interrupted: {result.count('not run')} entries not run.", style="yellow"))
     if detail:
         for entry in result.entries:
             if entry.comparison is not None:
-                console.rule(entry.name)
+                console.rule(literal(entry.name))
                 render_table(entry.comparison, console)
 
 
@@ -750,7 +775,7 @@ def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
             out = dict(row, problems=problems)
             for key in ("input_shape", "dense_output_shape", "output_shape"):
                 if key in out:
-                    out[key] = shape(out[key])
+                    out[key] = csv_shape(out[key])
             for key in ("ratio_params", "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "speedup_low",
                         "speedup_high", "speedup_typical"):  # fmt: skip
                 if out.get(key) is not None:
@@ -760,15 +785,15 @@ def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
 
 
 def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
-    parts = [f"### {batch_title(result)}", ""]
-    rows = [cells for cells, _, _ in _batch_cells(result)]
+    parts = [f"### {markdown_literal(str(result.source))}{batch_title(result)[len(str(result.source)) :]}", ""]
+    rows = [[markdown_literal(cells[0]), *cells[1:]] for cells, _, _ in _batch_cells(result)]
     if len(result.entries) > 1:
         rows += [[f"**{cell}**" if cell else "" for cell in cells] for cells in _total_cells(result)]
     parts += [markdown_table(_BATCH_HEADERS, rows, {3, 4, 5, 6, 7}), "", _BATCH_CAPTION + ".", ""]
     trust = batch_trust_line(result)
     if trust:
         parts += [trust, ""]
-    parts += [f"- ✗ {line}" for line in result.problems]
+    parts += [f"- ✗ {visible(line)}" for line in result.problems]
     if result.interrupted:
         parts.append(f"- Interrupted: {result.count('not run')} entries not run.")
     text = "\n".join(parts).rstrip() + "\n"
@@ -851,9 +876,9 @@ def _sweep_cells(point: SweepPoint, columns: list[str]) -> list[str]:
 
 
 def render_sweep_table(sweep: Sweep, console: Console) -> None:
-    console.print(Text(sweep_title(sweep), style="bold"))
+    console.print(Text(visible(sweep_title(sweep)), style="bold"))
     columns = _sweep_columns(sweep)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:
         table.add_column(column, justify="left" if column in ("Layer", "vs", "Bound") else "right", no_wrap=True)
     for point in sweep.points:
@@ -861,7 +886,7 @@ def render_sweep_table(sweep: Sweep, console: Console) -> None:
     console.print(table)
     console.print(sweep_legend(sweep, columns), style="dim")
     for failure in sweep.failures:
-        console.print(Text(f"✗ {failure}", style="bold red"))
+        console.print(Text(visible(f"✗ {failure}"), style="bold red"))
 
 
 def sweep_legend(sweep: Sweep, columns: list[str]) -> str:
@@ -890,7 +915,7 @@ def sweep_csv_rows(sweep: Sweep) -> list[dict[str, Any]]:
     rows = []
     for point in sweep.points:
         row = point.to_dict()
-        row["kernel"], row["size"] = shape(point.kernel), shape(point.size)
+        row["kernel"], row["size"] = csv_shape(point.kernel), csv_shape(point.size)
         for key in ("params_ratio", "macs_ratio", "speedup", "efficiency", "roofline_speedup", "dense_ms",
                     "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low", "speedup_high",
                     "speedup_typical"):  # fmt: skip
@@ -927,11 +952,11 @@ def _giga(interval: tuple[float, float] | None) -> str:
 
 def render_calibration(calibration: Calibration, path: str, fresh: bool, console: Console) -> None:
     """What `convcost calibrate` found, and where it is cached."""
-    console.print(Text(calibration.key, style="bold"), soft_wrap=True)
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    console.print(Text(visible(calibration.key), style="bold"), soft_wrap=True)
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Peak", no_wrap=True)
     table.add_column("Value", justify="right", no_wrap=True)
-    table.add_column("Measured with", no_wrap=True)
+    table.add_column("Measured with", overflow="fold")  # prose: may wrap between words
     table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)}{_giga(calibration.peak_flops_interval)} "
                   "GFLOP/s", f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
     table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)}"
@@ -955,4 +980,4 @@ def render_calibration(calibration: Calibration, path: str, fresh: bool, console
                            "probe with their own best instead: calibrate --refresh when the machine is quiet.",
                            style="bold yellow"))  # fmt: skip
     when = "measured now" if fresh else f"cached, measured {calibration.measured_at} (--refresh to redo)"
-    console.print(f"{when}; {allocator_text(calibration.allocator)}; {path}", style="dim", soft_wrap=True)
+    console.print(literal(f"{when}; {allocator_text(calibration.allocator)}; {path}"), style="dim", soft_wrap=True)

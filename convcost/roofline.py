@@ -99,6 +99,7 @@ class Calibration:
         """The inverse of :meth:`to_dict`; raises KeyError, TypeError or ValueError on a malformed entry.
 
         Every peak and cost must be a positive, finite number: a zero peak would divide by zero in every bound.
+        And a physically plausible one (:data:`PLAUSIBLE`): a peak of 1e-300 FLOP/s would give 150-digit bounds.
         """
         if not isinstance(data, dict):
             raise TypeError(f"an entry is a mapping, got {type(data).__name__}")
@@ -108,16 +109,16 @@ class Calibration:
             device=str(data["device"]),
             dtype=str(data["dtype"]),
             threads=_positive_int(data, "threads"),
-            peak_flops=_positive(data, "peak_flops"),
-            peak_bandwidth=_positive(data, "peak_bandwidth"),
-            call_overhead_s=_positive(data, "call_overhead_s"),
+            peak_flops=_plausible(data, "peak_flops"),
+            peak_bandwidth=_plausible(data, "peak_bandwidth"),
+            call_overhead_s=_plausible(data, "call_overhead_s"),
             matmul_size=_positive_int(data, "matmul_size"),
             copy_bytes=_positive_int(data, "copy_bytes"),
             measured_at=str(data["measured_at"]),
             allocator=str(data["allocator"]),
             grouped_call_overhead_s=None
             if data.get("grouped_call_overhead_s") is None
-            else _positive(data, "grouped_call_overhead_s"),
+            else _plausible(data, "grouped_call_overhead_s"),
             matmul_tf32=_optional_bool(data.get("matmul_tf32")),
             probe_bandwidth=None if data.get("probe_bandwidth") is None else _positive(data, "probe_bandwidth"),
             probe_flops=None if data.get("probe_flops") is None else _positive(data, "probe_flops"),
@@ -141,6 +142,25 @@ def _positive(data: dict[str, Any], key: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{key} must be a positive finite number, got {value!r}")
     return float(value)
+
+
+# What a real machine can measure, with orders of magnitude to spare either way: from a slow embedded CPU
+# (a MFLOP/s, a MB/s) to well past today's largest GPU (about 1e15 FLOP/s and 5e12 B/s on an H200), and a call
+# cost from 10 ns to a second. A cached figure outside is a broken cache, not a machine.
+PLAUSIBLE: dict[str, tuple[float, float, str]] = {
+    "peak_flops": (1e6, 1e18, "FLOP/s"),
+    "peak_bandwidth": (1e6, 1e15, "bytes/s"),
+    "call_overhead_s": (1e-8, 1.0, "s"),
+    "grouped_call_overhead_s": (1e-8, 1.0, "s"),
+}
+
+
+def _plausible(data: dict[str, Any], key: str) -> float:
+    value = _positive(data, key)
+    low, high, unit = PLAUSIBLE[key]
+    if not low <= value <= high:
+        raise ValueError(f"{key} {value:g} {unit} is not plausible (a real machine measures {low:g} to {high:g})")
+    return value
 
 
 def _positive_int(data: dict[str, Any], key: str) -> int:

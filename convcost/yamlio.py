@@ -63,6 +63,9 @@ def load(path: Path | str, *, display: str | None = None, keep_issues: bool = Fa
     """Read and parse ``path`` with the safe loader; raises SpecError (with a line) for anything unreadable."""
     path = Path(path)
     source = display or str(path)
+    from convcost.files import reading
+
+    reading(path)  # refused if it is a file this command is to write
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -144,7 +144,8 @@ def test_every_problem_in_the_file_at_once_each_with_its_line() -> None:
         # the culprit is in defaults: the line says where it is set
         "layers.yaml:4: layers[5].groups: cin (30) and cout (64) must both be divisible by 4 (groups set in defaults)",
         "layers.yaml:26: layers[6]: must be a mapping of keys and values, got the number 5",
-        "layers.yaml:27: layers[7].name: duplicate name 'fine' (also layers[0], line 6)",
+        "layers.yaml:27: layers[7].name: duplicate name 'fine': it is also the name of layers[0] (layers.yaml:6); "
+        "names must be unique",
         "layers.yaml:30: layers[7].padding: YAML 1.1 reads 0x1 as the number 1: write it as a decimal number, "
         'or quote it if you mean something else ("0x1")',
         "layers.yaml:31: layers[7].name: duplicate key (first given on line 27)",

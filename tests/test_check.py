@@ -135,9 +135,13 @@ def test_junit(folder: Path) -> None:
 
 def test_baseline_update_then_growth(folder: Path) -> None:
     path = budget(folder, "baseline: base.json\ntolerance: {macs: 1%}\nchecks:\n  - {name: tiny, model: tiny.yaml}\n")
+    # before the first --update-baseline this check compares nothing: an error, not a pass with a warning
     first = runner.invoke(app, ["check", str(path)])
-    assert first.exit_code == 0, first.output
-    assert "no baseline at" in first.stdout  # a warning, not a failure, before the first --update-baseline
+    assert first.exit_code == 2, first.output
+    assert first.stderr == (
+        f"convcost: error: {path}:4: checks[0]: check 'tiny' compares nothing: it gives no limit of its own and "
+        f"the baseline {folder / 'base.json'} does not exist yet (write it with --update-baseline)\n"
+    )
     written = runner.invoke(app, ["check", str(path), "--update-baseline"])
     assert written.exit_code == 0, written.output
     baseline = json.loads((folder / "base.json").read_text())

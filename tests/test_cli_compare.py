@@ -34,11 +34,12 @@ def test_blog_numbers_in_the_table() -> None:
     assert "8→64 3×3 · input 1×8×128×128 · float32 · cpu · 1 thread" in out
 
 
-def test_table_fits_80_columns() -> None:
+def test_table_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
     code, out, _ = run(*BLOG, "--no-latency", "--vs", "separable,grouped,spatial", "--groups", "4", "--norm", "batch",
                        "--act", "relu6", "--batch", "64")  # fmt: skip
     assert code == 0
-    # nothing wraps a number: every line of the CliRunner's 80-column console fits
+    # nothing wraps a number: every line of the 80-column output fits
     assert max(len(line) for line in out.splitlines()) <= 80
 
 

@@ -30,7 +30,8 @@ def test_model_json_at_small_size() -> None:
     assert sum(layer["macs"] for layer in data["layers"]) == total["macs"]
 
 
-def test_model_table_fits_80_columns() -> None:
+def test_model_table_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
     result = runner.invoke(app, ["model", str(CONFIGS / "mobilenet_v2.yaml"), "--size", "32", "--by-kind"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()

@@ -243,14 +243,19 @@ def test_cli_csv_has_roofline_columns() -> None:
     assert float(rows[1]["ratio_roofline"]) == pytest.approx(1.806336 / 0.228928, rel=1e-5)
 
 
-def test_cli_broken_cache_is_a_usage_error(tmp_path: Path) -> None:
+def test_cli_broken_cache_stops_a_timed_run_but_not_one_that_times_nothing(tmp_path: Path) -> None:
     calibrate.cache_path().parent.mkdir(parents=True, exist_ok=True)  # the conftest cache dir exists already
     calibrate.cache_path().write_text("{not json", encoding="utf-8")
-    result = CliRunner().invoke(app, ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16",
-                                      "--no-latency"])  # fmt: skip
+    flags = ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16"]
+    result = CliRunner().invoke(app, [*flags, "--min-time", "0.001", "--rounds", "1"])
     assert result.exit_code == 2
     assert result.stderr.startswith("convcost: error: the calibration cache ")
     assert "convcost calibrate --refresh" in result.stderr
+    # --no-latency times nothing: the broken cache is a warning and the run goes on without bounds
+    result = CliRunner().invoke(app, [*flags, "--no-latency", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("convcost: warning: the calibration cache ")
+    assert json.loads(result.stdout)["environment"]["calibration"] is None
 
 
 def test_dtype_keys_the_cache() -> None:
@@ -301,7 +306,7 @@ def test_cli_compare_with_a_zero_peak_is_a_usage_error() -> None:
         entry["peak_flops"] = 0
     calibrate.cache_path().write_text(json.dumps(data))
     result = CliRunner().invoke(app, ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16",
-                                      "--no-latency"])  # fmt: skip
+                                      "--min-time", "0.001", "--rounds", "1"])  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "peak_flops must be a positive finite number, got 0" in result.stderr
     assert "convcost calibrate --refresh" in result.stderr

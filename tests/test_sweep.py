@@ -88,7 +88,7 @@ def test_cli_csv_and_markdown() -> None:
     code, out, err = run(*GRID, "--no-latency", "--format", "csv")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert [(row["cin"], row["kernel"], row["speedup"]) for row in rows] == [("4", "3×3", ""), ("8", "3×3", "")]
+    assert [(row["cin"], row["kernel"], row["speedup"]) for row in rows] == [("4", "3x3", ""), ("8", "3x3", "")]
     code, out, err = run(*GRID, "--no-latency", "--format", "markdown")
     assert code == 0, err
     assert "| 4→8 3×3 @8 | 4.24× |" in out  # 10,368 / 2,448 = 4.235
