@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from convcost import kinds, yamlio
+from convcost import bounds, kinds, yamlio
 from convcost.errors import ConvcostError, FieldIssue, SpecError, UsageError
 from convcost.results import Comparison
 from convcost.spec import STAGE_NAMES, CompareSpec
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from convcost.roofline import Calibration
 
 BATCH_VERSION = 1
-RESULT_SCHEMA_VERSION = 1
+# 2: rows gained speedup_low, speedup_high, speedup_typical, converged, busy; latency figures are best figures
+RESULT_SCHEMA_VERSION = 2
 
 # Shown by editors through `convcost schema`; a test checks that every compare option has one.
 DESCRIPTIONS = {
@@ -78,7 +79,7 @@ def _name(value: Any) -> Any:
 
 def _version(value: Any) -> Any:
     if isinstance(value, bool) or value != BATCH_VERSION:
-        raise ValueError(f"this convcost reads version {BATCH_VERSION} files, got {value!r}")
+        raise ValueError(f"this convcost reads version {BATCH_VERSION} files, got {bounds.shown(value)}")
     return value
 
 
@@ -407,9 +408,14 @@ class EntryResult:
                 "other_ops": layer.other_ops,
                 "ratio_params": ratio.params,
                 "ratio_macs": ratio.macs,
-                "dense_latency_ms": dense.latency.median_ms if dense.latency else None,
-                "latency_ms": layer.latency.median_ms if layer.latency else None,
+                "dense_latency_ms": dense.latency.shown_ms if dense.latency else None,
+                "latency_ms": layer.latency.shown_ms if layer.latency else None,
                 "speedup": ratio.latency,
+                "speedup_low": ratio.latency_interval[0] if ratio.latency_interval else None,
+                "speedup_high": ratio.latency_interval[1] if ratio.latency_interval else None,
+                "speedup_typical": ratio.latency_typical,
+                "converged": ratio.latency_converged,
+                "busy": None if comparison.environment.contention is None else comparison.environment.contention.busy,
             })  # fmt: skip
         return rows
 

@@ -30,27 +30,30 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from convcost import yamlio
+from convcost import bounds, yamlio
 from convcost.errors import FieldIssue, SpecError
-from convcost.spec import LayerKind, PositiveInt
+from convcost.model_spec import PositiveNumber
+from convcost.spec import LayerKind, SizeField, bounded_int, bounded_number
 
 if TYPE_CHECKING:
     from torch import nn
 
     from convcost.batch import Batch, BatchResult
     from convcost.latency import LatencySettings
+    from convcost.latency_stats import Contention
     from convcost.model_results import ModelResult
     from convcost.model_spec import ModelPlan
-    from convcost.results import Environment
+    from convcost.results import Environment, LatencyStats
 
 BASELINE_VERSION = 1
+SUPPORTED_VERSIONS = (1,)  # of budget files
 METRICS = ("params", "macs", "latency_ms")
 # the environment fields that change a latency (counts do not depend on any of them); the OS kernel's version in
 # ``platform`` is not one of them: CI runners update it every few weeks
@@ -76,34 +79,53 @@ _SI_NUMBER = re.compile(
 )
 
 
-def si_number(value: Any) -> float:
-    """``4.3M`` → 4300000.0; plain numbers pass through; negative, boolean and other text are refused."""
+def _si(value: Any, bound: bounds.Bound, example: str, noun: str) -> float:
+    """``4.3M`` → 4300000.0 within ``bound``, never building a giant integer (``1e999999999`` is refused at once)."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got boolean {str(value).lower()}")
+        raise ValueError(f"must be {example}, got boolean {str(value).lower()}")
     if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str) and (match := _SI_NUMBER.match(value)) and (match["whole"] or match["fraction"]):
-        if match["fraction"] == "." and not match["whole"]:
-            raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got {value!r}")
-        digits = (match["whole"] or "0").replace(",", "").replace("_", "") + (match["fraction"] or "")
-        number = float(digits) * 10 ** int(match["exponent"] or 0) * _SI[match["suffix"]]
-        if match["sign"] == "-" and number != 0:
-            number = -number
+        if value < 0:
+            raise ValueError(f"must be a non-negative {noun}, got {bounds.shown(value)}")
+        return bounds.real(value, bound, f"a {noun}")
+    if (
+        not isinstance(value, str)
+        or not (match := _SI_NUMBER.match(value))
+        or not (match["whole"] or match["fraction"])
+    ):
+        raise ValueError(f"must be {example}, got {bounds.shown(value)}")
+    if match["fraction"] == "." and not match["whole"]:
+        raise ValueError(f"must be {example}, got {value!r}")
+    digits = (match["whole"] or "0").replace(",", "").replace("_", "") + (match["fraction"] or "")
+    exponent = match["exponent"] or "0"
+    if len(digits) > bounds.MAX_NUMBER_TEXT or len(exponent.lstrip("+-").lstrip("0")) > 4:
+        number = math.inf  # far outside any bound: not worth converting (10 ** 999999999 would take minutes)
     else:
-        raise ValueError(f"must be a number such as 4.3M, 600M or 1.2G, got {value!r}")
-    if number < 0 or not math.isfinite(number):
-        raise ValueError(f"must be a non-negative number, got {value!r}")
+        number = float(f"{digits}e{int(exponent)}") * _SI[match["suffix"]]  # float(): 1e999 is inf, not an int
+    if match["sign"] == "-" and number != 0:
+        raise ValueError(f"must be a non-negative {noun}, got {value!r}")
+    if not bound.contains(number):  # inf included
+        raise ValueError(f"must be a {noun} {bound.describe()}, got {bounds.shown(value)}")
     return number
 
 
+def si_number(value: Any) -> float:
+    """``4.3M`` → 4300000.0; plain numbers pass through; negative, boolean, other text and values past
+    bounds.LIMIT are refused."""
+    return _si(value, bounds.LIMIT, "a number such as 4.3M, 600M or 1.2G", "number")
+
+
 def percent(value: Any) -> float:
-    """``10%`` or 10 → 10.0 (per cent)."""
+    """``10%`` or 10 → 10.0 (per cent), within bounds.TOLERANCE."""
     if isinstance(value, str) and value.strip().endswith("%"):
         value = value.strip()[:-1]
-    try:
-        return si_number(value)
-    except ValueError:
-        raise ValueError(f"must be a percentage such as 0% or 10%, got {value!r}") from None
+    return _si(value, bounds.TOLERANCE, "a percentage such as 0% or 10%", "percentage")
+
+
+def _budget_version(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in SUPPORTED_VERSIONS:
+        supported = ", ".join(str(version) for version in SUPPORTED_VERSIONS)
+        raise ValueError(f"this convcost reads budget files of version {supported}, got {bounds.shown(value)}")
+    return value
 
 
 SINumber = Annotated[float, BeforeValidator(si_number)]
@@ -139,9 +161,11 @@ class Tolerance(BaseModel):
 class LatencyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    threads: PositiveInt = 1
-    rounds: PositiveInt = 5
-    min_time: Annotated[float, Field(gt=0)] = 0.04
+    threads: bounded_int(bounds.threads_bound()) = 1  # type: ignore[valid-type]
+    rounds: bounded_int(bounds.ROUNDS) | None = None  # type: ignore[valid-type]  # None: adaptive (target, max_time)
+    min_time: bounded_number(bounds.MIN_TIME, "a number of seconds") = 0.004  # type: ignore[valid-type]
+    target: bounded_number(bounds.TARGET, "a percentage") = 3.0  # type: ignore[valid-type]
+    max_time: bounded_number(bounds.MAX_TIME, "a number of seconds") = 2.0  # type: ignore[valid-type]
 
 
 class CheckSpec(BaseModel):
@@ -152,8 +176,8 @@ class CheckSpec(BaseModel):
     input: str | None = None  # an import path's input CxHxW
     batch: str | None = None  # a batch file
     vs: LayerKind | None = None  # batch: the alternative whose figures are checked
-    width_multiplier: str | float | None = None
-    size: str | int | None = None
+    width_multiplier: PositiveNumber | None = None  # replace the model file's, validated as there
+    size: SizeField | None = None
     params: Limit | None = None
     macs: Limit | None = None
     latency_ms: Limit | None = None
@@ -164,7 +188,7 @@ class CheckSpec(BaseModel):
 class BudgetFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: int = 1
+    version: Annotated[int, BeforeValidator(_budget_version)] = 1
     baseline: str | None = None
     tolerance: Tolerance = Tolerance()
     latency: LatencyOptions = LatencyOptions()
@@ -295,6 +319,7 @@ class Figures:
     params: float | None
     macs: float | None
     latency_ms: float | None
+    latency_doubt: str = ""  # why the latency cannot decide a limit (unconverged, busy machine); "" when it can
 
     def get(self, metric: str) -> float | None:
         value: float | None = getattr(self, metric)
@@ -332,11 +357,20 @@ def prepare_checks(budget: Budget) -> None:
     for check in budget.checks:
         spec = check.spec
         if check.model_path is not None:
-            check.plan = load_model(
-                str(check.model_path),
-                width_multiplier=None if spec.width_multiplier is None else str(spec.width_multiplier),
-                size=None if spec.size is None else str(spec.size),
-            )
+            try:
+                check.plan = load_model(
+                    str(check.model_path),
+                    width_multiplier=None if spec.width_multiplier is None else str(spec.width_multiplier),
+                    size=None if spec.size is None else "x".join(map(str, spec.size)),
+                )
+            except SpecError as error:
+                if error.source is not None:  # the model file's own problem, on its own lines
+                    raise
+                # the check's width_multiplier or size, which replace the model file's: on the budget's lines
+                issues.extend(
+                    FieldIssue(("checks", check.index, *issue.loc), issue.message, check.line_of(*issue.loc))
+                    for issue in error.issues
+                )
         elif check.batch_path is not None:
             from convcost.batch import load_batch
 
@@ -373,7 +407,7 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
         plan = check.plan or load_model(
             str(check.model_path),
             width_multiplier=None if check.spec.width_multiplier is None else str(check.spec.width_multiplier),
-            size=None if check.spec.size is None else str(check.spec.size),
+            size=None if check.spec.size is None else "x".join(map(str, check.spec.size)),
         )
         result = evaluate_plan(plan, str(check.model_path), settings, threads=threads)
     else:
@@ -386,11 +420,14 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
             ) from None
         module = check.module if check.module is not None else load_factory(check.import_path)
         result = evaluate_import(check.import_path, shape, latency_settings=settings, model=module, threads=threads)
+    contention = result.environment.contention
     parts = {
-        layer.name: Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+        layer.name: Figures(layer.params, layer.macs, layer.latency.shown_ms if layer.latency else None,
+                            latency_doubt(layer.latency, contention))
         for layer in result.layers
-    }
-    total = Figures(result.total.params, result.total.macs, result.latency.median_ms if result.latency else None)
+    }  # fmt: skip
+    total = Figures(result.total.params, result.total.macs, result.latency.shown_ms if result.latency else None,
+                    latency_doubt(result.latency, contention))  # fmt: skip
     return Measured(total, parts, result.environment, list(result.failures), model=result)
 
 
@@ -416,19 +453,47 @@ def _measure_batch(check: PlannedCheck, settings: LatencySettings | None) -> Mea
             problems.append(f"{entry.name}: no '{wanted}' alternative in this entry")
             failed += 1
             continue
-        parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+        parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.shown_ms if layer.latency else None,
+                                    latency_doubt(layer.latency, comparison.environment.contention))  # fmt: skip
     if failed:
         # a sum without the failed entries would pass a limit it should not: the total is not measured
         total = Figures(None, None, None)
         incomplete = f"{failed} of {len(result.entries)} entries failed"
         return Measured(total, parts, environment, problems, batch=result, incomplete=incomplete)
     timed = [part.latency_ms for part in parts.values()]
+    doubts = [f"{name}: {part.latency_doubt}" for name, part in parts.items() if part.latency_doubt]
     total = Figures(
         sum(part.params or 0 for part in parts.values()),
         sum(part.macs or 0 for part in parts.values()),
         sum(value for value in timed if value is not None) if timed and None not in timed else None,
+        "; ".join(doubts[:2]) + (f" (and {len(doubts) - 2} more)" if len(doubts) > 2 else ""),
     )
     return Measured(total, parts, environment, problems, batch=result)
+
+
+def latency_doubt(stats: LatencyStats | None, contention: Contention | None) -> str:
+    """Why a latency cannot decide a limit: its sampling did not converge, or the machine was busy; "" if it can."""
+    if stats is None:
+        return ""
+    reasons = []
+    if not stats.converged:
+        low, high = stats.interval_ms or (stats.shown_ms, stats.shown_ms)
+        reasons.append(
+            f"its sampling did not converge to ±{stats.target_pct:g}% in {stats.sampled_s:.1f} s "
+            f"(95% interval {low:.3g}–{high:.3g} ms)"
+        )
+    if contention is not None and contention.busy:
+        reasons.append(_busy_reason(contention))
+    return " and ".join(reasons)
+
+
+def _busy_reason(contention: Contention) -> str:
+    levels = []
+    if contention.memory_fraction is not None:
+        levels.append(f"memory bandwidth at {contention.memory_fraction:.0%}")
+    if contention.compute_fraction is not None:
+        levels.append(f"compute at {contention.compute_fraction:.0%}")
+    return f"the machine was busy ({', '.join(levels)} of {contention.reference})"
 
 
 # ---- verdicts -----------------------------------------------------------------------------------------
@@ -538,7 +603,7 @@ class BudgetResult:
         }
 
 
-def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
+def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool = False) -> list[Verdict]:
     """The check's own limits and its layer limits against what was measured."""
     verdicts: list[Verdict] = []
     spec = check.spec
@@ -550,7 +615,8 @@ def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
         limit: Limit | None = getattr(spec, metric)
         if limit is not None:
             found = measured.total.get(metric)
-            verdicts.append(_limit(check, whole, metric, limit, found, (metric,), measured.incomplete))
+            verdict = _limit(check, whole, metric, limit, found, (metric,), measured.incomplete)
+            verdicts.append(_doubted(verdict, measured.total, strict_latency))
     part = "entry" if check.batch_path is not None else "layer"
     for number, layer in enumerate(spec.layers):
         names = [name for name in measured.parts if fnmatch.fnmatchcase(name, layer.match)]
@@ -568,7 +634,9 @@ def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
                 continue
             for name in names:
                 loc = ("layers", number, metric)
-                verdicts.append(_limit(check, f"{part} {name}", metric, limit, measured.parts[name].get(metric), loc))
+                figures = measured.parts[name]
+                verdict = _limit(check, f"{part} {name}", metric, limit, figures.get(metric), loc)
+                verdicts.append(_doubted(verdict, figures, strict_latency))
     return verdicts
 
 
@@ -591,12 +659,33 @@ def _limit(
     return Verdict(check.name, subject, metric, "max", level, found <= limit.max, line, limit.max, found)
 
 
+def _doubted(verdict: Verdict, figures: Figures, strict: bool) -> Verdict:
+    """A latency verdict made *inconclusive* when its figure cannot decide it (a warning; an error when strict).
+
+    Pass or fail, an unconverged or contended measurement says nothing reliable about the limit: it is neither
+    a silent pass nor a spurious failure.
+    """
+    if verdict.metric != "latency_ms" or verdict.found is None or not figures.latency_doubt:
+        return verdict
+    seen = "would pass" if verdict.passed else "would fail"
+    against = "max" if verdict.rule == "max" else "baseline + tolerance"
+    return replace(
+        verdict,
+        rule="inconclusive",
+        level=Level.ERROR if strict else Level.WARN,
+        passed=False,
+        message=f"latency_ms {verdict.found:.3g} ms against {against} {verdict.expected:.3g} ms ({seen}) is "
+        f"inconclusive: {figures.latency_doubt}" + ("" if strict else " (--strict-latency makes this an error)"),
+    )
+
+
 def growth_verdicts(
     check: PlannedCheck,
     measured: Measured,
     baseline: dict[str, Any],
     tolerance: Tolerance,
     baseline_line: int | None = None,
+    strict_latency: bool = False,
 ) -> list[Verdict]:
     """Growth over the baseline beyond the tolerance; latency only in the environment it was recorded in."""
     recorded = baseline.get("checks", {}).get(check.name)
@@ -623,10 +712,9 @@ def growth_verdicts(
                 )  # fmt: skip
                 continue
         expected = before * (1 + allowed_pct / 100)
-        verdicts.append(
-            Verdict(check.name, "model", metric, "growth", level, now <= expected + 1e-9, check.line_of(metric),
-                    expected, now, before, allowed_pct)
-        )  # fmt: skip
+        verdict = Verdict(check.name, "model", metric, "growth", level, now <= expected + 1e-9, check.line_of(metric),
+                          expected, now, before, allowed_pct)  # fmt: skip
+        verdicts.append(_doubted(verdict, measured.total, strict_latency))
     return verdicts
 
 
@@ -681,17 +769,20 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def load_baseline(path: Path) -> dict[str, Any]:
     """A baseline file, or SpecError naming the file and the field that is wrong."""
     from convcost.files import reading
+    from convcost.input_files import UnreadableFile, parse_json, read_text
 
     reading(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
+        data = parse_json(read_text(path), object_pairs_hook=_unique_keys)
     except _DuplicateKey as error:
         raise SpecError([FieldIssue((), f"key {error} is given twice (checks are keyed by name)")], str(path)) from None
-    except FileNotFoundError:
-        raise SpecError(
-            [FieldIssue((), "no such baseline file: write one with --update-baseline")], str(path)
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except UnreadableFile as error:
+        if error.missing:
+            raise SpecError(
+                [FieldIssue((), "no such baseline file: write one with --update-baseline")], str(path)
+            ) from None
+        raise SpecError([FieldIssue((), str(error))], str(path)) from None
+    except ValueError as error:
         raise SpecError([FieldIssue((), f"not a baseline file: {error}")], str(path)) from None
     if (
         not isinstance(data, dict)
@@ -714,6 +805,11 @@ def load_baseline(path: Path) -> dict[str, Any]:
                 issues.append(
                     FieldIssue(("checks", name, metric), f"must be a non-negative number or null, got {value!r}")
                 )
+            elif value > bounds.FIGURE.high:
+                issues.append(
+                    FieldIssue(("checks", name, metric), f"must be a number {bounds.FIGURE.describe()} or null, "
+                               f"got {bounds.shown(value)}")
+                )  # fmt: skip
         own = recorded.get("environment")
         if own is not None and not isinstance(own, dict):
             issues.append(FieldIssue(("checks", name, "environment"), f"must be a mapping or null, got {own!r}"))
@@ -778,6 +874,7 @@ def run_checks(
     baseline_path: Path | None = None,
     update_baseline: bool = False,
     latency_settings: LatencySettings | None = None,
+    strict_latency: bool = False,
 ) -> BudgetResult:
     """Measure every check and hold it to its limits (and to the baseline, when there is one and not updating).
 
@@ -797,7 +894,8 @@ def run_checks(
     _refuse_empty_checks(budget, path, baseline, update_baseline)
     options = budget.spec.latency
     settings = latency_settings or LatencySettings(threads=options.threads, rounds=options.rounds,
-                                                   min_time=options.min_time)  # fmt: skip
+                                                   min_time=options.min_time, target=options.target / 100,
+                                                   max_time=options.max_time)  # fmt: skip
     verdicts: list[Verdict] = []
     measured: dict[str, Measured] = {}
     for check in budget.checks:
@@ -806,14 +904,14 @@ def run_checks(
         )
         figures = measure_check(check, settings if wants_latency else None, threads=settings.threads)
         measured[check.name] = figures
-        verdicts += limit_verdicts(check, figures)
+        verdicts += limit_verdicts(check, figures, strict_latency)
     # the run's environment is that of the checks that measured latency (counts do not depend on it)
     timed = [item.environment for item in measured.values() if item.measured_latency and item.environment]
     environment = next(iter(timed), None) or next((item.environment for item in measured.values()), None)
     if baseline is not None:
         for check in budget.checks:
             tolerance = check.spec.tolerance or budget.spec.tolerance
-            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, check.line)
+            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, check.line, strict_latency)
     if missing:
         verdicts.append(
             Verdict("baseline", "baseline", "baseline", "missing", Level.WARN, False, None,

@@ -170,13 +170,31 @@ def _exit_codes(set_stages: frozenset[str] = frozenset()) -> Iterator[None]:
         fail(str(error))
     except (typer.Exit, KeyboardInterrupt):
         raise
+    except BrokenPipeError:
+        pipe_closed()
     except Exception as error:  # the promise is "never a traceback"
         internal_error(error)
 
 
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `yes | head`; never 0, a cut-off report is no pass
+
+
+def pipe_closed() -> NoReturn:
+    """The reader of stdout went away (``convcost batch big.yaml | head``): stop quietly, as other CLIs do.
+
+    Nothing more can reach the reader; stdout is pointed at /dev/null so that Python's final flush of what is
+    still buffered does not print "Exception ignored ... BrokenPipeError" on the way out.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    raise typer.Exit(EXIT_PIPE_CLOSED)
+
+
 def _latency_settings(
-    latency: bool, threads: int, rounds: int, min_time: float, channels_last: bool, tune_allocator: bool,
-    *, stages: bool = True,
+    latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool, tune_allocator: bool,
+    *, stages: bool = True, target: float = 3.0, max_time: float = 2.0,
 ) -> LatencySettings | None:  # fmt: skip
     """How to time, or None without latency (the forward passes then still run on ``threads``)."""
     if not latency:
@@ -187,7 +205,8 @@ def _latency_settings(
     from convcost.latency import LatencySettings
 
     return LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
-                           tune_allocator=tune_allocator, stages=stages)  # fmt: skip
+                           tune_allocator=tune_allocator, stages=stages, target=target / 100,
+                           max_time=max_time)  # fmt: skip
 
 
 def _emit(render: Callable[[Console], str | None], output: Path | None) -> None:
@@ -201,6 +220,8 @@ def _emit(render: Callable[[Console], str | None], output: Path | None) -> None:
     to_file = output is not None and str(output) != "-"
     buffer = io.StringIO()
     console = make_console(file=buffer, plain=True) if to_file else make_console()
+    if not to_file:  # Rich's own handling of a closed pipe exits 1; convcost's is pipe_closed() (exit 141)
+        setattr(console, "on_broken_pipe", pipe_closed)  # noqa: B010 - a method replaced on this instance only
     text = render(console)
     if text is None and to_file:
         text = buffer.getvalue()
@@ -240,8 +261,11 @@ def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
 
 def _write(text: str, output: Path | None) -> None:
     if output is None or str(output) == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            pipe_closed()
         return
     from convcost.files import write_atomic
 
@@ -297,13 +321,63 @@ OutputOption = Annotated[
     ),
 ]
 LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency (on by default).")]
+
+
+def _bounded(name: str, what: str) -> Callable[[Any], Any]:
+    """A flag's callback that holds its number to the range convcost.bounds gives ``name`` (``threads``: the
+    machine's cores), so that ``--threads 100000`` or ``--min-time inf`` is refused before anything runs."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        from convcost import bounds
+
+        bound = bounds.threads_bound() if name == "threads" else getattr(bounds, name.upper())
+        try:
+            bounds.real(value, bound, what)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        return value
+
+    return check
+
+
 ThreadsOption = Annotated[
-    int, typer.Option("--threads", metavar="N", min=1, help="Threads for the forward passes and timing.")
-]
-RoundsOption = Annotated[int, typer.Option("--rounds", metavar="N", min=1, help="Interleaved timing rounds.")]
+    int,
+    typer.Option(
+        "--threads", metavar="N", callback=_bounded("threads", "a whole number"),
+        help="Threads for the forward passes and timing (at most the CPU cores this process may use).",
+    ),
+]  # fmt: skip
+RoundsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--rounds", metavar="N", callback=_bounded("rounds", "a whole number"), show_default=False,
+        help="Exactly N interleaved rounds (1 to 1,000), no stopping rule [default: adaptive, see --target and "
+        "--max-time].",
+    ),
+]  # fmt: skip
 MinTimeOption = Annotated[
-    float, typer.Option("--min-time", metavar="SECONDS", min=0.001, help="Seconds of timed calls per layer per round.")
-]
+    float,
+    typer.Option(
+        "--min-time", metavar="SECONDS", callback=_bounded("min_time", "a number of seconds"),
+        help="Seconds of timed calls per layer per round (0.001 to 60).",
+    ),
+]  # fmt: skip
+TargetOption = Annotated[
+    float,
+    typer.Option(
+        "--target", metavar="PCT", callback=_bounded("target", "a percentage"),
+        help="Stop sampling when every speedup's 95% interval is within ±PCT % (0.1 to 50).",
+    ),
+]  # fmt: skip
+MaxTimeOption = Annotated[
+    float,
+    typer.Option(
+        "--max-time", metavar="SECONDS", callback=_bounded("max_time", "a number of seconds"),
+        help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
+    ),
+]  # fmt: skip
 FormulaOnlyOption = Annotated[
     bool,
     typer.Option(
@@ -377,8 +451,10 @@ def compare(
     formula_only: FormulaOnlyOption = False,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
-    rounds: RoundsOption = 5,
-    min_time: MinTimeOption = 0.04,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
     roofline: RooflineOption = False,
@@ -403,7 +479,8 @@ def compare(
     data.update(stage_settings)
     run_compare(data, _format_for(output, output_format), output, latency and not formula_only, threads, rounds,
                 min_time, channels_last, tune_allocator=tune_allocator, roofline=roofline,
-                formula_only=formula_only, set_stages=frozenset(stage_settings))  # fmt: skip
+                formula_only=formula_only, set_stages=frozenset(stage_settings), target=target,
+                max_time=max_time)  # fmt: skip
 
 
 def _cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> Calibration | None:
@@ -424,12 +501,13 @@ def _cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> 
 
 
 def _measured_comparison(
-    spec: CompareSpec, latency: bool, threads: int, rounds: int, min_time: float, channels_last: bool,
-    tune_allocator: bool,
+    spec: CompareSpec, latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool,
+    tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
 ) -> Comparison:  # fmt: skip
     from convcost.comparison import compare
 
-    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator)
+    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
+                                 max_time=max_time)  # fmt: skip
     return compare(spec, settings, _cached_calibration(spec.device, spec.dtype, threads, timing=latency))
 
 
@@ -439,7 +517,7 @@ def run_compare(
     output: Path | None,
     latency: bool,
     threads: int,
-    rounds: int,
+    rounds: int | None,
     min_time: float,
     channels_last: bool,
     *,
@@ -447,6 +525,8 @@ def run_compare(
     roofline: bool = False,
     formula_only: bool = False,
     set_stages: frozenset[str] = frozenset(),
+    target: float = 3.0,
+    max_time: float = 2.0,
 ) -> None:
     from convcost.spec import parse_compare
 
@@ -459,7 +539,8 @@ def run_compare(
 
             comparison = estimate(spec, threads)
         else:
-            comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator)
+            comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                              target, max_time)  # fmt: skip
         _emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output)
     if not comparison.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -505,8 +586,10 @@ def batch_command(
     formula_only: FormulaOnlyOption = False,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
-    rounds: RoundsOption = 5,
-    min_time: MinTimeOption = 0.04,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
 ) -> None:
@@ -528,7 +611,7 @@ def batch_command(
         if not formula_only:  # the formula-only path never imports torch
             # the summary shows whole layers: timing each stage on its own too would double the time
             settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
-                                         stages=False)  # fmt: skip
+                                         stages=False, target=target, max_time=max_time)  # fmt: skip
         result = _run_batch(plan, settings, threads, not formula_only)
         from convcost.report import OutputFormat, render_batch
 
@@ -626,7 +709,12 @@ def model_command(
     size: Annotated[str | None, typer.Option("--size", help="Model files: override the input size H or HxW.")] = None,
     by_kind: Annotated[bool, typer.Option("--by-kind", help="Add the breakdown by layer kind.")] = False,
     depth: Annotated[
-        int | None, typer.Option("--depth", min=1, help="Import paths: one row per module this deep.")
+        int | None,
+        typer.Option(
+            "--depth",
+            callback=_bounded("depth", "a whole number"),
+            help="Import paths: one row per module this deep (1 to 100).",
+        ),
     ] = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
@@ -634,8 +722,10 @@ def model_command(
         bool, typer.Option("--latency/--no-latency", help="Measure end-to-end and per-layer latency (off by default).")
     ] = False,
     threads: ThreadsOption = 1,
-    rounds: RoundsOption = 5,
-    min_time: MinTimeOption = 0.04,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
     roofline: Annotated[
@@ -654,7 +744,8 @@ def model_command(
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
-        settings = _latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator)
+        settings = _latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator,
+                                     target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
         )
@@ -739,8 +830,10 @@ def sweep_command(
     output: OutputOption = None,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
-    rounds: RoundsOption = 5,
-    min_time: MinTimeOption = 0.04,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
 ) -> None:
@@ -769,7 +862,8 @@ def sweep_command(
 
             check_plot_path(plot)
             will_write(plot, "--plot")
-        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator)
+        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
+                            target, max_time)  # fmt: skip
         _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
         if plot is not None:
             from convcost.plot import plot_sweep
@@ -791,13 +885,14 @@ def sweep_command(
 
 
 def _run_sweep(
-    specs: list[Any], axes: dict[str, str], fixed: dict[str, Any], latency: bool, threads: int, rounds: int,
-    min_time: float, channels_last: bool, tune_allocator: bool,
+    specs: list[Any], axes: dict[str, str], fixed: dict[str, Any], latency: bool, threads: int, rounds: int | None,
+    min_time: float, channels_last: bool, tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr."""
     from convcost import sweep
 
-    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator)
+    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
+                                 max_time=max_time)  # fmt: skip
     calibration = _cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = _progress_bar(len(specs), "sweep")
     with progress:
@@ -853,6 +948,13 @@ def check_command(
         bool, typer.Option("--update-baseline", help="Write the baseline from this run (limits still apply).")
     ] = False,
     output: OutputOption = None,
+    strict_latency: Annotated[
+        bool,
+        typer.Option(
+            "--strict-latency",
+            help="An inconclusive latency limit (unconverged or on a busy machine) is an error, not a warning.",
+        ),
+    ] = False,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
     chosen = _check_format_for(output, output_format)
@@ -874,7 +976,7 @@ def check_command(
             if problem:
                 fail(f"{flag}: cannot write {target}: {problem}")
             will_write(target, flag)
-        result = budgets.run_checks(plan, baseline, update_baseline)
+        result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency)
         renderers = {
             CheckFormat.TABLE: budget_report.to_lines,
             CheckFormat.JSON: budget_report.to_json_text,
@@ -997,4 +1099,9 @@ def _run() -> int | None:
         return int(getattr(error, "exit_code", EXIT_USAGE))
     except (abort, KeyboardInterrupt):
         return 130
+    except SystemExit:
+        # Typer turns a closed stdout (while printing --help or --version) into exit 1 after wrapping the streams
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            return EXIT_PIPE_CLOSED
+        raise
     return code if isinstance(code, int) else EXIT_OK

@@ -144,23 +144,39 @@ def available_memory() -> int | None:
 MEMORY_SHARE = 0.5
 
 
-def check_memory(layers: list[list[ConvStage]], size: Pair, batch: int, itemsize: int) -> None:
-    """Raise SpecError (on ``size``) before allocating when the layers' tensors cannot fit in memory."""
+def check_memory(
+    layers: list[list[ConvStage]], size: Pair, batch: int, itemsize: int, channels: dict[str, int] | None = None
+) -> None:
+    """Raise SpecError before allocating when the layers' tensors cannot fit in memory, on the field that made
+    them this large: ``batch`` when they fit at batch 1, else ``size`` or the largest of ``channels`` (the spec's
+    cin, cout, mid, multiplier × cin), whichever the largest tensor has more of."""
     from convcost.errors import FieldIssue, SpecError
 
-    needed = 0
+    needed = weights = 0
+    largest_pixels = largest_channels = largest = 0
     for stages in layers:
         stage_size = size
         for stage in stages:
             needed += formulas.min_bytes(stage, stage_size, batch, itemsize)
+            weights += (formulas.weight_params(stage) + formulas.bias_params(stage)) * itemsize
+            tensor = max(stage.cin, stage.cout) * stage_size[0] * stage_size[1]
+            if tensor > largest:
+                largest, largest_pixels = tensor, stage_size[0] * stage_size[1]
+                largest_channels = max(stage.cin, stage.cout)
             stage_size = formulas.output_size(stage, stage_size)
     available = available_memory()
-    if available is not None and needed > MEMORY_SHARE * available:
-        message = (
-            f"these layers need at least {needed / 2**30:,.1f} GiB of tensors, more than half of the "
-            f"{available / 2**30:,.1f} GiB available: use a smaller size, batch or channel count"
-        )
-        raise SpecError([FieldIssue(("size",), message)])
+    if available is None or needed <= MEMORY_SHARE * available:
+        return
+    field = "size"
+    if batch > 1 and weights + (needed - weights) / batch <= MEMORY_SHARE * available:
+        field = "batch"
+    elif channels and (weights > needed - weights or largest_channels > largest_pixels):
+        field = max(channels, key=lambda name: channels[name])
+    message = (
+        f"these layers need at least {needed / 2**30:,.1f} GiB of tensors, more than half of the "
+        f"{available / 2**30:,.1f} GiB available: use a smaller {field.replace('_', ' ')}"
+    )
+    raise SpecError([FieldIssue((field,), message)])
 
 
 def require_memory(needed: int, field: str, what: str, advice: str) -> None:

@@ -30,10 +30,17 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from convcost import build, latency, model_formulas
+from convcost import build, latency, measure, model_formulas
 from convcost.errors import UsageError
 from convcost.latency import LatencySettings
-from convcost.measure import check_device, count_flop_counter, count_ptflops, environment, require_memory
+from convcost.measure import (
+    MEMORY_SHARE,
+    check_device,
+    count_flop_counter,
+    count_ptflops,
+    environment,
+    require_memory,
+)
 from convcost.model_formulas import (
     ActOp,
     AdaptivePoolOp,
@@ -571,17 +578,64 @@ def evaluate_plan(
 
 
 def check_plan_memory(plan: ModelPlan, source: str, itemsize: int) -> None:
-    """UsageError before anything is allocated when the input and every operation's output cannot fit in memory."""
-    needed = math.prod(plan.input_shape)
-    for op in plan.ops:
-        needed += math.prod(model_formulas.output_shape(op)) + model_formulas.cost(op).params
-    size = "×".join(str(value) for value in plan.input_shape[2:])
+    """UsageError before anything is allocated when the input and every operation's output cannot fit in memory;
+    it names the field that made the network this large (see :func:`memory_culprit`)."""
+    outputs = math.prod(plan.input_shape) + sum(math.prod(model_formulas.output_shape(op)) for op in plan.ops)
+    weights = sum(model_formulas.cost(op).params for op in plan.ops)
+    available = measure.available_memory()
+    if available is None or (outputs + weights) * itemsize <= MEMORY_SHARE * available:
+        return
+    fits_at_batch_1 = (outputs // plan.input_shape[0] + weights) * itemsize <= MEMORY_SHARE * available
+    field, value = memory_culprit(plan, fits_at_batch_1)
+    shape = "×".join(str(value) for value in plan.input_shape)
     require_memory(
-        needed * itemsize,
-        f"{source}: input.size",
-        f"at size {size} and batch {plan.input_shape[0]} the input, weights and every operation's output",
-        "use a smaller size (--size) or batch (--batch)",
+        (outputs + weights) * itemsize,
+        f"{source}: {field}",
+        f"at {field} {value} (input {shape}) the input, weights and every operation's output",
+        f"use a smaller {field}",
     )
+
+
+def memory_culprit(plan: ModelPlan, fits_at_batch_1: bool) -> tuple[str, str]:
+    """The field (and its value) that makes a planned model too large for memory, as the file names it.
+
+    The batch when the model fits at batch 1; else the largest tensor decides: a weight or an output with more
+    channels than pixels is the channels' fault (the width multiplier, the channel divisor, an inverted
+    residual's expand or the layer's cout), an output with more pixels than channels the input size's.
+    """
+    batch, channels = plan.input_shape[0], plan.input_shape[1]
+    if fits_at_batch_1 and batch > 1:
+        return "input.batch", str(batch)
+    largest, weight = None, False
+    biggest = math.prod(plan.input_shape) // batch
+    where = None
+    for layer in plan.layers:
+        for op in layer.ops:
+            for size, is_weight in ((math.prod(model_formulas.output_shape(op)) // batch, False),
+                                    (model_formulas.cost(op).params, True)):  # fmt: skip
+                if size > biggest:
+                    biggest, largest, weight, where = size, op, is_weight, layer
+    if largest is None or where is None:  # the input itself
+        return ("input.channels", str(channels)) if channels > math.prod(plan.input_shape[2:]) else (
+            "input.size", "×".join(str(value) for value in plan.input_shape[2:]))  # fmt: skip
+    shape = model_formulas.output_shape(largest)
+    pixels = math.prod(shape[2:]) if len(shape) > 2 else 1
+    if not weight and pixels >= shape[1]:
+        return "input.size", "×".join(str(value) for value in plan.input_shape[2:])
+    spec = where.spec
+    index = where.loc[1] if len(where.loc) > 1 else 0
+    scaled = bool(getattr(spec, "scale", False))
+    if scaled and plan.width_multiplier > 1:
+        return "width_multiplier", f"{plan.width_multiplier:g}"
+    cout = getattr(spec, "cout", None)
+    if scaled and plan.channel_divisor > 1 and (cout is None or plan.channel_divisor > cout):
+        return "channel_divisor", str(plan.channel_divisor)
+    expand = getattr(spec, "expand", 1)
+    if expand > 1 and ".project" not in largest.name:
+        return f"layers[{index}].expand", str(expand)
+    if cout is not None:
+        return f"layers[{index}].cout", str(cout)
+    return "input.channels", str(channels)
 
 
 def _show(shape: Shape) -> str:
@@ -590,9 +644,15 @@ def _show(shape: Shape) -> str:
 
 def parse_input(text: str) -> tuple[int, ...]:
     """``CxHxW`` (or ``C,H,W``, ``CxL``, ``CxDxHxW``) → a tuple of positive ints; raises ValueError."""
+    from convcost import bounds
+
     parts = [part.strip() for part in text.replace("×", "x").replace(",", "x").lower().split("x")]
-    if len(parts) < 1 or not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise ValueError(f"expected CxHxW with positive integers (e.g. 3x224x224), got {text!r}")
+    ascii_digits = all(part.isascii() and part.isdigit() for part in parts)
+    too_long = ascii_digits and any(len(part.lstrip("0")) > bounds.MAX_NUMBER_TEXT for part in parts)
+    if not parts or not ascii_digits or (not too_long and min(int(part) for part in parts) < 1):
+        raise ValueError(f"expected CxHxW with positive integers (e.g. 3x224x224), got {bounds.shown(text)}")
+    if too_long or max(int(part) for part in parts) > bounds.COUNT.high:  # int() only of short digits
+        raise ValueError(f"must be CxHxW with each side {bounds.COUNT.describe()}, got {bounds.shown(text)}")
     return tuple(int(part) for part in parts)
 
 
@@ -942,8 +1002,10 @@ def _measure_latency(
             timed[key] = layer
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Using padding='same'")
-        stats = latency.measure(cases, settings)
+        run = latency.measure_run(cases, settings, watched=["(model)"], reference=calibration)
+    stats = run.stats
     result.latency = stats["(model)"]
+    result.environment.contention = run.contention
     from convcost import roofline
 
     itemsize = DType(result.environment.dtype).itemsize
@@ -956,7 +1018,7 @@ def _measure_latency(
         calls = len(layer.ops)
         overhead = None if calibration is None else roofline.overhead_s(calibration, grouped, calls - grouped)
         layer.roofline = roofline.analyse(
-            layer.macs, layer.min_bytes(itemsize), layer.latency.median_ms, calibration, calls, overhead
+            layer.macs, layer.min_bytes(itemsize), layer.latency.shown_ms, calibration, calls, overhead
         )
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from convcost import formulas, kinds, model_formulas
+from convcost import bounds, formulas, kinds, model_formulas
 from convcost.errors import FieldIssue, SpecError
 from convcost.formulas import Act, ConvStage, Norm
 from convcost.model_formulas import (
@@ -46,6 +46,7 @@ from convcost.spec import (
     SizeField,
     StageOverrides,
     StrictBool,
+    bounded_int,
     issues_from_validation,
 )
 from convcost.yamlio import Document, validate
@@ -54,15 +55,19 @@ Loc = tuple[str | int, ...]
 
 
 def _positive_number(value: Any) -> float:
+    """A positive number within bounds.WIDTH (a width multiplier α, a min_width)."""
     if isinstance(value, bool):
         raise ValueError(f"must be a positive number, got boolean {str(value).lower()}")
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"must be a positive number, got {value!r}") from None
-    if not number > 0 or number != number or number == float("inf"):
-        raise ValueError(f"must be a positive number, got {value!r}")
-    return number
+        return bounds.real(value, bounds.WIDTH, "a positive number")
+    except ValueError as error:
+        try:
+            number = value if isinstance(value, int) else float(value)  # an int compares exactly at any size
+        except (TypeError, ValueError):
+            number = None
+        if number is None or number <= 0:
+            raise ValueError(f"must be a positive number, got {bounds.shown(value)}") from None
+        raise error from None
 
 
 PositiveNumber = Annotated[float, BeforeValidator(_positive_number)]
@@ -103,7 +108,7 @@ class _Layer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str | None = None
-    repeat: PositiveInt = 1
+    repeat: bounded_int(bounds.REPEAT) = 1  # type: ignore[valid-type]
 
 
 class ConvLayer(_Layer, StageOverrides):
@@ -130,7 +135,7 @@ class InvertedResidualLayer(_Layer):
 
     kind: Literal["inverted_residual"]
     cout: PositiveInt
-    expand: PositiveInt = 6
+    expand: bounded_int(bounds.EXPAND) = 6  # type: ignore[valid-type]
     kernel: PositivePair = (3, 3)
     stride: PositivePair = (1, 1)
     bias: StrictBool | None = None
@@ -286,6 +291,13 @@ def plan_document(
             layers.append(layer)
     if issues:
         raise document.error(issues)
+    # the network's size is bounded before a single copy is planned (repeat: 1000000000 would never finish)
+    total = sum(layer.repeat for layer in layers)
+    if total > bounds.MAX_LAYERS:
+        largest = max(range(len(layers)), key=lambda index: layers[index].repeat)
+        loc = ("layers", largest, "repeat")
+        message = f"the model would have {total:,} layers after repeat, more than the {bounds.MAX_LAYERS:,} allowed"
+        raise document.error([FieldIssue(loc, message, document.line(loc))])
     planner = _Planner(spec, multiplier, model_input, document)
     plan = planner.plan(layers)
     if planner.issues:
@@ -423,8 +435,11 @@ class _Planner:
             for issue in error.issues:
                 self.fail((*loc, *issue.loc), _channels_said(issue.message, cin))
             return None
-        except ValidationError as error:  # pragma: no cover - the layer model validated these already
-            self.issues.extend(issues_from_validation(error, loc))
+        except ValidationError as error:
+            # only channels scaled by the width multiplier can fail here (the layer's own values were validated)
+            for issue in issues_from_validation(error, loc):
+                self.fail(issue.loc, f"{issue.message} (after width_multiplier {self.width_multiplier:g}, "
+                                     f"channel_divisor {self.spec.channel_divisor})")  # fmt: skip
             return None
         return PlannedLayer(name, str(layer.kind), loc, _stage_ops(name, stages, shape), stages, spec=layer)
 
@@ -465,6 +480,10 @@ class _Planner:
             if layer.kernel is not None:
                 self.fail((*loc, "kernel"), "a global pool has no kernel: give one or the other")
                 return None
+            if layer.stride is not None or layer.padding != (0, 0):
+                field = "stride" if layer.stride is not None else "padding"
+                self.fail((*loc, field), f"a global pool has no {field}: it pools the whole input")
+                return None
             mode = layer.mode or "avg"
             return PlannedLayer(name, "pool", loc, [AdaptivePoolOp(name, shape, mode, (1, 1))], spec=layer)
         if layer.mode is None:
@@ -475,6 +494,14 @@ class _Planner:
             return None
         if layer.padding == "same":
             self.fail((*loc, "padding"), "a pool takes numeric padding, not 'same'")
+            return None
+        if any(pad > side // 2 for pad, side in zip(layer.padding, layer.kernel, strict=True)):
+            # torch refuses it ("pad should be at most half of effective kernel size"): said here, with the line
+            self.fail(
+                (*loc, "padding"),
+                f"padding {_show(layer.padding)} is more than half the kernel {_show(layer.kernel)}: a pool pads "
+                f"at most {layer.kernel[0] // 2}×{layer.kernel[1] // 2}",
+            )
             return None
         op = PoolOp(name, shape, layer.mode, layer.kernel, layer.stride or layer.kernel, layer.padding)
         out = model_formulas.output_shape(op)

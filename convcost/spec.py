@@ -6,12 +6,15 @@ and reject anything ambiguous with a message that says what is expected.
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
+from convcost import bounds
 from convcost.errors import FieldIssue, SpecError
 from convcost.formulas import Act, Norm, Padding, Pair
 
@@ -65,60 +68,90 @@ _PAIR = re.compile(r"^\s*([0-9]+)\s*[xX×,]\s*([0-9]+)\s*$")
 _INT = re.compile(r"^\s*[+-]?[0-9]+\s*$")
 
 
-def _int(value: Any, *, minimum: int, what: str) -> int:
+def _int(value: Any, *, minimum: int, what: str, bound: bounds.Bound = bounds.COUNT, yaml: bool = False) -> int:
+    """A whole number within ``bound`` from YAML (int, float, text) or a flag (text); ValueError otherwise.
+
+    ``yaml``: the value was read from a YAML file, where ``1e6`` is a string only because of YAML 1.1 (a hint
+    that would mislead on a command line).
+    """
     if isinstance(value, bool):
         raise ValueError(f"must be {what}, got boolean {str(value).lower()} (YAML reads yes/no/on/off as booleans)")
     if isinstance(value, float):
         if value.is_integer():
             value = int(value)
+        elif not math.isfinite(value):
+            raise ValueError(f"must be {what} {bound.describe()}, got {value}")
         else:
             raise ValueError(f"must be {what}, got {value}")
     if isinstance(value, str):
         if not _INT.match(value):
             hint = ""
-            if re.match(r"^\s*[\d.]+[eE][+-]?\d+\s*$", value):
+            if yaml and re.match(r"^\s*[\d.]+[eE][+-]?\d+\s*$", value):
                 hint = f" (YAML 1.1 reads {value.strip()} as a string: write the number out in full)"
-            raise ValueError(f"must be {what}, got {value!r}{hint}")
+            raise ValueError(f"must be {what}, got {bounds.shown(value)}{hint}")
+        if len(value.strip().lstrip("+-").lstrip("0")) > bounds.MAX_NUMBER_TEXT:  # before int(): see bounds
+            raise ValueError(f"must be {what} {bound.describe()}, got {bounds.shown(value.strip())}")
         value = int(value)
     if not isinstance(value, int):
-        raise ValueError(f"must be {what}, got {value!r}")
+        raise ValueError(f"must be {what}, got {bounds.shown(value)}")
     if value < minimum:
-        raise ValueError(f"must be {what}, got {value}")
+        raise ValueError(f"must be {what}, got {bounds.shown(value)}")
+    bounds.check(value, bound, what)
     return value
 
 
-def _pair(value: Any, *, minimum: int, what: str) -> Pair:
+def _pair(value: Any, *, minimum: int, what: str, bound: bounds.Bound, yaml: bool = False) -> Pair:
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise ValueError(f"must be {what}, got {list(value)!r}")
-        return (_int(value[0], minimum=minimum, what=what), _int(value[1], minimum=minimum, what=what))
+            raise ValueError(f"must be {what}, got {bounds.shown(list(value))}")
+        return (
+            _int(value[0], minimum=minimum, what=what, bound=bound, yaml=yaml),
+            _int(value[1], minimum=minimum, what=what, bound=bound, yaml=yaml),
+        )
     if isinstance(value, str):
         match = _PAIR.match(value)
         if match:
-            pair = (int(match.group(1)), int(match.group(2)))
-            if min(pair) < minimum:
+            sides = (match.group(1), match.group(2))
+            if max(len(side.lstrip("0")) for side in sides) > bounds.MAX_NUMBER_TEXT:  # before int(): see bounds
+                raise ValueError(f"must be {what} {bound.describe()}, got {bounds.shown(value)}")
+            if min(map(int, sides)) < minimum:
                 raise ValueError(f"must be {what}, got {value!r}")
-            return pair
-    single = _int(value, minimum=minimum, what=what)
+            return (_int(sides[0], minimum=minimum, what=what, bound=bound),
+                    _int(sides[1], minimum=minimum, what=what, bound=bound))  # fmt: skip
+    single = _int(value, minimum=minimum, what=what, bound=bound, yaml=yaml)
     return (single, single)
 
 
-def positive_pair(value: Any) -> Pair:
-    return _pair(value, minimum=1, what="a positive integer or RxS")
+def positive_pair(value: Any, yaml: bool = False) -> Pair:
+    return _pair(value, minimum=1, what="a positive integer or RxS", bound=bounds.COUNT, yaml=yaml)
 
 
-def padding_value(value: Any) -> Padding:
+def padding_value(value: Any, yaml: bool = False) -> Padding:
     if isinstance(value, str) and value.strip().lower() == "same":
         return "same"
-    return _pair(value, minimum=0, what="a non-negative integer, RxS or 'same'")
+    return _pair(value, minimum=0, what="a non-negative integer, RxS or 'same'", bound=bounds.PADDING, yaml=yaml)
 
 
-def size_value(value: Any) -> Pair:
-    return _pair(value, minimum=1, what="a positive integer or HxW")
+def size_value(value: Any, yaml: bool = False) -> Pair:
+    return _pair(value, minimum=1, what="a positive integer or HxW", bound=bounds.COUNT, yaml=yaml)
 
 
-def positive_int(value: Any) -> int:
-    return _int(value, minimum=1, what="a positive integer")
+def positive_int(value: Any, yaml: bool = False, bound: bounds.Bound = bounds.COUNT) -> int:
+    return _int(value, minimum=1, what="a positive integer", bound=bound, yaml=yaml)
+
+
+def _in_yaml(info: ValidationInfo) -> bool:
+    """Whether pydantic validates a YAML file's values (yamlio.validate says so in the context)."""
+    return isinstance(info.context, dict) and bool(info.context.get("yaml"))
+
+
+def yaml_aware(parse: Callable[..., Any], **options: Any) -> Callable[[Any, ValidationInfo], Any]:
+    """``parse`` as a pydantic validator that knows whether the value came from YAML (for the YAML 1.1 hint)."""
+
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        return parse(value, yaml=_in_yaml(info), **options)
+
+    return validate
 
 
 def strict_bool(value: Any) -> bool:
@@ -141,7 +174,7 @@ def _enum_text(value: Any) -> Any:
 # What a YAML file may write, for the JSON Schema (`convcost schema`): 3, "3x5" or [3, 5].
 _PAIR_TEXT = Annotated[str, Field(pattern=r"^\s*0*[1-9][0-9]*\s*[xX×,]\s*0*[1-9][0-9]*\s*$")]  # no zero sides
 _NON_NEGATIVE_PAIR_TEXT = Annotated[str, Field(pattern=r"^\s*[0-9]+\s*[xX×,]\s*[0-9]+\s*$")]
-_POSITIVE_INPUT = Annotated[int, Field(ge=1)]
+_POSITIVE_INPUT = Annotated[int, Field(ge=1)]  # the upper bounds (convcost.bounds) are checked, not in the schema
 _PAIR_INPUT = _POSITIVE_INPUT | _PAIR_TEXT | Annotated[list[_POSITIVE_INPUT], Field(min_length=2, max_length=2)]
 _NON_NEGATIVE_INPUT = Annotated[int, Field(ge=0)]
 _PADDING_INPUT = (
@@ -149,10 +182,30 @@ _PADDING_INPUT = (
     | Annotated[list[_NON_NEGATIVE_INPUT], Field(min_length=2, max_length=2)]
 )  # fmt: skip
 
-PositivePair = Annotated[Pair, BeforeValidator(positive_pair, json_schema_input_type=_PAIR_INPUT)]
-PaddingField = Annotated[Padding, BeforeValidator(padding_value, json_schema_input_type=_PADDING_INPUT)]
-SizeField = Annotated[Pair, BeforeValidator(size_value, json_schema_input_type=_PAIR_INPUT)]
-PositiveInt = Annotated[int, BeforeValidator(positive_int, json_schema_input_type=_POSITIVE_INPUT)]
+PositivePair = Annotated[Pair, BeforeValidator(yaml_aware(positive_pair), json_schema_input_type=_PAIR_INPUT)]
+PaddingField = Annotated[Padding, BeforeValidator(yaml_aware(padding_value), json_schema_input_type=_PADDING_INPUT)]
+SizeField = Annotated[Pair, BeforeValidator(yaml_aware(size_value), json_schema_input_type=_PAIR_INPUT)]
+PositiveInt = Annotated[int, BeforeValidator(yaml_aware(positive_int), json_schema_input_type=_POSITIVE_INPUT)]
+
+
+def bounded_int(bound: bounds.Bound) -> Any:
+    """A positive integer field with its own range (``repeat``, ``expand``, ``rounds``)."""
+    return Annotated[
+        int, BeforeValidator(yaml_aware(positive_int, bound=bound), json_schema_input_type=_POSITIVE_INPUT)
+    ]
+
+
+def bounded_number(bound: bounds.Bound, what: str = "a number") -> Any:
+    """A finite number field within ``bound`` (``min_time``)."""
+
+    def parse(value: Any) -> float:
+        return bounds.real(value, bound, what)
+
+    return Annotated[
+        float, BeforeValidator(parse, json_schema_input_type=Annotated[float, Field(ge=bound.low, le=bound.high)])
+    ]
+
+
 StrictBool = Annotated[bool, BeforeValidator(strict_bool, json_schema_input_type=bool)]
 NormField = Annotated[Norm, BeforeValidator(_enum_text)]
 ActField = Annotated[Act, BeforeValidator(_enum_text)]

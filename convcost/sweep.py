@@ -8,11 +8,12 @@ speedup is never a ratio of two timings taken far apart.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from convcost import kinds
+from convcost import bounds, kinds
 from convcost.errors import FieldIssue, SpecError
 from convcost.latency import LatencySettings
 from convcost.results import Comparison, Environment, Sweep, SweepPoint
@@ -32,12 +33,7 @@ Progress = Callable[[int, int, CompareSpec], None]
 
 def split_axis(text: str) -> list[str]:
     """'8, 32,128' → ['8', '32', '128'] (order kept, repeats dropped)."""
-    values: list[str] = []
-    for part in text.split(","):
-        value = part.strip()
-        if value not in values:
-            values.append(value)
-    return values
+    return list(dict.fromkeys(part.strip() for part in text.split(",")))
 
 
 def plan(axes: dict[str, str], fixed: dict[str, Any]) -> list[CompareSpec]:
@@ -46,6 +42,16 @@ def plan(axes: dict[str, str], fixed: dict[str, Any]) -> list[CompareSpec]:
     values: dict[str, list[str]] = {}
     for field, text in axes.items():
         values[field] = split_axis(text)
+    # the grid's size is bounded before any point is validated or planned
+    size = math.prod(len(axis) for axis in values.values())
+    if size > bounds.MAX_SWEEP_POINTS:
+        counts = " × ".join(f"{len(axis):,} {field}" for field, axis in values.items())
+        loc = (max(values, key=lambda field: len(values[field])),)
+        raise SpecError(
+            [FieldIssue(loc, f"the grid has {counts} = {size:,} points, more than the {bounds.MAX_SWEEP_POINTS:,} "
+                             "a sweep runs")]
+        )  # fmt: skip
+    for field in axes:
         for value in values[field]:
             try:
                 AXES[field](value)
@@ -92,13 +98,18 @@ def points(comparison: Comparison) -> list[SweepPoint]:
                 macs_ratio=ratio.macs,
                 speedup=ratio.latency,
                 roofline_speedup=ratio.roofline,
-                dense_ms=None if dense.latency is None else dense.latency.median_ms,
-                alternative_ms=None if layer.latency is None else layer.latency.median_ms,
+                dense_ms=None if dense.latency is None else dense.latency.shown_ms,
+                alternative_ms=None if layer.latency is None else layer.latency.shown_ms,
                 dense_spread_pct=None if dense.latency is None else dense.latency.spread_pct,
                 alternative_spread_pct=None if layer.latency is None else layer.latency.spread_pct,
                 dense_verdict=_verdict(dense.roofline),
                 alternative_verdict=_verdict(layer.roofline),
                 ok=comparison.ok,
+                speedup_low=ratio.latency_interval[0] if ratio.latency_interval else None,
+                speedup_high=ratio.latency_interval[1] if ratio.latency_interval else None,
+                speedup_typical=ratio.latency_typical,
+                converged=ratio.latency_converged,
+                busy=None if comparison.environment.contention is None else comparison.environment.contention.busy,
             )
         )
     return found

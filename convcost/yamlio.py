@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from convcost.bounds import MAX_NUMBER_TEXT
 from convcost.errors import FieldIssue, SpecError
 from convcost.spec import issues_from_validation
 
@@ -60,22 +61,23 @@ class Document:
 
 
 def load(path: Path | str, *, display: str | None = None, keep_issues: bool = False) -> Document:
-    """Read and parse ``path`` with the safe loader; raises SpecError (with a line) for anything unreadable."""
-    path = Path(path)
-    source = display or str(path)
-    from convcost.files import reading
+    """Read and parse ``path`` with the safe loader; raises SpecError (with a line) for anything unreadable.
 
+    Only a regular file under the input size limit is read (see convcost.input_files): a FIFO, a device or a
+    directory is refused before it is opened.
+    """
+    from convcost.files import reading
+    from convcost.input_files import UnreadableFile, read_text
+
+    source = display or str(path)
     reading(path)  # refused if it is a file this command is to write
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError([FieldIssue((), "no such file")], source=source) from None
-    except IsADirectoryError:
-        raise SpecError([FieldIssue((), "is a directory, not a YAML file")], source=source) from None
-    except UnicodeDecodeError as error:
-        raise SpecError([FieldIssue((), f"not UTF-8 text ({error.reason})")], source=source) from None
-    except OSError as error:
-        raise SpecError([FieldIssue((), f"cannot read: {error.strerror or error}")], source=source) from None
+        text = read_text(path)
+    except UnreadableFile as error:
+        message = str(error)
+        if message.startswith("is a directory"):
+            message = "is a directory, not a YAML file"
+        raise SpecError([FieldIssue((), message)], source=source) from None
     return loads(text, source, keep_issues=keep_issues)
 
 
@@ -85,16 +87,12 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
     With ``keep_issues``, problems of single values (duplicate keys, YAML 1.1 numbers) are kept in
     ``document.issues`` instead of raised, so that a caller can report them together with its own.
     """
+    _scan(text, source)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else None
-        problem = error.problem or error.context or "invalid YAML"
-        raise SpecError([FieldIssue((), f"invalid YAML: {problem}", line)], source=source) from None
     except yaml.YAMLError as error:
-        raise SpecError([FieldIssue((), f"invalid YAML: {error}")], source=source) from None
+        raise _yaml_error(error, source) from None
     finally:
         loader.dispose()
     document = Document(data=None, source=source)
@@ -110,9 +108,86 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
     return document
 
 
-# Aliases are expanded into copies, so ten lines of nested aliases can stand for billions of values ("billion
-# laughs"). No layer file comes near this many values; past it, loading stops instead of eating the memory.
+def _yaml_error(error: yaml.YAMLError, source: str) -> SpecError:
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else None
+        problem = error.problem or error.context or "invalid YAML"
+        return SpecError([FieldIssue((), f"invalid YAML: {problem}", line)], source=source)
+    return SpecError([FieldIssue((), f"invalid YAML: {error}")], source=source)
+
+
+# The most values (scalars, lists and mappings, keys not counted) one file may hold, written out or once aliases
+# are expanded: about 33,000 batch entries of five keys. Aliases are expanded into copies, so ten lines of nested
+# aliases can stand for billions of values ("billion laughs"); past the cap, loading stops instead of eating the
+# memory. The written-out values are counted while libyaml streams the file, before anything is built from it.
 MAX_VALUES = 200_000
+# Lists and mappings nested deeper than this are refused (no convcost file nests beyond 5 levels); below
+# libyaml's own limit of 1,000, deeper nesting would otherwise end in a RecursionError.
+MAX_DEPTH = 50
+
+_COLLECTION_START = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_COLLECTION_END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def _scan(text: str, source: str) -> None:
+    """Stream the file's events once: refuse too many values, too deep a nesting and an alias inside its own
+    anchor (a recursive structure) before any node is composed, with the line where the limit is crossed."""
+    loader = _Loader(text)
+    values = 0
+    # per open collection: its anchor and, for a mapping, whether the next child is a key
+    stack: list[tuple[str | None, bool | None]] = []
+    open_anchors: dict[str, int] = {}
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, _COLLECTION_END):
+                anchor, _ = stack.pop()
+                if anchor is not None:
+                    open_anchors[anchor] -= 1
+                _after_child(stack)
+                continue
+            if not isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent, *_COLLECTION_START)):
+                continue
+            line = event.start_mark.line + 1 if event.start_mark else None
+            is_key = bool(stack) and stack[-1][1] is True
+            if not is_key:
+                values += 1
+                if values > MAX_VALUES:
+                    raise SpecError(
+                        [FieldIssue((), f"more than {MAX_VALUES:,} values (about {MAX_VALUES // 6:,} batch entries): "
+                                        "convcost reads at most that many from one file", line)], source=source
+                    )  # fmt: skip
+            if isinstance(event, yaml.AliasEvent):
+                if open_anchors.get(str(event.anchor), 0) > 0:
+                    raise SpecError(
+                        [FieldIssue((), f"the alias *{event.anchor} is inside its own anchor &{event.anchor}: a "
+                                        "recursive structure cannot be read", line)], source=source
+                    )  # fmt: skip
+                _after_child(stack)
+            elif isinstance(event, yaml.ScalarEvent):
+                _after_child(stack)
+            else:
+                if len(stack) >= MAX_DEPTH:
+                    raise SpecError(
+                        [FieldIssue((), f"lists and mappings nested more than {MAX_DEPTH} levels deep", line)],
+                        source=source,
+                    )
+                anchor = event.anchor
+                if anchor is not None:
+                    open_anchors[anchor] = open_anchors.get(anchor, 0) + 1
+                stack.append((anchor, True if isinstance(event, yaml.MappingStartEvent) else None))
+    except yaml.YAMLError as error:
+        raise _yaml_error(error, source) from None
+    finally:
+        loader.dispose()
+
+
+def _after_child(stack: list[tuple[str | None, bool | None]]) -> None:
+    """A child of the innermost collection is complete: in a mapping, keys and values alternate."""
+    if stack and stack[-1][1] is not None:
+        anchor, is_key = stack[-1]
+        stack[-1] = (anchor, not is_key)
 
 
 def _construct(
@@ -120,9 +195,15 @@ def _construct(
 ) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
+        # the file as written was counted by _scan: only aliases can take it past the cap here
         raise SpecError(
             [FieldIssue((), f"more than {MAX_VALUES:,} values once aliases are expanded: refusing to load "
                             "(nested aliases can make a short file enormous)", node.start_mark.line + 1)]
+        )  # fmt: skip
+    if len(loc) > MAX_DEPTH:  # aliases inside aliases nest deeper than the file as written
+        raise SpecError(
+            [FieldIssue((), f"lists and mappings nested more than {MAX_DEPTH} levels deep once aliases are "
+                            "expanded", node.start_mark.line + 1)]
         )  # fmt: skip
     lines[loc] = node.start_mark.line + 1
     if _foreign_tag(node, loc, issues):
@@ -136,8 +217,8 @@ def _construct(
         for key_node, value_node in node.value:
             if _foreign_tag(key_node, loc, issues):
                 continue
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int)) or key is None:
+            key = _scalar(key_node, loader) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, (str, int)) or key is None or _long_number(key_node):
                 issues.append(FieldIssue(loc, "mapping keys must be plain words", key_node.start_mark.line + 1))
                 continue
             if isinstance(key, bool):
@@ -162,7 +243,7 @@ def _construct(
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*loc, index), loader, lines, issues, budget) for index, item in enumerate(node.value)]
-    value = loader.construct_object(node, deep=True)
+    value = _scalar(node, loader)
     if (
         isinstance(node, yaml.ScalarNode)
         and not node.style  # None (pure-Python parser) or "" (libyaml) for a plain scalar
@@ -179,6 +260,24 @@ def _construct(
             )
         )
     return value
+
+
+_INT_TAG = "tag:yaml.org,2002:int"
+
+
+def _long_number(node: yaml.Node) -> bool:
+    """An integer too long to convert safely (int() of 5,000 digits raises): kept as its text, which the
+    validators then refuse with the field's range (see convcost.bounds)."""
+    return node.tag == _INT_TAG and len(str(node.value)) > MAX_NUMBER_TEXT
+
+
+def _scalar(node: yaml.Node, loader: Any) -> Any:
+    if _long_number(node):
+        return str(node.value)
+    try:
+        return loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError):  # e.g. a timestamp 2001-13-45 (month 13): its text, for the validators
+        return str(node.value)
 
 
 # What the safe loader resolves plain YAML to; anything else (!!python/..., !!set, custom tags) is refused with a
@@ -205,7 +304,7 @@ def suggest(word: str, choices: Iterable[str]) -> str | None:
 def validate(model: type[BaseModel], data: Any, document: Document, prefix: Loc = ()) -> tuple[Any, list[FieldIssue]]:
     """Validate ``data`` (found at ``prefix`` in ``document``) into ``model``; issues carry lines and typo hints."""
     try:
-        return model.model_validate(data), []
+        return model.model_validate(data, context={"yaml": True}), []
     except ValidationError as error:
         issues = []
         for issue in issues_from_validation(error, prefix):

@@ -89,8 +89,8 @@ def test_override_problems_are_named_on_the_stage() -> None:
         ({"kernel": "big"}, ("kernel",), "must be a positive integer or RxS, got 'big'"),
         ({"size": 0}, ("size",), "must be a positive integer or HxW, got 0"),
         ({"padding": -1}, ("padding",), "must be a non-negative integer, RxS or 'same', got -1"),
-        ({"batch": "1e6"}, ("batch",), "must be a positive integer, got '1e6' (YAML 1.1 reads 1e6 as a string: "
-                                       "write the number out in full)"),
+        # parse_compare validates flags: no YAML 1.1 hint (a batch file's entries get it: see test_batch)
+        ({"batch": "1e6"}, ("batch",), "must be a positive integer, got '1e6'"),
         ({"stride": True}, ("stride",), "must be a positive integer or RxS, got boolean true (YAML reads "
                                         "yes/no/on/off as booleans)"),
         ({"act": False}, ("act",), "got boolean false (YAML reads off/no/on/yes as booleans): write none or quote it"),
@@ -172,8 +172,12 @@ def test_shared_kernel_is_one_kernel_per_multiplier_slot() -> None:
 
 
 def test_scientific_notation_hint_names_the_value_given() -> None:
+    from convcost.batch import loads_batch
+
     with pytest.raises(SpecError) as caught:
-        parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": "1e3"})
-    assert [issue.message for issue in caught.value.issues] == [
+        parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": "1e3"})  # as from flags: YAML is not involved
+    assert [issue.message for issue in caught.value.issues] == ["must be a positive integer or HxW, got '1e3'"]
+    batch = loads_batch("layers:\n  - {cin: 8, cout: 64, kernel: 3, size: 1e3}\n", "f.yaml")
+    assert [issue.message for issue in batch.entries[0].issues] == [
         "must be a positive integer or HxW, got '1e3' (YAML 1.1 reads 1e3 as a string: write the number out in full)"
     ]

@@ -247,7 +247,8 @@ def test_model_memory_guard_names_the_size(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(convcost.measure, "available_memory", lambda: 1 << 30)
     text = "input: {channels: 3, size: 100000}\nlayers:\n  - {kind: dense, cout: 512, kernel: 3}\n"
-    with pytest.raises(UsageError, match=r"^m\.yaml: input\.size: at size 100000×100000 and batch 1 .* need at least"):
+    expected = r"^m\.yaml: input\.size: at input\.size 100000×100000 \(input 1×3×100000×100000\) .* need at least"
+    with pytest.raises(UsageError, match=expected):
         evaluate_plan(plan_document(loads(text, "m.yaml")), "m.yaml")
     with pytest.raises(UsageError, match=r"^tests\.models_for_tests:scaled: input: the input 1×3×100000×100000"):
         evaluate_import("tests.models_for_tests:scaled", (3, 100_000, 100_000))
