@@ -2,15 +2,19 @@
 
     .venv/bin/python benchmarks/bench.py          # about two minutes on 2 cores
     .venv/bin/python benchmarks/bench.py --quick  # fewer repetitions, for a smoke run
+    .venv/bin/python benchmarks/bench.py --only 4 # one item (repeat --only for several)
 
 1. ``convcost --help`` against ``python -c "import torch"`` (target: under 0.25 of it).
 2. Counting MobileNetV2 and MobileNet v1 by formula (no latency) against ptflops and FlopCounterMode on the
    same model built in plain torch (target: the formula path at least 20× faster than ptflops).
 3. Per-layer cost of a 1000-layer YAML batch without latency (target: linear in layers, under 1 ms per layer).
-4. Stability: the dense/separable speedup of 32→64 3×3 at 112×112 measured 5 times in one run (target: spread
-   of the 5 ratios under 3 %) and the wall time one measurement costs (target: under 0.5 s per layer pair); and
-   the same measurement with the allocator left alone and with 2 threads, in fresh processes, to show why
-   convcost tunes the one and defaults to the other.
+4. Latency you can trust: the dense/separable speedup of 32→64 3×3 pad 1 at 112×112 in 10 fresh processes
+   without and 10 with a synthetic neighbour (a process streaming 64 MiB copies, pinned to the other core,
+   started before and stopped after each measurement, at most 30 s), alternating, after a calibration:
+   *coverage* (the share of the quiet runs' intervals that contain the median of their point estimates, target
+   ≥ 90 %), the spread of the point estimates, the wall time per pair (target ≤ 2 s of sampling), *detection*
+   (busy flagged in ≥ 90 % of the runs with the neighbour, ≤ 10 % without) and, in the same processes, the old
+   fixed harness (5 rounds of 0.04 s, medians) beside the new one.
 
 Timing belongs here, not in the unit tests. Each comparison is interleaved (A, B, A, B, ...) so that drift on a
 shared machine hits both sides alike; the machine's load average is printed with the results.
@@ -19,6 +23,7 @@ shared machine hits both sides alike; the machine's load average is printed with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -270,53 +275,192 @@ def _formula_only_ms(entries: int) -> float:
     return 1e3 * (time.perf_counter() - start) / entries
 
 
-# 4. stability ---------------------------------------------------------------------------------------------
+# 4. stability: intervals, coverage, contention detection --------------------------------------------------
+
+PAIR = {"cin": 32, "cout": 64, "kernel": 3, "padding": 1, "size": 112}
+NEIGHBOUR = """
+import sys, time
+block = bytearray(64 << 20)  # 64 MiB: far past any private cache, so every copy streams memory
+deadline = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < deadline:
+    bytes(block)
+"""
 
 
-def stability(measurements: int, threads: int, tune: bool) -> dict[str, Any]:
-    """The dense/separable speedup of 32→64 3×3 at 112×112, measured ``measurements`` times in this process."""
+def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
+    """One fresh-process measurement of the PAIR: the new adaptive harness and the old fixed 5-round one."""
     import torch
 
-    from convcost import build, latency
+    from convcost import build, kinds, latency
+    from convcost.calibrate import cached
     from convcost.spec import DType, parse_compare
 
     if tune:
         latency.tune_allocator()
-    spec = parse_compare({"cin": 32, "cout": 64, "kernel": 3, "size": 112})
-    from convcost import kinds
-
-    planned = kinds.plan(spec)
+    spec = parse_compare(PAIR)
     cases = {}
-    for kind, stages in planned.items():
+    for kind, stages in kinds.plan(spec).items():
         module = build.prepare(build.layer(stages), DType.FLOAT32, "cpu")
         cases[str(kind)] = (module, build.input_tensor(32, (112, 112), 1, DType.FLOAT32, "cpu"))
-    settings = latency.LatencySettings(threads=threads, tune_allocator=tune)
-    ratios, walls, dense_ms, separable_ms = [], [], [], []
     torch.set_num_threads(threads)
-    for _ in range(measurements):
+    reference = cached("cpu", DType.FLOAT32, threads)
+    new_settings = latency.LatencySettings(threads=threads, tune_allocator=tune, stages=False)
+    # the harness before issue 9: 5 rounds of 0.04 s per layer, the median of the rounds, no probe
+    old_settings = latency.LatencySettings(threads=threads, tune_allocator=tune, stages=False, rounds=5,
+                                           min_time=0.04, probe=False)  # fmt: skip
+    row: dict[str, Any] = {"threads": threads, "allocator": latency.allocator_state(), "calibrated": bool(reference)}
+    for name in ["old", "new"] if old_first else ["new", "old"]:
+        settings = new_settings if name == "new" else old_settings
         start = time.perf_counter()
-        stats = latency.measure(cases, settings)
-        walls.append(time.perf_counter() - start)
-        dense_ms.append(stats["dense"].median_ms)
-        separable_ms.append(stats["separable"].median_ms)
-        ratios.append(stats["dense"].median_ms / stats["separable"].median_ms)
-    middle = statistics.median(ratios)
+        run = latency.measure_run(cases, settings, [("dense", "separable")], reference=reference)
+        wall = time.perf_counter() - start
+        dense, separable = run.stats["dense"], run.stats["separable"]
+        found = run.ratios[("dense", "separable")]
+        if name == "new":
+            row["new"] = {
+                "speedup": found.best, "interval": list(found.best_interval), "typical": found.typical,
+                "converged": dense.converged, "sampled_s": dense.sampled_s, "wall_s": wall, "rounds": dense.rounds,
+                "dense_ms": dense.shown_ms, "separable_ms": separable.shown_ms,
+                "busy": bool(run.contention and run.contention.busy),
+                "memory_fraction": run.contention.memory_fraction if run.contention else None,
+                "compute_fraction": run.contention.compute_fraction if run.contention else None,
+            }  # fmt: skip
+        else:
+            row["old"] = {
+                "speedup": dense.median_ms / separable.median_ms, "wall_s": wall, "dense_ms": dense.median_ms,
+                "separable_ms": separable.median_ms, "spread_pct": max(dense.spread_pct, separable.spread_pct),
+            }  # fmt: skip
+    return row
+
+
+def stability_child(threads: int, tune: bool, old_first: bool, cache: str, cpu: int | None) -> dict[str, Any]:
+    """The same in a fresh process (mallopt cannot be undone within one), pinned to ``cpu`` where possible."""
+    command = [PYTHON, __file__, "--child", f"--threads={threads}"]
+    if not tune:
+        command.append("--no-tune")
+    if old_first:
+        command.append("--old-first")
+    environment = dict(os.environ, CONVCOST_CACHE_DIR=cache)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=environment)
+    _pin(process.pid, cpu)
+    output, _ = process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"child failed ({process.returncode})")
+    return dict(json.loads(output))
+
+
+def _pin(pid: int, cpu: int | None) -> None:
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):  # pinning is a refinement: unpinned still measures
+            os.sched_setaffinity(pid, {cpu})
+
+
+def start_neighbour(seconds: float, cpu: int | None) -> subprocess.Popen[bytes]:
+    """A process streaming memory for at most ``seconds`` (it stops itself; we also stop it)."""
+    process = subprocess.Popen([PYTHON, "-c", NEIGHBOUR, str(seconds)])
+    _pin(process.pid, cpu)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def bench_stability(runs: int) -> dict[str, Any]:
+    """Calibrate, then ``runs`` fresh processes without and ``runs`` with a neighbour, alternating."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    measure_cpu, neighbour_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    with tempfile.TemporaryDirectory() as cache:
+        environment = dict(os.environ, CONVCOST_CACHE_DIR=cache)
+        subprocess.run([CONVCOST, "calibrate"], check=True, stdout=subprocess.DEVNULL, env=environment, cwd=ROOT)
+        calibration = json.loads((Path(cache) / "calibration.json").read_text())
+        entry = next(iter(calibration["entries"].values()))
+        quiet, loaded = [], []
+        for index in range(2 * runs):
+            with_neighbour = index % 2 == 1
+            neighbour = start_neighbour(30, neighbour_cpu) if with_neighbour else None
+            try:
+                time.sleep(0.2 if neighbour else 0)
+                row = stability_child(1, True, index % 4 < 2, cache, measure_cpu)
+            finally:
+                if neighbour is not None:
+                    stop(neighbour)
+            (loaded if with_neighbour else quiet).append(row)
+        # why the defaults: the allocator left alone, and 2 threads (each one fresh process, no neighbour)
+        untuned = stability_child(1, False, False, cache, None)
+        two = stability_child(2, True, False, cache, None)
+    return {"quiet": quiet, "neighbour": loaded, "calibration_busy": entry.get("busy"),
+            "calibration_note": entry.get("contention_note"), "pinned": measure_cpu is not None,
+            "untuned_1_thread": untuned, "tuned_2_threads": two}  # fmt: skip
+
+
+def summarize_stability(result: dict[str, Any]) -> dict[str, Any]:
+    quiet, loaded = result["quiet"], result["neighbour"]
+    points = [row["new"]["speedup"] for row in quiet]
+    middle = statistics.median(points)
+    covered = sum(row["new"]["interval"][0] <= middle <= row["new"]["interval"][1] for row in quiet)
+    old_points = [row["old"]["speedup"] for row in quiet]
     return {
-        "threads": threads, "allocator": latency.allocator_state(), "ratios": ratios,
-        "spread_pct": 100 * (max(ratios) - min(ratios)) / middle, "median_ratio": middle,
-        "wall_s": statistics.median(walls), "dense_ms": statistics.median(dense_ms),
-        "separable_ms": statistics.median(separable_ms),
-        "dense_ms_range": [min(dense_ms), max(dense_ms)], "separable_ms_range": [min(separable_ms), max(separable_ms)],
+        "coverage": covered / len(quiet), "median_speedup": middle,
+        "spread_pct": 100 * (max(points) - min(points)) / middle,
+        "old_spread_pct": 100 * (max(old_points) - min(old_points)) / statistics.median(old_points),
+        "wall_s": statistics.median(row["new"]["wall_s"] for row in quiet),
+        "old_wall_s": statistics.median(row["old"]["wall_s"] for row in quiet),
+        "converged": sum(row["new"]["converged"] for row in quiet) / len(quiet),
+        "flagged_quiet": sum(row["new"]["busy"] for row in quiet) / len(quiet),
+        "flagged_neighbour": sum(row["new"]["busy"] for row in loaded) / len(loaded),
     }  # fmt: skip
 
 
-def stability_child(measurements: int, threads: int, tune: bool) -> dict[str, Any]:
-    """The same in a fresh process (mallopt cannot be undone within one)."""
-    command = [PYTHON, __file__, "--child", f"--measurements={measurements}", f"--threads={threads}"]
-    if not tune:
-        command.append("--no-tune")
-    output = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    return dict(json.loads(output))
+def print_stability(result: dict[str, Any], summary: dict[str, Any]) -> None:
+    quiet, loaded = result["quiet"], result["neighbour"]
+    print(f"\n4. dense/separable speedup of 32→64 3×3 pad 1 at 112×112, {len(quiet)} fresh processes without and "
+          f"{len(loaded)} with a memory-streaming neighbour{' (pinned to the other core)' if result['pinned'] else ''}"
+          ", alternating:")  # fmt: skip
+    if result["calibration_busy"]:
+        print(f"   ! the calibration itself looked busy: {result['calibration_note']}")
+    for label, rows in (("no neighbour", quiet), ("neighbour   ", loaded)):
+        for row in rows:
+            new, old = row["new"], row["old"]
+            memory = "—" if new["memory_fraction"] is None else f"{new['memory_fraction']:.0%}"
+            compute = "—" if new["compute_fraction"] is None else f"{new['compute_fraction']:.0%}"
+            print(
+                f"   {label}: new {new['speedup']:.2f}× ({new['interval'][0]:.2f}–{new['interval'][1]:.2f}) "
+                f"typical {new['typical']:.2f}×, {new['rounds']} rounds, {new['sampled_s']:.1f} s sampled "
+                f"{'converged' if new['converged'] else 'NOT converged'}; probe memory {memory} compute {compute} "
+                f"{'BUSY' if new['busy'] else 'quiet'} | old {old['speedup']:.2f}× (IQR {old['spread_pct']:.0f}%)"
+            )
+    print(
+        f"   coverage: {summary['coverage']:.0%} of the intervals without a neighbour contain the median of their "
+        f"point estimates {summary['median_speedup']:.2f}× (target ≥ 90%) {mark(summary['coverage'] >= 0.9)}; "
+        f"converged {summary['converged']:.0%}"
+    )
+    print(
+        f"   spread of the point estimates: new {summary['spread_pct']:.1f}%, old fixed 5-round harness "
+        f"{summary['old_spread_pct']:.1f}%"
+    )
+    print(
+        f"   wall time per pair: new {summary['wall_s']:.2f} s (target ≤ 2 s + warm-up and bootstrap) "
+        f"{mark(summary['wall_s'] <= 2.5)}, old {summary['old_wall_s']:.2f} s"
+    )
+    for label, row in (("allocator left alone, 1 thread", result["untuned_1_thread"]),
+                       ("allocator tuned, 2 threads", result["tuned_2_threads"])):  # fmt: skip
+        new, old = row["new"], row["old"]
+        print(f"   {label}: dense {new['dense_ms']:.2f} ms best, separable {new['separable_ms']:.3f} ms; speedup "
+              f"{new['speedup']:.2f}× ({new['interval'][0]:.2f}–{new['interval'][1]:.2f}), old harness "
+              f"{old['speedup']:.2f}×")  # fmt: skip
+    quiet_dense = statistics.median(row["new"]["dense_ms"] for row in quiet)
+    print(f"   (default, allocator tuned, 1 thread: dense {quiet_dense:.2f} ms best, median of the runs above)")
+    print(
+        f"   detection: busy flagged in {summary['flagged_neighbour']:.0%} of runs with the neighbour (target ≥ 90%) "
+        f"{mark(summary['flagged_neighbour'] >= 0.9)}, {summary['flagged_quiet']:.0%} without (target ≤ 10%) "
+        f"{mark(summary['flagged_quiet'] <= 0.1)}"
+    )
 
 
 # report ---------------------------------------------------------------------------------------------------
@@ -337,14 +481,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", type=json_target, metavar="PATH", help="also write every figure to this JSON file")
+    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), action="append", help="run only item N (repeat)")
+    parser.add_argument("--runs", type=int, default=10, help="item 4: fresh processes with and without a neighbour")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--measurements", type=int, default=5, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--no-tune", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--old-first", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(stability(args.measurements, args.threads, not args.no_tune)))
+        print(json.dumps(stability(args.threads, not args.no_tune, args.old_first)))
         return
+    items = set(args.only or (1, 2, 3, 4))
 
     import torch
 
@@ -354,76 +501,67 @@ def main() -> None:
     results: dict[str, Any] = {"torch": torch.__version__, "cpus": os.cpu_count(), "load_before": load}
 
     started = time.perf_counter()
-    help_result = bench_help(repeat)
-    results["help"] = help_result
-    print(f"\n1. convcost --help {help_result['help_s'] * 1e3:.0f} ms vs import torch "
-          f"{help_result['import_torch_s'] * 1e3:.0f} ms: ratio {help_result['ratio']:.3f} (target < 0.25) "
-          f"{mark(help_result['ratio'] < 0.25)}")  # fmt: skip
+    if 1 in items:
+        help_result = bench_help(repeat)
+        results["help"] = help_result
+        print(f"\n1. convcost --help {help_result['help_s'] * 1e3:.0f} ms vs import torch "
+              f"{help_result['import_torch_s'] * 1e3:.0f} ms: ratio {help_result['ratio']:.3f} (target < 0.25) "
+              f"{mark(help_result['ratio'] < 0.25)}")  # fmt: skip
 
-    models = bench_models(repeat)
-    results["models"] = models
-    print("\n2. counting a model, no latency (median of interleaved runs):")
-    for row in models:
-        speedup = row["ptflops_s"] / row["formula_s"]
-        planned = row["ptflops_s"] / row["formula_planned_s"]
-        agree = "= FlopCounterMode" if row["macs_formula"] == row["macs_flop_counter"] else (
-            f"≠ FlopCounterMode {row['macs_flop_counter']:,}")  # fmt: skip
+    if 2 in items:
+        models = bench_models(repeat)
+        results["models"] = models
+        print("\n2. counting a model, no latency (median of interleaved runs):")
+        for row in models:
+            speedup = row["ptflops_s"] / row["formula_s"]
+            planned = row["ptflops_s"] / row["formula_planned_s"]
+            agree = "= FlopCounterMode" if row["macs_formula"] == row["macs_flop_counter"] else (
+                f"≠ FlopCounterMode {row['macs_flop_counter']:,}")  # fmt: skip
+            print(
+                f"   {row['model']}: ptflops {row['ptflops_s'] * 1e3:.0f} ms, FlopCounterMode "
+                f"{row['flop_counter_s'] * 1e3:.0f} ms; by formula from the YAML file {row['formula_s'] * 1e3:.1f} ms "
+                f"({speedup:.0f}× faster than ptflops {mark(speedup >= 20)}), from the planned layers "
+                f"{row['formula_planned_s'] * 1e3:.2f} ms ({planned:.0f}× {mark(planned >= 20)}); target ≥ 20×"
+            )
+            print(
+                f"      MACs by formula {row['macs_formula']:,} {agree}; ptflops raw {row['macs_ptflops_raw']:,} "
+                f"(it adds BN, activations and bias); formula path: {row['formula_path']}"
+            )
+
+    if 3 in items:
+        sizes = (100, 1000) if args.quick else (250, 1000)
+        batch = bench_batch(sizes)
+        results["batch"] = batch
+        print("\n3. a YAML batch without latency:")
+        if batch["runs"]:
+            per = ", ".join(f"{run['entries']} entries {run['seconds']:.1f} s "
+                            f"({1e3 * run['seconds'] / run['entries']:.1f} ms/layer)"
+                            for run in batch["runs"])  # fmt: skip
+            marginal = batch["marginal_ms_per_layer"]
+            print(f"   convcost batch --no-latency: {per}; marginal {marginal:.1f} ms per layer")
+            print(
+                "   (each entry builds its layers and runs both counters on a real tensor; that, not YAML, is the cost)"
+            )
+            per = ", ".join(f"{run['entries']} entries {run['seconds']:.2f} s" for run in batch["formula_runs"])
+            marginal = batch["formula_marginal_ms_per_layer"]
+            print(
+                f"   convcost batch --formula-only: {per}; marginal {marginal:.2f} ms per layer (target < 1 ms) "
+                f"{mark(marginal < 1)}"
+            )
+        else:
+            print("   convcost batch does not exist yet: formula path only")
+        formula_ms = batch["formula_ms_per_layer"]
         print(
-            f"   {row['model']}: ptflops {row['ptflops_s'] * 1e3:.0f} ms, FlopCounterMode "
-            f"{row['flop_counter_s'] * 1e3:.0f} ms; by formula from the YAML file {row['formula_s'] * 1e3:.1f} ms "
-            f"({speedup:.0f}× faster than ptflops {mark(speedup >= 20)}), from the planned layers "
-            f"{row['formula_planned_s'] * 1e3:.2f} ms ({planned:.0f}× {mark(planned >= 20)}); target ≥ 20×"
-        )
-        print(
-            f"      MACs by formula {row['macs_formula']:,} {agree}; ptflops raw {row['macs_ptflops_raw']:,} "
-            f"(it adds BN, activations and bias); formula path: {row['formula_path']}"
+            f"   formula only (parse_compare + kinds.plan + formulas, in process): {formula_ms:.3f} ms per layer "
+            f"{mark(formula_ms < 1)}"
         )
 
-    sizes = (100, 1000) if args.quick else (250, 1000)
-    batch = bench_batch(sizes)
-    results["batch"] = batch
-    print("\n3. a YAML batch without latency:")
-    if batch["runs"]:
-        per = ", ".join(f"{run['entries']} entries {run['seconds']:.1f} s ({1e3 * run['seconds'] / run['entries']:.1f}"
-                        " ms/layer)" for run in batch["runs"])  # fmt: skip
-        marginal = batch["marginal_ms_per_layer"]
-        print(f"   convcost batch --no-latency: {per}; marginal {marginal:.1f} ms per layer")
-        print("   (each entry builds its layers and runs both counters on a real tensor; that, not YAML, is the cost)")
-        per = ", ".join(f"{run['entries']} entries {run['seconds']:.2f} s" for run in batch["formula_runs"])
-        marginal = batch["formula_marginal_ms_per_layer"]
-        print(
-            f"   convcost batch --formula-only: {per}; marginal {marginal:.2f} ms per layer (target < 1 ms) "
-            f"{mark(marginal < 1)}"
-        )
-    else:
-        print("   convcost batch does not exist yet: formula path only")
-    formula_ms = batch["formula_ms_per_layer"]
-    print(
-        f"   formula only (parse_compare + kinds.plan + formulas, in process): {formula_ms:.3f} ms per layer "
-        f"{mark(formula_ms < 1)}"
-    )
-
-    measurements = 3 if args.quick else 5
-    tuned = stability(measurements, 1, True)
-    untuned = stability_child(measurements, 1, False)
-    two = stability_child(measurements, 2, True)
-    results["stability"] = {"tuned_1_thread": tuned, "untuned_1_thread": untuned, "tuned_2_threads": two}
-    print(f"\n4. dense/separable speedup of 32→64 3×3 at 112×112, measured {measurements} times in one run:")
-    for label, row in (("allocator tuned, 1 thread (default)", tuned), ("allocator left alone, 1 thread", untuned),
-                       ("allocator tuned, 2 threads", two)):  # fmt: skip
-        ratios = " ".join(f"{value:.2f}" for value in row["ratios"])
-        print(
-            f"   {label}: speedups {ratios} → spread {row['spread_pct']:.1f}%; dense {row['dense_ms']:.2f} ms "
-            f"({row['dense_ms_range'][0]:.2f}–{row['dense_ms_range'][1]:.2f}), separable {row['separable_ms']:.3f} ms "
-            f"({row['separable_ms_range'][0]:.3f}–{row['separable_ms_range'][1]:.3f}); "
-            f"{row['wall_s']:.2f} s per measurement"
-        )
-    print(
-        f"   target: spread < 3% {mark(tuned['spread_pct'] < 3)}; "
-        f"< 0.5 s per layer pair {mark(tuned['wall_s'] < 0.5)}; "
-        f"allocator effect on dense latency {untuned['dense_ms'] / tuned['dense_ms']:.2f}×, on the speedup "
-        f"{tuned['median_ratio']:.2f} tuned vs {untuned['median_ratio']:.2f} left alone"
-    )
+    if 4 in items:
+        runs = 4 if args.quick else args.runs
+        stability_result = bench_stability(runs)
+        summary = summarize_stability(stability_result)
+        results["stability"] = {**stability_result, "summary": summary}
+        print_stability(stability_result, summary)
     results["wall_s"] = time.perf_counter() - started
     results["load_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nbenchmark took {results['wall_s']:.0f} s; load average now {results['load_after']:.2f}")

@@ -407,9 +407,14 @@ class EntryResult:
                 "other_ops": layer.other_ops,
                 "ratio_params": ratio.params,
                 "ratio_macs": ratio.macs,
-                "dense_latency_ms": dense.latency.median_ms if dense.latency else None,
-                "latency_ms": layer.latency.median_ms if layer.latency else None,
+                "dense_latency_ms": dense.latency.shown_ms if dense.latency else None,
+                "latency_ms": layer.latency.shown_ms if layer.latency else None,
                 "speedup": ratio.latency,
+                "speedup_low": ratio.latency_interval[0] if ratio.latency_interval else None,
+                "speedup_high": ratio.latency_interval[1] if ratio.latency_interval else None,
+                "speedup_typical": ratio.latency_typical,
+                "converged": ratio.latency_converged,
+                "busy": None if comparison.environment.contention is None else comparison.environment.contention.busy,
             })  # fmt: skip
         return rows
 

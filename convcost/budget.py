@@ -30,7 +30,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -47,9 +47,10 @@ if TYPE_CHECKING:
 
     from convcost.batch import Batch, BatchResult
     from convcost.latency import LatencySettings
+    from convcost.latency_stats import Contention
     from convcost.model_results import ModelResult
     from convcost.model_spec import ModelPlan
-    from convcost.results import Environment
+    from convcost.results import Environment, LatencyStats
 
 BASELINE_VERSION = 1
 SUPPORTED_VERSIONS = (1,)  # of budget files
@@ -161,8 +162,11 @@ class LatencyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     threads: bounded_int(bounds.threads_bound()) = 1  # type: ignore[valid-type]
-    rounds: bounded_int(bounds.ROUNDS) = 5  # type: ignore[valid-type]
-    min_time: bounded_number(bounds.MIN_TIME, "a number of seconds") = 0.04  # type: ignore[valid-type]
+    # None: adaptive (target, max_time); N: exactly N rounds
+    rounds: bounded_int(bounds.ROUNDS) | None = None  # type: ignore[valid-type]
+    min_time: bounded_number(bounds.MIN_TIME, "a number of seconds") = 0.004  # type: ignore[valid-type]
+    target: bounded_number(bounds.TARGET, "a number") = 3.0  # type: ignore[valid-type]
+    max_time: bounded_number(bounds.MAX_TIME, "a number") = 2.0  # type: ignore[valid-type]
 
 
 class CheckSpec(BaseModel):
@@ -316,6 +320,7 @@ class Figures:
     params: float | None
     macs: float | None
     latency_ms: float | None
+    latency_doubt: str = ""  # why the latency cannot decide a limit (unconverged, busy machine); "" when it can
 
     def get(self, metric: str) -> float | None:
         value: float | None = getattr(self, metric)
@@ -416,11 +421,14 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
             ) from None
         module = check.module if check.module is not None else load_factory(check.import_path)
         result = evaluate_import(check.import_path, shape, latency_settings=settings, model=module, threads=threads)
+    contention = result.environment.contention
     parts = {
-        layer.name: Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+        layer.name: Figures(layer.params, layer.macs, layer.latency.shown_ms if layer.latency else None,
+                            latency_doubt(layer.latency, contention))
         for layer in result.layers
-    }
-    total = Figures(result.total.params, result.total.macs, result.latency.median_ms if result.latency else None)
+    }  # fmt: skip
+    total = Figures(result.total.params, result.total.macs, result.latency.shown_ms if result.latency else None,
+                    latency_doubt(result.latency, contention))  # fmt: skip
     return Measured(total, parts, result.environment, list(result.failures), model=result)
 
 
@@ -446,19 +454,47 @@ def _measure_batch(check: PlannedCheck, settings: LatencySettings | None) -> Mea
             problems.append(f"{entry.name}: no '{wanted}' alternative in this entry")
             failed += 1
             continue
-        parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.median_ms if layer.latency else None)
+        parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.shown_ms if layer.latency else None,
+                                    latency_doubt(layer.latency, comparison.environment.contention))  # fmt: skip
     if failed:
         # a sum without the failed entries would pass a limit it should not: the total is not measured
         total = Figures(None, None, None)
         incomplete = f"{failed} of {len(result.entries)} entries failed"
         return Measured(total, parts, environment, problems, batch=result, incomplete=incomplete)
     timed = [part.latency_ms for part in parts.values()]
+    doubts = [f"{name}: {part.latency_doubt}" for name, part in parts.items() if part.latency_doubt]
     total = Figures(
         sum(part.params or 0 for part in parts.values()),
         sum(part.macs or 0 for part in parts.values()),
         sum(value for value in timed if value is not None) if timed and None not in timed else None,
+        "; ".join(doubts[:2]) + (f" (and {len(doubts) - 2} more)" if len(doubts) > 2 else ""),
     )
     return Measured(total, parts, environment, problems, batch=result)
+
+
+def latency_doubt(stats: LatencyStats | None, contention: Contention | None) -> str:
+    """Why a latency cannot decide a limit: its sampling did not converge, or the machine was busy; "" if it can."""
+    if stats is None:
+        return ""
+    reasons = []
+    if not stats.converged:
+        low, high = stats.interval_ms or (stats.shown_ms, stats.shown_ms)
+        reasons.append(
+            f"its sampling did not converge to ±{stats.target_pct:g}% in {stats.sampled_s:.1f} s "
+            f"(95% interval {low:.3g}–{high:.3g} ms)"
+        )
+    if contention is not None and contention.busy:
+        reasons.append(_busy_reason(contention))
+    return " and ".join(reasons)
+
+
+def _busy_reason(contention: Contention) -> str:
+    levels = []
+    if contention.memory_fraction is not None:
+        levels.append(f"memory bandwidth at {contention.memory_fraction:.0%}")
+    if contention.compute_fraction is not None:
+        levels.append(f"compute at {contention.compute_fraction:.0%}")
+    return f"the machine was busy ({', '.join(levels)} of {contention.reference})"
 
 
 # ---- verdicts -----------------------------------------------------------------------------------------
@@ -568,7 +604,7 @@ class BudgetResult:
         }
 
 
-def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
+def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool = False) -> list[Verdict]:
     """The check's own limits and its layer limits against what was measured."""
     verdicts: list[Verdict] = []
     spec = check.spec
@@ -580,7 +616,8 @@ def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
         limit: Limit | None = getattr(spec, metric)
         if limit is not None:
             found = measured.total.get(metric)
-            verdicts.append(_limit(check, whole, metric, limit, found, (metric,), measured.incomplete))
+            verdict = _limit(check, whole, metric, limit, found, (metric,), measured.incomplete)
+            verdicts.append(_doubted(verdict, measured.total, strict_latency))
     part = "entry" if check.batch_path is not None else "layer"
     for number, layer in enumerate(spec.layers):
         names = [name for name in measured.parts if fnmatch.fnmatchcase(name, layer.match)]
@@ -598,7 +635,9 @@ def limit_verdicts(check: PlannedCheck, measured: Measured) -> list[Verdict]:
                 continue
             for name in names:
                 loc = ("layers", number, metric)
-                verdicts.append(_limit(check, f"{part} {name}", metric, limit, measured.parts[name].get(metric), loc))
+                figures = measured.parts[name]
+                verdict = _limit(check, f"{part} {name}", metric, limit, figures.get(metric), loc)
+                verdicts.append(_doubted(verdict, figures, strict_latency))
     return verdicts
 
 
@@ -621,12 +660,33 @@ def _limit(
     return Verdict(check.name, subject, metric, "max", level, found <= limit.max, line, limit.max, found)
 
 
+def _doubted(verdict: Verdict, figures: Figures, strict: bool) -> Verdict:
+    """A latency verdict made *inconclusive* when its figure cannot decide it (a warning; an error when strict).
+
+    Pass or fail, an unconverged or contended measurement says nothing reliable about the limit: it is neither
+    a silent pass nor a spurious failure.
+    """
+    if verdict.metric != "latency_ms" or verdict.found is None or not figures.latency_doubt:
+        return verdict
+    seen = "would pass" if verdict.passed else "would fail"
+    against = "max" if verdict.rule == "max" else "baseline + tolerance"
+    return replace(
+        verdict,
+        rule="inconclusive",
+        level=Level.ERROR if strict else Level.WARN,
+        passed=False,
+        message=f"latency_ms {verdict.found:.3g} ms against {against} {verdict.expected:.3g} ms ({seen}) is "
+        f"inconclusive: {figures.latency_doubt}" + ("" if strict else " (--strict-latency makes this an error)"),
+    )
+
+
 def growth_verdicts(
     check: PlannedCheck,
     measured: Measured,
     baseline: dict[str, Any],
     tolerance: Tolerance,
     baseline_line: int | None = None,
+    strict_latency: bool = False,
 ) -> list[Verdict]:
     """Growth over the baseline beyond the tolerance; latency only in the environment it was recorded in."""
     recorded = baseline.get("checks", {}).get(check.name)
@@ -653,10 +713,9 @@ def growth_verdicts(
                 )  # fmt: skip
                 continue
         expected = before * (1 + allowed_pct / 100)
-        verdicts.append(
-            Verdict(check.name, "model", metric, "growth", level, now <= expected + 1e-9, check.line_of(metric),
-                    expected, now, before, allowed_pct)
-        )  # fmt: skip
+        verdict = Verdict(check.name, "model", metric, "growth", level, now <= expected + 1e-9, check.line_of(metric),
+                          expected, now, before, allowed_pct)  # fmt: skip
+        verdicts.append(_doubted(verdict, measured.total, strict_latency))
     return verdicts
 
 
@@ -816,6 +875,7 @@ def run_checks(
     baseline_path: Path | None = None,
     update_baseline: bool = False,
     latency_settings: LatencySettings | None = None,
+    strict_latency: bool = False,
 ) -> BudgetResult:
     """Measure every check and hold it to its limits (and to the baseline, when there is one and not updating).
 
@@ -835,7 +895,8 @@ def run_checks(
     _refuse_empty_checks(budget, path, baseline, update_baseline)
     options = budget.spec.latency
     settings = latency_settings or LatencySettings(threads=options.threads, rounds=options.rounds,
-                                                   min_time=options.min_time)  # fmt: skip
+                                                   min_time=options.min_time, target=options.target / 100,
+                                                   max_time=options.max_time)  # fmt: skip
     verdicts: list[Verdict] = []
     measured: dict[str, Measured] = {}
     for check in budget.checks:
@@ -844,14 +905,14 @@ def run_checks(
         )
         figures = measure_check(check, settings if wants_latency else None, threads=settings.threads)
         measured[check.name] = figures
-        verdicts += limit_verdicts(check, figures)
+        verdicts += limit_verdicts(check, figures, strict_latency)
     # the run's environment is that of the checks that measured latency (counts do not depend on it)
     timed = [item.environment for item in measured.values() if item.measured_latency and item.environment]
     environment = next(iter(timed), None) or next((item.environment for item in measured.values()), None)
     if baseline is not None:
         for check in budget.checks:
             tolerance = check.spec.tolerance or budget.spec.tolerance
-            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, check.line)
+            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, check.line, strict_latency)
     if missing:
         verdicts.append(
             Verdict("baseline", "baseline", "baseline", "missing", Level.WARN, False, None,

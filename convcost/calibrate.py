@@ -35,6 +35,7 @@ from torch import nn
 from convcost import latency
 from convcost.errors import UsageError
 from convcost.files import reading, write_atomic
+from convcost.latency_stats import COPY, MATMUL, Contention, classify, quantile, summarize
 from convcost.roofline import Calibration, cache_key
 from convcost.spec import DType
 
@@ -51,6 +52,7 @@ class CalibrationSettings:
     max_matmul: int = 2048  # 8192 on CUDA (see :func:`default_settings`)
     copy_bytes: int = 256 << 20
     min_time: float = 0.25  # seconds of timed calls per measurement
+    probe_rounds: int = 15  # rounds of the latency probe before, between and after the peaks (each a few ms)
 
 
 class CalibrationCacheError(UsageError):
@@ -182,11 +184,16 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
     try:
         torch.set_num_threads(threads)
         torch.set_grad_enabled(False)
+        probe = _ProbeRounds(device, threads)
+        probe.take(settings.probe_rounds)
         with _matmul_precision(tf32):
-            peak_flops, matmul_size = _matmul_peak(device, torch_dtype, threads, settings)
-        peak_bandwidth = _copy_bandwidth(device, torch_dtype, threads, settings)
+            peak_flops, matmul_size, flops_interval = _matmul_peak(device, torch_dtype, threads, settings)
+        probe.take(settings.probe_rounds)
+        peak_bandwidth, bandwidth_interval = _copy_bandwidth(device, torch_dtype, threads, settings)
         overhead = _call_overhead(device, torch_dtype, threads, settings)
         grouped_overhead = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
+        probe.take(settings.probe_rounds)
+        contention = probe.contention()
     finally:
         torch.set_num_threads(previous_threads)
         torch.set_grad_enabled(previous_grad)
@@ -205,7 +212,45 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
         allocator=allocator,
         grouped_call_overhead_s=grouped_overhead,
         matmul_tf32=tf32,
+        probe_bandwidth=probe.median(COPY),
+        probe_flops=probe.median(MATMUL),
+        peak_flops_interval=flops_interval,
+        peak_bandwidth_interval=bandwidth_interval,
+        busy=contention.busy,
+        contention_note=contention.note,
     )
+
+
+class _ProbeRounds:
+    """The latency harness's reference probe, in rounds spread over the calibration (before, between, after).
+
+    Its median rates become the calibration's ``probe_*`` figures, what later runs compare their probe with; their
+    spread says whether the machine was busy while calibrating (against this calibration's own best).
+    """
+
+    def __init__(self, device: str, threads: int) -> None:
+        self.probe = latency.Probe(torch.device(device), threads)
+        self.timers = {}
+        self.block = {}
+        for name, (stmt, values, calls) in self.probe.cases().items():
+            self.timers[name] = latency.timer(stmt, values, threads, torch.device(device))
+            self.timers[name].timeit(1)
+            self.block[name] = calls
+        self.rounds: dict[str, list[float]] = {name: [] for name in self.timers}
+
+    def take(self, count: int) -> None:
+        for index in range(count):
+            for name in latency.round_order(list(self.timers), index):
+                self.rounds[name].append(latency.block_seconds(self.timers[name], self.block[name]) / self.block[name])
+
+    def median(self, name: str) -> float | None:
+        copies, matmuls = latency.Probe.rates(self.rounds)
+        rates = copies if name == COPY else matmuls
+        return quantile(rates, 0.5) if rates else None
+
+    def contention(self) -> Contention:
+        copies, matmuls = latency.Probe.rates(self.rounds)
+        return classify(copies, matmuls, during="calibration")
 
 
 def matmul_tf32(device: str) -> bool | None:
@@ -259,39 +304,60 @@ def _check_storable(path: Path) -> None:
 
 def _seconds(stmt: str, values: dict[str, object], threads: int, device: str, min_time: float) -> float:
     """Median seconds of one ``stmt`` (after a warm-up call)."""
+    return _timed(stmt, values, threads, device, min_time)[0]
+
+
+def _timed(
+    stmt: str, values: dict[str, object], threads: int, device: str, min_time: float
+) -> tuple[float, tuple[float, float]]:
+    """Median seconds of one ``stmt`` and the 95 % bootstrap interval of that median, over its timed blocks."""
     timer = latency.timer(stmt, values, threads, torch.device(device))
     timer.timeit(1)
-    return float(timer.blocked_autorange(min_run_time=min_time).median)
+    measurement = timer.blocked_autorange(min_run_time=min_time)
+    times = [float(value) for value in measurement.times] or [float(measurement.median)]
+    estimates, _ = summarize({"stmt": times})
+    return float(measurement.median), estimates["stmt"].typical_interval
 
 
-def _matmul_peak(device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings) -> tuple[float, int]:
-    best, best_size = 0.0, 0
+def _rate_interval(work: float, seconds: tuple[float, float]) -> tuple[float, float]:
+    """A rate's interval from a time's: the slow end of the time is the low end of the rate."""
+    low, high = seconds
+    return (work / high if high > 0 else 0.0, work / low if low > 0 else 0.0)
+
+
+def _matmul_peak(
+    device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings
+) -> tuple[float, int, tuple[float, float]]:
+    best, best_size, best_interval = 0.0, 0, (0.0, 0.0)
     generator = torch.Generator().manual_seed(0)
     sizes = [size for size in MATMUL_SIZES if size <= settings.max_matmul] or [settings.max_matmul]
     for size in sizes:
         left = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
         right = torch.randn(size, size, generator=generator).to(device=device, dtype=dtype)
-        seconds = _seconds("torch.mm(left, right)", {"torch": torch, "left": left, "right": right}, threads,
-                           device, settings.min_time)  # fmt: skip
+        seconds, interval = _timed("torch.mm(left, right)", {"torch": torch, "left": left, "right": right}, threads,
+                                   device, settings.min_time)  # fmt: skip
         rate = 2 * size**3 / seconds
         if rate > best:
-            best, best_size = rate, size
+            best, best_size, best_interval = rate, size, _rate_interval(2 * size**3, interval)
         if seconds > SLOW_CALL_S:
             break
-    return best, best_size
+    return best, best_size, best_interval
 
 
 def _copy_elements(settings: CalibrationSettings, dtype: torch.dtype) -> int:
     return max(1, settings.copy_bytes // dtype.itemsize)
 
 
-def _copy_bandwidth(device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings) -> float:
+def _copy_bandwidth(
+    device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings
+) -> tuple[float, tuple[float, float]]:
     elements = _copy_elements(settings, dtype)
     source = torch.ones(elements, dtype=dtype, device=device)
     target = torch.empty_like(source)
-    seconds = _seconds("target.copy_(source)", {"target": target, "source": source}, threads, device,
-                       settings.min_time)  # fmt: skip
-    return 2 * elements * dtype.itemsize / seconds  # read once, written once
+    seconds, interval = _timed("target.copy_(source)", {"target": target, "source": source}, threads, device,
+                               settings.min_time)  # fmt: skip
+    moved = 2 * elements * dtype.itemsize  # read once, written once
+    return moved / seconds, _rate_interval(moved, interval)
 
 
 def _call_overhead(

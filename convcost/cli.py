@@ -193,8 +193,8 @@ def pipe_closed() -> NoReturn:
 
 
 def _latency_settings(
-    latency: bool, threads: int, rounds: int, min_time: float, channels_last: bool, tune_allocator: bool,
-    *, stages: bool = True,
+    latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool, tune_allocator: bool,
+    *, stages: bool = True, target: float = 3.0, max_time: float = 2.0,
 ) -> LatencySettings | None:  # fmt: skip
     """How to time, or None without latency (the forward passes then still run on ``threads``)."""
     if not latency:
@@ -205,7 +205,8 @@ def _latency_settings(
     from convcost.latency import LatencySettings
 
     return LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
-                           tune_allocator=tune_allocator, stages=stages)  # fmt: skip
+                           tune_allocator=tune_allocator, stages=stages, target=target / 100,
+                           max_time=max_time)  # fmt: skip
 
 
 def _emit(render: Callable[[Console], str | None], output: Path | None) -> None:
@@ -349,9 +350,16 @@ ThreadsOption = Annotated[
     ),
 ]  # fmt: skip
 RoundsOption = Annotated[
-    int, typer.Option("--rounds", metavar="N", callback=_bounded("rounds", "a whole number"),
-                      help="Interleaved timing rounds (1 to 1,000).")
-]  # fmt: skip
+    int | None,
+    typer.Option(
+        "--rounds",
+        metavar="N",
+        callback=_bounded("rounds", "a whole number"),
+        help="Exactly N interleaved rounds (1 to 1,000), no stopping rule [default: adaptive, see --target and "
+        "--max-time].",
+        show_default=False,
+    ),
+]
 MinTimeOption = Annotated[
     float,
     typer.Option(
@@ -359,6 +367,24 @@ MinTimeOption = Annotated[
         help="Seconds of timed calls per layer per round (0.001 to 60).",
     ),
 ]  # fmt: skip
+TargetOption = Annotated[
+    float,
+    typer.Option(
+        "--target",
+        metavar="PCT",
+        help="Stop sampling when every speedup's 95% interval is within ±PCT % (0.1 to 50).",
+        callback=_bounded("target", "a number"),
+    ),
+]
+MaxTimeOption = Annotated[
+    float,
+    typer.Option(
+        "--max-time",
+        metavar="SECONDS",
+        help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
+        callback=_bounded("max_time", "a number"),
+    ),
+]
 FormulaOnlyOption = Annotated[
     bool,
     typer.Option(
@@ -432,8 +458,10 @@ def compare(
     formula_only: FormulaOnlyOption = False,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
-    rounds: RoundsOption = 5,
-    min_time: MinTimeOption = 0.04,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
     roofline: RooflineOption = False,
@@ -458,7 +486,8 @@ def compare(
     data.update(stage_settings)
     run_compare(data, _format_for(output, output_format), output, latency and not formula_only, threads, rounds,
                 min_time, channels_last, tune_allocator=tune_allocator, roofline=roofline,
-                formula_only=formula_only, set_stages=frozenset(stage_settings))  # fmt: skip
+                formula_only=formula_only, set_stages=frozenset(stage_settings), target=target,
+                max_time=max_time)  # fmt: skip
 
 
 def _cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> Calibration | None:
@@ -479,12 +508,13 @@ def _cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> 
 
 
 def _measured_comparison(
-    spec: CompareSpec, latency: bool, threads: int, rounds: int, min_time: float, channels_last: bool,
-    tune_allocator: bool,
+    spec: CompareSpec, latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool,
+    tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
 ) -> Comparison:  # fmt: skip
     from convcost.comparison import compare
 
-    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator)
+    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
+                                 max_time=max_time)  # fmt: skip
     return compare(spec, settings, _cached_calibration(spec.device, spec.dtype, threads, timing=latency))
 
 
@@ -494,7 +524,7 @@ def run_compare(
     output: Path | None,
     latency: bool,
     threads: int,
-    rounds: int,
+    rounds: int | None,
     min_time: float,
     channels_last: bool,
     *,
@@ -502,6 +532,8 @@ def run_compare(
     roofline: bool = False,
     formula_only: bool = False,
     set_stages: frozenset[str] = frozenset(),
+    target: float = 3.0,
+    max_time: float = 2.0,
 ) -> None:
     from convcost.spec import parse_compare
 
@@ -514,7 +546,8 @@ def run_compare(
 
             comparison = estimate(spec, threads)
         else:
-            comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator)
+            comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                              target, max_time)  # fmt: skip
         _emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output)
     if not comparison.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -557,8 +590,10 @@ def batch_command(
     formula_only: FormulaOnlyOption = False,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
-    rounds: RoundsOption = 5,
-    min_time: MinTimeOption = 0.04,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
 ) -> None:
@@ -578,7 +613,7 @@ def batch_command(
         if not formula_only:  # the formula-only path never imports torch
             # the summary shows whole layers: timing each stage on its own too would double the time
             settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
-                                         stages=False)  # fmt: skip
+                                         stages=False, target=target, max_time=max_time)  # fmt: skip
         result = _run_batch(plan, settings, threads, not formula_only)
         from convcost.report import OutputFormat, render_batch
 
@@ -685,8 +720,10 @@ def model_command(
         bool, typer.Option("--latency/--no-latency", help="Measure end-to-end and per-layer latency (off by default).")
     ] = False,
     threads: ThreadsOption = 1,
-    rounds: RoundsOption = 5,
-    min_time: MinTimeOption = 0.04,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
     roofline: Annotated[
@@ -702,7 +739,8 @@ def model_command(
         from convcost.model_report import render
         from convcost.report import OutputFormat
 
-        settings = _latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator)
+        settings = _latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator,
+                                     target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
         )
@@ -787,8 +825,10 @@ def sweep_command(
     output: OutputOption = None,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
-    rounds: RoundsOption = 5,
-    min_time: MinTimeOption = 0.04,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
 ) -> None:
@@ -817,7 +857,8 @@ def sweep_command(
 
             check_plot_path(plot)
             will_write(plot, "--plot")
-        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator)
+        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
+                            target, max_time)  # fmt: skip
         _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
         if plot is not None:
             from convcost.plot import plot_sweep
@@ -839,13 +880,14 @@ def sweep_command(
 
 
 def _run_sweep(
-    specs: list[Any], axes: dict[str, str], fixed: dict[str, Any], latency: bool, threads: int, rounds: int,
-    min_time: float, channels_last: bool, tune_allocator: bool,
+    specs: list[Any], axes: dict[str, str], fixed: dict[str, Any], latency: bool, threads: int, rounds: int | None,
+    min_time: float, channels_last: bool, tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr."""
     from convcost import sweep
 
-    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator)
+    settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
+                                 max_time=max_time)  # fmt: skip
     calibration = _cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = _progress_bar(len(specs), "sweep")
     with progress:
@@ -898,6 +940,13 @@ def check_command(
         bool, typer.Option("--update-baseline", help="Write the baseline from this run (limits still apply).")
     ] = False,
     output: OutputOption = None,
+    strict_latency: Annotated[
+        bool,
+        typer.Option(
+            "--strict-latency",
+            help="An inconclusive latency limit (unconverged or on a busy machine) is an error, not a warning.",
+        ),
+    ] = False,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
     chosen = _check_format_for(output, output_format)
@@ -918,7 +967,7 @@ def check_command(
             if problem:
                 fail(f"{flag}: cannot write {target}: {problem}")
             will_write(target, flag)
-        result = budgets.run_checks(plan, baseline, update_baseline)
+        result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency)
         renderers = {
             CheckFormat.TABLE: budget_report.to_lines,
             CheckFormat.JSON: budget_report.to_json_text,

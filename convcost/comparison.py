@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -9,10 +11,11 @@ from convcost import build, kinds, latency
 from convcost.estimate import assemble
 from convcost.formulas import ConvStage
 from convcost.latency import LatencySettings
+from convcost.latency_stats import RatioEstimate, within
 from convcost.measure import check_device, check_memory, environment, measure_stage
-from convcost.results import Check, Comparison, LayerResult
+from convcost.results import Check, Comparison, LayerResult, Ratios
 from convcost.roofline import Calibration
-from convcost.spec import CompareSpec
+from convcost.spec import CompareSpec, LayerKind
 
 
 def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tuple[LayerResult, nn.Module, torch.Tensor]:
@@ -57,6 +60,7 @@ def compare(
         latency.tune_allocator()
     allocator = latency.allocator_state()  # mallopt is process-wide: an earlier call may have tuned it
     measured: dict[str, tuple[LayerResult, nn.Module, torch.Tensor]] = {}
+    run = None
     for planned_kind, stages in planned.items():
         measured[str(planned_kind)] = measure_layer(str(planned_kind), stages, spec)
     if latency_settings is not None:
@@ -64,13 +68,16 @@ def compare(
         if latency_settings.stages:
             for kind, (layer, module, tensor) in measured.items():
                 cases.update(latency.stage_cases(kind, [stage.name for stage in layer.stages], module, tensor))
-        stats = latency.measure(cases, latency_settings)
+        reference = calibration or _cached_calibration(spec, latency_settings.threads)
+        pairs = [(str(LayerKind.DENSE), kind) for kind in measured if kind != LayerKind.DENSE]
+        run = latency.measure_run(cases, latency_settings, pairs, watched=list(measured), reference=reference)
+        stats = run.stats
         for kind, (layer, _, _) in measured.items():
             layer.latency = stats[kind]
             for stage in layer.stages:
                 stage.latency = stats.get(f"{kind}.{stage.name}")
     threads = latency_settings.threads if latency_settings else torch.get_num_threads()
-    return assemble(
+    comparison = assemble(
         spec,
         {kind: layer for kind, (layer, _, _) in measured.items()},
         environment(
@@ -83,6 +90,35 @@ def compare(
         calibration,
         measured=True,
     )
+    if run is not None:
+        comparison.environment.contention = run.contention
+        comparison.ratios = [_with_intervals(ratio, run.ratios.get((str(LayerKind.DENSE), ratio.vs)), latency_settings)
+                             for ratio in comparison.ratios]  # fmt: skip
+    return comparison
+
+
+def _with_intervals(ratio: Ratios, found: RatioEstimate | None, settings: LatencySettings | None) -> Ratios:
+    """The ratio with the speedup's interval, its best and typical figures (from the matched bootstrap)."""
+    if found is None or ratio.latency is None or settings is None:
+        return ratio
+    return replace(
+        ratio,
+        latency_interval=found.best_interval,
+        latency_best=found.best,
+        latency_typical=found.typical,
+        latency_typical_interval=found.typical_interval,
+        latency_converged=within(found.best_interval, found.best, settings.target),
+    )
+
+
+def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
+    """This machine's calibration, for the probe's reference; None when there is none or the cache is broken."""
+    from convcost.calibrate import CalibrationCacheError, cached
+
+    try:
+        return cached(spec.device, spec.dtype, threads)
+    except CalibrationCacheError:
+        return None
 
 
 def failed_checks(comparison: Comparison) -> list[Check]:

@@ -142,8 +142,8 @@ def assemble(
 
 def _ratios(dense: LayerResult, layer: LayerResult, spec: CompareSpec) -> Ratios:
     speedup = None
-    if dense.latency is not None and layer.latency is not None and layer.latency.median_ms > 0:
-        speedup = dense.latency.median_ms / layer.latency.median_ms
+    if dense.latency is not None and layer.latency is not None and layer.latency.shown_ms > 0:
+        speedup = dense.latency.shown_ms / layer.latency.shown_ms
     textbook, bound = None, None
     if layer.kind == LayerKind.SEPARABLE:
         textbook = formulas.textbook_separable_ratio(spec.cout, spec.kernel, spec.multiplier)

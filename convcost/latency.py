@@ -8,11 +8,15 @@ What shapes this harness (measured on a 2-vCPU machine, torch 2.13 CPU):
   latency 1.6–5×. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt`` keeps them in the heap;
   we do that (glibc only) and report it in the environment.
 * The first calls pay for kernel set-up; warm-up runs by time *and* by call count.
-* The layers being compared are measured in interleaved rounds (the order rotating each round) so that machine
-  drift hits them equally. Each round times blocks of calls with ``torch.utils.benchmark`` until ``min_time`` is
-  spent (the block size is set once, from the warm-up, instead of by ``blocked_autorange``'s estimate, which for
-  a 5 ms layer spends 10 calls finding it every round); a round's figure is the median of its blocks, and we report
-  the median of the rounds with their interquartile range and range.
+* The layers being compared are measured in many short interleaved rounds (the order rotating each round) so
+  that machine drift hits them equally. Each round times blocks of calls with ``torch.utils.benchmark`` until
+  ``min_time`` is spent (the block size is set once, from the warm-up, instead of by ``blocked_autorange``'s
+  estimate, which for a 5 ms layer spends 10 calls finding it every round); a round's figure is the median of its
+  blocks. A reference probe (:class:`Probe`) takes part in every round. When to stop, and what the rounds say
+  (best and typical figures, their intervals, the contention), is :mod:`convcost.latency_stats`, pure Python.
+* Even the minimum over a 2 s window varied by a third between windows on a shared 2-vCPU VM, and per-round
+  speedups swung 1.8–4.2×: hence intervals on every figure, an adaptive stop, and a probe that says when the
+  machine was busy, rather than a tighter fixed harness.
 * On CUDA, ``torch.utils.benchmark`` is given a clock made of CUDA events (:class:`CudaEventClock`), so each
   block of calls is timed on the GPU's own timeline, after the launches have drained.
 """
@@ -24,14 +28,27 @@ import ctypes.util
 import statistics
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.utils import benchmark
 
+from convcost.latency_stats import (
+    COPY,
+    MATMUL,
+    Contention,
+    Estimate,
+    RatioEstimate,
+    Sampling,
+    SamplingPlan,
+    classify,
+    sample,
+    summarize,
+)
 from convcost.results import LatencyStats
+from convcost.roofline import Calibration
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -42,20 +59,38 @@ _TRIM_THRESHOLD = 1 << 30
 _allocator_state: str | None = None
 # Seconds of calls per timed block: long enough that the clock (a few µs with a CUDA sync) is noise.
 BLOCK_S = 0.002
+# The probe: a copy of 8 MiB (far past L2; the 16 MiB it moves stream through the shared cache and memory) and a
+# 128×128 matmul (cache-resident: compute-bound), each about a millisecond on a 2-vCPU cloud VM.
+PROBE_COPY_ELEMENTS = 2 << 20
+PROBE_MATMUL = 128
+PROBE_MATMUL_CALLS = 4
 
 
 @dataclass(frozen=True)
 class LatencySettings:
-    """How to time: threads, rounds, time per round and warm-up."""
+    """How to time: threads, the stopping rule (target, time, or a fixed round count), time per round, warm-up."""
 
     threads: int = 1
-    rounds: int = 5
-    min_time: float = 0.04  # seconds per module per round
+    rounds: int | None = None  # None: adaptive (stop at ±target or after max_time); N: exactly N rounds
+    min_time: float = 0.004  # seconds of calls per case per round
     warmup_time: float = 0.03  # seconds per module, at least warmup_calls calls
     warmup_calls: int = 3
     channels_last: bool = False
     tune_allocator: bool = True
     stages: bool = True  # also time each stage of a multi-stage layer on its own (for per-stage rooflines)
+    target: float = 0.03  # stop when each speedup's interval is within ±target (a fraction)
+    max_time: float = 2.0  # seconds of sampling per layer pair (per timed case without pairs)
+    probe: bool = True  # interleave the reference probe (contention detection)
+
+
+@dataclass
+class LatencyRun:
+    """What one interleaved measurement found: each case's stats, each pair's speedup, and the contention."""
+
+    stats: dict[str, LatencyStats]
+    ratios: dict[tuple[str, str], RatioEstimate]
+    contention: Contention | None
+    sampling: Sampling
 
 
 def tune_allocator() -> str:
@@ -122,21 +157,40 @@ def timer(stmt: str, values: dict[str, object], threads: int, device: torch.devi
 
 def measure(cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: LatencySettings) -> dict[str, LatencyStats]:
     """Time each (module, input) case, interleaved round by round; returns stats keyed like ``cases``."""
+    return measure_run(cases, settings).stats
+
+
+def measure_run(
+    cases: Mapping[str, tuple[nn.Module, torch.Tensor]],
+    settings: LatencySettings,
+    pairs: Sequence[tuple[str, str]] = (),
+    watched: Sequence[str] | None = None,
+    reference: Calibration | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> LatencyRun:
+    """Time the cases in interleaved rounds (with the probe) until the stopping rule says stop.
+
+    ``pairs`` (reference, other) are the speedups the stopping rule watches; without pairs it watches the
+    ``watched`` cases (default: the first). ``reference``: a calibration whose probe rates say what quiet is.
+    """
     previous_threads = torch.get_num_threads()
     previous_grad = torch.is_grad_enabled()
     names = list(cases)
+    watched = list(watched) if watched is not None else names[:1]
     prepared: dict[str, tuple[nn.Module, torch.Tensor]] = {}
     for name, (module, tensor) in cases.items():
         if settings.channels_last:
             module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         prepared[name] = (module, tensor)
-    round_times: dict[str, list[float]] = {name: [] for name in names}
     calls: dict[str, int] = dict.fromkeys(names, 0)
+    device = next(iter(prepared.values()))[1].device if prepared else torch.device("cpu")
+    plan = SamplingPlan(target=settings.target, max_time=settings.max_time * max(1, len(pairs) or len(watched)),
+                        rounds=settings.rounds)  # fmt: skip
     try:
         torch.set_num_threads(settings.threads)
         torch.set_grad_enabled(False)
-        timers, block = {}, {}
+        timers, block, min_time = {}, {}, {}
         for name in names:
             module, tensor = prepared[name]
             per_call = _warm_up(module, tensor, settings)
@@ -144,19 +198,89 @@ def measure(cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: Laten
             block[name] = max(1, round(BLOCK_S / per_call)) if per_call > 0 else 1
             timers[name] = timer("module(tensor)", {"module": module, "tensor": tensor}, settings.threads,
                                  tensor.device)  # fmt: skip
-        for round_index in range(settings.rounds):
-            for name in round_order(names, round_index):
+            min_time[name] = settings.min_time
+        probe = Probe(device, settings.threads) if settings.probe else None
+        if probe is not None:
+            for name, (stmt, values, per_block) in probe.cases().items():
+                timers[name] = timer(stmt, values, settings.threads, device)
+                timers[name].timeit(1)
+                block[name] = per_block
+                min_time[name] = 0.0  # one block a round: the probe watches, it should not cost much
+        order = [*names, *(probe.names if probe is not None else [])]
+
+        def take_round(round_index: int) -> dict[str, float]:
+            figures = {}
+            for name in round_order(order, round_index):
                 per_block, spent = [], 0.0
-                while spent < settings.min_time:
+                while True:
                     seconds = block_seconds(timers[name], block[name])
                     per_block.append(seconds / block[name])
                     spent += seconds
-                round_times[name].append(statistics.median(per_block))
-                calls[name] += block[name] * len(per_block)
+                    if spent >= min_time[name]:
+                        break
+                figures[name] = statistics.median(per_block)
+                if name in calls:
+                    calls[name] += block[name] * len(per_block)
+            return figures
+
+        sampling = sample(take_round, plan, pairs, watched, clock)
     finally:
         torch.set_num_threads(previous_threads)
         torch.set_grad_enabled(previous_grad)
-    return {name: _stats(round_times[name], calls[name]) for name in names}
+    case_rounds = {name: sampling.rounds[name] for name in names}
+    estimates, ratios = summarize(case_rounds, pairs)
+    stats = {name: _stats(case_rounds[name], calls[name], estimates[name], sampling, settings) for name in names}
+    contention = None
+    if probe is not None:
+        top = {*watched, *(name for pair in pairs for name in pair)}  # the layers, not their stages
+        slowdowns = {name: estimates[name].typical / estimates[name].best for name in names
+                     if name in top and estimates[name].best > 0}  # fmt: skip
+        contention = probe.classify(sampling.rounds, reference, slowdowns)
+    return LatencyRun(stats, ratios, contention, sampling)
+
+
+class Probe:
+    """The reference probe interleaved with the layers: a memory-bound copy and a compute-bound matmul.
+
+    Both are small enough to cost a few per cent of a round, and fixed (float32, the run's threads) so that a
+    calibration's probe rates (``convcost calibrate``) say what this machine does when quiet.
+    """
+
+    names = (COPY, MATMUL)
+
+    def __init__(self, device: torch.device, threads: int) -> None:
+        generator = torch.Generator().manual_seed(0)
+        self.source = torch.ones(PROBE_COPY_ELEMENTS, dtype=torch.float32, device=device)
+        self.target = torch.empty_like(self.source)
+        self.left = torch.randn(PROBE_MATMUL, PROBE_MATMUL, generator=generator).to(device)
+        self.right = torch.randn(PROBE_MATMUL, PROBE_MATMUL, generator=generator).to(device)
+
+    def cases(self) -> dict[str, tuple[str, dict[str, object], int]]:
+        """Statement, globals and calls per block of each probe."""
+        return {
+            COPY: ("target.copy_(source)", {"target": self.target, "source": self.source}, 1),
+            MATMUL: ("torch.mm(left, right)", {"torch": torch, "left": self.left, "right": self.right},
+                     PROBE_MATMUL_CALLS),
+        }  # fmt: skip
+
+    @staticmethod
+    def rates(rounds: Mapping[str, Sequence[float]]) -> tuple[list[float], list[float]]:
+        """Bytes/s of the copy (read + written) and FLOP/s of the matmul, one per round."""
+        copy_bytes = 2 * PROBE_COPY_ELEMENTS * 4
+        flops = 2 * PROBE_MATMUL**3
+        copies = [copy_bytes / seconds for seconds in rounds.get(COPY, []) if seconds > 0]
+        matmuls = [flops / seconds for seconds in rounds.get(MATMUL, []) if seconds > 0]
+        return copies, matmuls
+
+    def classify(
+        self, rounds: Mapping[str, Sequence[float]], reference: Calibration | None, slowdowns: Mapping[str, float]
+    ) -> Contention:
+        copies, matmuls = self.rates(rounds)
+        # a calibration taken on a busy machine would make every later run look quiet: this run's best instead
+        trusted = reference is not None and not reference.busy
+        quiet_copy = reference.probe_bandwidth if trusted and reference is not None else None
+        quiet_matmul = reference.probe_flops if trusted and reference is not None else None
+        return classify(copies, matmuls, quiet_copy, quiet_matmul, slowdowns)
 
 
 def block_seconds(case_timer: benchmark.Timer, number: int) -> float:
@@ -205,7 +329,9 @@ def _warm_up(module: nn.Module, tensor: torch.Tensor, settings: LatencySettings)
     return last
 
 
-def _stats(seconds: list[float], calls: int) -> LatencyStats:
+def _stats(
+    seconds: list[float], calls: int, estimate: Estimate, sampling: Sampling, settings: LatencySettings
+) -> LatencyStats:
     ms = sorted(value * 1e3 for value in seconds)
     if len(ms) >= 2:
         q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive")
@@ -219,4 +345,11 @@ def _stats(seconds: list[float], calls: int) -> LatencyStats:
         max_ms=ms[-1],
         rounds=len(ms),
         calls=calls,
+        best_ms=estimate.best * 1e3,
+        interval_ms=(estimate.best_interval[0] * 1e3, estimate.best_interval[1] * 1e3),
+        typical_interval_ms=(estimate.typical_interval[0] * 1e3, estimate.typical_interval[1] * 1e3),
+        sampled_s=sampling.sampled_s,
+        converged=sampling.converged,
+        target_pct=100 * settings.target,
+        stopped_by=sampling.stopped_by,
     )

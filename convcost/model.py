@@ -1002,8 +1002,10 @@ def _measure_latency(
             timed[key] = layer
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Using padding='same'")
-        stats = latency.measure(cases, settings)
+        run = latency.measure_run(cases, settings, watched=["(model)"], reference=calibration)
+    stats = run.stats
     result.latency = stats["(model)"]
+    result.environment.contention = run.contention
     from convcost import roofline
 
     itemsize = DType(result.environment.dtype).itemsize
@@ -1016,7 +1018,7 @@ def _measure_latency(
         calls = len(layer.ops)
         overhead = None if calibration is None else roofline.overhead_s(calibration, grouped, calls - grouped)
         layer.roofline = roofline.analyse(
-            layer.macs, layer.min_bytes(itemsize), layer.latency.median_ms, calibration, calls, overhead
+            layer.macs, layer.min_bytes(itemsize), layer.latency.shown_ms, calibration, calls, overhead
         )
 
 

@@ -17,8 +17,10 @@ from convcost.report import (
     csv_shape,
     markdown_table,
     milliseconds,
+    ms_interval,
     peaks_text,
     rate,
+    sampling_text,
     significant,
     to_csv,
     to_json,
@@ -157,7 +159,7 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
             percent(layer.macs, total.macs),
         ]
         if show_latency:
-            cells.append(milliseconds(layer.latency.median_ms) if layer.latency else "")
+            cells.append(milliseconds(layer.latency.shown_ms) if layer.latency else "")
         if show_roofline:
             cells.append(_bound_cell(layer))
         table.add_row(*cells, style=None if layer.counted else "yellow")
@@ -167,7 +169,7 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
         si(total.macs), *([] if show_latency else [si(total.other_ops)]), "100%",
     ]  # fmt: skip
     if show_latency:
-        footer.append(milliseconds(result.latency.median_ms) if result.latency else "")
+        footer.append(milliseconds(result.latency.shown_ms) if result.latency else "")
     if show_roofline:
         footer.append("")
     table.add_row(*footer, style="bold")
@@ -181,10 +183,12 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
     if result.latency is not None:
         stats = result.latency
         console.print(
-            f"Latency: {milliseconds(stats.median_ms)} ms end to end "
-            f"(median of {stats.rounds} round{'s' if stats.rounds != 1 else ''}, "
-            f"IQR {milliseconds(stats.iqr_ms)} ms); per-layer times are each layer alone"
+            f"Latency: {ms_interval(stats)} ms end to end, best (10th percentile; 95% interval), "
+            f"{milliseconds(stats.median_ms)} ms typical (median); {sampling_text(stats)}; "
+            "the table shows best; per-layer times are each layer alone"
         )
+        if result.environment.contention is not None:
+            console.print(result.environment.contention.note)
         calibration = result.environment.calibration
         if calibration is None:
             console.print(
@@ -224,7 +228,7 @@ def render_by_kind(result: ModelResult, console: Console) -> None:
 
 CSV_COLUMNS = [
     "model", "layer", "kind", "input_shape", "output_shape", "params", "macs", "flops", "bias_adds", "other_ops",
-    "macs_share", "counted", "latency_median_ms",
+    "macs_share", "counted", "latency_median_ms", "latency_best_ms",
 ]  # fmt: skip
 
 
@@ -247,6 +251,7 @@ def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
         "macs_share": f"{layer.macs / result.total.macs:.6f}" if result.total.macs else "",
         "counted": layer.counted,
         "latency_median_ms": f"{layer.latency.median_ms:.6f}" if layer.latency else "",
+        "latency_best_ms": f"{layer.latency.shown_ms:.6f}" if layer.latency else "",
     }
 
 

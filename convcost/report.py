@@ -13,8 +13,18 @@ from rich import box
 from rich.console import Console
 from rich.text import Text
 
+from convcost.latency_stats import BEST_QUANTILE
 from convcost.literal import json_visible, markdown_literal, visible
-from convcost.results import Comparison, LayerResult, Ratios, StageResult, Sweep, SweepPoint
+from convcost.results import (
+    Comparison,
+    Environment,
+    LatencyStats,
+    LayerResult,
+    Ratios,
+    StageResult,
+    Sweep,
+    SweepPoint,
+)
 from convcost.roofline import Calibration, Roofline
 from convcost.tables import FitTable, literal
 
@@ -51,6 +61,38 @@ def ratio(value: float | None) -> str:
     if value == float("inf"):
         return "∞"
     return f"{value:.2f}×"
+
+
+def speedup(entry: Ratios) -> str:
+    """``4.60× (4.21–4.93)``: the measured speedup with its 95 % interval."""
+    text = ratio(entry.latency)
+    if entry.latency is None or entry.latency_interval is None:
+        return text
+    low, high = entry.latency_interval
+    return f"{text} ({low:.2f}–{high:.2f})"
+
+
+def ms_interval(stats: LatencyStats) -> str:
+    """``5.28 (5.23–5.32)``: the shown (best) figure with its interval."""
+    if stats.interval_ms is None:
+        return milliseconds(stats.shown_ms)
+    low, high = stats.interval_ms
+    return f"{milliseconds(stats.shown_ms)} ({milliseconds(low)}–{milliseconds(high)})"
+
+
+def sampling_text(stats: LatencyStats) -> str:
+    """``51 rounds in 1.2 s, converged to ±3%`` (or why it did not)."""
+    spent = f"{stats.sampled_s:.1f} s" if stats.sampled_s >= 0.1 else f"{stats.sampled_s * 1e3:.0f} ms"
+    rounds = f"{stats.rounds} interleaved round{'s' if stats.rounds != 1 else ''} in {spent}"
+    if stats.converged:
+        return f"{rounds}, converged to ±{stats.target_pct:g}%"
+    why = {"time": "--max-time spent", "rounds": "fixed --rounds", "limit": "round limit"}.get(stats.stopped_by, "")
+    return f"{rounds}, NOT converged to ±{stats.target_pct:g}%" + (f" ({why})" if why else "")
+
+
+def contention_text(environment: Environment) -> str | None:
+    contention = environment.contention
+    return None if contention is None else contention.note
 
 
 def milliseconds(value: float) -> str:
@@ -189,7 +231,7 @@ def render_table(comparison: Comparison, console: Console) -> None:
     ratios.add_column("Shapes", no_wrap=True)
     for entry in comparison.ratios:
         match = Text("same", style="green") if entry.shape_match else Text("DIFFER", style="bold red")
-        ratio_cells: list[str | Text] = [entry.vs, ratio(entry.params), ratio(entry.macs), ratio(entry.latency)]
+        ratio_cells: list[str | Text] = [entry.vs, ratio(entry.params), ratio(entry.macs), speedup(entry)]
         if predicted:
             ratio_cells.append(ratio(entry.roofline))
         ratios.add_row(*ratio_cells, match)
@@ -235,16 +277,16 @@ def _render_latency(comparison: Comparison, console: Console) -> None:
     first = next(layer.latency for layer in comparison.layers if layer.latency)
     # the heading is printed on its own: as a table title it would wrap to the (narrow) table's width
     console.print(
-        f"Latency (ms, median of {first.rounds} interleaved round{'s' if first.rounds != 1 else ''}, "
+        f"Latency (ms, best = {BEST_QUANTILE:.0%} quantile ± 95% interval, typical = median, "
         f"{threads_text(env.threads)}"
         f"{', channels_last' if env.channels_last else ''}, {allocator_text(env.allocator)})",
         style="italic",
     )
+    console.print(f"Sampled {sampling_text(first)}", style="italic")
     table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("Layer", no_wrap=True)
-    table.add_column("Median", justify="right", no_wrap=True)
-    table.add_column("IQR", justify="right", no_wrap=True)
-    table.add_column("Min–max", justify="right", no_wrap=True)
+    table.add_column("Best (interval)", justify="right", no_wrap=True)
+    table.add_column("Typical", justify="right", no_wrap=True)  # the IQR is in JSON and CSV: 80 columns hold this
     table.add_column("GMAC/s", justify="right", no_wrap=True)
     calibrated = comparison.environment.calibration is not None
     if calibrated:  # without peaks there is no bound: no column of dashes
@@ -256,15 +298,23 @@ def _render_latency(comparison: Comparison, console: Console) -> None:
             continue
         cells = [
             label,
+            ms_interval(stats),
             milliseconds(stats.median_ms),
-            f"{milliseconds(stats.iqr_ms)} ({stats.spread_pct:.0f}%)",
-            f"{milliseconds(stats.min_ms)}–{milliseconds(stats.max_ms)}",
             rate(None if line is None else line.gmacs_per_s),
         ]
         if calibrated:
             cells.append(roofline_cell(line))
         table.add_row(*cells, style="dim" if stage is not None else None)
     console.print(table)
+    for entry in comparison.ratios:
+        if entry.latency_typical is not None and entry.latency_typical_interval is not None:
+            low, high = entry.latency_typical_interval
+            unconverged = "" if entry.latency_converged else f" (not within ±{first.target_pct:g}%)"
+            console.print(f"{entry.vs}: speedup {speedup(entry)} from best figures{unconverged}, "
+                          f"{ratio(entry.latency_typical)} ({low:.2f}–{high:.2f}) from typical")  # fmt: skip
+    note = contention_text(env)
+    if note:
+        console.print(Text(note, style="yellow" if env.contention and env.contention.busy else "dim"))
     console.print(calibration_line(comparison), style="dim", soft_wrap=False)
 
 
@@ -405,6 +455,8 @@ CSV_COLUMNS = [
     "name", "layer", "stage", "input_shape", "output_shape", "output_shape_measured", "weight_shape", "groups",
     "params", "params_measured", "macs", "macs_flop_counter", "macs_ptflops", "ptflops_raw", "flops", "bias_adds",
     "other_ops", "min_bytes", "latency_median_ms", "latency_iqr_ms", "ratio_params", "ratio_macs", "ratio_latency",
+    "latency_best_ms", "latency_low_ms", "latency_high_ms", "latency_converged", "ratio_latency_low",
+    "ratio_latency_high", "ratio_latency_typical", "busy",
     "ok", "threads", "intensity", "gmacs_per_s", "gbytes_per_s", "roofline_bound_ms", "roofline_fraction",
     "verdict", "ratio_roofline",
 ]  # fmt: skip
@@ -441,6 +493,12 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
         if stats is not None:
             row["latency_median_ms"] = f"{stats.median_ms:.6f}"
             row["latency_iqr_ms"] = f"{stats.iqr_ms:.6f}"
+            row["latency_best_ms"] = f"{stats.shown_ms:.6f}"
+            if stats.interval_ms is not None:
+                row["latency_low_ms"], row["latency_high_ms"] = (f"{value:.6f}" for value in stats.interval_ms)
+            row["latency_converged"] = stats.converged
+            contention = comparison.environment.contention
+            row["busy"] = "" if contention is None else contention.busy
             row["threads"] = comparison.environment.threads
         row.update(_roofline_csv(item.roofline))
         if stage is None and layer.kind in ratios:
@@ -448,6 +506,12 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
             row["ratio_params"] = f"{ratio_item.params:.6f}"
             row["ratio_macs"] = f"{ratio_item.macs:.6f}"
             row["ratio_latency"] = "" if ratio_item.latency is None else f"{ratio_item.latency:.6f}"
+            if ratio_item.latency_interval is not None:
+                row["ratio_latency_low"], row["ratio_latency_high"] = (
+                    f"{value:.6f}" for value in ratio_item.latency_interval
+                )
+            if ratio_item.latency_typical is not None:
+                row["ratio_latency_typical"] = f"{ratio_item.latency_typical:.6f}"
             row["ratio_roofline"] = "" if ratio_item.roofline is None else f"{ratio_item.roofline:.6f}"
         rows.append(row)
     return rows
@@ -521,7 +585,7 @@ def to_markdown(comparison: Comparison) -> str:
             item.vs,
             ratio(item.params),
             ratio(item.macs),
-            ratio(item.latency),
+            speedup(item),
             "same" if item.shape_match else "DIFFER",
         ]
         for item in comparison.ratios
@@ -533,11 +597,13 @@ def to_markdown(comparison: Comparison) -> str:
             name = layer.kind if stage is None else f"{layer.kind}.{stage.name}"
             verdict = f", {roofline_cell(line)}" if line is not None and line.verdict is not None else ""
             parts.append(
-                f"- {name}: {milliseconds(stats.median_ms)} ms median "
-                f"(IQR {milliseconds(stats.iqr_ms)} ms, {stats.rounds} round{'s' if stats.rounds != 1 else ''}, "
-                f"{threads_text(comparison.environment.threads)}{verdict})"
+                f"- {name}: {ms_interval(stats)} ms best, {milliseconds(stats.median_ms)} ms typical "
+                f"({sampling_text(stats)}, {threads_text(comparison.environment.threads)}{verdict})"
             )
     if any(layer.latency for layer in comparison.layers):
+        note = contention_text(comparison.environment)
+        if note:
+            parts.append(f"- {note}")
         parts.append(f"- {calibration_line(comparison)}")
     if not comparison.measured:
         parts.append("- formula only: nothing was built or run, so no figure is checked against a measurement")
@@ -568,7 +634,8 @@ def render(comparison: Comparison, output_format: OutputFormat, console: Console
 BATCH_CSV_COLUMNS = [
     "index", "name", "line", "status", "vs", "input_shape", "dense_output_shape", "output_shape", "shapes_match",
     "checks_ok", "dense_params", "params", "dense_macs", "macs", "dense_other_ops", "other_ops", "ratio_params",
-    "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "problems",
+    "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "speedup_low", "speedup_high", "speedup_typical",
+    "converged", "busy", "problems",
 ]  # fmt: skip
 
 _BATCH_HEADERS = ["Entry", "vs", "Shapes", "Params", "MACs", "Params ÷", "MACs ÷", "Speedup", "Status"]
@@ -609,10 +676,39 @@ def _batch_cells(result: BatchResult, exact: bool = True) -> list[tuple[list[str
             cells.append((
                 [name, row["vs"], "✓" if row["shapes_match"] else "✗",
                  arrow(row["dense_params"], row["params"]), arrow(row["dense_macs"], row["macs"]),
-                 ratio(row["ratio_params"]), ratio(row["ratio_macs"]), ratio(row["speedup"]), row["status"]],
+                 ratio(row["ratio_params"]), ratio(row["ratio_macs"]),
+                 _with_interval(row["speedup"], row.get("speedup_low"), row.get("speedup_high")), row["status"]],
                 row["status"], number == 0,
             ))  # fmt: skip
     return cells
+
+
+def _with_interval(value: float | None, low: float | None, high: float | None) -> str:
+    """``3.81× (3.70–3.88)``, or the bare ratio without an interval."""
+    if value is None or low is None or high is None:
+        return ratio(value)
+    return f"{ratio(value)} ({low:.2f}–{high:.2f})"
+
+
+def batch_trust_line(result: BatchResult) -> str | None:
+    """How many speedups did not converge and how many entries saw a busy machine; None when all is well."""
+    rows = [row for entry in result.entries for row in entry.rows() if row.get("speedup") is not None]
+    if not rows:
+        return None
+    unconverged = sum(row.get("converged") is False for row in rows)
+    busy = sum(bool(row.get("busy")) for row in rows)
+    parts = []
+    if unconverged:
+        parts.append(f"{unconverged} of {len(rows)} speedups did not converge to their target")
+    if busy:
+        parts.append(f"the machine was busy while {busy} of {len(rows)} were timed")
+    if not parts:
+        return None
+    return (
+        "Speedup: best figures with their 95% interval; "
+        + "; ".join(parts)
+        + " (JSON: converged, busy; --detail says more)."
+    )
 
 
 def _compact_arrow(dense: int, alternative: int) -> str:
@@ -655,6 +751,9 @@ def render_batch_table(result: BatchResult, console: Console, detail: bool = Fal
             table.add_row(*[cells[index] for index in shown], style="bold")
     console.print(table)
     console.print(Text(_TABLE_CAPTION, style="dim"), soft_wrap=True)
+    trust = batch_trust_line(result)
+    if trust:
+        console.print(Text(trust, style="yellow"), soft_wrap=True)
     for line in result.problems:
         # soft_wrap: one problem per line, whatever the width, so that it can be grepped and copied
         console.print(Text(visible(f"✗ {line}"), style="bold red"), soft_wrap=True)
@@ -677,7 +776,8 @@ def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
             for key in ("input_shape", "dense_output_shape", "output_shape"):
                 if key in out:
                     out[key] = csv_shape(out[key])
-            for key in ("ratio_params", "ratio_macs", "dense_latency_ms", "latency_ms", "speedup"):
+            for key in ("ratio_params", "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "speedup_low",
+                        "speedup_high", "speedup_typical"):  # fmt: skip
                 if out.get(key) is not None:
                     out[key] = f"{out[key]:.6f}"
             rows.append(out)
@@ -690,6 +790,9 @@ def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
     if len(result.entries) > 1:
         rows += [[f"**{cell}**" if cell else "" for cell in cells] for cells in _total_cells(result)]
     parts += [markdown_table(_BATCH_HEADERS, rows, {3, 4, 5, 6, 7}), "", _BATCH_CAPTION + ".", ""]
+    trust = batch_trust_line(result)
+    if trust:
+        parts += [trust, ""]
     parts += [f"- ✗ {visible(line)}" for line in result.problems]
     if result.interrupted:
         parts.append(f"- Interrupted: {result.count('not run')} entries not run.")
@@ -724,7 +827,8 @@ def render_batch(
 
 SWEEP_CSV_COLUMNS = [
     "cin", "cout", "kernel", "size", "vs", "params_ratio", "macs_ratio", "speedup", "efficiency",
-    "roofline_speedup", "dense_ms", "alternative_ms", "dense_spread_pct", "alternative_spread_pct",
+    "roofline_speedup", "dense_ms", "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low",
+    "speedup_high", "speedup_typical", "converged", "busy",
     "dense_verdict", "alternative_verdict", "ok",
 ]  # fmt: skip
 
@@ -762,7 +866,7 @@ def _sweep_cells(point: SweepPoint, columns: list[str]) -> list[str]:
         "Layer": f"{point.cin}→{point.cout} {point.kernel[0]}×{point.kernel[1]} @{pair(point.size)}",
         "vs": point.vs,
         "MACs ÷": ratio(point.macs_ratio),
-        "Speedup": ratio(point.speedup),
+        "Speedup": _with_interval(point.speedup, point.speedup_low, point.speedup_high),
         "of MACs": percent(point.efficiency),
         "Roofline": ratio(point.roofline_speedup),
         "ms dense → alt": f"{optional_ms(point.dense_ms)} → {optional_ms(point.alternative_ms)}",
@@ -786,7 +890,16 @@ def render_sweep_table(sweep: Sweep, console: Console) -> None:
 
 
 def sweep_legend(sweep: Sweep, columns: list[str]) -> str:
-    parts = ["Speedup = dense ÷ alternative latency (medians of interleaved rounds); 'of MACs' = speedup ÷ MACs ÷."]
+    parts = [
+        "Speedup = dense ÷ alternative latency (best figures: the 10% quantile of interleaved rounds, with "
+        "the 95% interval); 'of MACs' = speedup ÷ MACs ÷."
+    ]
+    unconverged = sum(point.converged is False for point in sweep.points)
+    busy = sum(bool(point.busy) for point in sweep.points)
+    if unconverged:
+        parts.append(f"{unconverged} of {len(sweep.points)} speedups did not converge to the target (JSON: converged).")
+    if busy:
+        parts.append(f"The machine was busy while {busy} of {len(sweep.points)} points were timed (JSON: busy).")
     if "Roofline" in columns:
         parts.append("Roofline = the speedup this machine's roofline predicts.")
     if "Bound" in columns:
@@ -804,7 +917,8 @@ def sweep_csv_rows(sweep: Sweep) -> list[dict[str, Any]]:
         row = point.to_dict()
         row["kernel"], row["size"] = csv_shape(point.kernel), csv_shape(point.size)
         for key in ("params_ratio", "macs_ratio", "speedup", "efficiency", "roofline_speedup", "dense_ms",
-                    "alternative_ms", "dense_spread_pct", "alternative_spread_pct"):  # fmt: skip
+                    "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low", "speedup_high",
+                    "speedup_typical"):  # fmt: skip
             if row[key] is not None:
                 row[key] = f"{row[key]:.6f}"
         rows.append(row)
@@ -832,6 +946,10 @@ def render_sweep(sweep: Sweep, output_format: OutputFormat, console: Console) ->
     return None
 
 
+def _giga(interval: tuple[float, float] | None) -> str:
+    return "" if interval is None else f" ({significant(interval[0] / 1e9)}–{significant(interval[1] / 1e9)})"
+
+
 def render_calibration(calibration: Calibration, path: str, fresh: bool, console: Console) -> None:
     """What `convcost calibrate` found, and where it is cached."""
     console.print(Text(visible(calibration.key), style="bold"), soft_wrap=True)
@@ -839,15 +957,27 @@ def render_calibration(calibration: Calibration, path: str, fresh: bool, console
     table.add_column("Peak", no_wrap=True)
     table.add_column("Value", justify="right", no_wrap=True)
     table.add_column("Measured with", overflow="fold")  # prose: may wrap between words
-    table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)} GFLOP/s",
-                  f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
-    table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)} GB/s",
+    table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)}{_giga(calibration.peak_flops_interval)} "
+                  "GFLOP/s", f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
+    table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)}"
+                  f"{_giga(calibration.peak_bandwidth_interval)} GB/s",
                   f"copy of {compact_bytes(calibration.copy_bytes)} (read + write)")  # fmt: skip
     table.add_row("per call", f"{significant(calibration.call_overhead_s * 1e6)} µs", "1×1 conv on 1×1×1×1")
     if calibration.grouped_call_overhead_s is not None:
         table.add_row("grouped call", f"{significant(calibration.grouped_call_overhead_s * 1e6)} µs",
                       "3×3 depthwise conv on 1×2×3×3")  # fmt: skip
     table.add_row("ridge", f"{significant(calibration.ridge)} FLOP/byte", "compute ÷ memory")
+    if calibration.probe_bandwidth is not None and calibration.probe_flops is not None:
+        table.add_row("probe copy", f"{significant(calibration.probe_bandwidth / 1e9)} GB/s",
+                      "8 MiB copy: quiet, for the latency probe")  # fmt: skip
+        table.add_row("probe matmul", f"{significant(calibration.probe_flops / 1e9)} GFLOP/s",
+                      "128×128 matmul: quiet, for the probe")  # fmt: skip
     console.print(table)
+    if calibration.peak_flops_interval is not None:
+        console.print("(low–high): 95% interval of the median over the timed blocks", style="dim")
+    if calibration.busy:
+        console.print(Text(f"Warning: {calibration.contention_note} Its peaks may be low, so runs compare their "
+                           "probe with their own best instead: calibrate --refresh when the machine is quiet.",
+                           style="bold yellow"))  # fmt: skip
     when = "measured now" if fresh else f"cached, measured {calibration.measured_at} (--refresh to redo)"
     console.print(literal(f"{when}; {allocator_text(calibration.allocator)}; {path}"), style="dim", soft_wrap=True)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from convcost.latency_stats import Contention
 from convcost.roofline import Calibration, Roofline
 
-SCHEMA_VERSION = 1
+# 2: latency objects gained best_ms, interval_ms, samples, sampled_s, converged; ratios gained latency_interval,
+# latency_best, latency_typical; environment gained contention (the latency figure tables show is now best_ms)
+SCHEMA_VERSION = 2
 
 Shape = tuple[int, ...]
 
@@ -102,15 +105,30 @@ class StageResult:
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Latency of one module: median over rounds, with the spread of the rounds."""
+    """Latency of one module over interleaved rounds: best (low quantile) and typical (median), with intervals.
 
-    median_ms: float
+    The tables show ``best_ms`` (see :mod:`convcost.latency_stats`); ``interval_ms`` is its 95 % bootstrap interval.
+    """
+
+    median_ms: float  # typical: the median of the rounds
     q1_ms: float
     q3_ms: float
     min_ms: float
     max_ms: float
     rounds: int
     calls: int  # timed calls in all rounds together
+    best_ms: float | None = None  # the low quantile of the rounds (None: made by hand, without one)
+    interval_ms: tuple[float, float] | None = None  # for best_ms, the figure the tables show
+    typical_interval_ms: tuple[float, float] | None = None
+    sampled_s: float = 0.0  # seconds of sampling for the whole measurement this case was part of
+    converged: bool = False  # the stopping rule's intervals reached ±target_pct
+    target_pct: float = 3.0
+    stopped_by: str = ""  # "target", "time", "rounds" or "limit"
+
+    @property
+    def shown_ms(self) -> float:
+        """The figure tables, ratios, rooflines and budgets use: best, else the median."""
+        return self.median_ms if self.best_ms is None else self.best_ms
 
     @property
     def iqr_ms(self) -> float:
@@ -118,11 +136,23 @@ class LatencyStats:
 
     @property
     def spread_pct(self) -> float:
-        """Interquartile range of the round medians as a percentage of the median."""
+        """Interquartile range of the round figures as a percentage of the median."""
         return 100.0 * self.iqr_ms / self.median_ms if self.median_ms else 0.0
+
+    @property
+    def interval_pct(self) -> float | None:
+        """The interval's half-width as a percentage of the shown figure (the larger side)."""
+        if self.interval_ms is None or not self.shown_ms:
+            return None
+        low, high = self.interval_ms
+        return 100.0 * max(self.shown_ms - low, high - self.shown_ms) / self.shown_ms
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["interval_ms"] = None if self.interval_ms is None else list(self.interval_ms)
+        data["typical_interval_ms"] = None if self.typical_interval_ms is None else list(self.typical_interval_ms)
+        data["samples"] = self.rounds
+        data["shown"] = "best" if self.best_ms is not None else "median"
         data["iqr_ms"] = self.iqr_ms
         data["spread_pct"] = self.spread_pct
         return data
@@ -231,9 +261,17 @@ class Ratios:
     bound: float | None = None  # separable only: R·S / m
     multiplier: int = 1
     roofline: float | None = None  # the speedup the roofline predicts: dense bound ÷ alternative bound
+    latency_interval: tuple[float, float] | None = None  # for ``latency`` (the best figures' speedup)
+    latency_best: float | None = None  # dense best ÷ alternative best (= latency)
+    latency_typical: float | None = None  # dense median ÷ alternative median
+    latency_typical_interval: tuple[float, float] | None = None
+    latency_converged: bool | None = None  # the interval reached ±target
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        for key in ("latency_interval", "latency_typical_interval"):
+            data[key] = None if data[key] is None else list(data[key])
+        return data
 
 
 @dataclass
@@ -249,10 +287,12 @@ class Environment:
     channels_last: bool = False
     allocator: str = "not tuned"
     calibration: Calibration | None = None  # the peaks the rooflines use (convcost calibrate)
+    contention: Contention | None = None  # how busy the machine was while timing (None: no latency)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["calibration"] = None if self.calibration is None else self.calibration.to_dict()
+        data["contention"] = None if self.contention is None else self.contention.to_dict()
         return data
 
 
@@ -325,6 +365,11 @@ class SweepPoint:
     dense_verdict: str | None
     alternative_verdict: str | None
     ok: bool
+    speedup_low: float | None = None  # the speedup's 95 % interval (best figures)
+    speedup_high: float | None = None
+    speedup_typical: float | None = None  # dense median ÷ alternative median
+    converged: bool | None = None  # the speedup's interval reached ±target
+    busy: bool | None = None  # the probe saw a busy machine while this point was timed
 
     @property
     def efficiency(self) -> float | None:

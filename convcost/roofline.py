@@ -69,6 +69,14 @@ class Calibration:
     grouped_call_overhead_s: float | None = None
     # CUDA: whether the matmul ran with TF32 (as cuDNN convs do by default: torch.backends.cudnn.allow_tf32)
     matmul_tf32: bool | None = None
+    # the latency harness's reference probe (convcost.latency.Probe) on this machine when calibrated: what quiet is
+    probe_bandwidth: float | None = None  # bytes/s of the probe copy (median of its rounds)
+    probe_flops: float | None = None  # FLOP/s of the probe matmul (median of its rounds)
+    # 95 % intervals of the peaks, from the spread of their timed blocks
+    peak_flops_interval: tuple[float, float] | None = None
+    peak_bandwidth_interval: tuple[float, float] | None = None
+    busy: bool = False  # the machine looked busy while calibrating (see contention_note)
+    contention_note: str = ""
 
     @property
     def ridge(self) -> float:
@@ -82,6 +90,8 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ridge"] = self.ridge
+        for key in ("peak_flops_interval", "peak_bandwidth_interval"):
+            data[key] = None if data[key] is None else list(data[key])
         return data
 
     @classmethod
@@ -110,6 +120,12 @@ class Calibration:
             if data.get("grouped_call_overhead_s") is None
             else _plausible(data, "grouped_call_overhead_s"),
             matmul_tf32=_optional_bool(data.get("matmul_tf32")),
+            probe_bandwidth=None if data.get("probe_bandwidth") is None else _positive(data, "probe_bandwidth"),
+            probe_flops=None if data.get("probe_flops") is None else _positive(data, "probe_flops"),
+            peak_flops_interval=_optional_interval(data.get("peak_flops_interval")),
+            peak_bandwidth_interval=_optional_interval(data.get("peak_bandwidth_interval")),
+            busy=bool(_optional_bool(data.get("busy"))),
+            contention_note=str(data.get("contention_note") or ""),
         )
 
     def conv_call_s(self, grouped: bool) -> float:
@@ -158,6 +174,18 @@ def _optional_bool(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise TypeError(f"matmul_tf32 must be true, false or null, got {value!r}")
+
+
+def _optional_interval(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in value)
+    ):
+        raise TypeError(f"an interval is [low, high], got {value!r}")
+    return float(value[0]), float(value[1])
 
 
 def overhead_s(calibration: Calibration, grouped_convs: int, other_calls: int) -> float:
@@ -307,14 +335,14 @@ def annotate(layer: LayerResult, calibration: Calibration | None) -> None:
         stage_latency = stage.latency
         if stage_latency is None and len(layer.stages) == 1:
             stage_latency = layer.latency
-        latency_ms = None if stage_latency is None else stage_latency.median_ms
+        latency_ms = None if stage_latency is None else stage_latency.shown_ms
         calls = stage_calls(stage)
         overhead = None
         if calibration is not None:
             grouped = int(is_grouped_call(stage.groups, stage.kernel))
             overhead = overhead_s(calibration, grouped, calls - grouped)
         stage.roofline = analyse(stage.macs, stage.min_bytes, latency_ms, calibration, calls, overhead)
-    latency_ms = None if layer.latency is None else layer.latency.median_ms
+    latency_ms = None if layer.latency is None else layer.latency.shown_ms
     layer.roofline = combine([stage.roofline for stage in layer.stages if stage.roofline is not None], latency_ms)
 
 

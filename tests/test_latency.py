@@ -130,11 +130,11 @@ def test_compare_times_layers_and_each_stage() -> None:
     assert comparison.dense.latency is not None and comparison.dense.latency.rounds == 2
     assert comparison.dense.stages[0].latency is None  # one stage: the layer's own timing is the stage's
     assert comparison.dense.stages[0].roofline is not None
-    assert comparison.dense.stages[0].roofline.latency_ms == comparison.dense.latency.median_ms
+    assert comparison.dense.stages[0].roofline.latency_ms == comparison.dense.latency.shown_ms
     separable = comparison.alternatives[0]
     for stage in separable.stages:
         assert stage.latency is not None and stage.latency.rounds == 2
-        assert stage.roofline is not None and stage.roofline.latency_ms == stage.latency.median_ms
+        assert stage.roofline is not None and stage.roofline.latency_ms == stage.latency.shown_ms
     assert comparison.environment.threads == 1
     assert comparison.environment.allocator == latency.allocator_state()
 
@@ -177,14 +177,15 @@ def test_cli_reports_threads_allocator_and_spread() -> None:
 def test_cli_table_header_shows_threads_and_allocator() -> None:
     code, out, err = run("compare", *QUICK, "--threads", "2")
     assert code == 0, err
-    assert "interleaved rounds, 2 threads, allocator " in out
+    flat = " ".join(out.split())  # at any terminal width
+    assert "Sampled 2 interleaved rounds in " in flat and ", 2 threads, allocator " in flat
     assert "run convcost calibrate" in out  # no calibration in this test's cache
 
 
 def test_cli_markdown_lists_stage_latencies() -> None:
     code, out, err = run("compare", *QUICK, "--format", "markdown")
     assert code == 0, err
-    assert "- separable.depthwise: " in out and "2 rounds, 1 thread" in out
+    assert "- separable.depthwise: " in out and "2 interleaved rounds in " in out and ", 1 thread" in out
 
 
 def test_cli_no_tune_allocator_in_a_fresh_process(tmp_path: Path) -> None:
@@ -208,11 +209,17 @@ def test_cuda_latency_uses_event_clock() -> None:
 
 def test_round_times_become_median_quartiles_and_range() -> None:
     from convcost.latency import _stats
+    from convcost.latency_stats import Estimate, Sampling
 
     # five rounds of 4, 1, 3, 2, 5 ms: sorted 1…5, median 3; inclusive quartiles sit at positions (5−1)·¼ = 1 and
     # (5−1)·¾ = 3 of the sorted list, i.e. 2 and 4 ms
-    stats = _stats([0.004, 0.001, 0.003, 0.002, 0.005], calls=40)
+    # best, typical and their intervals are the bootstrap's (tests/test_latency_stats.py); here they pass through
+    estimate = Estimate(0.0015, 0.003, (0.001, 0.002), (0.002, 0.004))
+    sampling = Sampling({}, 1.5, False, "time")
+    stats = _stats([0.004, 0.001, 0.003, 0.002, 0.005], 40, estimate, sampling, FAST)
     assert (stats.median_ms, stats.q1_ms, stats.q3_ms) == pytest.approx((3.0, 2.0, 4.0))
     assert (stats.min_ms, stats.max_ms, stats.rounds, stats.calls) == (pytest.approx(1.0), pytest.approx(5.0), 5, 40)
-    one = _stats([0.002], calls=3)  # a single round has no spread
+    assert stats.best_ms == pytest.approx(1.5) and stats.interval_ms == pytest.approx((1.0, 2.0))
+    assert (stats.sampled_s, stats.converged, stats.stopped_by) == (1.5, False, "time")
+    one = _stats([0.002], 3, estimate, sampling, FAST)  # a single round has no spread
     assert one.median_ms == one.q1_ms == one.q3_ms == pytest.approx(2.0) and one.iqr_ms == 0

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
+from tests.latency_fakes import fixed_run
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 runner = CliRunner()
@@ -92,7 +93,7 @@ def _fixed_latency(monkeypatch: pytest.MonkeyPatch, grouped_call_overhead_s: flo
     peaks = Calibration(**PEAKS_ARGS, grouped_call_overhead_s=grouped_call_overhead_s)  # type: ignore[arg-type]
     monkeypatch.setattr(convcost.calibrate, "cached", lambda *args: peaks)
     stats = LatencyStats(MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, 1, 1)
-    monkeypatch.setattr(convcost.latency, "measure", lambda cases, settings: {name: stats for name in cases})
+    monkeypatch.setattr(convcost.latency, "measure_run", fixed_run(stats))
 
 
 def test_model_latency_gets_a_roofline_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,7 +164,7 @@ def test_model_latency_with_a_broken_cache_stops_before_timing(monkeypatch: pyte
     def never(*args: object) -> None:
         raise AssertionError("timed before the cache was read")
 
-    monkeypatch.setattr(convcost.latency, "measure", never)
+    monkeypatch.setattr(convcost.latency, "measure_run", never)
     data = Calibration(**{**PEAKS_ARGS, "machine": calibrate.machine_name("cpu"),  # type: ignore[arg-type]
                           "torch": __import__("torch").__version__}).to_dict()  # fmt: skip
     data["peak_flops"] = 0

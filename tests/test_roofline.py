@@ -25,6 +25,7 @@ from convcost.roofline import (
     predicted_speedup,
 )
 from convcost.spec import DType, parse_compare
+from tests.latency_fakes import fixed_run
 
 # Round peaks so that every expected figure below is exact arithmetic:
 # 1 GFLOP/s, 1 GB/s, 1 µs per call.
@@ -195,7 +196,7 @@ def test_cli_compare_uses_the_cached_calibration(monkeypatch: pytest.MonkeyPatch
     _store_peaks()
     # every case "takes" 0.5 ms: the harness is replaced so that each fraction is arithmetic on known numbers
     stats = LatencyStats(0.5, 0.5, 0.5, 0.5, 0.5, 2, 2)
-    monkeypatch.setattr(convcost.latency, "measure", lambda cases, settings: {name: stats for name in cases})
+    monkeypatch.setattr(convcost.latency, "measure_run", fixed_run(stats))
     result = CliRunner().invoke(app, ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16",
                                       "--rounds", "2", "--min-time", "0.002", "--format", "json"])  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -1,0 +1,300 @@
+"""The statistics of a latency measurement, in pure Python (no torch): intervals, stopping rule, contention.
+
+Everything here works on *round* figures: one round times each case once, in a rotating order, plus the
+reference probe (see :mod:`convcost.latency`). Round ``i`` of every case was taken within the same few
+milliseconds, so the rounds are resampled as matched tuples: a bootstrap draws round indices with replacement and
+applies the same draw to every case, which keeps a dense layer and its alternative paired.
+
+* **best** is a low quantile (:data:`BEST_QUANTILE`) of the rounds: what the layer costs when the machine leaves
+  it alone. **typical** is the median: what it cost under the conditions seen during the run.
+* The **interval** is a percentile bootstrap (:data:`CONFIDENCE`, :data:`RESAMPLES` resamples, seeded, so the same
+  samples always give the same interval). It covers the noise *within* this run's window; it does not cover
+  what the machine does after the run, a different build, or another machine.
+* **Stopping rule**: after at least :data:`MIN_ROUNDS` rounds, at checkpoints spaced geometrically (so the
+  bootstrap costs little), stop when every watched interval lies within ±target of its point estimate; else stop
+  when ``max_time`` is spent (``converged`` is then False).
+* **Contention**: the probe's rates (bytes/s of a copy, FLOP/s of a matmul) are compared with a reference (the
+  calibration's probe, else this run's own best); a median below :data:`BUSY_FRACTION` of it means busy, and so
+  does a layer whose typical figure is over :data:`BUSY_SLOWDOWN` × its best (which catches a machine busy for
+  the whole run that the probe's own best cannot).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+BEST_QUANTILE = 0.1
+CONFIDENCE = 0.95
+RESAMPLES = 300
+SEED = 0
+MIN_ROUNDS = 30  # a 10 % quantile of fewer rounds sits on the two or three fastest: its bootstrap is too narrow
+MAX_ROUNDS = 2000  # a guard against a clock that does not advance; ~250 rounds fill 2 s of real layers
+CHECK_GROWTH = 1.3  # each stopping check comes after 30 % more rounds than the previous one
+BUSY_FRACTION = 0.8
+BUSY_SLOWDOWN = 1.25  # a layer whose median is over 1.25× its 10 % quantile was disturbed (quiet: 1.02–1.1)
+OWN_BEST_QUANTILE = 0.9  # "this run's best" probe rate: a high quantile, not the single luckiest round
+COPY = "probe.copy"
+MATMUL = "probe.matmul"
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` by linear interpolation between order statistics (numpy's default)."""
+    ordered = sorted(values)
+    return _sorted_quantile(ordered, q)
+
+
+def _sorted_quantile(ordered: Sequence[float], q: float) -> float:
+    if not ordered:
+        raise ValueError("no values")
+    position = (len(ordered) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One case's best (low quantile) and typical (median) seconds, each with its bootstrap interval."""
+
+    best: float
+    typical: float
+    best_interval: tuple[float, float]
+    typical_interval: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    """A speedup (reference ÷ other) from best figures and from typical figures, each with its interval."""
+
+    best: float
+    typical: float
+    best_interval: tuple[float, float]
+    typical_interval: tuple[float, float]
+
+
+def _ratio(top: float, bottom: float) -> float:
+    return top / bottom if bottom > 0 else math.inf
+
+
+def summarize(
+    rounds: Mapping[str, Sequence[float]],
+    pairs: Sequence[tuple[str, str]] = (),
+    cases: Sequence[str] | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> tuple[dict[str, Estimate], dict[tuple[str, str], RatioEstimate]]:
+    """Estimates of ``cases`` (default: all) and of each ``(reference, other)`` pair, by a matched bootstrap.
+
+    Every series must hold the same number of rounds; round ``i`` of each is resampled together.
+    """
+    names = list(cases) if cases is not None else list(rounds)
+    for reference, other in pairs:
+        for name in (reference, other):
+            if name not in names:
+                names.append(name)
+    lengths = {len(rounds[name]) for name in names}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"every case needs the same, non-zero number of rounds, got {sorted(lengths)}")
+    count = lengths.pop()
+    points = {name: (quantile(rounds[name], BEST_QUANTILE), quantile(rounds[name], 0.5)) for name in names}
+    draws: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    generator = random.Random(seed)
+    for _ in range(resamples):
+        picks = [generator.randrange(count) for _ in range(count)]
+        for name in names:
+            series = rounds[name]
+            ordered = sorted(series[index] for index in picks)
+            draws[name].append((_sorted_quantile(ordered, BEST_QUANTILE), _sorted_quantile(ordered, 0.5)))
+    estimates = {
+        name: Estimate(
+            points[name][0],
+            points[name][1],
+            _percentiles([draw[0] for draw in draws[name]]),
+            _percentiles([draw[1] for draw in draws[name]]),
+        )
+        for name in names
+    }
+    ratios = {}
+    for reference, other in pairs:
+        matched = list(zip(draws[reference], draws[other], strict=True))
+        ratios[(reference, other)] = RatioEstimate(
+            _ratio(points[reference][0], points[other][0]),
+            _ratio(points[reference][1], points[other][1]),
+            _percentiles([_ratio(top[0], bottom[0]) for top, bottom in matched]),
+            _percentiles([_ratio(top[1], bottom[1]) for top, bottom in matched]),
+        )
+    return estimates, ratios
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    tail = (1 - CONFIDENCE) / 2
+    ordered = sorted(values)
+    return _sorted_quantile(ordered, tail), _sorted_quantile(ordered, 1 - tail)
+
+
+def within(interval: tuple[float, float], point: float, target: float) -> bool:
+    """Whether ``interval`` lies inside point × (1 ± target): both ends, so a lopsided interval must also fit."""
+    low, high = interval
+    return point * (1 - target) <= low and high <= point * (1 + target)
+
+
+@dataclass(frozen=True)
+class SamplingPlan:
+    """When to stop: ±``target`` (a fraction), ``max_time`` seconds, or exactly ``rounds`` rounds when given."""
+
+    target: float = 0.03
+    max_time: float = 2.0
+    rounds: int | None = None  # fixed: exactly this many rounds, no stopping rule
+    min_rounds: int = MIN_ROUNDS
+
+
+@dataclass
+class Sampling:
+    """The rounds taken and why sampling stopped."""
+
+    rounds: dict[str, list[float]]
+    sampled_s: float
+    converged: bool
+    stopped_by: str  # "target", "time", "rounds" or "limit"
+    checks: int = 0  # stopping checks made (each one a bootstrap)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(next(iter(self.rounds.values()), []))
+
+
+def is_converged(
+    rounds: Mapping[str, Sequence[float]],
+    pairs: Sequence[tuple[str, str]],
+    watched: Sequence[str],
+    target: float,
+    resamples: int = RESAMPLES,
+) -> bool:
+    """The stopping rule: every pair's best speedup (or, without pairs, every watched best) within ±target."""
+    estimates, ratios = summarize(rounds, pairs, cases=[] if pairs else watched, resamples=resamples)
+    if pairs:
+        return all(within(item.best_interval, item.best, target) for item in ratios.values())
+    return all(within(estimates[name].best_interval, estimates[name].best, target) for name in watched)
+
+
+def sample(
+    take_round: Callable[[int], Mapping[str, float]],
+    plan: SamplingPlan,
+    pairs: Sequence[tuple[str, str]],
+    watched: Sequence[str],
+    clock: Callable[[], float],
+) -> Sampling:
+    """Take rounds (``take_round(i)`` → seconds per case) until the plan says stop; ``clock`` reads seconds.
+
+    The clock is read around everything, the stopping checks included, so ``max_time`` bounds the whole sampling.
+    """
+    rounds: dict[str, list[float]] = {}
+    start = clock()
+    next_check = plan.min_rounds
+    checks = 0
+    stopped_by = "limit"
+    converged = False
+    index = 0
+    while index < MAX_ROUNDS:
+        for name, seconds in take_round(index).items():
+            rounds.setdefault(name, []).append(seconds)
+        index += 1
+        if plan.rounds is not None:
+            if index >= plan.rounds:
+                stopped_by = "rounds"
+                break
+            continue
+        if index >= next_check:
+            checks += 1
+            if is_converged(rounds, pairs, watched, plan.target):
+                converged, stopped_by = True, "target"
+                break
+            next_check = max(index + 1, math.ceil(index * CHECK_GROWTH))
+        if clock() - start >= plan.max_time:
+            stopped_by = "time"
+            break
+    if not converged and index >= 2:
+        # judged the same way at the end: the rounds since the last check may have brought it within target
+        checks += 1
+        converged = is_converged(rounds, pairs, watched, plan.target)
+    sampled = clock() - start
+    return Sampling(rounds, sampled, converged, stopped_by, checks)
+
+
+@dataclass(frozen=True)
+class Contention:
+    """How busy the machine was while it measured, from the reference probe."""
+
+    busy: bool
+    memory_fraction: float | None  # the probe copy's median rate ÷ the reference rate
+    compute_fraction: float | None  # the probe matmul's median rate ÷ the reference rate
+    note: str
+    reference: str  # "calibration" or "this run's best"
+    slowdown: float | None = None  # the largest typical ÷ best of the timed layers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "busy": self.busy,
+            "memory_fraction": self.memory_fraction,
+            "compute_fraction": self.compute_fraction,
+            "note": self.note,
+            "reference": self.reference,
+            "slowdown": self.slowdown,
+        }
+
+
+def classify(
+    copy_rates: Sequence[float],
+    matmul_rates: Sequence[float],
+    reference_copy: float | None = None,
+    reference_matmul: float | None = None,
+    slowdowns: Mapping[str, float] | None = None,
+    during: str = "the measurement",
+) -> Contention:
+    """Busy or quiet, from the probe's rates (per round) against the calibration's, else this run's best.
+
+    ``slowdowns`` (case → typical ÷ best) names the layers that suffered most when the machine was busy.
+    """
+    calibrated = reference_copy is not None and reference_matmul is not None
+    fractions: list[float | None] = []
+    for rates, reference in ((copy_rates, reference_copy), (matmul_rates, reference_matmul)):
+        if not rates:
+            fractions.append(None)
+            continue
+        base = reference if calibrated and reference is not None else quantile(rates, OWN_BEST_QUANTILE)
+        fractions.append(quantile(rates, 0.5) / base if base > 0 else None)
+    memory, compute = fractions
+    source = "calibrated" if calibrated else "this run's best"
+    worst_slowdown = max((slowdowns or {}).values(), default=None)
+    # the probe against its own best misses a machine busy all along; the layers' own spread does not
+    erratic = worst_slowdown is not None and worst_slowdown > BUSY_SLOWDOWN
+    busy = erratic or any(value is not None and value < BUSY_FRACTION for value in fractions)
+    levels = []
+    if memory is not None:
+        levels.append(f"memory bandwidth at {memory:.0%} of {source}")
+    if compute is not None:
+        levels.append(f"compute at {compute:.0%}")
+    measured = ", ".join(levels) if levels else "no probe"
+    if erratic:
+        measured += f"; the layers' typical figures up to {worst_slowdown:.2f}× their best"
+    if busy:
+        worst = sorted((slowdowns or {}).items(), key=lambda item: -item[1])[:2]
+        suffer = "; ".join(f"{name} typical {value:.2f}× its best" for name, value in worst)
+        note = f"The machine was busy during {during} ({measured})"
+        if during == "the measurement":
+            note += ": the typical figures include its neighbours"
+        note += f"; slowed most: {suffer}." if suffer else "."
+    else:
+        note = f"The machine looked quiet during {during} ({measured})."
+    if not calibrated and during == "the measurement" and not busy:
+        note += (
+            " (No calibration of this machine: the probe is compared with its own best, so steady load shows "
+            "only in the layers' spread; run calibrate on a quiet machine.)"
+        )
+    against = "calibration" if calibrated else "this run's best"
+    return Contention(busy, memory, compute, note, against, worst_slowdown)
