@@ -162,11 +162,10 @@ class LatencyOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     threads: bounded_int(bounds.threads_bound()) = 1  # type: ignore[valid-type]
-    # None: adaptive (target, max_time); N: exactly N rounds
-    rounds: bounded_int(bounds.ROUNDS) | None = None  # type: ignore[valid-type]
+    rounds: bounded_int(bounds.ROUNDS) | None = None  # type: ignore[valid-type]  # None: adaptive (target, max_time)
     min_time: bounded_number(bounds.MIN_TIME, "a number of seconds") = 0.004  # type: ignore[valid-type]
-    target: bounded_number(bounds.TARGET, "a number") = 3.0  # type: ignore[valid-type]
-    max_time: bounded_number(bounds.MAX_TIME, "a number") = 2.0  # type: ignore[valid-type]
+    target: bounded_number(bounds.TARGET, "a percentage") = 3.0  # type: ignore[valid-type]
+    max_time: bounded_number(bounds.MAX_TIME, "a number of seconds") = 2.0  # type: ignore[valid-type]
 
 
 class CheckSpec(BaseModel):

@@ -352,14 +352,11 @@ ThreadsOption = Annotated[
 RoundsOption = Annotated[
     int | None,
     typer.Option(
-        "--rounds",
-        metavar="N",
-        callback=_bounded("rounds", "a whole number"),
+        "--rounds", metavar="N", callback=_bounded("rounds", "a whole number"), show_default=False,
         help="Exactly N interleaved rounds (1 to 1,000), no stopping rule [default: adaptive, see --target and "
         "--max-time].",
-        show_default=False,
     ),
-]
+]  # fmt: skip
 MinTimeOption = Annotated[
     float,
     typer.Option(
@@ -370,21 +367,17 @@ MinTimeOption = Annotated[
 TargetOption = Annotated[
     float,
     typer.Option(
-        "--target",
-        metavar="PCT",
+        "--target", metavar="PCT", callback=_bounded("target", "a percentage"),
         help="Stop sampling when every speedup's 95% interval is within ±PCT % (0.1 to 50).",
-        callback=_bounded("target", "a number"),
     ),
-]
+]  # fmt: skip
 MaxTimeOption = Annotated[
     float,
     typer.Option(
-        "--max-time",
-        metavar="SECONDS",
+        "--max-time", metavar="SECONDS", callback=_bounded("max_time", "a number of seconds"),
         help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
-        callback=_bounded("max_time", "a number"),
     ),
-]
+]  # fmt: skip
 FormulaOnlyOption = Annotated[
     bool,
     typer.Option(
@@ -577,7 +570,10 @@ def batch_command(
     file: Annotated[
         Path,
         typer.Argument(
-            help="YAML file of layer configs (`convcost schema` describes it).", show_default=False, metavar="FILE"
+            help="YAML file of layer configs (`convcost schema` describes it), or a bundled one's name "
+            "(`convcost bundled` lists them).",
+            show_default=False,
+            metavar="FILE",
         ),
     ],
     output_format: FormatOption = None,
@@ -606,7 +602,9 @@ def batch_command(
 
     chosen = _format_for(output, output_format)
     with _exit_codes():
-        plan = load_batch(file)
+        from convcost.bundled import Use, resolve
+
+        plan = load_batch(resolve(str(file), Use.BATCH))
         if select is not None:
             plan = plan.select(select)
         settings = None
@@ -695,7 +693,11 @@ def schema_command(output: OutputOption = None) -> None:
 @app.command("model", short_help="Cost of a whole model, layer by layer.")
 def model_command(
     source: Annotated[
-        str, typer.Argument(help="A model file (YAML), or package.module:factory returning an nn.Module.")
+        str,
+        typer.Argument(
+            help="A model file (YAML), a bundled model's name (`convcost bundled` lists them), or "
+            "package.module:factory returning an nn.Module."
+        ),
     ],
     input_shape: Annotated[
         str | None, typer.Option("--input", help="Import paths: the input CxHxW (without the batch).")
@@ -735,10 +737,13 @@ def model_command(
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = _format_for(output, output_format)
     with _exit_codes():
-        from convcost.model import evaluate_source
+        from convcost.bundled import Use, resolve
+        from convcost.model import evaluate_source, is_import_path
         from convcost.model_report import render
         from convcost.report import OutputFormat
 
+        if not is_import_path(source):
+            source = str(resolve(source, Use.MODEL))
         settings = _latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator,
                                      target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
@@ -922,7 +927,10 @@ def _check_format_for(output: Path | None, chosen: CheckFormat | None) -> CheckF
 
 @app.command("check", short_help="CI gate: fail when a model exceeds its budget.")
 def check_command(
-    budget_file: Annotated[Path, typer.Argument(help="The budget file (YAML).", dir_okay=False)],
+    budget_file: Annotated[
+        Path,
+        typer.Argument(help="The budget file (YAML), or a bundled one's name (`convcost bundled`).", dir_okay=False),
+    ],
     output_format: Annotated[
         CheckFormat | None,
         typer.Option(
@@ -953,8 +961,9 @@ def check_command(
     with _exit_codes():
         from convcost import budget as budgets
         from convcost import budget_report
+        from convcost.bundled import Use, resolve
 
-        plan = budgets.load_budget(budget_file)
+        plan = budgets.load_budget(resolve(str(budget_file), Use.CHECK))
         target = baseline or plan.baseline_path
         if update_baseline and target is None:
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
@@ -1007,6 +1016,31 @@ def check_command(
             _stderr().print(f"convcost: warning: {error} (no summary written)", markup=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+# ---- convcost bundled --------------------------------------------------------------------------------------
+
+
+@app.command("bundled", short_help="The example files that ship with convcost, by name.")
+def bundled_command(
+    name: Annotated[
+        str | None, typer.Argument(help="Print where this bundled file lies (e.g. to copy it).", show_default=False)
+    ] = None,
+) -> None:
+    """List the example files that ship with convcost and the command that uses each, from any folder."""
+    with _exit_codes():
+        from convcost import bundled
+
+        if name is not None:
+            item = bundled.find(name)
+            if item is None:
+                names = ", ".join(entry.name for entry in bundled.BUNDLED)
+                fail(f"{name}: not a bundled file; bundled: {names}")
+            typer.echo(str(bundled.path_of(item)))
+            return
+        width = max(len(bundled.command_for(item)) for item in bundled.BUNDLED) + 2
+        lines = [f"{bundled.command_for(item):<{width}}{item.about}" for item in bundled.BUNDLED]
+        typer.echo("\n".join([*lines, f"(files in {bundled.configs_dir()}; a real file path wins over a name)"]))
 
 
 _interrupt_reported = False  # a command that reported its own interruption sets this

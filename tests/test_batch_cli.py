@@ -88,7 +88,9 @@ def test_problems_of_the_file_itself_exit_2_and_nothing_runs(tmp_path: Path) -> 
         f"convcost: error: {path}:2: layer: unknown key; did you mean 'layers'?",
     ]
     code, out, err = run("batch", str(tmp_path / "missing.yaml"))
-    assert (code, err) == (2, f"convcost: error: {tmp_path / 'missing.yaml'}: no such file\n")
+    assert (code, err) == (2, f"convcost: error: {tmp_path / 'missing.yaml'}: no such file, and not a bundled batch "
+                              "file; bundled batch files: seeds, mistakes, mobilenet_v1_layers (convcost bundled lists "
+                              "them all)\n")  # fmt: skip
 
 
 def test_csv_and_markdown(tmp_path: Path) -> None:

@@ -256,8 +256,8 @@ def test_check_one_round_is_inconclusive_a_warning_or_with_strict_an_error(tmp_p
 def test_sampling_flags_are_bounded(flag: str, value: str) -> None:
     result = runner.invoke(app, ["compare", "--cin", "4", "--cout", "8", "-k", "3", flag, value])
     assert result.exit_code == 2
-    bounds = "0.1 to 50" if flag == "--target" else "0.05 to 600"
-    assert f"Invalid value for '{flag}': must be a number from {bounds}, got " in " ".join(result.output.split())
+    bounds = "a percentage from 0.1 to 50" if flag == "--target" else "a number of seconds from 0.05 to 600"
+    assert f"Invalid value for '{flag}': must be {bounds}, got " in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("text", ["target: .nan", "target: 0", "max_time: .inf", "max_time: 1000"])
