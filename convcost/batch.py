@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from convcost.roofline import Calibration
 
 BATCH_VERSION = 1
-RESULT_SCHEMA_VERSION = 1
+# 2: rows gained speedup_low, speedup_high, speedup_typical, converged, busy; latency figures are best figures
+RESULT_SCHEMA_VERSION = 2
 
 # Shown by editors through `convcost schema`; a test checks that every compare option has one.
 DESCRIPTIONS = {

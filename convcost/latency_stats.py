@@ -12,7 +12,8 @@ applies the same draw to every case, which keeps a dense layer and its alternati
   what the machine does after the run, a different build, or another machine.
 * **Stopping rule**: after at least :data:`MIN_ROUNDS` rounds, at checkpoints spaced geometrically (so the
   bootstrap costs little), stop when every watched interval lies within ±target of its point estimate; else stop
-  when ``max_time`` is spent (``converged`` is then False).
+  when ``max_time`` is spent (``converged`` is then False). Fewer than :data:`MIN_ROUNDS` rounds never count as
+  converged, fixed ``--rounds`` included.
 * **Contention**: the probe's rates (bytes/s of a copy, FLOP/s of a matmul) are compared with a reference (the
   calibration's probe, else this run's own best); a median below :data:`BUSY_FRACTION` of it means busy, and so
   does a layer whose typical figure is over :data:`BUSY_SLOWDOWN` × its best (which catches a machine busy for
@@ -218,8 +219,9 @@ def sample(
         if clock() - start >= plan.max_time:
             stopped_by = "time"
             break
-    if not converged and index >= 2:
-        # judged the same way at the end: the rounds since the last check may have brought it within target
+    if not converged and index >= plan.min_rounds:
+        # judged the same way at the end: the rounds since the last check may have brought it within target; fewer
+        # than min_rounds never count as converged (a low quantile of a handful of rounds bootstraps too narrow)
         checks += 1
         converged = is_converged(rounds, pairs, watched, plan.target)
     sampled = clock() - start

@@ -223,3 +223,33 @@ def test_round_times_become_median_quartiles_and_range() -> None:
     assert (stats.sampled_s, stats.converged, stats.stopped_by) == (1.5, False, "time")
     one = _stats([0.002], 3, estimate, sampling, FAST)  # a single round has no spread
     assert one.median_ms == one.q1_ms == one.q3_ms == pytest.approx(2.0) and one.iqr_ms == 0
+
+
+def test_json_contract_of_intervals_best_typical_and_contention() -> None:
+    code, out, err = run("compare", *QUICK[:-4], "--rounds", "3", "--min-time", "0.001", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["schema_version"] == 2
+    for layer in (data["dense"], data["alternatives"][0], *data["alternatives"][0]["stages"]):
+        stats = layer["latency"]
+        low, high = stats["interval_ms"]
+        # of 3 rounds the 10 % quantile is min + 0.2·(second − min); a resample holding the fastest round twice or
+        # more (7 in 27) gives the min, one holding it at most once gives at least the point: so low ≤ point ≤ high
+        assert low <= stats["best_ms"] <= high
+        assert stats["samples"] == stats["rounds"] == 3 and stats["shown"] == "best"
+        assert stats["sampled_s"] > 0 and isinstance(stats["converged"], bool) and stats["stopped_by"] == "rounds"
+    ratio = data["ratios"][0]
+    assert ratio["latency"] == pytest.approx(ratio["latency_best"])  # the same ratio, via ms and via seconds
+    assert len(ratio["latency_interval"]) == 2 and ratio["latency_interval"][0] <= ratio["latency_interval"][1]
+    assert ratio["latency_typical"] == pytest.approx(data["dense"]["latency"]["median_ms"]
+                                                     / data["alternatives"][0]["latency"]["median_ms"])  # fmt: skip
+    contention = data["environment"]["contention"]
+    assert set(contention) >= {"busy", "memory_fraction", "compute_fraction", "note"}
+    assert isinstance(contention["busy"], bool) and contention["note"].startswith("The machine ")
+    assert contention["reference"] == "this run's best"  # the tests' cache holds no calibration
+
+
+def test_no_latency_has_no_contention() -> None:
+    code, out, err = run("compare", *QUICK[:-4], "--no-latency", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["environment"]["contention"] is None

@@ -127,12 +127,12 @@ def test_a_quiet_series_converges_at_the_first_check() -> None:
 
 def test_a_noisy_series_stops_at_max_time_unconverged() -> None:
     # the alternative's rounds spread evenly over 1–10 ms: its 10 % quantile, and so the speedup, moves by far more
-    # than ±3 % from resample to resample; 0.1 s a round and a 2 s budget: the 20th round spends it
+    # than ±3 % from resample to resample; 0.05 s a round and a 2 s budget: the 40th round spends it
     series = {"dense": [4e-3] * 2, "alt": SPREAD}
-    clock = FakeClock(0.1)
+    clock = FakeClock(0.05)
     result = sample(rounds_from(series, clock), SamplingPlan(target=0.03, max_time=2.0), [("dense", "alt")], [],
                     clock)  # fmt: skip
-    assert (result.converged, result.stopped_by, result.count) == (False, "time", 20)
+    assert (result.converged, result.stopped_by, result.count) == (False, "time", 40)
     assert result.sampled_s == pytest.approx(2.0)
 
 
@@ -149,10 +149,12 @@ def test_checks_are_spaced_geometrically() -> None:
 def test_fixed_rounds_take_exactly_that_many_and_are_judged_after() -> None:
     series = {"dense": [4e-3], "alt": [1e-3]}
     clock = FakeClock(1.0)  # far past max_time: a fixed count ignores it
-    result = sample(rounds_from(series, clock), SamplingPlan(rounds=3, max_time=0.5), [("dense", "alt")], [], clock)
-    assert (result.count, result.stopped_by, result.converged) == (3, "rounds", True)  # constant: converged
-    one = sample(rounds_from(series, FakeClock(0.0)), SamplingPlan(rounds=1), [("dense", "alt")], [], FakeClock(0))
-    assert (one.count, one.converged) == (1, False)  # one round has no interval to judge
+    plan = SamplingPlan(rounds=MIN_ROUNDS, max_time=0.5)
+    result = sample(rounds_from(series, clock), plan, [("dense", "alt")], [], clock)
+    assert (result.count, result.stopped_by, result.converged) == (MIN_ROUNDS, "rounds", True)  # constant: converged
+    # the same constant rounds, but fewer than the minimum: never converged, however narrow their interval
+    few = sample(rounds_from(series, FakeClock(0.0)), SamplingPlan(rounds=3), [("dense", "alt")], [], FakeClock(0))
+    assert (few.count, few.converged) == (3, False)
 
 
 def test_without_pairs_the_watched_case_decides() -> None:
