@@ -63,6 +63,9 @@ def test_wheel_ships_the_configs_py_typed_and_the_license(built: tuple[Path, Pat
         assert shipped == {item.filename for item in bundled.BUNDLED}
         assert (CONFIGS / "seeds.yaml").read_bytes() == archive.read("convcost/configs/seeds.yaml")
         assert "convcost/py.typed" in names
+        # every module of the package, subpackages included (pyproject.toml lists the packages by hand)
+        modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "convcost").rglob("*.py")}
+        assert modules <= names, sorted(modules - names)
         info = f"convcost-{__version__}.dist-info"
         assert f"{info}/licenses/LICENSE" in names
         assert "MIT License" in archive.read(f"{info}/licenses/LICENSE").decode()
@@ -75,7 +78,12 @@ def test_wheel_ships_the_configs_py_typed_and_the_license(built: tuple[Path, Pat
     assert "Typing :: Typed" in classifiers and "Programming Language :: Python :: 3.11" in classifiers
     assert metadata["Requires-Python"] == ">=3.11"
     # the declared floors, as pyproject.toml states them
-    assert set(metadata.get_all("Requires-Dist")) >= {"torch>=2.13", "pydantic>=2.10", "typer<0.30,>=0.29"}
+    assert set(metadata.get_all("Requires-Dist")) >= {
+        "torch>=2.13",
+        "pydantic>=2.10",
+        "typer<0.30,>=0.29",
+        "rich>=14.3",
+    }
 
 
 def test_sdist_holds_what_its_own_suite_needs(built: tuple[Path, Path, Path]) -> None:
