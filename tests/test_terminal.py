@@ -47,7 +47,10 @@ def test_completion_scripts_without_torch() -> None:
         "    pass\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # Typer detects the calling shell (shellingham) unless told not to; detected, `bash` would be ignored and the
+    # script follow whatever runs the suite (`sh` under make, which Typer does not support)
+    env = dict(os.environ, _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "_CONVCOST_COMPLETE=complete_bash" in result.stdout  # the script bash sources
     out = runner.invoke(app, ["--help"]).stdout
