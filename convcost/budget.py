@@ -768,10 +768,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def load_baseline(path: Path) -> dict[str, Any]:
     """A baseline file, or SpecError naming the file and the field that is wrong."""
-    from convcost.files import reading
     from convcost.input_files import UnreadableFile, parse_json, read_text
 
-    reading(path)
     try:
         data = parse_json(read_text(path), object_pairs_hook=_unique_keys)
     except _DuplicateKey as error:

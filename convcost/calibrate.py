@@ -34,7 +34,7 @@ from torch import nn
 
 from convcost import latency
 from convcost.errors import UsageError
-from convcost.files import reading, write_atomic
+from convcost.files import write_atomic
 from convcost.latency_stats import COPY, MATMUL, Contention, classify, quantile, summarize
 from convcost.roofline import Calibration, cache_key
 from convcost.spec import DType
@@ -114,7 +114,6 @@ def _read_cache(path: Path) -> dict[str, Any]:
     """The cache's entries by key; {} when there is no file; CalibrationCacheError when it is unreadable."""
     from convcost.input_files import UnreadableFile, parse_json, read_text
 
-    reading(path)
     try:
         text = read_text(path)
     except UnreadableFile as error:

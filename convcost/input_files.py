@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from convcost import bounds
+from convcost.files import reading
 
 # No batch, model, budget, baseline or calibration file comes near this: 200,000 YAML values (the most yamlio
 # reads) take about 8 MB written out.
@@ -71,7 +72,11 @@ def not_regular(path: Path | str) -> str | None:
 
 
 def read_bytes(path: Path | str) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES; UnreadableFile otherwise (never blocks)."""
+    """The bytes of a regular file of at most MAX_FILE_BYTES; UnreadableFile otherwise (never blocks).
+
+    The file is noted as an input first (:func:`convcost.files.reading`): UsageError when the command is to write it.
+    """
+    reading(path)
     try:
         _check(os.stat(path))
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))

@@ -66,12 +66,10 @@ def load(path: Path | str, *, display: str | None = None, keep_issues: bool = Fa
     Only a regular file under the input size limit is read (see convcost.input_files): a FIFO, a device or a
     directory is refused before it is opened.
     """
-    from convcost.files import reading
     from convcost.input_files import UnreadableFile, read_text
 
     source = display or str(path)
-    reading(path)  # refused if it is a file this command is to write
-    try:
+    try:  # read_text refuses (UsageError) a file this command is to write
         text = read_text(path)
     except UnreadableFile as error:
         message = str(error)
