@@ -11,7 +11,7 @@ from convcost import build, kinds, latency
 from convcost.estimate import assemble
 from convcost.formulas import ConvStage
 from convcost.latency import LatencySettings
-from convcost.latency_stats import RatioEstimate, within
+from convcost.latency_stats import Estimate, within
 from convcost.measure import check_device, check_memory, environment, measure_stage
 from convcost.results import Check, Comparison, LayerResult, Ratios
 from convcost.roofline import Calibration
@@ -97,7 +97,7 @@ def compare(
     return comparison
 
 
-def _with_intervals(ratio: Ratios, found: RatioEstimate | None, settings: LatencySettings | None) -> Ratios:
+def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySettings | None) -> Ratios:
     """The ratio with the speedup's interval, its best and typical figures (from the matched bootstrap)."""
     if found is None or ratio.latency is None or settings is None:
         return ratio

@@ -40,7 +40,6 @@ from convcost.latency_stats import (
     MATMUL,
     Contention,
     Estimate,
-    RatioEstimate,
     Sampling,
     SamplingPlan,
     classify,
@@ -88,7 +87,7 @@ class LatencyRun:
     """What one interleaved measurement found: each case's stats, each pair's speedup, and the contention."""
 
     stats: dict[str, LatencyStats]
-    ratios: dict[tuple[str, str], RatioEstimate]
+    ratios: dict[tuple[str, str], Estimate]
     contention: Contention | None
     sampling: Sampling
 

@@ -59,17 +59,8 @@ def _sorted_quantile(ordered: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Estimate:
-    """One case's best (low quantile) and typical (median) seconds, each with its bootstrap interval."""
-
-    best: float
-    typical: float
-    best_interval: tuple[float, float]
-    typical_interval: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class RatioEstimate:
-    """A speedup (reference ÷ other) from best figures and from typical figures, each with its interval."""
+    """A best (low quantile) and a typical (median) figure, each with its bootstrap interval: a case's seconds, or
+    a pair's speedup (reference ÷ other) from best figures and from typical figures."""
 
     best: float
     typical: float
@@ -87,7 +78,7 @@ def summarize(
     cases: Sequence[str] | None = None,
     resamples: int = RESAMPLES,
     seed: int = SEED,
-) -> tuple[dict[str, Estimate], dict[tuple[str, str], RatioEstimate]]:
+) -> tuple[dict[str, Estimate], dict[tuple[str, str], Estimate]]:
     """Estimates of ``cases`` (default: all) and of each ``(reference, other)`` pair, by a matched bootstrap.
 
     Every series must hold the same number of rounds; round ``i`` of each is resampled together.
@@ -122,7 +113,7 @@ def summarize(
     ratios = {}
     for reference, other in pairs:
         matched = list(zip(draws[reference], draws[other], strict=True))
-        ratios[(reference, other)] = RatioEstimate(
+        ratios[(reference, other)] = Estimate(
             _ratio(points[reference][0], points[other][0]),
             _ratio(points[reference][1], points[other][1]),
             _percentiles([_ratio(top[0], bottom[0]) for top, bottom in matched]),
