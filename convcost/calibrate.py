@@ -189,8 +189,8 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
             peak_flops, matmul_size, flops_interval = _matmul_peak(device, torch_dtype, threads, settings)
         probe.take(settings.probe_rounds)
         peak_bandwidth, bandwidth_interval = _copy_bandwidth(device, torch_dtype, threads, settings)
-        overhead = _call_overhead(device, torch_dtype, threads, settings)
-        grouped_overhead = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
+        overhead, overhead_interval = _call_overhead(device, torch_dtype, threads, settings)
+        grouped_overhead, grouped_interval = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
         probe.take(settings.probe_rounds)
         contention = probe.contention()
     finally:
@@ -215,6 +215,8 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
         probe_flops=probe.median(MATMUL),
         peak_flops_interval=flops_interval,
         peak_bandwidth_interval=bandwidth_interval,
+        call_overhead_interval=overhead_interval,
+        grouped_call_overhead_interval=grouped_interval,
         busy=contention.busy,
         contention_note=contention.note,
     )
@@ -301,9 +303,7 @@ def _check_storable(path: Path) -> None:
         raise UsageError(f"cannot write the calibration cache {path}: it is {kind}, not a regular file")
 
 
-def _seconds(stmt: str, values: dict[str, object], threads: int, device: str, min_time: float) -> float:
-    """Median seconds of one ``stmt`` (after a warm-up call)."""
-    return _timed(stmt, values, threads, device, min_time)[0]
+MIN_BLOCKS = 5  # the fewest timed blocks a calibration figure and its interval come from
 
 
 def _timed(
@@ -314,8 +314,11 @@ def _timed(
     timer.timeit(1)
     measurement = timer.blocked_autorange(min_run_time=min_time)
     times = [float(value) for value in measurement.times] or [float(measurement.median)]
+    # a call slower than min_time gives one or two blocks, whose bootstrap is a point: time it alone a few more
+    # times, so that its interval says how much it varied rather than claiming none
+    times += [float(timer.timeit(1).median) for _ in range(MIN_BLOCKS - len(times))]
     estimates, _ = summarize({"stmt": times})
-    return float(measurement.median), estimates["stmt"].typical_interval
+    return estimates["stmt"].typical, estimates["stmt"].typical_interval
 
 
 def _rate_interval(work: float, seconds: tuple[float, float]) -> tuple[float, float]:
@@ -361,11 +364,11 @@ def _copy_bandwidth(
 
 def _call_overhead(
     device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings, grouped: bool = False
-) -> float:
+) -> tuple[float, tuple[float, float]]:
     if grouped:
         module = nn.Conv2d(2, 2, 3, groups=2).to(device=device, dtype=dtype).eval()
         tensor = torch.ones(1, 2, 3, 3, device=device, dtype=dtype)
     else:
         module = nn.Conv2d(1, 1, 1).to(device=device, dtype=dtype).eval()
         tensor = torch.ones(1, 1, 1, 1, device=device, dtype=dtype)
-    return _seconds("module(tensor)", {"module": module, "tensor": tensor}, threads, device, settings.min_time)
+    return _timed("module(tensor)", {"module": module, "tensor": tensor}, threads, device, settings.min_time)

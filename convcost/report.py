@@ -947,7 +947,16 @@ def render_sweep(sweep: Sweep, output_format: OutputFormat, console: Console) ->
 
 
 def _giga(interval: tuple[float, float] | None) -> str:
-    return "" if interval is None else f" ({significant(interval[0] / 1e9)}–{significant(interval[1] / 1e9)})"
+    return _scaled(interval, 1e-9)
+
+
+def _micro(interval: tuple[float, float] | None) -> str:
+    return _scaled(interval, 1e6)
+
+
+def _scaled(interval: tuple[float, float] | None, scale: float) -> str:
+    """`` (low–high)`` of an interval in the unit ``scale`` gives, or nothing when it was not measured."""
+    return "" if interval is None else f" ({significant(interval[0] * scale)}–{significant(interval[1] * scale)})"
 
 
 def render_calibration(calibration: Calibration, path: str, fresh: bool, console: Console) -> None:
@@ -962,9 +971,11 @@ def render_calibration(calibration: Calibration, path: str, fresh: bool, console
     table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)}"
                   f"{_giga(calibration.peak_bandwidth_interval)} GB/s",
                   f"copy of {compact_bytes(calibration.copy_bytes)} (read + write)")  # fmt: skip
-    table.add_row("per call", f"{significant(calibration.call_overhead_s * 1e6)} µs", "1×1 conv on 1×1×1×1")
+    table.add_row("per call", f"{significant(calibration.call_overhead_s * 1e6)}"
+                  f"{_micro(calibration.call_overhead_interval)} µs", "1×1 conv on 1×1×1×1")  # fmt: skip
     if calibration.grouped_call_overhead_s is not None:
-        table.add_row("grouped call", f"{significant(calibration.grouped_call_overhead_s * 1e6)} µs",
+        table.add_row("grouped call", f"{significant(calibration.grouped_call_overhead_s * 1e6)}"
+                      f"{_micro(calibration.grouped_call_overhead_interval)} µs",
                       "3×3 depthwise conv on 1×2×3×3")  # fmt: skip
     table.add_row("ridge", f"{significant(calibration.ridge)} FLOP/byte", "compute ÷ memory")
     if calibration.probe_bandwidth is not None and calibration.probe_flops is not None:

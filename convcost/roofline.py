@@ -75,6 +75,8 @@ class Calibration:
     # 95 % intervals of the peaks, from the spread of their timed blocks
     peak_flops_interval: tuple[float, float] | None = None
     peak_bandwidth_interval: tuple[float, float] | None = None
+    call_overhead_interval: tuple[float, float] | None = None  # seconds, of call_overhead_s
+    grouped_call_overhead_interval: tuple[float, float] | None = None  # seconds, of grouped_call_overhead_s
     busy: bool = False  # the machine looked busy while calibrating (see contention_note)
     contention_note: str = ""
 
@@ -90,7 +92,7 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["ridge"] = self.ridge
-        for key in ("peak_flops_interval", "peak_bandwidth_interval"):
+        for key in _INTERVALS:
             data[key] = None if data[key] is None else list(data[key])
         return data
 
@@ -124,6 +126,8 @@ class Calibration:
             probe_flops=None if data.get("probe_flops") is None else _positive(data, "probe_flops"),
             peak_flops_interval=_optional_interval(data.get("peak_flops_interval")),
             peak_bandwidth_interval=_optional_interval(data.get("peak_bandwidth_interval")),
+            call_overhead_interval=_optional_interval(data.get("call_overhead_interval")),
+            grouped_call_overhead_interval=_optional_interval(data.get("grouped_call_overhead_interval")),
             busy=bool(_optional_bool(data.get("busy"))),
             contention_note=str(data.get("contention_note") or ""),
         )
@@ -174,6 +178,10 @@ def _optional_bool(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     raise TypeError(f"matmul_tf32 must be true, false or null, got {value!r}")
+
+
+_INTERVALS = ("peak_flops_interval", "peak_bandwidth_interval", "call_overhead_interval",
+              "grouped_call_overhead_interval")  # fmt: skip
 
 
 def _optional_interval(value: Any) -> tuple[float, float] | None:

@@ -36,6 +36,15 @@ def test_measure_peaks_on_tiny_sizes() -> None:
     assert found.copy_bytes == 64 << 10  # 16,384 float32 elements
     assert (found.device, found.dtype, found.threads, found.torch) == ("cpu", "float32", 1, torch.__version__)
     assert found.ridge == pytest.approx(found.peak_flops / found.peak_bandwidth)
+    # every measured figure carries its 95 % interval, which holds the figure itself (the median of the blocks)
+    for figure, interval in [(found.call_overhead_s, found.call_overhead_interval),
+                             (found.grouped_call_overhead_s, found.grouped_call_overhead_interval),
+                             (found.peak_flops, found.peak_flops_interval),
+                             (found.peak_bandwidth, found.peak_bandwidth_interval)]:  # fmt: skip
+        assert interval is not None and figure is not None
+        assert interval[0] <= figure <= interval[1], (figure, interval)
+    again = Calibration.from_dict(json.loads(json.dumps(found.to_dict())))
+    assert again.call_overhead_interval == found.call_overhead_interval  # the cache keeps it
 
 
 def test_bfloat16_copy_counts_two_bytes_per_element() -> None:
