@@ -443,7 +443,8 @@ class _Planner:
                 self.fail(issue.loc, f"{issue.message} (after width_multiplier {self.width_multiplier:g}, "
                                      f"channel_divisor {self.spec.channel_divisor})")  # fmt: skip
             return None
-        return PlannedLayer(name, str(layer.kind), loc, _stage_ops(name, stages, shape), stages, spec=layer)
+        ops, _ = _stage_ops(name, stages, shape)
+        return PlannedLayer(name, str(layer.kind), loc, ops, stages, spec=layer)
 
     def inverted_residual(self, layer: InvertedResidualLayer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:
         defaults = self.spec.defaults
@@ -469,9 +470,9 @@ class _Planner:
             self.fail((*loc, "kernel"), f"kernel {kernel[0]}×{kernel[1]} is larger than the padded input")
             return None
         residual = layer.residual and layer.stride == (1, 1) and cin == cout
-        ops = _stage_ops(name, stages, shape)
+        ops, out = _stage_ops(name, stages, shape)
         if residual:
-            ops.append(AddOp(f"{name}.add", model_formulas.output_shape(ops[-1])))
+            ops.append(AddOp(f"{name}.add", out))
         return PlannedLayer(name, "inverted_residual", loc, ops, stages, residual=residual, spec=layer)
 
     def pool(self, layer: PoolLayer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:
@@ -529,18 +530,18 @@ def keep_size_padding(
     return (extents[0] // 2, extents[1] // 2)
 
 
-def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> list[Op]:
-    """A conv stage becomes a conv op, then its norm op and its activation op."""
+def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> tuple[list[Op], Shape]:
+    """A conv stage becomes a conv op, then its norm op and its activation op; and the stages' output shape."""
     ops: list[Op] = []
     for stage in stages:
-        conv = ConvOp.from_stage(stage, shape, f"{name}.{stage.name}")
-        ops.append(conv)
-        shape = model_formulas.output_shape(conv)
+        ops.append(ConvOp.from_stage(stage, shape, f"{name}.{stage.name}"))
+        # the conv op's output shape (model_formulas.output_shape), from the stage it was made of
+        shape = (shape[0], stage.cout, *formulas.output_size(stage, (shape[2], shape[3])))
         if stage.norm is Norm.BATCH:
             ops.append(NormOp(f"{name}.{stage.name}.norm", shape, stage.cout))
         if stage.act is not Act.NONE:
             ops.append(ActOp(f"{name}.{stage.name}.act", shape, str(stage.act)))
-    return ops
+    return ops, shape
 
 
 def _pick(value: Any, default: Any, fallback: Any) -> Any:
