@@ -217,7 +217,7 @@ class _Builder:
                                 "expanded", node.start_mark.line + 1)]
             )  # fmt: skip
         self.lines[loc] = node.start_mark.line + 1
-        if _foreign_tag(node, loc, self.issues):
+        if node.tag not in _PLAIN_TAGS and _foreign_tag(node, loc, self.issues):
             return None
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, loc)
@@ -251,7 +251,7 @@ class _Builder:
         first_line: dict[Any, int] = {}
         merged: set[Any] = set()  # keys whose value came from a merge: the mapping's own key may override them
         for key_node, value_node in node.value:
-            if _foreign_tag(key_node, loc, issues):
+            if key_node.tag not in _PLAIN_TAGS and _foreign_tag(key_node, loc, issues):
                 continue
             key = self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, (str, int)) or key is None or _long_number(key_node):
