@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import convcost.run.budget
 from convcost.cli import app
-from convcost.run.budget import percent, si_number
+from convcost.spec.budget import percent, si_number
 
 runner = CliRunner()
 
@@ -334,7 +334,7 @@ def test_baseline_records_each_checks_environment_and_compares_latency_across_ke
 
 
 def test_shipped_budgets_are_valid() -> None:
-    from convcost.run.budget import load_budget
+    from convcost.spec.budget import load_budget
 
     budgets = load_budget(Path(__file__).resolve().parent.parent / "configs" / "budgets.yaml")
     assert [check.name for check in budgets.checks] == ["mobilenet_v1", "mobilenet_v2"]

@@ -21,8 +21,9 @@ from convcost.cost.stats import (
     summarize,
     within,
 )
+from convcost.results.budget import Figures, Level, Verdict
 from convcost.results.comparison import LatencyStats
-from convcost.run.budget import Figures, Level, Verdict, _doubted, latency_doubt
+from convcost.run.budget import _doubted, latency_doubt
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ from xml.etree import ElementTree
 from convcost.report.comparison import markdown_table, to_json
 from convcost.report.literal import markdown_literal, visible
 from convcost.report.model import si
-from convcost.run.budget import METRICS, BudgetResult, Level, Verdict
+from convcost.results.budget import METRICS, BudgetResult, Level, Verdict
 
 GITHUB_PER_LEVEL = 10  # GitHub shows at most 10 annotations of each level per step
 _UNITS = {"latency_ms": " ms"}
