@@ -53,7 +53,7 @@ class Measured:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class LimitVerdict:
     """One limit held against one figure."""
 
     check: str
@@ -103,18 +103,18 @@ class Verdict:
 @dataclass
 class BudgetResult:
     source: str
-    verdicts: list[Verdict]
+    verdicts: list[LimitVerdict]
     measured: dict[str, Measured]
     environment: Environment | None
     baseline_path: str | None = None
     baseline_written: bool = False
 
     @property
-    def errors(self) -> list[Verdict]:
+    def errors(self) -> list[LimitVerdict]:
         return [item for item in self.verdicts if not item.passed and item.level is Level.ERROR]
 
     @property
-    def warnings(self) -> list[Verdict]:
+    def warnings(self) -> list[LimitVerdict]:
         return [item for item in self.verdicts if not item.passed and item.level is Level.WARN]
 
     @property

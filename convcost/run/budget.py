@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convcost.errors import FieldIssue, SpecError
-from convcost.results.budget import METRICS, BudgetResult, Figures, Level, Measured, Verdict
+from convcost.results.budget import METRICS, BudgetResult, Figures, Level, LimitVerdict, Measured
 from convcost.spec import yamlio
 from convcost.spec.budget import (
     BASELINE_VERSION,
@@ -126,13 +126,8 @@ def measure_check(check: PlannedCheck, target: Target, settings: LatencySettings
             check.import_path, target.input_shape, latency_settings=settings, model=target.module, threads=threads
         )
     contention = result.environment.contention
-    parts = {
-        layer.name: Figures(layer.params, layer.macs, layer.latency.shown_ms if layer.latency else None,
-                            latency_doubt(layer.latency, contention))
-        for layer in result.layers
-    }  # fmt: skip
-    total = Figures(result.total.params, result.total.macs, result.latency.shown_ms if result.latency else None,
-                    latency_doubt(result.latency, contention))  # fmt: skip
+    parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention) for layer in result.layers}
+    total = _figures(result.total.params, result.total.macs, result.latency, contention)
     return Measured(total, parts, result.environment, list(result.failures), model=result)
 
 
@@ -157,8 +152,7 @@ def _measure_batch(check: PlannedCheck, batch: Batch, settings: LatencySettings 
             problems.append(f"{entry.name}: no '{wanted}' alternative in this entry")
             failed += 1
             continue
-        parts[entry.name] = Figures(layer.params, layer.macs, layer.latency.shown_ms if layer.latency else None,
-                                    latency_doubt(layer.latency, comparison.environment.contention))  # fmt: skip
+        parts[entry.name] = _figures(layer.params, layer.macs, layer.latency, comparison.environment.contention)
     if failed:
         # a sum without the failed entries would pass a limit it should not: the total is not measured
         total = Figures(None, None, None)
@@ -173,6 +167,10 @@ def _measure_batch(check: PlannedCheck, batch: Batch, settings: LatencySettings 
         "; ".join(doubts[:2]) + (f" (and {len(doubts) - 2} more)" if len(doubts) > 2 else ""),
     )
     return Measured(total, parts, environment, problems, batch=result)
+
+
+def _figures(params: float, macs: float, latency: LatencyStats | None, contention: Contention | None) -> Figures:
+    return Figures(params, macs, latency.shown_ms if latency else None, latency_doubt(latency, contention))
 
 
 def latency_doubt(stats: LatencyStats | None, contention: Contention | None) -> str:
@@ -200,13 +198,13 @@ def _busy_reason(contention: Contention) -> str:
     return f"the machine was busy ({', '.join(levels)} of {contention.reference})"
 
 
-def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool = False) -> list[Verdict]:
+def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool = False) -> list[LimitVerdict]:
     """The check's own limits and its layer limits against what was measured."""
-    verdicts: list[Verdict] = []
+    verdicts: list[LimitVerdict] = []
     spec = check.spec
     for problem in measured.problems:
-        verdicts.append(Verdict(check.name, "model", "checks", "failed", Level.ERROR, False, check.line,
-                                message=problem))  # fmt: skip
+        verdicts.append(LimitVerdict(check.name, "model", "checks", "failed", Level.ERROR, False, check.line,
+                                     message=problem))  # fmt: skip
     whole = "batch total" if check.batch_path is not None else "model"
     for metric in METRICS:
         limit: Limit | None = getattr(spec, metric)
@@ -220,9 +218,9 @@ def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool
         if not names:
             known = ", ".join(list(measured.parts)[:6]) + (" …" if len(measured.parts) > 6 else "")
             verdicts.append(
-                Verdict(check.name, f"{part}s {layer.match}", "match", "no match", Level.ERROR, False,
-                        check.line_of("layers", number, "match"),
-                        message=f"no {part} matches {layer.match!r} (there are: {known})")
+                LimitVerdict(check.name, f"{part}s {layer.match}", "match", "no match", Level.ERROR, False,
+                             check.line_of("layers", number, "match"),
+                             message=f"no {part} matches {layer.match!r} (there are: {known})")
             )  # fmt: skip
             continue
         for metric in METRICS:
@@ -245,18 +243,18 @@ def _limit(
     found: float | None,
     loc: tuple[str | int, ...],
     why: str = "",
-) -> Verdict:
+) -> LimitVerdict:
     level = _level(limit, metric)
     line = check.line_of(*loc)
     if found is None:
         # a figure that could not be measured fails its limit at the error level: it cannot be shown to hold
         message = f"{metric} not measured" + (f": {why}" if why else "")
-        return Verdict(check.name, subject, metric, "max", Level.ERROR if why else level, False, line, limit.max,
-                       None, message=message)  # fmt: skip
-    return Verdict(check.name, subject, metric, "max", level, found <= limit.max, line, limit.max, found)
+        return LimitVerdict(check.name, subject, metric, "max", Level.ERROR if why else level, False, line, limit.max,
+                            None, message=message)  # fmt: skip
+    return LimitVerdict(check.name, subject, metric, "max", level, found <= limit.max, line, limit.max, found)
 
 
-def _doubted(verdict: Verdict, figures: Figures, strict: bool) -> Verdict:
+def _doubted(verdict: LimitVerdict, figures: Figures, strict: bool) -> LimitVerdict:
     """A latency verdict made *inconclusive* when its figure cannot decide it (a warning; an error when strict).
 
     Pass or fail, an unconverged or contended measurement says nothing reliable about the limit: it is neither
@@ -283,12 +281,12 @@ def growth_verdicts(
     tolerance: Tolerance,
     baseline_line: int | None = None,
     strict_latency: bool = False,
-) -> list[Verdict]:
+) -> list[LimitVerdict]:
     """Growth over the baseline beyond the tolerance; latency only in the environment it was recorded in."""
     recorded = baseline.get("checks", {}).get(check.name)
     if not isinstance(recorded, dict):
-        return [Verdict(check.name, "model", "baseline", "growth", Level.WARN, False, check.line,
-                        message="not in the baseline: run with --update-baseline to add it")]  # fmt: skip
+        return [LimitVerdict(check.name, "model", "baseline", "growth", Level.WARN, False, check.line,
+                             message="not in the baseline: run with --update-baseline to add it")]  # fmt: skip
     verdicts = []
     for metric in METRICS:
         before = recorded.get(metric)
@@ -302,15 +300,15 @@ def growth_verdicts(
             changed = differences(recorded_environment(baseline, check.name), measured.environment)
             if changed:
                 verdicts.append(
-                    Verdict(check.name, "model", metric, "environment", Level.WARN, False, check.line_of(metric),
-                            baseline=before, found=now,
-                            message="latency not compared: the baseline was measured in another environment ("
-                            + "; ".join(changed) + ")")
+                    LimitVerdict(check.name, "model", metric, "environment", Level.WARN, False, check.line_of(metric),
+                                 baseline=before, found=now,
+                                 message="latency not compared: the baseline was measured in another environment ("
+                                 + "; ".join(changed) + ")")
                 )  # fmt: skip
                 continue
         expected = before * (1 + allowed_pct / 100)
-        verdict = Verdict(check.name, "model", metric, "growth", level, now <= expected + 1e-9, check.line_of(metric),
-                          expected, now, before, allowed_pct)  # fmt: skip
+        verdict = LimitVerdict(check.name, "model", metric, "growth", level, now <= expected + 1e-9,
+                               check.line_of(metric), expected, now, before, allowed_pct)  # fmt: skip
         verdicts.append(_doubted(verdict, measured.total, strict_latency))
     return verdicts
 
@@ -394,7 +392,7 @@ def run_checks(
     settings = latency_settings or LatencySettings(threads=options.threads, rounds=options.rounds,
                                                    min_time=options.min_time, target=options.target / 100,
                                                    max_time=options.max_time)  # fmt: skip
-    verdicts: list[Verdict] = []
+    verdicts: list[LimitVerdict] = []
     measured: dict[str, Measured] = {}
     for check, target in zip(budget.checks, targets, strict=True):
         wants_latency = check.needs_latency or bool(
@@ -412,7 +410,7 @@ def run_checks(
             verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, check.line, strict_latency)
     if missing:
         verdicts.append(
-            Verdict("baseline", "baseline", "baseline", "missing", Level.WARN, False, None,
-                    message=f"no baseline at {path} yet: growth not checked (write it with --update-baseline)")
+            LimitVerdict("baseline", "baseline", "baseline", "missing", Level.WARN, False, None,
+                         message=f"no baseline at {path} yet: growth not checked (write it with --update-baseline)")
         )  # fmt: skip
     return BudgetResult(budget.source, verdicts, measured, environment, str(path) if path else None)
