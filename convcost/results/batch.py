@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from convcost.errors import FieldIssue, SpecError
@@ -13,7 +13,7 @@ from convcost.results.comparison import Comparison
 RESULT_SCHEMA_VERSION = 2
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """What became of one entry."""
 
     OK = "ok"
@@ -21,9 +21,6 @@ class Status(str, Enum):
     INVALID = "invalid"  # not run: the entry is wrong
     ERROR = "error"  # the measurement itself failed
     NOT_RUN = "not run"  # interrupted before its turn
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

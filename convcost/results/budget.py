@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,12 +15,9 @@ SCHEMA_VERSION = 1  # of the JSON result
 METRICS = ("params", "macs", "latency_ms")  # the figures a check measures and a budget limits
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     ERROR = "error"
     WARN = "warn"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -279,7 +279,6 @@ def growth_verdicts(
     measured: Measured,
     baseline: dict[str, Any],
     tolerance: Tolerance,
-    baseline_line: int | None = None,
     strict_latency: bool = False,
 ) -> list[LimitVerdict]:
     """Growth over the baseline beyond the tolerance; latency only in the environment it was recorded in."""
@@ -407,7 +406,7 @@ def run_checks(
     if baseline is not None:
         for check in budget.checks:
             tolerance = check.spec.tolerance or budget.spec.tolerance
-            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, check.line, strict_latency)
+            verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, strict_latency)
     if missing:
         verdicts.append(
             LimitVerdict("baseline", "baseline", "baseline", "missing", Level.WARN, False, None,
