@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
     from convcost.cost.roofline import Calibration
     from convcost.errors import SpecError
+    from convcost.results.batch import BatchResult
     from convcost.results.comparison import Comparison
-    from convcost.run.batch import Batch, BatchResult
     from convcost.run.latency import LatencySettings
+    from convcost.spec.batch import Batch
     from convcost.spec.compare import CompareSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -598,7 +599,8 @@ def batch_command(
     Exit code 2 if any entry is invalid (the valid ones still run), 1 if any has a shape mismatch or a counter
     disagreement, 130 if interrupted (143 on SIGTERM; what was done is still reported and written).
     """
-    from convcost.run.batch import Status, load_batch
+    from convcost.results.batch import Status
+    from convcost.spec.batch import load_batch
 
     chosen = _format_for(output, output_format)
     with _exit_codes():
@@ -643,7 +645,8 @@ def batch_command(
 
 def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, measure: bool) -> BatchResult:
     """Evaluate the entries with a progress bar on an interactive stderr; Ctrl-C keeps what was done."""
-    from convcost.run.batch import EntryResult, collect, run
+    from convcost.results.batch import EntryResult
+    from convcost.run.batch import collect, run
 
     calibration = None
     if measure:  # the formula-only path never imports torch
@@ -682,7 +685,7 @@ def schema_command(output: OutputOption = None) -> None:
     """Print the JSON Schema of batch files, so that editors can validate and complete them."""
     import json
 
-    from convcost.run.batch import json_schema
+    from convcost.spec.batch import json_schema
 
     _write(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n", output)
 
@@ -739,8 +742,9 @@ def model_command(
     with _exit_codes():
         from convcost.report.comparison import OutputFormat
         from convcost.report.model import render
-        from convcost.run.model import evaluate_source, is_import_path
+        from convcost.run.model import evaluate_source
         from convcost.spec.bundled import Use, resolve
+        from convcost.spec.source import is_import_path
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
@@ -851,9 +855,9 @@ def sweep_command(
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
     with _exit_codes():
         from convcost.report.comparison import OutputFormat, render_sweep
-        from convcost.run import sweep
+        from convcost.spec.sweep import plan
 
-        specs = sweep.plan(axes, fixed)
+        specs = plan(axes, fixed)
         if plot is not None:  # refused before anything is measured
             if not latency:
                 fail("--plot: the plot shows measured speedups: leave out --no-latency")
@@ -890,6 +894,7 @@ def _run_sweep(
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr."""
     from convcost.run import sweep
+    from convcost.spec.sweep import describe
 
     settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
                                  max_time=max_time)  # fmt: skip
@@ -897,7 +902,7 @@ def _run_sweep(
     progress, update = _progress_bar(len(specs), "sweep")
     with progress:
         return sweep.run(specs, axes, fixed, settings, calibration,
-                         lambda index, total, spec: update(index, sweep.describe(spec)))  # fmt: skip
+                         lambda index, total, spec: update(index, describe(spec)))  # fmt: skip
 
 
 # ---- convcost check ----------------------------------------------------------------------------------------
@@ -961,9 +966,10 @@ def check_command(
     with _exit_codes():
         from convcost.report import budget as budget_report
         from convcost.run import budget as budgets
+        from convcost.spec.budget import load_budget
         from convcost.spec.bundled import Use, resolve
 
-        plan = budgets.load_budget(resolve(str(budget_file), Use.CHECK))
+        plan = load_budget(resolve(str(budget_file), Use.CHECK))
         target = baseline or plan.baseline_path
         if update_baseline and target is None:
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
