@@ -85,21 +85,29 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
     With ``keep_issues``, problems of single values (duplicate keys, YAML 1.1 numbers) are kept in
     ``document.issues`` instead of raised, so that a caller can report them together with its own.
     """
-    _scan(text, source)
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.YAMLError as error:
-        raise _yaml_error(error, source) from None
-    finally:
-        loader.dispose()
+    events = _scan(text, source)
     document = Document(data=None, source=source)
     issues: list[FieldIssue] = []
-    if node is not None:
+    if events is not None:
         try:
-            document.data = _Builder(loader, document.lines, issues).value(node, ())
-        except SpecError as error:
-            raise SpecError(error.issues, source=source) from None
+            document.data = _EventBuilder(events, _Loader(""), document.lines, issues).value(()) if events else None
+        except _NeedNodes:
+            events = None
+            document.lines.clear()
+            issues.clear()
+    if events is None:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as error:
+            raise _yaml_error(error, source) from None
+        finally:
+            loader.dispose()
+        if node is not None:
+            try:
+                document.data = _Builder(loader, document.lines, issues).value(node, ())
+            except SpecError as error:
+                raise SpecError(error.issues, source=source) from None
     if issues and not keep_issues:
         raise document.error(issues)
     document.issues = issues
@@ -126,12 +134,19 @@ MAX_DEPTH = 50
 
 _COLLECTION_START = frozenset({yaml.MappingStartEvent, yaml.SequenceStartEvent})
 _COLLECTION_END = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
+_NODE_EVENTS = _COLLECTION_START | _COLLECTION_END | {yaml.ScalarEvent}
 
 
-def _scan(text: str, source: str) -> None:
+def _scan(text: str, source: str) -> list[yaml.Event] | None:
     """Stream the file's events once: refuse too many values, too deep a nesting and an alias inside its own
-    anchor (a recursive structure) before any node is composed, with the line where the limit is crossed."""
+    anchor (a recursive structure) before any node is composed, with the line where the limit is crossed.
+
+    Returns the events of the file's one document when it has no anchor and no alias (then nothing needs
+    composing: see _EventBuilder), else None.
+    """
     loader = _Loader(text)
+    events: list[yaml.Event] | None = []
+    documents = 0
     get_event = loader.get_event  # None after the stream's end, with libyaml and without
     values = 0
     # per open collection: [its anchor, for a mapping whether the next child is a key (None for a sequence)]
@@ -140,6 +155,15 @@ def _scan(text: str, source: str) -> None:
     try:
         while (event := get_event()) is not None:
             kind = type(event)
+            if events is not None:
+                if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
+                    events = None
+                elif kind is yaml.DocumentStartEvent:
+                    documents += 1
+                    if documents > 1:
+                        events = None
+                elif kind in _NODE_EVENTS:
+                    events.append(event)
             if kind in _COLLECTION_END:
                 anchor = stack.pop()[0]
                 if anchor is not None:
@@ -180,6 +204,7 @@ def _scan(text: str, source: str) -> None:
         raise _yaml_error(error, source) from None
     finally:
         loader.dispose()
+    return events
 
 
 def _event_line(event: yaml.Event) -> int | None:
@@ -231,14 +256,7 @@ class _Builder:
             and not node.style  # None (pure-Python parser) or "" (libyaml) for a plain scalar
             and not _PLAIN_DECIMAL.match(node.value)
         ):
-            self.issues.append(
-                FieldIssue(
-                    loc,
-                    f"YAML 1.1 reads {node.value} as the number {value}: write it as a decimal number, "
-                    f'or quote it if you mean something else ("{node.value}")',
-                    node.start_mark.line + 1,
-                )
-            )
+            self.issues.append(_yaml11_number(loc, node.value, value, node.start_mark.line + 1))
         return value
 
     def mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
@@ -258,11 +276,7 @@ class _Builder:
                 issues.append(FieldIssue(loc, "mapping keys must be plain words", key_node.start_mark.line + 1))
                 continue
             if isinstance(key, bool):
-                # `on:`/`off:`/`yes:` as keys: YAML 1.1 turns them into booleans
-                issues.append(
-                    FieldIssue(loc, f"key {key_node.value!r} reads as a boolean in YAML 1.1: quote it",
-                               key_node.start_mark.line + 1)
-                )  # fmt: skip
+                issues.append(_boolean_key(loc, key_node.value, key_node.start_mark.line + 1))
                 continue
             key_line = key_node.start_mark.line + 1
             if key in result and key not in merged:
@@ -280,20 +294,164 @@ class _Builder:
         return result
 
     def scalar(self, node: yaml.Node) -> Any:
-        tag = node.tag
-        if tag == _STR_TAG:  # what construct_yaml_str returns
-            return node.value
-        if _long_number(node):
-            return str(node.value)
-        cached = self.scalars.get((tag, node.value), self)
-        if cached is not self:
-            return cached
-        try:
-            value = self.loader.construct_object(node, deep=True)
-        except (ValueError, OverflowError):  # e.g. a timestamp 2001-13-45 (month 13): its text, for the validators
-            return str(node.value)
-        self.scalars[(tag, node.value)] = value
+        return _scalar(node, self.loader, self.scalars)
+
+
+class _NeedNodes(Exception):
+    """The file needs composed nodes: a merge key, or a value its constructor refuses other than by ValueError."""
+
+
+class _EventBuilder:
+    """What _Builder builds, straight from the events of a file without anchors and aliases (most files): the
+    same values, lines and issues in the same order, without composing nodes first."""
+
+    def __init__(self, events: list[Any], loader: Any, lines: dict[Loc, int], issues: list[FieldIssue]) -> None:
+        self.events = events
+        self.at = 0  # the next event
+        self.loader = loader
+        self.lines = lines
+        self.issues = issues
+        self.scalars: dict[tuple[str, str], Any] = {}
+        self.tags: dict[tuple[str, tuple[bool, bool]], str] = {}
+
+    def value(self, loc: Loc) -> Any:
+        event = self.events[self.at]
+        self.at += 1
+        kind = type(event)
+        line = event.start_mark.line + 1
+        self.lines[loc] = line
+        tag = self.tag(event, kind)
+        if tag not in _PLAIN_TAGS:
+            self.issues.append(_foreign(tag, loc, line))
+            self.skip(kind)
+            return None
+        if kind is yaml.MappingStartEvent:
+            return self.mapping(loc)
+        if kind is yaml.SequenceStartEvent:
+            items: list[Any] = []
+            while type(self.events[self.at]) is not yaml.SequenceEndEvent:
+                items.append(self.value((*loc, len(items))))
+            self.at += 1
+            return items
+        value = self.scalar(event, tag)
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not event.style
+            and not _PLAIN_DECIMAL.match(event.value)
+        ):
+            self.issues.append(_yaml11_number(loc, event.value, value, line))
         return value
+
+    def mapping(self, loc: Loc) -> dict[Any, Any]:
+        events, issues = self.events, self.issues
+        result: dict[Any, Any] = {}
+        first_line: dict[Any, int] = {}
+        while type(key_event := events[self.at]) is not yaml.MappingEndEvent:
+            self.at += 1
+            kind = type(key_event)
+            tag = self.tag(key_event, kind)
+            if tag in _FLATTENED:
+                raise _NeedNodes
+            line = key_event.start_mark.line + 1
+            if tag not in _PLAIN_TAGS:
+                issues.append(_foreign(tag, loc, line))
+                self.skip(kind)
+                self.skip_value()
+                continue
+            key = None
+            if kind is yaml.ScalarEvent:
+                key = self.scalar(key_event, tag)
+            else:
+                self.skip(kind)
+            if (
+                not isinstance(key, (str, int))
+                or key is None
+                or (tag == _INT_TAG and len(key_event.value) > MAX_NUMBER_TEXT)
+            ):
+                issues.append(FieldIssue(loc, "mapping keys must be plain words", line))
+                self.skip_value()
+                continue
+            if isinstance(key, bool):
+                issues.append(_boolean_key(loc, key_event.value, line))
+                self.skip_value()
+                continue
+            if key in result:
+                issues.append(FieldIssue((*loc, key), f"duplicate key (first given on line {first_line[key]})", line))
+                self.skip_value()
+                continue
+            first_line[key] = line
+            self.lines[("key", *loc, key)] = line
+            result[key] = self.value((*loc, key))
+        self.at += 1
+        return result
+
+    def tag(self, event: Any, kind: type) -> str:
+        """The event's tag, resolved as the composer resolves it."""
+        tag: str | None = event.tag
+        if tag is not None and tag != "!":
+            return tag
+        if kind is yaml.ScalarEvent:
+            key = (event.value, event.implicit)
+            resolved = self.tags.get(key)
+            if resolved is None:  # the safe loader resolves by the text alone (it has no path resolvers)
+                resolved = self.tags[key] = str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
+            return resolved
+        node_class = yaml.MappingNode if kind is yaml.MappingStartEvent else yaml.SequenceNode
+        return str(self.loader.resolve(node_class, None, event.implicit))
+
+    def scalar(self, event: Any, tag: str) -> Any:
+        if tag == _STR_TAG:
+            return event.value
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            return _scalar(node, self.loader, self.scalars)
+        except Exception:  # e.g. !!bool maybe: where composed nodes meet it too, and it has always been raised
+            raise _NeedNodes from None
+
+    def skip(self, kind: type) -> None:
+        """Past the rest of a value whose first event was of ``kind``."""
+        depth = 1 if kind in _COLLECTION_START else 0
+        while depth:
+            kind = type(self.events[self.at])
+            self.at += 1
+            depth += 1 if kind in _COLLECTION_START else -1 if kind in _COLLECTION_END else 0
+
+    def skip_value(self) -> None:
+        self.at += 1
+        self.skip(type(self.events[self.at - 1]))
+
+
+def _scalar(node: yaml.Node, loader: Any, scalars: dict[tuple[str, str], Any]) -> Any:
+    """A scalar's value; ``scalars`` keeps each (tag, text) constructed (the values are immutable)."""
+    tag = node.tag
+    if tag == _STR_TAG:  # what construct_yaml_str returns
+        return node.value
+    if _long_number(node):
+        return str(node.value)
+    cached = scalars.get((tag, node.value), scalars)
+    if cached is not scalars:
+        return cached
+    try:
+        value = loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError):  # e.g. a timestamp 2001-13-45 (month 13): its text, for the validators
+        return str(node.value)
+    scalars[(tag, node.value)] = value
+    return value
+
+
+def _yaml11_number(loc: Loc, text: str, value: int, line: int) -> FieldIssue:
+    return FieldIssue(
+        loc,
+        f"YAML 1.1 reads {text} as the number {value}: write it as a decimal number, "
+        f'or quote it if you mean something else ("{text}")',
+        line,
+    )
+
+
+def _boolean_key(loc: Loc, text: str, line: int) -> FieldIssue:
+    # `on:`/`off:`/`yes:` as keys: YAML 1.1 turns them into booleans
+    return FieldIssue(loc, f"key {text!r} reads as a boolean in YAML 1.1: quote it", line)
 
 
 _INT_TAG = "tag:yaml.org,2002:int"
@@ -315,9 +473,13 @@ _PLAIN_TAGS = {
 def _foreign_tag(node: yaml.Node, loc: Loc, issues: list[FieldIssue]) -> bool:
     if node.tag in _PLAIN_TAGS:
         return False
-    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-    issues.append(FieldIssue(loc, f"YAML tag {tag} is not allowed here: write plain values", node.start_mark.line + 1))
+    issues.append(_foreign(node.tag, loc, node.start_mark.line + 1))
     return True
+
+
+def _foreign(tag: str, loc: Loc, line: int) -> FieldIssue:
+    shown = tag.replace("tag:yaml.org,2002:", "!!")
+    return FieldIssue(loc, f"YAML tag {shown} is not allowed here: write plain values", line)
 
 
 def suggest(word: str, choices: Iterable[str]) -> str | None:
