@@ -317,6 +317,7 @@ class _Planner:
         self.model_input = model_input
         self.issues: list[FieldIssue] = []
         self.counts: dict[str, int] = {}
+        self.planned: dict[tuple[int, Shape], PlannedLayer] = {}  # by layer (its id) and input shape
 
     def channels(self, value: int, scale: bool, min_width: float | None = None) -> int:
         """A layer's channels at the width multiplier: ``scale: false`` keeps them, ``min_width`` floors α."""
@@ -373,10 +374,21 @@ class _Planner:
         if isinstance(layer, (ConvLayer, InvertedResidualLayer)) and len(shape) != 4:
             self.fail((*loc, "kind"), f"{layer.kind} needs an N×C×H×W input, got {_show(shape)}")
             return None
-        if isinstance(layer, ConvLayer):
-            return self.conv_layer(layer, name, loc, shape)
-        if isinstance(layer, InvertedResidualLayer):
-            return self.inverted_residual(layer, name, loc, shape)
+        if isinstance(layer, (ConvLayer, InvertedResidualLayer)):
+            # a repeated layer's copies on the same input have the same stages: validated and planned once
+            first = self.planned.get((id(layer), shape))
+            if first is not None:
+                copy, out = _stage_ops(name, first.stages, shape)
+                if first.residual:
+                    copy.append(AddOp(f"{name}.add", out))
+                return PlannedLayer(name, first.kind, loc, copy, list(first.stages), first.residual, spec=layer)
+            if isinstance(layer, ConvLayer):
+                planned = self.conv_layer(layer, name, loc, shape)
+            else:
+                planned = self.inverted_residual(layer, name, loc, shape)
+            if planned is not None:
+                self.planned[(id(layer), shape)] = planned
+            return planned
         if isinstance(layer, PoolLayer):
             return self.pool(layer, name, loc, shape)
         if isinstance(layer, FlattenLayer):
