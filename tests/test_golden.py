@@ -10,7 +10,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from convcost.report.comparison import render_table
+from convcost.report.compare import render_table
 from convcost.run.comparison import compare
 from convcost.spec.compare import parse_compare
 
@@ -37,7 +37,7 @@ def one_thread() -> Iterator[None]:
 def test_table_matches_golden(name: str, overwrite: bool, one_thread: None) -> None:
     comparison = compare(parse_compare(CASES[name]), None)
     buffer = io.StringIO()
-    render_table(comparison, Console(file=buffer, width=80, color_system=None, highlight=False))
+    Console(file=buffer, width=80, color_system=None, highlight=False).print(render_table(comparison))
     text = buffer.getvalue()
     path = GOLDEN / f"{name}.txt"
     if overwrite:

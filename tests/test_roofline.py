@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
+from rich.console import Console, RenderableType
 from typer.testing import CliRunner
 
 from convcost.cli import app
@@ -20,7 +20,7 @@ from convcost.cost.roofline import (
     combine,
     predicted_speedup,
 )
-from convcost.report.comparison import render_roofline, render_table
+from convcost.report.compare import render_roofline, render_table
 from convcost.results.roofline import limited_stages
 from convcost.run import calibrate
 from convcost.run.comparison import compare
@@ -156,12 +156,15 @@ def test_note_names_the_stages_that_are_not_compute_bound() -> None:
     assert limited_stages(compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": 16}), None).dense) == ""
 
 
+def printed(renderable: RenderableType) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, color_system=None, highlight=False).print(renderable)
+    return buffer.getvalue()
+
+
 def test_full_table_names_verdicts_and_fits_80_columns() -> None:
     comparison = compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": 16}), None, PEAKS)
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=80, color_system=None, highlight=False)
-    render_roofline(comparison, console)
-    text = buffer.getvalue()
+    text = printed(render_roofline(comparison))
     assert "compute-bound" in text and "Roofline: bounds (ms)" in text
     assert "1 GFLOP/s" not in text and "1.00 GFLOP/s matmul" in text
     assert "…" not in text  # nothing cut off at 80 columns
@@ -169,18 +172,15 @@ def test_full_table_names_verdicts_and_fits_80_columns() -> None:
 
 def test_full_table_without_calibration_says_how_to_get_one() -> None:
     comparison = compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": 16}), None)
-    buffer = io.StringIO()
-    render_roofline(comparison, Console(file=buffer, width=80, color_system=None, highlight=False))
-    assert "run convcost calibrate" in buffer.getvalue()
-    assert "Roofline: bounds" not in buffer.getvalue()
+    text = printed(render_roofline(comparison))
+    assert "run convcost calibrate" in text
+    assert "Roofline: bounds" not in text
 
 
 def test_plain_table_is_unchanged_without_latency() -> None:
     # the compact roofline lives in the latency section: without latency the report has no roofline line
     comparison = compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": 16}), None, PEAKS)
-    buffer = io.StringIO()
-    render_table(comparison, Console(file=buffer, width=80, color_system=None, highlight=False))
-    assert "Roofline:" not in buffer.getvalue()
+    assert "Roofline:" not in printed(render_table(comparison))
 
 
 def _store_peaks(threads: int = 1) -> None:

@@ -170,6 +170,26 @@ class FitTable(Table):
             yield literal(self.caption)
 
 
+def prose(item: str | Text, style: str | None = None, *, soft_wrap: bool = False) -> Text:
+    """A line of prose for a renderer's output, literal like every printed string.
+
+    ``soft_wrap`` keeps it on one line whatever the width (a problem that must be grepped and copied whole); the
+    CLI prints a report without cropping, so such a line runs past the width instead of being cut.
+    """
+    text = literal(item, keep_lines=True)
+    text = text.copy() if isinstance(text, Text) else Text(str(text))
+    if style:
+        text.style = style
+    if soft_wrap:
+        text.no_wrap, text.overflow = True, "ignore"
+    return text
+
+
+def show(console: Console, renderable: RenderableType) -> None:
+    """Print what a renderer returned as the CLI does: no cropping, so a soft-wrapped line stays whole."""
+    console.print(renderable, crop=False)
+
+
 class LiteralConsole(Console):
     """A console that prints every str as itself: no markup, no emoji, no highlighting, control chars visible."""
 
