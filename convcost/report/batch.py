@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rich import box
 from rich.console import Group, RenderableType
 from rich.rule import Rule
 from rich.text import Text
 
 from convcost.report.compare import CSV_COLUMNS, csv_rows, render_table, to_markdown
-from convcost.report.export import markdown_table, to_csv, to_json
+from convcost.report.export import fixed, markdown_table, to_csv, to_json
 from convcost.report.format import OutputFormat, compact_count, count, csv_shape, ratio, with_interval
 from convcost.report.literal import markdown_literal, visible
 from convcost.report.tables import FitTable, literal, prose
@@ -100,7 +99,7 @@ _STATUS_STYLES = {"ok": "green", "failed": "bold red", "invalid": "bold red", "e
 def render_batch_table(result: BatchResult, detail: bool = False) -> Group:
     """The batch summary as a Rich table, the problems under it, then (``detail``) each entry's compare report."""
     parts: list[RenderableType] = [Text(visible(batch_title(result)), style="bold")]
-    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = FitTable()
     timed = any(entry.comparison and entry.comparison.dense.latency for entry in result.entries)
     shown = [index for index in range(len(_BATCH_HEADERS)) if timed or _BATCH_HEADERS[index] != "Speedup"]
     for index in shown:
@@ -143,11 +142,8 @@ def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
             for key in ("input_shape", "dense_output_shape", "output_shape"):
                 if key in out:
                     out[key] = csv_shape(out[key])
-            for key in ("ratio_params", "ratio_macs", "dense_latency_ms", "latency_ms", "speedup", "speedup_low",
-                        "speedup_high", "speedup_typical"):  # fmt: skip
-                if out.get(key) is not None:
-                    out[key] = f"{out[key]:.6f}"
-            rows.append(out)
+            rows.append(fixed(out, ("ratio_params", "ratio_macs", "dense_latency_ms", "latency_ms", "speedup",
+                                    "speedup_low", "speedup_high", "speedup_typical")))  # fmt: skip
     return rows
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich import box
 from rich.console import Group, RenderableType
 
 from convcost.cost.roofline import Calibration
@@ -24,14 +23,6 @@ def render(calibration: Calibration, path: str, fresh: bool, output_format: Outp
     return render_calibration(calibration, path, fresh)
 
 
-def _giga(interval: tuple[float, float] | None) -> str:
-    return _scaled(interval, 1e-9)
-
-
-def _micro(interval: tuple[float, float] | None) -> str:
-    return _scaled(interval, 1e6)
-
-
 def _scaled(interval: tuple[float, float] | None, scale: float) -> str:
     """`` (low–high)`` of an interval in the unit ``scale`` gives, or nothing when it was not measured."""
     return "" if interval is None else f" ({significant(interval[0] * scale)}–{significant(interval[1] * scale)})"
@@ -40,20 +31,21 @@ def _scaled(interval: tuple[float, float] | None, scale: float) -> str:
 def render_calibration(calibration: Calibration, path: str, fresh: bool) -> Group:
     """What `convcost calibrate` found, and where it is cached."""
     parts: list[RenderableType] = [prose(visible(calibration.key), style="bold", soft_wrap=True)]
-    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = FitTable()
     table.add_column("Peak", no_wrap=True)
     table.add_column("Value", justify="right", no_wrap=True)
     table.add_column("Measured with", overflow="fold")  # prose: may wrap between words
-    table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)}{_giga(calibration.peak_flops_interval)} "
-                  "GFLOP/s", f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
+    table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)}"
+                  f"{_scaled(calibration.peak_flops_interval, 1e-9)} GFLOP/s",
+                  f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
     table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)}"
-                  f"{_giga(calibration.peak_bandwidth_interval)} GB/s",
+                  f"{_scaled(calibration.peak_bandwidth_interval, 1e-9)} GB/s",
                   f"copy of {compact_bytes(calibration.copy_bytes)} (read + write)")  # fmt: skip
     table.add_row("per call", f"{significant(calibration.call_overhead_s * 1e6)}"
-                  f"{_micro(calibration.call_overhead_interval)} µs", "1×1 conv on 1×1×1×1")  # fmt: skip
+                  f"{_scaled(calibration.call_overhead_interval, 1e6)} µs", "1×1 conv on 1×1×1×1")  # fmt: skip
     if calibration.grouped_call_overhead_s is not None:
         table.add_row("grouped call", f"{significant(calibration.grouped_call_overhead_s * 1e6)}"
-                      f"{_micro(calibration.grouped_call_overhead_interval)} µs",
+                      f"{_scaled(calibration.grouped_call_overhead_interval, 1e6)} µs",
                       "3×3 depthwise conv on 1×2×3×3")  # fmt: skip
     table.add_row("ridge", f"{significant(calibration.ridge)} FLOP/byte", "compute ÷ memory")
     if calibration.probe_bandwidth is not None and calibration.probe_flops is not None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Group, NewLine, RenderableType
 from rich.text import Text
 
 from convcost.cost.roofline import Roofline
 from convcost.cost.stats import BEST_QUANTILE
-from convcost.report.export import markdown_table, to_csv, to_json
+from convcost.report.export import fixed, markdown_table, to_csv, to_json
 from convcost.report.format import (
     OutputFormat,
     allocator_text,
@@ -75,10 +74,9 @@ def layer_title(comparison: Comparison) -> str:
     if not dense.bias:
         extras.append("no bias")
     head = f"{comparison.name}: " if comparison.name else ""
-    threads = f"{env.threads} thread" + ("s" if env.threads != 1 else "")
     return (
         f"{head}{title}{', ' + ', '.join(extras) if extras else ''} · input {shape(comparison.dense.input_shape)}"
-        f" · {env.dtype} · {env.device} · {threads}"
+        f" · {env.dtype} · {env.device} · {threads_text(env.threads)}"
     )
 
 
@@ -119,7 +117,7 @@ def render_table(comparison: Comparison) -> Group:
     """The compare report as Rich tables, readable at 80 columns."""
     parts: list[RenderableType] = [Text(visible(layer_title(comparison)), style="bold")]
     show_other = any(layer.other_ops for layer in comparison.layers)
-    cost = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="Cost (MACs exclude bias adds)", title_justify="left")
+    cost = FitTable(title="Cost (MACs exclude bias adds)")
     cost.add_column("Layer", no_wrap=True)
     cost.add_column("Output", no_wrap=True)
     cost.add_column("Params", justify="right", no_wrap=True)
@@ -141,7 +139,7 @@ def render_table(comparison: Comparison) -> Group:
         cost.add_row(*cells, style="dim" if stage is not None else None)
     parts.append(cost)
 
-    stages = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="Stages", title_justify="left")
+    stages = FitTable(title="Stages")
     stages.add_column("Stage", no_wrap=True)
     stages.add_column("Weight", no_wrap=True)
     stages.add_column("Stride/pad", no_wrap=True)
@@ -159,7 +157,7 @@ def render_table(comparison: Comparison) -> Group:
             for note in stage.notes:
                 parts.append(Text(visible(f"{layer.kind}.{stage.name}: {note}"), style="yellow"))
     parts += [*_checks(comparison), NewLine()]
-    ratios = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="Dense ÷ alternative", title_justify="left")
+    ratios = FitTable(title="Dense ÷ alternative")
     ratios.add_column("vs", no_wrap=True)
     ratios.add_column("Params", justify="right", no_wrap=True)
     ratios.add_column("MACs", justify="right", no_wrap=True)
@@ -208,7 +206,7 @@ def _latency(comparison: Comparison) -> list[RenderableType]:
              f"{allocator_text(env.allocator)})", style="italic"),
         prose(f"Sampled {sampling_text(first)}", style="italic"),
     ]  # fmt: skip
-    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = FitTable()
     table.add_column("Layer", no_wrap=True)
     table.add_column("Best (interval)", justify="right", no_wrap=True)
     table.add_column("Typical", justify="right", no_wrap=True)  # the IQR is in JSON and CSV: 80 columns hold this
@@ -269,10 +267,7 @@ def calibration_line(comparison: Comparison) -> str:
 def render_roofline(comparison: Comparison) -> Group:
     """The full roofline: what each layer and stage moves and achieves, then (calibrated) its bound and verdict."""
     work = FitTable(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
         title="Roofline: work (bytes = input + weights + output once; FLOP = 2·MAC)",
-        title_justify="left",
     )
     for header in ("Layer", "MACs", "Bytes", "FLOP/byte", "Measured ms", "GMAC/s", "GB/s"):
         work.add_column(header, justify="left" if header == "Layer" else "right", no_wrap=True)
@@ -289,10 +284,7 @@ def render_roofline(comparison: Comparison) -> Group:
             return Group(work, prose(calibration_line(comparison), style="dim"))
         return Group(work)
     bounds = FitTable(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
         title="Roofline: bounds (ms)",
-        title_justify="left",
     )
     for header in ("Layer", "Compute", "Memory", "Per-call", "Bound", "Achieved", "Verdict"):
         bounds.add_column(header, justify="left" if header in ("Layer", "Verdict") else "right", no_wrap=True)
@@ -348,30 +340,26 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
         }
         stats = layer.latency if stage is None else stage.latency
         if stats is not None:
-            row["latency_median_ms"] = f"{stats.median_ms:.6f}"
-            row["latency_iqr_ms"] = f"{stats.iqr_ms:.6f}"
-            row["latency_best_ms"] = f"{stats.shown_ms:.6f}"
-            if stats.interval_ms is not None:
-                row["latency_low_ms"], row["latency_high_ms"] = (f"{value:.6f}" for value in stats.interval_ms)
-            row["latency_converged"] = stats.converged
+            low, high = stats.interval_ms or (None, None)
             contention = comparison.environment.contention
-            row["busy"] = "" if contention is None else contention.busy
-            row["threads"] = comparison.environment.threads
+            row.update(latency_median_ms=stats.median_ms, latency_iqr_ms=stats.iqr_ms, latency_best_ms=stats.shown_ms,
+                       latency_low_ms=low, latency_high_ms=high, latency_converged=stats.converged,
+                       busy="" if contention is None else contention.busy,
+                       threads=comparison.environment.threads)  # fmt: skip
         row.update(_roofline_csv(item.roofline))
         if stage is None and layer.kind in ratios:
-            ratio_item = ratios[layer.kind]
-            row["ratio_params"] = f"{ratio_item.params:.6f}"
-            row["ratio_macs"] = f"{ratio_item.macs:.6f}"
-            row["ratio_latency"] = "" if ratio_item.latency is None else f"{ratio_item.latency:.6f}"
-            if ratio_item.latency_interval is not None:
-                row["ratio_latency_low"], row["ratio_latency_high"] = (
-                    f"{value:.6f}" for value in ratio_item.latency_interval
-                )
-            if ratio_item.latency_typical is not None:
-                row["ratio_latency_typical"] = f"{ratio_item.latency_typical:.6f}"
-            row["ratio_roofline"] = "" if ratio_item.roofline is None else f"{ratio_item.roofline:.6f}"
-        rows.append(row)
+            entry = ratios[layer.kind]
+            low, high = entry.latency_interval or (None, None)
+            row.update(ratio_params=entry.params, ratio_macs=entry.macs, ratio_latency=entry.latency,
+                       ratio_latency_low=low, ratio_latency_high=high, ratio_latency_typical=entry.latency_typical,
+                       ratio_roofline=entry.roofline)  # fmt: skip
+        rows.append(fixed(row, _FIXED))
     return rows
+
+
+_FIXED = ("latency_median_ms", "latency_iqr_ms", "latency_best_ms", "latency_low_ms", "latency_high_ms",
+          "ratio_params", "ratio_macs", "ratio_latency", "ratio_latency_low", "ratio_latency_high",
+          "ratio_latency_typical", "ratio_roofline")  # fmt: skip
 
 
 def _roofline_csv(line: Roofline | None) -> dict[str, Any]:

@@ -26,6 +26,14 @@ def csv_value(value: Any) -> Any:
     return value
 
 
+def fixed(row: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """``row`` with the figures under ``keys`` written to six decimals (never an exponent); missing ones stay."""
+    for key in keys:
+        if row.get(key) is not None:
+            row[key] = f"{row[key]:.6f}"
+    return row
+
+
 def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")

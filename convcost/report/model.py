@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Console, ConsoleOptions, Group, NewLine, RenderableType, RenderResult
 from rich.text import Text
 
@@ -103,8 +102,6 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
     """The per-layer table, the totals with their checks, the dense equivalent and the breakdown by kind."""
     show_latency = any(layer.latency for layer in result.layers)
     table = FitTable(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
         show_edge=False,
         padding=(0, 0, 0, 1),  # one space and the column rule between columns: 80 columns hold all of them
         caption="C×H×W without the batch, 7² = 7×7; Other: norm, act, pool, add ops",
@@ -180,7 +177,7 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
 
 
 def render_by_kind(result: ModelResult) -> FitTable:
-    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="By kind", title_justify="left")
+    table = FitTable(title="By kind")
     table.add_column("Kind", no_wrap=True)
     table.add_column("Ops", justify="right", no_wrap=True)
     table.add_column("Params", justify="right", no_wrap=True)
@@ -270,7 +267,7 @@ def render(
 
 def render_roofline(result: ModelResult) -> Group:
     """The full roofline per timed layer: what it moves and achieves, and (calibrated) its bound and verdict."""
-    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0, 0, 1))
+    table = FitTable(show_edge=False, padding=(0, 0, 0, 1))
     for header in ("Layer", "MACs", "Bytes", "FLOP/B", "GMAC/s", "GB/s", "Bound ms", "Of bound", "Limit"):
         table.add_column(header, justify="left" if header in ("Layer", "Limit") else "right", no_wrap=True)
     for layer in result.layers:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich import box
 from rich.console import Group
 from rich.text import Text
 
-from convcost.report.export import markdown_table, to_csv, to_json
+from convcost.report.export import fixed, markdown_table, to_csv, to_json
 from convcost.report.format import (
     OutputFormat,
     allocator_text,
@@ -76,7 +75,7 @@ def _sweep_cells(point: SweepPoint, columns: list[str]) -> list[str]:
 
 def render_sweep_table(sweep: Sweep) -> Group:
     columns = _sweep_columns(sweep)
-    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
+    table = FitTable()
     for column in columns:
         table.add_column(column, justify="left" if column in ("Layer", "vs", "Bound") else "right", no_wrap=True)
     for point in sweep.points:
@@ -113,12 +112,9 @@ def sweep_csv_rows(sweep: Sweep) -> list[dict[str, Any]]:
     for point in sweep.points:
         row = point.to_dict()
         row["kernel"], row["size"] = csv_shape(point.kernel), csv_shape(point.size)
-        for key in ("params_ratio", "macs_ratio", "speedup", "efficiency", "roofline_speedup", "dense_ms",
-                    "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low", "speedup_high",
-                    "speedup_typical"):  # fmt: skip
-            if row[key] is not None:
-                row[key] = f"{row[key]:.6f}"
-        rows.append(row)
+        rows.append(fixed(row, ("params_ratio", "macs_ratio", "speedup", "efficiency", "roofline_speedup", "dense_ms",
+                                "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low",
+                                "speedup_high", "speedup_typical")))  # fmt: skip
     return rows
 
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable
 from typing import IO, Any
 
+from rich import box
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
@@ -54,6 +55,11 @@ def _content_width(console: Console, options: ConsoleOptions, renderable: Render
 
 class FitTable(Table):
     """A Rich table that never crops a no-wrap cell: whole when it fits, stacked (row by row) when it does not."""
+
+    def __init__(self, *headers: Any, **kwargs: Any) -> None:
+        """Every convcost table's look unless told otherwise: a rule under the header, no edge padding, title left."""
+        kwargs = {"box": box.SIMPLE_HEAD, "pad_edge": False, "title_justify": "left", **kwargs}
+        super().__init__(*headers, **kwargs)
 
     def add_column(self, header: RenderableType = "", *args: Any, **kwargs: Any) -> None:
         if kwargs.get("overflow") != "fold":
