@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from convcost.errors import FieldIssue, SpecError
-from convcost.spec import yamlio
+from convcost.spec import yamlio, yamlvalues
 from convcost.spec.compare import CompareSpec
 
 
@@ -131,7 +131,7 @@ def test_alias_bomb_is_refused_quickly() -> None:
 
 
 def _both_ways(text: str) -> list[tuple[object, ...]]:
-    """The file read from its events (yamlio._EventBuilder) and from composed nodes (yamlio._Builder)."""
+    """The file read from its events (EventBuilder) and from composed nodes (NodeBuilder)."""
     results: list[tuple[object, ...]] = []
     for direct in (True, False):
         lines: dict[yamlio.Loc, int] = {}
@@ -139,11 +139,12 @@ def _both_ways(text: str) -> list[tuple[object, ...]]:
         if direct:
             events = yamlio._scan(text, "f.yaml")
             assert events is not None
-            data = yamlio._EventBuilder(events, yamlio._Loader(""), lines, issues).value(()) if events else None
+            data = yamlvalues.EventBuilder(events, yamlio._Loader(""), lines, issues).value(()) if events else None
         else:
             loader = yamlio._Loader(text)
             node = loader.get_single_node()
-            data = yamlio._Builder(loader, lines, issues).value(node, ()) if node is not None else None
+            builder = yamlvalues.NodeBuilder(loader, lines, issues, yamlio.MAX_VALUES, yamlio.MAX_DEPTH)
+            data = builder.value(node, ()) if node is not None else None
         results.append((repr(data), lines, [(issue.loc, issue.message, issue.line) for issue in issues]))
     return results
 
@@ -172,5 +173,5 @@ def test_a_file_without_anchors_reads_the_same_from_its_events(text: str) -> Non
 def test_anchors_merges_and_constructor_errors_go_through_composed_nodes(text: str) -> None:
     events = yamlio._scan(text, "f.yaml")
     if events is not None:  # merge keys and a constructor's own errors are found while building
-        with pytest.raises(yamlio._NeedNodes):
-            yamlio._EventBuilder(events, yamlio._Loader(""), {}, []).value(())
+        with pytest.raises(yamlvalues.NeedNodes):
+            yamlvalues.EventBuilder(events, yamlio._Loader(""), {}, []).value(())
