@@ -1,0 +1,192 @@
+"""``convcost compare``: one dense Conv2d against its alternatives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from convcost.cli.options import (
+    ChannelsLastOption,
+    FormatOption,
+    FormulaOnlyOption,
+    LatencyOption,
+    MaxTimeOption,
+    MinTimeOption,
+    OutputOption,
+    RooflineOption,
+    RoundsOption,
+    TargetOption,
+    ThreadsOption,
+    TuneAllocatorOption,
+    latency_settings,
+)
+from convcost.cli.root import EXIT_FAILED, Format, app, emit, exit_codes, fail, format_for, stderr
+
+if TYPE_CHECKING:
+    from convcost.cost.roofline import Calibration
+    from convcost.results.comparison import Comparison
+    from convcost.spec.compare import CompareSpec
+
+
+def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    for value in values:
+        target, _, setting = value.partition("=")
+        stage, _, field = target.partition(".")
+        if not setting or not stage or not field:
+            fail(f"--set: expected STAGE.FIELD=VALUE (e.g. pointwise.padding=1), got {value!r}")
+        settings = overrides.setdefault(stage.strip(), {})
+        if field.strip() in settings:
+            fail(f"--set: {stage.strip()}.{field.strip()} is given twice")
+        settings[field.strip()] = setting.strip()
+    return overrides
+
+
+@app.command(short_help="Dense Conv2d against its alternatives, checked two ways.")
+def compare(
+    cin: Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)],
+    cout: Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)],
+    kernel: Annotated[
+        str, typer.Option("--kernel", "-k", metavar="RxS", help="Kernel R×S: 3 or 3x5.", show_default=False)
+    ],
+    stride: Annotated[str, typer.Option("--stride", metavar="S", help="Stride: 1 or 2x1.")] = "1",
+    padding: Annotated[str, typer.Option("--padding", metavar="P", help="Padding: 0, 1x2 or same.")] = "0",
+    dilation: Annotated[str, typer.Option("--dilation", metavar="D", help="Dilation: 1 or 2x1.")] = "1",
+    groups: Annotated[str, typer.Option("--groups", metavar="G", help="Groups of the 'grouped' alternative.")] = "1",
+    multiplier: Annotated[
+        str, typer.Option("--multiplier", metavar="M", help="Depth multiplier m of depthwise stages.")
+    ] = "1",
+    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")] = True,
+    mid: Annotated[
+        str | None,
+        typer.Option("--mid", metavar="M", help="spatial: channels between the R×1 and 1×S convs (default cin)."),
+    ] = None,
+    norm: Annotated[str, typer.Option("--norm", metavar="NORM", help="After each conv: none or batch.")] = "none",
+    act: Annotated[
+        str, typer.Option("--act", metavar="ACT", help="After each conv (and norm): none, relu or relu6.")
+    ] = "none",
+    size: Annotated[str, typer.Option("--size", metavar="HxW", help="Input H=W, or HxW.")] = "128",
+    batch: Annotated[str, typer.Option("--batch", metavar="N", help="Batch size.")] = "1",
+    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")] = "cpu",
+    vs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vs",
+            metavar="KIND",
+            help="Alternatives: separable, depthwise, pointwise, grouped, spatial, shared, dense "
+            "(repeat the flag or separate with commas).",
+            show_default="separable",
+        ),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="STAGE.FIELD=VALUE",
+            help="Override one stage's setting: STAGE.FIELD=VALUE, e.g. pointwise.padding=1.",
+        ),
+    ] = None,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
+    formula_only: FormulaOnlyOption = False,
+    latency: LatencyOption = True,
+    threads: ThreadsOption = 1,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
+    channels_last: ChannelsLastOption = False,
+    tune_allocator: TuneAllocatorOption = True,
+    roofline: RooflineOption = False,
+) -> None:
+    """Compare a dense Conv2d with its alternatives: shapes, params, MACs and latency, each checked two ways."""
+    data: dict[str, Any] = {
+        "cin": cin, "cout": cout, "kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
+        "groups": groups, "multiplier": multiplier, "bias": bias, "norm": norm, "act": act, "size": size,
+        "batch": batch, "dtype": dtype, "device": device,
+    }  # fmt: skip
+    if mid is not None:
+        data["mid"] = mid
+    if vs:
+        data["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
+    # a flag typed for a kind that is not compared would be silently unused: say so instead
+    kinds_asked = data.get("vs", ["separable"])
+    if groups.strip() != "1" and "grouped" not in kinds_asked:
+        fail("--groups: only the grouped kind uses groups: add --vs grouped")
+    if mid is not None and "spatial" not in kinds_asked:
+        fail("--mid: only the spatial kind has a middle width: add --vs spatial")
+    stage_settings = _parse_overrides(overrides or [])
+    data.update(stage_settings)
+    run_compare(data, format_for(output, output_format), output, latency and not formula_only, threads, rounds,
+                min_time, channels_last, tune_allocator=tune_allocator, roofline=roofline,
+                formula_only=formula_only, set_stages=frozenset(stage_settings), target=target,
+                max_time=max_time)  # fmt: skip
+
+
+def cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> Calibration | None:
+    """The cached calibration; a broken cache stops a timed run, but a run that times nothing goes on without it.
+
+    A broken cache is the machine's problem, not the input's: a warning names the cache, never an input line.
+    """
+    from convcost.run.calibrate import CalibrationCacheError, cached
+
+    try:
+        return cached(device, dtype, threads)
+    except CalibrationCacheError as error:
+        if timing:
+            raise
+        stderr().print(f"convcost: warning: {error} (no roofline bounds: nothing is timed)", markup=False,
+                        soft_wrap=True)  # fmt: skip
+        return None
+
+
+def _measured_comparison(
+    spec: CompareSpec, latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool,
+    tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
+) -> Comparison:  # fmt: skip
+    from convcost.run.comparison import compare
+
+    settings = latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
+                                 max_time=max_time)  # fmt: skip
+    return compare(spec, settings, cached_calibration(spec.device, spec.dtype, threads, timing=latency))
+
+
+def run_compare(
+    data: dict[str, Any],
+    output_format: Format,
+    output: Path | None,
+    latency: bool,
+    threads: int,
+    rounds: int | None,
+    min_time: float,
+    channels_last: bool,
+    *,
+    tune_allocator: bool = True,
+    roofline: bool = False,
+    formula_only: bool = False,
+    set_stages: frozenset[str] = frozenset(),
+    target: float = 3.0,
+    max_time: float = 2.0,
+) -> None:
+    from convcost.spec.compare import parse_compare
+
+    with exit_codes(set_stages):
+        spec = parse_compare(data)
+        from convcost.report.comparison import OutputFormat, render
+
+        if formula_only:  # pure Python: torch is never imported
+            from convcost.run.estimate import estimate
+
+            comparison = estimate(spec, threads)
+        else:
+            comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                              target, max_time)  # fmt: skip
+        emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output)
+    if not comparison.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# --- convcost batch / convcost schema ---------------------------------------------------------------------

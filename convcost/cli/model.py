@@ -1,0 +1,131 @@
+"""``convcost model`` and ``convcost calibrate``: a whole model layer by layer, and this machine's peaks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from convcost.cli.options import (
+    ChannelsLastOption,
+    FormatOption,
+    MaxTimeOption,
+    MinTimeOption,
+    OutputOption,
+    RoundsOption,
+    TargetOption,
+    ThreadsOption,
+    TuneAllocatorOption,
+    bounded,
+    latency_settings,
+)
+from convcost.cli.root import EXIT_FAILED, Format, app, emit, exit_codes, format_for
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@app.command("model", short_help="Cost of a whole model, layer by layer.")
+def model_command(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A model file (YAML), a bundled model's name (`convcost bundled` lists them), or "
+            "package.module:factory returning an nn.Module."
+        ),
+    ],
+    input_shape: Annotated[
+        str | None, typer.Option("--input", help="Import paths: the input CxHxW (without the batch).")
+    ] = None,
+    batch: Annotated[str | None, typer.Option("--batch", help="Batch size (default 1).")] = None,
+    width_multiplier: Annotated[
+        str | None, typer.Option("--width-multiplier", help="Model files: override width_multiplier (α).")
+    ] = None,
+    size: Annotated[str | None, typer.Option("--size", help="Model files: override the input size H or HxW.")] = None,
+    by_kind: Annotated[bool, typer.Option("--by-kind", help="Add the breakdown by layer kind.")] = False,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth",
+            callback=bounded("depth", "a whole number"),
+            help="Import paths: one row per module this deep (1 to 100).",
+        ),
+    ] = None,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
+    latency: Annotated[
+        bool, typer.Option("--latency/--no-latency", help="Measure end-to-end and per-layer latency (off by default).")
+    ] = False,
+    threads: ThreadsOption = 1,
+    rounds: RoundsOption = None,
+    min_time: MinTimeOption = 0.004,
+    target: TargetOption = 3.0,
+    max_time: MaxTimeOption = 2.0,
+    channels_last: ChannelsLastOption = False,
+    tune_allocator: TuneAllocatorOption = True,
+    roofline: Annotated[
+        bool, typer.Option("--roofline", help="Add the full roofline table per layer (implies --latency).")
+    ] = False,
+    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
+    output_format = format_for(output, output_format)
+    with exit_codes():
+        from convcost.report.comparison import OutputFormat
+        from convcost.report.model import render
+        from convcost.run.model import evaluate_source, is_import_path
+        from convcost.spec.bundled import Use, resolve
+
+        if not is_import_path(source):
+            source = str(resolve(source, Use.MODEL))
+        settings = latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator,
+                                     target=target, max_time=max_time)  # fmt: skip
+        result = evaluate_source(
+            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
+        )
+        emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind, roofline), output)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# --- convcost calibrate / convcost sweep ---------------------------------------------------------------
+
+
+@app.command("calibrate", short_help="Measure and cache this machine's peaks.")
+def calibrate_command(
+    threads: ThreadsOption = 1,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even if a calibration is cached.")] = False,
+    output_format: FormatOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Measure this machine's peaks once (matmul FLOP/s, copy GB/s, per-call cost) and cache them for rooflines.
+
+    The cache is keyed by machine, torch version, device, dtype and threads; compare and sweep use the entry that
+    matches their own settings.
+    """
+    output_format = format_for(output, output_format)
+    with exit_codes():
+        from convcost.spec.compare import run_settings
+
+        chosen_dtype, chosen_device = run_settings(dtype, device)
+        from convcost.report.comparison import markdown_table, render_calibration, to_csv, to_json
+        from convcost.run.calibrate import cache_path, calibration_for
+
+        calibration, fresh = calibration_for(chosen_device, chosen_dtype, threads, refresh)
+        path = str(cache_path())
+        row = {**calibration.to_dict(), "key": calibration.key}
+
+        def render(console: Console) -> str | None:
+            if output_format is Format.JSON:
+                return to_json({**row, "cache": path, "measured_now": fresh})
+            if output_format is Format.CSV:
+                return to_csv([row], list(row))
+            if output_format is Format.MARKDOWN:
+                return markdown_table(["Key", "Value"], [[key, str(value)] for key, value in row.items()]) + "\n"
+            render_calibration(calibration, path, fresh, console)
+            return None
+
+        emit(render, output)
