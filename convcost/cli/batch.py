@@ -16,6 +16,7 @@ from convcost.cli.options import (
     MaxTimeOption,
     MinTimeOption,
     OutputOption,
+    RooflineOption,
     RoundsOption,
     TargetOption,
     ThreadsOption,
@@ -72,6 +73,7 @@ def batch_command(
     max_time: MaxTimeOption = 2.0,
     channels_last: ChannelsLastOption = False,
     tune_allocator: TuneAllocatorOption = True,
+    roofline: RooflineOption = False,
 ) -> None:
     """Evaluate every comparison in a YAML file: a summary row per entry; a failing entry does not stop the rest.
 
@@ -95,7 +97,7 @@ def batch_command(
         result = _run_batch(plan, settings, threads, not formula_only)
         from convcost.report.comparison import OutputFormat, render_batch
 
-        emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail), output)
+        emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail, roofline), output)
     console = stderr()
     for entry in result.entries:
         if entry.status in (Status.INVALID, Status.ERROR):

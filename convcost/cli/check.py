@@ -52,7 +52,8 @@ def check_command(
         ),
     ] = None,
     baseline: Annotated[
-        Path | None, typer.Option("--baseline", help="Baseline file (default: the budget file's 'baseline').")
+        Path | None,
+        typer.Option("--baseline", metavar="FILE", help="Baseline file (default: the budget file's 'baseline')."),
     ] = None,
     update_baseline: Annotated[
         bool, typer.Option("--update-baseline", help="Write the baseline from this run (limits still apply).")

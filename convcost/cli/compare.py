@@ -8,18 +8,36 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from convcost.cli.options import (
+    ActOption,
+    BatchOption,
+    BiasOption,
     ChannelsLastOption,
+    CinOption,
+    CoutOption,
+    DeviceOption,
+    DilationOption,
+    DTypeOption,
     FormatOption,
     FormulaOnlyOption,
+    GroupsOption,
+    KernelOption,
     LatencyOption,
     MaxTimeOption,
+    MidOption,
     MinTimeOption,
+    MultiplierOption,
+    NormOption,
     OutputOption,
+    PaddingOption,
     RooflineOption,
     RoundsOption,
+    SizeOption,
+    StrideOption,
     TargetOption,
     ThreadsOption,
     TuneAllocatorOption,
+    VsOption,
+    kinds_asked,
     latency_settings,
 )
 from convcost.cli.root import EXIT_FAILED, Format, app, emit, exit_codes, fail, format_for, stderr
@@ -46,41 +64,23 @@ def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
 
 @app.command(short_help="Dense Conv2d against its alternatives, checked two ways.")
 def compare(
-    cin: Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)],
-    cout: Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)],
-    kernel: Annotated[
-        str, typer.Option("--kernel", "-k", metavar="RxS", help="Kernel R×S: 3 or 3x5.", show_default=False)
-    ],
-    stride: Annotated[str, typer.Option("--stride", metavar="S", help="Stride: 1 or 2x1.")] = "1",
-    padding: Annotated[str, typer.Option("--padding", metavar="P", help="Padding: 0, 1x2 or same.")] = "0",
-    dilation: Annotated[str, typer.Option("--dilation", metavar="D", help="Dilation: 1 or 2x1.")] = "1",
-    groups: Annotated[str, typer.Option("--groups", metavar="G", help="Groups of the 'grouped' alternative.")] = "1",
-    multiplier: Annotated[
-        str, typer.Option("--multiplier", metavar="M", help="Depth multiplier m of depthwise stages.")
-    ] = "1",
-    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")] = True,
-    mid: Annotated[
-        str | None,
-        typer.Option("--mid", metavar="M", help="spatial: channels between the R×1 and 1×S convs (default cin)."),
-    ] = None,
-    norm: Annotated[str, typer.Option("--norm", metavar="NORM", help="After each conv: none or batch.")] = "none",
-    act: Annotated[
-        str, typer.Option("--act", metavar="ACT", help="After each conv (and norm): none, relu or relu6.")
-    ] = "none",
-    size: Annotated[str, typer.Option("--size", metavar="HxW", help="Input H=W, or HxW.")] = "128",
-    batch: Annotated[str, typer.Option("--batch", metavar="N", help="Batch size.")] = "1",
-    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")] = "float32",
-    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")] = "cpu",
-    vs: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--vs",
-            metavar="KIND",
-            help="Alternatives: separable, depthwise, pointwise, grouped, spatial, shared, dense "
-            "(repeat the flag or separate with commas).",
-            show_default="separable",
-        ),
-    ] = None,
+    cin: CinOption,
+    cout: CoutOption,
+    kernel: KernelOption,
+    stride: StrideOption = "1",
+    padding: PaddingOption = "0",
+    dilation: DilationOption = "1",
+    groups: GroupsOption = "1",
+    multiplier: MultiplierOption = "1",
+    bias: BiasOption = True,
+    mid: MidOption = None,
+    norm: NormOption = "none",
+    act: ActOption = "none",
+    size: SizeOption = "128",
+    batch: BatchOption = "1",
+    dtype: DTypeOption = "float32",
+    device: DeviceOption = "cpu",
+    vs: VsOption = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
@@ -111,7 +111,7 @@ def compare(
     if mid is not None:
         data["mid"] = mid
     if vs:
-        data["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
+        data["vs"] = kinds_asked(vs)
     stage_settings = _parse_overrides(overrides or [])
     data.update(stage_settings)
     run_compare(data, format_for(output, output_format), output, latency and not formula_only, threads, rounds,

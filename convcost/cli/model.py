@@ -8,6 +8,8 @@ import typer
 
 from convcost.cli.options import (
     ChannelsLastOption,
+    DeviceOption,
+    DTypeOption,
     FormatOption,
     MaxTimeOption,
     MinTimeOption,
@@ -35,18 +37,22 @@ def model_command(
         ),
     ],
     input_shape: Annotated[
-        str | None, typer.Option("--input", help="Import paths: the input CxHxW (without the batch).")
+        str | None, typer.Option("--input", metavar="CxHxW", help="Import paths: the input CxHxW (without the batch).")
     ] = None,
-    batch: Annotated[str | None, typer.Option("--batch", help="Batch size (default 1).")] = None,
+    batch: Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")] = None,
     width_multiplier: Annotated[
-        str | None, typer.Option("--width-multiplier", help="Model files: override width_multiplier (α).")
+        str | None,
+        typer.Option("--width-multiplier", metavar="ALPHA", help="Model files: override width_multiplier (α)."),
     ] = None,
-    size: Annotated[str | None, typer.Option("--size", help="Model files: override the input size H or HxW.")] = None,
+    size: Annotated[
+        str | None, typer.Option("--size", metavar="HxW", help="Model files: override the input size H or HxW.")
+    ] = None,
     by_kind: Annotated[bool, typer.Option("--by-kind", help="Add the breakdown by layer kind.")] = False,
     depth: Annotated[
         int | None,
         typer.Option(
             "--depth",
+            metavar="N",
             callback=bounded("depth", "a whole number"),
             help="Import paths: one row per module this deep (1 to 100).",
         ),
@@ -66,8 +72,8 @@ def model_command(
     roofline: Annotated[
         bool, typer.Option("--roofline", help="Add the full roofline table per layer (implies --latency).")
     ] = False,
-    dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")] = "float32",
-    device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")] = "cpu",
+    dtype: DTypeOption = "float32",
+    device: DeviceOption = "cpu",
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = format_for(output, output_format)
@@ -95,8 +101,8 @@ def model_command(
 @app.command("calibrate", short_help="Measure and cache this machine's peaks.")
 def calibrate_command(
     threads: ThreadsOption = 1,
-    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    dtype: DTypeOption = "float32",
+    device: DeviceOption = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even if a calibration is cached.")] = False,
     output_format: FormatOption = None,
     output: OutputOption = None,

@@ -154,3 +154,47 @@ RooflineOption = Annotated[
     bool,
     typer.Option("--roofline", help="Add the full roofline table (bytes, FLOP/byte, bound, verdict per stage)."),
 ]
+
+
+# The layer's options, shared by compare and sweep (where a comma-separated list of cin, cout, kernel or size
+# makes an axis of the grid), and the run's dtype and device, shared by every command that builds something.
+CinOption = Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)]
+CoutOption = Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)]
+KernelOption = Annotated[
+    str, typer.Option("--kernel", "-k", metavar="RxS", help="Kernel R×S: 3 or 3x5.", show_default=False)
+]
+StrideOption = Annotated[str, typer.Option("--stride", metavar="S", help="Stride: 1 or 2x1.")]
+PaddingOption = Annotated[str, typer.Option("--padding", metavar="P", help="Padding: 0, 1x2 or same.")]
+DilationOption = Annotated[str, typer.Option("--dilation", metavar="D", help="Dilation: 1 or 2x1.")]
+GroupsOption = Annotated[str, typer.Option("--groups", metavar="G", help="Groups of the 'grouped' alternative.")]
+MultiplierOption = Annotated[
+    str, typer.Option("--multiplier", metavar="M", help="Depth multiplier m of depthwise stages.")
+]
+BiasOption = Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")]
+MidOption = Annotated[
+    str | None,
+    typer.Option("--mid", metavar="M", help="spatial: channels between the R×1 and 1×S convs (default cin)."),
+]
+NormOption = Annotated[str, typer.Option("--norm", metavar="NORM", help="After each conv: none or batch.")]
+ActOption = Annotated[
+    str, typer.Option("--act", metavar="ACT", help="After each conv (and norm): none, relu or relu6.")
+]
+SizeOption = Annotated[str, typer.Option("--size", metavar="HxW", help="Input H=W, or HxW.")]
+BatchOption = Annotated[str, typer.Option("--batch", metavar="N", help="Batch size.")]
+VsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--vs",
+        metavar="KIND",
+        help="Alternatives: separable, depthwise, pointwise, grouped, spatial, shared, dense "
+        "(repeat the flag or separate with commas).",
+        show_default="separable",
+    ),
+]
+DTypeOption = Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")]
+DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")]
+
+
+def kinds_asked(vs: list[str] | None) -> list[str] | None:
+    """``--vs a,b --vs c`` as ['a', 'b', 'c'] (None when not given: the spec's default)."""
+    return [kind.strip() for value in vs for kind in value.split(",") if kind.strip()] if vs else None

@@ -9,16 +9,34 @@ import typer
 
 from convcost.cli.compare import cached_calibration
 from convcost.cli.options import (
+    ActOption,
+    BatchOption,
+    BiasOption,
     ChannelsLastOption,
+    CinOption,
+    CoutOption,
+    DeviceOption,
+    DilationOption,
+    DTypeOption,
     FormatOption,
+    FormulaOnlyOption,
+    GroupsOption,
+    KernelOption,
     LatencyOption,
     MaxTimeOption,
     MinTimeOption,
+    MultiplierOption,
+    NormOption,
     OutputOption,
+    PaddingOption,
     RoundsOption,
+    SizeOption,
+    StrideOption,
     TargetOption,
     ThreadsOption,
     TuneAllocatorOption,
+    VsOption,
+    kinds_asked,
     latency_settings,
 )
 from convcost.cli.root import EXIT_FAILED, FLAGS, app, emit, exit_codes, fail, format_for, progress_bar, stderr
@@ -26,29 +44,27 @@ from convcost.cli.root import EXIT_FAILED, FLAGS, app, emit, exit_codes, fail, f
 
 @app.command("sweep", short_help="Compare over a grid: MAC ratio against speedup.")
 def sweep_command(
-    cin: Annotated[str, typer.Option("--cin", help="Input channels, e.g. 8,32,128.", show_default=False)],
-    cout: Annotated[str, typer.Option("--cout", help="Output channels, e.g. 64,256.", show_default=False)],
-    kernel: Annotated[str, typer.Option("--kernel", "-k", help="Kernels, e.g. 3,5,7 or 3x5.", show_default=False)],
-    size: Annotated[str, typer.Option("--size", help="Input sizes H=W or HxW, e.g. 56,112.")] = "56",
-    stride: Annotated[str, typer.Option("--stride", help="Stride: 1 or 2x1.")] = "1",
-    padding: Annotated[str, typer.Option("--padding", help="Padding: 0, 1x2 or same.")] = "0",
-    dilation: Annotated[str, typer.Option("--dilation", help="Dilation: 1 or 2x1.")] = "1",
-    groups: Annotated[str, typer.Option("--groups", help="Groups of the 'grouped' alternative.")] = "1",
-    multiplier: Annotated[str, typer.Option("--multiplier", help="Depth multiplier m of depthwise stages.")] = "1",
-    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")] = True,
-    norm: Annotated[str, typer.Option("--norm", help="After each conv: none or batch.")] = "none",
-    act: Annotated[str, typer.Option("--act", help="After each conv (and norm): none, relu or relu6.")] = "none",
-    batch: Annotated[str, typer.Option("--batch", help="Batch size.")] = "1",
-    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16 or float16.")] = "float32",
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
-    vs: Annotated[
-        list[str] | None,
-        typer.Option("--vs", help="Alternatives (repeat or separate with commas).", show_default="separable"),
-    ] = None,
+    cin: CinOption,
+    cout: CoutOption,
+    kernel: KernelOption,
+    size: SizeOption = "128",
+    stride: StrideOption = "1",
+    padding: PaddingOption = "0",
+    dilation: DilationOption = "1",
+    groups: GroupsOption = "1",
+    multiplier: MultiplierOption = "1",
+    bias: BiasOption = True,
+    norm: NormOption = "none",
+    act: ActOption = "none",
+    batch: BatchOption = "1",
+    dtype: DTypeOption = "float32",
+    device: DeviceOption = "cpu",
+    vs: VsOption = None,
     plot: Annotated[
         Path | None,
         typer.Option(
             "--plot",
+            metavar="FILE",
             help="Also write a plot of MAC ratio against speedup (.png or .svg; needs matplotlib: "
             "pip install 'convcost[plot]').",
             dir_okay=False,
@@ -56,6 +72,7 @@ def sweep_command(
     ] = None,
     output_format: FormatOption = None,
     output: OutputOption = None,
+    formula_only: FormulaOnlyOption = False,
     latency: LatencyOption = True,
     threads: ThreadsOption = 1,
     rounds: RoundsOption = None,
@@ -75,7 +92,7 @@ def sweep_command(
         "bias": bias, "norm": norm, "act": act, "batch": batch, "dtype": dtype, "device": device,
     }  # fmt: skip
     if vs:
-        fixed["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
+        fixed["vs"] = kinds_asked(vs)
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
     with exit_codes():
         from convcost.report.comparison import OutputFormat, render_sweep
@@ -83,15 +100,16 @@ def sweep_command(
 
         specs = sweep.plan(axes, fixed)
         if plot is not None:  # refused before anything is measured
-            if not latency:
-                fail("--plot: the plot shows measured speedups: leave out --no-latency")
+            if not latency or formula_only:
+                flag = "--formula-only" if formula_only else "--no-latency"
+                fail(f"--plot: the plot shows measured speedups: leave out {flag}")
             from convcost.report.plot import check_plot_path
             from convcost.spec.files import will_write
 
             check_plot_path(plot)
             will_write(plot, "--plot")
         result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
-                            target, max_time)  # fmt: skip
+                            target, max_time, formula_only)  # fmt: skip
         emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
         if plot is not None:
             from convcost.report.plot import plot_sweep
@@ -114,17 +132,21 @@ def sweep_command(
 def _run_sweep(
     specs: list[Any], axes: dict[str, str], fixed: dict[str, Any], latency: bool, threads: int, rounds: int | None,
     min_time: float, channels_last: bool, tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
+    formula_only: bool = False,
 ) -> Any:  # fmt: skip
-    """Run the sweep with a progress bar on an interactive stderr."""
+    """Run the sweep with a progress bar on an interactive stderr (by formula alone: torch is never imported)."""
     from convcost.run import sweep
 
-    settings = latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
-                                 max_time=max_time)  # fmt: skip
-    calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
+    settings, calibration = None, None
+    if not formula_only:
+        settings = latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
+                                    max_time=max_time)  # fmt: skip
+        calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = progress_bar(len(specs), "sweep")
     with progress:
         return sweep.run(specs, axes, fixed, settings, calibration,
-                         lambda index, total, spec: update(index, sweep.describe(spec)))  # fmt: skip
+                         lambda index, total, spec: update(index, sweep.describe(spec)), measure=not formula_only,
+                         threads=threads)  # fmt: skip
 
 
 # ---- convcost check ----------------------------------------------------------------------------------------

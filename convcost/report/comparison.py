@@ -728,8 +728,9 @@ def _total_cells(result: BatchResult, exact: bool = True) -> list[list[str]]:
 _STATUS_STYLES = {"ok": "green", "failed": "bold red", "invalid": "bold red", "error": "bold red", "not run": "dim"}
 
 
-def render_batch_table(result: BatchResult, console: Console, detail: bool = False) -> None:
-    """The batch summary as a Rich table, the problems under it, then (``detail``) each entry's compare report."""
+def render_batch_table(result: BatchResult, console: Console, detail: bool = False, roofline: bool = False) -> None:
+    """The batch summary as a Rich table, the problems under it, then each entry's compare report (``detail``)
+    and full roofline table (``roofline``)."""
     console.print(Text(visible(batch_title(result)), style="bold"))
     table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False)
     timed = any(entry.comparison and entry.comparison.dense.latency for entry in result.entries)
@@ -759,11 +760,14 @@ def render_batch_table(result: BatchResult, console: Console, detail: bool = Fal
         console.print(Text(visible(f"✗ {line}"), style="bold red"), soft_wrap=True)
     if result.interrupted:
         console.print(Text(f"Interrupted: {result.count('not run')} entries not run.", style="yellow"))
-    if detail:
+    if detail or roofline:
         for entry in result.entries:
             if entry.comparison is not None:
                 console.rule(literal(entry.name))
-                render_table(entry.comparison, console)
+                if detail:
+                    render_table(entry.comparison, console)
+                if roofline:
+                    render_roofline(entry.comparison, console)
 
 
 def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
@@ -803,12 +807,12 @@ def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
 
 
 def render_batch(
-    result: BatchResult, output_format: OutputFormat, console: Console, detail: bool = False
+    result: BatchResult, output_format: OutputFormat, console: Console, detail: bool = False, roofline: bool = False
 ) -> str | None:
     """Text for json/csv/markdown; the table is printed straight to ``console`` (returns None).
 
     With ``detail``, JSON carries each entry's full comparison and CSV has compare's per-stage rows instead of
-    the summary rows.
+    the summary rows. ``roofline`` adds each entry's full roofline table to the table (as compare's does).
     """
     if output_format is OutputFormat.JSON:
         return to_json(result.to_dict(detail))
@@ -819,7 +823,7 @@ def render_batch(
         return to_csv(batch_csv_rows(result), BATCH_CSV_COLUMNS)
     if output_format is OutputFormat.MARKDOWN:
         return batch_to_markdown(result, detail)
-    render_batch_table(result, console, detail)
+    render_batch_table(result, console, detail, roofline)
     return None
 
 
