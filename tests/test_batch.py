@@ -100,9 +100,9 @@ BAD = """\
       kernel: 3
       groups: 4
     layers:
-      - name: fine
-        cin: 8
-        cout: 64
+      - {name: fine, cin: 8,
+         cout: 64,
+         vs: [separable, grouped]}  # groups from defaults is for the grouped kind: compared here
       - name: typo
         cin: 8
         cout: 64

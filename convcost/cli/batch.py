@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,6 +23,7 @@ from convcost.cli.options import (
     ThreadsOption,
     TuneAllocatorOption,
     latency_settings,
+    on_threads,
 )
 from convcost.cli.root import (
     EXIT_FAILED,
@@ -149,7 +151,9 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
     names = [entry.name for entry in plan.entries]
     progress, update = progress_bar(len(names), names[0] if names else "")
     try:
-        with progress:
+        with progress, contextlib.ExitStack() as stack:
+            if measure:  # by formula alone, torch is never imported
+                stack.enter_context(on_threads(threads, settings))
             for outcome in run(plan, settings, measure=measure, calibration=calibration):
                 done.append(outcome)
                 update(len(done), names[len(done)] if len(done) < len(names) else "done")

@@ -39,6 +39,7 @@ from convcost.cli.options import (
     VsOption,
     kinds_asked,
     latency_settings,
+    on_threads,
 )
 from convcost.cli.root import EXIT_FAILED, Format, app, emit, exit_codes, fail, format_for, stderr
 
@@ -145,7 +146,9 @@ def _measured_comparison(
 
     settings = latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
                                  max_time=max_time)  # fmt: skip
-    return compare(spec, settings, cached_calibration(spec.device, spec.dtype, threads, timing=latency))
+    calibration = cached_calibration(spec.device, spec.dtype, threads, timing=latency)
+    with on_threads(threads, settings):
+        return compare(spec, settings, calibration)
 
 
 def run_compare(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,11 +19,8 @@ def latency_settings(
     latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool, tune_allocator: bool,
     *, stages: bool = True, target: float = 3.0, max_time: float = 2.0,
 ) -> LatencySettings | None:  # fmt: skip
-    """How to time, or None without latency (the forward passes then still run on ``threads``)."""
+    """How to time, or None without latency (the forward passes then still run on ``threads``: see on_threads)."""
     if not latency:
-        import torch
-
-        torch.set_num_threads(threads)
         return None
     from convcost.run.latency import LatencySettings
 
@@ -198,3 +196,12 @@ DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="c
 def kinds_asked(vs: list[str] | None) -> list[str] | None:
     """``--vs a,b --vs c`` as ['a', 'b', 'c'] (None when not given: the spec's default)."""
     return [kind.strip() for value in vs for kind in value.split(",") if kind.strip()] if vs else None
+
+
+@contextlib.contextmanager
+def on_threads(threads: int, settings: LatencySettings | None) -> Iterator[None]:
+    """The library's work on ``threads`` (the run context), the process's thread count and allocator restored after."""
+    from convcost.run.context import RunContext
+
+    with RunContext(threads=threads, latency=settings).applied():
+        yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,6 +39,7 @@ from convcost.cli.options import (
     VsOption,
     kinds_asked,
     latency_settings,
+    on_threads,
 )
 from convcost.cli.root import EXIT_FAILED, FLAGS, app, emit, exit_codes, fail, format_for, progress_bar, stderr
 
@@ -143,7 +145,9 @@ def _run_sweep(
                                     max_time=max_time)  # fmt: skip
         calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = progress_bar(len(specs), "sweep")
-    with progress:
+    with progress, contextlib.ExitStack() as stack:
+        if not formula_only:  # by formula alone, torch is never imported
+            stack.enter_context(on_threads(threads, settings))
         return sweep.run(specs, axes, fixed, settings, calibration,
                          lambda index, total, spec: update(index, sweep.describe(spec)), measure=not formula_only,
                          threads=threads)  # fmt: skip
