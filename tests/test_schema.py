@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from convcost.errors import SpecError
-from convcost.run.batch import DESCRIPTIONS, json_schema, loads_batch
+from convcost.spec.batch import DESCRIPTIONS, json_schema, loads_batch
 from convcost.spec.compare import CompareSpec
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -35,6 +35,8 @@ from convcost.run import sweep as sweeps
 from convcost.run.comparison import compare
 from convcost.run.latency import LatencySettings
 from convcost.run.model import evaluate_source
+from convcost.spec import sweep as grid
+from convcost.spec.batch import load_batch
 from convcost.spec.kinds import parse_compare
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -109,7 +111,7 @@ def test_compare_tables(width: int, measured: Any, cells: list[str], monkeypatch
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_batch_table(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = batches.load_batch(CONFIGS / "seeds.yaml")
+    plan = load_batch(CONFIGS / "seeds.yaml")
     result = batches.collect(plan, list(batches.run(plan, measure=False)))
     text = rendered(width, monkeypatch, lambda console: render_batch(result, OutputFormat.TABLE, console))
     # blog: 4,672 → 656 params, 73,156,608 → 9,271,584 MACs = 73.2M → 9.27M
@@ -150,7 +152,7 @@ def test_model_roofline_tables(width: int, cells: list[str], monkeypatch: pytest
 def test_sweep_table(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     axes = {"cin": "4,8", "cout": "8", "kernel": "3", "size": "8"}
     fixed: dict[str, Any] = {}
-    result = sweeps.run(sweeps.plan(axes, fixed), axes, fixed, FAST, PEAKS)
+    result = sweeps.run(grid.plan(axes, fixed), axes, fixed, FAST, PEAKS)
     text = rendered(width, monkeypatch, lambda console: render_sweep(result, OutputFormat.TABLE, console))
     # 4→8 3×3 on 8×8: dense 4·8·9·36 = 10,368 MACs, separable 4·9·36 + 4·8·36 = 2,448: 4.24×
     assert_whole(text, [*cells, "4.24×"], width)

@@ -43,8 +43,9 @@ from convcost.cli.root import (
 
 if TYPE_CHECKING:
     from convcost.cost.roofline import Calibration
-    from convcost.run.batch import Batch, BatchResult
+    from convcost.results.batch import BatchResult
     from convcost.run.latency import LatencySettings
+    from convcost.spec.batch import Batch
     from convcost.spec.compare import CompareSpec
 
 
@@ -82,7 +83,8 @@ def batch_command(
     Exit code 2 if any entry is invalid (the valid ones still run), 1 if any has a shape mismatch or a counter
     disagreement, 130 if interrupted (143 on SIGTERM; what was done is still reported and written).
     """
-    from convcost.run.batch import Status, load_batch
+    from convcost.results.batch import Status
+    from convcost.spec.batch import load_batch
 
     chosen = format_for(output, output_format)
     with exit_codes():
@@ -126,7 +128,8 @@ def batch_command(
 
 def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, measure: bool) -> BatchResult:
     """Evaluate the entries with a progress bar on an interactive stderr; Ctrl-C keeps what was done."""
-    from convcost.run.batch import EntryResult, collect, run
+    from convcost.results.batch import EntryResult
+    from convcost.run.batch import collect, run
 
     calibration = None
     if measure:  # the formula-only path never imports torch
@@ -167,7 +170,7 @@ def schema_command(output: OutputOption = None) -> None:
     """Print the JSON Schema of batch files, so that editors can validate and complete them."""
     import json
 
-    from convcost.run.batch import json_schema
+    from convcost.spec.batch import json_schema
 
     write(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n", output)
 

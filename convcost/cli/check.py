@@ -72,9 +72,10 @@ def check_command(
     with exit_codes():
         from convcost.report import budget as budget_report
         from convcost.run import budget as budgets
+        from convcost.spec.budget import load_budget
         from convcost.spec.bundled import Use, resolve
 
-        plan = budgets.load_budget(resolve(str(budget_file), Use.CHECK))
+        plan = load_budget(resolve(str(budget_file), Use.CHECK))
         target = baseline or plan.baseline_path
         if update_baseline and target is None:
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")

@@ -80,8 +80,9 @@ def model_command(
     with exit_codes():
         from convcost.report.comparison import OutputFormat
         from convcost.report.model import render
-        from convcost.run.model import evaluate_source, is_import_path
+        from convcost.run.model import evaluate_source
         from convcost.spec.bundled import Use, resolve
+        from convcost.spec.source import is_import_path
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))

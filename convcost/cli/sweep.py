@@ -98,9 +98,9 @@ def sweep_command(
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
     with exit_codes():
         from convcost.report.comparison import OutputFormat, render_sweep
-        from convcost.run import sweep
+        from convcost.spec.sweep import plan
 
-        specs = sweep.plan(axes, fixed)
+        specs = plan(axes, fixed)
         if plot is not None:  # refused before anything is measured
             if not latency or formula_only:
                 flag = "--formula-only" if formula_only else "--no-latency"
@@ -138,6 +138,7 @@ def _run_sweep(
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr (by formula alone: torch is never imported)."""
     from convcost.run import sweep
+    from convcost.spec.sweep import describe
 
     settings, calibration = None, None
     if not formula_only:
@@ -149,7 +150,7 @@ def _run_sweep(
         if not formula_only:  # by formula alone, torch is never imported
             stack.enter_context(on_threads(threads, settings))
         return sweep.run(specs, axes, fixed, settings, calibration,
-                         lambda index, total, spec: update(index, sweep.describe(spec)), measure=not formula_only,
+                         lambda index, total, spec: update(index, describe(spec)), measure=not formula_only,
                          threads=threads)  # fmt: skip
 
 

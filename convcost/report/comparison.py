@@ -29,7 +29,7 @@ from convcost.results.comparison import (
 )
 
 if TYPE_CHECKING:
-    from convcost.run.batch import BatchResult
+    from convcost.results.batch import BatchResult
 
 
 class OutputFormat(str, Enum):

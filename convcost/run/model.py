@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import math
-import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -69,6 +68,7 @@ from convcost.run.measure import (
 )
 from convcost.spec.compare import DType
 from convcost.spec.model import ModelPlan
+from convcost.spec.source import is_import_path, parse_input
 
 # ---- leaf modules → operations ------------------------------------------------------------------------
 
@@ -643,20 +643,6 @@ def _show(shape: Shape) -> str:
     return "×".join(str(value) for value in shape) or "a scalar"
 
 
-def parse_input(text: str) -> tuple[int, ...]:
-    """``CxHxW`` (or ``C,H,W``, ``CxL``, ``CxDxHxW``) → a tuple of positive ints; raises ValueError."""
-    from convcost.spec import bounds
-
-    parts = [part.strip() for part in text.replace("×", "x").replace(",", "x").lower().split("x")]
-    ascii_digits = all(part.isascii() and part.isdigit() for part in parts)
-    too_long = ascii_digits and any(len(part.lstrip("0")) > bounds.MAX_NUMBER_TEXT for part in parts)
-    if not parts or not ascii_digits or (not too_long and min(int(part) for part in parts) < 1):
-        raise ValueError(f"expected CxHxW with positive integers (e.g. 3x224x224), got {bounds.shown(text)}")
-    if too_long or max(int(part) for part in parts) > bounds.COUNT.high:  # int() only of short digits
-        raise ValueError(f"must be CxHxW with each side {bounds.COUNT.describe()}, got {bounds.shown(text)}")
-    return tuple(int(part) for part in parts)
-
-
 def load_factory(path: str) -> nn.Module:
     """Import ``package.module:factory`` and call it; raises UsageError with the reason.
 
@@ -1039,11 +1025,6 @@ def matching_layers(result: ModelResult, pattern: str) -> list[ModelLayerResult]
 
 def share(part: int, whole: int) -> float:
     return part / whole if whole else math.nan
-
-
-def is_import_path(source: str) -> bool:
-    """``package.module:factory`` rather than a model file."""
-    return ":" in source and not source.lower().endswith((".yaml", ".yml")) and not os.path.exists(source)
 
 
 def evaluate_source(
