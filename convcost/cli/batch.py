@@ -8,23 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from convcost.cli import options
 from convcost.cli.compare import cached_calibration
-from convcost.cli.options import (
-    ChannelsLastOption,
-    FormatOption,
-    FormulaOnlyOption,
-    LatencyOption,
-    MaxTimeOption,
-    MinTimeOption,
-    OutputOption,
-    RooflineOption,
-    RoundsOption,
-    TargetOption,
-    ThreadsOption,
-    TuneAllocatorOption,
-    latency_settings,
-    on_threads,
-)
 from convcost.cli.root import (
     EXIT_FAILED,
     EXIT_INTERNAL,
@@ -60,23 +45,23 @@ def batch_command(
             metavar="FILE",
         ),
     ],
-    output_format: FormatOption = None,
-    output: OutputOption = None,
+    output_format: options.FormatOption = None,
+    output: options.OutputOption = None,
     select: Annotated[
         str | None,
         typer.Option("--select", metavar="NAME-GLOB", help="Only the entries whose name matches, e.g. 'block*'."),
     ] = None,
     detail: Annotated[bool, typer.Option("--detail", help="Add each entry's full compare report.")] = False,
-    formula_only: FormulaOnlyOption = False,
-    latency: LatencyOption = True,
-    threads: ThreadsOption = 1,
-    rounds: RoundsOption = None,
-    min_time: MinTimeOption = 0.004,
-    target: TargetOption = 3.0,
-    max_time: MaxTimeOption = 2.0,
-    channels_last: ChannelsLastOption = False,
-    tune_allocator: TuneAllocatorOption = True,
-    roofline: RooflineOption = False,
+    formula_only: options.FormulaOnlyOption = False,
+    latency: options.LatencyOption = True,
+    threads: options.ThreadsOption = 1,
+    rounds: options.RoundsOption = None,
+    min_time: options.MinTimeOption = 0.004,
+    target: options.TargetOption = 3.0,
+    max_time: options.MaxTimeOption = 2.0,
+    channels_last: options.ChannelsLastOption = False,
+    tune_allocator: options.TuneAllocatorOption = True,
+    roofline: options.RooflineOption = False,
 ) -> None:
     """Evaluate every comparison in a YAML file: a summary row per entry; a failing entry does not stop the rest.
 
@@ -96,8 +81,8 @@ def batch_command(
         settings = None
         if not formula_only:  # the formula-only path never imports torch
             # the summary shows whole layers: timing each stage on its own too would double the time
-            settings = latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
-                                         stages=False, target=target, max_time=max_time)  # fmt: skip
+            settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                                stages=False, target=target, max_time=max_time)  # fmt: skip
         result = _run_batch(plan, settings, threads, not formula_only)
         from convcost.report.comparison import OutputFormat, render_batch
 
@@ -156,7 +141,7 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
     try:
         with progress, contextlib.ExitStack() as stack:
             if measure:  # by formula alone, torch is never imported
-                stack.enter_context(on_threads(threads, settings))
+                stack.enter_context(options.on_threads(threads, settings))
             for outcome in run(plan, settings, measure=measure, calibration=calibration):
                 done.append(outcome)
                 update(len(done), names[len(done)] if len(done) < len(names) else "done")
@@ -166,7 +151,7 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
 
 
 @app.command("schema", short_help="The JSON Schema of batch files.")
-def schema_command(output: OutputOption = None) -> None:
+def schema_command(output: options.OutputOption = None) -> None:
     """Print the JSON Schema of batch files, so that editors can validate and complete them."""
     import json
 

@@ -7,40 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from convcost.cli.options import (
-    ActOption,
-    BatchOption,
-    BiasOption,
-    ChannelsLastOption,
-    CinOption,
-    CoutOption,
-    DeviceOption,
-    DilationOption,
-    DTypeOption,
-    FormatOption,
-    FormulaOnlyOption,
-    GroupsOption,
-    KernelOption,
-    LatencyOption,
-    MaxTimeOption,
-    MidOption,
-    MinTimeOption,
-    MultiplierOption,
-    NormOption,
-    OutputOption,
-    PaddingOption,
-    RooflineOption,
-    RoundsOption,
-    SizeOption,
-    StrideOption,
-    TargetOption,
-    ThreadsOption,
-    TuneAllocatorOption,
-    VsOption,
-    kinds_asked,
-    latency_settings,
-    on_threads,
-)
+from convcost.cli import options
 from convcost.cli.root import EXIT_FAILED, Format, app, emit, exit_codes, fail, format_for, stderr
 
 if TYPE_CHECKING:
@@ -65,23 +32,23 @@ def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
 
 @app.command(short_help="Dense Conv2d against its alternatives, checked two ways.")
 def compare(
-    cin: CinOption,
-    cout: CoutOption,
-    kernel: KernelOption,
-    stride: StrideOption = "1",
-    padding: PaddingOption = "0",
-    dilation: DilationOption = "1",
-    groups: GroupsOption = "1",
-    multiplier: MultiplierOption = "1",
-    bias: BiasOption = True,
-    mid: MidOption = None,
-    norm: NormOption = "none",
-    act: ActOption = "none",
-    size: SizeOption = "128",
-    batch: BatchOption = "1",
-    dtype: DTypeOption = "float32",
-    device: DeviceOption = "cpu",
-    vs: VsOption = None,
+    cin: options.CinOption,
+    cout: options.CoutOption,
+    kernel: options.KernelOption,
+    stride: options.StrideOption = "1",
+    padding: options.PaddingOption = "0",
+    dilation: options.DilationOption = "1",
+    groups: options.GroupsOption = "1",
+    multiplier: options.MultiplierOption = "1",
+    bias: options.BiasOption = True,
+    mid: options.MidOption = None,
+    norm: options.NormOption = "none",
+    act: options.ActOption = "none",
+    size: options.SizeOption = "128",
+    batch: options.BatchOption = "1",
+    dtype: options.DTypeOption = "float32",
+    device: options.DeviceOption = "cpu",
+    vs: options.VsOption = None,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
@@ -90,18 +57,18 @@ def compare(
             help="Override one stage's setting: STAGE.FIELD=VALUE, e.g. pointwise.padding=1.",
         ),
     ] = None,
-    output_format: FormatOption = None,
-    output: OutputOption = None,
-    formula_only: FormulaOnlyOption = False,
-    latency: LatencyOption = True,
-    threads: ThreadsOption = 1,
-    rounds: RoundsOption = None,
-    min_time: MinTimeOption = 0.004,
-    target: TargetOption = 3.0,
-    max_time: MaxTimeOption = 2.0,
-    channels_last: ChannelsLastOption = False,
-    tune_allocator: TuneAllocatorOption = True,
-    roofline: RooflineOption = False,
+    output_format: options.FormatOption = None,
+    output: options.OutputOption = None,
+    formula_only: options.FormulaOnlyOption = False,
+    latency: options.LatencyOption = True,
+    threads: options.ThreadsOption = 1,
+    rounds: options.RoundsOption = None,
+    min_time: options.MinTimeOption = 0.004,
+    target: options.TargetOption = 3.0,
+    max_time: options.MaxTimeOption = 2.0,
+    channels_last: options.ChannelsLastOption = False,
+    tune_allocator: options.TuneAllocatorOption = True,
+    roofline: options.RooflineOption = False,
 ) -> None:
     """Compare a dense Conv2d with its alternatives: shapes, params, MACs and latency, each checked two ways."""
     data: dict[str, Any] = {
@@ -112,7 +79,7 @@ def compare(
     if mid is not None:
         data["mid"] = mid
     if vs:
-        data["vs"] = kinds_asked(vs)
+        data["vs"] = options.kinds_asked(vs)
     stage_settings = _parse_overrides(overrides or [])
     data.update(stage_settings)
     run_compare(data, format_for(output, output_format), output, latency and not formula_only, threads, rounds,
@@ -144,10 +111,10 @@ def _measured_comparison(
 ) -> Comparison:  # fmt: skip
     from convcost.run.comparison import compare
 
-    settings = latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
-                                 max_time=max_time)  # fmt: skip
+    settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                        target=target, max_time=max_time)  # fmt: skip
     calibration = cached_calibration(spec.device, spec.dtype, threads, timing=latency)
-    with on_threads(threads, settings):
+    with options.on_threads(threads, settings):
         return compare(spec, settings, calibration)
 
 

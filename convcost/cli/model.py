@@ -6,21 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from convcost.cli.options import (
-    ChannelsLastOption,
-    DeviceOption,
-    DTypeOption,
-    FormatOption,
-    MaxTimeOption,
-    MinTimeOption,
-    OutputOption,
-    RoundsOption,
-    TargetOption,
-    ThreadsOption,
-    TuneAllocatorOption,
-    bounded,
-    latency_settings,
-)
+from convcost.cli import options
 from convcost.cli.root import EXIT_FAILED, Format, app, emit, exit_codes, format_for
 
 if TYPE_CHECKING:
@@ -53,27 +39,27 @@ def model_command(
         typer.Option(
             "--depth",
             metavar="N",
-            callback=bounded("depth", "a whole number"),
+            callback=options.bounded("depth", "a whole number"),
             help="Import paths: one row per module this deep (1 to 100).",
         ),
     ] = None,
-    output_format: FormatOption = None,
-    output: OutputOption = None,
+    output_format: options.FormatOption = None,
+    output: options.OutputOption = None,
     latency: Annotated[
         bool, typer.Option("--latency/--no-latency", help="Measure end-to-end and per-layer latency (off by default).")
     ] = False,
-    threads: ThreadsOption = 1,
-    rounds: RoundsOption = None,
-    min_time: MinTimeOption = 0.004,
-    target: TargetOption = 3.0,
-    max_time: MaxTimeOption = 2.0,
-    channels_last: ChannelsLastOption = False,
-    tune_allocator: TuneAllocatorOption = True,
+    threads: options.ThreadsOption = 1,
+    rounds: options.RoundsOption = None,
+    min_time: options.MinTimeOption = 0.004,
+    target: options.TargetOption = 3.0,
+    max_time: options.MaxTimeOption = 2.0,
+    channels_last: options.ChannelsLastOption = False,
+    tune_allocator: options.TuneAllocatorOption = True,
     roofline: Annotated[
         bool, typer.Option("--roofline", help="Add the full roofline table per layer (implies --latency).")
     ] = False,
-    dtype: DTypeOption = "float32",
-    device: DeviceOption = "cpu",
+    dtype: options.DTypeOption = "float32",
+    device: options.DeviceOption = "cpu",
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = format_for(output, output_format)
@@ -86,8 +72,8 @@ def model_command(
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
-        settings = latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator,
-                                     target=target, max_time=max_time)  # fmt: skip
+        settings = options.latency_settings(latency or roofline, threads, rounds, min_time, channels_last,
+                                            tune_allocator, target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
         )
@@ -101,12 +87,12 @@ def model_command(
 
 @app.command("calibrate", short_help="Measure and cache this machine's peaks.")
 def calibrate_command(
-    threads: ThreadsOption = 1,
-    dtype: DTypeOption = "float32",
-    device: DeviceOption = "cpu",
+    threads: options.ThreadsOption = 1,
+    dtype: options.DTypeOption = "float32",
+    device: options.DeviceOption = "cpu",
     refresh: Annotated[bool, typer.Option("--refresh", help="Measure again even if a calibration is cached.")] = False,
-    output_format: FormatOption = None,
-    output: OutputOption = None,
+    output_format: options.FormatOption = None,
+    output: options.OutputOption = None,
 ) -> None:
     """Measure this machine's peaks once (matmul FLOP/s, copy GB/s, per-call cost) and cache them for rooflines.
 

@@ -8,60 +8,29 @@ from typing import Annotated, Any
 
 import typer
 
+from convcost.cli import options
 from convcost.cli.compare import cached_calibration
-from convcost.cli.options import (
-    ActOption,
-    BatchOption,
-    BiasOption,
-    ChannelsLastOption,
-    CinOption,
-    CoutOption,
-    DeviceOption,
-    DilationOption,
-    DTypeOption,
-    FormatOption,
-    FormulaOnlyOption,
-    GroupsOption,
-    KernelOption,
-    LatencyOption,
-    MaxTimeOption,
-    MinTimeOption,
-    MultiplierOption,
-    NormOption,
-    OutputOption,
-    PaddingOption,
-    RoundsOption,
-    SizeOption,
-    StrideOption,
-    TargetOption,
-    ThreadsOption,
-    TuneAllocatorOption,
-    VsOption,
-    kinds_asked,
-    latency_settings,
-    on_threads,
-)
 from convcost.cli.root import EXIT_FAILED, FLAGS, app, emit, exit_codes, fail, format_for, progress_bar, stderr
 
 
 @app.command("sweep", short_help="Compare over a grid: MAC ratio against speedup.")
 def sweep_command(
-    cin: CinOption,
-    cout: CoutOption,
-    kernel: KernelOption,
-    size: SizeOption = "128",
-    stride: StrideOption = "1",
-    padding: PaddingOption = "0",
-    dilation: DilationOption = "1",
-    groups: GroupsOption = "1",
-    multiplier: MultiplierOption = "1",
-    bias: BiasOption = True,
-    norm: NormOption = "none",
-    act: ActOption = "none",
-    batch: BatchOption = "1",
-    dtype: DTypeOption = "float32",
-    device: DeviceOption = "cpu",
-    vs: VsOption = None,
+    cin: options.CinOption,
+    cout: options.CoutOption,
+    kernel: options.KernelOption,
+    size: options.SizeOption = "128",
+    stride: options.StrideOption = "1",
+    padding: options.PaddingOption = "0",
+    dilation: options.DilationOption = "1",
+    groups: options.GroupsOption = "1",
+    multiplier: options.MultiplierOption = "1",
+    bias: options.BiasOption = True,
+    norm: options.NormOption = "none",
+    act: options.ActOption = "none",
+    batch: options.BatchOption = "1",
+    dtype: options.DTypeOption = "float32",
+    device: options.DeviceOption = "cpu",
+    vs: options.VsOption = None,
     plot: Annotated[
         Path | None,
         typer.Option(
@@ -72,17 +41,17 @@ def sweep_command(
             dir_okay=False,
         ),
     ] = None,
-    output_format: FormatOption = None,
-    output: OutputOption = None,
-    formula_only: FormulaOnlyOption = False,
-    latency: LatencyOption = True,
-    threads: ThreadsOption = 1,
-    rounds: RoundsOption = None,
-    min_time: MinTimeOption = 0.004,
-    target: TargetOption = 3.0,
-    max_time: MaxTimeOption = 2.0,
-    channels_last: ChannelsLastOption = False,
-    tune_allocator: TuneAllocatorOption = True,
+    output_format: options.FormatOption = None,
+    output: options.OutputOption = None,
+    formula_only: options.FormulaOnlyOption = False,
+    latency: options.LatencyOption = True,
+    threads: options.ThreadsOption = 1,
+    rounds: options.RoundsOption = None,
+    min_time: options.MinTimeOption = 0.004,
+    target: options.TargetOption = 3.0,
+    max_time: options.MaxTimeOption = 2.0,
+    channels_last: options.ChannelsLastOption = False,
+    tune_allocator: options.TuneAllocatorOption = True,
 ) -> None:
     """Compare over a grid of cin × cout × kernel × size: MAC ratio against measured speedup, table and plot.
 
@@ -94,7 +63,7 @@ def sweep_command(
         "bias": bias, "norm": norm, "act": act, "batch": batch, "dtype": dtype, "device": device,
     }  # fmt: skip
     if vs:
-        fixed["vs"] = kinds_asked(vs)
+        fixed["vs"] = options.kinds_asked(vs)
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
     with exit_codes():
         from convcost.report.comparison import OutputFormat, render_sweep
@@ -142,13 +111,13 @@ def _run_sweep(
 
     settings, calibration = None, None
     if not formula_only:
-        settings = latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
-                                    max_time=max_time)  # fmt: skip
+        settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                            target=target, max_time=max_time)  # fmt: skip
         calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = progress_bar(len(specs), "sweep")
     with progress, contextlib.ExitStack() as stack:
         if not formula_only:  # by formula alone, torch is never imported
-            stack.enter_context(on_threads(threads, settings))
+            stack.enter_context(options.on_threads(threads, settings))
         return sweep.run(specs, axes, fixed, settings, calibration,
                          lambda index, total, spec: update(index, describe(spec)), measure=not formula_only,
                          threads=threads)  # fmt: skip
