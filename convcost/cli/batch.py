@@ -84,9 +84,9 @@ def batch_command(
             settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
                                                 stages=False, target=target, max_time=max_time)  # fmt: skip
         result = _run_batch(plan, settings, threads, not formula_only)
-        from convcost.report.comparison import OutputFormat, render_batch
+        from convcost.report.batch import render_batch
 
-        emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail, roofline), output)
+        emit(lambda: render_batch(result, chosen, detail, roofline), output)
     console = stderr()
     for entry in result.entries:
         if entry.status in (Status.INVALID, Status.ERROR):

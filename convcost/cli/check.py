@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,14 +10,7 @@ import typer
 
 from convcost.cli.options import OutputOption
 from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, stderr, write
-
-
-class CheckFormat(str, Enum):
-    TABLE = "table"
-    JSON = "json"
-    GITHUB = "github"
-    JUNIT = "junit"
-
+from convcost.report.format import CheckFormat
 
 _CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from convcost.cli import options
-from convcost.cli.root import EXIT_FAILED, Format, app, emit, exit_codes, fail, format_for, stderr
+from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, fail, format_for, stderr
+from convcost.report.format import OutputFormat
 
 if TYPE_CHECKING:
     from convcost.cost.roofline import Calibration
@@ -120,7 +121,7 @@ def _measured_comparison(
 
 def run_compare(
     data: dict[str, Any],
-    output_format: Format,
+    output_format: OutputFormat,
     output: Path | None,
     latency: bool,
     threads: int,
@@ -139,7 +140,7 @@ def run_compare(
 
     with exit_codes(set_stages):
         spec = parse_compare(data)
-        from convcost.report.comparison import OutputFormat, render
+        from convcost.report.compare import render
 
         if formula_only:  # pure Python: torch is never imported
             from convcost.run.estimate import estimate
@@ -148,7 +149,7 @@ def run_compare(
         else:
             comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator,
                                               target, max_time)  # fmt: skip
-        emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output)
+        emit(lambda: render(comparison, output_format, roofline), output)
     if not comparison.ok:
         raise typer.Exit(EXIT_FAILED)
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from convcost.cli import options
-from convcost.cli.root import EXIT_FAILED, Format, app, emit, exit_codes, format_for
+from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, format_for
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 
 @app.command("model", short_help="Cost of a whole model, layer by layer.")
@@ -64,7 +64,6 @@ def model_command(
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = format_for(output, output_format)
     with exit_codes():
-        from convcost.report.comparison import OutputFormat
         from convcost.report.model import render
         from convcost.run.model import evaluate_source
         from convcost.spec.bundled import Use, resolve
@@ -77,7 +76,7 @@ def model_command(
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
         )
-        emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind, roofline), output)
+        emit(lambda: render(result, output_format, by_kind, roofline), output)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -104,21 +103,8 @@ def calibrate_command(
         from convcost.spec.compare import run_settings
 
         chosen_dtype, chosen_device = run_settings(dtype, device)
-        from convcost.report.comparison import markdown_table, render_calibration, to_csv, to_json
+        from convcost.report.calibration import render
         from convcost.run.calibrate import cache_path, calibration_for
 
         calibration, fresh = calibration_for(chosen_device, chosen_dtype, threads, refresh)
-        path = str(cache_path())
-        row = {**calibration.to_dict(), "key": calibration.key}
-
-        def render(console: Console) -> str | None:
-            if output_format is Format.JSON:
-                return to_json({**row, "cache": path, "measured_now": fresh})
-            if output_format is Format.CSV:
-                return to_csv([row], list(row))
-            if output_format is Format.MARKDOWN:
-                return markdown_table(["Key", "Value"], [[key, str(value)] for key, value in row.items()]) + "\n"
-            render_calibration(calibration, path, fresh, console)
-            return None
-
-        emit(render, output)
+        emit(lambda: render(calibration, str(cache_path()), fresh, output_format), output)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from convcost.cli.root import Format
+from convcost.report.format import OutputFormat
 
 if TYPE_CHECKING:
     from convcost.run.latency import LatencySettings
@@ -30,7 +30,7 @@ def latency_settings(
 
 
 FormatOption = Annotated[
-    Format | None,
+    OutputFormat | None,
     typer.Option(
         "--format",
         "-f",

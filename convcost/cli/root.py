@@ -11,14 +11,15 @@ import io
 import os
 import sys
 from collections.abc import Callable, Iterator
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from convcost.report.format import OutputFormat
+
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
     from convcost.errors import SpecError
 
@@ -34,13 +35,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
-
-
-class Format(str, Enum):
-    TABLE = "table"
-    JSON = "json"
-    CSV = "csv"
-    MARKDOWN = "markdown"
 
 
 def _version(value: bool) -> None:
@@ -193,24 +187,26 @@ def pipe_closed() -> NoReturn:
     raise typer.Exit(EXIT_PIPE_CLOSED)
 
 
-def emit(render: Callable[[Console], str | None], output: Path | None) -> None:
+def emit(render: Callable[[], str | RenderableType], output: Path | None) -> None:
     """Render tables to stdout, or into the -o file (plain, at the piped width); write text formats as they are.
 
     One width rule for every command (convcost.report.tables.make_console): $COLUMNS if set, else the terminal's width,
     else 120 columns for a pipe or a file.
     """
-    from convcost.report.tables import make_console
+    from convcost.report.tables import make_console, show
 
     to_file = output is not None and str(output) != "-"
     buffer = io.StringIO()
     console = make_console(file=buffer, plain=True) if to_file else make_console()
     if not to_file:  # Rich's own handling of a closed pipe exits 1; convcost's is pipe_closed() (exit 141)
         setattr(console, "on_broken_pipe", pipe_closed)  # noqa: B010 - a method replaced on this instance only
-    text = render(console)
-    if text is None and to_file:
-        text = buffer.getvalue()
-    if text is not None:
-        write(text, output)
+    shown = render()
+    if not isinstance(shown, str):
+        show(console, shown)
+        if not to_file:
+            return
+        shown = buffer.getvalue()
+    write(shown, output)
 
 
 def progress_bar(total: int, first: str) -> tuple[Any, Callable[[int, str], None]]:
@@ -246,16 +242,16 @@ def write(text: str, output: Path | None) -> None:
 
 
 EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.run.interrupts.exit_code)
-_SUFFIX_FORMATS = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN, ".markdown": Format.MARKDOWN,
-                   ".txt": Format.TABLE}  # fmt: skip
+_SUFFIX_FORMATS = {".json": OutputFormat.JSON, ".csv": OutputFormat.CSV, ".md": OutputFormat.MARKDOWN,
+                   ".markdown": OutputFormat.MARKDOWN, ".txt": OutputFormat.TABLE}  # fmt: skip
 
 
-def format_for(output: Path | None, chosen: Format | None) -> Format:
+def format_for(output: Path | None, chosen: OutputFormat | None) -> OutputFormat:
     """--format if given, else the format -o's extension names, else the table."""
     if chosen is not None:
         return chosen
     if output is None or str(output) == "-":
-        return Format.TABLE
+        return OutputFormat.TABLE
     if output.suffix.lower() in _SUFFIX_FORMATS:
         return _SUFFIX_FORMATS[output.suffix.lower()]
     fail(f"-o/--output: cannot tell the format from {output.name!r}: name it .json, .csv, .md or .txt, "

@@ -66,7 +66,7 @@ def sweep_command(
         fixed["vs"] = options.kinds_asked(vs)
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
     with exit_codes():
-        from convcost.report.comparison import OutputFormat, render_sweep
+        from convcost.report.sweep import render_sweep
         from convcost.spec.sweep import plan
 
         specs = plan(axes, fixed)
@@ -81,7 +81,7 @@ def sweep_command(
             will_write(plot, "--plot")
         result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
                             target, max_time, formula_only)  # fmt: skip
-        emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
+        emit(lambda: render_sweep(result, output_format), output)
         if plot is not None:
             from convcost.report.plot import plot_sweep
 

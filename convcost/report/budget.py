@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
-from convcost.report.comparison import markdown_table, to_json
+from convcost.report.export import markdown_table, to_json
+from convcost.report.format import si
 from convcost.report.literal import markdown_literal, visible
-from convcost.report.model import si
 from convcost.results.budget import METRICS, BudgetResult, Level, LimitVerdict
 
 GITHUB_PER_LEVEL = 10  # GitHub shows at most 10 annotations of each level per step
