@@ -1040,19 +1040,17 @@ def evaluate_source(
     device: str = "cpu",
 ) -> ModelResult:
     """Evaluate a model file or an import path with command-line style settings (strings are validated)."""
+    from convcost.run.context import RunContext
     from convcost.spec.compare import run_settings
 
     chosen_dtype, chosen_device = run_settings(dtype, device)
-    previous_threads = torch.get_num_threads()
-    try:
-        if latency_settings is None:
-            torch.set_num_threads(threads)
+    threads_used = latency_settings.threads if latency_settings else threads
+    context = RunContext(chosen_device, chosen_dtype, threads_used, latency_settings)
+    with context.applied():  # a library leaves the process as it found it
         return _evaluate_source(
-            source, input_shape, batch, width_multiplier, size, depth, latency_settings, threads, chosen_dtype,
-            chosen_device,
+            source, input_shape, batch, width_multiplier, size, depth, latency_settings, threads, context.dtype,
+            context.device,
         )  # fmt: skip
-    finally:
-        torch.set_num_threads(previous_threads)  # a library leaves the process as it found it
 
 
 def _evaluate_source(
