@@ -168,10 +168,32 @@ def test_a_file_without_anchors_reads_the_same_from_its_events(text: str) -> Non
 
 @pytest.mark.parametrize(
     "text",
-    ["a: &x 1\nb: *x\n", "a: 1\n---\nb: 2\n", "base: {k: 3}\nlayer: {<<: {k: 4}, cin: 8}\n", "a: !!bool maybe\n"],
+    ["a: &x 1\nb: *x\n", "a: 1\n---\nb: 2\n", "base: {k: 3}\nlayer: {<<: {k: 4}, cin: 8}\n"],
 )
 def test_anchors_merges_and_constructor_errors_go_through_composed_nodes(text: str) -> None:
     events = yamlio._scan(text, "f.yaml")
-    if events is not None:  # merge keys and a constructor's own errors are found while building
+    if events is not None:  # merge keys are found while building
         with pytest.raises(yamlvalues.NeedNodes):
             yamlvalues.EventBuilder(events, yamlio._Loader(""), {}, []).value(())
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("a: !!bool maybe\n", "maybe"),  # PyYAML's bool constructor raised KeyError
+        ("a: !!timestamp x\n", "x"),  # AttributeError
+        ("a: !!int x\n", "x"),  # ValueError
+        ("a: &t 2001-13-45\nb: *t\n", "2001-13-45"),  # the alias to it was a "recursive node"
+    ],
+)
+def test_a_malformed_tagged_scalar_is_its_text_for_the_validators(text: str, value: str) -> None:
+    document = yamlio.loads(text, "f.yaml")
+    assert document.data["a"] == value
+    assert document.data.get("b", value) == value
+
+
+@pytest.mark.parametrize("merge", ["1", "[1]", "x"])
+def test_a_merge_key_without_a_mapping_is_named_with_its_line(merge: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        yamlio.loads(f"first: 1\nsecond: {{<<: {merge}}}\n", "f.yaml")  # PyYAML raised ConstructorError
+    assert lines_of(raised.value) == ["f.yaml:2: second: a merge key (<<) takes a mapping or a list of mappings"]

@@ -78,7 +78,12 @@ class NodeBuilder:
         explicit: set[int] | None = None  # the mapping's own keys, when it merges others
         if any(key_node.tag in _FLATTENED for key_node, _ in node.value):
             explicit = {id(key_node) for key_node, _ in node.value if key_node.tag != _MERGE_TAG}
-            self.loader.flatten_mapping(node)  # merge keys (<<): merged pairs first, then the mapping's own
+            try:
+                self.loader.flatten_mapping(node)  # merge keys (<<): merged pairs first, then the mapping's own
+            except yaml.constructor.ConstructorError:
+                line = node.start_mark.line + 1
+                self.issues.append(FieldIssue(loc, "a merge key (<<) takes a mapping or a list of mappings", line))
+                return {}
         result: dict[Any, Any] = {}
         first_line: dict[Any, int] = {}
         merged: set[Any] = set()  # keys whose value came from a merge: the mapping's own key may override them
@@ -112,7 +117,7 @@ class NodeBuilder:
 
 
 class NeedNodes(Exception):
-    """The file needs composed nodes: a merge key, or a value its constructor refuses other than by ValueError."""
+    """The file needs composed nodes: it has a merge key."""
 
 
 class EventBuilder:
@@ -218,10 +223,7 @@ class EventBuilder:
         if tag == _STR_TAG:
             return event.value
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        try:
-            return _scalar(node, self.loader, self.scalars)
-        except Exception:  # e.g. !!bool maybe: where composed nodes meet it too, and it has always been raised
-            raise NeedNodes from None
+        return _scalar(node, self.loader, self.scalars)  # a malformed tagged scalar is its text, as from nodes
 
     def skip(self, kind: type) -> None:
         """Past the rest of a value whose first event was of ``kind``."""
@@ -248,7 +250,10 @@ def _scalar(node: yaml.Node, loader: Any, scalars: dict[tuple[str, str], Any]) -
         return cached
     try:
         value = loader.construct_object(node, deep=True)
-    except (ValueError, OverflowError):  # e.g. a timestamp 2001-13-45 (month 13): its text, for the validators
+    except Exception:  # noqa: BLE001 — PyYAML's constructors raise anything on a malformed tagged scalar
+        # (ValueError for the timestamp 2001-13-45, KeyError for !!bool maybe, AttributeError for !!timestamp x):
+        # its text, for the validators, and the node forgotten so that an alias to it is not "recursive"
+        loader.recursive_objects.pop(node, None)
         return str(node.value)
     scalars[(tag, node.value)] = value
     return value
