@@ -250,7 +250,7 @@ def _scalar(node: yaml.Node, loader: Any, scalars: dict[tuple[str, str], Any]) -
         return cached
     try:
         value = loader.construct_object(node, deep=True)
-    except Exception:  # noqa: BLE001 — PyYAML's constructors raise anything on a malformed tagged scalar
+    except Exception:  # PyYAML's constructors raise anything on a malformed tagged scalar
         # (ValueError for the timestamp 2001-13-45, KeyError for !!bool maybe, AttributeError for !!timestamp x):
         # its text, for the validators, and the node forgotten so that an alias to it is not "recursive"
         loader.recursive_objects.pop(node, None)
