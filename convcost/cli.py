@@ -733,23 +733,26 @@ def model_command(
     ] = False,
     dtype: Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")] = "float32",
     device: Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")] = "cpu",
+    formula_only: FormulaOnlyOption = False,
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = _format_for(output, output_format)
     with _exit_codes():
         from convcost.report.comparison import OutputFormat
         from convcost.report.model import render
-        from convcost.run.model import evaluate_source, is_import_path
+        from convcost.run.source import evaluate_source, is_import_path
         from convcost.spec.bundled import Use, resolve
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
-        settings = _latency_settings(latency or roofline, threads, rounds, min_time, channels_last, tune_allocator,
-                                     target=target, max_time=max_time)  # fmt: skip
+        settings = None if formula_only else _latency_settings(latency or roofline, threads, rounds, min_time,
+                                                               channels_last, tune_allocator, target=target,
+                                                               max_time=max_time)  # fmt: skip
         result = evaluate_source(
-            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
+            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only
         )
-        _emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind, roofline), output)
+        _emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind,
+                                     roofline and not formula_only), output)  # fmt: skip
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 

@@ -34,7 +34,7 @@ from convcost.run import batch as batches
 from convcost.run import sweep as sweeps
 from convcost.run.comparison import compare
 from convcost.run.latency import LatencySettings
-from convcost.run.model import evaluate_source
+from convcost.run.source import evaluate_source
 from convcost.spec.compare import parse_compare
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

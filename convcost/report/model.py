@@ -96,6 +96,9 @@ def saving_line(result: ModelResult) -> str:
 
 
 def check_line(result: ModelResult) -> Text:
+    if not result.measured:
+        return Text("· formula only: nothing built or run, so nothing checked (drop --formula-only to check)",
+                    style="yellow")  # fmt: skip
     if result.ok:
         bias = result.total.bias_adds
         return Text(
@@ -176,7 +179,7 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
     console.print(table)
     console.print(f"Total: {total.params:,} params, {total.macs:,} MACs ({si(total.flops)} FLOPs)")
     console.print(check_line(result))
-    if result.ok and result.total.bias_adds:
+    if result.ok and result.measured and result.total.bias_adds:
         console.print(f"  * ptflops counts {result.total.bias_adds:,} bias adds as MACs; they are taken off")
     console.print(dense_line(result))
     console.print(saving_line(result))

@@ -247,7 +247,7 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
     spec, issues = yamlio.validate(BudgetFile, document.data, document)
     if issues:
         raise document.error(issues)
-    from convcost.run.model import is_import_path
+    from convcost.run.source import is_import_path
 
     base = path.parent
     checks: list[PlannedCheck] = []
@@ -350,7 +350,8 @@ def prepare_checks(budget: Budget) -> None:
     is not CxHxW, a module that does not import, a factory that fails) is raised at once, on the budget's lines.
     """
     from convcost.errors import UsageError
-    from convcost.run.model import load_factory, parse_input
+    from convcost.run.model import load_factory
+    from convcost.run.source import parse_input
     from convcost.spec.model import load_model
 
     issues: list[FieldIssue] = []
@@ -400,7 +401,8 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
     """
     if check.batch_path is not None:
         return _measure_batch(check, settings)
-    from convcost.run.model import evaluate_import, evaluate_plan, load_factory, parse_input
+    from convcost.run.model import evaluate_import, evaluate_plan, load_factory
+    from convcost.run.source import parse_input
     from convcost.spec.model import load_model
 
     if check.model_path is not None:

@@ -120,4 +120,3 @@ def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
         return cached(spec.device, spec.dtype, threads)
     except CalibrationCacheError:
         return None
-

@@ -75,7 +75,7 @@ def _versions() -> tuple[str, str, str]:
     return torch_version, platform.python_version(), platform.platform(terse=True)
 
 
-def formula_environment(spec: CompareSpec, threads: int = 1) -> Environment:
+def formula_environment(device: str, dtype: str, threads: int = 1) -> Environment:
     """The environment of a formula-only run: nothing ran, so the versions are what matters (torch not imported)."""
     torch_version, python_version, platform_name = _versions()
     return Environment(
@@ -83,10 +83,10 @@ def formula_environment(spec: CompareSpec, threads: int = 1) -> Environment:
         convcost=__version__,
         python=python_version,
         platform=platform_name,
-        device=spec.device,
+        device=device,
         device_name="not used (nothing measured)",
         threads=threads,
-        dtype=str(spec.dtype),
+        dtype=dtype,
         allocator="not used (nothing measured)",
     )
 
@@ -114,7 +114,7 @@ def estimate(spec: CompareSpec, threads: int = 1) -> Comparison:
             output_shape=results[-1].output_shape,
             output_shape_measured=None,
         )
-    return assemble(spec, layers, formula_environment(spec, threads), None, measured=False)
+    return assemble(spec, layers, formula_environment(spec.device, str(spec.dtype), threads), None, measured=False)
 
 
 def assemble(
