@@ -107,24 +107,6 @@ class ConvOp(Op):
             and not any(self.padding)
         )
 
-    def stage(self) -> ConvStage:
-        """The 2-d conv as a ConvStage, so the compare formulas apply unchanged."""
-        if self.dims != 2:
-            raise ValueError(f"{self.name}: a {self.dims}-d conv is not a ConvStage")
-        padding: formulas.Padding = "same" if self.padding == "same" else (self.padding[0], self.padding[1])
-        return ConvStage(
-            name=self.name,
-            cin=self.cin,
-            cout=self.cout,
-            kernel=(self.kernel[0], self.kernel[1]),
-            stride=(self.stride[0], self.stride[1]),
-            padding=padding,
-            dilation=(self.dilation[0], self.dilation[1]),
-            groups=self.groups,
-            bias=self.bias,
-            shared=self.shared,
-        )
-
     @classmethod
     def from_stage(cls, stage: ConvStage, input_shape: Shape, name: str | None = None) -> ConvOp:
         return cls(
@@ -296,32 +278,22 @@ def elements(shape: Shape) -> int:
 
 
 def _conv_output(op: ConvOp) -> Shape:
-    batch, spatial = op.input_shape[0], op.input_shape[2:]
-    if op.dims == 2:
-        size = formulas.output_size(op.stage(), (spatial[0], spatial[1]))
-        return (batch, op.cout, *size)
     out = []
-    for index, length in enumerate(spatial):
+    for index, length in enumerate(op.input_shape[2:]):
         k, s, d = op.kernel[index], op.stride[index], op.dilation[index]
+        # 'same' pads d·(k−1) in all (torch puts the odd pixel on the bottom/right side: the length is the same)
         pad_total = d * (k - 1) if op.padding == "same" else 2 * op.padding[index]
         out.append(formulas.output_length(length, k, s, pad_total, d))
-    return (batch, op.cout, *out)
+    return (op.input_shape[0], op.cout, *out)
 
 
 @register(ConvOp, _conv_output)
 def _conv_cost(op: ConvOp) -> Cost:
-    if op.dims == 2:
-        stage = op.stage()
-        size = (op.input_shape[2], op.input_shape[3])
-        batch = op.input_shape[0]
-        return Cost(
-            params=formulas.params(stage) if op.stored_params is None else op.stored_params,
-            macs=formulas.macs(stage, size, batch),
-            bias_adds=formulas.bias_adds(stage, size, batch),
-        )
+    """MACs: output elements × (cin / groups) × prod(kernel); a shared kernel stores one kernel per multiplier
+    slot (cout / groups of them), which every group applies."""
     per_output = (op.cin // op.groups) * math.prod(op.kernel)
     outputs = elements(_conv_output(op))
-    weights = op.cout * per_output if not op.shared else (op.cout // op.groups) * per_output
+    weights = (op.cout if not op.shared else op.cout // op.groups) * per_output
     return Cost(
         params=weights + (op.cout if op.bias else 0) if op.stored_params is None else op.stored_params,
         macs=outputs * per_output,
@@ -420,6 +392,30 @@ def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, 
     if kind is OpKind.ADD:
         inputs *= 2
     return inputs + params + (elements(output_shape) if output_shape else 0)
+
+
+def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> list[Op]:
+    """A conv stage as the ops it runs: its conv, then its norm and its activation when it has them."""
+    name = f"{prefix}{stage.name}"
+    conv = ConvOp.from_stage(stage, input_shape, name)
+    shape = output_shape(conv)
+    ops: list[Op] = [conv]
+    if stage.norm is formulas.Norm.BATCH:
+        ops.append(NormOp(f"{name}.norm", shape, stage.cout))
+    if stage.act is not formulas.Act.NONE:
+        ops.append(ActOp(f"{name}.act", shape, str(stage.act)))
+    return ops
+
+
+def stage_cost(stage: ConvStage, input_shape: Shape, itemsize: int = 1) -> tuple[Cost, int]:
+    """The cost of a conv stage, the sum of its ops', and the bytes they move at minimum (at ``itemsize``)."""
+    ops = stage_ops(stage, input_shape)
+    costs = [cost(op) for op in ops]
+    moved = sum(moved_elements(op.kind, op.input_shape, output_shape(op), item.params)
+                for op, item in zip(ops, costs, strict=True))  # fmt: skip
+    total = Cost(sum(item.params for item in costs), sum(item.macs for item in costs),
+                 sum(item.bias_adds for item in costs), sum(item.other_ops for item in costs))  # fmt: skip
+    return total, moved * itemsize
 
 
 class Category(str, Enum):

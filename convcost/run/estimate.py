@@ -10,8 +10,8 @@ import functools
 import importlib.metadata
 import platform
 
-from convcost.cost import formulas, roofline
-from convcost.cost.formulas import ConvStage, Pair
+from convcost.cost import formulas, ops, roofline
+from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
 from convcost.results import roofline as layer_roofline
 from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
@@ -26,9 +26,9 @@ FAR_SHORT = 0.5
 def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], itemsize: int) -> StageResult:
     """A stage's figures by formula alone; every measured field is None."""
     batch, _, height, width = input_shape
-    size: Pair = (height, width)
-    out_h, out_w = formulas.output_size(stage, size)
+    out_h, out_w = formulas.output_size(stage, (height, width))
     weight_shape = formulas.weight_shape(stage)
+    cost, moved = ops.stage_cost(stage, input_shape, itemsize)
     return StageResult(
         name=stage.name,
         cin=stage.cin,
@@ -48,15 +48,15 @@ def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], item
         stored_weight_shape=(stage.multiplier, *weight_shape[1:]) if stage.shared else weight_shape,
         output_shape=(batch, stage.cout, out_h, out_w),
         output_shape_measured=None,
-        params=formulas.params(stage),
+        params=cost.params,
         params_measured=None,
-        macs=formulas.macs(stage, size, batch),
+        macs=cost.macs,
         macs_flop_counter=None,
         macs_ptflops=None,
         ptflops_raw=None,
-        bias_adds=formulas.bias_adds(stage, size, batch),
-        other_ops=formulas.other_ops(stage, size, batch),
-        min_bytes=formulas.min_bytes(stage, size, batch, itemsize),
+        bias_adds=cost.bias_adds,
+        other_ops=cost.other_ops,
+        min_bytes=moved,
         channel_map={
             "groups": stage.groups,
             "out_per_group": stage.cout // stage.groups,

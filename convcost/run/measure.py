@@ -148,8 +148,9 @@ def check_memory(
     for stages in layers:
         stage_size = size
         for stage in stages:
-            needed += formulas.min_bytes(stage, stage_size, batch, itemsize)
-            weights += (formulas.weight_params(stage) + formulas.bias_params(stage)) * itemsize
+            shape = (batch, stage.cin, *stage_size)
+            needed += ops.stage_cost(stage, shape, itemsize)[1]
+            weights += ops.cost(ops.ConvOp.from_stage(stage, shape)).params * itemsize  # the conv's weights, bias
             tensor = max(stage.cin, stage.cout) * stage_size[0] * stage_size[1]
             if tensor > largest:
                 largest, largest_pixels = tensor, stage_size[0] * stage_size[1]

@@ -27,10 +27,8 @@ from convcost.cost.ops import (
     ActOp,
     AdaptivePoolOp,
     AddOp,
-    ConvOp,
     FlattenOp,
     LinearOp,
-    NormOp,
     Op,
     PoolOp,
     Shape,
@@ -530,16 +528,11 @@ def keep_size_padding(
 
 
 def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> list[Op]:
-    """A conv stage becomes a conv op, then its norm op and its activation op."""
+    """Each conv stage becomes its ops (:func:`convcost.cost.ops.stage_ops`), each stage's input the last's output."""
     ops: list[Op] = []
     for stage in stages:
-        conv = ConvOp.from_stage(stage, shape, f"{name}.{stage.name}")
-        ops.append(conv)
-        shape = model_formulas.output_shape(conv)
-        if stage.norm is Norm.BATCH:
-            ops.append(NormOp(f"{name}.{stage.name}.norm", shape, stage.cout))
-        if stage.act is not Act.NONE:
-            ops.append(ActOp(f"{name}.{stage.name}.act", shape, str(stage.act)))
+        ops += model_formulas.stage_ops(stage, shape, f"{name}.")
+        shape = model_formulas.output_shape(ops[-1])
     return ops
 
 
