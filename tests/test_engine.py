@@ -122,3 +122,48 @@ def test_cli_model_formula_only_never_imports_torch() -> None:
     table = CliRunner().invoke(app, ["model", str(CONFIGS / "mobilenet_v2.yaml"), "--formula-only"])
     assert table.exit_code == 0, table.output
     assert "formula only: nothing built or run, so nothing checked" in table.stdout and "✓" not in table.stdout
+
+
+def _budget(tmp_path: Path, **extra: Any) -> Path:
+    check = {"name": "v2", "model": str(CONFIGS / "mobilenet_v2.yaml"), "params": {"max": "3.6M"},
+             "macs": {"max": "310M"}, "layers": [{"match": "block*", "params": {"max": "500k"}}], **extra}  # fmt: skip
+    path = tmp_path / "budget.yaml"
+    path.write_text(yaml.safe_dump({"checks": [check]}))
+    return path
+
+
+def test_check_formula_only_holds_params_and_macs_without_torch(tmp_path: Path) -> None:
+    path = _budget(tmp_path)
+    code = (
+        "import sys\n"
+        "from convcost.cli import app\n"
+        "try:\n"
+        f"    app(['check', {str(path)!r}, '--formula-only', '-f', 'json'])\n"
+        "except SystemExit as done:\n"
+        "    assert done.code in (0, None), done.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    estimated = json.loads(result.stdout)
+    measured = json.loads(CliRunner().invoke(app, ["check", str(path), "-f", "json"]).stdout)
+    assert estimated["summary"] == measured["summary"] == "1 check, 19 limits: 19 passed, 0 errors, 0 warnings"
+    assert [verdict["found"] for verdict in estimated["verdicts"]] == [v["found"] for v in measured["verdicts"]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "args", "message"),
+    [
+        ({"latency_ms": {"max": 100}}, [], "checks[0].latency_ms: --formula-only measures no latency"),
+        ({"model": "tests.models_for_tests:scaled", "input": "3x8x8", "layers": []}, [],
+         "checks[0].model: --formula-only needs a model or batch file"),
+        ({}, ["--update-baseline", "--baseline", "base.json"], "--update-baseline: a baseline records measured"),
+    ],
+)  # fmt: skip
+def test_check_formula_only_refuses_what_needs_a_run(
+    tmp_path: Path, extra: dict[str, Any], args: list[str], message: str
+) -> None:
+    path = _budget(tmp_path, **extra)
+    result = CliRunner().invoke(app, ["check", str(path), "--formula-only", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output

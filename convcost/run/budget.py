@@ -350,7 +350,6 @@ def prepare_checks(budget: Budget) -> None:
     is not CxHxW, a module that does not import, a factory that fails) is raised at once, on the budget's lines.
     """
     from convcost.errors import UsageError
-    from convcost.run.model import load_factory
     from convcost.run.source import parse_input
     from convcost.spec.model import load_model
 
@@ -386,6 +385,8 @@ def prepare_checks(budget: Budget) -> None:
                 check.input_shape = parse_input(spec.input)
             except ValueError as error:
                 issues.append(FieldIssue((*loc, "input"), str(error), check.line_of("input")))
+            from convcost.run.model import load_factory
+
             try:
                 check.module = load_factory(check.import_path)
             except UsageError as error:
@@ -394,14 +395,16 @@ def prepare_checks(budget: Budget) -> None:
         raise SpecError(issues, budget.source)
 
 
-def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads: int = 1) -> Measured:
+def measure_check(
+    check: PlannedCheck, settings: LatencySettings | None, threads: int = 1, formula_only: bool = False
+) -> Measured:
     """Evaluate what a check names; raises SpecError/UsageError for an invalid model or batch file.
 
-    ``threads`` is the thread count recorded when no latency is measured (``settings`` has its own).
+    ``threads`` is the thread count recorded when no latency is measured (``settings`` has its own);
+    ``formula_only``: by formula alone, without torch (:func:`refuse_unmeasurable` has refused what needs it).
     """
     if check.batch_path is not None:
-        return _measure_batch(check, settings)
-    from convcost.run.model import evaluate_import, evaluate_plan, load_factory
+        return _measure_batch(check, settings, measure=not formula_only)
     from convcost.run.source import parse_input
     from convcost.spec.model import load_model
 
@@ -411,8 +414,18 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
             width_multiplier=None if check.spec.width_multiplier is None else str(check.spec.width_multiplier),
             size=None if check.spec.size is None else "x".join(map(str, check.spec.size)),
         )
-        result = evaluate_plan(plan, str(check.model_path), settings, threads=threads)
+        if formula_only:
+            from convcost.run import network
+            from convcost.run.estimate import formula_environment
+
+            result = network.estimate_plan(plan, str(check.model_path), formula_environment("cpu", "float32", threads))
+        else:
+            from convcost.run.model import evaluate_plan
+
+            result = evaluate_plan(plan, str(check.model_path), settings, threads=threads)
     else:
+        from convcost.run.model import evaluate_import, load_factory
+
         assert check.import_path is not None and check.spec.input is not None
         try:
             shape = check.input_shape or parse_input(check.spec.input)
@@ -433,12 +446,12 @@ def measure_check(check: PlannedCheck, settings: LatencySettings | None, threads
     return Measured(total, parts, result.environment, list(result.failures), model=result)
 
 
-def _measure_batch(check: PlannedCheck, settings: LatencySettings | None) -> Measured:
+def _measure_batch(check: PlannedCheck, settings: LatencySettings | None, measure: bool = True) -> Measured:
     from convcost.run.batch import Status, evaluate, load_batch
 
     assert check.batch_path is not None
     batch = check.batch_plan or load_batch(check.batch_path)
-    result = evaluate(batch, settings)
+    result = evaluate(batch, settings, measure=measure)
     parts: dict[str, Figures] = {}
     environment = None
     problems = list(result.problems)
@@ -836,6 +849,31 @@ def baseline_text(result: BudgetResult) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+def refuse_unmeasurable(budget: Budget, update_baseline: bool) -> None:
+    """SpecError, before anything is evaluated, for what ``--formula-only`` cannot judge: a gate that skipped a
+    latency limit would pass whatever the model's speed, so a latency limit is refused, not reported as unmeasured;
+    so are an import path (counted by running it) and a baseline to write (it records measured figures)."""
+    from convcost.errors import UsageError
+
+    if update_baseline:
+        raise UsageError("--update-baseline: a baseline records measured figures: run it without --formula-only")
+    issues: list[FieldIssue] = []
+    why = "--formula-only measures no latency: drop the limit or run without --formula-only"
+    for check in budget.checks:
+        loc: yamlio.Loc = ("checks", check.index)
+        if check.import_path is not None:
+            message = "--formula-only needs a model or batch file: an import path is counted by running it"
+            issues.append(FieldIssue((*loc, "model"), message, check.line_of("model")))
+        if check.spec.latency_ms is not None:
+            issues.append(FieldIssue((*loc, "latency_ms"), why, check.line_of("latency_ms")))
+        for number, layer in enumerate(check.spec.layers):
+            if layer.latency_ms is not None:
+                where = ("layers", number, "latency_ms")
+                issues.append(FieldIssue((*loc, *where), why, check.line_of(*where)))
+    if issues:
+        raise SpecError(issues, budget.source)
+
+
 def _refuse_empty_checks(
     budget: Budget, path: Path | None, baseline: dict[str, Any] | None, update_baseline: bool
 ) -> None:
@@ -875,14 +913,16 @@ def run_checks(
     update_baseline: bool = False,
     latency_settings: LatencySettings | None = None,
     strict_latency: bool = False,
+    formula_only: bool = False,
 ) -> BudgetResult:
     """Measure every check and hold it to its limits (and to the baseline, when there is one and not updating).
 
     Every model file, import path and batch file is validated before anything is measured, so an invalid one
-    fails fast. Runs without latency record the budget's thread count too.
+    fails fast. Runs without latency record the budget's thread count too. ``formula_only``: params and MACs by
+    formula, without torch; what needs a run (a latency limit, an import path, a baseline to write) is refused.
     """
-    from convcost.run.latency import LatencySettings
-
+    if formula_only:
+        refuse_unmeasurable(budget, update_baseline)
     prepare_checks(budget)
     path = baseline_path or budget.baseline_path
     baseline = None
@@ -893,16 +933,20 @@ def run_checks(
         baseline = None if missing else load_baseline(path)
     _refuse_empty_checks(budget, path, baseline, update_baseline)
     options = budget.spec.latency
-    settings = latency_settings or LatencySettings(threads=options.threads, rounds=options.rounds,
-                                                   min_time=options.min_time, target=options.target / 100,
-                                                   max_time=options.max_time)  # fmt: skip
+    settings = latency_settings
+    if settings is None and not formula_only:
+        from convcost.run.latency import LatencySettings
+
+        settings = LatencySettings(threads=options.threads, rounds=options.rounds, min_time=options.min_time,
+                                   target=options.target / 100, max_time=options.max_time)  # fmt: skip
+    threads = settings.threads if settings is not None else options.threads
     verdicts: list[Verdict] = []
     measured: dict[str, Measured] = {}
     for check in budget.checks:
         wants_latency = check.needs_latency or bool(
             baseline and (baseline.get("checks", {}).get(check.name) or {}).get("latency_ms") is not None
         )
-        figures = measure_check(check, settings if wants_latency else None, threads=settings.threads)
+        figures = measure_check(check, settings if wants_latency else None, threads, formula_only)
         measured[check.name] = figures
         verdicts += limit_verdicts(check, figures, strict_latency)
     # the run's environment is that of the checks that measured latency (counts do not depend on it)
