@@ -11,20 +11,22 @@ import io
 import os
 import sys
 from collections.abc import Callable, Iterator
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from convcost.report.format import CheckFormat, OutputFormat
+
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
     from convcost.cost.roofline import Calibration
     from convcost.errors import SpecError
+    from convcost.results.batch import BatchResult
     from convcost.results.comparison import Comparison
-    from convcost.run.batch import Batch, BatchResult
     from convcost.run.latency import LatencySettings
+    from convcost.spec.batch import Batch
     from convcost.spec.compare import CompareSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -39,13 +41,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},  # inherited by every command
 )
-
-
-class Format(str, Enum):
-    TABLE = "table"
-    JSON = "json"
-    CSV = "csv"
-    MARKDOWN = "markdown"
 
 
 def _version(value: bool) -> None:
@@ -209,24 +204,26 @@ def _latency_settings(
                            max_time=max_time)  # fmt: skip
 
 
-def _emit(render: Callable[[Console], str | None], output: Path | None) -> None:
+def _emit(render: Callable[[], str | RenderableType], output: Path | None) -> None:
     """Render tables to stdout, or into the -o file (plain, at the piped width); write text formats as they are.
 
     One width rule for every command (convcost.report.tables.make_console): $COLUMNS if set, else the terminal's width,
     else 120 columns for a pipe or a file.
     """
-    from convcost.report.tables import make_console
+    from convcost.report.tables import make_console, show
 
     to_file = output is not None and str(output) != "-"
     buffer = io.StringIO()
     console = make_console(file=buffer, plain=True) if to_file else make_console()
     if not to_file:  # Rich's own handling of a closed pipe exits 1; convcost's is pipe_closed() (exit 141)
         setattr(console, "on_broken_pipe", pipe_closed)  # noqa: B010 - a method replaced on this instance only
-    text = render(console)
-    if text is None and to_file:
-        text = buffer.getvalue()
-    if text is not None:
-        _write(text, output)
+    shown = render()
+    if not isinstance(shown, str):
+        show(console, shown)
+        if not to_file:
+            return
+        shown = buffer.getvalue()
+    _write(shown, output)
 
 
 def _progress_bar(total: int, first: str) -> tuple[Any, Callable[[int, str], None]]:
@@ -277,7 +274,7 @@ def _write(text: str, output: Path | None) -> None:
 
 # Options shared by the commands that measure, defined once.
 FormatOption = Annotated[
-    Format | None,
+    OutputFormat | None,
     typer.Option(
         "--format",
         "-f",
@@ -513,7 +510,7 @@ def _measured_comparison(
 
 def run_compare(
     data: dict[str, Any],
-    output_format: Format,
+    output_format: OutputFormat,
     output: Path | None,
     latency: bool,
     threads: int,
@@ -532,7 +529,7 @@ def run_compare(
 
     with _exit_codes(set_stages):
         spec = parse_compare(data)
-        from convcost.report.comparison import OutputFormat, render
+        from convcost.report.compare import render
 
         if formula_only:  # pure Python: torch is never imported
             from convcost.run.estimate import estimate
@@ -541,7 +538,7 @@ def run_compare(
         else:
             comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator,
                                               target, max_time)  # fmt: skip
-        _emit(lambda console: render(comparison, OutputFormat(output_format.value), console, roofline), output)
+        _emit(lambda: render(comparison, output_format, roofline), output)
     if not comparison.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -549,16 +546,16 @@ def run_compare(
 # --- convcost batch / convcost schema ---------------------------------------------------------------------
 
 EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.run.interrupts.exit_code)
-_SUFFIX_FORMATS = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN, ".markdown": Format.MARKDOWN,
-                   ".txt": Format.TABLE}  # fmt: skip
+_SUFFIX_FORMATS = {".json": OutputFormat.JSON, ".csv": OutputFormat.CSV, ".md": OutputFormat.MARKDOWN,
+                   ".markdown": OutputFormat.MARKDOWN, ".txt": OutputFormat.TABLE}  # fmt: skip
 
 
-def _format_for(output: Path | None, chosen: Format | None) -> Format:
+def _format_for(output: Path | None, chosen: OutputFormat | None) -> OutputFormat:
     """--format if given, else the format -o's extension names, else the table."""
     if chosen is not None:
         return chosen
     if output is None or str(output) == "-":
-        return Format.TABLE
+        return OutputFormat.TABLE
     if output.suffix.lower() in _SUFFIX_FORMATS:
         return _SUFFIX_FORMATS[output.suffix.lower()]
     fail(f"-o/--output: cannot tell the format from {output.name!r}: name it .json, .csv, .md or .txt, "
@@ -598,7 +595,8 @@ def batch_command(
     Exit code 2 if any entry is invalid (the valid ones still run), 1 if any has a shape mismatch or a counter
     disagreement, 130 if interrupted (143 on SIGTERM; what was done is still reported and written).
     """
-    from convcost.run.batch import Status, load_batch
+    from convcost.results.batch import Status
+    from convcost.spec.batch import load_batch
 
     chosen = _format_for(output, output_format)
     with _exit_codes():
@@ -613,9 +611,9 @@ def batch_command(
             settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
                                          stages=False, target=target, max_time=max_time)  # fmt: skip
         result = _run_batch(plan, settings, threads, not formula_only)
-        from convcost.report.comparison import OutputFormat, render_batch
+        from convcost.report.batch import render_batch
 
-        _emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail), output)
+        _emit(lambda: render_batch(result, chosen, detail), output)
     console = _stderr()
     for entry in result.entries:
         if entry.status in (Status.INVALID, Status.ERROR):
@@ -643,7 +641,8 @@ def batch_command(
 
 def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, measure: bool) -> BatchResult:
     """Evaluate the entries with a progress bar on an interactive stderr; Ctrl-C keeps what was done."""
-    from convcost.run.batch import EntryResult, collect, run
+    from convcost.results.batch import EntryResult
+    from convcost.run.batch import collect, run
 
     calibration = None
     if measure:  # the formula-only path never imports torch
@@ -682,7 +681,7 @@ def schema_command(output: OutputOption = None) -> None:
     """Print the JSON Schema of batch files, so that editors can validate and complete them."""
     import json
 
-    from convcost.run.batch import json_schema
+    from convcost.spec.batch import json_schema
 
     _write(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n", output)
 
@@ -738,10 +737,10 @@ def model_command(
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = _format_for(output, output_format)
     with _exit_codes():
-        from convcost.report.comparison import OutputFormat
         from convcost.report.model import render
-        from convcost.run.source import evaluate_source, is_import_path
+        from convcost.run.source import evaluate_source
         from convcost.spec.bundled import Use, resolve
+        from convcost.spec.source import is_import_path
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
@@ -751,8 +750,7 @@ def model_command(
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only
         )
-        _emit(lambda console: render(result, OutputFormat(output_format.value), console, by_kind,
-                                     roofline and not formula_only), output)  # fmt: skip
+        _emit(lambda: render(result, output_format, by_kind, roofline and not formula_only), output)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -779,24 +777,11 @@ def calibrate_command(
         from convcost.spec.compare import run_settings
 
         chosen_dtype, chosen_device = run_settings(dtype, device)
-        from convcost.report.comparison import markdown_table, render_calibration, to_csv, to_json
+        from convcost.report.calibration import render
         from convcost.run.calibrate import cache_path, calibration_for
 
         calibration, fresh = calibration_for(chosen_device, chosen_dtype, threads, refresh)
-        path = str(cache_path())
-        row = {**calibration.to_dict(), "key": calibration.key}
-
-        def render(console: Console) -> str | None:
-            if output_format is Format.JSON:
-                return to_json({**row, "cache": path, "measured_now": fresh})
-            if output_format is Format.CSV:
-                return to_csv([row], list(row))
-            if output_format is Format.MARKDOWN:
-                return markdown_table(["Key", "Value"], [[key, str(value)] for key, value in row.items()]) + "\n"
-            render_calibration(calibration, path, fresh, console)
-            return None
-
-        _emit(render, output)
+        _emit(lambda: render(calibration, str(cache_path()), fresh, output_format), output)
 
 
 @app.command("sweep", short_help="Compare over a grid: MAC ratio against speedup.")
@@ -853,10 +838,10 @@ def sweep_command(
         fixed["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
     with _exit_codes():
-        from convcost.report.comparison import OutputFormat, render_sweep
-        from convcost.run import sweep
+        from convcost.report.sweep import render_sweep
+        from convcost.spec.sweep import plan
 
-        specs = sweep.plan(axes, fixed)
+        specs = plan(axes, fixed)
         if plot is not None:  # refused before anything is measured
             if not latency:
                 fail("--plot: the plot shows measured speedups: leave out --no-latency")
@@ -867,7 +852,7 @@ def sweep_command(
             will_write(plot, "--plot")
         result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
                             target, max_time)  # fmt: skip
-        _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
+        _emit(lambda: render_sweep(result, output_format), output)
         if plot is not None:
             from convcost.report.plot import plot_sweep
 
@@ -893,6 +878,7 @@ def _run_sweep(
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr."""
     from convcost.run import sweep
+    from convcost.spec.sweep import describe
 
     settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
                                  max_time=max_time)  # fmt: skip
@@ -900,17 +886,10 @@ def _run_sweep(
     progress, update = _progress_bar(len(specs), "sweep")
     with progress:
         return sweep.run(specs, axes, fixed, settings, calibration,
-                         lambda index, total, spec: update(index, sweep.describe(spec)))  # fmt: skip
+                         lambda index, total, spec: update(index, describe(spec)))  # fmt: skip
 
 
 # ---- convcost check ----------------------------------------------------------------------------------------
-
-
-class CheckFormat(str, Enum):
-    TABLE = "table"
-    JSON = "json"
-    GITHUB = "github"
-    JUNIT = "junit"
 
 
 _CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
@@ -965,9 +944,10 @@ def check_command(
     with _exit_codes():
         from convcost.report import budget as budget_report
         from convcost.run import budget as budgets
+        from convcost.spec.budget import load_budget
         from convcost.spec.bundled import Use, resolve
 
-        plan = budgets.load_budget(resolve(str(budget_file), Use.CHECK))
+        plan = load_budget(resolve(str(budget_file), Use.CHECK))
         target = baseline or plan.baseline_path
         if update_baseline and target is None:
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")

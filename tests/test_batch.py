@@ -1,4 +1,4 @@
-"""convcost.run.batch as a library: parsing, defaults, per-entry validation with lines, evaluation, totals."""
+"""Batches as a library (spec, results and run .batch): parsing, defaults, per-entry validation, evaluation."""
 
 from __future__ import annotations
 
@@ -10,21 +10,13 @@ import typer
 
 from convcost.cli import app
 from convcost.errors import MeasurementError, SpecError, UsageError
-from convcost.run import batch as batch_module
-from convcost.run.batch import (
-    BatchFile,
-    LayerDefaults,
-    LayerEntry,
-    Status,
-    collect,
-    evaluate,
-    loads_batch,
-    run,
-)
+from convcost.results.batch import Status
+from convcost.run.batch import collect, evaluate, run
+from convcost.spec.batch import Batch, BatchDefaults, BatchFile, LayerEntry, loads_batch
 from convcost.spec.compare import CompareSpec, LayerKind
 
 
-def parse(text: str) -> batch_module.Batch:
+def parse(text: str) -> Batch:
     return loads_batch(dedent(text), "layers.yaml")
 
 
@@ -44,7 +36,7 @@ BLOG = """\
 
 def test_every_compare_option_is_a_key_with_the_same_name() -> None:
     assert set(LayerEntry.model_fields) == set(CompareSpec.model_fields)
-    assert set(LayerDefaults.model_fields) == set(CompareSpec.model_fields) - {"name"}
+    assert set(BatchDefaults.model_fields) == set(CompareSpec.model_fields) - {"name"}
     assert set(BatchFile.model_fields) == {"version", "defaults", "layers"}
     command = typer.main.get_command(app).commands["compare"]  # type: ignore[attr-defined]
     flags = {param.name for param in command.params}

@@ -174,7 +174,7 @@ def test_shared_kernel_is_one_kernel_per_multiplier_slot() -> None:
 
 
 def test_scientific_notation_hint_names_the_value_given() -> None:
-    from convcost.run.batch import loads_batch
+    from convcost.spec.batch import loads_batch
 
     with pytest.raises(SpecError) as caught:
         parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": "1e3"})  # as from flags: YAML is not involved

@@ -25,19 +25,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Verdict(str, Enum):
-    """What limits a stage or layer, by the roofline model."""
+class Bound(StrEnum):
+    """What limits a stage or layer by the roofline model (a roofline's ``verdict``; not a budget's verdict)."""
 
     COMPUTE = "compute-bound"
     MEMORY = "memory-bound"
     OVERHEAD = "overhead-bound"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def short(self) -> str:
@@ -233,7 +230,7 @@ class Roofline:
     overhead_ms: float | None = None
     bound_ms: float | None = None  # max(compute, memory); a layer's is the sum of its stages'
     fraction: float | None = None  # bound ÷ measured latency
-    verdict: Verdict | None = None
+    verdict: Bound | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -241,11 +238,11 @@ class Roofline:
         return data
 
 
-def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Verdict:
+def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Bound:
     """Overhead-bound when per-call cost ≥ the bound, else whichever of compute and memory takes longer."""
     if overhead_ms >= bound_ms:
-        return Verdict.OVERHEAD
-    return Verdict.COMPUTE if compute_ms >= memory_ms else Verdict.MEMORY
+        return Bound.OVERHEAD
+    return Bound.COMPUTE if compute_ms >= memory_ms else Bound.MEMORY
 
 
 def _rates(macs: int, min_bytes: int, latency_ms: float | None) -> tuple[float | None, float | None]:
