@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage
@@ -63,10 +63,7 @@ class Op:
 
     name: str
     input_shape: Shape
-
-    @property
-    def kind(self) -> OpKind:
-        raise NotImplementedError
+    kind: ClassVar[OpKind]  # each subclass says which; each kind has one formula
 
 
 @dataclass(frozen=True)
@@ -84,10 +81,7 @@ class ConvOp(Op):
     shared: bool = False
     # a parametrized weight (weight_norm, ...) stores other tensors than the weight it computes: their count
     stored_params: int | None = None
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.CONV
+    kind: ClassVar[OpKind] = OpKind.CONV
 
     @property
     def dims(self) -> int:
@@ -130,10 +124,7 @@ class LinearOp(Op):
     out_features: int = 1
     bias: bool = True
     stored_params: int | None = None  # as for ConvOp: a parametrized weight's stored tensors
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.LINEAR
+    kind: ClassVar[OpKind] = OpKind.LINEAR
 
 
 @dataclass(frozen=True)
@@ -142,20 +133,14 @@ class NormOp(Op):
 
     channels: int = 1
     affine: bool = True
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.NORM
+    kind: ClassVar[OpKind] = OpKind.NORM
 
 
 @dataclass(frozen=True)
 class ActOp(Op):
     function: str = "relu"
     params: int = 0  # PReLU's slopes
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.ACT
+    kind: ClassVar[OpKind] = OpKind.ACT
 
 
 @dataclass(frozen=True)
@@ -168,10 +153,7 @@ class PoolOp(Op):
     padding: tuple[int, ...] = (0, 0)
     dilation: tuple[int, ...] = (1, 1)
     ceil_mode: bool = False
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.POOL
+    kind: ClassVar[OpKind] = OpKind.POOL
 
 
 @dataclass(frozen=True)
@@ -180,38 +162,28 @@ class AdaptivePoolOp(Op):
 
     mode: Literal["max", "avg"] = "avg"
     output_size: tuple[int, ...] = (1, 1)
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.ADAPTIVE_POOL
+    kind: ClassVar[OpKind] = OpKind.ADAPTIVE_POOL
 
 
 @dataclass(frozen=True)
 class FlattenOp(Op):
     start_dim: int = 1
     end_dim: int = -1
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.FLATTEN
+    kind: ClassVar[OpKind] = OpKind.FLATTEN
 
 
 @dataclass(frozen=True)
 class IdentityOp(Op):
     """Identity, or Dropout at inference."""
 
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.IDENTITY
+    kind: ClassVar[OpKind] = OpKind.IDENTITY
 
 
 @dataclass(frozen=True)
 class AddOp(Op):
     """A residual add of two tensors of the op's input shape."""
 
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.ADD
+    kind: ClassVar[OpKind] = OpKind.ADD
 
 
 @dataclass(frozen=True)
@@ -221,10 +193,7 @@ class UncountedOp(Op):
     type_name: str = ""
     params: int = 0
     output: Shape = ()  # as measured: there is no formula for it
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.NOT_COUNTED
+    kind: ClassVar[OpKind] = OpKind.NOT_COUNTED
 
 
 @dataclass(frozen=True)
@@ -481,72 +450,3 @@ def describe(op: Op) -> str:
     if isinstance(op, UncountedOp):
         return op.type_name
     return str(op.kind)
-
-
-# ---- the dense equivalent ---------------------------------------------------------------------------------
-
-_BETWEEN = (NormOp, ActOp, IdentityOp)
-
-
-@dataclass(frozen=True)
-class Replacement:
-    """A depthwise conv and the pointwise conv after it, replaced by the dense conv they factorise."""
-
-    depthwise: str
-    pointwise: str
-    dense: ConvOp
-    dropped: tuple[str, ...]  # the norm/activation ops between the two, gone with the depthwise output
-
-
-def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
-    """The same ops with each depthwise → pointwise pair replaced by one dense conv cin → cout.
-
-    The dense conv takes the depthwise conv's kernel, stride, padding and dilation and the pointwise conv's
-    bias; the norm and activation ops between the pair go (they acted on the depthwise output, which no
-    longer exists); everything after the pointwise conv stays.
-    """
-    result: list[Op] = []
-    replacements: list[Replacement] = []
-    index = 0
-    while index < len(ops):
-        op = ops[index]
-        pair = _pointwise_after(ops, index) if isinstance(op, ConvOp) and op.is_depthwise else None
-        if pair is None:
-            result.append(op)
-            index += 1
-            continue
-        assert isinstance(op, ConvOp)
-        after, pointwise = pair
-        dense = replace(
-            op,
-            name=f"{op.name}+{pointwise.name}",
-            cout=pointwise.cout,
-            groups=1,
-            bias=pointwise.bias,
-            shared=False,
-            stored_params=None,
-        )
-        result.append(dense)
-        replacements.append(
-            Replacement(op.name, pointwise.name, dense, tuple(item.name for item in ops[index + 1 : after]))
-        )
-        index = after + 1
-    return result, replacements
-
-
-def _pointwise_after(ops: list[Op], index: int) -> tuple[int, ConvOp] | None:
-    depthwise = ops[index]
-    assert isinstance(depthwise, ConvOp)
-    for after in range(index + 1, len(ops)):
-        candidate = ops[after]
-        if isinstance(candidate, _BETWEEN):
-            continue
-        if (
-            isinstance(candidate, ConvOp)
-            and candidate.is_pointwise
-            and candidate.dims == depthwise.dims
-            and candidate.cin == depthwise.cout
-        ):
-            return after, candidate
-        return None
-    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from convcost.cost import dense
 from convcost.cost import ops as formulas
 from convcost.cost.ops import ConvOp, Op, Shape, UncountedOp
 from convcost.results.comparison import Environment
@@ -175,7 +176,7 @@ def by_kind(ops: list[OpResult], params: int, macs: int) -> list[KindShare]:
 
 def dense_equivalent(ops: list[Op]) -> DenseEquivalent:
     """The network's cost with every depthwise → pointwise pair replaced by its dense conv."""
-    replaced, pairs = formulas.dense_equivalent(ops)
+    replaced, pairs = dense.dense_equivalent(ops)
     costs = [formulas.cost(op) for op in replaced]
     return DenseEquivalent(
         params=sum(cost.params for cost in costs),
