@@ -310,7 +310,8 @@ def _measure_latency(
     stats = run.stats
     result.latency = stats["(model)"]
     result.environment.contention = run.contention
-    from convcost.cost import roofline
+    from convcost.cost.roofline import is_grouped_call
+    from convcost.results.roofline import line
 
     itemsize = DType(result.environment.dtype).itemsize
     result.environment.calibration = calibration
@@ -318,12 +319,9 @@ def _measure_latency(
     for key, layer in timed.items():
         layer.latency = stats[key]
         # one eager call per operation; a grouped spatial conv pays the grouped call (as compare's stages do)
-        grouped = sum(isinstance(op, ConvOp) and roofline.is_grouped_call(op.groups, op.kernel) for op in ops_of[key])
-        calls = len(layer.ops)
-        overhead = None if calibration is None else roofline.overhead_s(calibration, grouped, calls - grouped)
-        layer.roofline = roofline.analyse(
-            layer.macs, layer.min_bytes(itemsize), layer.latency.shown_ms, calibration, calls, overhead
-        )
+        grouped = sum(isinstance(op, ConvOp) and is_grouped_call(op.groups, op.kernel) for op in ops_of[key])
+        layer.roofline = line(layer.macs, layer.min_bytes(itemsize), layer.latency.shown_ms, calibration,
+                              len(layer.ops), grouped)  # fmt: skip
 
 
 def _calibration(settings: LatencySettings | None, device: str, dtype: DType) -> Calibration | None:
