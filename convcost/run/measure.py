@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import platform
 
 import torch
@@ -28,7 +27,6 @@ from convcost.cost.formulas import ConvStage, Pair
 from convcost.errors import MeasurementError
 from convcost.results.comparison import Check, Environment, StageResult, checks
 from convcost.run.estimate import formula_stage
-from convcost.spec.model import ModelPlan
 from convcost.version import __version__
 
 
@@ -195,64 +193,3 @@ def check_device(device: str) -> None:
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available on this machine (torch " + torch.__version__ + ")")
-
-
-def check_plan_memory(plan: ModelPlan, source: str, itemsize: int) -> None:
-    """UsageError before anything is allocated when the input and every operation's output cannot fit in memory;
-    it names the field that made the network this large (see :func:`memory_culprit`)."""
-    outputs = math.prod(plan.input_shape) + sum(math.prod(ops.output_shape(op)) for op in plan.ops)
-    weights = sum(ops.cost(op).params for op in plan.ops)
-    available = over_share((outputs + weights) * itemsize)
-    if available is None:
-        return
-    fits_at_batch_1 = (outputs // plan.input_shape[0] + weights) * itemsize <= MEMORY_SHARE * available
-    field, value = memory_culprit(plan, fits_at_batch_1)
-    shape = "×".join(str(value) for value in plan.input_shape)
-    require_memory(
-        (outputs + weights) * itemsize,
-        f"{source}: {field}",
-        f"at {field} {value} (input {shape}) the input, weights and every operation's output",
-        f"use a smaller {field}",
-    )
-
-
-def memory_culprit(plan: ModelPlan, fits_at_batch_1: bool) -> tuple[str, str]:
-    """The field (and its value) that makes a planned model too large for memory, as the file names it.
-
-    The batch when the model fits at batch 1; else the largest tensor decides: a weight or an output with more
-    channels than pixels is the channels' fault (the width multiplier, the channel divisor, an inverted
-    residual's expand or the layer's cout), an output with more pixels than channels the input size's.
-    """
-    batch, channels = plan.input_shape[0], plan.input_shape[1]
-    if fits_at_batch_1 and batch > 1:
-        return "input.batch", str(batch)
-    largest, weight = None, False
-    biggest = math.prod(plan.input_shape) // batch
-    where = None
-    for layer in plan.layers:
-        for op in layer.ops:
-            for size, is_weight in ((math.prod(ops.output_shape(op)) // batch, False),
-                                    (ops.cost(op).params, True)):  # fmt: skip
-                if size > biggest:
-                    biggest, largest, weight, where = size, op, is_weight, layer
-    if largest is None or where is None:  # the input itself
-        return ("input.channels", str(channels)) if channels > math.prod(plan.input_shape[2:]) else (
-            "input.size", "×".join(str(value) for value in plan.input_shape[2:]))  # fmt: skip
-    shape = ops.output_shape(largest)
-    pixels = math.prod(shape[2:]) if len(shape) > 2 else 1
-    if not weight and pixels >= shape[1]:
-        return "input.size", "×".join(str(value) for value in plan.input_shape[2:])
-    spec = where.spec
-    index = where.loc[1] if len(where.loc) > 1 else 0
-    scaled = bool(getattr(spec, "scale", False))
-    if scaled and plan.width_multiplier > 1:
-        return "width_multiplier", f"{plan.width_multiplier:g}"
-    cout = getattr(spec, "cout", None)
-    if scaled and plan.channel_divisor > 1 and (cout is None or plan.channel_divisor > cout):
-        return "channel_divisor", str(plan.channel_divisor)
-    expand = getattr(spec, "expand", 1)
-    if expand > 1 and ".project" not in largest.name:
-        return f"layers[{index}].expand", str(expand)
-    if cout is not None:
-        return f"layers[{index}].cout", str(cout)
-    return "input.channels", str(channels)
