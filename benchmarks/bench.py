@@ -15,6 +15,9 @@
    ≥ 90 %), the spread of the point estimates, the wall time per pair (target ≤ 2 s of sampling), *detection*
    (busy flagged in ≥ 90 % of the runs with the neighbour, ≤ 10 % without) and, in the same processes, the old
    fixed harness (5 rounds of 0.04 s, medians) beside the new one.
+5. An invalid flag combination (``compare --cin 8 --cout 60 -k 3 --vs depthwise``: a wrong cout for depthwise,
+   refused with exit 2) against ``python -c "import torch"`` (target: under 0.25 of it: validation never waits
+   for torch).
 
 Timing belongs here, not in the unit tests. Each comparison is interleaved (A, B, A, B, ...) so that drift on a
 shared machine hits both sides alike; the machine's load average is printed with the results.
@@ -49,10 +52,14 @@ def median_seconds(function: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def run_process(*command: str) -> float:
+def run_process(*command: str, code: int = 0) -> float:
+    """Seconds ``command`` takes, which must exit with ``code``."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    return time.perf_counter() - start
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if done.returncode != code:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}, expected {code}")
+    return seconds
 
 
 def mark(ok: bool) -> str:
@@ -63,14 +70,27 @@ def mark(ok: bool) -> str:
 
 
 def bench_help(repeat: int) -> dict[str, float]:
-    help_times, torch_times = [], []
-    run_process(CONVCOST, "--help")  # warm the file cache for both
+    help_s, torch_s = against_torch([CONVCOST, "--help"], 0, repeat)
+    return {"help_s": help_s, "import_torch_s": torch_s, "ratio": help_s / torch_s}
+
+
+INVALID = [CONVCOST, "compare", "--cin", "8", "--cout", "60", "-k", "3", "--vs", "depthwise"]  # depthwise: cout 8
+
+
+def bench_invalid(repeat: int) -> dict[str, float]:
+    invalid_s, torch_s = against_torch(INVALID, 2, repeat)
+    return {"invalid_s": invalid_s, "import_torch_s": torch_s, "ratio": invalid_s / torch_s}
+
+
+def against_torch(command: list[str], code: int, repeat: int) -> tuple[float, float]:
+    """Medians of ``command`` (exiting ``code``) and of ``python -c "import torch"``, interleaved."""
+    times, torch_times = [], []
+    run_process(*command, code=code)  # warm the file cache for both
     run_process(PYTHON, "-c", "import torch")
     for _ in range(repeat):
-        help_times.append(run_process(CONVCOST, "--help"))
+        times.append(run_process(*command, code=code))
         torch_times.append(run_process(PYTHON, "-c", "import torch"))
-    help_s, torch_s = statistics.median(help_times), statistics.median(torch_times)
-    return {"help_s": help_s, "import_torch_s": torch_s, "ratio": help_s / torch_s}
+    return statistics.median(times), statistics.median(torch_times)
 
 
 # 2. counting MobileNets -----------------------------------------------------------------------------------
@@ -259,7 +279,7 @@ def _formula_only_ms(entries: int) -> float:
     """kinds.plan + formulas for ``entries`` layers, in process: the floor under any batch run."""
     from convcost.cost import formulas, ops
     from convcost.spec import kinds
-    from convcost.spec.compare import parse_compare
+    from convcost.spec.kinds import parse_compare
 
     channels = (8, 16, 32)
     data = [{"cin": channels[i % 3], "cout": channels[(i // 3) % 3] * 2, "kernel": (3, 5)[(i // 9) % 2], "size": 16}
@@ -294,7 +314,8 @@ def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
     from convcost.run import build, latency
     from convcost.run.calibrate import cached
     from convcost.spec import kinds
-    from convcost.spec.compare import DType, parse_compare
+    from convcost.spec.compare import DType
+    from convcost.spec.kinds import parse_compare
 
     if tune:
         latency.tune_allocator()
@@ -482,7 +503,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", type=json_target, metavar="PATH", help="also write every figure to this JSON file")
-    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), action="append", help="run only item N (repeat)")
+    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5), action="append", help="run only item N (repeat)")
     parser.add_argument("--runs", type=int, default=10, help="item 4: fresh processes with and without a neighbour")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -492,7 +513,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(stability(args.threads, not args.no_tune, args.old_first)))
         return
-    items = set(args.only or (1, 2, 3, 4))
+    items = set(args.only or (1, 2, 3, 4, 5))
 
     import torch
 
@@ -556,6 +577,13 @@ def main() -> None:
             f"   formula only (parse_compare + kinds.plan + formulas, in process): {formula_ms:.3f} ms per layer "
             f"{mark(formula_ms < 1)}"
         )
+
+    if 5 in items:
+        invalid = bench_invalid(repeat)
+        results["invalid_flags"] = invalid
+        print(f"\n5. an invalid flag combination {invalid['invalid_s'] * 1e3:.0f} ms (exit 2) vs import torch "
+              f"{invalid['import_torch_s'] * 1e3:.0f} ms: ratio {invalid['ratio']:.3f} (target < 0.25) "
+              f"{mark(invalid['ratio'] < 0.25)}")  # fmt: skip
 
     if 4 in items:
         runs = 4 if args.quick else args.runs

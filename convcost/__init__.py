@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from convcost.results.comparison import Comparison
     from convcost.run.comparison import compare
     from convcost.run.latency import LatencySettings
-    from convcost.spec.compare import CompareSpec, LayerKind, parse_compare
+    from convcost.spec.compare import CompareSpec, LayerKind
+    from convcost.spec.kinds import parse_compare
 
 _LAZY = {
     "compare": "convcost.run.comparison",
@@ -38,7 +39,7 @@ _LAZY = {
     "Comparison": "convcost.results.comparison",
     "CompareSpec": "convcost.spec.compare",
     "LayerKind": "convcost.spec.compare",
-    "parse_compare": "convcost.spec.compare",
+    "parse_compare": "convcost.spec.kinds",
 }
 
 

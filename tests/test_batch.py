@@ -92,9 +92,9 @@ BAD = """\
       kernel: 3
       groups: 4
     layers:
-      - name: fine
-        cin: 8
-        cout: 64
+      - {name: fine, cin: 8,
+         cout: 64,
+         vs: [separable, grouped]}  # groups from defaults is for the grouped kind: compared here
       - name: typo
         cin: 8
         cout: 64
@@ -222,6 +222,10 @@ def test_file_level_problem_still_lists_the_entries_problems() -> None:
          "input 4×4"),
         ("{cin: 8, cout: 8, kernel: 3, bias: 'off'}",
          "layers.yaml:2: layers[0].bias: must be true or false, got 'off'"),
+        ("{cin: 8, cout: 8, kernel: 3, groups: 4}",  # as compare's --groups: the same rule in the spec layer
+         "layers.yaml:2: layers[0].groups: only the grouped kind uses groups: add grouped to vs"),
+        ("{cin: 8, cout: 8, kernel: 3, mid: 4, vs: [grouped], groups: 2}",
+         "layers.yaml:2: layers[0].mid: only the spatial kind has a middle width: add spatial to vs"),
     ],
 )  # fmt: skip
 def test_entry_problems(entry: str, expected: str) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from convcost.report.compare import render_table
 from convcost.run.comparison import compare
-from convcost.spec.compare import parse_compare
+from convcost.spec.kinds import parse_compare
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = {

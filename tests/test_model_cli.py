@@ -133,7 +133,7 @@ def test_model_latency_gets_a_roofline_per_layer(monkeypatch: pytest.MonkeyPatch
 def test_model_and_compare_share_one_bytes_and_calls_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from convcost.cost.roofline import Calibration
     from convcost.run.comparison import compare
-    from convcost.spec.compare import parse_compare
+    from convcost.spec.kinds import parse_compare
 
     _fixed_latency(monkeypatch, grouped_call_overhead_s=90e-6)
     path = tmp_path / "m.yaml"

@@ -24,7 +24,8 @@ from convcost.report.compare import render_roofline, render_table
 from convcost.results.roofline import limited_stages
 from convcost.run import calibrate
 from convcost.run.comparison import compare
-from convcost.spec.compare import DType, parse_compare
+from convcost.spec.compare import DType
+from convcost.spec.kinds import parse_compare
 from tests.latency_fakes import fixed_run
 
 # Round peaks so that every expected figure below is exact arithmetic:

@@ -175,3 +175,14 @@ def test_ctrl_c_keeps_the_points_already_measured(monkeypatch: pytest.MonkeyPatc
     assert result.interrupted and not result.ok
     assert [point.cin for point in result.points] == [4]  # the first grid point, measured before Ctrl-C
     assert result.to_dict()["interrupted"] is True
+
+
+def test_plan_refuses_groups_without_the_grouped_kind() -> None:
+    # the rule lives in the spec layer, so sweep honours it as compare and batch do
+    with pytest.raises(SpecError) as caught:
+        grid.plan({"cin": "8", "cout": "16", "kernel": "3", "size": "8"}, {"groups": "4"})
+    assert [(issue.loc, issue.message) for issue in caught.value.issues] == [
+        (("groups",), "only the grouped kind uses groups: add grouped to vs")
+    ]
+    assert [spec.groups for spec in grid.plan({"cin": "8", "cout": "16", "kernel": "3", "size": "8"},
+                                                {"groups": "4", "vs": ["grouped"]})] == [4]  # fmt: skip

@@ -124,7 +124,7 @@ def _main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
 @pytest.mark.parametrize(
     ("args", "module"),
     [
-        (BLOG, "convcost.spec.compare"),  # imported before compare's guard
+        (BLOG, "convcost.spec.kinds"),  # imported before compare's guard
         (["batch", "x.yaml"], "convcost.results.batch"),  # imported before batch's guard
         (["schema"], "convcost.spec.batch"),  # schema has no guard of its own
     ],

@@ -34,7 +34,7 @@ from convcost.run.latency import LatencySettings
 from convcost.run.source import evaluate_source
 from convcost.spec import sweep as grid
 from convcost.spec.batch import load_batch
-from convcost.spec.compare import parse_compare
+from convcost.spec.kinds import parse_compare
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 WIDTHS = (40, 60, 80, 100, 120, 300)

@@ -2,8 +2,8 @@
 
 The counting convention is the one stated in :mod:`convcost.formulas`; for the operations a model adds:
 
-* **conv** (1-, 2- or 3-d): 2-d convs are :class:`~convcost.cost.formulas.ConvStage` and use its formulas; 1-d and
-  3-d convs use the same rule, output elements × (cin / groups) × prod(kernel) MACs.
+* **conv** (1-, 2- or 3-d, and every conv stage of ``compare``): output elements × (cin / groups) × prod(kernel)
+  MACs.
 * **linear**: rows × in_features × out_features MACs (rows = input elements / in_features); bias adds apart.
 * **batchnorm**: 2 params per channel when affine, 2 other ops per element (inference: a scale and a shift).
 * **activation**: 1 other op per output element, whatever the function (ReLU, ReLU6, Hardswish, SiLU, ...);
@@ -15,7 +15,7 @@ The counting convention is the one stated in :mod:`convcost.formulas`; for the o
 * **Bytes moved** at minimum (the roofline's, see :mod:`convcost.roofline`): every operation that really reads
   and writes memory reads its input(s) and its parameters once and writes its output once (an add reads two
   inputs); views (flatten, identity, dropout at inference) move nothing. A conv stage of ``compare`` is its conv,
-  norm and activation ops under the same rule (:func:`convcost.cost.formulas.min_bytes`).
+  norm and activation ops under the same rule (:func:`stage_ops`, :func:`stage_cost`).
 * A **parametrized** weight (``torch.nn.utils.parametrize``: weight_norm, a shared kernel) counts the tensors
   the module stores, not the weight it computes; MACs follow the computed weight's shape.
 * An operation with no formula is **not counted**: it keeps its parameter count and is listed as such, never

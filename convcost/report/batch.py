@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.rule import Rule
 from rich.text import Text
 
-from convcost.report.compare import CSV_COLUMNS, csv_rows, render_table, to_markdown
+from convcost.report.compare import CSV_COLUMNS, csv_rows, render_roofline, render_table, to_markdown
 from convcost.report.export import fixed, markdown_table, to_csv, to_json
 from convcost.report.format import OutputFormat, compact_count, count, csv_shape, ratio, with_interval
 from convcost.report.literal import markdown_literal, visible
@@ -96,8 +96,9 @@ def _total_cells(result: BatchResult, exact: bool = True) -> list[list[str]]:
 _STATUS_STYLES = {"ok": "green", "failed": "bold red", "invalid": "bold red", "error": "bold red", "not run": "dim"}
 
 
-def render_batch_table(result: BatchResult, detail: bool = False) -> Group:
-    """The batch summary as a Rich table, the problems under it, then (``detail``) each entry's compare report."""
+def render_batch_table(result: BatchResult, detail: bool = False, roofline: bool = False) -> Group:
+    """The batch summary as a Rich table, the problems under it, then each entry's compare report (``detail``)
+    and full roofline table (``roofline``)."""
     parts: list[RenderableType] = [Text(visible(batch_title(result)), style="bold")]
     table = FitTable()
     timed = any(entry.comparison and entry.comparison.dense.latency for entry in result.entries)
@@ -125,10 +126,12 @@ def render_batch_table(result: BatchResult, detail: bool = False) -> Group:
     parts += [prose(visible(f"✗ {problem}"), style="bold red", soft_wrap=True) for problem in result.problems]
     if result.interrupted:
         parts.append(Text(f"Interrupted: {result.count('not run')} entries not run.", style="yellow"))
-    if detail:
+    if detail or roofline:
         for entry in result.entries:
             if entry.comparison is not None:
-                parts += [Rule(literal(entry.name)), render_table(entry.comparison)]
+                parts.append(Rule(literal(entry.name)))
+                parts += [render_table(entry.comparison)] if detail else []
+                parts += [render_roofline(entry.comparison)] if roofline else []
     return Group(*parts)
 
 
@@ -165,11 +168,13 @@ def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
     return text
 
 
-def render_batch(result: BatchResult, output_format: OutputFormat, detail: bool = False) -> str | Group:
+def render_batch(
+    result: BatchResult, output_format: OutputFormat, detail: bool = False, roofline: bool = False
+) -> str | Group:
     """Text for json/csv/markdown, the table for table (the caller prints it).
 
     With ``detail``, JSON carries each entry's full comparison and CSV has compare's per-stage rows instead of
-    the summary rows.
+    the summary rows. ``roofline`` adds each entry's full roofline table to the table (as compare's does).
     """
     if output_format is OutputFormat.JSON:
         return to_json(result.to_dict(detail))
@@ -180,4 +185,4 @@ def render_batch(result: BatchResult, output_format: OutputFormat, detail: bool 
         return to_csv(batch_csv_rows(result), BATCH_CSV_COLUMNS)
     if output_format is OutputFormat.MARKDOWN:
         return batch_to_markdown(result, detail)
-    return render_batch_table(result, detail)
+    return render_batch_table(result, detail, roofline)

@@ -40,15 +40,12 @@ def evaluate_source(
     arguments = (source, input_shape, batch, width_multiplier, size, depth)
     if formula_only:
         return _evaluate_source(*arguments, None, threads, chosen_dtype, chosen_device, formula_only=True)
-    import torch
+    from convcost.run.context import RunContext
 
-    previous_threads = torch.get_num_threads()
-    try:
-        if latency_settings is None:
-            torch.set_num_threads(threads)
-        return _evaluate_source(*arguments, latency_settings, threads, chosen_dtype, chosen_device)
-    finally:
-        torch.set_num_threads(previous_threads)  # a library leaves the process as it found it
+    threads_used = latency_settings.threads if latency_settings else threads
+    context = RunContext(chosen_device, chosen_dtype, threads_used, latency_settings)
+    with context.applied():  # a library leaves the process as it found it
+        return _evaluate_source(*arguments, latency_settings, threads, context.dtype, context.device)
 
 
 def _evaluate_source(

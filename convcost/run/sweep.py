@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convcost.cost.roofline import Calibration, Roofline
 from convcost.errors import FieldIssue, SpecError
 from convcost.results.comparison import Comparison, Environment, Sweep, SweepPoint
-from convcost.run.latency import LatencySettings
 from convcost.spec.compare import CompareSpec
 from convcost.spec.sweep import describe, split_axis
+
+if TYPE_CHECKING:
+    from convcost.run.latency import LatencySettings
 
 Progress = Callable[[int, int, CompareSpec], None]
 
@@ -66,10 +68,18 @@ def run(
     settings: LatencySettings | None,
     calibration: Calibration | None = None,
     progress: Progress | None = None,
+    *,
+    measure: bool = True,
+    threads: int = 1,
 ) -> Sweep:
-    """Compare every spec (layers timed whole: stage timing is off for speed); returns the collected points."""
-    from convcost.run.comparison import compare
+    """Compare every spec (layers timed whole: stage timing is off for speed); returns the collected points.
 
+    Without ``measure``, by formula alone (torch is never imported; ``threads`` is only recorded).
+    """
+    from convcost.run.estimate import estimate
+
+    if measure:
+        from convcost.run.comparison import compare
     if settings is not None:
         settings = replace(settings, stages=False)
     found: list[SweepPoint] = []
@@ -80,7 +90,7 @@ def run(
         for index, spec in enumerate(specs):
             if progress is not None:
                 progress(index, len(specs), spec)
-            comparison = compare(spec, settings, calibration)
+            comparison = compare(spec, settings, calibration) if measure else estimate(spec, threads)
             environment = comparison.environment
             found.extend(points(comparison))
             failures.extend(f"{describe(spec)}: {failure}" for failure in comparison.failures)

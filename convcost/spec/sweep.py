@@ -14,7 +14,8 @@ from typing import Any
 
 from convcost.errors import FieldIssue, SpecError
 from convcost.spec import bounds, kinds
-from convcost.spec.compare import CompareSpec, parse_compare, positive_int, positive_pair, size_value
+from convcost.spec.compare import CompareSpec, positive_int, positive_pair, size_value
+from convcost.spec.kinds import parse_compare
 
 # The swept axes: spec field → (how one value is validated, what it must be).
 AXES: dict[str, Callable[[Any], Any]] = {
