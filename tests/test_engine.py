@@ -19,7 +19,8 @@ from convcost.run.comparison import compare
 from convcost.run.model import evaluate_plan
 from convcost.run.source import evaluate_source
 from convcost.spec import kinds
-from convcost.spec.compare import LayerKind, parse_compare
+from convcost.spec.compare import LayerKind
+from convcost.spec.kinds import parse_compare
 from convcost.spec.model import load_model
 
 CONFIGS = Path(__file__).parent.parent / "configs"
