@@ -37,7 +37,8 @@ def _layer(kind: LayerKind, variant: dict[str, Any], groups: int) -> dict[str, A
     """The layer's settings, valid for ``kind``: depthwise kinds have cout = multiplier × cin."""
     multiplier = variant.get("multiplier", 1)
     cout = 8 * multiplier if kind in (LayerKind.DEPTHWISE, LayerKind.SHARED) else 16
-    return {"cout": cout, "groups": groups, "mid": 6, "bias": True, "norm": "none", "act": "none", **variant}
+    used = {"groups": groups} if kind is LayerKind.GROUPED else {"mid": 6} if kind is LayerKind.SPATIAL else {}
+    return {"cout": cout, **used, "bias": True, "norm": "none", "act": "none", **variant}
 
 
 # every kind of the registry, each variant; groups shapes only the grouped kind, so it alone runs at 2 and 4
