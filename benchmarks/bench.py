@@ -180,8 +180,8 @@ def formula_counter(config: str) -> tuple[Callable[[], int], Callable[[], int], 
 
 
 def _own_stage_counter(config: str) -> Callable[[], int]:
-    """Fallback: the MobileNet's conv and linear layers as ConvStages, summed with convcost.cost.formulas."""
-    from convcost.cost import formulas
+    """Fallback: the MobileNet's conv and linear layers as ConvStages, summed with convcost.cost.ops."""
+    from convcost.cost import formulas, ops
     from convcost.cost.formulas import ConvStage
 
     def count() -> int:
@@ -191,7 +191,7 @@ def _own_stage_counter(config: str) -> Callable[[], int]:
             nonlocal total, size, cin
             pad = kernel // 2
             stage = ConvStage("conv", cin, cout, (kernel, kernel), (stride, stride), (pad, pad), groups=groups)
-            total += formulas.macs(stage, (size, size), 1)
+            total += ops.cost(ops.ConvOp.from_stage(stage, (1, cin, size, size))).macs
             size, cin = formulas.output_size(stage, (size, size))[0], cout
 
         conv(32, 3, 2)
@@ -293,7 +293,7 @@ def bench_batch(sizes: tuple[int, ...]) -> dict[str, Any]:
 
 def _formula_only_ms(entries: int) -> float:
     """kinds.plan + formulas for ``entries`` layers, in process: the floor under any batch run."""
-    from convcost.cost import formulas
+    from convcost.cost import formulas, ops
     from convcost.spec import kinds
     from convcost.spec.kinds import parse_compare
 
@@ -306,8 +306,7 @@ def _formula_only_ms(entries: int) -> float:
         for stages in kinds.plan(spec).values():
             size = spec.size
             for stage in stages:
-                formulas.macs(stage, size, spec.batch)
-                formulas.params(stage)
+                ops.stage_cost(stage, (spec.batch, stage.cin, *size))
                 size = formulas.output_size(stage, size)
     return 1e3 * (time.perf_counter() - start) / entries
 

@@ -13,7 +13,7 @@ from convcost.run import calibrate, latency
 from convcost.run.calibrate import CalibrationSettings
 from convcost.run.context import RunContext
 from convcost.run.latency import LatencySettings
-from convcost.run.model import evaluate_source
+from convcost.run.source import evaluate_source
 from convcost.spec.compare import DType
 
 FAST = LatencySettings(threads=1, rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)

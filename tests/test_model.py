@@ -10,7 +10,8 @@ from torch import nn
 
 from convcost.errors import SpecError, UsageError
 from convcost.results.model import ModelResult
-from convcost.run.model import evaluate_import, evaluate_plan, evaluate_source
+from convcost.run.model import evaluate_import, evaluate_plan
+from convcost.run.source import evaluate_source
 from convcost.spec.model import load_model, make_divisible, plan_document
 from convcost.spec.yamlio import loads
 from tests import models_for_tests

@@ -31,7 +31,7 @@ from convcost.run import batch as batches
 from convcost.run import sweep as sweeps
 from convcost.run.comparison import compare
 from convcost.run.latency import LatencySettings
-from convcost.run.model import evaluate_source
+from convcost.run.source import evaluate_source
 from convcost.spec import sweep as grid
 from convcost.spec.batch import load_batch
 from convcost.spec.kinds import parse_compare

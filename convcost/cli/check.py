@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from convcost.cli.options import OutputOption
+from convcost.cli.options import FormulaOnlyOption, OutputOption
 from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, stderr, write
 from convcost.report.format import CheckFormat
 
@@ -58,6 +58,7 @@ def check_command(
             help="An inconclusive latency limit (unconverged or on a busy machine) is an error, not a warning.",
         ),
     ] = False,
+    formula_only: FormulaOnlyOption = False,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
     chosen = _check_format_for(output, output_format)
@@ -80,7 +81,8 @@ def check_command(
             if problem:
                 fail(f"{flag}: cannot write {target}: {problem}")
             will_write(target, flag)
-        result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency)
+        result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency,
+                                    formula_only=formula_only)  # fmt: skip
         renderers = {
             CheckFormat.TABLE: budget_report.to_lines,
             CheckFormat.JSON: budget_report.to_json_text,

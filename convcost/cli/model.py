@@ -60,23 +60,25 @@ def model_command(
     ] = False,
     dtype: options.DTypeOption = "float32",
     device: options.DeviceOption = "cpu",
+    formula_only: options.FormulaOnlyOption = False,
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = format_for(output, output_format)
     with exit_codes():
         from convcost.report.model import render
-        from convcost.run.model import evaluate_source
+        from convcost.run.source import evaluate_source
         from convcost.spec.bundled import Use, resolve
         from convcost.spec.source import is_import_path
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
-        settings = options.latency_settings(latency or roofline, threads, rounds, min_time, channels_last,
-                                            tune_allocator, target=target, max_time=max_time)  # fmt: skip
+        timed = (latency or roofline) and not formula_only
+        settings = options.latency_settings(timed, threads, rounds, min_time, channels_last, tune_allocator,
+                                            target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
-            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device
+            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only
         )
-        emit(lambda: render(result, output_format, by_kind, roofline), output)
+        emit(lambda: render(result, output_format, by_kind, roofline and not formula_only), output)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 

@@ -4,10 +4,9 @@ The model, stated once:
 
 * A stage or layer moves at least ``min_bytes``: every operation in it that really reads and writes memory (conv,
   norm, activation, pool, add, linear) reads its input(s) and parameters once and writes its output once, at the
-  dtype's size; views (flatten, identity) move nothing. ``compare``'s stages
-  (:func:`convcost.cost.formulas.min_bytes`: conv, then its norm and activation) and ``model``'s layers
-  (:func:`convcost.cost.ops.moved_elements`) follow this one rule. A stage does ``FLOPs = 2 × MACs``; its
-  **arithmetic intensity** is FLOPs per byte.
+  dtype's size; views (flatten, identity) move nothing: :func:`convcost.cost.ops.moved_elements`, the one rule of
+  ``compare``'s stages (their conv, norm and activation ops) and ``model``'s layers. A stage does
+  ``FLOPs = 2 × MACs``; its **arithmetic intensity** is FLOPs per byte.
 * With a :class:`Calibration` of this machine (``convcost calibrate``: a large matmul's FLOP/s, a large copy's
   bytes/s and the cost of one tiny module call), the stage cannot run faster than its **roofline bound**
   ``max(FLOPs / peak FLOP/s, bytes / peak bytes/s)``. The fraction achieved is ``bound ÷ measured latency``.

@@ -65,6 +65,9 @@ def saving_line(result: ModelResult) -> str:
 
 
 def check_line(result: ModelResult) -> Text:
+    if not result.measured:
+        return Text("· formula only: nothing built or run, so nothing checked (drop --formula-only to check)",
+                    style="yellow")  # fmt: skip
     if result.ok:
         bias = result.total.bias_adds
         return Text(
@@ -152,7 +155,7 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
         f"Total: {total.params:,} params, {total.macs:,} MACs ({si(total.flops)} FLOPs)",
         check_line(result),
     ]
-    if result.ok and result.total.bias_adds:
+    if result.ok and result.measured and result.total.bias_adds:
         lines.append(f"  * ptflops counts {result.total.bias_adds:,} bias adds as MACs; they are taken off")
     lines += [dense_line(result), saving_line(result)]
     if result.latency is not None:

@@ -23,6 +23,7 @@ from convcost.spec.budget import (
     Tolerance,
     load_baseline,
     refuse_empty_checks,
+    refuse_unmeasurable,
 )
 
 if TYPE_CHECKING:
@@ -62,7 +63,6 @@ def prepare_checks(budget: Budget) -> list[Target]:
     is not CxHxW, a module that does not import, a factory that fails) is raised at once, on the budget's lines.
     """
     from convcost.errors import UsageError
-    from convcost.run.model import load_factory
     from convcost.spec.batch import load_batch
     from convcost.spec.model import load_model
     from convcost.spec.source import parse_input
@@ -100,6 +100,8 @@ def prepare_checks(budget: Budget) -> list[Target]:
                 target.input_shape = parse_input(spec.input)
             except ValueError as error:
                 issues.append(FieldIssue((*loc, "input"), str(error), check.line_of("input")))
+            from convcost.run.model import load_factory
+
             try:
                 target.module = load_factory(check.import_path)
             except UsageError as error:
@@ -109,18 +111,29 @@ def prepare_checks(budget: Budget) -> list[Target]:
     return targets
 
 
-def measure_check(check: PlannedCheck, target: Target, settings: LatencySettings | None, threads: int = 1) -> Measured:
+def measure_check(
+    check: PlannedCheck, target: Target, settings: LatencySettings | None, threads: int = 1, formula_only: bool = False
+) -> Measured:
     """Evaluate what a check names, as :func:`prepare_checks` loaded it.
 
-    ``threads`` is the thread count recorded when no latency is measured (``settings`` has its own).
+    ``threads`` is the thread count recorded when no latency is measured (``settings`` has its own);
+    ``formula_only``: by formula alone, without torch (``refuse_unmeasurable`` has refused what needs a run).
     """
     if target.batch is not None:
-        return _measure_batch(check, target.batch, settings)
-    from convcost.run.model import evaluate_import, evaluate_plan
+        return _measure_batch(check, target.batch, settings, measure=not formula_only)
+    if target.plan is not None and formula_only:
+        from convcost.run import network
+        from convcost.run.estimate import formula_environment
 
-    if target.plan is not None:
+        environment = formula_environment("cpu", "float32", threads)
+        result = network.estimate_plan(target.plan, str(check.model_path), environment)
+    elif target.plan is not None:
+        from convcost.run.model import evaluate_plan
+
         result = evaluate_plan(target.plan, str(check.model_path), settings, threads=threads)
     else:
+        from convcost.run.model import evaluate_import
+
         assert check.import_path is not None and target.input_shape is not None and target.module is not None
         result = evaluate_import(
             check.import_path, target.input_shape, latency_settings=settings, model=target.module, threads=threads
@@ -131,11 +144,13 @@ def measure_check(check: PlannedCheck, target: Target, settings: LatencySettings
     return Measured(total, parts, result.environment, list(result.failures), model=result)
 
 
-def _measure_batch(check: PlannedCheck, batch: Batch, settings: LatencySettings | None) -> Measured:
+def _measure_batch(
+    check: PlannedCheck, batch: Batch, settings: LatencySettings | None, measure: bool = True
+) -> Measured:
     from convcost.results.batch import Status
     from convcost.run.batch import evaluate
 
-    result = evaluate(batch, settings)
+    result = evaluate(batch, settings, measure=measure)
     parts: dict[str, Figures] = {}
     environment = None
     problems = list(result.problems)
@@ -370,14 +385,16 @@ def run_checks(
     update_baseline: bool = False,
     latency_settings: LatencySettings | None = None,
     strict_latency: bool = False,
+    formula_only: bool = False,
 ) -> BudgetResult:
     """Measure every check and hold it to its limits (and to the baseline, when there is one and not updating).
 
     Every model file, import path and batch file is validated before anything is measured, so an invalid one
-    fails fast. Runs without latency record the budget's thread count too.
+    fails fast. Runs without latency record the budget's thread count too. ``formula_only``: params and MACs by
+    formula, without torch; what needs a run (a latency limit, an import path, a baseline to write) is refused.
     """
-    from convcost.run.latency import LatencySettings
-
+    if formula_only:
+        refuse_unmeasurable(budget, update_baseline)
     targets = prepare_checks(budget)
     path = baseline_path or budget.baseline_path
     baseline = None
@@ -388,16 +405,20 @@ def run_checks(
         baseline = None if missing else load_baseline(path)
     refuse_empty_checks(budget, path, baseline, update_baseline)
     options = budget.spec.latency
-    settings = latency_settings or LatencySettings(threads=options.threads, rounds=options.rounds,
-                                                   min_time=options.min_time, target=options.target / 100,
-                                                   max_time=options.max_time)  # fmt: skip
+    settings = latency_settings
+    if settings is None and not formula_only:
+        from convcost.run.latency import LatencySettings
+
+        settings = LatencySettings(threads=options.threads, rounds=options.rounds, min_time=options.min_time,
+                                   target=options.target / 100, max_time=options.max_time)  # fmt: skip
+    threads = settings.threads if settings is not None else options.threads
     verdicts: list[LimitVerdict] = []
     measured: dict[str, Measured] = {}
     for check, target in zip(budget.checks, targets, strict=True):
         wants_latency = check.needs_latency or bool(
             baseline and (baseline.get("checks", {}).get(check.name) or {}).get("latency_ms") is not None
         )
-        figures = measure_check(check, target, settings if wants_latency else None, threads=settings.threads)
+        figures = measure_check(check, target, settings if wants_latency else None, threads, formula_only)
         measured[check.name] = figures
         verdicts += limit_verdicts(check, figures, strict_latency)
     # the run's environment is that of the checks that measured latency (counts do not depend on it)

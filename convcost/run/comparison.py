@@ -10,7 +10,7 @@ from torch import nn
 from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
 from convcost.cost.stats import Estimate, within
-from convcost.results.comparison import Check, Comparison, LayerResult, Ratios
+from convcost.results.comparison import Comparison, LayerResult, Ratios
 from convcost.run import build, latency
 from convcost.run.context import RunContext
 from convcost.run.estimate import assemble
@@ -121,7 +121,3 @@ def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
         return cached(spec.device, spec.dtype, threads)
     except CalibrationCacheError:
         return None
-
-
-def failed_checks(comparison: Comparison) -> list[Check]:
-    return [check for layer in comparison.layers for check in layer.checks if not check.ok]

@@ -341,6 +341,31 @@ def load_baseline(path: Path) -> dict[str, Any]:
     return data
 
 
+def refuse_unmeasurable(budget: Budget, update_baseline: bool) -> None:
+    """SpecError, before anything is evaluated, for what ``--formula-only`` cannot judge: a gate that skipped a
+    latency limit would pass whatever the model's speed, so a latency limit is refused, not reported as unmeasured;
+    so are an import path (counted by running it) and a baseline to write (it records measured figures)."""
+    from convcost.errors import UsageError
+
+    if update_baseline:
+        raise UsageError("--update-baseline: a baseline records measured figures: run it without --formula-only")
+    issues: list[FieldIssue] = []
+    why = "--formula-only measures no latency: drop the limit or run without --formula-only"
+    for check in budget.checks:
+        loc: yamlio.Loc = ("checks", check.index)
+        if check.import_path is not None:
+            message = "--formula-only needs a model or batch file: an import path is counted by running it"
+            issues.append(FieldIssue((*loc, "model"), message, check.line_of("model")))
+        if check.spec.latency_ms is not None:
+            issues.append(FieldIssue((*loc, "latency_ms"), why, check.line_of("latency_ms")))
+        for number, layer in enumerate(check.spec.layers):
+            if layer.latency_ms is not None:
+                where = ("layers", number, "latency_ms")
+                issues.append(FieldIssue((*loc, *where), why, check.line_of(*where)))
+    if issues:
+        raise SpecError(issues, budget.source)
+
+
 def refuse_empty_checks(
     budget: Budget, path: Path | None, baseline: dict[str, Any] | None, update_baseline: bool
 ) -> None:

@@ -27,10 +27,8 @@ from convcost.cost.ops import (
     ActOp,
     AdaptivePoolOp,
     AddOp,
-    ConvOp,
     FlattenOp,
     LinearOp,
-    NormOp,
     Op,
     PoolOp,
     Shape,
@@ -543,16 +541,13 @@ def keep_size_padding(
 
 
 def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> tuple[list[Op], Shape]:
-    """A conv stage becomes a conv op, then its norm op and its activation op; and the stages' output shape."""
+    """Each conv stage becomes its ops (:func:`convcost.cost.ops.stage_ops`), each stage's input the last's output;
+    and the stages' output shape."""
     ops: list[Op] = []
     for stage in stages:
-        ops.append(ConvOp.from_stage(stage, shape, f"{name}.{stage.name}"))
-        # the conv op's output shape (model_formulas.output_shape), from the stage it was made of
+        ops += model_formulas.stage_ops(stage, shape, f"{name}.")
+        # the conv op's output shape, from the stage it was made of (cheaper than the op's formula)
         shape = (shape[0], stage.cout, *formulas.output_size(stage, (shape[2], shape[3])))
-        if stage.norm is Norm.BATCH:
-            ops.append(NormOp(f"{name}.{stage.name}.norm", shape, stage.cout))
-        if stage.act is not Act.NONE:
-            ops.append(ActOp(f"{name}.{stage.name}.act", shape, str(stage.act)))
     return ops, shape
 
 
