@@ -15,6 +15,8 @@ from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
 from convcost.results import roofline as layer_roofline
 from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
+from convcost.results.model import OpResult
+from convcost.run.network import Call, op_result
 from convcost.spec import kinds
 from convcost.spec.compare import CompareSpec, LayerKind
 from convcost.version import __version__
@@ -23,13 +25,17 @@ from convcost.version import __version__
 FAR_SHORT = 0.5
 
 
-def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], itemsize: int) -> StageResult:
-    """A stage's figures by formula alone; every measured field is None."""
-    batch, _, height, width = input_shape
-    out_h, out_w = formulas.output_size(stage, (height, width))
+def formula_stage(
+    stage: ConvStage, input_shape: tuple[int, int, int, int], itemsize: int, calls: list[Call | None] | None = None
+) -> tuple[StageResult, list[OpResult]]:
+    """A stage as the ops it runs (:func:`convcost.cost.ops.stage_ops`), each through the one formula→result step
+    of every network (:func:`convcost.run.network.op_result`) with its ``calls`` beside it when it ran, and their
+    sum; the stage's measured fields are None (the measured run fills them in)."""
+    planned = ops.stage_ops(stage, input_shape)
+    results = [op_result(op, call) for op, call in zip(planned, calls or [None] * len(planned), strict=True)]
     weight_shape = formulas.weight_shape(stage)
-    cost, moved = ops.stage_cost(stage, input_shape, itemsize)
-    return StageResult(
+    moved = sum(ops.moved_elements(op.kind, op.input_shape, op.output_shape, op.params) for op in results)
+    stage_result = StageResult(
         name=stage.name,
         cin=stage.cin,
         cout=stage.cout,
@@ -46,23 +52,24 @@ def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], item
         input_shape=input_shape,
         weight_shape=weight_shape,
         stored_weight_shape=(stage.multiplier, *weight_shape[1:]) if stage.shared else weight_shape,
-        output_shape=(batch, stage.cout, out_h, out_w),
+        output_shape=results[-1].output_shape,
         output_shape_measured=None,
-        params=cost.params,
+        params=sum(op.params for op in results),
         params_measured=None,
-        macs=cost.macs,
+        macs=sum(op.macs for op in results),
         macs_flop_counter=None,
         macs_ptflops=None,
         ptflops_raw=None,
-        bias_adds=cost.bias_adds,
-        other_ops=cost.other_ops,
-        min_bytes=moved,
+        bias_adds=sum(op.bias_adds for op in results),
+        other_ops=sum(op.other_ops for op in results),
+        min_bytes=moved * itemsize,
         channel_map={
             "groups": stage.groups,
             "out_per_group": stage.cout // stage.groups,
             "in_per_group": stage.cin // stage.groups,
         },
     )
+    return stage_result, results
 
 
 @functools.cache
@@ -103,7 +110,7 @@ def estimate(spec: CompareSpec, threads: int = 1) -> Comparison:
         shape: tuple[int, int, int, int] = (spec.batch, spec.cin, *spec.size)
         results = []
         for stage in stages:
-            result = formula_stage(stage, shape, spec.dtype.itemsize)
+            result = formula_stage(stage, shape, spec.dtype.itemsize)[0]
             results.append(result)
             batch, channels, height, width = result.output_shape
             shape = (batch, channels, height, width)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import platform
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,9 +25,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage, Pair
+from convcost.cost.ops import ConvOp
+from convcost.cost.ops import stage_ops as ops_of_stage
 from convcost.errors import MeasurementError
 from convcost.results.comparison import Check, Environment, StageResult, checks
+from convcost.results.model import OpResult
 from convcost.run.estimate import formula_stage
+from convcost.run.network import Call, weight_shape
+from convcost.run.trace import trace, without_fast_paths
 from convcost.version import __version__
 
 
@@ -73,31 +79,64 @@ def _conv_of(module: nn.Module) -> nn.Conv2d:
     return conv
 
 
+def count(
+    module: nn.Module,
+    tensor: torch.Tensor,
+    subject: str,
+    results: list[tuple[Call | None, OpResult]],
+    figures: list[tuple[str, Any, Any]],
+    note: str = "",
+) -> tuple[list[Check], int, int]:
+    """The one count path of every network, a compare stage as a model: each op's figures by formula against what
+    its call measured (only those that disagree are kept), then both counters on the whole ``module`` and the
+    ``subject``'s checks, ``figures`` and its MACs against both. Returns the checks and the counters' figures
+    (FlopCounterMode's MACs, ptflops' raw figure)."""
+    found: list[Check] = []
+    for call, op in results:
+        if call is None:
+            continue
+        own: list[tuple[str, Any, Any]] = []
+        if op.counted and op.output_shape_measured is not None:
+            own.append(("output shape", op.output_shape, op.output_shape_measured))
+        if isinstance(call.op, ConvOp) and call.weight_shape is not None:
+            own.append(("weight shape", weight_shape(call.op), call.weight_shape))
+        if op.params_measured is not None:
+            own.append(("params", op.params, op.params_measured))
+        found += [check for check in checks(op.name, own) if not check.ok]
+    with without_fast_paths():
+        flop_counter, _ = count_flop_counter(module, tensor)
+        ptflops_raw = count_ptflops(module, tensor)
+    macs, bias_adds = sum(op.macs for _, op in results), sum(op.bias_adds for _, op in results)
+    found += checks(subject, figures, (macs, flop_counter, ptflops_raw, bias_adds), note)
+    return found, flop_counter, ptflops_raw
+
+
 def measure_stage(
     stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
 ) -> tuple[StageResult, list[Check], torch.Tensor]:
-    """Run one stage on ``tensor``; returns its result, its checks and its output (the next stage's input)."""
+    """Trace and count one stage on ``tensor`` as a network of its ops; returns its result, its checks and its
+    output (the next stage's input)."""
     batch, channels, height, width = tensor.shape
-    result = formula_stage(stage, (batch, channels, height, width), tensor.element_size())
-    macs_flop_counter, output = count_flop_counter(module, tensor)
-    ptflops_raw = count_ptflops(module, tensor)
-    conv = _conv_of(module)
-    result.stored_weight_shape = _stored_weight_shape(conv)
+    traced = trace(module, tensor)
+    planned = [str(op.kind) for op in ops_of_stage(stage, (batch, channels, height, width))]
+    built = [str(call.op.kind) for call in traced.calls]
+    calls: list[Call | None] = list(traced.calls) if built == planned else [None] * len(planned)
+    result, op_results = formula_stage(stage, (batch, channels, height, width), tensor.element_size(), calls)
+    output = traced.output
+    result.stored_weight_shape = _stored_weight_shape(_conv_of(module))
     result.output_shape_measured = tuple(output.shape)
     result.params_measured = sum(parameter.numel() for parameter in module.parameters())
-    result.macs_flop_counter = macs_flop_counter
-    result.macs_ptflops = ptflops_raw - result.bias_adds
-    result.ptflops_raw = ptflops_raw
-    return result, stage_checks(result, tuple(conv.weight.shape), subject), output
-
-
-def stage_checks(result: StageResult, applied_weight_shape: tuple[int, ...], subject: str) -> list[Check]:
-    """Formula against measurement for every figure of a stage."""
-    assert result.macs_flop_counter is not None and result.ptflops_raw is not None
     figures = [("output shape", result.output_shape, result.output_shape_measured),
-               ("weight shape", result.weight_shape, applied_weight_shape),
+               ("weight shape", result.weight_shape, tuple(_conv_of(module).weight.shape)),
                ("params", result.params, result.params_measured)]  # fmt: skip
-    return checks(subject, figures, (result.macs, result.macs_flop_counter, result.ptflops_raw, result.bias_adds))
+    stage_checks, result.macs_flop_counter, result.ptflops_raw = count(
+        module, tensor, subject, [(call, op) for call, op in zip(calls, op_results, strict=True)], figures
+    )
+    if built != planned:
+        stage_checks.insert(0, Check(subject, "operations built", " → ".join(planned), " → ".join(built),
+                                     "the built module does not match the stage"))  # fmt: skip
+    result.macs_ptflops = result.ptflops_raw - result.bias_adds
+    return result, stage_checks, output
 
 
 def environment(device: str, threads: int, dtype: str, channels_last: bool, allocator: str) -> Environment:

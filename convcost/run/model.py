@@ -26,20 +26,18 @@ from convcost.cost import ops
 from convcost.cost.ops import ConvOp, Shape
 from convcost.cost.roofline import Calibration
 from convcost.errors import UsageError
-from convcost.results.comparison import Check, checks
+from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
 from convcost.run import build, latency, measure, network
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import (
     MEMORY_SHARE,
     check_device,
-    count_flop_counter,
-    count_ptflops,
     environment,
     require_memory,
 )
 from convcost.run.network import Call, Row
-from convcost.run.trace import Trace, _stored_params, _Tracer, trace, without_fast_paths
+from convcost.run.trace import Trace, _stored_params, _Tracer, trace
 from convcost.spec.compare import DType
 from convcost.spec.model import ModelPlan
 
@@ -245,25 +243,8 @@ def _evaluate(
         latency.allocator_state(),
     )
     result = network.network(name, source, tuple(tensor.shape), rows, env, settings)
-    for row, layer in zip(rows, result.layers, strict=True):
-        for call, op in zip(row.measured, layer.ops, strict=True):
-            if call is None:
-                continue
-            figures: list[tuple[str, Any, Any]] = []
-            if op.counted and op.output_shape_measured is not None:
-                figures.append(("output shape", op.output_shape, op.output_shape_measured))
-            if isinstance(call.op, ConvOp) and call.weight_shape is not None:
-                figures.append(("weight shape", network.weight_shape(call.op), call.weight_shape))
-            if op.params_measured is not None:
-                figures.append(("params", op.params, op.params_measured))
-            found += [check for check in checks(op.name, figures) if not check.ok]
-    with without_fast_paths():
-        flop_counter, _ = count_flop_counter(module, tensor)
-        ptflops_raw = count_ptflops(module, tensor)
     total = result.total
     total.params_measured = _stored_params(module)
-    total.macs_flop_counter, total.ptflops_raw = flop_counter, ptflops_raw
-    total.macs_ptflops = ptflops_raw - total.bias_adds
     result.output_shape_measured = traced.output_shape
     last_measured = network.outputs(rows, result.layers)[1]
     expected_output = result.output_shape
@@ -279,8 +260,13 @@ def _evaluate(
     params_quantity = "params" + (f" (never called, so not counted: {never_called})" if never_called else "")
     figures = [("output shape", expected_output, traced.output_shape),
                (params_quantity, total.params, total.params_measured)]  # fmt: skip
-    note = network.uncounted_note(result.ops)
-    result.checks = found + checks("model", figures, (total.macs, flop_counter, ptflops_raw, total.bias_adds), note)
+    pairs = [pair for row, layer in zip(rows, result.layers, strict=True)
+             for pair in zip(row.measured, layer.ops, strict=True)]  # fmt: skip
+    counted, total.macs_flop_counter, total.ptflops_raw = measure.count(
+        module, tensor, "model", pairs, figures, network.uncounted_note(result.ops)
+    )
+    total.macs_ptflops = total.ptflops_raw - total.bias_adds
+    result.checks = found + counted
     if latency_settings is not None:
         _measure_latency(result, module, tensor, traced, rows, latency_settings, calibration)
     return result

@@ -226,6 +226,7 @@ class Trace:
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # first input of each captured module
     modules: dict[str, nn.Module] = field(default_factory=dict)
     never_called: list[str] = field(default_factory=list)  # "block.unused (Linear, 20 params)"
+    output: Any = None  # what the forward pass returned
 
 
 class _FunctionalOps(TorchFunctionMode):
@@ -424,4 +425,4 @@ def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = Non
         if name not in tracer.call_counts and _stored_params(module) and not _under(name, tracer.opaque)
     ]
     output_shape = _first_shape(output) or ()
-    return Trace(calls, output_shape, tracer.inputs, tracer.modules, never_called)
+    return Trace(calls, output_shape, tracer.inputs, tracer.modules, never_called, output)
