@@ -25,14 +25,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage, Pair
-from convcost.cost.ops import ConvOp
+from convcost.cost.ops import ConvOp, Op
 from convcost.cost.ops import stage_ops as ops_of_stage
 from convcost.errors import MeasurementError
 from convcost.results.comparison import Check, Environment, StageResult, checks
 from convcost.results.model import OpResult
 from convcost.run.estimate import formula_stage
 from convcost.run.network import Call, weight_shape
-from convcost.run.trace import trace, without_fast_paths
+from convcost.run.trace import Trace, trace, without_fast_paths
 from convcost.version import __version__
 
 
@@ -111,6 +111,16 @@ def count(
     return found, flop_counter, ptflops_raw
 
 
+def matched(planned: list[Op], traced: Trace, subject: str, what: str) -> tuple[list[Call | None], list[Check]]:
+    """Each planned op's call when the forward pass called the planned ops in order; else none, and the check that
+    says the built module is not the ``what`` planned."""
+    kinds, built = [str(op.kind) for op in planned], [str(call.op.kind) for call in traced.calls]
+    if built == kinds:
+        return list(traced.calls), []
+    return [None] * len(planned), [Check(subject, "operations built", " → ".join(kinds), " → ".join(built),
+                                         f"the built module does not match the {what}")]  # fmt: skip
+
+
 def measure_stage(
     stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
 ) -> tuple[StageResult, list[Check], torch.Tensor]:
@@ -118,9 +128,7 @@ def measure_stage(
     output (the next stage's input)."""
     batch, channels, height, width = tensor.shape
     traced = trace(module, tensor)
-    planned = [str(op.kind) for op in ops_of_stage(stage, (batch, channels, height, width))]
-    built = [str(call.op.kind) for call in traced.calls]
-    calls: list[Call | None] = list(traced.calls) if built == planned else [None] * len(planned)
+    calls, stage_checks = matched(ops_of_stage(stage, (batch, channels, height, width)), traced, subject, "stage")
     result, op_results = formula_stage(stage, (batch, channels, height, width), tensor.element_size(), calls)
     output = traced.output
     result.stored_weight_shape = _stored_weight_shape(_conv_of(module))
@@ -129,12 +137,10 @@ def measure_stage(
     figures = [("output shape", result.output_shape, result.output_shape_measured),
                ("weight shape", result.weight_shape, tuple(_conv_of(module).weight.shape)),
                ("params", result.params, result.params_measured)]  # fmt: skip
-    stage_checks, result.macs_flop_counter, result.ptflops_raw = count(
-        module, tensor, subject, [(call, op) for call, op in zip(calls, op_results, strict=True)], figures
+    counted, result.macs_flop_counter, result.ptflops_raw = count(
+        module, tensor, subject, list(zip(calls, op_results, strict=True)), figures
     )
-    if built != planned:
-        stage_checks.insert(0, Check(subject, "operations built", " → ".join(planned), " → ".join(built),
-                                     "the built module does not match the stage"))  # fmt: skip
+    stage_checks += counted
     result.macs_ptflops = result.ptflops_raw - result.bias_adds
     return result, stage_checks, output
 

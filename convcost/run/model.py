@@ -36,7 +36,7 @@ from convcost.run.measure import (
     environment,
     require_memory,
 )
-from convcost.run.network import Call, Row
+from convcost.run.network import Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, trace
 from convcost.spec.compare import DType
 from convcost.spec.model import ModelPlan
@@ -66,14 +66,7 @@ def evaluate_plan(
     )
     capture = {str(index) for index in range(len(plan.layers))} if latency_settings else set()
     traced = trace(module, tensor, capture)
-    found: list[Check] = []
-    calls: list[Call | None] = list(traced.calls)
-    planned = [str(op.kind) for op in plan.ops]
-    built = [str(call.op.kind) for call in traced.calls]
-    if built != planned:
-        found.append(Check("model", "operations built", " → ".join(planned), " → ".join(built),
-                           "the built module does not match the plan"))  # fmt: skip
-        calls = [None] * len(planned)
+    calls, found = measure.matched(plan.ops, traced, "model", "plan")
     return _evaluate(plan.name or source, source, module, tensor, traced, network.plan_rows(plan, calls), found,
                      network.plan_settings(plan), latency_settings, dtype, device, threads,
                      calibration=calibration)  # fmt: skip
