@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -183,6 +184,7 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
     try:
         torch.set_num_threads(threads)
         torch.set_grad_enabled(False)
+        waited, wall = latency.cpu_wait_seconds(), time.perf_counter()
         probe = _ProbeRounds(device, threads)
         probe.take(settings.probe_rounds)
         with _matmul_precision(tf32):
@@ -192,7 +194,7 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
         overhead, overhead_interval = _call_overhead(device, torch_dtype, threads, settings)
         grouped_overhead, grouped_interval = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
         probe.take(settings.probe_rounds)
-        contention = probe.contention()
+        contention = probe.contention(latency.cpu_wait_fraction(waited, time.perf_counter() - wall, threads))
     finally:
         torch.set_num_threads(previous_threads)
         torch.set_grad_enabled(previous_grad)
@@ -225,8 +227,9 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
 class _ProbeRounds:
     """The latency harness's reference probe, in rounds spread over the calibration (before, between, after).
 
-    Its median rates become the calibration's ``probe_*`` figures, what later runs compare their probe with; their
-    spread says whether the machine was busy while calibrating (against this calibration's own best).
+    Its median rates become the calibration's ``probe_*`` figures, what later runs compare their probe with. The
+    calibration is marked busy when the process waited for a CPU (another process shared its core); the probe's
+    spread against its own best is reported beside it, no evidence on its own (a quiet machine's reaches 70 %).
     """
 
     def __init__(self, device: str, threads: int) -> None:
@@ -249,9 +252,9 @@ class _ProbeRounds:
         rates = copies if name == COPY else matmuls
         return quantile(rates, 0.5) if rates else None
 
-    def contention(self) -> Contention:
+    def contention(self, cpu_wait: float | None) -> Contention:
         copies, matmuls = latency.Probe.rates(self.rounds)
-        return classify(copies, matmuls, during="calibration")
+        return classify(copies, matmuls, during="calibration", cpu_wait=cpu_wait)
 
 
 def matmul_tf32(device: str) -> bool | None:
