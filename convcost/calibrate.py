@@ -232,8 +232,15 @@ class _ProbeRounds:
     spread against its own best is reported beside it, no evidence on its own (a quiet machine's reaches 70 %).
     """
 
+    # In a measurement the layers between two probe rounds push the probe's buffers out of the caches, so its copy
+    # streams from memory; probe rounds back to back would run from the last-level cache instead (measured on a
+    # 2-vCPU VM: twice as fast, so every later run read as busy). Writing this many bytes before each round
+    # evicts them as the layers do.
+    EVICT_BYTES = 64 << 20
+
     def __init__(self, device: str, threads: int) -> None:
         self.probe = latency.Probe(torch.device(device), threads)
+        self.evict = torch.empty(self.EVICT_BYTES // 4, dtype=torch.float32, device=device)
         self.timers = {}
         self.block = {}
         for name, (stmt, values, calls) in self.probe.cases().items():
@@ -244,6 +251,7 @@ class _ProbeRounds:
 
     def take(self, count: int) -> None:
         for index in range(count):
+            self.evict.zero_()
             for name in latency.round_order(list(self.timers), index):
                 self.rounds[name].append(latency.block_seconds(self.timers[name], self.block[name]) / self.block[name])
 

@@ -215,7 +215,8 @@ def sample(
 
     ``max_time`` bounds the whole measurement: from ``started`` (a reading of ``clock`` taken before the warm-up;
     default now) to the end, the stopping checks and the closing judgement included. Sampling stops while the
-    time left still covers twice the last check, the cost of the judgement after it and of the caller's summary.
+    time left still covers one more round and three times the last check: the judgement after it and the
+    caller's summary, each a bootstrap over up to 30 % more rounds than that check.
     """
     rounds: dict[str, list[float]] = {}
     first = clock()
@@ -225,11 +226,13 @@ def sample(
     stopped_by = "limit"
     converged = False
     index = 0
-    reserve = 0.0  # seconds the closing bootstraps will take: twice the last check
+    reserve = 0.0  # seconds the closing bootstraps will take: three times the last check
     while index < MAX_ROUNDS:
+        before_round = clock()
         for name, seconds in take_round(index).items():
             rounds.setdefault(name, []).append(seconds)
         index += 1
+        last_round = clock() - before_round
         if plan.rounds is not None:
             if index >= plan.rounds:
                 stopped_by = "rounds"
@@ -241,9 +244,9 @@ def sample(
             if is_converged(rounds, pairs, watched, plan.target):
                 converged, stopped_by = True, "target"
                 break
-            reserve = 2 * (clock() - before)
+            reserve = 3 * (clock() - before)
             next_check = max(index + 1, math.ceil(index * CHECK_GROWTH))
-        if clock() - start + reserve >= plan.max_time:
+        if clock() - start + last_round + reserve >= plan.max_time:
             stopped_by = "time"
             break
     if not converged and index >= plan.min_rounds:

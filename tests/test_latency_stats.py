@@ -127,23 +127,24 @@ def test_a_quiet_series_converges_at_the_first_check() -> None:
 
 def test_a_noisy_series_stops_at_max_time_unconverged() -> None:
     # the alternative's rounds spread evenly over 1–10 ms: its 10 % quantile, and so the speedup, moves by far more
-    # than ±3 % from resample to resample; 0.05 s a round and a 2 s budget: the 40th round spends it
+    # than ±3 % from resample to resample; 0.05 s a round and a 2 s budget: after the 39th (1.95 s) another round
+    # would overrun it
     series = {"dense": [4e-3] * 2, "alt": SPREAD}
     clock = FakeClock(0.05)
     result = sample(rounds_from(series, clock), SamplingPlan(target=0.03, max_time=2.0), [("dense", "alt")], [],
                     clock)  # fmt: skip
-    assert (result.converged, result.stopped_by, result.count) == (False, "time", 40)
-    assert result.sampled_s == pytest.approx(2.0)
+    assert (result.converged, result.stopped_by, result.count) == (False, "time", 39)
+    assert result.sampled_s == pytest.approx(1.95)
 
 
 def test_checks_are_spaced_geometrically() -> None:
-    # 0.02 s a round, 2 s: 100 rounds; checks at 30, 39, 51, 67, 88 rounds (each ⌈1.3×⌉ the last: 30·1.3 = 39,
-    # 39·1.3 = 50.7, 51·1.3 = 66.3, 67·1.3 = 87.1), plus one at the end: 6 bootstraps for 100 rounds, not 71
+    # 0.02 s a round, 2 s: 99 rounds (a 100th would overrun); checks at 30, 39, 51, 67, 88 rounds (each ⌈1.3×⌉ the
+    # last: 30·1.3 = 39, 39·1.3 = 50.7, 51·1.3 = 66.3, 67·1.3 = 87.1), plus one at the end: 6 bootstraps, not 70
     series = {"dense": [4e-3] * 2, "alt": SPREAD}
     clock = FakeClock(0.02)
     result = sample(rounds_from(series, clock), SamplingPlan(target=0.03, max_time=2.0), [("dense", "alt")], [],
                     clock)  # fmt: skip
-    assert (result.count, result.checks) == (100, 6)
+    assert (result.count, result.checks) == (99, 6)
 
 
 def test_fixed_rounds_take_exactly_that_many_and_are_judged_after() -> None:
