@@ -289,6 +289,16 @@ while time.monotonic() < deadline:
 """
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU-seconds the whole machine has spent busy (all processes, all CPUs), from ``/proc/stat``; None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields[:8])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
     """One fresh-process measurement of the PAIR: the new adaptive harness and the old fixed 5-round one."""
     import torch
@@ -313,9 +323,12 @@ def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
     row: dict[str, Any] = {"threads": threads, "allocator": latency.allocator_state(), "calibrated": bool(reference)}
     for name in ["old", "new"] if old_first else ["new", "old"]:
         settings = new_settings if name == "new" else old_settings
-        start = time.perf_counter()
+        # the ground truth for "quiet": how much CPU every other process on the machine used meanwhile
+        busy_before, own_before, start = busy_cpu_seconds(), time.process_time(), time.perf_counter()
         run = latency.measure_run(cases, settings, [("dense", "separable")], reference=reference)
         wall = time.perf_counter() - start
+        busy_after, own = busy_cpu_seconds(), time.process_time() - own_before
+        others = None if busy_before is None or busy_after is None else max(0.0, busy_after - busy_before - own) / wall
         dense, separable = run.stats["dense"], run.stats["separable"]
         found = run.ratios[("dense", "separable")]
         if name == "new":
@@ -328,7 +341,7 @@ def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
                 "memory_fraction": run.contention.memory_fraction if run.contention else None,
                 "compute_fraction": run.contention.compute_fraction if run.contention else None,
                 "cpu_wait_fraction": run.contention.cpu_wait_fraction if run.contention else None,
-                "note": run.contention.note if run.contention else "",
+                "note": run.contention.note if run.contention else "", "other_cpus": others,
             }  # fmt: skip
         else:
             row["old"] = {
@@ -454,6 +467,12 @@ def summarize_stability(result: dict[str, Any]) -> dict[str, Any]:
               for key in ("dense_ms", "separable_ms", "dense_typical_ms", "separable_typical_ms")}  # fmt: skip
     waits = {label: [row["new"]["cpu_wait_fraction"] for row in rows if row["new"]["cpu_wait_fraction"] is not None]
              for label, rows in (("quiet", quiet), ("neighbour", loaded))}  # fmt: skip
+    # runs without the synthetic neighbour in which other processes (other people's work) used a quarter of a CPU
+    # or more meanwhile: the machine was not quiet, whatever the benchmark intended
+    calm = [row for row in quiet if (row["new"]["other_cpus"] or 0.0) < 0.25]
+    disturbed = [row for row in quiet if row not in calm]
+    calm_points = [row["new"]["speedup"] for row in calm]
+    calm_middle = statistics.median(calm_points) if calm_points else float("nan")
     window_points = [row["speedup"] for row in result["windows"]]
     window_middle = statistics.median(window_points)
     return {
@@ -469,6 +488,10 @@ def summarize_stability(result: dict[str, Any]) -> dict[str, Any]:
         "old_wall_s": statistics.median(row["old"]["wall_s"] for row in quiet),
         "converged": sum(row["new"]["converged"] for row in quiet) / len(quiet),
         "flagged_quiet": sum(row["new"]["busy"] for row in quiet) / len(quiet),
+        "calm_runs": len(calm), "flagged_calm": sum(row["new"]["busy"] for row in calm),
+        "disturbed_runs": len(disturbed), "flagged_disturbed": sum(row["new"]["busy"] for row in disturbed),
+        "calm_coverage": sum(row["new"]["interval"][0] <= calm_middle <= row["new"]["interval"][1] for row in calm),
+        "calm_median_speedup": calm_middle,
         "flagged_neighbour": sum(row["new"]["busy"] for row in loaded) / len(loaded),
     }  # fmt: skip
 
@@ -489,8 +512,8 @@ def print_stability(result: dict[str, Any], summary: dict[str, Any]) -> None:
             print(
                 f"   {label}: new {new['speedup']:.2f}× ({new['interval'][0]:.2f}–{new['interval'][1]:.2f}) "
                 f"typical {new['typical']:.2f}×, {new['rounds']} rounds, {new['sampled_s']:.1f} s sampled "
-                f"{'converged' if new['converged'] else 'NOT converged'}; waited {wait}, probe memory {memory} "
-                f"compute {compute} "
+                f"{'converged' if new['converged'] else 'NOT converged'}; others used {new['other_cpus'] or 0:.2f} "
+                f"CPU; waited {wait}, probe memory {memory} compute {compute} "
                 f"{'BUSY' if new['busy'] else 'quiet'} | old {old['speedup']:.2f}× (IQR {old['spread_pct']:.0f}%)"
             )
     print(
@@ -531,6 +554,12 @@ def print_stability(result: dict[str, Any], summary: dict[str, Any]) -> None:
         f"   detection: busy flagged in {summary['flagged_neighbour']:.0%} of runs with the neighbour (target ≥ 90%) "
         f"{mark(summary['flagged_neighbour'] >= 0.9)}, {summary['flagged_quiet']:.0%} without (target ≤ 10%) "
         f"{mark(summary['flagged_quiet'] <= 0.1)}"
+    )
+    print(
+        f"   of the runs without it, {summary['calm_runs']} had the machine to themselves (other processes under 0.25 "
+        f"CPU): {summary['flagged_calm']} flagged; {summary['disturbed_runs']} shared it with other work: "
+        f"{summary['flagged_disturbed']} flagged. Coverage among the calm ones: {summary['calm_coverage']} of "
+        f"{summary['calm_runs']} contain their median {summary['calm_median_speedup']:.2f}×"
     )
 
 
