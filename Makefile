@@ -38,6 +38,7 @@ test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check convcost tests $(wildcard benchmarks)
 	$(VENV)/bin/ruff format --check convcost tests $(wildcard benchmarks)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest
 
 # The suite on the declared minimum of every dependency (constraints-min.txt), in a venv of its own.

@@ -133,11 +133,11 @@ def mobilenet_v2() -> Any:
 def formula_counter(config: str) -> tuple[Callable[[], int], Callable[[], int], str]:
     """Count a MobileNet config by formula: from its YAML file, and from the planned layers alone."""
     try:
-        from convcost import model_formulas
-        from convcost.model_spec import load_model
+        from convcost.cost import ops as model_formulas
+        from convcost.spec.model import load_model
     except ImportError:
         own = _own_stage_counter(config)
-        return own, own, "convcost.formulas over the conv layers enumerated here"
+        return own, own, "convcost.cost.formulas over the conv layers enumerated here"
 
     path = str(ROOT / "configs" / config)
     plan = load_model(path)
@@ -148,13 +148,13 @@ def formula_counter(config: str) -> tuple[Callable[[], int], Callable[[], int], 
     def from_plan() -> int:
         return sum(model_formulas.cost(op).macs for op in plan.ops)
 
-    return from_file, from_plan, f"convcost.model_spec.load_model(configs/{config}) + model_formulas.cost"
+    return from_file, from_plan, f"convcost.spec.model.load_model(configs/{config}) + model_formulas.cost"
 
 
 def _own_stage_counter(config: str) -> Callable[[], int]:
-    """Fallback: the MobileNet's conv and linear layers as ConvStages, summed with convcost.formulas."""
-    from convcost import formulas
-    from convcost.formulas import ConvStage
+    """Fallback: the MobileNet's conv and linear layers as ConvStages, summed with convcost.cost.formulas."""
+    from convcost.cost import formulas
+    from convcost.cost.formulas import ConvStage
 
     def count() -> int:
         total, size, cin = 0, 224, 3
@@ -190,7 +190,7 @@ def _own_stage_counter(config: str) -> Callable[[], int]:
 def bench_models(repeat: int) -> list[dict[str, Any]]:
     import torch
 
-    from convcost.measure import count_flop_counter, count_ptflops
+    from convcost.run.measure import count_flop_counter, count_ptflops
 
     torch.set_num_threads(1)
     rows = []
@@ -259,8 +259,9 @@ def bench_batch(sizes: tuple[int, ...]) -> dict[str, Any]:
 
 def _formula_only_ms(entries: int) -> float:
     """kinds.plan + formulas for ``entries`` layers, in process: the floor under any batch run."""
-    from convcost import formulas, kinds
-    from convcost.spec import parse_compare
+    from convcost.cost import formulas
+    from convcost.spec import kinds
+    from convcost.spec.compare import parse_compare
 
     channels = (8, 16, 32)
     data = [{"cin": channels[i % 3], "cout": channels[(i // 3) % 3] * 2, "kernel": (3, 5)[(i // 9) % 2], "size": 16}
@@ -303,9 +304,10 @@ def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
     """One fresh-process measurement of the PAIR: the new adaptive harness and the old fixed 5-round one."""
     import torch
 
-    from convcost import build, kinds, latency
-    from convcost.calibrate import cached
-    from convcost.spec import DType, parse_compare
+    from convcost.run import build, latency
+    from convcost.run.calibrate import cached
+    from convcost.spec import kinds
+    from convcost.spec.compare import DType, parse_compare
 
     if tune:
         latency.tune_allocator()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from convcost.version import __version__
 
 __all__ = [
     "CompareSpec",
@@ -25,20 +25,20 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from convcost.comparison import compare
     from convcost.errors import SpecError
-    from convcost.latency import LatencySettings
-    from convcost.results import Comparison
-    from convcost.spec import CompareSpec, LayerKind, parse_compare
+    from convcost.results.comparison import Comparison
+    from convcost.run.comparison import compare
+    from convcost.run.latency import LatencySettings
+    from convcost.spec.compare import CompareSpec, LayerKind, parse_compare
 
 _LAZY = {
-    "compare": "convcost.comparison",
+    "compare": "convcost.run.comparison",
     "SpecError": "convcost.errors",
-    "LatencySettings": "convcost.latency",
-    "Comparison": "convcost.results",
-    "CompareSpec": "convcost.spec",
-    "LayerKind": "convcost.spec",
-    "parse_compare": "convcost.spec",
+    "LatencySettings": "convcost.run.latency",
+    "Comparison": "convcost.results.comparison",
+    "CompareSpec": "convcost.spec.compare",
+    "LayerKind": "convcost.spec.compare",
+    "parse_compare": "convcost.spec.compare",
 }
 
 

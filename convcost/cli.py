@@ -20,12 +20,12 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from convcost.batch import Batch, BatchResult
+    from convcost.cost.roofline import Calibration
     from convcost.errors import SpecError
-    from convcost.latency import LatencySettings
-    from convcost.results import Comparison
-    from convcost.roofline import Calibration
-    from convcost.spec import CompareSpec
+    from convcost.results.comparison import Comparison
+    from convcost.run.batch import Batch, BatchResult
+    from convcost.run.latency import LatencySettings
+    from convcost.spec.compare import CompareSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -50,7 +50,7 @@ class Format(str, Enum):
 
 def _version(value: bool) -> None:
     if value:
-        from convcost import __version__
+        from convcost.version import __version__
 
         typer.echo(f"convcost {__version__}")
         raise typer.Exit()
@@ -78,18 +78,18 @@ def _root(
     ] = False,
 ) -> None:
     """convcost: dense against separable convolutions, analytical against measured."""
-    from convcost import interrupts
+    from convcost.run import interrupts
 
     # for the command's length: SIGTERM stops a run as Ctrl-C does (finished work kept), and a signal is told
     # apart from a KeyboardInterrupt that the user's model code raises itself
     ctx.with_resource(interrupts.handlers())
-    from convcost.files import forget_files
+    from convcost.spec.files import forget_files
 
     forget_files()  # what an earlier command (in the same process) read or wrote is not this one's input
 
 
 def _stderr() -> Console:
-    from convcost.tables import make_console
+    from convcost.report.tables import make_console
 
     return make_console(stderr=True)
 
@@ -102,7 +102,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 def error_line(console: Console, message: str) -> None:
     """``convcost: error: message`` as one line: the message's user values made visible, newlines included."""
-    from convcost.literal import visible
+    from convcost.report.literal import visible
 
     console.print(visible(f"convcost: error: {message}"), soft_wrap=True)
 
@@ -135,7 +135,7 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
     raise typer.Exit(EXIT_USAGE)
 
 
-# kept here (not imported from convcost.spec) so that --help does not import pydantic
+# kept here (not imported from convcost.spec.compare) so that --help does not import pydantic
 STAGE_NAMES_FOR_SET = ("dense", "depthwise", "pointwise", "grouped", "row", "column", "shared")
 
 
@@ -202,7 +202,7 @@ def _latency_settings(
 
         torch.set_num_threads(threads)
         return None
-    from convcost.latency import LatencySettings
+    from convcost.run.latency import LatencySettings
 
     return LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
                            tune_allocator=tune_allocator, stages=stages, target=target / 100,
@@ -212,10 +212,10 @@ def _latency_settings(
 def _emit(render: Callable[[Console], str | None], output: Path | None) -> None:
     """Render tables to stdout, or into the -o file (plain, at the piped width); write text formats as they are.
 
-    One width rule for every command (convcost.tables.make_console): $COLUMNS if set, else the terminal's width,
+    One width rule for every command (convcost.report.tables.make_console): $COLUMNS if set, else the terminal's width,
     else 120 columns for a pipe or a file.
     """
-    from convcost.tables import make_console
+    from convcost.report.tables import make_console
 
     to_file = output is not None and str(output) != "-"
     buffer = io.StringIO()
@@ -235,7 +235,7 @@ def _progress_bar(total: int, first: str) -> tuple[Any, Callable[[int, str], Non
         return contextlib.nullcontext(), lambda completed, description: None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from convcost.literal import visible
+    from convcost.report.literal import visible
 
     # entry names are the user's: never markup (an entry named "[bold" would crash the bar), never raw controls
     progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
@@ -267,7 +267,7 @@ def _write(text: str, output: Path | None) -> None:
         except BrokenPipeError:
             pipe_closed()
         return
-    from convcost.files import write_atomic
+    from convcost.spec.files import write_atomic
 
     try:
         write_atomic(output, text)
@@ -298,7 +298,7 @@ def _output_path(value: str | Path) -> Path:
     if not value:
         raise typer.BadParameter("the file name is empty")
     from convcost.errors import UsageError
-    from convcost.files import check_writable, will_write
+    from convcost.spec.files import check_writable, will_write
 
     problem = check_writable(Path(value))
     if problem:
@@ -324,13 +324,13 @@ LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency", help="Mea
 
 
 def _bounded(name: str, what: str) -> Callable[[Any], Any]:
-    """A flag's callback that holds its number to the range convcost.bounds gives ``name`` (``threads``: the
+    """A flag's callback that holds its number to the range convcost.spec.bounds gives ``name`` (``threads``: the
     machine's cores), so that ``--threads 100000`` or ``--min-time inf`` is refused before anything runs."""
 
     def check(value: Any) -> Any:
         if value is None:
             return value
-        from convcost import bounds
+        from convcost.spec import bounds
 
         bound = bounds.threads_bound() if name == "threads" else getattr(bounds, name.upper())
         try:
@@ -488,7 +488,7 @@ def _cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> 
 
     A broken cache is the machine's problem, not the input's: a warning names the cache, never an input line.
     """
-    from convcost.calibrate import CalibrationCacheError, cached
+    from convcost.run.calibrate import CalibrationCacheError, cached
 
     try:
         return cached(device, dtype, threads)
@@ -504,7 +504,7 @@ def _measured_comparison(
     spec: CompareSpec, latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool,
     tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
 ) -> Comparison:  # fmt: skip
-    from convcost.comparison import compare
+    from convcost.run.comparison import compare
 
     settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
                                  max_time=max_time)  # fmt: skip
@@ -528,14 +528,14 @@ def run_compare(
     target: float = 3.0,
     max_time: float = 2.0,
 ) -> None:
-    from convcost.spec import parse_compare
+    from convcost.spec.compare import parse_compare
 
     with _exit_codes(set_stages):
         spec = parse_compare(data)
-        from convcost.report import OutputFormat, render
+        from convcost.report.comparison import OutputFormat, render
 
         if formula_only:  # pure Python: torch is never imported
-            from convcost.estimate import estimate
+            from convcost.run.estimate import estimate
 
             comparison = estimate(spec, threads)
         else:
@@ -548,7 +548,7 @@ def run_compare(
 
 # --- convcost batch / convcost schema ---------------------------------------------------------------------
 
-EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.interrupts.exit_code)
+EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.run.interrupts.exit_code)
 _SUFFIX_FORMATS = {".json": Format.JSON, ".csv": Format.CSV, ".md": Format.MARKDOWN, ".markdown": Format.MARKDOWN,
                    ".txt": Format.TABLE}  # fmt: skip
 
@@ -598,11 +598,11 @@ def batch_command(
     Exit code 2 if any entry is invalid (the valid ones still run), 1 if any has a shape mismatch or a counter
     disagreement, 130 if interrupted (143 on SIGTERM; what was done is still reported and written).
     """
-    from convcost.batch import Status, load_batch
+    from convcost.run.batch import Status, load_batch
 
     chosen = _format_for(output, output_format)
     with _exit_codes():
-        from convcost.bundled import Use, resolve
+        from convcost.spec.bundled import Use, resolve
 
         plan = load_batch(resolve(str(file), Use.BATCH))
         if select is not None:
@@ -613,7 +613,7 @@ def batch_command(
             settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
                                          stages=False, target=target, max_time=max_time)  # fmt: skip
         result = _run_batch(plan, settings, threads, not formula_only)
-        from convcost.report import OutputFormat, render_batch
+        from convcost.report.comparison import OutputFormat, render_batch
 
         _emit(lambda console: render_batch(result, OutputFormat(chosen.value), console, detail), output)
     console = _stderr()
@@ -626,7 +626,7 @@ def batch_command(
 
             traceback.print_exception(entry.exception)
     if result.interrupted:
-        from convcost import interrupts
+        from convcost.run import interrupts
 
         done = len(result.entries) - result.count(Status.NOT_RUN)
         console.print(f"convcost: {interrupts.what()} after {done} of {len(result.entries)} entries", markup=False)
@@ -643,14 +643,14 @@ def batch_command(
 
 def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, measure: bool) -> BatchResult:
     """Evaluate the entries with a progress bar on an interactive stderr; Ctrl-C keeps what was done."""
-    from convcost.batch import EntryResult, collect, run
+    from convcost.run.batch import EntryResult, collect, run
 
     calibration = None
     if measure:  # the formula-only path never imports torch
         # read once per device and dtype before anything runs: a broken cache is the machine's problem, reported
         # once (or, when timing, stopping the run), never an invalid entry against the file's lines
-        from convcost.calibrate import CalibrationCacheError
         from convcost.errors import UsageError
+        from convcost.run.calibrate import CalibrationCacheError
 
         peaks: dict[tuple[str, Any], Calibration | None] = {}
         for key in dict.fromkeys((entry.spec.device, entry.spec.dtype) for entry in plan.entries if entry.spec):
@@ -682,7 +682,7 @@ def schema_command(output: OutputOption = None) -> None:
     """Print the JSON Schema of batch files, so that editors can validate and complete them."""
     import json
 
-    from convcost.batch import json_schema
+    from convcost.run.batch import json_schema
 
     _write(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n", output)
 
@@ -737,10 +737,10 @@ def model_command(
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = _format_for(output, output_format)
     with _exit_codes():
-        from convcost.bundled import Use, resolve
-        from convcost.model import evaluate_source, is_import_path
-        from convcost.model_report import render
-        from convcost.report import OutputFormat
+        from convcost.report.comparison import OutputFormat
+        from convcost.report.model import render
+        from convcost.run.model import evaluate_source, is_import_path
+        from convcost.spec.bundled import Use, resolve
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
@@ -773,11 +773,11 @@ def calibrate_command(
     """
     output_format = _format_for(output, output_format)
     with _exit_codes():
-        from convcost.spec import run_settings
+        from convcost.spec.compare import run_settings
 
         chosen_dtype, chosen_device = run_settings(dtype, device)
-        from convcost.calibrate import cache_path, calibration_for
-        from convcost.report import markdown_table, render_calibration, to_csv, to_json
+        from convcost.report.comparison import markdown_table, render_calibration, to_csv, to_json
+        from convcost.run.calibrate import cache_path, calibration_for
 
         calibration, fresh = calibration_for(chosen_device, chosen_dtype, threads, refresh)
         path = str(cache_path())
@@ -850,15 +850,15 @@ def sweep_command(
         fixed["vs"] = [kind.strip() for value in vs for kind in value.split(",") if kind.strip()]
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
     with _exit_codes():
-        from convcost import sweep
-        from convcost.report import OutputFormat, render_sweep
+        from convcost.report.comparison import OutputFormat, render_sweep
+        from convcost.run import sweep
 
         specs = sweep.plan(axes, fixed)
         if plot is not None:  # refused before anything is measured
             if not latency:
                 fail("--plot: the plot shows measured speedups: leave out --no-latency")
-            from convcost.files import will_write
-            from convcost.plot import check_plot_path
+            from convcost.report.plot import check_plot_path
+            from convcost.spec.files import will_write
 
             check_plot_path(plot)
             will_write(plot, "--plot")
@@ -866,14 +866,14 @@ def sweep_command(
                             target, max_time)  # fmt: skip
         _emit(lambda console: render_sweep(result, OutputFormat(output_format.value), console), output)
         if plot is not None:
-            from convcost.plot import plot_sweep
+            from convcost.report.plot import plot_sweep
 
             try:
                 plot_sweep(result, plot)
             except OSError as error:
                 fail(f"--plot: cannot write {plot}: {error.strerror or error}")
     if result.interrupted:
-        from convcost import interrupts
+        from convcost.run import interrupts
 
         done = len({(point.cin, point.cout, point.kernel, point.size) for point in result.points})
         _stderr().print(f"convcost: {interrupts.what()} after {done} of {result.planned} grid points", markup=False)
@@ -889,7 +889,7 @@ def _run_sweep(
     min_time: float, channels_last: bool, tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
 ) -> Any:  # fmt: skip
     """Run the sweep with a progress bar on an interactive stderr."""
-    from convcost import sweep
+    from convcost.run import sweep
 
     settings = _latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator, target=target,
                                  max_time=max_time)  # fmt: skip
@@ -959,9 +959,9 @@ def check_command(
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
     chosen = _check_format_for(output, output_format)
     with _exit_codes():
-        from convcost import budget as budgets
-        from convcost import budget_report
-        from convcost.bundled import Use, resolve
+        from convcost.report import budget as budget_report
+        from convcost.run import budget as budgets
+        from convcost.spec.bundled import Use, resolve
 
         plan = budgets.load_budget(resolve(str(budget_file), Use.CHECK))
         target = baseline or plan.baseline_path
@@ -969,7 +969,7 @@ def check_command(
             fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
         if update_baseline and target is not None:
             # refused before anything is measured: a path that cannot be written, or one of the inputs
-            from convcost.files import check_writable, will_write
+            from convcost.spec.files import check_writable, will_write
 
             flag = "--baseline" if baseline is not None else f"{plan.source}: baseline"
             problem = check_writable(target)
@@ -984,7 +984,7 @@ def check_command(
             CheckFormat.JUNIT: budget_report.to_junit,
         }
         if update_baseline and target is not None:
-            from convcost.files import write_atomic
+            from convcost.spec.files import write_atomic
 
             try:
                 write_atomic(target, budgets.baseline_text(result))
@@ -997,7 +997,7 @@ def check_command(
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if chosen is CheckFormat.GITHUB and summary_path:
         from convcost.errors import UsageError
-        from convcost.files import will_write
+        from convcost.spec.files import will_write
 
         try:
             will_write(summary_path, "GITHUB_STEP_SUMMARY")  # never appended to the budget or a model file
@@ -1029,7 +1029,7 @@ def bundled_command(
 ) -> None:
     """List the example files that ship with convcost and the command that uses each, from any folder."""
     with _exit_codes():
-        from convcost import bundled
+        from convcost.spec import bundled
 
         if name is not None:
             item = bundled.find(name)
@@ -1068,7 +1068,7 @@ def main() -> None:
         except typer.Exit as stop:
             code = stop.exit_code
     if code == 130 and not _interrupt_reported:  # Click answers a KeyboardInterrupt with 130: Ctrl-C or SIGTERM
-        from convcost import interrupts
+        from convcost.run import interrupts
 
         code = interrupts.exit_code()
         sys.stderr.write(f"convcost: {interrupts.what()}\n")
@@ -1077,7 +1077,7 @@ def main() -> None:
 
 def _run() -> int | None:
     """The app, with Click's usage errors as one ``convcost: error:`` line and exit code 2."""
-    from convcost.literal import visible
+    from convcost.report.literal import visible
 
     usage_error, click_exception, abort = _click_exceptions()
     try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from convcost.latency import LatencyRun
-from convcost.latency_stats import Sampling
-from convcost.results import LatencyStats
+from convcost.cost.stats import Sampling
+from convcost.results.comparison import LatencyStats
+from convcost.run.latency import LatencyRun
 
 
 def fixed_run(stats: LatencyStats) -> Callable[..., LatencyRun]:

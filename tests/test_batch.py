@@ -1,4 +1,4 @@
-"""convcost.batch as a library: parsing, defaults, per-entry validation with lines, evaluation, totals."""
+"""convcost.run.batch as a library: parsing, defaults, per-entry validation with lines, evaluation, totals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from textwrap import dedent
 import pytest
 import typer
 
-from convcost import batch as batch_module
-from convcost.batch import (
+from convcost.cli import app
+from convcost.errors import MeasurementError, SpecError, UsageError
+from convcost.run import batch as batch_module
+from convcost.run.batch import (
     BatchFile,
     LayerDefaults,
     LayerEntry,
@@ -19,9 +21,7 @@ from convcost.batch import (
     loads_batch,
     run,
 )
-from convcost.cli import app
-from convcost.errors import MeasurementError, SpecError, UsageError
-from convcost.spec import CompareSpec, LayerKind
+from convcost.spec.compare import CompareSpec, LayerKind
 
 
 def parse(text: str) -> batch_module.Batch:
@@ -303,9 +303,9 @@ def test_totals_per_alternative_kind() -> None:
 
 
 def test_a_crashing_entry_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convcost.comparison
+    import convcost.run.comparison
 
-    real = convcost.comparison.compare
+    real = convcost.run.comparison.compare
 
     def flaky(spec: CompareSpec, settings: object = None, calibration: object = None) -> object:
         if spec.name == "counter":
@@ -314,7 +314,7 @@ def test_a_crashing_entry_does_not_stop_the_others(monkeypatch: pytest.MonkeyPat
             raise RuntimeError("unexpected")
         return real(spec, None)
 
-    monkeypatch.setattr(convcost.comparison, "compare", flaky)
+    monkeypatch.setattr(convcost.run.comparison, "compare", flaky)
     found = parse("""\
         defaults: {cin: 4, cout: 4, kernel: 3, size: 8}
         layers: [{name: counter}, {name: bug}, {name: fine}]

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from convcost import batch as batch_module
 from convcost.cli import app
+from convcost.run import batch as batch_module
 
 runner = CliRunner()
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from convcost import calibrate
-from convcost.calibrate import CalibrationCacheError, CalibrationSettings
 from convcost.cli import app
-from convcost.roofline import Calibration
-from convcost.spec import DType
+from convcost.cost.roofline import Calibration
+from convcost.run import calibrate
+from convcost.run.calibrate import CalibrationCacheError, CalibrationSettings
+from convcost.spec.compare import DType
 
 TINY = CalibrationSettings(max_matmul=64, copy_bytes=64 << 10, min_time=0.002)
 

@@ -9,9 +9,9 @@ from xml.etree import ElementTree
 import pytest
 from typer.testing import CliRunner
 
-import convcost.budget
-from convcost.budget import percent, si_number
+import convcost.run.budget
 from convcost.cli import app
+from convcost.run.budget import percent, si_number
 
 runner = CliRunner()
 
@@ -244,12 +244,12 @@ def test_check_without_limits_is_an_error(folder: Path) -> None:
 
 
 def test_import_paths_are_validated_before_anything_is_measured(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import convcost.budget
+    import convcost.run.budget
 
     def measured(*args: object, **kwargs: object) -> None:
         raise AssertionError("measured before every check was validated")
 
-    monkeypatch.setattr(convcost.budget, "measure_check", measured)
+    monkeypatch.setattr(convcost.run.budget, "measure_check", measured)
     path = budget(
         folder,
         "checks:\n  - {model: tiny.yaml, params: {max: 1k}}\n"
@@ -304,7 +304,7 @@ def test_baseline_records_each_checks_environment_and_compares_latency_across_ke
     folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # one round never converges: taken as conclusive here (the inconclusive verdict has its own tests)
-    monkeypatch.setattr(convcost.budget, "latency_doubt", lambda stats, contention: "")
+    monkeypatch.setattr(convcost.run.budget, "latency_doubt", lambda stats, contention: "")
     path = budget(
         folder,
         "baseline: base.json\nlatency: {threads: 2, rounds: 1, min_time: 0.001}\n"
@@ -334,7 +334,7 @@ def test_baseline_records_each_checks_environment_and_compares_latency_across_ke
 
 
 def test_shipped_budgets_are_valid() -> None:
-    from convcost.budget import load_budget
+    from convcost.run.budget import load_budget
 
     budgets = load_budget(Path(__file__).resolve().parent.parent / "configs" / "budgets.yaml")
     assert [check.name for check in budgets.checks] == ["mobilenet_v1", "mobilenet_v2"]

@@ -1,6 +1,6 @@
 """Formula = measured (shape, params, both MAC counters) over a parametrised grid of layer settings.
 
-Truth here is computed independently of convcost.formulas: output sizes come from the real forward pass,
+Truth here is computed independently of convcost.cost.formulas: output sizes come from the real forward pass,
 and params/MACs are written out per kind as plain arithmetic (fvcore's style:
 batch · cout · Hout · Wout · (cin/groups) · R · S).
 """
@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from convcost.comparison import compare
-from convcost.results import Comparison, LayerResult
-from convcost.spec import parse_compare
+from convcost.results.comparison import Comparison, LayerResult
+from convcost.run.comparison import compare
+from convcost.spec.compare import parse_compare
 
 GEOMETRIES = [
     (stride, padding, dilation)
@@ -31,7 +31,7 @@ CASES = [
 
 
 def _out(size: int, kernel: int, stride: int, padding: int | str, dilation: int) -> int:
-    # written independently of convcost.formulas: with "same", stride 1 keeps the size
+    # written independently of convcost.cost.formulas: with "same", stride 1 keeps the size
     if padding == "same":
         return size
     assert isinstance(padding, int)

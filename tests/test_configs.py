@@ -1,6 +1,6 @@
 """Every shipped batch config, run for real and checked against figures computed here from first principles.
 
-The arithmetic below never calls convcost.formulas: a conv with cin inputs, cout outputs, an R×S kernel and g
+The arithmetic below never calls convcost.cost.formulas: a conv with cin inputs, cout outputs, an R×S kernel and g
 groups has cout·(cin/g)·R·S weights (+ cout biases, + 2·cout BatchNorm weights and shifts) and does
 cout·H'·W'·(cin/g)·R·S multiply-accumulates per image; BatchNorm costs 2 ops and ReLU 1 op per output element.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from convcost.batch import BatchResult, Status, evaluate, load_batch
+from convcost.run.batch import BatchResult, Status, evaluate, load_batch
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 BATCH_CONFIGS = ["seeds.yaml", "mistakes.yaml", "mobilenet_v1_layers.yaml"]

@@ -10,9 +10,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from convcost.comparison import compare
-from convcost.report import render_table
-from convcost.spec import parse_compare
+from convcost.report.comparison import render_table
+from convcost.run.comparison import compare
+from convcost.spec.compare import parse_compare
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = {

@@ -19,9 +19,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from convcost import calibrate
 from convcost.cli import app
-from convcost.roofline import Calibration
+from convcost.cost.roofline import Calibration
+from convcost.run import calibrate
 
 runner = CliRunner()
 CONVCOST = Path(sys.executable).parent / "convcost"  # the console script: sys.path[0] is not the working directory
@@ -79,12 +79,12 @@ def test_a_given_name_equal_to_an_automatic_one_is_refused_naming_both_lines(tmp
 def test_a_check_over_a_batch_with_colliding_names_is_refused_before_measuring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import convcost.budget
+    import convcost.run.budget
 
     def measured(*args: object, **kwargs: object) -> None:
         raise AssertionError("measured a batch whose names collide")
 
-    monkeypatch.setattr(convcost.budget, "measure_check", measured)
+    monkeypatch.setattr(convcost.run.budget, "measure_check", measured)
     batch = write(tmp_path, "b.yaml", BATCH + '  - {name: "layers[1]", cin: 8, cout: 32}\n')
     budget = write(tmp_path, "budget.yaml", "checks:\n  - {batch: b.yaml, params: {max: 400}}\n")
     # before: the third entry's figures replaced the second's, and the sum 136 + 200 passed max 400
@@ -285,7 +285,7 @@ def test_what_user_code_prints_goes_to_stderr_and_json_stays_valid(
 
 
 def test_sys_path_is_restored_after_the_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from convcost.model import load_factory
+    from convcost.run.model import load_factory
 
     name = user_module(tmp_path, monkeypatch, "from torch import nn\n\ndef net():\n    return nn.ReLU()\n")
     before = list(sys.path)
@@ -485,10 +485,10 @@ def test_an_unwritable_step_summary_keeps_the_verdict(tmp_path: Path, monkeypatc
 
 SIGTERM_AFTER_ONE = """
 import os, signal, sys
-import convcost.comparison
+import convcost.run.comparison
 from convcost.cli import main
 
-real, calls = convcost.comparison.compare, []
+real, calls = convcost.run.comparison.compare, []
 
 def compare(*args, **kwargs):
     calls.append(1)
@@ -496,7 +496,7 @@ def compare(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
     return real(*args, **kwargs)
 
-convcost.comparison.compare = compare
+convcost.run.comparison.compare = compare
 sys.argv = ["convcost", *sys.argv[1:]]
 main()
 """
@@ -536,12 +536,12 @@ def test_an_output_that_cannot_be_created_fails_before_measuring(tmp_path: Path)
 def test_a_baseline_that_cannot_be_written_is_named_before_measuring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import convcost.budget
+    import convcost.run.budget
 
     def measured(*args: object, **kwargs: object) -> None:
         raise AssertionError("measured before the baseline path was checked")
 
-    monkeypatch.setattr(convcost.budget, "measure_check", measured)
+    monkeypatch.setattr(convcost.run.budget, "measure_check", measured)
     write(tmp_path, "tiny.yaml", MODEL)
     budget = write(tmp_path, "budget.yaml", "checks:\n  - {model: tiny.yaml, params: {max: 1k}}\n")
     result = invoke("check", budget, "--update-baseline", "--baseline", tmp_path / "nowhere" / "base.json")
@@ -583,7 +583,7 @@ def test_a_step_summary_naming_an_input_is_not_appended_to(tmp_path: Path, monke
 
 def test_two_outputs_naming_one_file_are_refused(tmp_path: Path) -> None:
     from convcost.errors import UsageError
-    from convcost.files import forget_files, will_write
+    from convcost.spec.files import forget_files, will_write
 
     forget_files()
     (tmp_path / "r.svg").write_text("an older report", encoding="utf-8")

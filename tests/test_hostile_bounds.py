@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from convcost import bounds, input_files, yamlio
-from convcost.bounds import cores
 from convcost.cli import main
 from convcost.errors import SpecError
+from convcost.spec import bounds, input_files, yamlio
+from convcost.spec.bounds import cores
 
 DIGITS_400 = "1" * 400
 DIGITS_5000 = "1" * 5000
@@ -263,8 +263,8 @@ def test_baseline_numbers_and_nesting_are_bounded(
     ],
 )  # fmt: skip
 def test_calibration_cache_numbers_and_nesting_are_bounded(text: str, reason: str) -> None:
-    from convcost.calibrate import CalibrationCacheError, cache_path, cached
-    from convcost.spec import DType
+    from convcost.run.calibrate import CalibrationCacheError, cache_path, cached
+    from convcost.spec.compare import DType
 
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -361,7 +361,7 @@ def test_pool_geometry_is_validated_like_conv_geometry(
 
 
 def test_pool_padding_of_half_the_kernel_is_allowed() -> None:
-    from convcost.model_spec import plan_document
+    from convcost.spec.model import plan_document
 
     # kernel 2, padding 1: (8 + 2·1 − 2) / 2 + 1 = 5
     text = "input: {channels: 3, size: 8}\nlayers:\n  - {kind: pool, mode: max, kernel: 2, padding: 1}\n"
@@ -450,8 +450,8 @@ def test_non_regular_files_are_refused_before_they_are_opened(
 
 
 def test_calibration_cache_that_is_a_fifo_is_refused() -> None:
-    from convcost.calibrate import CalibrationCacheError, cache_path, cached
-    from convcost.spec import DType
+    from convcost.run.calibrate import CalibrationCacheError, cache_path, cached
+    from convcost.spec.compare import DType
 
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -464,7 +464,7 @@ def test_calibration_cache_that_is_a_fifo_is_refused() -> None:
 def test_calibrate_refuses_a_fifo_cache_before_measuring(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from convcost import calibrate
+    from convcost.run import calibrate
 
     def measured(*args: object, **kwargs: object) -> None:
         raise AssertionError("measured before refusing the cache")
@@ -510,9 +510,9 @@ def test_files_over_the_size_limit_are_refused_before_reading(
 def test_model_memory_guard_names_the_culprit(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, body: str, field: str
 ) -> None:
-    import convcost.measure
+    import convcost.run.measure
 
-    monkeypatch.setattr(convcost.measure, "available_memory", lambda: 2**30)  # 1 GiB: half is 512 MiB
+    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 2**30)  # 1 GiB: half is 512 MiB
     path = tmp_path / "m.yaml"
     path.write_text("input: {channels: 3, size: 64}\n" + body)
     line = one_error(monkeypatch, capsys, "model", str(path))
@@ -534,9 +534,9 @@ def test_model_memory_guard_names_the_culprit(
 def test_compare_memory_guard_names_the_culprit(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], flag: str
 ) -> None:
-    import convcost.measure
+    import convcost.run.measure
 
-    monkeypatch.setattr(convcost.measure, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 2**30)
     line = one_error(monkeypatch, capsys, "compare", "-k", "3", "--no-latency", *args)
     assert line.startswith(f"convcost: error: {flag}: these layers need at least "), line
     assert line.endswith(f"use a smaller {flag.removeprefix('--')}")

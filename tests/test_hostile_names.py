@@ -1,4 +1,4 @@
-"""User strings are printed as themselves in every command and format (convcost.literal, convcost.tables).
+"""User strings are printed as themselves in every command and format (convcost.report.literal, convcost.report.tables).
 
 Rich markup (``[bold]``, ``[/]``, ``[link=...]``), emoji codes (``:factory:``) and control characters (ESC, BEL,
 a right-to-left override) in entry, layer, model and check names, file names, glob patterns and import paths:
@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
-from convcost.literal import json_visible, markdown_literal, visible
+from convcost.report.literal import json_visible, markdown_literal, visible
 
 runner = CliRunner()
 MARKUP = "[bold]x[/] [link=http://e.com]y[/link] :factory:"

@@ -8,10 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convcost import build, formulas, kinds
+from convcost.cost import formulas
+from convcost.cost.formulas import ConvStage
 from convcost.errors import SpecError
-from convcost.formulas import ConvStage
-from convcost.spec import CompareSpec, LayerKind, parse_compare
+from convcost.run import build
+from convcost.spec import kinds
+from convcost.spec.compare import CompareSpec, LayerKind, parse_compare
 
 
 def _issues(**values: Any) -> list[tuple[tuple[str | int, ...], str]]:
@@ -22,7 +24,7 @@ def _issues(**values: Any) -> list[tuple[tuple[str | int, ...], str]]:
 
 def test_stage_names_for_set_match_the_spec() -> None:
     from convcost.cli import STAGE_NAMES_FOR_SET
-    from convcost.spec import STAGE_NAMES
+    from convcost.spec.compare import STAGE_NAMES
 
     assert STAGE_NAMES_FOR_SET == STAGE_NAMES
 
@@ -172,7 +174,7 @@ def test_shared_kernel_is_one_kernel_per_multiplier_slot() -> None:
 
 
 def test_scientific_notation_hint_names_the_value_given() -> None:
-    from convcost.batch import loads_batch
+    from convcost.run.batch import loads_batch
 
     with pytest.raises(SpecError) as caught:
         parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": "1e3"})  # as from flags: YAML is not involved

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from convcost import latency
 from convcost.cli import app
-from convcost.comparison import compare
-from convcost.latency import LatencySettings, measure, round_order, stage_cases
-from convcost.spec import parse_compare
+from convcost.run import latency
+from convcost.run.comparison import compare
+from convcost.run.latency import LatencySettings, measure, round_order, stage_cases
+from convcost.spec.compare import parse_compare
 
 FAST = LatencySettings(rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
 SMALL = {"cin": 4, "cout": 8, "kernel": 3, "size": 8}
@@ -70,7 +70,7 @@ def test_a_known_duration_comes_out_in_milliseconds() -> None:
 
 
 def test_spread_is_the_iqr_as_a_share_of_the_median() -> None:
-    from convcost.results import LatencyStats
+    from convcost.results.comparison import LatencyStats
 
     # rounds with q1 1.9 ms, median 2.0 ms, q3 2.1 ms: IQR 0.2 ms is 10 % of the median
     stats = LatencyStats(median_ms=2.0, q1_ms=1.9, q3_ms=2.1, min_ms=1.8, max_ms=2.4, rounds=5, calls=50)
@@ -208,8 +208,8 @@ def test_cuda_latency_uses_event_clock() -> None:
 
 
 def test_round_times_become_median_quartiles_and_range() -> None:
-    from convcost.latency import _stats
-    from convcost.latency_stats import Estimate, Sampling
+    from convcost.cost.stats import Estimate, Sampling
+    from convcost.run.latency import _stats
 
     # five rounds of 4, 1, 3, 2, 5 ms: sorted 1…5, median 3; inclusive quartiles sit at positions (5−1)·¼ = 1 and
     # (5−1)·¾ = 3 of the sorted list, i.e. 2 and 4 ms

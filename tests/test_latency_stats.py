@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from convcost import latency_stats
-from convcost.budget import Figures, Level, Verdict, _doubted, latency_doubt
 from convcost.cli import app
-from convcost.latency_stats import (
+from convcost.cost import stats as latency_stats
+from convcost.cost.stats import (
     MIN_ROUNDS,
     SamplingPlan,
     classify,
@@ -22,7 +21,8 @@ from convcost.latency_stats import (
     summarize,
     within,
 )
-from convcost.results import LatencyStats
+from convcost.results.comparison import LatencyStats
+from convcost.run.budget import Figures, Level, Verdict, _doubted, latency_doubt
 
 runner = CliRunner()
 

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 from convcost.errors import SpecError, UsageError
-from convcost.model import evaluate_import, evaluate_plan, evaluate_source
-from convcost.model_results import ModelResult
-from convcost.model_spec import load_model, make_divisible, plan_document
-from convcost.yamlio import loads
+from convcost.results.model import ModelResult
+from convcost.run.model import evaluate_import, evaluate_plan, evaluate_source
+from convcost.spec.model import load_model, make_divisible, plan_document
+from convcost.spec.yamlio import loads
 from tests import models_for_tests
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -154,7 +154,7 @@ def test_width_multiplier_and_divisor() -> None:
     plan = load_model(str(CONFIGS / "mobilenet_v1.yaml"), width_multiplier="0.5", size="64")
     params, macs = hook_count(models_for_tests.mobilenet_v1(0.5), (1, 3, 64, 64))
     ops = plan.ops
-    from convcost import model_formulas
+    from convcost.cost import ops as model_formulas
 
     assert sum(model_formulas.cost(op).params for op in ops) == params
     assert sum(model_formulas.cost(op).macs for op in ops) == macs
@@ -243,9 +243,9 @@ def test_even_kernels_keep_the_size_at_stride_1(kernel: int, stride: int, size: 
 
 
 def test_model_memory_guard_names_the_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convcost.measure
+    import convcost.run.measure
 
-    monkeypatch.setattr(convcost.measure, "available_memory", lambda: 1 << 30)
+    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 1 << 30)
     text = "input: {channels: 3, size: 100000}\nlayers:\n  - {kind: dense, cout: 512, kernel: 3}\n"
     expected = r"^m\.yaml: input\.size: at input\.size 100000×100000 \(input 1×3×100000×100000\) .* need at least"
     with pytest.raises(UsageError, match=expected):

@@ -85,15 +85,15 @@ MEDIAN_MS = 0.05  # every timed case "takes" 50 µs: the latency harness is repl
 
 
 def _fixed_latency(monkeypatch: pytest.MonkeyPatch, grouped_call_overhead_s: float | None = None) -> None:
-    import convcost.calibrate
-    import convcost.latency
-    from convcost.results import LatencyStats
-    from convcost.roofline import Calibration
+    import convcost.run.calibrate
+    import convcost.run.latency
+    from convcost.cost.roofline import Calibration
+    from convcost.results.comparison import LatencyStats
 
     peaks = Calibration(**PEAKS_ARGS, grouped_call_overhead_s=grouped_call_overhead_s)  # type: ignore[arg-type]
-    monkeypatch.setattr(convcost.calibrate, "cached", lambda *args: peaks)
+    monkeypatch.setattr(convcost.run.calibrate, "cached", lambda *args: peaks)
     stats = LatencyStats(MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, 1, 1)
-    monkeypatch.setattr(convcost.latency, "measure_run", fixed_run(stats))
+    monkeypatch.setattr(convcost.run.latency, "measure_run", fixed_run(stats))
 
 
 def test_model_latency_gets_a_roofline_per_layer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,9 +128,9 @@ def test_model_latency_gets_a_roofline_per_layer(monkeypatch: pytest.MonkeyPatch
 
 
 def test_model_and_compare_share_one_bytes_and_calls_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from convcost.comparison import compare
-    from convcost.roofline import Calibration
-    from convcost.spec import parse_compare
+    from convcost.cost.roofline import Calibration
+    from convcost.run.comparison import compare
+    from convcost.spec.compare import parse_compare
 
     _fixed_latency(monkeypatch, grouped_call_overhead_s=90e-6)
     path = tmp_path / "m.yaml"
@@ -155,20 +155,20 @@ def test_model_and_compare_share_one_bytes_and_calls_rule(monkeypatch: pytest.Mo
 
 
 def test_model_latency_with_a_broken_cache_stops_before_timing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import convcost.latency
-    from convcost import calibrate
-    from convcost.roofline import Calibration
+    import convcost.run.latency
+    from convcost.cost.roofline import Calibration
+    from convcost.run import calibrate
 
     monkeypatch.setenv("CONVCOST_CACHE_DIR", str(tmp_path))
 
     def never(*args: object) -> None:
         raise AssertionError("timed before the cache was read")
 
-    monkeypatch.setattr(convcost.latency, "measure_run", never)
+    monkeypatch.setattr(convcost.run.latency, "measure_run", never)
     data = Calibration(**{**PEAKS_ARGS, "machine": calibrate.machine_name("cpu"),  # type: ignore[arg-type]
                           "torch": __import__("torch").__version__}).to_dict()  # fmt: skip
     data["peak_flops"] = 0
-    key = calibrate.key_for("cpu", __import__("convcost.spec").spec.DType.FLOAT32, 1)
+    key = calibrate.key_for("cpu", __import__("convcost.spec.compare").spec.compare.DType.FLOAT32, 1)
     (tmp_path / "calibration.json").write_text(json.dumps({"schema_version": 1, "entries": {key: data}}))
     result = runner.invoke(app, ["model", str(CONFIGS / "mobilenet_v1.yaml"), "--size", "32", "--latency"])
     assert result.exit_code == 2, result.output
@@ -177,9 +177,9 @@ def test_model_latency_with_a_broken_cache_stops_before_timing(monkeypatch: pyte
 
 
 def test_model_memory_guard_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import convcost.measure
+    import convcost.run.measure
 
-    monkeypatch.setattr(convcost.measure, "available_memory", lambda: 1 << 30)
+    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 1 << 30)
     path = tmp_path / "m.yaml"
     path.write_text("input: {channels: 3, size: 8}\nlayers:\n  - {kind: dense, cout: 512, kernel: 3}\n")
     result = runner.invoke(app, ["model", str(path), "--size", "100000"])

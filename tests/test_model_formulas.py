@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from convcost import model_formulas as mf
-from convcost.model_formulas import (
+from convcost.cost import ops as mf
+from convcost.cost.ops import (
     ActOp,
     AdaptivePoolOp,
     AddOp,

@@ -19,8 +19,9 @@ import tomllib
 import yaml
 from typer.testing import CliRunner
 
-from convcost import __version__, bundled
 from convcost.cli import app
+from convcost.spec import bundled
+from convcost.version import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"

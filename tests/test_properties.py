@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from convcost import build, formulas
-from convcost.formulas import ConvStage
+from convcost.cost import formulas
+from convcost.cost.formulas import ConvStage
+from convcost.run import build
 
 
 @st.composite

@@ -11,20 +11,20 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from convcost import calibrate
 from convcost.cli import app
-from convcost.comparison import compare
-from convcost.report import render_roofline, render_table
-from convcost.roofline import (
+from convcost.cost.roofline import (
     Calibration,
     Verdict,
     analyse,
     classify,
     combine,
-    limited_stages,
     predicted_speedup,
 )
-from convcost.spec import DType, parse_compare
+from convcost.report.comparison import render_roofline, render_table
+from convcost.results.roofline import limited_stages
+from convcost.run import calibrate
+from convcost.run.comparison import compare
+from convcost.spec.compare import DType, parse_compare
 from tests.latency_fakes import fixed_run
 
 # Round peaks so that every expected figure below is exact arithmetic:
@@ -190,13 +190,13 @@ def _store_peaks(threads: int = 1) -> None:
 
 
 def test_cli_compare_uses_the_cached_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convcost.latency
-    from convcost.results import LatencyStats
+    import convcost.run.latency
+    from convcost.results.comparison import LatencyStats
 
     _store_peaks()
     # every case "takes" 0.5 ms: the harness is replaced so that each fraction is arithmetic on known numbers
     stats = LatencyStats(0.5, 0.5, 0.5, 0.5, 0.5, 2, 2)
-    monkeypatch.setattr(convcost.latency, "measure_run", fixed_run(stats))
+    monkeypatch.setattr(convcost.run.latency, "measure_run", fixed_run(stats))
     result = CliRunner().invoke(app, ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16",
                                       "--rounds", "2", "--min-time", "0.002", "--format", "json"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -313,7 +313,7 @@ def test_cli_compare_with_a_zero_peak_is_a_usage_error() -> None:
 
 
 def test_cuda_cache_key_leaves_out_threads() -> None:
-    from convcost.roofline import cache_key
+    from convcost.cost.roofline import cache_key
 
     assert cache_key("gpu box", "2.13", "cuda", "float32", 1) == cache_key("gpu box", "2.13", "cuda", "float32", 8)
     assert cache_key("cpu box", "2.13", "cpu", "float32", 1) != cache_key("cpu box", "2.13", "cpu", "float32", 2)

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from convcost.batch import DESCRIPTIONS, json_schema, loads_batch
 from convcost.errors import SpecError
-from convcost.spec import CompareSpec
+from convcost.run.batch import DESCRIPTIONS, json_schema, loads_batch
+from convcost.spec.compare import CompareSpec
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 SCHEMA = json_schema()

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from convcost import sweep
 from convcost.cli import app
 from convcost.errors import SpecError
-from convcost.latency import LatencySettings
+from convcost.run import sweep
+from convcost.run.latency import LatencySettings
 
 FAST = ["--rounds", "2", "--min-time", "0.002"]
 
@@ -157,9 +157,9 @@ def test_a_bad_fixed_option_is_reported_once_not_at_every_point() -> None:
 
 
 def test_ctrl_c_keeps_the_points_already_measured(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convcost.comparison
+    import convcost.run.comparison
 
-    real = convcost.comparison.compare
+    real = convcost.run.comparison.compare
     calls = []
 
     def interrupted(spec: object, *args: object) -> object:
@@ -168,7 +168,7 @@ def test_ctrl_c_keeps_the_points_already_measured(monkeypatch: pytest.MonkeyPatc
             raise KeyboardInterrupt
         return real(spec, None)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(convcost.comparison, "compare", interrupted)
+    monkeypatch.setattr(convcost.run.comparison, "compare", interrupted)
     specs = sweep.plan({"cin": "4,8", "cout": "8", "kernel": "3", "size": "8"}, {})
     result = sweep.run(specs, {"cin": "4,8"}, {}, None)
     assert result.interrupted and not result.ok

@@ -65,7 +65,7 @@ def test_completion_completes_command_names() -> None:
 
 
 def test_pipe_width_is_columns_else_120(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from convcost.tables import make_console
+    from convcost.report.tables import make_console
 
     monkeypatch.delenv("COLUMNS")
     assert make_console(file=io.StringIO()).width == 120
@@ -124,9 +124,9 @@ def _main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
 @pytest.mark.parametrize(
     ("args", "module"),
     [
-        (BLOG, "convcost.spec"),  # imported before compare's guard
-        (["batch", "x.yaml"], "convcost.batch"),  # imported before batch's guard
-        (["schema"], "convcost.batch"),  # schema has no guard of its own
+        (BLOG, "convcost.spec.compare"),  # imported before compare's guard
+        (["batch", "x.yaml"], "convcost.run.batch"),  # imported before batch's guard
+        (["schema"], "convcost.run.batch"),  # schema has no guard of its own
     ],
 )
 def test_an_error_outside_the_guard_is_exit_3_in_one_line(
@@ -142,7 +142,7 @@ def test_an_error_outside_the_guard_is_exit_3_in_one_line(
 def test_debug_shows_the_traceback_and_still_exits_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "convcost.batch", None)
+    monkeypatch.setitem(sys.modules, "convcost.run.batch", None)
     assert _main(monkeypatch, "--debug", "schema") == 3  # never 1: that means "a check failed"
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("convcost: error: internal error:")
@@ -154,12 +154,12 @@ def test_debug_shows_the_traceback_and_still_exits_3(
 def test_an_error_inside_the_guard_with_debug_is_exit_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import convcost.estimate
+    import convcost.run.estimate
 
     def broken(*args: object) -> None:
         raise ZeroDivisionError("broken on purpose")
 
-    monkeypatch.setattr(convcost.estimate, "estimate", broken)
+    monkeypatch.setattr(convcost.run.estimate, "estimate", broken)
     assert _main(monkeypatch, "--debug", *BLOG, "--formula-only") == 3
     err = capsys.readouterr().err
     assert "Traceback" in err and "convcost: error: internal error: ZeroDivisionError: broken on purpose" in err

@@ -1,4 +1,4 @@
-"""Every command's tables at any width: no number, shape or verdict is truncated or split (convcost.tables).
+"""Every command's tables at any width: no number, shape or verdict is truncated or split (convcost.report.tables).
 
 Each table is rendered at 40 … 300 columns through the console the CLI uses. Every cell handed to a table (the
 data, recorded as it is added) must appear whole on one output line, whatever the layout chosen: the full grid,
@@ -19,16 +19,23 @@ from rich import box
 from rich.console import Console
 from rich.text import Text
 
-from convcost import batch as batches
-from convcost import sweep as sweeps
-from convcost.comparison import compare
-from convcost.latency import LatencySettings
-from convcost.model import evaluate_source
-from convcost.model_report import render as render_model
-from convcost.report import OutputFormat, render_batch, render_calibration, render_roofline, render_sweep, render_table
-from convcost.roofline import Calibration
-from convcost.spec import parse_compare
-from convcost.tables import FitTable, make_console
+from convcost.cost.roofline import Calibration
+from convcost.report.comparison import (
+    OutputFormat,
+    render_batch,
+    render_calibration,
+    render_roofline,
+    render_sweep,
+    render_table,
+)
+from convcost.report.model import render as render_model
+from convcost.report.tables import FitTable, make_console
+from convcost.run import batch as batches
+from convcost.run import sweep as sweeps
+from convcost.run.comparison import compare
+from convcost.run.latency import LatencySettings
+from convcost.run.model import evaluate_source
+from convcost.spec.compare import parse_compare
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 WIDTHS = (40, 60, 80, 100, 120, 300)
@@ -124,7 +131,7 @@ def test_model_roofline_tables(width: int, cells: list[str], monkeypatch: pytest
                                tmp_path: Path) -> None:  # fmt: skip
     import torch
 
-    from convcost import calibrate
+    from convcost.run import calibrate
 
     # peaks for this machine, torch and thread count, so that the model's layers get bounds and verdicts
     calibrate.store(replace(PEAKS, machine=calibrate.machine_name("cpu"), torch=torch.__version__))

@@ -1,4 +1,4 @@
-"""convcost.yamlio: safe loading, value lines, duplicate keys, YAML 1.1 traps, typo suggestions."""
+"""convcost.spec.yamlio: safe loading, value lines, duplicate keys, YAML 1.1 traps, typo suggestions."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from convcost import yamlio
 from convcost.errors import SpecError
-from convcost.spec import CompareSpec
+from convcost.spec import yamlio
+from convcost.spec.compare import CompareSpec
 
 
 def lines_of(error: SpecError) -> list[str]:

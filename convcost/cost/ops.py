@@ -1,0 +1,556 @@
+"""Pure-integer formulas for the operations of a whole model, in a registry keyed by operation kind. No torch.
+
+The counting convention is the one stated in :mod:`convcost.formulas`; for the operations a model adds:
+
+* **conv** (1-, 2- or 3-d): 2-d convs are :class:`~convcost.cost.formulas.ConvStage` and use its formulas; 1-d and
+  3-d convs use the same rule, output elements × (cin / groups) × prod(kernel) MACs.
+* **linear**: rows × in_features × out_features MACs (rows = input elements / in_features); bias adds apart.
+* **batchnorm**: 2 params per channel when affine, 2 other ops per element (inference: a scale and a shift).
+* **activation**: 1 other op per output element, whatever the function (ReLU, ReLU6, Hardswish, SiLU, ...);
+  PReLU has one parameter per channel.
+* **pool**: a window pool does one op per window element per output element; an adaptive (global) pool reads
+  each input element once: one op per input element.
+* **add** (a residual add): 1 other op per output element.
+* **flatten**, **identity** and dropout (at inference) cost nothing.
+* **Bytes moved** at minimum (the roofline's, see :mod:`convcost.roofline`): every operation that really reads
+  and writes memory reads its input(s) and its parameters once and writes its output once (an add reads two
+  inputs); views (flatten, identity, dropout at inference) move nothing. A conv stage of ``compare`` is its conv,
+  norm and activation ops under the same rule (:func:`convcost.cost.formulas.min_bytes`).
+* A **parametrized** weight (``torch.nn.utils.parametrize``: weight_norm, a shared kernel) counts the tensors
+  the module stores, not the weight it computes; MACs follow the computed weight's shape.
+* An operation with no formula is **not counted**: it keeps its parameter count and is listed as such, never
+  reported as a silent zero.
+
+Every operation records its input shape (batch included); its output shape is computed here, and the model
+pipeline checks it against the shape seen in a real forward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Literal, TypeVar
+
+from convcost.cost import formulas
+from convcost.cost.formulas import ConvStage
+
+Shape = tuple[int, ...]
+
+
+class OpKind(str, Enum):
+    """What an operation is; each kind has one formula."""
+
+    CONV = "conv"
+    LINEAR = "linear"
+    NORM = "batchnorm"
+    ACT = "activation"
+    POOL = "pool"
+    ADAPTIVE_POOL = "adaptive pool"
+    FLATTEN = "flatten"
+    IDENTITY = "identity"
+    ADD = "add"
+    NOT_COUNTED = "not counted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operation of a model with its input shape; the subclasses add what their formulas need."""
+
+    name: str
+    input_shape: Shape
+
+    @property
+    def kind(self) -> OpKind:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ConvOp(Op):
+    """A 1-, 2- or 3-d convolution (without its norm and activation, which are ops of their own)."""
+
+    cin: int = 1
+    cout: int = 1
+    kernel: tuple[int, ...] = (1, 1)
+    stride: tuple[int, ...] = (1, 1)
+    padding: tuple[int, ...] | Literal["same"] = (0, 0)
+    dilation: tuple[int, ...] = (1, 1)
+    groups: int = 1
+    bias: bool = False
+    shared: bool = False
+    # a parametrized weight (weight_norm, ...) stores other tensors than the weight it computes: their count
+    stored_params: int | None = None
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.CONV
+
+    @property
+    def dims(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def is_depthwise(self) -> bool:
+        return self.groups == self.cin and self.groups > 1
+
+    @property
+    def is_pointwise(self) -> bool:
+        return (
+            self.groups == 1
+            and all(k == 1 for k in self.kernel)
+            and all(s == 1 for s in self.stride)
+            and self.padding != "same"
+            and not any(self.padding)
+        )
+
+    def stage(self) -> ConvStage:
+        """The 2-d conv as a ConvStage, so the compare formulas apply unchanged."""
+        if self.dims != 2:
+            raise ValueError(f"{self.name}: a {self.dims}-d conv is not a ConvStage")
+        padding: formulas.Padding = "same" if self.padding == "same" else (self.padding[0], self.padding[1])
+        return ConvStage(
+            name=self.name,
+            cin=self.cin,
+            cout=self.cout,
+            kernel=(self.kernel[0], self.kernel[1]),
+            stride=(self.stride[0], self.stride[1]),
+            padding=padding,
+            dilation=(self.dilation[0], self.dilation[1]),
+            groups=self.groups,
+            bias=self.bias,
+            shared=self.shared,
+        )
+
+    @classmethod
+    def from_stage(cls, stage: ConvStage, input_shape: Shape, name: str | None = None) -> ConvOp:
+        return cls(
+            name=name or stage.name,
+            input_shape=input_shape,
+            cin=stage.cin,
+            cout=stage.cout,
+            kernel=stage.kernel,
+            stride=stage.stride,
+            padding=stage.padding,
+            dilation=stage.dilation,
+            groups=stage.groups,
+            bias=stage.bias,
+            shared=stage.shared,
+        )
+
+
+@dataclass(frozen=True)
+class LinearOp(Op):
+    in_features: int = 1
+    out_features: int = 1
+    bias: bool = True
+    stored_params: int | None = None  # as for ConvOp: a parametrized weight's stored tensors
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.LINEAR
+
+
+@dataclass(frozen=True)
+class NormOp(Op):
+    """Inference BatchNorm over dimension 1."""
+
+    channels: int = 1
+    affine: bool = True
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.NORM
+
+
+@dataclass(frozen=True)
+class ActOp(Op):
+    function: str = "relu"
+    params: int = 0  # PReLU's slopes
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.ACT
+
+
+@dataclass(frozen=True)
+class PoolOp(Op):
+    """A window pool (max or average) over the trailing spatial dimensions."""
+
+    mode: Literal["max", "avg"] = "max"
+    kernel: tuple[int, ...] = (2, 2)
+    stride: tuple[int, ...] = (2, 2)
+    padding: tuple[int, ...] = (0, 0)
+    dilation: tuple[int, ...] = (1, 1)
+    ceil_mode: bool = False
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.POOL
+
+
+@dataclass(frozen=True)
+class AdaptivePoolOp(Op):
+    """An adaptive pool to a fixed output size; global pooling is output size 1."""
+
+    mode: Literal["max", "avg"] = "avg"
+    output_size: tuple[int, ...] = (1, 1)
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.ADAPTIVE_POOL
+
+
+@dataclass(frozen=True)
+class FlattenOp(Op):
+    start_dim: int = 1
+    end_dim: int = -1
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.FLATTEN
+
+
+@dataclass(frozen=True)
+class IdentityOp(Op):
+    """Identity, or Dropout at inference."""
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.IDENTITY
+
+
+@dataclass(frozen=True)
+class AddOp(Op):
+    """A residual add of two tensors of the op's input shape."""
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.ADD
+
+
+@dataclass(frozen=True)
+class UncountedOp(Op):
+    """An operation with no formula: its parameters are known, its cost is not."""
+
+    type_name: str = ""
+    params: int = 0
+    output: Shape = ()  # as measured: there is no formula for it
+
+    @property
+    def kind(self) -> OpKind:
+        return OpKind.NOT_COUNTED
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int = 0
+    macs: int = 0
+    bias_adds: int = 0
+    other_ops: int = 0
+
+
+@dataclass(frozen=True)
+class Formula:
+    output_shape: Callable[[Op], Shape]
+    cost: Callable[[Op], Cost]
+
+
+OpT = TypeVar("OpT", bound=Op)
+_FORMULAS: dict[type[Op], Formula] = {}
+
+
+def register(
+    op_type: type[OpT], output_shape: Callable[[OpT], Shape]
+) -> Callable[[Callable[[OpT], Cost]], Callable[[OpT], Cost]]:
+    """Register the formulas of an op type; registering a type twice is a programming error."""
+
+    def decorate(cost: Callable[[OpT], Cost]) -> Callable[[OpT], Cost]:
+        if op_type in _FORMULAS:
+            raise RuntimeError(f"op type {op_type.__name__} is already registered")
+        _FORMULAS[op_type] = Formula(output_shape, cost)  # type: ignore[arg-type]
+        return cost
+
+    return decorate
+
+
+def output_shape(op: Op) -> Shape:
+    """The output shape of ``op`` by formula."""
+    return _FORMULAS[type(op)].output_shape(op)
+
+
+def cost(op: Op) -> Cost:
+    """Params, MACs, bias adds and other ops of ``op`` by formula."""
+    return _FORMULAS[type(op)].cost(op)
+
+
+def registered() -> list[type[Op]]:
+    return list(_FORMULAS)
+
+
+def elements(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def _conv_output(op: ConvOp) -> Shape:
+    batch, spatial = op.input_shape[0], op.input_shape[2:]
+    if op.dims == 2:
+        size = formulas.output_size(op.stage(), (spatial[0], spatial[1]))
+        return (batch, op.cout, *size)
+    out = []
+    for index, length in enumerate(spatial):
+        k, s, d = op.kernel[index], op.stride[index], op.dilation[index]
+        pad_total = d * (k - 1) if op.padding == "same" else 2 * op.padding[index]
+        out.append(formulas.output_length(length, k, s, pad_total, d))
+    return (batch, op.cout, *out)
+
+
+@register(ConvOp, _conv_output)
+def _conv_cost(op: ConvOp) -> Cost:
+    if op.dims == 2:
+        stage = op.stage()
+        size = (op.input_shape[2], op.input_shape[3])
+        batch = op.input_shape[0]
+        return Cost(
+            params=formulas.params(stage) if op.stored_params is None else op.stored_params,
+            macs=formulas.macs(stage, size, batch),
+            bias_adds=formulas.bias_adds(stage, size, batch),
+        )
+    per_output = (op.cin // op.groups) * math.prod(op.kernel)
+    outputs = elements(_conv_output(op))
+    weights = op.cout * per_output if not op.shared else (op.cout // op.groups) * per_output
+    return Cost(
+        params=weights + (op.cout if op.bias else 0) if op.stored_params is None else op.stored_params,
+        macs=outputs * per_output,
+        bias_adds=outputs if op.bias else 0,
+    )
+
+
+@register(LinearOp, lambda op: (*op.input_shape[:-1], op.out_features))
+def _linear_cost(op: LinearOp) -> Cost:
+    rows = elements(op.input_shape[:-1])
+    params = op.in_features * op.out_features + (op.out_features if op.bias else 0)
+    return Cost(
+        params=params if op.stored_params is None else op.stored_params,
+        macs=rows * op.in_features * op.out_features,
+        bias_adds=rows * op.out_features if op.bias else 0,
+    )
+
+
+@register(NormOp, lambda op: op.input_shape)
+def _norm_cost(op: NormOp) -> Cost:
+    return Cost(
+        params=2 * op.channels if op.affine else 0,
+        other_ops=formulas.NORM_OPS_PER_ELEMENT * elements(op.input_shape),
+    )
+
+
+@register(ActOp, lambda op: op.input_shape)
+def _act_cost(op: ActOp) -> Cost:
+    return Cost(params=op.params, other_ops=formulas.ACT_OPS_PER_ELEMENT * elements(op.input_shape))
+
+
+def _pool_output(op: PoolOp) -> Shape:
+    spatial = op.input_shape[-len(op.kernel) :]
+    out = []
+    for index, length in enumerate(spatial):
+        k, s, p, d = op.kernel[index], op.stride[index], op.padding[index], op.dilation[index]
+        if op.ceil_mode:
+            size = -(-(length + 2 * p - d * (k - 1) - 1) // s) + 1
+            # torch: the last window must start inside the input or its left padding
+            if (size - 1) * s >= length + p:
+                size -= 1
+        else:
+            size = formulas.output_length(length, k, s, 2 * p, d)
+        out.append(size)
+    return (*op.input_shape[: -len(op.kernel)], *out)
+
+
+@register(PoolOp, _pool_output)
+def _pool_cost(op: PoolOp) -> Cost:
+    return Cost(other_ops=elements(_pool_output(op)) * math.prod(op.kernel))
+
+
+@register(AdaptivePoolOp, lambda op: (*op.input_shape[: -len(op.output_size)], *op.output_size))
+def _adaptive_pool_cost(op: AdaptivePoolOp) -> Cost:
+    return Cost(other_ops=elements(op.input_shape))
+
+
+def _flatten_output(op: FlattenOp) -> Shape:
+    rank = len(op.input_shape)
+    start = op.start_dim % rank
+    end = op.end_dim % rank
+    if end < start:
+        return op.input_shape
+    return (*op.input_shape[:start], elements(op.input_shape[start : end + 1]), *op.input_shape[end + 1 :])
+
+
+@register(FlattenOp, _flatten_output)
+def _flatten_cost(op: FlattenOp) -> Cost:
+    return Cost()
+
+
+@register(IdentityOp, lambda op: op.input_shape)
+def _identity_cost(op: IdentityOp) -> Cost:
+    return Cost()
+
+
+@register(AddOp, lambda op: op.input_shape)
+def _add_cost(op: AddOp) -> Cost:
+    return Cost(other_ops=elements(op.input_shape))
+
+
+@register(UncountedOp, lambda op: op.output)
+def _uncounted_cost(op: UncountedOp) -> Cost:
+    return Cost(params=op.params)
+
+
+VIEW_KINDS = frozenset({OpKind.FLATTEN, OpKind.IDENTITY})
+
+
+def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, params: int) -> int:
+    """Elements an operation reads and writes at minimum (times the dtype's size: its bytes); views move none."""
+    kind = OpKind(kind)
+    if kind in VIEW_KINDS:
+        return 0
+    inputs = elements(input_shape) if input_shape else 0
+    if kind is OpKind.ADD:
+        inputs *= 2
+    return inputs + params + (elements(output_shape) if output_shape else 0)
+
+
+class Category(str, Enum):
+    """The breakdown by layer kind (``--by-kind``): where a model's params and MACs go."""
+
+    DENSE_CONV = "dense conv"
+    POINTWISE_CONV = "1×1 conv"
+    DEPTHWISE_CONV = "depthwise conv"
+    GROUPED_CONV = "grouped conv"
+    LINEAR = "linear"
+    NORM = "batchnorm"
+    ACT = "activation"
+    POOL = "pool"
+    ADD = "residual add"
+    RESHAPE = "reshape"
+    NOT_COUNTED = "not counted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def category(op: Op) -> Category:
+    """The breakdown category of an op: convs by their shape, the rest by kind."""
+    if isinstance(op, ConvOp):
+        if op.is_depthwise:
+            return Category.DEPTHWISE_CONV
+        if op.groups > 1:
+            return Category.GROUPED_CONV
+        if all(k == 1 for k in op.kernel):
+            return Category.POINTWISE_CONV
+        return Category.DENSE_CONV
+    return {
+        OpKind.LINEAR: Category.LINEAR,
+        OpKind.NORM: Category.NORM,
+        OpKind.ACT: Category.ACT,
+        OpKind.POOL: Category.POOL,
+        OpKind.ADAPTIVE_POOL: Category.POOL,
+        OpKind.FLATTEN: Category.RESHAPE,
+        OpKind.IDENTITY: Category.RESHAPE,
+        OpKind.ADD: Category.ADD,
+        OpKind.NOT_COUNTED: Category.NOT_COUNTED,
+    }[op.kind]
+
+
+def describe(op: Op) -> str:
+    """A short description for tables: ``3×3 s2 32→64 g32``."""
+    if isinstance(op, ConvOp):
+        text = "×".join(str(k) for k in op.kernel)
+        if any(s != 1 for s in op.stride):
+            text += " s" + "×".join(str(s) for s in dict.fromkeys(op.stride))
+        text += f" {op.cin}→{op.cout}"
+        if op.groups > 1:
+            text += f" g{op.groups}"
+        return text
+    if isinstance(op, LinearOp):
+        return f"{op.in_features}→{op.out_features}"
+    if isinstance(op, ActOp):
+        return op.function
+    if isinstance(op, PoolOp):
+        return f"{op.mode} {'×'.join(str(k) for k in op.kernel)}"
+    if isinstance(op, AdaptivePoolOp):
+        return f"{op.mode} → {'×'.join(str(k) for k in op.output_size)}"
+    if isinstance(op, UncountedOp):
+        return op.type_name
+    return str(op.kind)
+
+
+# ---- the dense equivalent ---------------------------------------------------------------------------------
+
+_BETWEEN = (NormOp, ActOp, IdentityOp)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A depthwise conv and the pointwise conv after it, replaced by the dense conv they factorise."""
+
+    depthwise: str
+    pointwise: str
+    dense: ConvOp
+    dropped: tuple[str, ...]  # the norm/activation ops between the two, gone with the depthwise output
+
+
+def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
+    """The same ops with each depthwise → pointwise pair replaced by one dense conv cin → cout.
+
+    The dense conv takes the depthwise conv's kernel, stride, padding and dilation and the pointwise conv's
+    bias; the norm and activation ops between the pair go (they acted on the depthwise output, which no
+    longer exists); everything after the pointwise conv stays.
+    """
+    result: list[Op] = []
+    replacements: list[Replacement] = []
+    index = 0
+    while index < len(ops):
+        op = ops[index]
+        pair = _pointwise_after(ops, index) if isinstance(op, ConvOp) and op.is_depthwise else None
+        if pair is None:
+            result.append(op)
+            index += 1
+            continue
+        assert isinstance(op, ConvOp)
+        after, pointwise = pair
+        dense = replace(
+            op,
+            name=f"{op.name}+{pointwise.name}",
+            cout=pointwise.cout,
+            groups=1,
+            bias=pointwise.bias,
+            shared=False,
+            stored_params=None,
+        )
+        result.append(dense)
+        replacements.append(
+            Replacement(op.name, pointwise.name, dense, tuple(item.name for item in ops[index + 1 : after]))
+        )
+        index = after + 1
+    return result, replacements
+
+
+def _pointwise_after(ops: list[Op], index: int) -> tuple[int, ConvOp] | None:
+    depthwise = ops[index]
+    assert isinstance(depthwise, ConvOp)
+    for after in range(index + 1, len(ops)):
+        candidate = ops[after]
+        if isinstance(candidate, _BETWEEN):
+            continue
+        if (
+            isinstance(candidate, ConvOp)
+            and candidate.is_pointwise
+            and candidate.dims == depthwise.dims
+            and candidate.cin == depthwise.cout
+        ):
+            return after, candidate
+        return None
+    return None

@@ -1,0 +1,1 @@
+"""Renderers: Rich tables, JSON, CSV, Markdown, JUnit, GitHub annotations (they return text, never print)."""

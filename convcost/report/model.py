@@ -1,0 +1,322 @@
+"""Renderers of ``convcost model`` results: a Rich table readable at 80 columns, JSON, CSV and Markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.text import Text
+
+from convcost.report.comparison import (
+    OutputFormat,
+    count,
+    csv_shape,
+    markdown_table,
+    milliseconds,
+    ms_interval,
+    peaks_text,
+    rate,
+    sampling_text,
+    significant,
+    to_csv,
+    to_json,
+)
+from convcost.report.literal import markdown_literal, visible
+from convcost.report.tables import FitTable
+from convcost.results.model import ModelLayerResult, ModelResult
+
+_SI = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
+_SHORT_KINDS = {"inverted_residual": "inv.residual", "adaptive pool": "pool"}
+
+
+def si(value: float | None) -> str:
+    """A number in SI units with three significant digits: 864, 44.6k, 4.23M, 1.14G."""
+    if value is None:
+        return "—"
+    for size, suffix in _SI:
+        if abs(value) >= size:
+            scaled = value / size
+            digits = 2 if abs(scaled) < 10 else 1 if abs(scaled) < 100 else 0
+            return f"{scaled:.{digits}f}{suffix}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def dims(value: Sequence[int] | None, batch: bool = False) -> str:
+    """A shape without its batch dimension (``32×112×112``)."""
+    if value is None:
+        return "—"
+    shown = value if batch else value[1:]
+    return "×".join(str(v) for v in shown) if shown else "—"
+
+
+def compact(value: Sequence[int]) -> str:
+    """A shape without its batch, square spatial sizes squared: ``32×112²`` for 32×112×112."""
+    shown = list(value[1:])
+    if len(shown) == 3 and shown[1] == shown[2]:
+        return f"{shown[0]}×{shown[1]}²"
+    return "×".join(str(v) for v in shown) if shown else "—"
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "—"
+
+
+def title(result: ModelResult) -> str:
+    env = result.environment
+    threads = f"{env.threads} thread" + ("s" if env.threads != 1 else "")
+    extras = []
+    multiplier = result.settings.get("width_multiplier")
+    if multiplier not in (None, 1.0):
+        extras.append(f"α {multiplier:g}")
+    names = [result.name] if result.source == result.name else [result.name, result.source]
+    return " · ".join([*names, dims(result.input_shape, batch=True), *extras, env.dtype, env.device, threads])
+
+
+def dense_line(result: ModelResult) -> str:
+    dense = result.dense_equivalent
+    pairs = len(dense.pairs)
+    if not pairs:
+        return "Dense equivalent: no depthwise → pointwise pair to replace"
+    return (
+        f"Dense equivalent ({pairs} depthwise+pointwise pair{'s' if pairs != 1 else ''}→dense): "
+        f"{si(dense.params)} params, {si(dense.macs)} MACs"
+    )
+
+
+def saving_line(result: ModelResult) -> str:
+    """The saving of the whole network against its dense equivalent, in one line."""
+    dense = result.dense_equivalent
+    if not dense.pairs:
+        return "Saving: none (nothing to factorise)"
+    params = dense.params / result.total.params if result.total.params else float("inf")
+    macs = dense.macs / result.total.macs if result.total.macs else float("inf")
+    return f"Saving: {params:.2f}× fewer params, {macs:.2f}× fewer MACs than the dense equivalent"
+
+
+def check_line(result: ModelResult) -> Text:
+    if result.ok:
+        bias = result.total.bias_adds
+        return Text(
+            f"✓ {len(result.ops)} ops: shapes, params as measured; MACs = FlopCounterMode = ptflops"
+            + ("*" if bias else ""),
+            style="green",
+        )
+    return Text("\n".join(visible(f"✗ {failure}") for failure in result.failures), style="bold red")
+
+
+def _bound_cell(layer: ModelLayerResult) -> str:
+    """'75% M': the share of the roofline bound achieved and its verdict's initial (the legend says which)."""
+    line = layer.roofline
+    if line is None or line.verdict is None:
+        return ""
+    initial = line.verdict.short[0].upper()
+    return f"{100 * line.fraction:.0f}% {initial}" if line.fraction is not None else initial
+
+
+def render_table(result: ModelResult, console: Console, by_kind: bool = False) -> None:
+    """The per-layer table, the totals with their checks, the dense equivalent and the breakdown by kind."""
+    head = visible(title(result))
+    if len(head) > console.width:
+        # never let the header wrap mid-word: the model's name on one line, the run's settings on the next
+        names, _, rest = head.partition(f" · {dims(result.input_shape, batch=True)}")
+        head = f"{names}\n{dims(result.input_shape, batch=True)}{rest}"
+    console.print(Text(head, style="bold"))
+    show_latency = any(layer.latency for layer in result.layers)
+    table = FitTable(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        padding=(0, 0, 0, 1),  # one space and the column rule between columns: 80 columns hold all of them
+        caption="C×H×W without the batch, 7² = 7×7; Other: norm, act, pool, add ops",
+        caption_justify="left",
+    )
+    # nothing is cut: a name too long for the width stacks the table (convcost.report.tables.FitTable)
+    table.add_column("Layer")
+    table.add_column("Kind")
+    table.add_column("Input → output")
+    table.add_column("Params", justify="right", no_wrap=True, min_width=5)
+    table.add_column("MACs", justify="right", no_wrap=True, min_width=5)
+    if not show_latency:  # latency takes the place of other ops at 80 columns
+        table.add_column("Other", justify="right", no_wrap=True, min_width=5)
+    table.add_column("MACs%", justify="right", no_wrap=True, min_width=5)
+    if show_latency:
+        table.add_column("ms", justify="right", no_wrap=True, min_width=5)
+    show_roofline = any(layer.roofline and layer.roofline.verdict for layer in result.layers)
+    if show_roofline:
+        table.add_column("Bound", no_wrap=True)
+    total = result.total
+    for layer in result.layers:
+        kind = _SHORT_KINDS.get(layer.kind, layer.kind)
+        cells: list[str | Text] = [
+            layer.name,
+            kind,
+            f"{compact(layer.input_shape)} → {compact(layer.output_shape)}",
+            si(layer.params),
+            si(layer.macs),
+            *([] if show_latency else [si(layer.other_ops)]),
+            percent(layer.macs, total.macs),
+        ]
+        if show_latency:
+            cells.append(milliseconds(layer.latency.shown_ms) if layer.latency else "")
+        if show_roofline:
+            cells.append(_bound_cell(layer))
+        table.add_row(*cells, style=None if layer.counted else "yellow")
+    table.add_section()
+    footer: list[str | Text] = [
+        "total", "", f"{compact(result.input_shape)} → {compact(result.output_shape)}", si(total.params),
+        si(total.macs), *([] if show_latency else [si(total.other_ops)]), "100%",
+    ]  # fmt: skip
+    if show_latency:
+        footer.append(milliseconds(result.latency.shown_ms) if result.latency else "")
+    if show_roofline:
+        footer.append("")
+    table.add_row(*footer, style="bold")
+    console.print(table)
+    console.print(f"Total: {total.params:,} params, {total.macs:,} MACs ({si(total.flops)} FLOPs)")
+    console.print(check_line(result))
+    if result.ok and result.total.bias_adds:
+        console.print(f"  * ptflops counts {result.total.bias_adds:,} bias adds as MACs; they are taken off")
+    console.print(dense_line(result))
+    console.print(saving_line(result))
+    if result.latency is not None:
+        stats = result.latency
+        console.print(
+            f"Latency: {ms_interval(stats)} ms end to end, best (10th percentile; 95% interval), "
+            f"{milliseconds(stats.median_ms)} ms typical (median); {sampling_text(stats)}; "
+            "the table shows best; per-layer times are each layer alone"
+        )
+        if result.environment.contention is not None:
+            console.print(result.environment.contention.note)
+        calibration = result.environment.calibration
+        if calibration is None:
+            console.print(
+                "No calibration for this machine, dtype and thread count: run convcost calibrate for roofline "
+                "bounds and verdicts (Bound column)."
+            )
+        else:
+            console.print(
+                f"Bound: % of the roofline bound max(compute, memory) achieved, and what bounds the layer: "
+                f"C compute, M memory, O per-call overhead ({peaks_text(calibration)})."
+            )
+    if by_kind:
+        render_by_kind(result, console)
+    for note in result.notes:
+        console.print(Text(visible(note), style="yellow"))
+
+
+def render_by_kind(result: ModelResult, console: Console) -> None:
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="By kind", title_justify="left")
+    table.add_column("Kind", no_wrap=True)
+    table.add_column("Ops", justify="right", no_wrap=True)
+    table.add_column("Params", justify="right", no_wrap=True)
+    table.add_column("Params%", justify="right", no_wrap=True)
+    table.add_column("MACs", justify="right", no_wrap=True)
+    table.add_column("MACs%", justify="right", no_wrap=True)
+    for share in result.by_kind:
+        table.add_row(
+            share.kind,
+            str(share.ops),
+            si(share.params),
+            f"{100 * share.params_share:.1f}%",
+            si(share.macs),
+            f"{100 * share.macs_share:.1f}%",
+        )
+    console.print(table)
+
+
+CSV_COLUMNS = [
+    "model", "layer", "kind", "input_shape", "output_shape", "params", "macs", "flops", "bias_adds", "other_ops",
+    "macs_share", "counted", "latency_median_ms", "latency_best_ms",
+]  # fmt: skip
+
+
+def csv_rows(result: ModelResult) -> list[dict[str, Any]]:
+    return [_csv_row(result, layer) for layer in result.layers]
+
+
+def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
+    return {
+        "model": result.name,
+        "layer": layer.name,
+        "kind": layer.kind,
+        "input_shape": csv_shape(layer.input_shape),
+        "output_shape": csv_shape(layer.output_shape),
+        "params": layer.params,
+        "macs": layer.macs,
+        "flops": 2 * layer.macs,
+        "bias_adds": layer.bias_adds,
+        "other_ops": layer.other_ops,
+        "macs_share": f"{layer.macs / result.total.macs:.6f}" if result.total.macs else "",
+        "counted": layer.counted,
+        "latency_median_ms": f"{layer.latency.median_ms:.6f}" if layer.latency else "",
+        "latency_best_ms": f"{layer.latency.shown_ms:.6f}" if layer.latency else "",
+    }
+
+
+def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
+    parts = [f"### {markdown_literal(title(result))}", ""]
+    rows = [
+        [markdown_literal(layer.name), layer.kind, f"{dims(layer.input_shape)} → {dims(layer.output_shape)}",
+         count(layer.params), count(layer.macs), count(layer.other_ops), percent(layer.macs, result.total.macs)]
+        for layer in result.layers
+    ]  # fmt: skip
+    total = result.total
+    rows.append(["**total**", "", "", count(total.params), count(total.macs), count(total.other_ops), "100%"])
+    headers = ["Layer", "Kind", "Input → output", "Params", "MACs", "Other ops", "MACs %"]
+    parts += [markdown_table(headers, rows, {3, 4, 5, 6}), ""]
+    parts.append(f"- {dense_line(result)}")
+    parts.append(f"- {saving_line(result)}")
+    parts.append(f"- {visible(check_line(result).plain)}")
+    if by_kind:
+        kind_rows = [
+            [share.kind, str(share.ops), count(share.params), f"{100 * share.params_share:.1f}%",
+             count(share.macs), f"{100 * share.macs_share:.1f}%"]
+            for share in result.by_kind
+        ]  # fmt: skip
+        parts += ["", markdown_table(["Kind", "Ops", "Params", "Params %", "MACs", "MACs %"], kind_rows,
+                                     {1, 2, 3, 4, 5})]  # fmt: skip
+    parts += [f"- {visible(note)}" for note in result.notes]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render(
+    result: ModelResult, output_format: OutputFormat, console: Console, by_kind: bool = False, roofline: bool = False
+) -> str | None:
+    """Text for json/csv/markdown; the tables are printed to ``console`` (returns None)."""
+    if output_format is OutputFormat.JSON:
+        return to_json(result.to_dict())
+    if output_format is OutputFormat.CSV:
+        return to_csv(csv_rows(result), CSV_COLUMNS)
+    if output_format is OutputFormat.MARKDOWN:
+        return to_markdown(result, by_kind)
+    render_table(result, console, by_kind)
+    if roofline:
+        render_roofline(result, console)
+    return None
+
+
+def render_roofline(result: ModelResult, console: Console) -> None:
+    """The full roofline per timed layer: what it moves and achieves, and (calibrated) its bound and verdict."""
+    console.print()
+    console.print("Roofline per layer (each layer timed alone; bytes at minimum, FLOPs = 2 × MACs)")
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0, 0, 1))
+    for header in ("Layer", "MACs", "Bytes", "FLOP/B", "GMAC/s", "GB/s", "Bound ms", "Of bound", "Limit"):
+        table.add_column(header, justify="left" if header in ("Layer", "Limit") else "right", no_wrap=True)
+    for layer in result.layers:
+        line = layer.roofline
+        if line is None:
+            continue
+        table.add_row(
+            layer.name,
+            si(line.macs),
+            si(line.min_bytes),
+            significant(line.intensity),
+            rate(line.gmacs_per_s),
+            rate(line.gbytes_per_s),
+            "—" if line.bound_ms is None else significant(line.bound_ms),
+            "—" if line.fraction is None else f"{100 * line.fraction:.0f}%",
+            "—" if line.verdict is None else line.verdict.short,
+        )
+    console.print(table)

@@ -1,0 +1,1 @@
+"""Plain result dataclasses with ``to_dict()``."""

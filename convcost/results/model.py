@@ -1,0 +1,267 @@
+"""Result dataclasses of ``convcost model``: per-op, per-layer, totals, by kind, dense equivalent. No rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from convcost.cost.roofline import Roofline
+from convcost.results.comparison import SCHEMA_VERSION, Check, Environment, LatencyStats
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class OpResult:
+    """One operation: formula figures with what the forward pass measured beside them."""
+
+    name: str
+    kind: str  # OpKind value
+    category: str  # the by-kind breakdown category
+    detail: str  # e.g. "3×3 s2 32→64 g32"
+    input_shape: Shape
+    output_shape: Shape  # formula (measured, for an op with no formula)
+    output_shape_measured: Shape | None
+    params: int
+    params_measured: int | None
+    macs: int
+    bias_adds: int
+    other_ops: int
+    counted: bool = True
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "category": self.category,
+            "detail": self.detail,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "output_shape_measured": _list(self.output_shape_measured),
+            "params": self.params,
+            "params_measured": self.params_measured,
+            "macs": self.macs,
+            "flops": self.flops,
+            "bias_adds": self.bias_adds,
+            "other_ops": self.other_ops,
+            "counted": self.counted,
+        }
+
+
+@dataclass
+class ModelLayerResult:
+    """A row of the per-layer table: a layer of a model file, or a module of an imported model."""
+
+    name: str
+    kind: str
+    ops: list[OpResult]
+    latency: LatencyStats | None = None
+    roofline: Roofline | None = None  # with latency: bytes, achieved rates; bound and verdict when calibrated
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.ops[0].input_shape
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.ops[-1].output_shape
+
+    @property
+    def params(self) -> int:
+        return sum(op.params for op in self.ops)
+
+    @property
+    def macs(self) -> int:
+        return sum(op.macs for op in self.ops)
+
+    @property
+    def bias_adds(self) -> int:
+        return sum(op.bias_adds for op in self.ops)
+
+    @property
+    def other_ops(self) -> int:
+        return sum(op.other_ops for op in self.ops)
+
+    @property
+    def counted(self) -> bool:
+        return all(op.counted for op in self.ops)
+
+    def min_bytes(self, itemsize: int) -> int:
+        """Bytes moved at minimum, by :func:`convcost.cost.ops.moved_elements` (views move nothing)."""
+        from convcost.cost.ops import moved_elements
+
+        return itemsize * sum(moved_elements(op.kind, op.input_shape, op.output_shape, op.params) for op in self.ops)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "params": self.params,
+            "macs": self.macs,
+            "flops": 2 * self.macs,
+            "bias_adds": self.bias_adds,
+            "other_ops": self.other_ops,
+            "counted": self.counted,
+            "latency": None if self.latency is None else self.latency.to_dict(),
+            "roofline": None if self.roofline is None else self.roofline.to_dict(),
+            "ops": [op.to_dict() for op in self.ops],
+        }
+
+
+@dataclass
+class ModelTotals:
+    """The whole model by formula, with the counters' figures from the real run."""
+
+    params: int
+    macs: int
+    bias_adds: int
+    other_ops: int
+    params_measured: int | None = None
+    macs_flop_counter: int | None = None
+    macs_ptflops: int | None = None  # ptflops with its bias adds removed
+    ptflops_raw: int | None = None
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "macs": self.macs,
+            "flops": self.flops,
+            "bias_adds": self.bias_adds,
+            "other_ops": self.other_ops,
+            "params_measured": self.params_measured,
+            "macs_flop_counter": self.macs_flop_counter,
+            "macs_ptflops": self.macs_ptflops,
+            "ptflops_raw": self.ptflops_raw,
+        }
+
+
+@dataclass(frozen=True)
+class KindShare:
+    """One category of the breakdown by layer kind."""
+
+    kind: str
+    ops: int
+    params: int
+    macs: int
+    params_share: float  # fraction of the model's params, 0–1
+    macs_share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ops": self.ops,
+            "params": self.params,
+            "macs": self.macs,
+            "params_share": self.params_share,
+            "macs_share": self.macs_share,
+        }
+
+
+@dataclass(frozen=True)
+class PairReplaced:
+    depthwise: str
+    pointwise: str
+    dense: str  # e.g. "3×3 32→64"
+    params: int  # of the dense conv
+    macs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "depthwise": self.depthwise,
+            "pointwise": self.pointwise,
+            "dense": self.dense,
+            "params": self.params,
+            "macs": self.macs,
+        }
+
+
+@dataclass
+class DenseEquivalent:
+    """The same network with every depthwise → pointwise pair replaced by the dense conv it factorises."""
+
+    params: int
+    macs: int
+    other_ops: int
+    pairs: list[PairReplaced]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "macs": self.macs,
+            "flops": 2 * self.macs,
+            "other_ops": self.other_ops,
+            "pairs_replaced": len(self.pairs),
+            "pairs": [pair.to_dict() for pair in self.pairs],
+        }
+
+
+@dataclass
+class ModelResult:
+    """What ``convcost model`` computes for one model."""
+
+    name: str
+    source: str  # the model file, or package.module:factory
+    input_shape: Shape
+    output_shape: Shape
+    output_shape_measured: Shape | None
+    layers: list[ModelLayerResult]
+    total: ModelTotals
+    dense_equivalent: DenseEquivalent
+    by_kind: list[KindShare]
+    environment: Environment
+    checks: list[Check] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)  # width multiplier, divisor, ...
+    latency: LatencyStats | None = None  # end to end
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ops(self) -> list[OpResult]:
+        return [op for layer in self.layers for op in layer.ops]
+
+    @property
+    def not_counted(self) -> list[OpResult]:
+        return [op for op in self.ops if not op.counted]
+
+    @property
+    def failures(self) -> list[str]:
+        return [check.message() for check in self.checks if not check.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": self.name,
+            "source": self.source,
+            "settings": self.settings,
+            "environment": self.environment.to_dict(),
+            "input_shape": list(self.input_shape),
+            "output_shape": list(self.output_shape),
+            "output_shape_measured": _list(self.output_shape_measured),
+            "ok": self.ok,
+            "failures": self.failures,
+            "total": self.total.to_dict(),
+            "dense_equivalent": self.dense_equivalent.to_dict(),
+            "by_kind": [share.to_dict() for share in self.by_kind],
+            "latency": None if self.latency is None else self.latency.to_dict(),
+            "not_counted": [{"name": op.name, "type": op.detail, "params": op.params} for op in self.not_counted],
+            "notes": self.notes,
+            "checks": [check.to_dict() for check in self.checks],
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+
+def _list(value: Shape | None) -> list[int] | None:
+    return None if value is None else list(value)

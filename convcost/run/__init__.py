@@ -1,0 +1,1 @@
+"""Build stock modules, trace, count, time and calibrate: everything that runs torch."""

@@ -1,0 +1,126 @@
+"""The compare pipeline: spec → stages → modules → measurements → a Comparison (never prints)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from convcost.cost.formulas import ConvStage
+from convcost.cost.roofline import Calibration
+from convcost.cost.stats import Estimate, within
+from convcost.results.comparison import Check, Comparison, LayerResult, Ratios
+from convcost.run import build, latency
+from convcost.run.estimate import assemble
+from convcost.run.latency import LatencySettings
+from convcost.run.measure import check_device, check_memory, environment, measure_stage
+from convcost.spec import kinds
+from convcost.spec.compare import CompareSpec, LayerKind
+
+
+def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tuple[LayerResult, nn.Module, torch.Tensor]:
+    """Build and run one layer stage by stage; returns its result, its module and its input."""
+    modules = [build.prepare(build.stage_module(stage), spec.dtype, spec.device) for stage in stages]
+    first_input = build.input_tensor(spec.cin, spec.size, spec.batch, spec.dtype, spec.device)
+    tensor = first_input
+    results, checks = [], []
+    for stage, module in zip(stages, modules, strict=True):
+        subject = kind if len(stages) == 1 else f"{kind}.{stage.name}"
+        result, stage_checks, tensor = measure_stage(stage, module, tensor, subject)
+        results.append(result)
+        checks.extend(stage_checks)
+        # later stages must see the measured output, so a wrong stage cannot hide behind a right formula
+    layer = LayerResult(
+        kind=kind,
+        stages=results,
+        input_shape=tuple(first_input.shape),
+        output_shape=results[-1].output_shape,
+        output_shape_measured=tuple(tensor.shape),
+        checks=checks,
+    )
+    module = nn.Sequential(*modules) if len(modules) > 1 else modules[0]
+    return layer, module, first_input
+
+
+def compare(
+    spec: CompareSpec, latency_settings: LatencySettings | None = None, calibration: Calibration | None = None
+) -> Comparison:
+    """Compare the dense conv of ``spec`` with each alternative in ``spec.vs``; latency when settings are given.
+
+    Every stage and layer gets a roofline (bytes, intensity, achieved rates); with a ``calibration`` of this
+    machine (see :mod:`convcost.calibrate`) also its bound, the fraction achieved and a verdict.
+    """
+    check_device(spec.device)
+    planned = kinds.plan(spec)
+    channels = {"cin": spec.cin, "cout": spec.cout, "mid": spec.mid or 0, "multiplier": spec.multiplier * spec.cin}
+    if spec.multiplier == 1:
+        del channels["multiplier"]
+    check_memory(list(planned.values()), spec.size, spec.batch, spec.dtype.itemsize, channels)
+    if latency_settings is not None and latency_settings.tune_allocator:
+        latency.tune_allocator()
+    allocator = latency.allocator_state()  # mallopt is process-wide: an earlier call may have tuned it
+    measured: dict[str, tuple[LayerResult, nn.Module, torch.Tensor]] = {}
+    run = None
+    for planned_kind, stages in planned.items():
+        measured[str(planned_kind)] = measure_layer(str(planned_kind), stages, spec)
+    if latency_settings is not None:
+        cases = {kind: (module, tensor) for kind, (_, module, tensor) in measured.items()}
+        if latency_settings.stages:
+            for kind, (layer, module, tensor) in measured.items():
+                cases.update(latency.stage_cases(kind, [stage.name for stage in layer.stages], module, tensor))
+        reference = calibration or _cached_calibration(spec, latency_settings.threads)
+        pairs = [(str(LayerKind.DENSE), kind) for kind in measured if kind != LayerKind.DENSE]
+        run = latency.measure_run(cases, latency_settings, pairs, watched=list(measured), reference=reference)
+        stats = run.stats
+        for kind, (layer, _, _) in measured.items():
+            layer.latency = stats[kind]
+            for stage in layer.stages:
+                stage.latency = stats.get(f"{kind}.{stage.name}")
+    threads = latency_settings.threads if latency_settings else torch.get_num_threads()
+    comparison = assemble(
+        spec,
+        {kind: layer for kind, (layer, _, _) in measured.items()},
+        environment(
+            spec.device,
+            threads,
+            str(spec.dtype),
+            bool(latency_settings and latency_settings.channels_last),
+            allocator,
+        ),
+        calibration,
+        measured=True,
+    )
+    if run is not None:
+        comparison.environment.contention = run.contention
+        comparison.ratios = [_with_intervals(ratio, run.ratios.get((str(LayerKind.DENSE), ratio.vs)), latency_settings)
+                             for ratio in comparison.ratios]  # fmt: skip
+    return comparison
+
+
+def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySettings | None) -> Ratios:
+    """The ratio with the speedup's interval, its best and typical figures (from the matched bootstrap)."""
+    if found is None or ratio.latency is None or settings is None:
+        return ratio
+    return replace(
+        ratio,
+        latency_interval=found.best_interval,
+        latency_best=found.best,
+        latency_typical=found.typical,
+        latency_typical_interval=found.typical_interval,
+        latency_converged=within(found.best_interval, found.best, settings.target),
+    )
+
+
+def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
+    """This machine's calibration, for the probe's reference; None when there is none or the cache is broken."""
+    from convcost.run.calibrate import CalibrationCacheError, cached
+
+    try:
+        return cached(spec.device, spec.dtype, threads)
+    except CalibrationCacheError:
+        return None
+
+
+def failed_checks(comparison: Comparison) -> list[Check]:
+    return [check for layer in comparison.layers for check in layer.checks if not check.ok]

@@ -1,0 +1,184 @@
+"""Figures by formula alone, and the assembly of a Comparison from layer results. No torch here.
+
+``estimate`` is what ``--formula-only`` runs: nothing is built or run, so it never imports torch and costs well
+under a millisecond per layer; ``convcost.run.comparison.compare`` measures the same figures and shares the assembly.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import platform
+
+from convcost.cost import formulas, roofline
+from convcost.cost.formulas import ConvStage, Pair
+from convcost.cost.roofline import Calibration
+from convcost.results import roofline as layer_roofline
+from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
+from convcost.spec import kinds
+from convcost.spec.compare import CompareSpec, LayerKind
+from convcost.version import __version__
+
+# A speedup below this fraction of the MAC ratio is "far short" of it, and we say so.
+FAR_SHORT = 0.5
+
+
+def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], itemsize: int) -> StageResult:
+    """A stage's figures by formula alone; every measured field is None."""
+    batch, _, height, width = input_shape
+    size: Pair = (height, width)
+    out_h, out_w = formulas.output_size(stage, size)
+    weight_shape = formulas.weight_shape(stage)
+    return StageResult(
+        name=stage.name,
+        cin=stage.cin,
+        cout=stage.cout,
+        kernel=stage.kernel,
+        stride=stage.stride,
+        padding=stage.padding,
+        dilation=stage.dilation,
+        groups=stage.groups,
+        bias=stage.bias,
+        shared=stage.shared,
+        norm=str(stage.norm),
+        act=str(stage.act),
+        notes=list(stage.notes),
+        input_shape=input_shape,
+        weight_shape=weight_shape,
+        stored_weight_shape=(stage.multiplier, *weight_shape[1:]) if stage.shared else weight_shape,
+        output_shape=(batch, stage.cout, out_h, out_w),
+        output_shape_measured=None,
+        params=formulas.params(stage),
+        params_measured=None,
+        macs=formulas.macs(stage, size, batch),
+        macs_flop_counter=None,
+        macs_ptflops=None,
+        ptflops_raw=None,
+        bias_adds=formulas.bias_adds(stage, size, batch),
+        other_ops=formulas.other_ops(stage, size, batch),
+        min_bytes=formulas.min_bytes(stage, size, batch, itemsize),
+        channel_map={
+            "groups": stage.groups,
+            "out_per_group": stage.cout // stage.groups,
+            "in_per_group": stage.cin // stage.groups,
+        },
+    )
+
+
+@functools.cache
+def _versions() -> tuple[str, str, str]:
+    # read once: importlib.metadata scans the installed distributions, about a millisecond each time
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "not installed"
+    return torch_version, platform.python_version(), platform.platform(terse=True)
+
+
+def formula_environment(spec: CompareSpec, threads: int = 1) -> Environment:
+    """The environment of a formula-only run: nothing ran, so the versions are what matters (torch not imported)."""
+    torch_version, python_version, platform_name = _versions()
+    return Environment(
+        torch=torch_version,
+        convcost=__version__,
+        python=python_version,
+        platform=platform_name,
+        device=spec.device,
+        device_name="not used (nothing measured)",
+        threads=threads,
+        dtype=str(spec.dtype),
+        allocator="not used (nothing measured)",
+    )
+
+
+def estimate(spec: CompareSpec, threads: int = 1) -> Comparison:
+    """The same comparison by formula alone: nothing built, nothing run, nothing checked (``measured=False``).
+
+    For large batches where speed matters more than the second opinion; reports mark it as not measured.
+    Shape mismatches between alternatives are still found, by formula.
+    """
+    planned = kinds.plan(spec)
+    layers: dict[str, LayerResult] = {}
+    for planned_kind, stages in planned.items():
+        shape: tuple[int, int, int, int] = (spec.batch, spec.cin, *spec.size)
+        results = []
+        for stage in stages:
+            result = formula_stage(stage, shape, spec.dtype.itemsize)
+            results.append(result)
+            batch, channels, height, width = result.output_shape
+            shape = (batch, channels, height, width)
+        layers[str(planned_kind)] = LayerResult(
+            kind=str(planned_kind),
+            stages=results,
+            input_shape=(spec.batch, spec.cin, *spec.size),
+            output_shape=results[-1].output_shape,
+            output_shape_measured=None,
+        )
+    return assemble(spec, layers, formula_environment(spec, threads), None, measured=False)
+
+
+def assemble(
+    spec: CompareSpec,
+    layers: dict[str, LayerResult],
+    env: Environment,
+    calibration: Calibration | None,
+    measured: bool,
+) -> Comparison:
+    for layer in layers.values():
+        layer_roofline.annotate(layer, calibration)
+    dense = layers[str(LayerKind.DENSE)]
+    alternatives = [layer for kind, layer in layers.items() if kind != LayerKind.DENSE]
+    ratios = [_ratios(dense, layer, spec) for layer in alternatives]
+    comparison = Comparison(
+        name=spec.name,
+        spec=spec.model_dump(mode="json", exclude_none=True),
+        environment=env,
+        dense=dense,
+        alternatives=alternatives,
+        ratios=ratios,
+        notes=[note for ratio, layer in zip(ratios, alternatives, strict=True) if (note := _note(ratio, layer))],
+    )
+    comparison.environment.calibration = calibration
+    comparison.measured = measured
+    return comparison
+
+
+def _ratios(dense: LayerResult, layer: LayerResult, spec: CompareSpec) -> Ratios:
+    speedup = None
+    if dense.latency is not None and layer.latency is not None and layer.latency.shown_ms > 0:
+        speedup = dense.latency.shown_ms / layer.latency.shown_ms
+    textbook, bound = None, None
+    if layer.kind == LayerKind.SEPARABLE:
+        textbook = formulas.textbook_separable_ratio(spec.cout, spec.kernel, spec.multiplier)
+        bound = formulas.separable_ratio_bound(spec.kernel, spec.multiplier)
+    return Ratios(
+        vs=layer.kind,
+        params=dense.params / layer.params if layer.params else float("inf"),
+        macs=dense.macs / layer.macs if layer.macs else float("inf"),
+        latency=speedup,
+        shape_match=dense.output_shape == layer.output_shape
+        and dense.output_shape_measured == layer.output_shape_measured,
+        textbook=textbook,
+        bound=bound,
+        multiplier=spec.multiplier,
+        roofline=roofline.predicted_speedup(dense.roofline, layer.roofline),
+    )
+
+
+def _note(ratio: Ratios, layer: LayerResult) -> str | None:
+    """One plain sentence when the measured speedup falls far short of the MAC ratio."""
+    if ratio.latency is None or ratio.macs <= 1 or ratio.latency >= FAR_SHORT * ratio.macs:
+        return None
+    pace = f"only {ratio.latency:.2f}× faster" if ratio.latency >= 1 else f"{1 / ratio.latency:.2f}× slower"
+    why = "fewer MACs do not mean proportionally less time"
+    limited = layer_roofline.limited_stages(layer)
+    if limited:
+        why = limited
+        if ratio.roofline is not None:
+            why += f"; this machine's roofline predicts {ratio.roofline:.2f}×"
+    elif any(stage.groups > 1 and stage.groups == stage.cin for stage in layer.stages):
+        why = (
+            "its depthwise stage does little arithmetic per byte it moves, which usually leaves it limited by "
+            "memory bandwidth and per-call overhead rather than MACs (convcost calibrate, then --roofline, tells)"
+        )
+    return f"{layer.kind} has {ratio.macs:.2f}× fewer MACs than dense but runs {pace}: {why}."

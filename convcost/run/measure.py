@@ -1,0 +1,199 @@
+"""Real forward passes: output shapes, parameter counts and two independent MAC counters.
+
+The two counters, and why each is set up the way it is:
+
+* ``torch.utils.flop_counter.FlopCounterMode`` counts FLOPs of ``aten.convolution`` as 2 × MACs, without bias.
+  It runs under ``torch.no_grad`` (not ``inference_mode``: a parametrized weight vanishes under that mix).
+* ptflops, with its **aten** backend chosen explicitly: the default pytorch backend hooks module classes and
+  misses functional calls such as ``F.conv2d``; the aten backend sees every convolution. ptflops adds one op per
+  output element for the bias into its MAC figure, so we keep its raw figure and compare ``raw − bias adds``.
+  On failure it prints to stdout and returns ``None``; we capture the print and raise MeasurementError.
+  It registers forward hooks on the children of the model it is given and never removes them, so it only ever
+  sees a throw-away wrapper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import platform
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from convcost.cost import formulas
+from convcost.cost.formulas import ConvStage, Pair
+from convcost.errors import MeasurementError
+from convcost.results.comparison import Check, Environment, StageResult
+from convcost.run.estimate import formula_stage
+from convcost.version import __version__
+
+
+def count_flop_counter(module: nn.Module, tensor: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """MACs by FlopCounterMode (its FLOPs ÷ 2) and the module's output."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        output = module(tensor)
+    flops = counter.get_total_flops()
+    return flops // 2, output
+
+
+def count_ptflops(module: nn.Module, tensor: torch.Tensor) -> int:
+    """ptflops' raw figure (aten backend): conv MACs plus bias adds."""
+    from ptflops.aten_engine import get_flops_aten
+
+    wrapper = nn.Sequential(nn.Sequential(module))
+    captured = io.StringIO()
+    with torch.no_grad(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+        macs, _ = get_flops_aten(
+            wrapper,
+            tuple(tensor.shape[1:]),
+            print_per_layer_stat=False,
+            input_constructor=lambda _: tensor,
+            verbose=False,
+        )
+    if macs is None:
+        detail = next((line for line in captured.getvalue().splitlines() if line.strip()), "no detail")
+        raise MeasurementError(f"ptflops failed: {detail.strip()}")
+    return int(macs)
+
+
+def _stored_weight_shape(conv: nn.Conv2d) -> tuple[int, ...]:
+    parametrizations = getattr(conv, "parametrizations", None)
+    if parametrizations is not None and "weight" in parametrizations:
+        return tuple(parametrizations["weight"].original.shape)
+    return tuple(conv.weight.shape)
+
+
+def _conv_of(module: nn.Module) -> nn.Conv2d:
+    if isinstance(module, nn.Conv2d):
+        return module
+    conv = module.get_submodule("conv")
+    assert isinstance(conv, nn.Conv2d)
+    return conv
+
+
+def measure_stage(
+    stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
+) -> tuple[StageResult, list[Check], torch.Tensor]:
+    """Run one stage on ``tensor``; returns its result, its checks and its output (the next stage's input)."""
+    batch, channels, height, width = tensor.shape
+    result = formula_stage(stage, (batch, channels, height, width), tensor.element_size())
+    macs_flop_counter, output = count_flop_counter(module, tensor)
+    ptflops_raw = count_ptflops(module, tensor)
+    conv = _conv_of(module)
+    result.stored_weight_shape = _stored_weight_shape(conv)
+    result.output_shape_measured = tuple(output.shape)
+    result.params_measured = sum(parameter.numel() for parameter in module.parameters())
+    result.macs_flop_counter = macs_flop_counter
+    result.macs_ptflops = ptflops_raw - result.bias_adds
+    result.ptflops_raw = ptflops_raw
+    return result, stage_checks(result, tuple(conv.weight.shape), subject), output
+
+
+def stage_checks(result: StageResult, applied_weight_shape: tuple[int, ...], subject: str) -> list[Check]:
+    """Formula against measurement for every figure of a stage."""
+    ptflops_explained = (
+        f"ptflops folds {result.bias_adds:,} bias adds into its figure ({result.ptflops_raw:,})"
+        if result.bias_adds
+        else ""
+    )
+    checks = [
+        Check(subject, "output shape", result.output_shape, result.output_shape_measured,
+              result.output_shape == result.output_shape_measured),
+        Check(subject, "weight shape", result.weight_shape, applied_weight_shape,
+              result.weight_shape == applied_weight_shape),
+        Check(subject, "params", result.params, result.params_measured, result.params == result.params_measured),
+        Check(subject, "MACs (FlopCounterMode)", result.macs, result.macs_flop_counter,
+              result.macs == result.macs_flop_counter),
+        Check(subject, "MACs (ptflops)", result.macs, result.macs_ptflops, result.macs == result.macs_ptflops,
+              ptflops_explained),
+    ]  # fmt: skip
+    return checks
+
+
+def environment(device: str, threads: int, dtype: str, channels_last: bool, allocator: str) -> Environment:
+    on_cuda = device == "cuda"
+    device_name = torch.cuda.get_device_name(0) if on_cuda else (platform.processor() or platform.machine())
+    return Environment(
+        torch=torch.__version__,
+        convcost=__version__,
+        python=platform.python_version(),
+        platform=platform.platform(terse=True),
+        device=device,
+        device_name=device_name,
+        threads=threads,
+        dtype=dtype,
+        channels_last=channels_last,
+        allocator=allocator,
+    )
+
+
+def available_memory() -> int | None:
+    """Bytes the OS says are available (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+# Refuse a run whose tensors alone would take more than this share of available memory.
+MEMORY_SHARE = 0.5
+
+
+def check_memory(
+    layers: list[list[ConvStage]], size: Pair, batch: int, itemsize: int, channels: dict[str, int] | None = None
+) -> None:
+    """Raise SpecError before allocating when the layers' tensors cannot fit in memory, on the field that made
+    them this large: ``batch`` when they fit at batch 1, else ``size`` or the largest of ``channels`` (the spec's
+    cin, cout, mid, multiplier × cin), whichever the largest tensor has more of."""
+    from convcost.errors import FieldIssue, SpecError
+
+    needed = weights = 0
+    largest_pixels = largest_channels = largest = 0
+    for stages in layers:
+        stage_size = size
+        for stage in stages:
+            needed += formulas.min_bytes(stage, stage_size, batch, itemsize)
+            weights += (formulas.weight_params(stage) + formulas.bias_params(stage)) * itemsize
+            tensor = max(stage.cin, stage.cout) * stage_size[0] * stage_size[1]
+            if tensor > largest:
+                largest, largest_pixels = tensor, stage_size[0] * stage_size[1]
+                largest_channels = max(stage.cin, stage.cout)
+            stage_size = formulas.output_size(stage, stage_size)
+    available = available_memory()
+    if available is None or needed <= MEMORY_SHARE * available:
+        return
+    field = "size"
+    if batch > 1 and weights + (needed - weights) / batch <= MEMORY_SHARE * available:
+        field = "batch"
+    elif channels and (weights > needed - weights or largest_channels > largest_pixels):
+        field = max(channels, key=lambda name: channels[name])
+    message = (
+        f"these layers need at least {needed / 2**30:,.1f} GiB of tensors, more than half of the "
+        f"{available / 2**30:,.1f} GiB available: use a smaller {field.replace('_', ' ')}"
+    )
+    raise SpecError([FieldIssue((field,), message)])
+
+
+def require_memory(needed: int, field: str, what: str, advice: str) -> None:
+    """Raise UsageError (``field: what need ... ; advice``) when ``needed`` bytes exceed the share allowed."""
+    from convcost.errors import UsageError
+
+    available = available_memory()
+    if available is not None and needed > MEMORY_SHARE * available:
+        raise UsageError(
+            f"{field}: {what} need at least {needed / 2**30:.1f} GiB, more than half of the "
+            f"{available / 2**30:.1f} GiB available; {advice}"
+        )
+
+
+def check_device(device: str) -> None:
+    from convcost.errors import UsageError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available on this machine (torch " + torch.__version__ + ")")
