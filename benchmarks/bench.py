@@ -355,9 +355,10 @@ def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
 
 def windows(count: int) -> list[dict[str, float]]:
     """``count`` consecutive default measurements of the PAIR in one process, on the same modules and tensors."""
-    from convcost import build, kinds, latency
-    from convcost.calibrate import cached
-    from convcost.spec import DType, parse_compare
+    from convcost.run import build, latency
+    from convcost.run.calibrate import cached
+    from convcost.spec import kinds
+    from convcost.spec.compare import DType, parse_compare
 
     latency.tune_allocator()
     spec = parse_compare(PAIR)
