@@ -176,11 +176,13 @@ def test_contention_against_the_calibration() -> None:
     quiet = classify([10e9] * 20, [50e9] * 20, reference_copy=10e9, reference_matmul=50e9)
     assert (quiet.busy, quiet.memory_fraction, quiet.compute_fraction) == (False, 1.0, 1.0)
     assert quiet.reference == "calibration" and "looked quiet" in quiet.note and "of calibrated" in quiet.note
-    # the copy at 5.8 GB/s against 10 calibrated: 58 %, below the 80 % line; the matmul is unaffected
+    # the copy at 4.2 GB/s against 10 calibrated: 42 %, below the 50 % line; the matmul is unaffected
     slowed = {"dense": 1.05, "separable": 1.9}
-    busy = classify([5.8e9] * 20, [49e9] * 20, 10e9, 50e9, slowed)
-    assert busy.busy and busy.memory_fraction == pytest.approx(0.58) and busy.compute_fraction == pytest.approx(0.98)
-    assert busy.note.startswith("The machine was busy during the measurement (memory bandwidth at 58% of calibrated")
+    busy = classify([4.2e9] * 20, [49e9] * 20, 10e9, 50e9, slowed)
+    assert busy.busy and busy.memory_fraction == pytest.approx(0.42) and busy.compute_fraction == pytest.approx(0.98)
+    assert busy.note.startswith("The machine was busy during the measurement (memory bandwidth at 42% of calibrated")
+    # 62 %: as low as a quiet 2-vCPU VM's copy went against its calibration, so no evidence
+    assert not classify([6.2e9] * 20, [49e9] * 20, 10e9, 50e9, slowed).busy
     assert "slowed most: separable typical 1.90× its best; dense typical 1.05× its best." in busy.note
 
 
@@ -280,9 +282,9 @@ def test_latency_doubt_names_the_reason() -> None:
     assert latency_doubt(timed(False), None) == (
         "its sampling did not converge to ±3% in 2.0 s (95% interval 4.5–5.4 ms)"
     )
-    busy = classify([5.8e9] * 20, [49e9] * 20, 10e9, 50e9)
+    busy = classify([4.2e9] * 20, [49e9] * 20, 10e9, 50e9)
     assert latency_doubt(timed(True), busy) == (
-        "the machine was busy (memory bandwidth at 58%, compute at 98% of calibration)"
+        "the machine was busy (memory bandwidth at 42%, compute at 98% of calibration)"
     )
 
 
