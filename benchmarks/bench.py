@@ -6,7 +6,8 @@
 
 1. ``convcost --help`` against ``python -c "import torch"`` (target: under 0.25 of it).
 2. Counting MobileNetV2 and MobileNet v1 by formula (no latency) against ptflops and FlopCounterMode on the
-   same model built in plain torch (target: the formula path at least 20× faster than ptflops).
+   same model built in plain torch (targets: from the YAML file at least 30× faster than ptflops, from the
+   planned layers at least 20×), with the file path's stages (read + YAML, validate + plan, count) apart.
 3. Per-layer cost of a 1000-layer YAML batch without latency (target: linear in layers, under 1 ms per layer).
 4. Latency you can trust: the dense/separable speedup of 32→64 3×3 pad 1 at 112×112 in 10 fresh processes
    without and 10 with a synthetic neighbour (a process streaming 64 MiB copies on every core, the measured one
@@ -17,6 +18,9 @@
    with the neighbour, ≤ 10 % without), in the same processes the old fixed harness (5 rounds of 0.04 s,
    medians) beside the new one, and 6 consecutive 2 s windows in one process (how far the machine itself
    moves between windows, with no new process and the same buffers).
+5. An invalid flag combination (``compare --cin 8 --cout 60 -k 3 --vs depthwise``: a wrong cout for depthwise,
+   refused with exit 2) against ``python -c "import torch"`` (target: under 0.25 of it: validation never waits
+   for torch).
 
 Timing belongs here, not in the unit tests. Each comparison is interleaved (A, B, A, B, ...) so that drift on a
 shared machine hits both sides alike; the machine's load average is printed with the results.
@@ -51,10 +55,14 @@ def median_seconds(function: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def run_process(*command: str) -> float:
+def run_process(*command: str, code: int = 0) -> float:
+    """Seconds ``command`` takes, which must exit with ``code``."""
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    return time.perf_counter() - start
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if done.returncode != code:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}, expected {code}")
+    return seconds
 
 
 def mark(ok: bool) -> str:
@@ -65,14 +73,27 @@ def mark(ok: bool) -> str:
 
 
 def bench_help(repeat: int) -> dict[str, float]:
-    help_times, torch_times = [], []
-    run_process(CONVCOST, "--help")  # warm the file cache for both
+    help_s, torch_s = against_torch([CONVCOST, "--help"], 0, repeat)
+    return {"help_s": help_s, "import_torch_s": torch_s, "ratio": help_s / torch_s}
+
+
+INVALID = [CONVCOST, "compare", "--cin", "8", "--cout", "60", "-k", "3", "--vs", "depthwise"]  # depthwise: cout 8
+
+
+def bench_invalid(repeat: int) -> dict[str, float]:
+    invalid_s, torch_s = against_torch(INVALID, 2, repeat)
+    return {"invalid_s": invalid_s, "import_torch_s": torch_s, "ratio": invalid_s / torch_s}
+
+
+def against_torch(command: list[str], code: int, repeat: int) -> tuple[float, float]:
+    """Medians of ``command`` (exiting ``code``) and of ``python -c "import torch"``, interleaved."""
+    times, torch_times = [], []
+    run_process(*command, code=code)  # warm the file cache for both
     run_process(PYTHON, "-c", "import torch")
     for _ in range(repeat):
-        help_times.append(run_process(CONVCOST, "--help"))
+        times.append(run_process(*command, code=code))
         torch_times.append(run_process(PYTHON, "-c", "import torch"))
-    help_s, torch_s = statistics.median(help_times), statistics.median(torch_times)
-    return {"help_s": help_s, "import_torch_s": torch_s, "ratio": help_s / torch_s}
+    return statistics.median(times), statistics.median(torch_times)
 
 
 # 2. counting MobileNets -----------------------------------------------------------------------------------
@@ -130,17 +151,20 @@ def mobilenet_v2() -> Any:
     return nn.Sequential(*layers).eval()
 
 
-def formula_counter(config: str) -> tuple[Callable[[], int], Callable[[], int], str]:
-    """Count a MobileNet config by formula: from its YAML file, and from the planned layers alone."""
+def formula_counter(config: str) -> tuple[Callable[[], int], Callable[[], int], str, dict[str, Callable[[], object]]]:
+    """Count a MobileNet config by formula: from its YAML file, and from the planned layers alone; and the stages
+    of the path from the file (reading and parsing it, validating and planning it), each timed on its own."""
     try:
         from convcost.cost import ops as model_formulas
-        from convcost.spec.model import load_model
+        from convcost.spec import yamlio
+        from convcost.spec.model import load_model, plan_document
     except ImportError:
         own = _own_stage_counter(config)
-        return own, own, "convcost.cost.formulas over the conv layers enumerated here"
+        return own, own, "convcost.cost.formulas over the conv layers enumerated here", {}
 
     path = str(ROOT / "configs" / config)
     plan = load_model(path)
+    document = yamlio.load(path)
 
     def from_file() -> int:
         return sum(model_formulas.cost(op).macs for op in load_model(path).ops)
@@ -148,12 +172,18 @@ def formula_counter(config: str) -> tuple[Callable[[], int], Callable[[], int], 
     def from_plan() -> int:
         return sum(model_formulas.cost(op).macs for op in plan.ops)
 
-    return from_file, from_plan, f"convcost.spec.model.load_model(configs/{config}) + model_formulas.cost"
+    stages: dict[str, Callable[[], object]] = {
+        "read + YAML": lambda: yamlio.load(path),
+        "validate + plan": lambda: plan_document(document),
+        "count": from_plan,
+    }
+    how = f"convcost.spec.model.load_model(configs/{config}) + model_formulas.cost"
+    return from_file, from_plan, how, stages
 
 
 def _own_stage_counter(config: str) -> Callable[[], int]:
-    """Fallback: the MobileNet's conv and linear layers as ConvStages, summed with convcost.cost.formulas."""
-    from convcost.cost import formulas
+    """Fallback: the MobileNet's conv and linear layers as ConvStages, summed with convcost.cost.ops."""
+    from convcost.cost import formulas, ops
     from convcost.cost.formulas import ConvStage
 
     def count() -> int:
@@ -163,7 +193,7 @@ def _own_stage_counter(config: str) -> Callable[[], int]:
             nonlocal total, size, cin
             pad = kernel // 2
             stage = ConvStage("conv", cin, cout, (kernel, kernel), (stride, stride), (pad, pad), groups=groups)
-            total += formulas.macs(stage, (size, size), 1)
+            total += ops.cost(ops.ConvOp.from_stage(stage, (1, cin, size, size))).macs
             size, cin = formulas.output_size(stage, (size, size))[0], cout
 
         conv(32, 3, 2)
@@ -198,20 +228,26 @@ def bench_models(repeat: int) -> list[dict[str, Any]]:
                                   ("MobileNet v1", mobilenet_v1, "mobilenet_v1.yaml")):  # fmt: skip
         model = builder()
         tensor = torch.randn(1, 3, 224, 224)
-        count, count_plan, how = formula_counter(config)
+        count, count_plan, how, stages = formula_counter(config)
         macs_formula = count()
         macs_counter, _ = count_flop_counter(model, tensor)
         macs_ptflops = count_ptflops(model, tensor)
         formula_s, plan_s, ptflops_s, counter_s = [], [], [], []
+        stage_s: dict[str, list[float]] = {stage: [] for stage in stages}
         for _ in range(repeat):  # interleaved
-            formula_s.append(median_seconds(count, 1))
+            # the millisecond paths as the median of 5 calls in a row: timed once, on a shared machine a 2 ms call
+            # measures whether the scheduler took the core away during it (a 40-80 ms one is hardly touched)
+            formula_s.append(median_seconds(count, 5))
             plan_s.append(median_seconds(count_plan, 5))
+            for stage, function in stages.items():
+                stage_s[stage].append(median_seconds(function, 5))
             ptflops_s.append(median_seconds(lambda m=model, t=tensor: count_ptflops(m, t), 1))
             counter_s.append(median_seconds(lambda m=model, t=tensor: count_flop_counter(m, t), 1))
         rows.append({
             "model": name, "formula_path": how, "macs_formula": macs_formula, "macs_flop_counter": macs_counter,
             "macs_ptflops_raw": macs_ptflops, "formula_s": statistics.median(formula_s),
             "formula_planned_s": statistics.median(plan_s),
+            "formula_stages_s": {stage: statistics.median(times) for stage, times in stage_s.items()},
             "ptflops_s": statistics.median(ptflops_s), "flop_counter_s": statistics.median(counter_s),
         })  # fmt: skip
     return rows
@@ -259,9 +295,9 @@ def bench_batch(sizes: tuple[int, ...]) -> dict[str, Any]:
 
 def _formula_only_ms(entries: int) -> float:
     """kinds.plan + formulas for ``entries`` layers, in process: the floor under any batch run."""
-    from convcost.cost import formulas
+    from convcost.cost import formulas, ops
     from convcost.spec import kinds
-    from convcost.spec.compare import parse_compare
+    from convcost.spec.kinds import parse_compare
 
     channels = (8, 16, 32)
     data = [{"cin": channels[i % 3], "cout": channels[(i // 3) % 3] * 2, "kernel": (3, 5)[(i // 9) % 2], "size": 16}
@@ -272,8 +308,7 @@ def _formula_only_ms(entries: int) -> float:
         for stages in kinds.plan(spec).values():
             size = spec.size
             for stage in stages:
-                formulas.macs(stage, size, spec.batch)
-                formulas.params(stage)
+                ops.stage_cost(stage, (spec.batch, stage.cin, *size))
                 size = formulas.output_size(stage, size)
     return 1e3 * (time.perf_counter() - start) / entries
 
@@ -307,7 +342,8 @@ def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
     from convcost.run import build, latency
     from convcost.run.calibrate import cached
     from convcost.spec import kinds
-    from convcost.spec.compare import DType, parse_compare
+    from convcost.spec.compare import DType
+    from convcost.spec.kinds import parse_compare
 
     if tune:
         latency.tune_allocator()
@@ -584,7 +620,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", type=json_target, metavar="PATH", help="also write every figure to this JSON file")
-    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), action="append", help="run only item N (repeat)")
+    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5), action="append", help="run only item N (repeat)")
     parser.add_argument("--runs", type=int, default=10, help="item 4: fresh processes with and without a neighbour")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -598,7 +634,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(stability(args.threads, not args.no_tune, args.old_first)))
         return
-    items = set(args.only or (1, 2, 3, 4))
+    items = set(args.only or (1, 2, 3, 4, 5))
 
     import torch
 
@@ -626,10 +662,14 @@ def main() -> None:
                 f"≠ FlopCounterMode {row['macs_flop_counter']:,}")  # fmt: skip
             print(
                 f"   {row['model']}: ptflops {row['ptflops_s'] * 1e3:.0f} ms, FlopCounterMode "
-                f"{row['flop_counter_s'] * 1e3:.0f} ms; by formula from the YAML file {row['formula_s'] * 1e3:.1f} ms "
-                f"({speedup:.0f}× faster than ptflops {mark(speedup >= 20)}), from the planned layers "
-                f"{row['formula_planned_s'] * 1e3:.2f} ms ({planned:.0f}× {mark(planned >= 20)}); target ≥ 20×"
+                f"{row['flop_counter_s'] * 1e3:.0f} ms; by formula from the YAML file {row['formula_s'] * 1e3:.2f} ms "
+                f"({speedup:.0f}× faster than ptflops, target ≥ 30× {mark(speedup >= 30)}), from the planned layers "
+                f"{row['formula_planned_s'] * 1e3:.2f} ms ({planned:.0f}×, target ≥ 20× {mark(planned >= 20)})"
             )
+            if row["formula_stages_s"]:
+                times = row["formula_stages_s"].items()
+                stages = ", ".join(f"{stage} {seconds * 1e3:.2f} ms" for stage, seconds in times)
+                print(f"      the path from the file: {stages}")
             print(
                 f"      MACs by formula {row['macs_formula']:,} {agree}; ptflops raw {row['macs_ptflops_raw']:,} "
                 f"(it adds BN, activations and bias); formula path: {row['formula_path']}"
@@ -662,6 +702,13 @@ def main() -> None:
             f"   formula only (parse_compare + kinds.plan + formulas, in process): {formula_ms:.3f} ms per layer "
             f"{mark(formula_ms < 1)}"
         )
+
+    if 5 in items:
+        invalid = bench_invalid(repeat)
+        results["invalid_flags"] = invalid
+        print(f"\n5. an invalid flag combination {invalid['invalid_s'] * 1e3:.0f} ms (exit 2) vs import torch "
+              f"{invalid['import_torch_s'] * 1e3:.0f} ms: ratio {invalid['ratio']:.3f} (target < 0.25) "
+              f"{mark(invalid['ratio'] < 0.25)}")  # fmt: skip
 
     if 4 in items:
         runs = 4 if args.quick else args.runs

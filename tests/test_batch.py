@@ -1,4 +1,4 @@
-"""convcost.run.batch as a library: parsing, defaults, per-entry validation with lines, evaluation, totals."""
+"""Batches as a library (spec, results and run .batch): parsing, defaults, per-entry validation, evaluation."""
 
 from __future__ import annotations
 
@@ -10,21 +10,13 @@ import typer
 
 from convcost.cli import app
 from convcost.errors import MeasurementError, SpecError, UsageError
-from convcost.run import batch as batch_module
-from convcost.run.batch import (
-    BatchFile,
-    LayerDefaults,
-    LayerEntry,
-    Status,
-    collect,
-    evaluate,
-    loads_batch,
-    run,
-)
+from convcost.results.batch import Status
+from convcost.run.batch import collect, evaluate, run
+from convcost.spec.batch import Batch, BatchDefaults, BatchFile, LayerEntry, loads_batch
 from convcost.spec.compare import CompareSpec, LayerKind
 
 
-def parse(text: str) -> batch_module.Batch:
+def parse(text: str) -> Batch:
     return loads_batch(dedent(text), "layers.yaml")
 
 
@@ -44,7 +36,7 @@ BLOG = """\
 
 def test_every_compare_option_is_a_key_with_the_same_name() -> None:
     assert set(LayerEntry.model_fields) == set(CompareSpec.model_fields)
-    assert set(LayerDefaults.model_fields) == set(CompareSpec.model_fields) - {"name"}
+    assert set(BatchDefaults.model_fields) == set(CompareSpec.model_fields) - {"name"}
     assert set(BatchFile.model_fields) == {"version", "defaults", "layers"}
     command = typer.main.get_command(app).commands["compare"]  # type: ignore[attr-defined]
     flags = {param.name for param in command.params}
@@ -100,9 +92,9 @@ BAD = """\
       kernel: 3
       groups: 4
     layers:
-      - name: fine
-        cin: 8
-        cout: 64
+      - {name: fine, cin: 8,
+         cout: 64,
+         vs: [separable, grouped]}  # groups from defaults is for the grouped kind: compared here
       - name: typo
         cin: 8
         cout: 64
@@ -230,6 +222,10 @@ def test_file_level_problem_still_lists_the_entries_problems() -> None:
          "input 4×4"),
         ("{cin: 8, cout: 8, kernel: 3, bias: 'off'}",
          "layers.yaml:2: layers[0].bias: must be true or false, got 'off'"),
+        ("{cin: 8, cout: 8, kernel: 3, groups: 4}",  # as compare's --groups: the same rule in the spec layer
+         "layers.yaml:2: layers[0].groups: only the grouped kind uses groups: add grouped to vs"),
+        ("{cin: 8, cout: 8, kernel: 3, mid: 4, vs: [grouped], groups: 2}",
+         "layers.yaml:2: layers[0].mid: only the spatial kind has a middle width: add spatial to vs"),
     ],
 )  # fmt: skip
 def test_entry_problems(entry: str, expected: str) -> None:

@@ -16,7 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
+from convcost.results.batch import EntryResult
 from convcost.run import batch as batch_module
+from convcost.spec.batch import Batch
 
 runner = CliRunner()
 
@@ -182,9 +184,7 @@ def test_ctrl_c_reports_and_writes_what_was_done(tmp_path: Path, monkeypatch: py
     )
     real = batch_module.run
 
-    def interrupted(
-        plan: batch_module.Batch, settings: object = None, **options: Any
-    ) -> Iterator[batch_module.EntryResult]:
+    def interrupted(plan: Batch, settings: object = None, **options: Any) -> Iterator[EntryResult]:
         outcomes = real(plan, None)
         yield next(outcomes)
         raise KeyboardInterrupt

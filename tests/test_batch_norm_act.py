@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 
 from convcost.cli import app
 from convcost.errors import SpecError
-from convcost.run.batch import Status, evaluate, loads_batch
+from convcost.results.batch import Status
+from convcost.run.batch import evaluate
+from convcost.spec.batch import loads_batch
 
 runner = CliRunner()
 # 8→16 3×3 on 10×10: 8×8 output, 16·8·8 = 1,024 output elements; 16·8·9 = 1,152 weights; 1,024·72 = 73,728 MACs

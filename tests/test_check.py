@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 import convcost.run.budget
 from convcost.cli import app
-from convcost.run.budget import percent, si_number
+from convcost.spec.budget import percent, si_number
 
 runner = CliRunner()
 
@@ -334,7 +334,31 @@ def test_baseline_records_each_checks_environment_and_compares_latency_across_ke
 
 
 def test_shipped_budgets_are_valid() -> None:
-    from convcost.run.budget import load_budget
+    from convcost.spec.budget import load_budget
 
     budgets = load_budget(Path(__file__).resolve().parent.parent / "configs" / "budgets.yaml")
     assert [check.name for check in budgets.checks] == ["mobilenet_v1", "mobilenet_v2"]
+
+
+def test_the_metrics_a_budget_limits_are_the_figures_a_check_measures() -> None:
+    from convcost.results import budget as results
+    from convcost.spec import budget as spec
+
+    assert spec.METRICS == results.METRICS == tuple(spec.Tolerance.model_fields) == ("params", "macs", "latency_ms")
+
+
+def test_an_invalid_budget_or_grid_is_refused_without_importing_torch(folder: Path) -> None:
+    import subprocess
+    import sys
+
+    # past the schema, into the per-check rules (an import path needs an input): before, that imported torch
+    path = budget(folder, "checks:\n  - {model: 'pkg.mod:net', params: {max: 1k}}\n")
+    probe = (
+        "import sys; from typer.testing import CliRunner; from convcost.cli import app\n"
+        f"r = CliRunner().invoke(app, ['check', {str(path)!r}]); assert r.exit_code == 2, r.output\n"
+        "assert 'checks[0].input: required for an import path' in r.output, r.output\n"
+        "r = CliRunner().invoke(app, ['sweep', '--cin', '8,x', '--cout', '8', '-k', '3']); assert r.exit_code == 2\n"
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -120,8 +120,8 @@ def test_shape_mismatch_fails_with_both_shapes() -> None:
         (["--vs", "dense"], "convcost: error: --vs: dense is the reference, always built: name the alternatives to "
                             "compare"),
         (["--cin", "٣"], "convcost: error: --cin: must be a positive integer, got '٣'"),
-        (["--groups", "4"], "convcost: error: --groups: only the grouped kind uses groups: add --vs grouped"),
-        (["--mid", "4"], "convcost: error: --mid: only the spatial kind has a middle width: add --vs spatial"),
+        (["--groups", "4"], "convcost: error: --groups: only the grouped kind uses groups: add grouped to vs"),
+        (["--mid", "4"], "convcost: error: --mid: only the spatial kind has a middle width: add spatial to vs"),
         (["--device", "cuda"] if not torch.cuda.is_available() else ["--cin", "0"], None),
     ],
 )  # fmt: skip
@@ -193,6 +193,31 @@ def test_help_never_imports_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "--cin" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--cout", "60", "--vs", "depthwise"],  # a wrong cout for depthwise: a rule between a field and a kind
+        ["--groups", "4"],  # groups without the grouped kind
+        ["-k", "9", "--size", "4"],  # a kernel larger than the input: a rule of the expanded stages
+    ],
+)
+def test_invalid_flags_are_refused_before_torch_is_imported(args: list[str]) -> None:
+    # every validation rule lives in convcost.spec: a bad combination answers in the time --help takes
+    code = (
+        "import sys\n"
+        "from convcost.cli import main\n"
+        f"sys.argv = ['convcost', 'compare', '--cin', '8', '--cout', '64', '-k', '3', *{args!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 2, stop.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("convcost: error: ")
 
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:

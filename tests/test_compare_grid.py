@@ -14,7 +14,7 @@ import pytest
 
 from convcost.results.comparison import Comparison, LayerResult
 from convcost.run.comparison import compare
-from convcost.spec.compare import parse_compare
+from convcost.spec.kinds import parse_compare
 
 GEOMETRIES = [
     (stride, padding, dilation)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from convcost.run.batch import BatchResult, Status, evaluate, load_batch
+from convcost.results.batch import BatchResult, Status
+from convcost.run.batch import evaluate
+from convcost.spec.batch import load_batch
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 BATCH_CONFIGS = ["seeds.yaml", "mistakes.yaml", "mobilenet_v1_layers.yaml"]

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from convcost.cli import app
 from convcost.run.comparison import compare
 from convcost.run.estimate import estimate
-from convcost.spec.compare import parse_compare
+from convcost.spec.kinds import parse_compare
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 MEASURED_ONLY = {"output_shape_measured", "params_measured", "macs_flop_counter", "macs_ptflops", "ptflops_raw",

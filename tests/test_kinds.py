@@ -13,7 +13,8 @@ from convcost.cost.formulas import ConvStage
 from convcost.errors import SpecError
 from convcost.run import build
 from convcost.spec import kinds
-from convcost.spec.compare import CompareSpec, LayerKind, parse_compare
+from convcost.spec.compare import CompareSpec, LayerKind
+from convcost.spec.kinds import parse_compare
 
 
 def _issues(**values: Any) -> list[tuple[tuple[str | int, ...], str]]:
@@ -174,7 +175,7 @@ def test_shared_kernel_is_one_kernel_per_multiplier_slot() -> None:
 
 
 def test_scientific_notation_hint_names_the_value_given() -> None:
-    from convcost.run.batch import loads_batch
+    from convcost.spec.batch import loads_batch
 
     with pytest.raises(SpecError) as caught:
         parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": "1e3"})  # as from flags: YAML is not involved
@@ -183,3 +184,30 @@ def test_scientific_notation_hint_names_the_value_given() -> None:
     assert [issue.message for issue in batch.entries[0].issues] == [
         "must be a positive integer or HxW, got '1e3' (YAML 1.1 reads 1e3 as a string: write the number out in full)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("values", "loc", "message"),
+    [
+        ({"groups": 4}, ("groups",), "only the grouped kind uses groups: add grouped to vs"),
+        ({"mid": 4, "vs": "grouped", "groups": 2}, ("mid",), "only the spatial kind has a middle width: add spatial "
+                                                             "to vs"),
+        ({"cout": 60, "vs": "depthwise"}, ("cout",), "depthwise needs cout = multiplier × cin = 1 × 8 = 8, got 60"),
+    ],
+)  # fmt: skip
+def test_the_api_refuses_what_the_cli_refuses(values: dict[str, Any], loc: tuple[str, ...], message: str) -> None:
+    # convcost.parse_compare holds the rules between fields and kinds too, and compare() plans with the same rules
+    import convcost
+
+    data = {"cin": 8, "cout": 64, "kernel": 3, **values}
+    for call in (convcost.parse_compare, lambda values: kinds.plan(CompareSpec.model_validate(values))):
+        with pytest.raises(SpecError) as caught:
+            call(data)
+        assert [(issue.loc, issue.message) for issue in caught.value.issues] == [(loc, message)]
+
+
+def test_groups_and_mid_are_kept_when_their_kind_is_compared() -> None:
+    import convcost
+
+    spec = convcost.parse_compare({"cin": 8, "cout": 64, "kernel": 3, "vs": "grouped,spatial", "groups": 2, "mid": 4})
+    assert (spec.groups, spec.mid) == (2, 4)

@@ -18,7 +18,7 @@ from convcost.cli import app
 from convcost.run import latency
 from convcost.run.comparison import compare
 from convcost.run.latency import LatencySettings, measure, round_order, stage_cases
-from convcost.spec.compare import parse_compare
+from convcost.spec.kinds import parse_compare
 
 FAST = LatencySettings(rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
 SMALL = {"cin": 4, "cout": 8, "kernel": 3, "size": 8}

@@ -21,8 +21,9 @@ from convcost.cost.stats import (
     summarize,
     within,
 )
+from convcost.results.budget import Figures, Level, LimitVerdict
 from convcost.results.comparison import LatencyStats
-from convcost.run.budget import Figures, Level, Verdict, _doubted, latency_doubt
+from convcost.run.budget import _doubted, latency_doubt
 
 runner = CliRunner()
 
@@ -291,7 +292,7 @@ def test_latency_doubt_names_the_reason() -> None:
 @pytest.mark.parametrize("passed", [True, False])
 @pytest.mark.parametrize("strict", [False, True])
 def test_a_doubted_latency_limit_is_inconclusive_pass_or_fail(passed: bool, strict: bool) -> None:
-    verdict = Verdict("net", "model", "latency_ms", "max", Level.ERROR, passed, 3, 5.0 if passed else 4.0, 4.9)
+    verdict = LimitVerdict("net", "model", "latency_ms", "max", Level.ERROR, passed, 3, 5.0 if passed else 4.0, 4.9)
     figures = Figures(100, 1000, 4.9, "its sampling did not converge")
     doubted = _doubted(verdict, figures, strict)
     assert (doubted.rule, doubted.passed) == ("inconclusive", False)
@@ -300,7 +301,7 @@ def test_a_doubted_latency_limit_is_inconclusive_pass_or_fail(passed: bool, stri
     assert ("would pass" if passed else "would fail") in doubted.message
     # a conclusive figure, or a count, is left alone
     assert _doubted(verdict, Figures(100, 1000, 4.9), strict) == verdict
-    params = Verdict("net", "model", "params", "max", Level.ERROR, passed, 3, 5.0, 4.9)
+    params = LimitVerdict("net", "model", "params", "max", Level.ERROR, passed, 3, 5.0, 4.9)
     assert _doubted(params, figures, strict) == params
 
 

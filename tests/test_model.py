@@ -10,7 +10,8 @@ from torch import nn
 
 from convcost.errors import SpecError, UsageError
 from convcost.results.model import ModelResult
-from convcost.run.model import evaluate_import, evaluate_plan, evaluate_source
+from convcost.run.model import evaluate_import, evaluate_plan
+from convcost.run.source import evaluate_source
 from convcost.spec.model import load_model, make_divisible, plan_document
 from convcost.spec.yamlio import loads
 from tests import models_for_tests
@@ -76,7 +77,10 @@ def test_mobilenet_v1_at_224_matches_the_torch_reference(v1: ModelResult) -> Non
     assert v1.ok, v1.failures
     assert v1.total.macs_flop_counter == v1.total.macs_ptflops == v1.total.macs
     assert v1.total.ptflops_raw == v1.total.macs + 1000  # the classifier's 1,000 bias adds
-    assert v1.total.params == sum(layer.params for layer in v1.layers)
+    layers = {layer.name: layer.params for layer in v1.layers}
+    # conv1 3·32·9 + 2·32 (batchnorm) = 928; sep1 (32·9 + 64) + (32·64 + 128) = 2,528;
+    # sep9 (1024·9 + 2048) + (1024·1024 + 2048) = 1,061,888; fc 1024·1000 + 1000 = 1,025,000
+    assert [layers[name] for name in ("conv1", "sep1", "sep9", "fc")] == [928, 2_528, 1_061_888, 1_025_000]
     assert [layer.name for layer in v1.layers][7:12] == [f"sep7.{n}" for n in range(1, 6)]
     assert v1.output_shape == v1.output_shape_measured == (1, 1000)
 
@@ -92,8 +96,12 @@ def test_mobilenet_v1_dense_equivalent_is_the_papers_full_conv_network(v1: Model
 def test_mobilenet_v1_by_kind(v1: ModelResult) -> None:
     shares = {share.kind: share for share in v1.by_kind}
     assert shares["1×1 conv"].ops == 13 and shares["depthwise conv"].ops == 13
-    assert sum(share.macs for share in v1.by_kind) == v1.total.macs
-    assert sum(share.params for share in v1.by_kind) == v1.total.params
+    # the pointwise convs at 224: five doubling ones (32→64 on 112², 64→128 on 56², ... 512→1024 on 7²) each
+    # 25,690,112 MACs, eight square ones (128² on 56², 256² on 28², 5 × 512² on 14², 1024² on 7²) each 51,380,224:
+    # 5·25,690,112 + 8·51,380,224 = 539,492,352, the paper's 94.86% of 569M (Table 2)
+    assert shares["1×1 conv"].macs == 539_492_352
+    # 3×3 depthwise weights, no bias: 9·(32 + 64 + 2·128 + 2·256 + 6·512 + 1024) = 9·4,960 = 44,640
+    assert shares["depthwise conv"].params == 44_640
     assert shares["1×1 conv"].macs_share > 0.94  # the paper: 95% of the mult-adds are in 1×1 convs
     assert v1.by_kind[0].kind == "1×1 conv"  # most MACs first
 

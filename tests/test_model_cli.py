@@ -26,8 +26,11 @@ def test_model_json_at_small_size() -> None:
     assert total["macs"] == data["total"]["macs_flop_counter"] == data["total"]["macs_ptflops"]
     assert dense["params"] > total["params"] and dense["pairs_replaced"] == 13
     assert {item["kind"] for item in data["by_kind"]} >= {"1×1 conv", "depthwise conv", "dense conv", "linear"}
-    assert sum(item["macs"] for item in data["by_kind"]) == total["macs"]
-    assert sum(layer["macs"] for layer in data["layers"]) == total["macs"]
+    # 224's conv MACs (568,740,352 less the classifier's 1,024·1,000 = 1,024,000) times (32/112)² = 4/49, plus the
+    # classifier: 567,716,352·4/49 + 1,024,000 = 46,344,192 + 1,024,000; the 1×1 convs 539,492,352·4/49
+    assert total["macs"] == 47_368_192
+    assert {item["kind"]: item["macs"] for item in data["by_kind"]}["1×1 conv"] == 44_040_192
+    assert {layer["name"]: layer["macs"] for layer in data["layers"]}["fc"] == 1_024_000
 
 
 def test_model_table_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,7 +133,7 @@ def test_model_latency_gets_a_roofline_per_layer(monkeypatch: pytest.MonkeyPatch
 def test_model_and_compare_share_one_bytes_and_calls_rule(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from convcost.cost.roofline import Calibration
     from convcost.run.comparison import compare
-    from convcost.spec.compare import parse_compare
+    from convcost.spec.kinds import parse_compare
 
     _fixed_latency(monkeypatch, grouped_call_overhead_s=90e-6)
     path = tmp_path / "m.yaml"

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from convcost.cost import dense as dense_equivalent_of
 from convcost.cost import ops as mf
 from convcost.cost.ops import (
     ActOp,
@@ -110,7 +111,7 @@ def test_dense_equivalent_replaces_the_pair_and_drops_what_was_between() -> None
         ConvOp("pw", (1, 32, 4, 4), 32, 64, (1, 1)),
         NormOp("pw.bn", (1, 64, 4, 4), 64),
     ]
-    replaced, pairs = mf.dense_equivalent(ops)
+    replaced, pairs = dense_equivalent_of.dense_equivalent(ops)
     assert [op.name for op in replaced] == ["dw+pw", "pw.bn"]
     assert pairs[0].dropped == ("dw.bn", "dw.act")
     dense = replaced[0]
@@ -125,5 +126,5 @@ def test_dense_equivalent_leaves_a_lone_depthwise_alone() -> None:
         AddOp("add", (1, 8, 4, 4)),  # something other than norm/act in between breaks the pair
         ConvOp("pw", (1, 8, 4, 4), 8, 16, (1, 1)),
     ]
-    replaced, pairs = mf.dense_equivalent(ops)
+    replaced, pairs = dense_equivalent_of.dense_equivalent(ops)
     assert replaced == ops and pairs == []

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from convcost.cost import formulas
+from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage
 from convcost.run import build
 
@@ -41,6 +41,7 @@ def test_formulas_agree_with_torch_on_meta(case: tuple[ConvStage, tuple[int, int
         output = module(tensor)
     out_h, out_w = formulas.output_size(stage, size)
     assert tuple(output.shape) == (batch, stage.cout, out_h, out_w)
-    assert counter.get_total_flops() == 2 * formulas.macs(stage, size, batch)
-    assert sum(p.numel() for p in module.parameters()) == formulas.params(stage)
+    cost = ops.cost(ops.ConvOp.from_stage(stage, (batch, stage.cin, *size)))
+    assert counter.get_total_flops() == 2 * cost.macs
+    assert sum(p.numel() for p in module.parameters()) == cost.params
     assert tuple(module.weight.shape) == formulas.weight_shape(stage)

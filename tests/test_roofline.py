@@ -8,23 +8,24 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
+from rich.console import Console, RenderableType
 from typer.testing import CliRunner
 
 from convcost.cli import app
 from convcost.cost.roofline import (
+    Bound,
     Calibration,
-    Verdict,
     analyse,
     classify,
     combine,
     predicted_speedup,
 )
-from convcost.report.comparison import render_roofline, render_table
+from convcost.report.compare import render_roofline, render_table
 from convcost.results.roofline import limited_stages
 from convcost.run import calibrate
 from convcost.run.comparison import compare
-from convcost.spec.compare import DType, parse_compare
+from convcost.spec.compare import DType
+from convcost.spec.kinds import parse_compare
 from tests.latency_fakes import fixed_run
 
 # Round peaks so that every expected figure below is exact arithmetic:
@@ -55,7 +56,7 @@ def test_compute_bound_stage() -> None:
     assert line.bound_ms == pytest.approx(0.002) and line.overhead_ms == pytest.approx(0.001)
     assert line.fraction == pytest.approx(0.5)
     assert line.gmacs_per_s == pytest.approx(0.25) and line.gbytes_per_s == pytest.approx(0.125)
-    assert line.verdict is Verdict.COMPUTE
+    assert line.verdict is Bound.COMPUTE
 
 
 def test_memory_bound_stage() -> None:
@@ -63,7 +64,7 @@ def test_memory_bound_stage() -> None:
     line = analyse(10_000, 100_000, None, PEAKS)
     assert line.intensity == pytest.approx(0.2)
     assert line.bound_ms == pytest.approx(0.1)
-    assert line.verdict is Verdict.MEMORY
+    assert line.verdict is Bound.MEMORY
     assert line.fraction is None and line.gmacs_per_s is None  # no latency, no achieved figures
 
 
@@ -71,10 +72,10 @@ def test_overhead_bound_when_per_call_cost_reaches_the_bound() -> None:
     # 100 MACs = 200 FLOP, 400 bytes: compute 0.0002 ms, memory 0.0004 ms < 3 calls × 0.001 ms.
     line = analyse(100, 400, 0.01, PEAKS, calls=3)
     assert line.overhead_ms == pytest.approx(0.003)
-    assert line.verdict is Verdict.OVERHEAD
+    assert line.verdict is Bound.OVERHEAD
     # the boundary belongs to overhead: per-call cost equal to the bound
-    assert classify(1.0, 0.5, 1.0, 1.0) is Verdict.OVERHEAD
-    assert classify(1.0, 1.0, 0.5, 1.0) is Verdict.COMPUTE  # a tie between compute and memory is compute
+    assert classify(1.0, 0.5, 1.0, 1.0) is Bound.OVERHEAD
+    assert classify(1.0, 1.0, 0.5, 1.0) is Bound.COMPUTE  # a tie between compute and memory is compute
 
 
 def test_without_calibration_only_work_figures() -> None:
@@ -93,7 +94,7 @@ def test_layer_sums_its_stages() -> None:
     assert layer.memory_ms == pytest.approx(0.1005)  # 0.0005 + 0.1
     assert layer.overhead_ms == pytest.approx(0.002)
     assert layer.fraction == pytest.approx(0.102 / 0.3)
-    assert layer.verdict is Verdict.MEMORY  # summed memory time 0.1005 > summed compute 0.022
+    assert layer.verdict is Bound.MEMORY  # summed memory time 0.1005 > summed compute 0.022
     assert combine([analyse(1, 1, None, None)], None).bound_ms is None
 
 
@@ -156,12 +157,15 @@ def test_note_names_the_stages_that_are_not_compute_bound() -> None:
     assert limited_stages(compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": 16}), None).dense) == ""
 
 
+def printed(renderable: RenderableType) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, color_system=None, highlight=False).print(renderable)
+    return buffer.getvalue()
+
+
 def test_full_table_names_verdicts_and_fits_80_columns() -> None:
     comparison = compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": 16}), None, PEAKS)
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=80, color_system=None, highlight=False)
-    render_roofline(comparison, console)
-    text = buffer.getvalue()
+    text = printed(render_roofline(comparison))
     assert "compute-bound" in text and "Roofline: bounds (ms)" in text
     assert "1 GFLOP/s" not in text and "1.00 GFLOP/s matmul" in text
     assert "…" not in text  # nothing cut off at 80 columns
@@ -169,18 +173,15 @@ def test_full_table_names_verdicts_and_fits_80_columns() -> None:
 
 def test_full_table_without_calibration_says_how_to_get_one() -> None:
     comparison = compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": 16}), None)
-    buffer = io.StringIO()
-    render_roofline(comparison, Console(file=buffer, width=80, color_system=None, highlight=False))
-    assert "run convcost calibrate" in buffer.getvalue()
-    assert "Roofline: bounds" not in buffer.getvalue()
+    text = printed(render_roofline(comparison))
+    assert "run convcost calibrate" in text
+    assert "Roofline: bounds" not in text
 
 
 def test_plain_table_is_unchanged_without_latency() -> None:
     # the compact roofline lives in the latency section: without latency the report has no roofline line
     comparison = compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3, "size": 16}), None, PEAKS)
-    buffer = io.StringIO()
-    render_table(comparison, Console(file=buffer, width=80, color_system=None, highlight=False))
-    assert "Roofline:" not in buffer.getvalue()
+    assert "Roofline:" not in printed(render_table(comparison))
 
 
 def _store_peaks(threads: int = 1) -> None:
@@ -275,7 +276,7 @@ def test_grouped_convs_pay_the_grouped_call_cost() -> None:
     assert depthwise is not None and pointwise is not None
     assert depthwise.overhead_ms == pytest.approx(0.090 + 0.001)  # the depthwise conv, then a ReLU call
     assert pointwise.overhead_ms == pytest.approx(0.001 + 0.001)  # a 1×1 conv is a dense call
-    assert depthwise.verdict is Verdict.OVERHEAD  # 0.091 ms ≥ its bound of 0.028224 ms
+    assert depthwise.verdict is Bound.OVERHEAD  # 0.091 ms ≥ its bound of 0.028224 ms
     dense = comparison.dense.roofline
     assert dense is not None and dense.overhead_ms == pytest.approx(0.002)
 

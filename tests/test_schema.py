@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from convcost.errors import SpecError
-from convcost.run.batch import DESCRIPTIONS, json_schema, loads_batch
+from convcost.spec.batch import DESCRIPTIONS, json_schema, loads_batch
 from convcost.spec.compare import CompareSpec
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -115,14 +115,28 @@ def test_shipped_configs_conform(name: str) -> None:
         "{cin: 8, cout: 8, kernel: 3, vs: 'separable, grouped', groups: 2}",
         "{cin: 8, cout: 8, kernel: 3, vs: [spatial], row: {padding: 1}, norm: batch, act: relu6}",
         "{cin: 8, cout: 8, kernel: 3, size: 32x16, batch: 2, bias: false, name: a}",
-        # accepted by the schema, refused by convcost: the combination, not a value, is wrong
-        "{cin: 8, cout: 16, kernel: 3, vs: [depthwise]}",
+        "{cin: 8, cout: 16, kernel: 3, vs: [depthwise], multiplier: 2}",
     ],
 )
 def test_schema_accepts_what_convcost_accepts(entry: str) -> None:
     text = f"layers:\n  - {entry}\n"
     assert errors(yaml.safe_load(text), SCHEMA) == []
-    assert accepted_by_convcost(text) or "depthwise" in entry
+    assert accepted_by_convcost(text)
+
+
+@pytest.mark.parametrize(
+    ("entry", "issue"),
+    [
+        # every value is valid on its own: only the combination is wrong, which a JSON Schema cannot say
+        ("{cin: 8, cout: 16, kernel: 3, vs: [depthwise]}", "depthwise needs cout = multiplier × cin = 1 × 8 = 8"),
+        ("{cin: 8, cout: 8, kernel: 3, vs: [grouped], groups: 3}", "cin (8) and cout (8) must both be divisible by 3"),
+    ],
+)
+def test_schema_accepts_combinations_only_convcost_refuses(entry: str, issue: str) -> None:
+    text = f"layers:\n  - {entry}\n"
+    assert errors(yaml.safe_load(text), SCHEMA) == []
+    found = loads_batch(text).issues
+    assert len(found) == 1 and issue in found[0].message, found
 
 
 @pytest.mark.parametrize(

@@ -15,17 +15,18 @@ from convcost.cli import app
 from convcost.errors import SpecError
 from convcost.run import sweep
 from convcost.run.latency import LatencySettings
+from convcost.spec import sweep as grid
 
 FAST = ["--rounds", "2", "--min-time", "0.002"]
 
 
 def test_split_axis_keeps_order_and_drops_repeats() -> None:
-    assert sweep.split_axis("8, 32,128,8") == ["8", "32", "128"]
-    assert sweep.split_axis("3x5,3") == ["3x5", "3"]
+    assert grid.split_axis("8, 32,128,8") == ["8", "32", "128"]
+    assert grid.split_axis("3x5,3") == ["3x5", "3"]
 
 
 def test_plan_is_the_full_product() -> None:
-    specs = sweep.plan({"cin": "8,32,128", "cout": "64,256", "kernel": "3,5,7", "size": "56,112"}, {})
+    specs = grid.plan({"cin": "8,32,128", "cout": "64,256", "kernel": "3,5,7", "size": "56,112"}, {})
     assert len(specs) == 3 * 2 * 3 * 2
     assert {(spec.cin, spec.cout, spec.kernel, spec.size) for spec in specs} >= {
         (8, 64, (3, 3), (56, 56)),
@@ -35,7 +36,7 @@ def test_plan_is_the_full_product() -> None:
 
 def test_plan_names_bad_values_by_flag() -> None:
     with pytest.raises(SpecError) as caught:
-        sweep.plan({"cin": "8,x", "cout": "64", "kernel": "3,,5", "size": "56"}, {})
+        grid.plan({"cin": "8,x", "cout": "64", "kernel": "3,,5", "size": "56"}, {})
     assert [(issue.loc, issue.message) for issue in caught.value.issues] == [
         (("cin",), "'x' must be a positive integer, got 'x'"),
         (("kernel",), "empty value in the list"),
@@ -44,7 +45,7 @@ def test_plan_names_bad_values_by_flag() -> None:
 
 def test_plan_names_the_grid_point_that_cannot_be_built() -> None:
     with pytest.raises(SpecError) as caught:
-        sweep.plan({"cin": "8", "cout": "16", "kernel": "3,7", "size": "4,8"}, {})
+        grid.plan({"cin": "8", "cout": "16", "kernel": "3,7", "size": "4,8"}, {})
     # a 7×7 kernel does not fit 4×4, but 3×3 on 4×4 and 7×7 on 8×8 do: one issue, naming its point
     [issue] = caught.value.issues
     assert issue.loc == ("kernel",)
@@ -54,7 +55,7 @@ def test_plan_names_the_grid_point_that_cannot_be_built() -> None:
 def test_run_collects_one_point_per_alternative() -> None:
     axes = {"cin": "4", "cout": "8", "kernel": "3", "size": "8"}
     fixed = {"vs": ["separable", "grouped"], "groups": 2}
-    result = sweep.run(sweep.plan(axes, fixed), axes, fixed, LatencySettings(rounds=2, min_time=0.002))
+    result = sweep.run(grid.plan(axes, fixed), axes, fixed, LatencySettings(rounds=2, min_time=0.002))
     assert [point.vs for point in result.points] == ["separable", "grouped"]
     separable, grouped = result.points
     # 4→8 3×3 on 8×8: output 6×6. dense 8·36·4·9 = 10,368 MACs; separable 4·36·9 + 8·36·4 = 1,296 + 1,152;
@@ -149,7 +150,7 @@ def test_cli_plot(tmp_path: Path, suffix: str, magic: bytes) -> None:
 
 def test_a_bad_fixed_option_is_reported_once_not_at_every_point() -> None:
     with pytest.raises(SpecError) as caught:
-        sweep.plan({"cin": "8,16,32", "cout": "64,128"}, {"kernel": "3", "dtype": "float64"})
+        grid.plan({"cin": "8,16,32", "cout": "64,128"}, {"kernel": "3", "dtype": "float64"})
     # six grid points, one cause: one issue, with no point named
     assert [(issue.loc, issue.message.startswith("Input should be")) for issue in caught.value.issues] == [
         (("dtype",), True)
@@ -169,8 +170,19 @@ def test_ctrl_c_keeps_the_points_already_measured(monkeypatch: pytest.MonkeyPatc
         return real(spec, None)  # type: ignore[arg-type]
 
     monkeypatch.setattr(convcost.run.comparison, "compare", interrupted)
-    specs = sweep.plan({"cin": "4,8", "cout": "8", "kernel": "3", "size": "8"}, {})
+    specs = grid.plan({"cin": "4,8", "cout": "8", "kernel": "3", "size": "8"}, {})
     result = sweep.run(specs, {"cin": "4,8"}, {}, None)
     assert result.interrupted and not result.ok
     assert [point.cin for point in result.points] == [4]  # the first grid point, measured before Ctrl-C
     assert result.to_dict()["interrupted"] is True
+
+
+def test_plan_refuses_groups_without_the_grouped_kind() -> None:
+    # the rule lives in the spec layer, so sweep honours it as compare and batch do
+    with pytest.raises(SpecError) as caught:
+        grid.plan({"cin": "8", "cout": "16", "kernel": "3", "size": "8"}, {"groups": "4"})
+    assert [(issue.loc, issue.message) for issue in caught.value.issues] == [
+        (("groups",), "only the grouped kind uses groups: add grouped to vs")
+    ]
+    assert [spec.groups for spec in grid.plan({"cin": "8", "cout": "16", "kernel": "3", "size": "8"},
+                                                {"groups": "4", "vs": ["grouped"]})] == [4]  # fmt: skip

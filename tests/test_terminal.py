@@ -124,9 +124,9 @@ def _main(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
 @pytest.mark.parametrize(
     ("args", "module"),
     [
-        (BLOG, "convcost.spec.compare"),  # imported before compare's guard
-        (["batch", "x.yaml"], "convcost.run.batch"),  # imported before batch's guard
-        (["schema"], "convcost.run.batch"),  # schema has no guard of its own
+        (BLOG, "convcost.spec.kinds"),  # imported before compare's guard
+        (["batch", "x.yaml"], "convcost.results.batch"),  # imported before batch's guard
+        (["schema"], "convcost.spec.batch"),  # schema has no guard of its own
     ],
 )
 def test_an_error_outside_the_guard_is_exit_3_in_one_line(
@@ -142,7 +142,7 @@ def test_an_error_outside_the_guard_is_exit_3_in_one_line(
 def test_debug_shows_the_traceback_and_still_exits_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "convcost.run.batch", None)
+    monkeypatch.setitem(sys.modules, "convcost.spec.batch", None)
     assert _main(monkeypatch, "--debug", "schema") == 3  # never 1: that means "a check failed"
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("convcost: error: internal error:")

@@ -16,26 +16,25 @@ from typing import Any
 
 import pytest
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.text import Text
 
 from convcost.cost.roofline import Calibration
-from convcost.report.comparison import (
-    OutputFormat,
-    render_batch,
-    render_calibration,
-    render_roofline,
-    render_sweep,
-    render_table,
-)
+from convcost.report.batch import render_batch
+from convcost.report.calibration import render_calibration
+from convcost.report.compare import render_roofline, render_table
+from convcost.report.format import OutputFormat
 from convcost.report.model import render as render_model
-from convcost.report.tables import FitTable, make_console
+from convcost.report.sweep import render_sweep
+from convcost.report.tables import FitTable, make_console, show
 from convcost.run import batch as batches
 from convcost.run import sweep as sweeps
 from convcost.run.comparison import compare
 from convcost.run.latency import LatencySettings
-from convcost.run.model import evaluate_source
-from convcost.spec.compare import parse_compare
+from convcost.run.source import evaluate_source
+from convcost.spec import sweep as grid
+from convcost.spec.batch import load_batch
+from convcost.spec.kinds import parse_compare
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 WIDTHS = (40, 60, 80, 100, 120, 300)
@@ -79,13 +78,13 @@ def cells(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield recorded
 
 
-def rendered(width: int, monkeypatch: pytest.MonkeyPatch, draw: Callable[[Console], object]) -> str:
+def rendered(width: int, monkeypatch: pytest.MonkeyPatch, draw: Callable[[], RenderableType]) -> str:
     """What the CLI prints for a pipe at $COLUMNS = width (the console the CLI makes, not one made here)."""
     monkeypatch.setenv("COLUMNS", str(width))
     buffer = io.StringIO()
     console = make_console(file=buffer)
     assert console.width == width
-    draw(console)
+    show(console, draw())
     return buffer.getvalue()
 
 
@@ -99,8 +98,7 @@ def assert_whole(text: str, tokens: list[str], width: int) -> None:
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_compare_tables(width: int, measured: Any, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    text = rendered(width, monkeypatch, lambda console: (render_table(measured, console),
-                                                         render_roofline(measured, console)))  # fmt: skip
+    text = rendered(width, monkeypatch, lambda: Group(render_table(measured), render_roofline(measured)))
     assert_whole(text, cells + BLOG_FIGURES, width)
     assert text.count("✓") >= 5  # 5 rows (dense, separable and its 2 stages, grouped), none dropped
     if width >= 100:
@@ -109,9 +107,9 @@ def test_compare_tables(width: int, measured: Any, cells: list[str], monkeypatch
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_batch_table(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = batches.load_batch(CONFIGS / "seeds.yaml")
+    plan = load_batch(CONFIGS / "seeds.yaml")
     result = batches.collect(plan, list(batches.run(plan, measure=False)))
-    text = rendered(width, monkeypatch, lambda console: render_batch(result, OutputFormat.TABLE, console))
+    text = rendered(width, monkeypatch, lambda: render_batch(result, OutputFormat.TABLE))
     # blog: 4,672 → 656 params, 73,156,608 → 9,271,584 MACs = 73.2M → 9.27M
     assert_whole(text, [*cells, "4,672 → 656", "73.2M → 9.27M", "7.89×"], width)
     if width >= 100:  # the "dense → alt" cells fit a grid at 100 columns: a rule line shows it is one
@@ -121,7 +119,7 @@ def test_batch_table(width: int, cells: list[str], monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("width", WIDTHS)
 def test_model_tables(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     result = evaluate_source(str(CONFIGS / "mobilenet_v1.yaml"), size="32")
-    text = rendered(width, monkeypatch, lambda console: render_model(result, OutputFormat.TABLE, console, True))
+    text = rendered(width, monkeypatch, lambda: render_model(result, OutputFormat.TABLE, True))
     # conv1: 3·32·9 weights + 2·32 batchnorm = 928 params; MobileNet v1 has 4,231,976 at any input size
     assert_whole(text, [*cells, "928", "4,231,976"], width)
 
@@ -140,7 +138,7 @@ def test_model_roofline_tables(width: int, cells: list[str], monkeypatch: pytest
                     "  - {name: block, kind: separable, cout: 16, kernel: 3}\n")  # fmt: skip
     result = evaluate_source(str(path), latency_settings=FAST)
     assert result.environment.calibration is not None
-    text = rendered(width, monkeypatch, lambda console: render_model(result, OutputFormat.TABLE, console, False, True))
+    text = rendered(width, monkeypatch, lambda: render_model(result, OutputFormat.TABLE, False, True))
     # stem: 3·8·9 = 216 weights on 8×8 (padded to keep the size): 216·64 = 13,824 MACs = 13.8k
     assert_whole(text, [*cells, "13.8k"], width)
     assert "Roofline per layer" in text
@@ -150,8 +148,8 @@ def test_model_roofline_tables(width: int, cells: list[str], monkeypatch: pytest
 def test_sweep_table(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     axes = {"cin": "4,8", "cout": "8", "kernel": "3", "size": "8"}
     fixed: dict[str, Any] = {}
-    result = sweeps.run(sweeps.plan(axes, fixed), axes, fixed, FAST, PEAKS)
-    text = rendered(width, monkeypatch, lambda console: render_sweep(result, OutputFormat.TABLE, console))
+    result = sweeps.run(grid.plan(axes, fixed), axes, fixed, FAST, PEAKS)
+    text = rendered(width, monkeypatch, lambda: render_sweep(result, OutputFormat.TABLE))
     # 4→8 3×3 on 8×8: dense 4·8·9·36 = 10,368 MACs, separable 4·9·36 + 4·8·36 = 2,448: 4.24×
     assert_whole(text, [*cells, "4.24×"], width)
     assert "Bound" in text and "Speedup" in text  # the headers (and so the verdicts) are not lost
@@ -160,7 +158,7 @@ def test_sweep_table(width: int, cells: list[str], monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("width", WIDTHS)
 def test_calibrate_table(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     peaks = replace(PEAKS, grouped_call_overhead_s=2e-6)
-    text = rendered(width, monkeypatch, lambda console: render_calibration(peaks, "/cache/x.json", True, console))
+    text = rendered(width, monkeypatch, lambda: render_calibration(peaks, "/cache/x.json", True))
     assert_whole(text, [*cells, "1.00 GFLOP/s", "1.00 µs", "2.00 µs"], width)  # 1e9 FLOP/s, 1e-6 s, 2e-6 s
 
 

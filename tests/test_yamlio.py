@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from convcost.errors import SpecError
-from convcost.spec import yamlio
+from convcost.errors import FieldIssue, SpecError
+from convcost.spec import yamlio, yamlvalues
 from convcost.spec.compare import CompareSpec
 
 
@@ -128,3 +128,72 @@ def test_alias_bomb_is_refused_quickly() -> None:
         yamlio.loads("\n".join(lines) + "\n", "bomb.yaml")
     (line,) = caught.value.lines()
     assert line.startswith("bomb.yaml:") and "more than 200,000 values once aliases are expanded" in line
+
+
+def _both_ways(text: str) -> list[tuple[object, ...]]:
+    """The file read from its events (EventBuilder) and from composed nodes (NodeBuilder)."""
+    results: list[tuple[object, ...]] = []
+    for direct in (True, False):
+        lines: dict[yamlio.Loc, int] = {}
+        issues: list[FieldIssue] = []
+        if direct:
+            events = yamlio._scan(text, "f.yaml")
+            assert events is not None
+            data = yamlvalues.EventBuilder(events, yamlio._Loader(""), lines, issues).value(()) if events else None
+        else:
+            loader = yamlio._Loader(text)
+            node = loader.get_single_node()
+            builder = yamlvalues.NodeBuilder(loader, lines, issues, yamlio.MAX_VALUES, yamlio.MAX_DEPTH)
+            data = builder.value(node, ()) if node is not None else None
+        results.append((repr(data), lines, [(issue.loc, issue.message, issue.line) for issue in issues]))
+    return results
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "", "# nothing\n", "--- 3\n", "a: 1\nb: [1, {c: d}]\n", "{a, b}\n", "a: !!str\n", "!!map {a: 1}\n",
+        "cin: 8\ncin: 9\npadding: 0x1\nq: '0x1'\n", "off: 1\non: 2\n1: 3\n0x1: 4\n? [1, 2]\n: {x: 1}\n",
+        "a: !custom [1, [2, {b: 0x1}]]\nc: 2\n!!set {x}: 3\nd: 4\n", "? " + "9" * 5000 + "\n: [0x1]\ne: " + "9" * 5000,
+        "a: 2001-13-45\nb: 2001-01-01\nc: .nan\nd: 1_000\ne: 1:30\nf: ~\ng: !!float abc\nh: !!int 010\n",
+        "- =\n- <<\n- !!binary eA==\n- {a: {a: {a: 1, a: 2}}}\n- 010\n- 010\n",
+        "layers:\n  - {kind: dense, cout: 8, kernel: 3, kernel: 5}\n  - {kind: flatten, yes: 1}\n",
+    ],
+)  # fmt: skip
+def test_a_file_without_anchors_reads_the_same_from_its_events(text: str) -> None:
+    # the fast path for files without anchors must give exactly what composing nodes gives: values, lines, issues
+    from_events, from_nodes = _both_ways(text)
+    assert from_events == from_nodes
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: &x 1\nb: *x\n", "a: 1\n---\nb: 2\n", "base: {k: 3}\nlayer: {<<: {k: 4}, cin: 8}\n"],
+)
+def test_anchors_merges_and_constructor_errors_go_through_composed_nodes(text: str) -> None:
+    events = yamlio._scan(text, "f.yaml")
+    if events is not None:  # merge keys are found while building
+        with pytest.raises(yamlvalues.NeedNodes):
+            yamlvalues.EventBuilder(events, yamlio._Loader(""), {}, []).value(())
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("a: !!bool maybe\n", "maybe"),  # PyYAML's bool constructor raised KeyError
+        ("a: !!timestamp x\n", "x"),  # AttributeError
+        ("a: !!int x\n", "x"),  # ValueError
+        ("a: &t 2001-13-45\nb: *t\n", "2001-13-45"),  # the alias to it was a "recursive node"
+    ],
+)
+def test_a_malformed_tagged_scalar_is_its_text_for_the_validators(text: str, value: str) -> None:
+    document = yamlio.loads(text, "f.yaml")
+    assert document.data["a"] == value
+    assert document.data.get("b", value) == value
+
+
+@pytest.mark.parametrize("merge", ["1", "[1]", "x"])
+def test_a_merge_key_without_a_mapping_is_named_with_its_line(merge: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        yamlio.loads(f"first: 1\nsecond: {{<<: {merge}}}\n", "f.yaml")  # PyYAML raised ConstructorError
+    assert lines_of(raised.value) == ["f.yaml:2: second: a merge key (<<) takes a mapping or a list of mappings"]

@@ -11,10 +11,12 @@ The counting convention, stated once for all of convcost:
 * **Params** are the trainable parameters: conv weights, conv bias, BatchNorm weight and bias.
   BatchNorm running statistics are buffers, not parameters.
 * **Bytes** moved at minimum: every op that reads and writes memory (the conv, its norm, its activation) reads its
-  input and parameters once and writes its output once; views move nothing (see :func:`min_bytes`).
+  input and parameters once and writes its output once; views move nothing.
 
 Each conv stage is described by a :class:`ConvStage`; a layer kind expands into a list of stages
-(see :mod:`convcost.kinds`), so one set of formulas covers every kind.
+(see :mod:`convcost.spec.kinds`). A stage is counted as the ops it runs (:func:`convcost.cost.ops.stage_ops`: a
+conv op, a norm op, an activation op), so one set of formulas in :mod:`convcost.cost.ops` covers every kind of
+``compare`` and every layer of a model.
 """
 
 from __future__ import annotations
@@ -108,66 +110,6 @@ def output_size(stage: ConvStage, size: Pair) -> Pair:
 def weight_shape(stage: ConvStage) -> tuple[int, int, int, int]:
     """Shape of the weight tensor the conv applies: (cout, cin/groups, R, S)."""
     return (stage.cout, stage.cin // stage.groups, stage.kernel[0], stage.kernel[1])
-
-
-def weight_params(stage: ConvStage) -> int:
-    """Trainable weight parameters; a shared kernel stores one R×S kernel per multiplier slot."""
-    cout, cin_per_group, r, s = weight_shape(stage)
-    if stage.shared:
-        return stage.multiplier * cin_per_group * r * s
-    return cout * cin_per_group * r * s
-
-
-def bias_params(stage: ConvStage) -> int:
-    return stage.cout if stage.bias else 0
-
-
-def norm_params(stage: ConvStage) -> int:
-    """BatchNorm weight and bias (running statistics are buffers)."""
-    return 2 * stage.cout if stage.norm is Norm.BATCH else 0
-
-
-def params(stage: ConvStage) -> int:
-    """All trainable parameters of the stage: weights + bias + norm."""
-    return weight_params(stage) + bias_params(stage) + norm_params(stage)
-
-
-def output_elements(stage: ConvStage, size: Pair, batch: int) -> int:
-    h, w = output_size(stage, size)
-    return batch * stage.cout * h * w
-
-
-def macs(stage: ConvStage, size: Pair, batch: int) -> int:
-    """Multiply-accumulates: output elements × (cin/groups) × R × S (bias excluded)."""
-    _, cin_per_group, r, s = weight_shape(stage)
-    return output_elements(stage, size, batch) * cin_per_group * r * s
-
-
-def bias_adds(stage: ConvStage, size: Pair, batch: int) -> int:
-    return output_elements(stage, size, batch) if stage.bias else 0
-
-
-def other_ops(stage: ConvStage, size: Pair, batch: int) -> int:
-    """Norm and activation operations (see the module docstring for the per-element costs)."""
-    per_element = (NORM_OPS_PER_ELEMENT if stage.norm is Norm.BATCH else 0) + (
-        ACT_OPS_PER_ELEMENT if stage.act is not Act.NONE else 0
-    )
-    return output_elements(stage, size, batch) * per_element
-
-
-def min_bytes(stage: ConvStage, size: Pair, batch: int, itemsize: int) -> int:
-    """Bytes moved at minimum by the stage's eager ops, each reading its input and parameters once and writing its
-    output once: the conv (input, weights and bias, output), then its norm (output, norm params, output) and its
-    activation (output, output) when it has them — the rule of :mod:`convcost.roofline`."""
-    input_elements = batch * stage.cin * size[0] * size[1]
-    weights = weight_params(stage) + bias_params(stage)
-    outputs = output_elements(stage, size, batch)
-    elements = input_elements + weights + outputs
-    if stage.norm is Norm.BATCH:
-        elements += outputs + norm_params(stage) + outputs
-    if stage.act is not Act.NONE:
-        elements += outputs + outputs
-    return elements * itemsize
 
 
 def channel_map(stage: ConvStage) -> list[tuple[range, range]]:

@@ -2,8 +2,8 @@
 
 The counting convention is the one stated in :mod:`convcost.formulas`; for the operations a model adds:
 
-* **conv** (1-, 2- or 3-d): 2-d convs are :class:`~convcost.cost.formulas.ConvStage` and use its formulas; 1-d and
-  3-d convs use the same rule, output elements × (cin / groups) × prod(kernel) MACs.
+* **conv** (1-, 2- or 3-d, and every conv stage of ``compare``): output elements × (cin / groups) × prod(kernel)
+  MACs.
 * **linear**: rows × in_features × out_features MACs (rows = input elements / in_features); bias adds apart.
 * **batchnorm**: 2 params per channel when affine, 2 other ops per element (inference: a scale and a shift).
 * **activation**: 1 other op per output element, whatever the function (ReLU, ReLU6, Hardswish, SiLU, ...);
@@ -15,7 +15,7 @@ The counting convention is the one stated in :mod:`convcost.formulas`; for the o
 * **Bytes moved** at minimum (the roofline's, see :mod:`convcost.roofline`): every operation that really reads
   and writes memory reads its input(s) and its parameters once and writes its output once (an add reads two
   inputs); views (flatten, identity, dropout at inference) move nothing. A conv stage of ``compare`` is its conv,
-  norm and activation ops under the same rule (:func:`convcost.cost.formulas.min_bytes`).
+  norm and activation ops under the same rule (:func:`stage_ops`, :func:`stage_cost`).
 * A **parametrized** weight (``torch.nn.utils.parametrize``: weight_norm, a shared kernel) counts the tensors
   the module stores, not the weight it computes; MACs follow the computed weight's shape.
 * An operation with no formula is **not counted**: it keeps its parameter count and is listed as such, never
@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage
@@ -63,10 +63,7 @@ class Op:
 
     name: str
     input_shape: Shape
-
-    @property
-    def kind(self) -> OpKind:
-        raise NotImplementedError
+    kind: ClassVar[OpKind]  # each subclass says which; each kind has one formula
 
 
 @dataclass(frozen=True)
@@ -84,10 +81,7 @@ class ConvOp(Op):
     shared: bool = False
     # a parametrized weight (weight_norm, ...) stores other tensors than the weight it computes: their count
     stored_params: int | None = None
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.CONV
+    kind: ClassVar[OpKind] = OpKind.CONV
 
     @property
     def dims(self) -> int:
@@ -105,24 +99,6 @@ class ConvOp(Op):
             and all(s == 1 for s in self.stride)
             and self.padding != "same"
             and not any(self.padding)
-        )
-
-    def stage(self) -> ConvStage:
-        """The 2-d conv as a ConvStage, so the compare formulas apply unchanged."""
-        if self.dims != 2:
-            raise ValueError(f"{self.name}: a {self.dims}-d conv is not a ConvStage")
-        padding: formulas.Padding = "same" if self.padding == "same" else (self.padding[0], self.padding[1])
-        return ConvStage(
-            name=self.name,
-            cin=self.cin,
-            cout=self.cout,
-            kernel=(self.kernel[0], self.kernel[1]),
-            stride=(self.stride[0], self.stride[1]),
-            padding=padding,
-            dilation=(self.dilation[0], self.dilation[1]),
-            groups=self.groups,
-            bias=self.bias,
-            shared=self.shared,
         )
 
     @classmethod
@@ -148,10 +124,7 @@ class LinearOp(Op):
     out_features: int = 1
     bias: bool = True
     stored_params: int | None = None  # as for ConvOp: a parametrized weight's stored tensors
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.LINEAR
+    kind: ClassVar[OpKind] = OpKind.LINEAR
 
 
 @dataclass(frozen=True)
@@ -160,20 +133,14 @@ class NormOp(Op):
 
     channels: int = 1
     affine: bool = True
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.NORM
+    kind: ClassVar[OpKind] = OpKind.NORM
 
 
 @dataclass(frozen=True)
 class ActOp(Op):
     function: str = "relu"
     params: int = 0  # PReLU's slopes
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.ACT
+    kind: ClassVar[OpKind] = OpKind.ACT
 
 
 @dataclass(frozen=True)
@@ -186,10 +153,7 @@ class PoolOp(Op):
     padding: tuple[int, ...] = (0, 0)
     dilation: tuple[int, ...] = (1, 1)
     ceil_mode: bool = False
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.POOL
+    kind: ClassVar[OpKind] = OpKind.POOL
 
 
 @dataclass(frozen=True)
@@ -198,38 +162,28 @@ class AdaptivePoolOp(Op):
 
     mode: Literal["max", "avg"] = "avg"
     output_size: tuple[int, ...] = (1, 1)
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.ADAPTIVE_POOL
+    kind: ClassVar[OpKind] = OpKind.ADAPTIVE_POOL
 
 
 @dataclass(frozen=True)
 class FlattenOp(Op):
     start_dim: int = 1
     end_dim: int = -1
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.FLATTEN
+    kind: ClassVar[OpKind] = OpKind.FLATTEN
 
 
 @dataclass(frozen=True)
 class IdentityOp(Op):
     """Identity, or Dropout at inference."""
 
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.IDENTITY
+    kind: ClassVar[OpKind] = OpKind.IDENTITY
 
 
 @dataclass(frozen=True)
 class AddOp(Op):
     """A residual add of two tensors of the op's input shape."""
 
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.ADD
+    kind: ClassVar[OpKind] = OpKind.ADD
 
 
 @dataclass(frozen=True)
@@ -239,10 +193,7 @@ class UncountedOp(Op):
     type_name: str = ""
     params: int = 0
     output: Shape = ()  # as measured: there is no formula for it
-
-    @property
-    def kind(self) -> OpKind:
-        return OpKind.NOT_COUNTED
+    kind: ClassVar[OpKind] = OpKind.NOT_COUNTED
 
 
 @dataclass(frozen=True)
@@ -296,32 +247,22 @@ def elements(shape: Shape) -> int:
 
 
 def _conv_output(op: ConvOp) -> Shape:
-    batch, spatial = op.input_shape[0], op.input_shape[2:]
-    if op.dims == 2:
-        size = formulas.output_size(op.stage(), (spatial[0], spatial[1]))
-        return (batch, op.cout, *size)
     out = []
-    for index, length in enumerate(spatial):
+    for index, length in enumerate(op.input_shape[2:]):
         k, s, d = op.kernel[index], op.stride[index], op.dilation[index]
+        # 'same' pads d·(k−1) in all (torch puts the odd pixel on the bottom/right side: the length is the same)
         pad_total = d * (k - 1) if op.padding == "same" else 2 * op.padding[index]
         out.append(formulas.output_length(length, k, s, pad_total, d))
-    return (batch, op.cout, *out)
+    return (op.input_shape[0], op.cout, *out)
 
 
 @register(ConvOp, _conv_output)
 def _conv_cost(op: ConvOp) -> Cost:
-    if op.dims == 2:
-        stage = op.stage()
-        size = (op.input_shape[2], op.input_shape[3])
-        batch = op.input_shape[0]
-        return Cost(
-            params=formulas.params(stage) if op.stored_params is None else op.stored_params,
-            macs=formulas.macs(stage, size, batch),
-            bias_adds=formulas.bias_adds(stage, size, batch),
-        )
+    """MACs: output elements × (cin / groups) × prod(kernel); a shared kernel stores one kernel per multiplier
+    slot (cout / groups of them), which every group applies."""
     per_output = (op.cin // op.groups) * math.prod(op.kernel)
     outputs = elements(_conv_output(op))
-    weights = op.cout * per_output if not op.shared else (op.cout // op.groups) * per_output
+    weights = (op.cout if not op.shared else op.cout // op.groups) * per_output
     return Cost(
         params=weights + (op.cout if op.bias else 0) if op.stored_params is None else op.stored_params,
         macs=outputs * per_output,
@@ -422,6 +363,30 @@ def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, 
     return inputs + params + (elements(output_shape) if output_shape else 0)
 
 
+def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> list[Op]:
+    """A conv stage as the ops it runs: its conv, then its norm and its activation when it has them."""
+    name = f"{prefix}{stage.name}"
+    conv = ConvOp.from_stage(stage, input_shape, name)
+    shape = output_shape(conv)
+    ops: list[Op] = [conv]
+    if stage.norm is formulas.Norm.BATCH:
+        ops.append(NormOp(f"{name}.norm", shape, stage.cout))
+    if stage.act is not formulas.Act.NONE:
+        ops.append(ActOp(f"{name}.act", shape, str(stage.act)))
+    return ops
+
+
+def stage_cost(stage: ConvStage, input_shape: Shape, itemsize: int = 1) -> tuple[Cost, int]:
+    """The cost of a conv stage, the sum of its ops', and the bytes they move at minimum (at ``itemsize``)."""
+    ops = stage_ops(stage, input_shape)
+    costs = [cost(op) for op in ops]
+    moved = sum(moved_elements(op.kind, op.input_shape, output_shape(op), item.params)
+                for op, item in zip(ops, costs, strict=True))  # fmt: skip
+    total = Cost(sum(item.params for item in costs), sum(item.macs for item in costs),
+                 sum(item.bias_adds for item in costs), sum(item.other_ops for item in costs))  # fmt: skip
+    return total, moved * itemsize
+
+
 class Category(str, Enum):
     """The breakdown by layer kind (``--by-kind``): where a model's params and MACs go."""
 
@@ -485,72 +450,3 @@ def describe(op: Op) -> str:
     if isinstance(op, UncountedOp):
         return op.type_name
     return str(op.kind)
-
-
-# ---- the dense equivalent ---------------------------------------------------------------------------------
-
-_BETWEEN = (NormOp, ActOp, IdentityOp)
-
-
-@dataclass(frozen=True)
-class Replacement:
-    """A depthwise conv and the pointwise conv after it, replaced by the dense conv they factorise."""
-
-    depthwise: str
-    pointwise: str
-    dense: ConvOp
-    dropped: tuple[str, ...]  # the norm/activation ops between the two, gone with the depthwise output
-
-
-def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
-    """The same ops with each depthwise → pointwise pair replaced by one dense conv cin → cout.
-
-    The dense conv takes the depthwise conv's kernel, stride, padding and dilation and the pointwise conv's
-    bias; the norm and activation ops between the pair go (they acted on the depthwise output, which no
-    longer exists); everything after the pointwise conv stays.
-    """
-    result: list[Op] = []
-    replacements: list[Replacement] = []
-    index = 0
-    while index < len(ops):
-        op = ops[index]
-        pair = _pointwise_after(ops, index) if isinstance(op, ConvOp) and op.is_depthwise else None
-        if pair is None:
-            result.append(op)
-            index += 1
-            continue
-        assert isinstance(op, ConvOp)
-        after, pointwise = pair
-        dense = replace(
-            op,
-            name=f"{op.name}+{pointwise.name}",
-            cout=pointwise.cout,
-            groups=1,
-            bias=pointwise.bias,
-            shared=False,
-            stored_params=None,
-        )
-        result.append(dense)
-        replacements.append(
-            Replacement(op.name, pointwise.name, dense, tuple(item.name for item in ops[index + 1 : after]))
-        )
-        index = after + 1
-    return result, replacements
-
-
-def _pointwise_after(ops: list[Op], index: int) -> tuple[int, ConvOp] | None:
-    depthwise = ops[index]
-    assert isinstance(depthwise, ConvOp)
-    for after in range(index + 1, len(ops)):
-        candidate = ops[after]
-        if isinstance(candidate, _BETWEEN):
-            continue
-        if (
-            isinstance(candidate, ConvOp)
-            and candidate.is_pointwise
-            and candidate.dims == depthwise.dims
-            and candidate.cin == depthwise.cout
-        ):
-            return after, candidate
-        return None
-    return None

@@ -4,10 +4,9 @@ The model, stated once:
 
 * A stage or layer moves at least ``min_bytes``: every operation in it that really reads and writes memory (conv,
   norm, activation, pool, add, linear) reads its input(s) and parameters once and writes its output once, at the
-  dtype's size; views (flatten, identity) move nothing. ``compare``'s stages
-  (:func:`convcost.cost.formulas.min_bytes`: conv, then its norm and activation) and ``model``'s layers
-  (:func:`convcost.cost.ops.moved_elements`) follow this one rule. A stage does ``FLOPs = 2 × MACs``; its
-  **arithmetic intensity** is FLOPs per byte.
+  dtype's size; views (flatten, identity) move nothing: :func:`convcost.cost.ops.moved_elements`, the one rule of
+  ``compare``'s stages (their conv, norm and activation ops) and ``model``'s layers. A stage does
+  ``FLOPs = 2 × MACs``; its **arithmetic intensity** is FLOPs per byte.
 * With a :class:`Calibration` of this machine (``convcost calibrate``: a large matmul's FLOP/s, a large copy's
   bytes/s and the cost of one tiny module call), the stage cannot run faster than its **roofline bound**
   ``max(FLOPs / peak FLOP/s, bytes / peak bytes/s)``. The fraction achieved is ``bound ÷ measured latency``.
@@ -26,19 +25,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Verdict(str, Enum):
-    """What limits a stage or layer, by the roofline model."""
+class Bound(StrEnum):
+    """What limits a stage or layer by the roofline model (a roofline's ``verdict``; not a budget's verdict)."""
 
     COMPUTE = "compute-bound"
     MEMORY = "memory-bound"
     OVERHEAD = "overhead-bound"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def short(self) -> str:
@@ -234,7 +230,7 @@ class Roofline:
     overhead_ms: float | None = None
     bound_ms: float | None = None  # max(compute, memory); a layer's is the sum of its stages'
     fraction: float | None = None  # bound ÷ measured latency
-    verdict: Verdict | None = None
+    verdict: Bound | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -242,11 +238,11 @@ class Roofline:
         return data
 
 
-def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Verdict:
+def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Bound:
     """Overhead-bound when per-call cost ≥ the bound, else whichever of compute and memory takes longer."""
     if overhead_ms >= bound_ms:
-        return Verdict.OVERHEAD
-    return Verdict.COMPUTE if compute_ms >= memory_ms else Verdict.MEMORY
+        return Bound.OVERHEAD
+    return Bound.COMPUTE if compute_ms >= memory_ms else Bound.MEMORY
 
 
 def _rates(macs: int, min_bytes: int, latency_ms: float | None) -> tuple[float | None, float | None]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
-from convcost.report.comparison import markdown_table, to_json
+from convcost.report.export import markdown_table, to_json
+from convcost.report.format import si
 from convcost.report.literal import markdown_literal, visible
-from convcost.report.model import si
-from convcost.run.budget import METRICS, BudgetResult, Level, Verdict
+from convcost.results.budget import METRICS, BudgetResult, Level, LimitVerdict
 
 GITHUB_PER_LEVEL = 10  # GitHub shows at most 10 annotations of each level per step
 _UNITS = {"latency_ms": " ms"}
@@ -25,7 +25,7 @@ def amount(metric: str, value: float | None) -> str:
     return f"{value:,.1f}"
 
 
-def describe(verdict: Verdict) -> str:
+def describe(verdict: LimitVerdict) -> str:
     """What failed, with expected, found and by how much: the body of a linter line."""
     head = verdict.check if verdict.subject in ("model", verdict.check) else f"{verdict.check}: {verdict.subject}"
     if verdict.message:
@@ -45,11 +45,11 @@ def describe(verdict: Verdict) -> str:
     return f"{head}: {metric} {found} > max {expected}{over}"
 
 
-def _level_word(verdict: Verdict) -> str:
+def _level_word(verdict: LimitVerdict) -> str:
     return "error" if verdict.level is Level.ERROR else "warning"
 
 
-def failed(result: BudgetResult) -> list[Verdict]:
+def failed(result: BudgetResult) -> list[LimitVerdict]:
     """Errors first, then warnings, each in budget-file order."""
     return result.errors + result.warnings
 
@@ -115,7 +115,7 @@ def to_markdown_summary(result: BudgetResult) -> str:
 def to_junit(result: BudgetResult) -> str:
     """JUnit XML: one test case per limit; a failed error-level limit is a failure, a warning is only noted."""
     suites = ElementTree.Element("testsuites", name="convcost check")
-    by_check: dict[str, list[Verdict]] = {}
+    by_check: dict[str, list[LimitVerdict]] = {}
     for verdict in result.verdicts:
         by_check.setdefault(verdict.check, []).append(verdict)
     total_failures = 0

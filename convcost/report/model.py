@@ -2,76 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from rich import box
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, Group, NewLine, RenderableType, RenderResult
 from rich.text import Text
 
-from convcost.report.comparison import (
+from convcost.report.export import markdown_table, to_csv, to_json
+from convcost.report.format import (
     OutputFormat,
     count,
     csv_shape,
-    markdown_table,
+    dims,
     milliseconds,
     ms_interval,
     peaks_text,
+    percent,
     rate,
     sampling_text,
+    share,
+    si,
     significant,
-    to_csv,
-    to_json,
+    square_shape,
+    threads_text,
 )
 from convcost.report.literal import markdown_literal, visible
-from convcost.report.tables import FitTable
+from convcost.report.tables import FitTable, prose
 from convcost.results.model import ModelLayerResult, ModelResult
 
-_SI = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "k"))
 _SHORT_KINDS = {"inverted_residual": "inv.residual", "adaptive pool": "pool"}
-
-
-def si(value: float | None) -> str:
-    """A number in SI units with three significant digits: 864, 44.6k, 4.23M, 1.14G."""
-    if value is None:
-        return "—"
-    for size, suffix in _SI:
-        if abs(value) >= size:
-            scaled = value / size
-            digits = 2 if abs(scaled) < 10 else 1 if abs(scaled) < 100 else 0
-            return f"{scaled:.{digits}f}{suffix}"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def dims(value: Sequence[int] | None, batch: bool = False) -> str:
-    """A shape without its batch dimension (``32×112×112``)."""
-    if value is None:
-        return "—"
-    shown = value if batch else value[1:]
-    return "×".join(str(v) for v in shown) if shown else "—"
-
-
-def compact(value: Sequence[int]) -> str:
-    """A shape without its batch, square spatial sizes squared: ``32×112²`` for 32×112×112."""
-    shown = list(value[1:])
-    if len(shown) == 3 and shown[1] == shown[2]:
-        return f"{shown[0]}×{shown[1]}²"
-    return "×".join(str(v) for v in shown) if shown else "—"
-
-
-def percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "—"
 
 
 def title(result: ModelResult) -> str:
     env = result.environment
-    threads = f"{env.threads} thread" + ("s" if env.threads != 1 else "")
     extras = []
     multiplier = result.settings.get("width_multiplier")
     if multiplier not in (None, 1.0):
         extras.append(f"α {multiplier:g}")
     names = [result.name] if result.source == result.name else [result.name, result.source]
-    return " · ".join([*names, dims(result.input_shape, batch=True), *extras, env.dtype, env.device, threads])
+    return " · ".join([*names, dims(result.input_shape, batch=True), *extras, env.dtype, env.device,
+                       threads_text(env.threads)])  # fmt: skip
 
 
 def dense_line(result: ModelResult) -> str:
@@ -96,6 +65,9 @@ def saving_line(result: ModelResult) -> str:
 
 
 def check_line(result: ModelResult) -> Text:
+    if not result.measured:
+        return Text("· formula only: nothing built or run, so nothing checked (drop --formula-only to check)",
+                    style="yellow")  # fmt: skip
     if result.ok:
         bias = result.total.bias_adds
         return Text(
@@ -112,21 +84,27 @@ def _bound_cell(layer: ModelLayerResult) -> str:
     if line is None or line.verdict is None:
         return ""
     initial = line.verdict.short[0].upper()
-    return f"{100 * line.fraction:.0f}% {initial}" if line.fraction is not None else initial
+    return f"{percent(line.fraction)} {initial}" if line.fraction is not None else initial
 
 
-def render_table(result: ModelResult, console: Console, by_kind: bool = False) -> None:
+class _Title:
+    """The model's title in bold: on one line where it fits, else the model's name above the run's settings."""
+
+    def __init__(self, result: ModelResult) -> None:
+        self.text, self.shape = visible(title(result)), dims(result.input_shape, batch=True)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        head = self.text
+        if len(head) > options.max_width:  # never let the header wrap mid-word
+            names, _, rest = head.partition(f" · {self.shape}")
+            head = f"{names}\n{self.shape}{rest}"
+        yield Text(head, style="bold")
+
+
+def render_table(result: ModelResult, by_kind: bool = False) -> Group:
     """The per-layer table, the totals with their checks, the dense equivalent and the breakdown by kind."""
-    head = visible(title(result))
-    if len(head) > console.width:
-        # never let the header wrap mid-word: the model's name on one line, the run's settings on the next
-        names, _, rest = head.partition(f" · {dims(result.input_shape, batch=True)}")
-        head = f"{names}\n{dims(result.input_shape, batch=True)}{rest}"
-    console.print(Text(head, style="bold"))
     show_latency = any(layer.latency for layer in result.layers)
     table = FitTable(
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
         show_edge=False,
         padding=(0, 0, 0, 1),  # one space and the column rule between columns: 80 columns hold all of them
         caption="C×H×W without the batch, 7² = 7×7; Other: norm, act, pool, add ops",
@@ -152,11 +130,11 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
         cells: list[str | Text] = [
             layer.name,
             kind,
-            f"{compact(layer.input_shape)} → {compact(layer.output_shape)}",
+            f"{square_shape(layer.input_shape)} → {square_shape(layer.output_shape)}",
             si(layer.params),
             si(layer.macs),
             *([] if show_latency else [si(layer.other_ops)]),
-            percent(layer.macs, total.macs),
+            share(layer.macs, total.macs),
         ]
         if show_latency:
             cells.append(milliseconds(layer.latency.shown_ms) if layer.latency else "")
@@ -165,7 +143,7 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
         table.add_row(*cells, style=None if layer.counted else "yellow")
     table.add_section()
     footer: list[str | Text] = [
-        "total", "", f"{compact(result.input_shape)} → {compact(result.output_shape)}", si(total.params),
+        "total", "", f"{square_shape(result.input_shape)} → {square_shape(result.output_shape)}", si(total.params),
         si(total.macs), *([] if show_latency else [si(total.other_ops)]), "100%",
     ]  # fmt: skip
     if show_latency:
@@ -173,57 +151,52 @@ def render_table(result: ModelResult, console: Console, by_kind: bool = False) -
     if show_roofline:
         footer.append("")
     table.add_row(*footer, style="bold")
-    console.print(table)
-    console.print(f"Total: {total.params:,} params, {total.macs:,} MACs ({si(total.flops)} FLOPs)")
-    console.print(check_line(result))
-    if result.ok and result.total.bias_adds:
-        console.print(f"  * ptflops counts {result.total.bias_adds:,} bias adds as MACs; they are taken off")
-    console.print(dense_line(result))
-    console.print(saving_line(result))
+    lines: list[str | Text] = [
+        f"Total: {total.params:,} params, {total.macs:,} MACs ({si(total.flops)} FLOPs)",
+        check_line(result),
+    ]
+    if result.ok and result.measured and result.total.bias_adds:
+        lines.append(f"  * ptflops counts {result.total.bias_adds:,} bias adds as MACs; they are taken off")
+    lines += [dense_line(result), saving_line(result)]
     if result.latency is not None:
         stats = result.latency
-        console.print(
-            f"Latency: {ms_interval(stats)} ms end to end, best (10th percentile; 95% interval), "
-            f"{milliseconds(stats.median_ms)} ms typical (median); {sampling_text(stats)}; "
-            "the table shows best; per-layer times are each layer alone"
-        )
+        lines.append(f"Latency: {ms_interval(stats)} ms end to end, best (10th percentile; 95% interval), "
+                     f"{milliseconds(stats.median_ms)} ms typical (median); {sampling_text(stats)}; "
+                     "the table shows best; per-layer times are each layer alone")  # fmt: skip
         if result.environment.contention is not None:
-            console.print(result.environment.contention.note)
+            lines.append(result.environment.contention.note)
         calibration = result.environment.calibration
         if calibration is None:
-            console.print(
-                "No calibration for this machine, dtype and thread count: run convcost calibrate for roofline "
-                "bounds and verdicts (Bound column)."
-            )
+            lines.append("No calibration for this machine, dtype and thread count: run convcost calibrate for "
+                         "roofline bounds and verdicts (Bound column).")  # fmt: skip
         else:
-            console.print(
-                f"Bound: % of the roofline bound max(compute, memory) achieved, and what bounds the layer: "
-                f"C compute, M memory, O per-call overhead ({peaks_text(calibration)})."
-            )
+            lines.append(f"Bound: % of the roofline bound max(compute, memory) achieved, and what bounds the layer: "
+                         f"C compute, M memory, O per-call overhead ({peaks_text(calibration)}).")  # fmt: skip
+    parts: list[RenderableType] = [_Title(result), table, *(prose(text) for text in lines)]
     if by_kind:
-        render_by_kind(result, console)
-    for note in result.notes:
-        console.print(Text(visible(note), style="yellow"))
+        parts.append(render_by_kind(result))
+    parts += [Text(visible(note), style="yellow") for note in result.notes]
+    return Group(*parts)
 
 
-def render_by_kind(result: ModelResult, console: Console) -> None:
-    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, title="By kind", title_justify="left")
+def render_by_kind(result: ModelResult) -> FitTable:
+    table = FitTable(title="By kind")
     table.add_column("Kind", no_wrap=True)
     table.add_column("Ops", justify="right", no_wrap=True)
     table.add_column("Params", justify="right", no_wrap=True)
     table.add_column("Params%", justify="right", no_wrap=True)
     table.add_column("MACs", justify="right", no_wrap=True)
     table.add_column("MACs%", justify="right", no_wrap=True)
-    for share in result.by_kind:
+    for kind in result.by_kind:
         table.add_row(
-            share.kind,
-            str(share.ops),
-            si(share.params),
-            f"{100 * share.params_share:.1f}%",
-            si(share.macs),
-            f"{100 * share.macs_share:.1f}%",
+            kind.kind,
+            str(kind.ops),
+            si(kind.params),
+            percent(kind.params_share, 1),
+            si(kind.macs),
+            percent(kind.macs_share, 1),
         )
-    console.print(table)
+    return table
 
 
 CSV_COLUMNS = [
@@ -259,7 +232,7 @@ def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
     parts = [f"### {markdown_literal(title(result))}", ""]
     rows = [
         [markdown_literal(layer.name), layer.kind, f"{dims(layer.input_shape)} → {dims(layer.output_shape)}",
-         count(layer.params), count(layer.macs), count(layer.other_ops), percent(layer.macs, result.total.macs)]
+         count(layer.params), count(layer.macs), count(layer.other_ops), share(layer.macs, result.total.macs)]
         for layer in result.layers
     ]  # fmt: skip
     total = result.total
@@ -271,9 +244,9 @@ def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
     parts.append(f"- {visible(check_line(result).plain)}")
     if by_kind:
         kind_rows = [
-            [share.kind, str(share.ops), count(share.params), f"{100 * share.params_share:.1f}%",
-             count(share.macs), f"{100 * share.macs_share:.1f}%"]
-            for share in result.by_kind
+            [kind.kind, str(kind.ops), count(kind.params), percent(kind.params_share, 1),
+             count(kind.macs), percent(kind.macs_share, 1)]
+            for kind in result.by_kind
         ]  # fmt: skip
         parts += ["", markdown_table(["Kind", "Ops", "Params", "Params %", "MACs", "MACs %"], kind_rows,
                                      {1, 2, 3, 4, 5})]  # fmt: skip
@@ -282,26 +255,22 @@ def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
 
 
 def render(
-    result: ModelResult, output_format: OutputFormat, console: Console, by_kind: bool = False, roofline: bool = False
-) -> str | None:
-    """Text for json/csv/markdown; the tables are printed to ``console`` (returns None)."""
+    result: ModelResult, output_format: OutputFormat, by_kind: bool = False, roofline: bool = False
+) -> str | Group:
+    """Text for json/csv/markdown, the tables for table (the caller prints them)."""
     if output_format is OutputFormat.JSON:
         return to_json(result.to_dict())
     if output_format is OutputFormat.CSV:
         return to_csv(csv_rows(result), CSV_COLUMNS)
     if output_format is OutputFormat.MARKDOWN:
         return to_markdown(result, by_kind)
-    render_table(result, console, by_kind)
-    if roofline:
-        render_roofline(result, console)
-    return None
+    table = render_table(result, by_kind)
+    return Group(table, render_roofline(result)) if roofline else table
 
 
-def render_roofline(result: ModelResult, console: Console) -> None:
+def render_roofline(result: ModelResult) -> Group:
     """The full roofline per timed layer: what it moves and achieves, and (calibrated) its bound and verdict."""
-    console.print()
-    console.print("Roofline per layer (each layer timed alone; bytes at minimum, FLOPs = 2 × MACs)")
-    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, padding=(0, 0, 0, 1))
+    table = FitTable(show_edge=False, padding=(0, 0, 0, 1))
     for header in ("Layer", "MACs", "Bytes", "FLOP/B", "GMAC/s", "GB/s", "Bound ms", "Of bound", "Limit"):
         table.add_column(header, justify="left" if header in ("Layer", "Limit") else "right", no_wrap=True)
     for layer in result.layers:
@@ -316,7 +285,8 @@ def render_roofline(result: ModelResult, console: Console) -> None:
             rate(line.gmacs_per_s),
             rate(line.gbytes_per_s),
             "—" if line.bound_ms is None else significant(line.bound_ms),
-            "—" if line.fraction is None else f"{100 * line.fraction:.0f}%",
+            percent(line.fraction),
             "—" if line.verdict is None else line.verdict.short,
         )
-    console.print(table)
+    return Group(NewLine(), prose("Roofline per layer (each layer timed alone; bytes at minimum, FLOPs = 2 × MACs)"),
+                 table)  # fmt: skip

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterable
 from typing import IO, Any
 
+from rich import box
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
@@ -54,6 +55,11 @@ def _content_width(console: Console, options: ConsoleOptions, renderable: Render
 
 class FitTable(Table):
     """A Rich table that never crops a no-wrap cell: whole when it fits, stacked (row by row) when it does not."""
+
+    def __init__(self, *headers: Any, **kwargs: Any) -> None:
+        """Every convcost table's look unless told otherwise: a rule under the header, no edge padding, title left."""
+        kwargs = {"box": box.SIMPLE_HEAD, "pad_edge": False, "title_justify": "left", **kwargs}
+        super().__init__(*headers, **kwargs)
 
     def add_column(self, header: RenderableType = "", *args: Any, **kwargs: Any) -> None:
         if kwargs.get("overflow") != "fold":
@@ -168,6 +174,26 @@ class FitTable(Table):
                 yield line
         if self.caption:
             yield literal(self.caption)
+
+
+def prose(item: str | Text, style: str | None = None, *, soft_wrap: bool = False) -> Text:
+    """A line of prose for a renderer's output, literal like every printed string.
+
+    ``soft_wrap`` keeps it on one line whatever the width (a problem that must be grepped and copied whole); the
+    CLI prints a report without cropping, so such a line runs past the width instead of being cut.
+    """
+    text = literal(item, keep_lines=True)
+    text = text.copy() if isinstance(text, Text) else Text(str(text))
+    if style:
+        text.style = style
+    if soft_wrap:
+        text.no_wrap, text.overflow = True, "ignore"
+    return text
+
+
+def show(console: Console, renderable: RenderableType) -> None:
+    """Print what a renderer returned as the CLI does: no cropping, so a soft-wrapped line stays whole."""
+    console.print(renderable, crop=False)
 
 
 class LiteralConsole(Console):

@@ -18,14 +18,17 @@ Shape = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Check:
-    """One number checked two ways. ``ok`` is False for a disagreement the convention does not explain."""
+    """One number checked two ways; ``ok`` is derived: the formula's figure equals the measured one."""
 
     subject: str  # e.g. "separable.pointwise"
     quantity: str  # "output shape", "params", "MACs (FlopCounterMode)", ...
     expected: Any  # by formula
     found: Any  # by measurement
-    ok: bool
     explanation: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.expected == self.found)
 
     def message(self) -> str:
         return f"{self.subject}: {self.quantity}: formula {_show(self.expected)}, measured {_show(self.found)}"
@@ -39,6 +42,21 @@ class Check:
             "ok": self.ok,
             "explanation": self.explanation,
         }
+
+
+def checks(
+    subject: str, figures: list[tuple[str, Any, Any]], counters: tuple[int, int, int, int] | None = None, note: str = ""
+) -> list[Check]:
+    """The one checks builder: each (quantity, formula, measured) figure, then with ``counters`` = (MACs by
+    formula, FlopCounterMode's, ptflops' raw figure, bias adds) the MACs against both counters; ptflops folds the
+    bias adds into its figure, so it is compared less them. ``note`` explains a FlopCounterMode difference."""
+    found = [Check(subject, quantity, expected, measured) for quantity, expected, measured in figures]
+    if counters is not None:
+        macs, flop_counter, ptflops_raw, bias_adds = counters
+        folded = f"ptflops folds {bias_adds:,} bias adds into its figure ({ptflops_raw:,})" if bias_adds else ""
+        found += [Check(subject, "MACs (FlopCounterMode)", macs, flop_counter, note),
+                  Check(subject, "MACs (ptflops)", macs, ptflops_raw - bias_adds, folded)]  # fmt: skip
+    return found
 
 
 def _show(value: Any) -> str:

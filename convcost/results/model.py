@@ -223,6 +223,7 @@ class ModelResult:
     settings: dict[str, Any] = field(default_factory=dict)  # width multiplier, divisor, ...
     latency: LatencyStats | None = None  # end to end
     notes: list[str] = field(default_factory=list)
+    measured: bool = True  # False: by formula only, nothing built or run (--formula-only)
 
     @property
     def ops(self) -> list[OpResult]:
@@ -245,6 +246,7 @@ class ModelResult:
             "schema_version": SCHEMA_VERSION,
             "name": self.name,
             "source": self.source,
+            **({} if self.measured else {"measured": False}),  # absent from measured runs, as it always was
             "settings": self.settings,
             "environment": self.environment.to_dict(),
             "input_shape": list(self.input_shape),

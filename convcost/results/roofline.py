@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from convcost.cost.roofline import Calibration, Verdict, analyse, combine, is_grouped_call, overhead_s
+from convcost.cost.roofline import Bound, Calibration, Roofline, analyse, combine, is_grouped_call, overhead_s
 from convcost.results.comparison import LayerResult, StageResult
+
+
+def line(
+    macs: int, min_bytes: int, latency_ms: float | None, calibration: Calibration | None, calls: int, grouped: int
+) -> Roofline:
+    """The roofline of a compare stage or a model layer: ``calls`` eager calls, ``grouped`` of them a grouped
+    spatial conv (which pays the grouped call's cost, see :func:`convcost.cost.roofline.is_grouped_call`)."""
+    overhead = None if calibration is None else overhead_s(calibration, grouped, calls - grouped)
+    return analyse(macs, min_bytes, latency_ms, calibration, calls, overhead)
 
 
 def stage_calls(stage: StageResult) -> int:
@@ -18,12 +27,8 @@ def annotate(layer: LayerResult, calibration: Calibration | None) -> None:
         if stage_latency is None and len(layer.stages) == 1:
             stage_latency = layer.latency
         latency_ms = None if stage_latency is None else stage_latency.shown_ms
-        calls = stage_calls(stage)
-        overhead = None
-        if calibration is not None:
-            grouped = int(is_grouped_call(stage.groups, stage.kernel))
-            overhead = overhead_s(calibration, grouped, calls - grouped)
-        stage.roofline = analyse(stage.macs, stage.min_bytes, latency_ms, calibration, calls, overhead)
+        grouped = int(is_grouped_call(stage.groups, stage.kernel))
+        stage.roofline = line(stage.macs, stage.min_bytes, latency_ms, calibration, stage_calls(stage), grouped)
     latency_ms = None if layer.latency is None else layer.latency.shown_ms
     layer.roofline = combine([stage.roofline for stage in layer.stages if stage.roofline is not None], latency_ms)
 
@@ -33,10 +38,10 @@ def limited_stages(layer: LayerResult) -> str:
     parts, causes = [], set()
     for stage in layer.stages:
         line = stage.roofline
-        if line is None or line.verdict is None or line.verdict is Verdict.COMPUTE:
+        if line is None or line.verdict is None or line.verdict is Bound.COMPUTE:
             continue
         name = stage.name if len(layer.stages) > 1 else layer.kind
-        if line.verdict is Verdict.MEMORY:
+        if line.verdict is Bound.MEMORY:
             parts.append(f"{name} is memory-bound ({line.intensity:.2g} FLOP/byte)")
             causes.add("memory traffic")
         else:

@@ -37,6 +37,7 @@ from convcost.cost.roofline import Calibration, cache_key
 from convcost.cost.stats import COPY, MATMUL, Contention, classify, quantile, summarize
 from convcost.errors import UsageError
 from convcost.run import latency
+from convcost.run.context import RunContext
 from convcost.spec.compare import DType
 from convcost.spec.files import write_atomic
 
@@ -177,13 +178,10 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
     check_device(device)
     settings = settings or default_settings(device)
     torch_dtype = TORCH_DTYPES[dtype]
-    allocator = latency.tune_allocator()
-    previous_threads = torch.get_num_threads()
-    previous_grad = torch.is_grad_enabled()
     tf32 = matmul_tf32(device)
-    try:
-        torch.set_num_threads(threads)
-        torch.set_grad_enabled(False)
+    # timed as compare times: on ``threads``, glibc's heap tuned; both restored after (the run context)
+    with RunContext(device, dtype, threads, latency.LatencySettings(threads=threads)).applied(), torch.no_grad():
+        allocator = latency.allocator_state()
         waited, wall = latency.cpu_wait_seconds(), time.perf_counter()
         probe = _ProbeRounds(device, threads)
         probe.take(settings.probe_rounds)
@@ -195,9 +193,6 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
         grouped_overhead, grouped_interval = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
         probe.take(settings.probe_rounds)
         contention = probe.contention(latency.cpu_wait_fraction(waited, time.perf_counter() - wall, threads))
-    finally:
-        torch.set_num_threads(previous_threads)
-        torch.set_grad_enabled(previous_grad)
     return Calibration(
         machine=machine_name(device),
         torch=torch.__version__,

@@ -10,11 +10,12 @@ from torch import nn
 from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
 from convcost.cost.stats import Estimate, within
-from convcost.results.comparison import Check, Comparison, LayerResult, Ratios
+from convcost.results.comparison import Comparison, LayerResult, Ratios
 from convcost.run import build, latency
+from convcost.run.context import RunContext
 from convcost.run.estimate import assemble
 from convcost.run.latency import LatencySettings
-from convcost.run.measure import check_device, check_memory, environment, measure_stage
+from convcost.run.measure import check_device, check_memory, measure_stage
 from convcost.spec import kinds
 from convcost.spec.compare import CompareSpec, LayerKind
 
@@ -49,17 +50,24 @@ def compare(
     """Compare the dense conv of ``spec`` with each alternative in ``spec.vs``; latency when settings are given.
 
     Every stage and layer gets a roofline (bytes, intensity, achieved rates); with a ``calibration`` of this
-    machine (see :mod:`convcost.calibrate`) also its bound, the fraction achieved and a verdict.
+    machine (see :mod:`convcost.calibrate`) also its bound, the fraction achieved and a verdict. Without
+    latency settings the forward passes run on torch's thread count as it is; either way the process's thread
+    count and allocator are as before afterwards (the run context applies and restores them).
     """
+    threads = latency_settings.threads if latency_settings else torch.get_num_threads()
+    context = RunContext(spec.device, spec.dtype, threads, latency_settings)
+    with context.applied():
+        return _compare(spec, context, calibration)
+
+
+def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | None) -> Comparison:
+    latency_settings = context.latency
     check_device(spec.device)
     planned = kinds.plan(spec)
     channels = {"cin": spec.cin, "cout": spec.cout, "mid": spec.mid or 0, "multiplier": spec.multiplier * spec.cin}
     if spec.multiplier == 1:
         del channels["multiplier"]
     check_memory(list(planned.values()), spec.size, spec.batch, spec.dtype.itemsize, channels)
-    if latency_settings is not None and latency_settings.tune_allocator:
-        latency.tune_allocator()
-    allocator = latency.allocator_state()  # mallopt is process-wide: an earlier call may have tuned it
     measured: dict[str, tuple[LayerResult, nn.Module, torch.Tensor]] = {}
     run = None
     for planned_kind, stages in planned.items():
@@ -77,17 +85,10 @@ def compare(
             layer.latency = stats[kind]
             for stage in layer.stages:
                 stage.latency = stats.get(f"{kind}.{stage.name}")
-    threads = latency_settings.threads if latency_settings else torch.get_num_threads()
     comparison = assemble(
         spec,
         {kind: layer for kind, (layer, _, _) in measured.items()},
-        environment(
-            spec.device,
-            threads,
-            str(spec.dtype),
-            bool(latency_settings and latency_settings.channels_last),
-            allocator,
-        ),
+        context.environment(),
         calibration,
         measured=True,
     )
@@ -120,7 +121,3 @@ def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
         return cached(spec.device, spec.dtype, threads)
     except CalibrationCacheError:
         return None
-
-
-def failed_checks(comparison: Comparison) -> list[Check]:
-    return [check for layer in comparison.layers for check in layer.checks if not check.ok]

@@ -10,8 +10,8 @@ import functools
 import importlib.metadata
 import platform
 
-from convcost.cost import formulas, roofline
-from convcost.cost.formulas import ConvStage, Pair
+from convcost.cost import formulas, ops, roofline
+from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
 from convcost.results import roofline as layer_roofline
 from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
@@ -26,9 +26,9 @@ FAR_SHORT = 0.5
 def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], itemsize: int) -> StageResult:
     """A stage's figures by formula alone; every measured field is None."""
     batch, _, height, width = input_shape
-    size: Pair = (height, width)
-    out_h, out_w = formulas.output_size(stage, size)
+    out_h, out_w = formulas.output_size(stage, (height, width))
     weight_shape = formulas.weight_shape(stage)
+    cost, moved = ops.stage_cost(stage, input_shape, itemsize)
     return StageResult(
         name=stage.name,
         cin=stage.cin,
@@ -48,15 +48,15 @@ def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], item
         stored_weight_shape=(stage.multiplier, *weight_shape[1:]) if stage.shared else weight_shape,
         output_shape=(batch, stage.cout, out_h, out_w),
         output_shape_measured=None,
-        params=formulas.params(stage),
+        params=cost.params,
         params_measured=None,
-        macs=formulas.macs(stage, size, batch),
+        macs=cost.macs,
         macs_flop_counter=None,
         macs_ptflops=None,
         ptflops_raw=None,
-        bias_adds=formulas.bias_adds(stage, size, batch),
-        other_ops=formulas.other_ops(stage, size, batch),
-        min_bytes=formulas.min_bytes(stage, size, batch, itemsize),
+        bias_adds=cost.bias_adds,
+        other_ops=cost.other_ops,
+        min_bytes=moved,
         channel_map={
             "groups": stage.groups,
             "out_per_group": stage.cout // stage.groups,
@@ -75,7 +75,7 @@ def _versions() -> tuple[str, str, str]:
     return torch_version, platform.python_version(), platform.platform(terse=True)
 
 
-def formula_environment(spec: CompareSpec, threads: int = 1) -> Environment:
+def formula_environment(device: str, dtype: str, threads: int = 1) -> Environment:
     """The environment of a formula-only run: nothing ran, so the versions are what matters (torch not imported)."""
     torch_version, python_version, platform_name = _versions()
     return Environment(
@@ -83,10 +83,10 @@ def formula_environment(spec: CompareSpec, threads: int = 1) -> Environment:
         convcost=__version__,
         python=python_version,
         platform=platform_name,
-        device=spec.device,
+        device=device,
         device_name="not used (nothing measured)",
         threads=threads,
-        dtype=str(spec.dtype),
+        dtype=dtype,
         allocator="not used (nothing measured)",
     )
 
@@ -114,7 +114,7 @@ def estimate(spec: CompareSpec, threads: int = 1) -> Comparison:
             output_shape=results[-1].output_shape,
             output_shape_measured=None,
         )
-    return assemble(spec, layers, formula_environment(spec, threads), None, measured=False)
+    return assemble(spec, layers, formula_environment(spec.device, str(spec.dtype), threads), None, measured=False)
 
 
 def assemble(

@@ -122,6 +122,26 @@ def allocator_state() -> str:
     return _allocator_state or "not tuned"
 
 
+def allocator_tuned() -> bool:
+    """Whether :func:`tune_allocator` has run (and not been undone) in this process."""
+    return _allocator_state is not None
+
+
+# glibc's own starting values of both thresholds (128 KiB); set explicitly, the mmap threshold no longer grows
+# with the largest freed chunk as glibc's dynamic default does, which costs a process at most some page faults
+_GLIBC_DEFAULT_THRESHOLD = 128 << 10
+
+
+def restore_allocator() -> None:
+    """Undo :func:`tune_allocator`: glibc's default thresholds, and ``not tuned`` again."""
+    global _allocator_state
+    if _allocator_state is not None and _allocator_state.startswith("glibc mallopt"):
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt(M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+        mallopt(M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
+    _allocator_state = None
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

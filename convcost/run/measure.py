@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from convcost.cost import formulas
+from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage, Pair
 from convcost.errors import MeasurementError
-from convcost.results.comparison import Check, Environment, StageResult
+from convcost.results.comparison import Check, Environment, StageResult, checks
 from convcost.run.estimate import formula_stage
 from convcost.version import __version__
 
@@ -93,23 +93,11 @@ def measure_stage(
 
 def stage_checks(result: StageResult, applied_weight_shape: tuple[int, ...], subject: str) -> list[Check]:
     """Formula against measurement for every figure of a stage."""
-    ptflops_explained = (
-        f"ptflops folds {result.bias_adds:,} bias adds into its figure ({result.ptflops_raw:,})"
-        if result.bias_adds
-        else ""
-    )
-    checks = [
-        Check(subject, "output shape", result.output_shape, result.output_shape_measured,
-              result.output_shape == result.output_shape_measured),
-        Check(subject, "weight shape", result.weight_shape, applied_weight_shape,
-              result.weight_shape == applied_weight_shape),
-        Check(subject, "params", result.params, result.params_measured, result.params == result.params_measured),
-        Check(subject, "MACs (FlopCounterMode)", result.macs, result.macs_flop_counter,
-              result.macs == result.macs_flop_counter),
-        Check(subject, "MACs (ptflops)", result.macs, result.macs_ptflops, result.macs == result.macs_ptflops,
-              ptflops_explained),
-    ]  # fmt: skip
-    return checks
+    assert result.macs_flop_counter is not None and result.ptflops_raw is not None
+    figures = [("output shape", result.output_shape, result.output_shape_measured),
+               ("weight shape", result.weight_shape, applied_weight_shape),
+               ("params", result.params, result.params_measured)]  # fmt: skip
+    return checks(subject, figures, (result.macs, result.macs_flop_counter, result.ptflops_raw, result.bias_adds))
 
 
 def environment(device: str, threads: int, dtype: str, channels_last: bool, allocator: str) -> Environment:
@@ -158,15 +146,16 @@ def check_memory(
     for stages in layers:
         stage_size = size
         for stage in stages:
-            needed += formulas.min_bytes(stage, stage_size, batch, itemsize)
-            weights += (formulas.weight_params(stage) + formulas.bias_params(stage)) * itemsize
+            shape = (batch, stage.cin, *stage_size)
+            needed += ops.stage_cost(stage, shape, itemsize)[1]
+            weights += ops.cost(ops.ConvOp.from_stage(stage, shape)).params * itemsize  # the conv's weights, bias
             tensor = max(stage.cin, stage.cout) * stage_size[0] * stage_size[1]
             if tensor > largest:
                 largest, largest_pixels = tensor, stage_size[0] * stage_size[1]
                 largest_channels = max(stage.cin, stage.cout)
             stage_size = formulas.output_size(stage, stage_size)
-    available = available_memory()
-    if available is None or needed <= MEMORY_SHARE * available:
+    available = over_share(needed)
+    if available is None:
         return
     field = "size"
     if batch > 1 and weights + (needed - weights) / batch <= MEMORY_SHARE * available:
@@ -180,12 +169,19 @@ def check_memory(
     raise SpecError([FieldIssue((field,), message)])
 
 
+def over_share(needed: int) -> int | None:
+    """The bytes available when ``needed`` bytes exceed the share of them a run may take, else None (it fits, or
+    the OS does not say): the one test of every memory guard."""
+    available = available_memory()
+    return available if available is not None and needed > MEMORY_SHARE * available else None
+
+
 def require_memory(needed: int, field: str, what: str, advice: str) -> None:
     """Raise UsageError (``field: what need ... ; advice``) when ``needed`` bytes exceed the share allowed."""
     from convcost.errors import UsageError
 
-    available = available_memory()
-    if available is not None and needed > MEMORY_SHARE * available:
+    available = over_share(needed)
+    if available is not None:
         raise UsageError(
             f"{field}: {what} need at least {needed / 2**30:.1f} GiB, more than half of the "
             f"{available / 2**30:.1f} GiB available; {advice}"

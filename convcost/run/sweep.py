@@ -1,84 +1,26 @@
 """``convcost sweep``: compare over a grid of cin × cout × kernel × size; MAC ratio against measured speedup.
 
-Every grid point is validated before anything runs, then compared in turn (counters checked as for
+The grid (validated by :mod:`convcost.spec.sweep`) is compared point by point (counters checked as for
 ``compare``); within a point the dense layer and its alternatives are timed in interleaved rounds, so a
 speedup is never a ratio of two timings taken far apart.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convcost.cost.roofline import Calibration, Roofline
 from convcost.errors import FieldIssue, SpecError
 from convcost.results.comparison import Comparison, Environment, Sweep, SweepPoint
-from convcost.run.latency import LatencySettings
-from convcost.spec import bounds, kinds
-from convcost.spec.compare import CompareSpec, parse_compare, positive_int, positive_pair, size_value
+from convcost.spec.compare import CompareSpec
+from convcost.spec.sweep import describe, split_axis
 
-# The swept axes: spec field → (how one value is validated, what it must be).
-AXES: dict[str, Callable[[Any], Any]] = {
-    "cin": positive_int,
-    "cout": positive_int,
-    "kernel": positive_pair,
-    "size": size_value,
-}
+if TYPE_CHECKING:
+    from convcost.run.latency import LatencySettings
 
 Progress = Callable[[int, int, CompareSpec], None]
-
-
-def split_axis(text: str) -> list[str]:
-    """'8, 32,128' → ['8', '32', '128'] (order kept, repeats dropped)."""
-    return list(dict.fromkeys(part.strip() for part in text.split(",")))
-
-
-def plan(axes: dict[str, str], fixed: dict[str, Any]) -> list[CompareSpec]:
-    """Every grid point as a validated spec; all problems raised at once, each naming its point."""
-    issues: list[FieldIssue] = []
-    values: dict[str, list[str]] = {}
-    for field, text in axes.items():
-        values[field] = split_axis(text)
-    # the grid's size is bounded before any point is validated or planned
-    size = math.prod(len(axis) for axis in values.values())
-    if size > bounds.MAX_SWEEP_POINTS:
-        counts = " × ".join(f"{len(axis):,} {field}" for field, axis in values.items())
-        loc = (max(values, key=lambda field: len(values[field])),)
-        raise SpecError(
-            [FieldIssue(loc, f"the grid has {counts} = {size:,} points, more than the {bounds.MAX_SWEEP_POINTS:,} "
-                             "a sweep runs")]
-        )  # fmt: skip
-    for field in axes:
-        for value in values[field]:
-            try:
-                AXES[field](value)
-            except ValueError as error:
-                issues.append(FieldIssue((field,), f"{value!r} {error}" if value else "empty value in the list"))
-    if issues:
-        raise SpecError(issues)
-    fields = list(values)
-    specs: list[CompareSpec] = []
-    for combination in itertools.product(*(values[field] for field in fields)):
-        point = dict(zip(fields, combination, strict=True))
-        where = ", ".join(f"{field} {value}" for field, value in point.items())
-        try:
-            spec = parse_compare({**fixed, **point})
-            kinds.plan(spec)
-        except SpecError as error:
-            for issue in error.issues:
-                # a problem with a fixed option is the same at every point: say it once, without a point
-                on_axis = bool(issue.loc) and issue.loc[0] in values
-                located = replace(issue, message=f"at {where}: {issue.message}") if on_axis else issue
-                if located not in issues:
-                    issues.append(located)
-            continue
-        specs.append(spec)
-    if issues:
-        raise SpecError(issues)
-    return specs
 
 
 def points(comparison: Comparison) -> list[SweepPoint]:
@@ -126,10 +68,18 @@ def run(
     settings: LatencySettings | None,
     calibration: Calibration | None = None,
     progress: Progress | None = None,
+    *,
+    measure: bool = True,
+    threads: int = 1,
 ) -> Sweep:
-    """Compare every spec (layers timed whole: stage timing is off for speed); returns the collected points."""
-    from convcost.run.comparison import compare
+    """Compare every spec (layers timed whole: stage timing is off for speed); returns the collected points.
 
+    Without ``measure``, by formula alone (torch is never imported; ``threads`` is only recorded).
+    """
+    from convcost.run.estimate import estimate
+
+    if measure:
+        from convcost.run.comparison import compare
     if settings is not None:
         settings = replace(settings, stages=False)
     found: list[SweepPoint] = []
@@ -140,7 +90,7 @@ def run(
         for index, spec in enumerate(specs):
             if progress is not None:
                 progress(index, len(specs), spec)
-            comparison = compare(spec, settings, calibration)
+            comparison = compare(spec, settings, calibration) if measure else estimate(spec, threads)
             environment = comparison.environment
             found.extend(points(comparison))
             failures.extend(f"{describe(spec)}: {failure}" for failure in comparison.failures)
@@ -159,9 +109,3 @@ def run(
         interrupted=interrupted,
         planned=len(specs),
     )
-
-
-def describe(spec: CompareSpec) -> str:
-    """'8→64 3×3 @56×56' for a grid point."""
-    (r, s), (h, w) = spec.kernel, spec.size
-    return f"{spec.cin}→{spec.cout} {r}×{s} @{h}×{w}"

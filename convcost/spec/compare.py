@@ -318,11 +318,3 @@ def issues_from_validation(error: ValidationError, prefix: tuple[str | int, ...]
 def _is_internal_loc(part: Any) -> bool:
     # pydantic adds validator names such as 'function-before[...]' to some locations
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
-
-
-def parse_compare(data: dict[str, Any]) -> CompareSpec:
-    """Validate a dict of compare options (from flags or YAML) into a CompareSpec, or raise SpecError."""
-    try:
-        return CompareSpec.model_validate(data)
-    except ValidationError as error:
-        raise SpecError(issues_from_validation(error)) from None

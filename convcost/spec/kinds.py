@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
 
 from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage, Pair
 from convcost.errors import FieldIssue, SpecError
-from convcost.spec.compare import STAGE_NAMES, CompareSpec, LayerKind, LayerOptions
+from convcost.spec.compare import STAGE_NAMES, CompareSpec, LayerKind, LayerOptions, issues_from_validation
 
 Expander = Callable[[LayerOptions], list[ConvStage]]
 _EXPANDERS: dict[LayerKind, Expander] = {}
@@ -180,11 +183,27 @@ def _stage_issues(stage: ConvStage, size: Pair, overridden: set[str]) -> list[Fi
     return issues
 
 
+def parse_compare(data: dict[str, Any]) -> CompareSpec:
+    """Validate a dict of compare options (from flags or YAML) into a CompareSpec that :func:`plan` accepts, or
+    raise SpecError: every rule, the fields' and those between the fields and the kinds compared, without torch."""
+    try:
+        spec = CompareSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(issues_from_validation(error)) from None
+    plan(spec)
+    return spec
+
+
 def plan(spec: CompareSpec) -> dict[LayerKind, list[ConvStage]]:
     """Validated stages for the dense reference and every alternative; all problems raised at once."""
     issues = []
     if LayerKind.DENSE in spec.vs:
         issues.append(FieldIssue(("vs",), "dense is the reference, always built: name the alternatives to compare"))
+    # an option set for a kind that is not compared would be silently unused: say so instead
+    if spec.groups != 1 and LayerKind.GROUPED not in spec.vs:
+        issues.append(FieldIssue(("groups",), "only the grouped kind uses groups: add grouped to vs"))
+    if spec.mid is not None and LayerKind.SPATIAL not in spec.vs:
+        issues.append(FieldIssue(("mid",), "only the spatial kind has a middle width: add spatial to vs"))
     alternatives = [kind for kind in spec.vs if kind is not LayerKind.DENSE]
     return _plan(spec, [LayerKind.DENSE, *alternatives], spec.size, issues)
 

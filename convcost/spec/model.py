@@ -27,10 +27,8 @@ from convcost.cost.ops import (
     ActOp,
     AdaptivePoolOp,
     AddOp,
-    ConvOp,
     FlattenOp,
     LinearOp,
-    NormOp,
     Op,
     PoolOp,
     Shape,
@@ -317,6 +315,7 @@ class _Planner:
         self.model_input = model_input
         self.issues: list[FieldIssue] = []
         self.counts: dict[str, int] = {}
+        self.planned: dict[tuple[int, Shape], PlannedLayer] = {}  # by layer (its id) and input shape
 
     def channels(self, value: int, scale: bool, min_width: float | None = None) -> int:
         """A layer's channels at the width multiplier: ``scale: false`` keeps them, ``min_width`` floors α."""
@@ -373,10 +372,21 @@ class _Planner:
         if isinstance(layer, (ConvLayer, InvertedResidualLayer)) and len(shape) != 4:
             self.fail((*loc, "kind"), f"{layer.kind} needs an N×C×H×W input, got {_show(shape)}")
             return None
-        if isinstance(layer, ConvLayer):
-            return self.conv_layer(layer, name, loc, shape)
-        if isinstance(layer, InvertedResidualLayer):
-            return self.inverted_residual(layer, name, loc, shape)
+        if isinstance(layer, (ConvLayer, InvertedResidualLayer)):
+            # a repeated layer's copies on the same input have the same stages: validated and planned once
+            first = self.planned.get((id(layer), shape))
+            if first is not None:
+                copy, out = _stage_ops(name, first.stages, shape)
+                if first.residual:
+                    copy.append(AddOp(f"{name}.add", out))
+                return PlannedLayer(name, first.kind, loc, copy, list(first.stages), first.residual, spec=layer)
+            if isinstance(layer, ConvLayer):
+                planned = self.conv_layer(layer, name, loc, shape)
+            else:
+                planned = self.inverted_residual(layer, name, loc, shape)
+            if planned is not None:
+                self.planned[(id(layer), shape)] = planned
+            return planned
         if isinstance(layer, PoolLayer):
             return self.pool(layer, name, loc, shape)
         if isinstance(layer, FlattenLayer):
@@ -443,7 +453,8 @@ class _Planner:
                 self.fail(issue.loc, f"{issue.message} (after width_multiplier {self.width_multiplier:g}, "
                                      f"channel_divisor {self.spec.channel_divisor})")  # fmt: skip
             return None
-        return PlannedLayer(name, str(layer.kind), loc, _stage_ops(name, stages, shape), stages, spec=layer)
+        ops, _ = _stage_ops(name, stages, shape)
+        return PlannedLayer(name, str(layer.kind), loc, ops, stages, spec=layer)
 
     def inverted_residual(self, layer: InvertedResidualLayer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:
         defaults = self.spec.defaults
@@ -469,9 +480,9 @@ class _Planner:
             self.fail((*loc, "kernel"), f"kernel {kernel[0]}×{kernel[1]} is larger than the padded input")
             return None
         residual = layer.residual and layer.stride == (1, 1) and cin == cout
-        ops = _stage_ops(name, stages, shape)
+        ops, out = _stage_ops(name, stages, shape)
         if residual:
-            ops.append(AddOp(f"{name}.add", model_formulas.output_shape(ops[-1])))
+            ops.append(AddOp(f"{name}.add", out))
         return PlannedLayer(name, "inverted_residual", loc, ops, stages, residual=residual, spec=layer)
 
     def pool(self, layer: PoolLayer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:
@@ -529,18 +540,15 @@ def keep_size_padding(
     return (extents[0] // 2, extents[1] // 2)
 
 
-def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> list[Op]:
-    """A conv stage becomes a conv op, then its norm op and its activation op."""
+def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> tuple[list[Op], Shape]:
+    """Each conv stage becomes its ops (:func:`convcost.cost.ops.stage_ops`), each stage's input the last's output;
+    and the stages' output shape."""
     ops: list[Op] = []
     for stage in stages:
-        conv = ConvOp.from_stage(stage, shape, f"{name}.{stage.name}")
-        ops.append(conv)
-        shape = model_formulas.output_shape(conv)
-        if stage.norm is Norm.BATCH:
-            ops.append(NormOp(f"{name}.{stage.name}.norm", shape, stage.cout))
-        if stage.act is not Act.NONE:
-            ops.append(ActOp(f"{name}.{stage.name}.act", shape, str(stage.act)))
-    return ops
+        ops += model_formulas.stage_ops(stage, shape, f"{name}.")
+        # the conv op's output shape, from the stage it was made of (cheaper than the op's formula)
+        shape = (shape[0], stage.cout, *formulas.output_size(stage, (shape[2], shape[3])))
+    return ops, shape
 
 
 def _pick(value: Any, default: Any, fallback: Any) -> Any:

@@ -9,7 +9,6 @@ booleans and ``1e6`` strings are explained by the spec validators where a number
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +18,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from convcost.errors import FieldIssue, SpecError
-from convcost.spec.bounds import MAX_NUMBER_TEXT
 from convcost.spec.compare import issues_from_validation
-
-Loc = tuple[str | int, ...]
+from convcost.spec.yamlvalues import COLLECTION_END, COLLECTION_START, EventBuilder, NeedNodes, NodeBuilder
+from convcost.spec.yamlvalues import Loc as Loc  # the place in a file of a value: ('layers', 0, 'cout')
 
 # libyaml's parser is 20× faster than the pure-Python one and gives the same nodes and marks.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-_PLAIN_DECIMAL = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 
 
 @dataclass
@@ -85,21 +81,29 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
     With ``keep_issues``, problems of single values (duplicate keys, YAML 1.1 numbers) are kept in
     ``document.issues`` instead of raised, so that a caller can report them together with its own.
     """
-    _scan(text, source)
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-    except yaml.YAMLError as error:
-        raise _yaml_error(error, source) from None
-    finally:
-        loader.dispose()
+    events = _scan(text, source)
     document = Document(data=None, source=source)
     issues: list[FieldIssue] = []
-    if node is not None:
+    if events is not None:
         try:
-            document.data = _construct(node, (), loader, document.lines, issues, [MAX_VALUES])
-        except SpecError as error:
-            raise SpecError(error.issues, source=source) from None
+            document.data = EventBuilder(events, _Loader(""), document.lines, issues).value(()) if events else None
+        except NeedNodes:
+            events = None
+            document.lines.clear()
+            issues.clear()
+    if events is None:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as error:
+            raise _yaml_error(error, source) from None
+        finally:
+            loader.dispose()
+        if node is not None:
+            try:
+                document.data = NodeBuilder(loader, document.lines, issues, MAX_VALUES, MAX_DEPTH).value(node, ())
+            except SpecError as error:
+                raise SpecError(error.issues, source=source) from None
     if issues and not keep_issues:
         raise document.error(issues)
     document.issues = issues
@@ -124,173 +128,81 @@ MAX_VALUES = 200_000
 # libyaml's own limit of 1,000, deeper nesting would otherwise end in a RecursionError.
 MAX_DEPTH = 50
 
-_COLLECTION_START = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-_COLLECTION_END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+_NODE_EVENTS = COLLECTION_START | COLLECTION_END | {yaml.ScalarEvent}
 
 
-def _scan(text: str, source: str) -> None:
+def _scan(text: str, source: str) -> list[yaml.Event] | None:
     """Stream the file's events once: refuse too many values, too deep a nesting and an alias inside its own
-    anchor (a recursive structure) before any node is composed, with the line where the limit is crossed."""
+    anchor (a recursive structure) before any node is composed, with the line where the limit is crossed.
+
+    Returns the events of the file's one document when it has no anchor and no alias (then nothing needs
+    composing: see EventBuilder), else None.
+    """
     loader = _Loader(text)
+    events: list[yaml.Event] | None = []
+    documents = 0
+    get_event = loader.get_event  # None after the stream's end, with libyaml and without
     values = 0
-    # per open collection: its anchor and, for a mapping, whether the next child is a key
-    stack: list[tuple[str | None, bool | None]] = []
+    # per open collection: [its anchor, for a mapping whether the next child is a key (None for a sequence)]
+    stack: list[list[Any]] = []
     open_anchors: dict[str, int] = {}
     try:
-        while loader.check_event():
-            event = loader.get_event()
-            if isinstance(event, _COLLECTION_END):
-                anchor, _ = stack.pop()
+        while (event := get_event()) is not None:
+            kind = type(event)
+            if events is not None:
+                if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
+                    events = None
+                elif kind is yaml.DocumentStartEvent:
+                    documents += 1
+                    if documents > 1:
+                        events = None
+                elif kind in _NODE_EVENTS:
+                    events.append(event)
+            if kind in COLLECTION_END:
+                anchor = stack.pop()[0]
                 if anchor is not None:
                     open_anchors[anchor] -= 1
-                _after_child(stack)
-                continue
-            if not isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent, *_COLLECTION_START)):
-                continue
-            line = event.start_mark.line + 1 if event.start_mark else None
-            is_key = bool(stack) and stack[-1][1] is True
-            if not is_key:
-                values += 1
-                if values > MAX_VALUES:
-                    raise SpecError(
-                        [FieldIssue((), f"more than {MAX_VALUES:,} values (about {MAX_VALUES // 6:,} batch entries): "
-                                        "convcost reads at most that many from one file", line)], source=source
-                    )  # fmt: skip
-            if isinstance(event, yaml.AliasEvent):
-                if open_anchors.get(str(event.anchor), 0) > 0:
-                    raise SpecError(
-                        [FieldIssue((), f"the alias *{event.anchor} is inside its own anchor &{event.anchor}: a "
-                                        "recursive structure cannot be read", line)], source=source
-                    )  # fmt: skip
-                _after_child(stack)
-            elif isinstance(event, yaml.ScalarEvent):
-                _after_child(stack)
+            elif kind is yaml.ScalarEvent or kind is yaml.AliasEvent or kind in COLLECTION_START:
+                if not stack or stack[-1][1] is not True:  # a mapping's keys are not counted
+                    values += 1
+                    if values > MAX_VALUES:
+                        raise SpecError(
+                            [FieldIssue((), f"more than {MAX_VALUES:,} values (about {MAX_VALUES // 6:,} batch "
+                                            "entries): convcost reads at most that many from one file",
+                                        _event_line(event))], source=source
+                        )  # fmt: skip
+                if kind is yaml.AliasEvent:
+                    if open_anchors.get(str(event.anchor), 0) > 0:
+                        raise SpecError(
+                            [FieldIssue((), f"the alias *{event.anchor} is inside its own anchor &{event.anchor}: "
+                                            "a recursive structure cannot be read", _event_line(event))],
+                            source=source,
+                        )  # fmt: skip
+                elif kind is not yaml.ScalarEvent:
+                    if len(stack) >= MAX_DEPTH:
+                        raise SpecError(
+                            [FieldIssue((), f"lists and mappings nested more than {MAX_DEPTH} levels deep",
+                                        _event_line(event))], source=source,
+                        )  # fmt: skip
+                    anchor = event.anchor
+                    if anchor is not None:
+                        open_anchors[anchor] = open_anchors.get(anchor, 0) + 1
+                    stack.append([anchor, True if kind is yaml.MappingStartEvent else None])
+                    continue
             else:
-                if len(stack) >= MAX_DEPTH:
-                    raise SpecError(
-                        [FieldIssue((), f"lists and mappings nested more than {MAX_DEPTH} levels deep", line)],
-                        source=source,
-                    )
-                anchor = event.anchor
-                if anchor is not None:
-                    open_anchors[anchor] = open_anchors.get(anchor, 0) + 1
-                stack.append((anchor, True if isinstance(event, yaml.MappingStartEvent) else None))
+                continue
+            # a child of the innermost collection is complete: in a mapping, keys and values alternate
+            if stack and (top := stack[-1])[1] is not None:
+                top[1] = not top[1]
     except yaml.YAMLError as error:
         raise _yaml_error(error, source) from None
     finally:
         loader.dispose()
+    return events
 
 
-def _after_child(stack: list[tuple[str | None, bool | None]]) -> None:
-    """A child of the innermost collection is complete: in a mapping, keys and values alternate."""
-    if stack and stack[-1][1] is not None:
-        anchor, is_key = stack[-1]
-        stack[-1] = (anchor, not is_key)
-
-
-def _construct(
-    node: yaml.Node, loc: Loc, loader: Any, lines: dict[Loc, int], issues: list[FieldIssue], budget: list[int]
-) -> Any:
-    budget[0] -= 1
-    if budget[0] < 0:
-        # the file as written was counted by _scan: only aliases can take it past the cap here
-        raise SpecError(
-            [FieldIssue((), f"more than {MAX_VALUES:,} values once aliases are expanded: refusing to load "
-                            "(nested aliases can make a short file enormous)", node.start_mark.line + 1)]
-        )  # fmt: skip
-    if len(loc) > MAX_DEPTH:  # aliases inside aliases nest deeper than the file as written
-        raise SpecError(
-            [FieldIssue((), f"lists and mappings nested more than {MAX_DEPTH} levels deep once aliases are "
-                            "expanded", node.start_mark.line + 1)]
-        )  # fmt: skip
-    lines[loc] = node.start_mark.line + 1
-    if _foreign_tag(node, loc, issues):
-        return None
-    if isinstance(node, yaml.MappingNode):
-        explicit = {id(key_node) for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge"}
-        loader.flatten_mapping(node)  # merge keys (<<): merged pairs first, then the mapping's own
-        result: dict[Any, Any] = {}
-        first_line: dict[Any, int] = {}
-        merged: set[Any] = set()  # keys whose value came from a merge: the mapping's own key may override them
-        for key_node, value_node in node.value:
-            if _foreign_tag(key_node, loc, issues):
-                continue
-            key = _scalar(key_node, loader) if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, (str, int)) or key is None or _long_number(key_node):
-                issues.append(FieldIssue(loc, "mapping keys must be plain words", key_node.start_mark.line + 1))
-                continue
-            if isinstance(key, bool):
-                # `on:`/`off:`/`yes:` as keys: YAML 1.1 turns them into booleans
-                issues.append(
-                    FieldIssue(loc, f"key {key_node.value!r} reads as a boolean in YAML 1.1: quote it",
-                               key_node.start_mark.line + 1)
-                )  # fmt: skip
-                continue
-            key_line = key_node.start_mark.line + 1
-            if key in result and key not in merged:
-                issues.append(
-                    FieldIssue((*loc, key), f"duplicate key (first given on line {first_line[key]})", key_line)
-                )
-                continue
-            merged.discard(key)
-            if id(key_node) not in explicit:
-                merged.add(key)
-            first_line[key] = key_line
-            lines[("key", *loc, key)] = key_line
-            result[key] = _construct(value_node, (*loc, key), loader, lines, issues, budget)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*loc, index), loader, lines, issues, budget) for index, item in enumerate(node.value)]
-    value = _scalar(node, loader)
-    if (
-        isinstance(node, yaml.ScalarNode)
-        and not node.style  # None (pure-Python parser) or "" (libyaml) for a plain scalar
-        and isinstance(value, int)
-        and not isinstance(value, bool)
-        and not _PLAIN_DECIMAL.match(node.value)
-    ):
-        issues.append(
-            FieldIssue(
-                loc,
-                f"YAML 1.1 reads {node.value} as the number {value}: write it as a decimal number, "
-                f'or quote it if you mean something else ("{node.value}")',
-                node.start_mark.line + 1,
-            )
-        )
-    return value
-
-
-_INT_TAG = "tag:yaml.org,2002:int"
-
-
-def _long_number(node: yaml.Node) -> bool:
-    """An integer too long to convert safely (int() of 5,000 digits raises): kept as its text, which the
-    validators then refuse with the field's range (see convcost.spec.bounds)."""
-    return node.tag == _INT_TAG and len(str(node.value)) > MAX_NUMBER_TEXT
-
-
-def _scalar(node: yaml.Node, loader: Any) -> Any:
-    if _long_number(node):
-        return str(node.value)
-    try:
-        return loader.construct_object(node, deep=True)
-    except (ValueError, OverflowError):  # e.g. a timestamp 2001-13-45 (month 13): its text, for the validators
-        return str(node.value)
-
-
-# What the safe loader resolves plain YAML to; anything else (!!python/..., !!set, custom tags) is refused with a
-# line rather than silently read as a list or a mapping, or crashing the constructor.
-_PLAIN_TAGS = {
-    f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
-}
-
-
-def _foreign_tag(node: yaml.Node, loc: Loc, issues: list[FieldIssue]) -> bool:
-    if node.tag in _PLAIN_TAGS:
-        return False
-    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-    issues.append(FieldIssue(loc, f"YAML tag {tag} is not allowed here: write plain values", node.start_mark.line + 1))
-    return True
+def _event_line(event: yaml.Event) -> int | None:
+    return event.start_mark.line + 1 if event.start_mark else None
 
 
 def suggest(word: str, choices: Iterable[str]) -> str | None:

@@ -1,0 +1,149 @@
+"""``convcost check`` (the CI gate of a budget file) and ``convcost bundled`` (the shipped example files)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convcost.cli.options import FormulaOnlyOption, OutputOption
+from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, stderr, write
+from convcost.report.format import CheckFormat
+
+_CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
+
+
+def _check_format_for(output: Path | None, chosen: CheckFormat | None) -> CheckFormat:
+    """--format if given, else the format -o's extension names (as every command does), else the table."""
+    if chosen is not None:
+        return chosen
+    if output is None or str(output) == "-":
+        return CheckFormat.TABLE
+    if output.suffix.lower() in _CHECK_SUFFIX_FORMATS:
+        return _CHECK_SUFFIX_FORMATS[output.suffix.lower()]
+    fail(f"-o/--output: cannot tell the format from {output.name!r}: name it .json, .xml (JUnit) or .txt, "
+         "or give --format")  # fmt: skip
+
+
+@app.command("check", short_help="CI gate: fail when a model exceeds its budget.")
+def check_command(
+    budget_file: Annotated[
+        Path,
+        typer.Argument(help="The budget file (YAML), or a bundled one's name (`convcost bundled`).", dir_okay=False),
+    ],
+    output_format: Annotated[
+        CheckFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format [default: from -o's extension (.json, .xml, .txt), else table].",
+            case_sensitive=False,
+            show_default=False,
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", metavar="FILE", help="Baseline file (default: the budget file's 'baseline')."),
+    ] = None,
+    update_baseline: Annotated[
+        bool, typer.Option("--update-baseline", help="Write the baseline from this run (limits still apply).")
+    ] = False,
+    output: OutputOption = None,
+    strict_latency: Annotated[
+        bool,
+        typer.Option(
+            "--strict-latency",
+            help="An inconclusive latency limit (unconverged or on a busy machine) is an error, not a warning.",
+        ),
+    ] = False,
+    formula_only: FormulaOnlyOption = False,
+) -> None:
+    """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
+    chosen = _check_format_for(output, output_format)
+    with exit_codes():
+        from convcost.report import budget as budget_report
+        from convcost.run import budget as budgets
+        from convcost.spec.budget import load_budget
+        from convcost.spec.bundled import Use, resolve
+
+        plan = load_budget(resolve(str(budget_file), Use.CHECK))
+        target = baseline or plan.baseline_path
+        if update_baseline and target is None:
+            fail("--update-baseline: no baseline file: give --baseline or a 'baseline' key in the budget file")
+        if update_baseline and target is not None:
+            # refused before anything is measured: a path that cannot be written, or one of the inputs
+            from convcost.spec.files import check_writable, will_write
+
+            flag = "--baseline" if baseline is not None else f"{plan.source}: baseline"
+            problem = check_writable(target)
+            if problem:
+                fail(f"{flag}: cannot write {target}: {problem}")
+            will_write(target, flag)
+        result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency,
+                                    formula_only=formula_only)  # fmt: skip
+        renderers = {
+            CheckFormat.TABLE: budget_report.to_lines,
+            CheckFormat.JSON: budget_report.to_json_text,
+            CheckFormat.GITHUB: budget_report.to_github,
+            CheckFormat.JUNIT: budget_report.to_junit,
+        }
+        if update_baseline and target is not None:
+            from convcost.spec.files import write_atomic
+
+            try:
+                write_atomic(target, budgets.baseline_text(result))
+            except OSError as error:
+                fail(f"--update-baseline: cannot write {target}: {error.strerror or error}")
+            result.baseline_path, result.baseline_written = str(target), True
+        text = renderers[chosen](result)
+    # the verdict and the annotations first: a step summary that cannot be written changes neither
+    write(text, output)
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if chosen is CheckFormat.GITHUB and summary_path:
+        from convcost.errors import UsageError
+        from convcost.spec.files import will_write
+
+        try:
+            will_write(summary_path, "GITHUB_STEP_SUMMARY")  # never appended to the budget or a model file
+            # non-blocking: a FIFO nobody reads is refused at once instead of waiting forever
+            handle = os.open(summary_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
+            with os.fdopen(handle, "a", encoding="utf-8") as stream:
+                stream.write(budget_report.to_markdown_summary(result))
+        except OSError as error:
+            stderr().print(
+                f"convcost: warning: GITHUB_STEP_SUMMARY: cannot append the summary to {summary_path}: "
+                f"{error.strerror or error}",
+                markup=False,
+                soft_wrap=True,
+            )
+        except UsageError as error:
+            stderr().print(f"convcost: warning: {error} (no summary written)", markup=False, soft_wrap=True)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# ---- convcost bundled --------------------------------------------------------------------------------------
+
+
+@app.command("bundled", short_help="The example files that ship with convcost, by name.")
+def bundled_command(
+    name: Annotated[
+        str | None, typer.Argument(help="Print where this bundled file lies (e.g. to copy it).", show_default=False)
+    ] = None,
+) -> None:
+    """List the example files that ship with convcost and the command that uses each, from any folder."""
+    with exit_codes():
+        from convcost.spec import bundled
+
+        if name is not None:
+            item = bundled.find(name)
+            if item is None:
+                names = ", ".join(entry.name for entry in bundled.BUNDLED)
+                fail(f"{name}: not a bundled file; bundled: {names}")
+            typer.echo(str(bundled.path_of(item)))
+            return
+        width = max(len(bundled.command_for(item)) for item in bundled.BUNDLED) + 2
+        lines = [f"{bundled.command_for(item):<{width}}{item.about}" for item in bundled.BUNDLED]
+        typer.echo("\n".join([*lines, f"(files in {bundled.configs_dir()}; a real file path wins over a name)"]))

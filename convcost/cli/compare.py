@@ -1,0 +1,157 @@
+"""``convcost compare``: one dense Conv2d against its alternatives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from convcost.cli import options
+from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, fail, format_for, stderr
+from convcost.report.format import OutputFormat
+
+if TYPE_CHECKING:
+    from convcost.cost.roofline import Calibration
+    from convcost.results.comparison import Comparison
+    from convcost.spec.compare import CompareSpec
+
+
+def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    for value in values:
+        target, _, setting = value.partition("=")
+        stage, _, field = target.partition(".")
+        if not setting or not stage or not field:
+            fail(f"--set: expected STAGE.FIELD=VALUE (e.g. pointwise.padding=1), got {value!r}")
+        settings = overrides.setdefault(stage.strip(), {})
+        if field.strip() in settings:
+            fail(f"--set: {stage.strip()}.{field.strip()} is given twice")
+        settings[field.strip()] = setting.strip()
+    return overrides
+
+
+@app.command(short_help="Dense Conv2d against its alternatives, checked two ways.")
+def compare(
+    cin: options.CinOption,
+    cout: options.CoutOption,
+    kernel: options.KernelOption,
+    stride: options.StrideOption = "1",
+    padding: options.PaddingOption = "0",
+    dilation: options.DilationOption = "1",
+    groups: options.GroupsOption = "1",
+    multiplier: options.MultiplierOption = "1",
+    bias: options.BiasOption = True,
+    mid: options.MidOption = None,
+    norm: options.NormOption = "none",
+    act: options.ActOption = "none",
+    size: options.SizeOption = "128",
+    batch: options.BatchOption = "1",
+    dtype: options.DTypeOption = "float32",
+    device: options.DeviceOption = "cpu",
+    vs: options.VsOption = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="STAGE.FIELD=VALUE",
+            help="Override one stage's setting: STAGE.FIELD=VALUE, e.g. pointwise.padding=1.",
+        ),
+    ] = None,
+    output_format: options.FormatOption = None,
+    output: options.OutputOption = None,
+    formula_only: options.FormulaOnlyOption = False,
+    latency: options.LatencyOption = True,
+    threads: options.ThreadsOption = 1,
+    rounds: options.RoundsOption = None,
+    min_time: options.MinTimeOption = 0.004,
+    target: options.TargetOption = 3.0,
+    max_time: options.MaxTimeOption = 2.0,
+    channels_last: options.ChannelsLastOption = False,
+    tune_allocator: options.TuneAllocatorOption = True,
+    roofline: options.RooflineOption = False,
+) -> None:
+    """Compare a dense Conv2d with its alternatives: shapes, params, MACs and latency, each checked two ways."""
+    data: dict[str, Any] = {
+        "cin": cin, "cout": cout, "kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
+        "groups": groups, "multiplier": multiplier, "bias": bias, "norm": norm, "act": act, "size": size,
+        "batch": batch, "dtype": dtype, "device": device,
+    }  # fmt: skip
+    if mid is not None:
+        data["mid"] = mid
+    if vs:
+        data["vs"] = options.kinds_asked(vs)
+    stage_settings = _parse_overrides(overrides or [])
+    data.update(stage_settings)
+    run_compare(data, format_for(output, output_format), output, latency and not formula_only, threads, rounds,
+                min_time, channels_last, tune_allocator=tune_allocator, roofline=roofline,
+                formula_only=formula_only, set_stages=frozenset(stage_settings), target=target,
+                max_time=max_time)  # fmt: skip
+
+
+def cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> Calibration | None:
+    """The cached calibration; a broken cache stops a timed run, but a run that times nothing goes on without it.
+
+    A broken cache is the machine's problem, not the input's: a warning names the cache, never an input line.
+    """
+    from convcost.run.calibrate import CalibrationCacheError, cached
+
+    try:
+        return cached(device, dtype, threads)
+    except CalibrationCacheError as error:
+        if timing:
+            raise
+        stderr().print(f"convcost: warning: {error} (no roofline bounds: nothing is timed)", markup=False,
+                        soft_wrap=True)  # fmt: skip
+        return None
+
+
+def _measured_comparison(
+    spec: CompareSpec, latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool,
+    tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
+) -> Comparison:  # fmt: skip
+    from convcost.run.comparison import compare
+
+    settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                        target=target, max_time=max_time)  # fmt: skip
+    calibration = cached_calibration(spec.device, spec.dtype, threads, timing=latency)
+    with options.on_threads(threads, settings):
+        return compare(spec, settings, calibration)
+
+
+def run_compare(
+    data: dict[str, Any],
+    output_format: OutputFormat,
+    output: Path | None,
+    latency: bool,
+    threads: int,
+    rounds: int | None,
+    min_time: float,
+    channels_last: bool,
+    *,
+    tune_allocator: bool = True,
+    roofline: bool = False,
+    formula_only: bool = False,
+    set_stages: frozenset[str] = frozenset(),
+    target: float = 3.0,
+    max_time: float = 2.0,
+) -> None:
+    from convcost.spec.kinds import parse_compare
+
+    with exit_codes(set_stages):
+        spec = parse_compare(data)
+        from convcost.report.compare import render
+
+        if formula_only:  # pure Python: torch is never imported
+            from convcost.run.estimate import estimate
+
+            comparison = estimate(spec, threads)
+        else:
+            comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                              target, max_time)  # fmt: skip
+        emit(lambda: render(comparison, output_format, roofline), output)
+    if not comparison.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# --- convcost batch / convcost schema ---------------------------------------------------------------------

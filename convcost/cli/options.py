@@ -1,0 +1,207 @@
+"""The options several commands share, each defined once: the same name, metavar, default and help everywhere."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from convcost.report.format import OutputFormat
+
+if TYPE_CHECKING:
+    from convcost.run.latency import LatencySettings
+
+
+def latency_settings(
+    latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool, tune_allocator: bool,
+    *, stages: bool = True, target: float = 3.0, max_time: float = 2.0,
+) -> LatencySettings | None:  # fmt: skip
+    """How to time, or None without latency (the forward passes then still run on ``threads``: see on_threads)."""
+    if not latency:
+        return None
+    from convcost.run.latency import LatencySettings
+
+    return LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
+                           tune_allocator=tune_allocator, stages=stages, target=target / 100,
+                           max_time=max_time)  # fmt: skip
+
+
+FormatOption = Annotated[
+    OutputFormat | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format [default: from -o's extension, else table].",
+        case_sensitive=False,
+        show_default=False,
+    ),
+]
+
+
+def _output_path(value: str | Path) -> Path:
+    """Refuse an unusable -o before anything is measured (nothing computed may be lost to a typo).
+
+    A parser rather than a Path type: Path('') is '.', and an empty -o must say that it is empty.
+    """
+    if isinstance(value, Path):
+        return value
+    if not value:
+        raise typer.BadParameter("the file name is empty")
+    from convcost.errors import UsageError
+    from convcost.spec.files import check_writable, will_write
+
+    problem = check_writable(Path(value))
+    if problem:
+        raise typer.BadParameter(problem)
+    try:
+        will_write(value, "-o/--output")
+    except UsageError as error:
+        raise typer.BadParameter(str(error)) from None
+    return Path(value)
+
+
+OutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write the report to this file (atomically; - for stdout).",
+        parser=_output_path,
+        metavar="FILE",
+    ),
+]
+LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency (on by default).")]
+
+
+def bounded(name: str, what: str) -> Callable[[Any], Any]:
+    """A flag's callback that holds its number to the range convcost.spec.bounds gives ``name`` (``threads``: the
+    machine's cores), so that ``--threads 100000`` or ``--min-time inf`` is refused before anything runs."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        from convcost.spec import bounds
+
+        bound = bounds.threads_bound() if name == "threads" else getattr(bounds, name.upper())
+        try:
+            bounds.real(value, bound, what)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+        return value
+
+    return check
+
+
+ThreadsOption = Annotated[
+    int,
+    typer.Option(
+        "--threads", metavar="N", callback=bounded("threads", "a whole number"),
+        help="Threads for the forward passes and timing (at most the CPU cores this process may use).",
+    ),
+]  # fmt: skip
+RoundsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--rounds", metavar="N", callback=bounded("rounds", "a whole number"), show_default=False,
+        help="Exactly N interleaved rounds (1 to 1,000), no stopping rule [default: adaptive, see --target and "
+        "--max-time].",
+    ),
+]  # fmt: skip
+MinTimeOption = Annotated[
+    float,
+    typer.Option(
+        "--min-time", metavar="SECONDS", callback=bounded("min_time", "a number of seconds"),
+        help="Seconds of timed calls per layer per round (0.001 to 60).",
+    ),
+]  # fmt: skip
+TargetOption = Annotated[
+    float,
+    typer.Option(
+        "--target", metavar="PCT", callback=bounded("target", "a percentage"),
+        help="Stop sampling when every speedup's 95% interval is within ±PCT % (0.1 to 50).",
+    ),
+]  # fmt: skip
+MaxTimeOption = Annotated[
+    float,
+    typer.Option(
+        "--max-time", metavar="SECONDS", callback=bounded("max_time", "a number of seconds"),
+        help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
+    ),
+]  # fmt: skip
+FormulaOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--formula-only",
+        help="By formula alone: build and run nothing (fast, but no forward pass, no counters, no latency).",
+    ),
+]
+ChannelsLastOption = Annotated[
+    bool, typer.Option("--channels-last/--no-channels-last", help="Time in channels_last memory format.")
+]
+TuneAllocatorOption = Annotated[
+    bool,
+    typer.Option(
+        "--tune-allocator/--no-tune-allocator",
+        help="Keep large buffers in glibc's heap while timing (mallopt; reported as 'allocator').",
+    ),
+]
+RooflineOption = Annotated[
+    bool,
+    typer.Option("--roofline", help="Add the full roofline table (bytes, FLOP/byte, bound, verdict per stage)."),
+]
+
+
+# The layer's options, shared by compare and sweep (where a comma-separated list of cin, cout, kernel or size
+# makes an axis of the grid), and the run's dtype and device, shared by every command that builds something.
+CinOption = Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)]
+CoutOption = Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)]
+KernelOption = Annotated[
+    str, typer.Option("--kernel", "-k", metavar="RxS", help="Kernel R×S: 3 or 3x5.", show_default=False)
+]
+StrideOption = Annotated[str, typer.Option("--stride", metavar="S", help="Stride: 1 or 2x1.")]
+PaddingOption = Annotated[str, typer.Option("--padding", metavar="P", help="Padding: 0, 1x2 or same.")]
+DilationOption = Annotated[str, typer.Option("--dilation", metavar="D", help="Dilation: 1 or 2x1.")]
+GroupsOption = Annotated[str, typer.Option("--groups", metavar="G", help="Groups of the 'grouped' alternative.")]
+MultiplierOption = Annotated[
+    str, typer.Option("--multiplier", metavar="M", help="Depth multiplier m of depthwise stages.")
+]
+BiasOption = Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")]
+MidOption = Annotated[
+    str | None,
+    typer.Option("--mid", metavar="M", help="spatial: channels between the R×1 and 1×S convs (default cin)."),
+]
+NormOption = Annotated[str, typer.Option("--norm", metavar="NORM", help="After each conv: none or batch.")]
+ActOption = Annotated[
+    str, typer.Option("--act", metavar="ACT", help="After each conv (and norm): none, relu or relu6.")
+]
+SizeOption = Annotated[str, typer.Option("--size", metavar="HxW", help="Input H=W, or HxW.")]
+BatchOption = Annotated[str, typer.Option("--batch", metavar="N", help="Batch size.")]
+VsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--vs",
+        metavar="KIND",
+        help="Alternatives: separable, depthwise, pointwise, grouped, spatial, shared, dense "
+        "(repeat the flag or separate with commas).",
+        show_default="separable",
+    ),
+]
+DTypeOption = Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")]
+DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")]
+
+
+def kinds_asked(vs: list[str] | None) -> list[str] | None:
+    """``--vs a,b --vs c`` as ['a', 'b', 'c'] (None when not given: the spec's default)."""
+    return [kind.strip() for value in vs for kind in value.split(",") if kind.strip()] if vs else None
+
+
+@contextlib.contextmanager
+def on_threads(threads: int, settings: LatencySettings | None) -> Iterator[None]:
+    """The library's work on ``threads`` (the run context), the process's thread count and allocator restored after."""
+    from convcost.run.context import RunContext
+
+    with RunContext(threads=threads, latency=settings).applied():
+        yield

@@ -1,0 +1,126 @@
+"""``convcost sweep``: compare over a grid of cin × cout × kernel × size."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from convcost.cli import options
+from convcost.cli.compare import cached_calibration
+from convcost.cli.root import EXIT_FAILED, FLAGS, app, emit, exit_codes, fail, format_for, progress_bar, stderr
+
+
+@app.command("sweep", short_help="Compare over a grid: MAC ratio against speedup.")
+def sweep_command(
+    cin: options.CinOption,
+    cout: options.CoutOption,
+    kernel: options.KernelOption,
+    size: options.SizeOption = "128",
+    stride: options.StrideOption = "1",
+    padding: options.PaddingOption = "0",
+    dilation: options.DilationOption = "1",
+    groups: options.GroupsOption = "1",
+    multiplier: options.MultiplierOption = "1",
+    bias: options.BiasOption = True,
+    norm: options.NormOption = "none",
+    act: options.ActOption = "none",
+    batch: options.BatchOption = "1",
+    dtype: options.DTypeOption = "float32",
+    device: options.DeviceOption = "cpu",
+    vs: options.VsOption = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE",
+            help="Also write a plot of MAC ratio against speedup (.png or .svg; needs matplotlib: "
+            "pip install 'convcost[plot]').",
+            dir_okay=False,
+        ),
+    ] = None,
+    output_format: options.FormatOption = None,
+    output: options.OutputOption = None,
+    formula_only: options.FormulaOnlyOption = False,
+    latency: options.LatencyOption = True,
+    threads: options.ThreadsOption = 1,
+    rounds: options.RoundsOption = None,
+    min_time: options.MinTimeOption = 0.004,
+    target: options.TargetOption = 3.0,
+    max_time: options.MaxTimeOption = 2.0,
+    channels_last: options.ChannelsLastOption = False,
+    tune_allocator: options.TuneAllocatorOption = True,
+) -> None:
+    """Compare over a grid of cin × cout × kernel × size: MAC ratio against measured speedup, table and plot.
+
+    Comma-separated values make the axes, e.g. --cin 8,32,128 --cout 64,256 -k 3,5,7 --size 56,112.
+    """
+    output_format = format_for(output, output_format)
+    fixed: dict[str, Any] = {
+        "stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "multiplier": multiplier,
+        "bias": bias, "norm": norm, "act": act, "batch": batch, "dtype": dtype, "device": device,
+    }  # fmt: skip
+    if vs:
+        fixed["vs"] = options.kinds_asked(vs)
+    axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
+    with exit_codes():
+        from convcost.report.sweep import render_sweep
+        from convcost.spec.sweep import plan
+
+        specs = plan(axes, fixed)
+        if plot is not None:  # refused before anything is measured
+            if not latency or formula_only:
+                flag = "--formula-only" if formula_only else "--no-latency"
+                fail(f"--plot: the plot shows measured speedups: leave out {flag}")
+            from convcost.report.plot import check_plot_path
+            from convcost.spec.files import will_write
+
+            check_plot_path(plot)
+            will_write(plot, "--plot")
+        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
+                            target, max_time, formula_only)  # fmt: skip
+        emit(lambda: render_sweep(result, output_format), output)
+        if plot is not None:
+            from convcost.report.plot import plot_sweep
+
+            try:
+                plot_sweep(result, plot)
+            except OSError as error:
+                fail(f"--plot: cannot write {plot}: {error.strerror or error}")
+    if result.interrupted:
+        from convcost.run import interrupts
+
+        done = len({(point.cin, point.cout, point.kernel, point.size) for point in result.points})
+        stderr().print(f"convcost: {interrupts.what()} after {done} of {result.planned} grid points", markup=False)
+        FLAGS.interrupt_reported = True
+        raise typer.Exit(interrupts.exit_code())
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run_sweep(
+    specs: list[Any], axes: dict[str, str], fixed: dict[str, Any], latency: bool, threads: int, rounds: int | None,
+    min_time: float, channels_last: bool, tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
+    formula_only: bool = False,
+) -> Any:  # fmt: skip
+    """Run the sweep with a progress bar on an interactive stderr (by formula alone: torch is never imported)."""
+    from convcost.run import sweep
+    from convcost.spec.sweep import describe
+
+    settings, calibration = None, None
+    if not formula_only:
+        settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+                                            target=target, max_time=max_time)  # fmt: skip
+        calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
+    progress, update = progress_bar(len(specs), "sweep")
+    with progress, contextlib.ExitStack() as stack:
+        if not formula_only:  # by formula alone, torch is never imported
+            stack.enter_context(options.on_threads(threads, settings))
+        return sweep.run(specs, axes, fixed, settings, calibration,
+                         lambda index, total, spec: update(index, describe(spec)), measure=not formula_only,
+                         threads=threads)  # fmt: skip
+
+
+# ---- convcost check ----------------------------------------------------------------------------------------

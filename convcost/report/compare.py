@@ -1,0 +1,444 @@
+"""The compare report: its Rich tables (cost, stages, checks, ratios, latency, roofline), CSV rows and Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, NewLine, RenderableType
+from rich.text import Text
+
+from convcost.cost.roofline import Roofline
+from convcost.cost.stats import BEST_QUANTILE
+from convcost.report.export import fixed, markdown_table, to_csv, to_json
+from convcost.report.format import (
+    OutputFormat,
+    allocator_text,
+    compact_bytes,
+    count,
+    csv_shape,
+    milliseconds,
+    ms_interval,
+    optional_ms,
+    pair,
+    peaks_text,
+    percent,
+    rate,
+    ratio,
+    sampling_text,
+    shape,
+    si,
+    significant,
+    threads_text,
+    with_interval,
+)
+from convcost.report.literal import markdown_literal, visible
+from convcost.report.tables import FitTable, prose
+from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
+
+
+def speedup(entry: Ratios) -> str:
+    """``4.60× (4.21–4.93)``: the measured speedup with its 95 % interval."""
+    return with_interval(entry.latency, *(entry.latency_interval or (None, None)))
+
+
+def contention_text(environment: Environment) -> str | None:
+    contention = environment.contention
+    return None if contention is None else contention.note
+
+
+def channel_map(stage: StageResult) -> str:
+    """Which output channels read which input channels, as a rule over groups g."""
+    groups = stage.channel_map["groups"]
+    if groups == 1:
+        return "all ← all"
+    out_n, in_n = stage.channel_map["out_per_group"], stage.channel_map["in_per_group"]
+
+    def block(n: int) -> str:
+        if n == 1:
+            return "g"
+        return f"{n}g…{n}g+{n - 1}"
+
+    return f"out {block(out_n)} ← in {block(in_n)}, g=0…{groups - 1}"
+
+
+def layer_title(comparison: Comparison) -> str:
+    spec = comparison.spec
+    env = comparison.environment
+    dense = comparison.dense.stages[0]
+    title = f"{spec['cin']}→{spec['cout']} {dense.kernel[0]}×{dense.kernel[1]}"
+    extras = []
+    for key, default in (("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1))):
+        value = getattr(dense, key)
+        if value != default:
+            extras.append(f"{key} {pair(value)}")
+    if not dense.bias:
+        extras.append("no bias")
+    head = f"{comparison.name}: " if comparison.name else ""
+    return (
+        f"{head}{title}{', ' + ', '.join(extras) if extras else ''} · input {shape(comparison.dense.input_shape)}"
+        f" · {env.dtype} · {env.device} · {threads_text(env.threads)}"
+    )
+
+
+def _rows(comparison: Comparison) -> list[tuple[str, LayerResult, StageResult | None]]:
+    rows: list[tuple[str, LayerResult, StageResult | None]] = []
+    for layer in comparison.layers:
+        rows.append((layer.kind, layer, None))
+        if len(layer.stages) > 1:
+            for index, stage in enumerate(layer.stages):
+                branch = "└" if index == len(layer.stages) - 1 else "├"
+                rows.append((f" {branch} {stage.name}", layer, stage))
+    return rows
+
+
+def _layer_ok(layer: LayerResult, stage: StageResult | None) -> bool:
+    if stage is None:
+        return layer.ok
+    prefix = f"{layer.kind}.{stage.name}"
+    return all(check.ok for check in layer.checks if check.subject == prefix)
+
+
+def textbook_line(entry: Ratios) -> str | None:
+    """The MAC ratio against the paper's formula and its R·S bound (separable only)."""
+    if entry.textbook is None or entry.bound is None:
+        return None
+    m = entry.multiplier
+    formula = "1/(1/K + 1/(R·S))" if m == 1 else f"1/({m}/K + {m}/(R·S))"
+    bound = "R·S" if m == 1 else f"R·S/{m}"
+    if f"{entry.textbook:.2f}" == f"{entry.macs:.2f}":
+        return f"{entry.vs}: MAC ratio {ratio(entry.macs)} = {formula}; bound {bound} = {entry.bound:g}"
+    return (
+        f"{entry.vs}: MAC ratio {ratio(entry.macs)}; textbook {formula} = {entry.textbook:.2f}; "
+        f"bound {bound} = {entry.bound:g}"
+    )
+
+
+def render_table(comparison: Comparison) -> Group:
+    """The compare report as Rich tables, readable at 80 columns."""
+    parts: list[RenderableType] = [Text(visible(layer_title(comparison)), style="bold")]
+    show_other = any(layer.other_ops for layer in comparison.layers)
+    cost = FitTable(title="Cost (MACs exclude bias adds)")
+    cost.add_column("Layer", no_wrap=True)
+    cost.add_column("Output", no_wrap=True)
+    cost.add_column("Params", justify="right", no_wrap=True)
+    cost.add_column("MACs", justify="right", no_wrap=True)
+    cost.add_column("Bias adds", justify="right", no_wrap=True)
+    if show_other:
+        cost.add_column("Norm+act", justify="right", no_wrap=True)
+    cost.add_column("", no_wrap=True)
+    for label, layer, stage in _rows(comparison):
+        item: LayerResult | StageResult = stage if stage is not None else layer
+        mark = Text("✓", style="green") if _layer_ok(layer, stage) else Text("✗", style="bold red")
+        if not comparison.measured:
+            mark = Text("·", style="dim")
+        cells: list[str | Text] = [label, shape(item.output_shape), count(item.params), count(item.macs),
+                                   count(item.bias_adds)]  # fmt: skip
+        if show_other:
+            cells.append(count(item.other_ops))
+        cells.append(mark)
+        cost.add_row(*cells, style="dim" if stage is not None else None)
+    parts.append(cost)
+
+    stages = FitTable(title="Stages")
+    stages.add_column("Stage", no_wrap=True)
+    stages.add_column("Weight", no_wrap=True)
+    stages.add_column("Stride/pad", no_wrap=True)
+    stages.add_column("Channels read", overflow="fold")
+    for layer in comparison.layers:
+        for stage in layer.stages:
+            label = layer.kind if len(layer.stages) == 1 else f"{layer.kind}.{stage.name}"
+            weight = shape(stage.weight_shape)
+            if stage.stored_weight_shape != stage.weight_shape:
+                weight += f" (stores {shape(stage.stored_weight_shape)})"
+            stages.add_row(label, weight, f"{pair(stage.stride)}/{pair(stage.padding)}", channel_map(stage))
+    parts.append(stages)
+    for layer in comparison.layers:
+        for stage in layer.stages:
+            for note in stage.notes:
+                parts.append(Text(visible(f"{layer.kind}.{stage.name}: {note}"), style="yellow"))
+    parts += [*_checks(comparison), NewLine()]
+    ratios = FitTable(title="Dense ÷ alternative")
+    ratios.add_column("vs", no_wrap=True)
+    ratios.add_column("Params", justify="right", no_wrap=True)
+    ratios.add_column("MACs", justify="right", no_wrap=True)
+    ratios.add_column("Latency", justify="right", no_wrap=True)
+    predicted = any(entry.roofline is not None for entry in comparison.ratios)
+    if predicted:
+        ratios.add_column("Roofline", justify="right", no_wrap=True)
+    ratios.add_column("Shapes", no_wrap=True)
+    for entry in comparison.ratios:
+        match = Text("same", style="green") if entry.shape_match else Text("DIFFER", style="bold red")
+        ratio_cells: list[str | Text] = [entry.vs, ratio(entry.params), ratio(entry.macs), speedup(entry)]
+        if predicted:
+            ratio_cells.append(ratio(entry.roofline))
+        ratios.add_row(*ratio_cells, match)
+    parts.append(ratios)
+    parts += [prose(text) for text in map(textbook_line, comparison.ratios) if text]
+    if any(layer.latency for layer in comparison.layers):
+        parts += _latency(comparison)
+    parts += [Text(visible(note), style="yellow") for note in comparison.notes]
+    parts += [Text(visible(f"✗ {failure}"), style="bold red") for failure in comparison.failures]
+    return Group(*parts)
+
+
+def _checks(comparison: Comparison) -> list[Text]:
+    checks = [check for layer in comparison.layers for check in layer.checks]
+    failed = [check for check in checks if not check.ok]
+    parts = []
+    if not comparison.measured:
+        parts.append(Text("· formula only: nothing built or run, so nothing checked (drop --formula-only to check)",
+                          style="yellow"))  # fmt: skip
+    elif not failed:
+        parts.append(Text(f"✓ {len(checks)} checks: output shape, weight shape and params by formula = measured; "
+                          "MACs by formula = FlopCounterMode = ptflops (its bias adds removed)",
+                          style="green"))  # fmt: skip
+    return parts + [Text(visible(f"✗ {check.message()}"), style="bold red") for check in failed]
+
+
+def _latency(comparison: Comparison) -> list[RenderableType]:
+    """Latency with its spread, and the compact roofline: achieved GMAC/s, % of the bound and the verdict."""
+    env = comparison.environment
+    first = next(layer.latency for layer in comparison.layers if layer.latency)
+    # the heading is printed on its own: as a table title it would wrap to the (narrow) table's width
+    parts: list[RenderableType] = [
+        prose(f"Latency (ms, best = {BEST_QUANTILE:.0%} quantile ± 95% interval, typical = median, "
+             f"{threads_text(env.threads)}{', channels_last' if env.channels_last else ''}, "
+             f"{allocator_text(env.allocator)})", style="italic"),
+        prose(f"Sampled {sampling_text(first)}", style="italic"),
+    ]  # fmt: skip
+    table = FitTable()
+    table.add_column("Layer", no_wrap=True)
+    table.add_column("Best (interval)", justify="right", no_wrap=True)
+    table.add_column("Typical", justify="right", no_wrap=True)  # the IQR is in JSON and CSV: 80 columns hold this
+    table.add_column("GMAC/s", justify="right", no_wrap=True)
+    calibrated = comparison.environment.calibration is not None
+    if calibrated:  # without peaks there is no bound: no column of dashes
+        table.add_column("Roofline", no_wrap=True, min_width=11)
+    for label, layer, stage in _rows(comparison):
+        stats = layer.latency if stage is None else stage.latency
+        line = layer.roofline if stage is None else stage.roofline
+        if stats is None:
+            continue
+        cells = [
+            label,
+            ms_interval(stats),
+            milliseconds(stats.median_ms),
+            rate(None if line is None else line.gmacs_per_s),
+        ]
+        if calibrated:
+            cells.append(roofline_cell(line))
+        table.add_row(*cells, style="dim" if stage is not None else None)
+    parts.append(table)
+    for entry in comparison.ratios:
+        if entry.latency_typical is not None and entry.latency_typical_interval is not None:
+            low, high = entry.latency_typical_interval
+            unconverged = "" if entry.latency_converged else f" (not within ±{first.target_pct:g}%)"
+            parts.append(prose(f"{entry.vs}: speedup {speedup(entry)} from best figures{unconverged}, "
+                              f"{ratio(entry.latency_typical)} ({low:.2f}–{high:.2f}) from typical"))  # fmt: skip
+    note = contention_text(env)
+    if note:
+        parts.append(prose(note, style="yellow" if env.contention and env.contention.busy else "dim"))
+    return [*parts, prose(calibration_line(comparison), style="dim")]
+
+
+def roofline_cell(line: Roofline | None) -> str:
+    """'78% compute': the fraction of the roofline bound achieved and what bounds it."""
+    if line is None or line.verdict is None:
+        return "—"
+    return f"{percent(line.fraction)} {line.verdict.short}" if line.fraction is not None else line.verdict.short
+
+
+def calibration_line(comparison: Comparison) -> str:
+    """Where the roofline's peaks come from, or how to get them."""
+    env = comparison.environment
+    calibration = env.calibration
+    if calibration is None:
+        return (
+            f"No calibration for this machine at {env.dtype}, {threads_text(env.threads)}: run convcost calibrate "
+            "for roofline bounds and verdicts."
+        )
+    predicted = [f"{item.vs} {ratio(item.roofline)}" for item in comparison.ratios if item.roofline is not None]
+    return (
+        f"Roofline: % of max(compute, memory) time at this machine's peaks ({peaks_text(calibration)}; "
+        f"calibrated {calibration.measured_at[:10]}). Predicted speedup: {', '.join(predicted) or '—'}."
+    )
+
+
+def render_roofline(comparison: Comparison) -> Group:
+    """The full roofline: what each layer and stage moves and achieves, then (calibrated) its bound and verdict."""
+    work = FitTable(
+        title="Roofline: work (bytes = input + weights + output once; FLOP = 2·MAC)",
+    )
+    for header in ("Layer", "MACs", "Bytes", "FLOP/byte", "Measured ms", "GMAC/s", "GB/s"):
+        work.add_column(header, justify="left" if header == "Layer" else "right", no_wrap=True)
+    rows = [(label, layer.roofline if stage is None else stage.roofline, stage) for label, layer, stage in
+            _rows(comparison)]  # fmt: skip
+    for label, line, stage in rows:
+        if line is not None:
+            work.add_row(label, si(line.macs), compact_bytes(line.min_bytes), significant(line.intensity),
+                         optional_ms(line.latency_ms), rate(line.gmacs_per_s), rate(line.gbytes_per_s),
+                         style="dim" if stage is not None else None)  # fmt: skip
+    calibration = comparison.environment.calibration
+    if calibration is None:
+        if not any(layer.latency for layer in comparison.layers):
+            return Group(work, prose(calibration_line(comparison), style="dim"))
+        return Group(work)
+    bounds = FitTable(
+        title="Roofline: bounds (ms)",
+    )
+    for header in ("Layer", "Compute", "Memory", "Per-call", "Bound", "Achieved", "Verdict"):
+        bounds.add_column(header, justify="left" if header in ("Layer", "Verdict") else "right", no_wrap=True)
+    for label, line, stage in rows:
+        if line is not None:
+            bounds.add_row(label, optional_ms(line.compute_ms), optional_ms(line.memory_ms),
+                           optional_ms(line.overhead_ms), optional_ms(line.bound_ms), percent(line.fraction),
+                           "—" if line.verdict is None else str(line.verdict),
+                           style="dim" if stage is not None else None)  # fmt: skip
+    return Group(work, bounds, prose(
+        f"Peaks: {peaks_text(calibration)}. Bound = max(compute, memory); a layer's is the sum of its stages'. "
+        "Achieved = bound ÷ measured (over 100%: the data stayed in cache between calls). Overhead-bound: the "
+        "per-call cost exceeds the bound.", style="dim"))  # fmt: skip
+
+
+CSV_COLUMNS = [
+    "name", "layer", "stage", "input_shape", "output_shape", "output_shape_measured", "weight_shape", "groups",
+    "params", "params_measured", "macs", "macs_flop_counter", "macs_ptflops", "ptflops_raw", "flops", "bias_adds",
+    "other_ops", "min_bytes", "latency_median_ms", "latency_iqr_ms", "ratio_params", "ratio_macs", "ratio_latency",
+    "latency_best_ms", "latency_low_ms", "latency_high_ms", "latency_converged", "ratio_latency_low",
+    "ratio_latency_high", "ratio_latency_typical", "busy",
+    "ok", "threads", "intensity", "gmacs_per_s", "gbytes_per_s", "roofline_bound_ms", "roofline_fraction",
+    "verdict", "ratio_roofline",
+]  # fmt: skip
+
+
+def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
+    """One row per layer (stage empty) and one per stage of a multi-stage layer."""
+    rows = []
+    ratios = {item.vs: item for item in comparison.ratios}
+    for _, layer, stage in _rows(comparison):
+        item: LayerResult | StageResult = stage if stage is not None else layer
+        row: dict[str, Any] = {
+            "name": comparison.name or "",
+            "layer": layer.kind,
+            "stage": stage.name if stage else "",
+            "input_shape": csv_shape(item.input_shape),
+            "output_shape": csv_shape(item.output_shape),
+            "output_shape_measured": csv_shape(item.output_shape_measured),
+            "weight_shape": csv_shape(stage.weight_shape) if stage else "",
+            "groups": stage.groups if stage else "",
+            "params": item.params,
+            "params_measured": item.params_measured,
+            "macs": item.macs,
+            "macs_flop_counter": item.macs_flop_counter,
+            "macs_ptflops": item.macs_ptflops,
+            "ptflops_raw": item.ptflops_raw,
+            "flops": item.flops,
+            "bias_adds": item.bias_adds,
+            "other_ops": item.other_ops,
+            "min_bytes": item.min_bytes,
+            "ok": _layer_ok(layer, stage),
+        }
+        stats = layer.latency if stage is None else stage.latency
+        if stats is not None:
+            low, high = stats.interval_ms or (None, None)
+            contention = comparison.environment.contention
+            row.update(latency_median_ms=stats.median_ms, latency_iqr_ms=stats.iqr_ms, latency_best_ms=stats.shown_ms,
+                       latency_low_ms=low, latency_high_ms=high, latency_converged=stats.converged,
+                       busy="" if contention is None else contention.busy,
+                       threads=comparison.environment.threads)  # fmt: skip
+        row.update(_roofline_csv(item.roofline))
+        if stage is None and layer.kind in ratios:
+            entry = ratios[layer.kind]
+            low, high = entry.latency_interval or (None, None)
+            row.update(ratio_params=entry.params, ratio_macs=entry.macs, ratio_latency=entry.latency,
+                       ratio_latency_low=low, ratio_latency_high=high, ratio_latency_typical=entry.latency_typical,
+                       ratio_roofline=entry.roofline)  # fmt: skip
+        rows.append(fixed(row, _FIXED))
+    return rows
+
+
+_FIXED = ("latency_median_ms", "latency_iqr_ms", "latency_best_ms", "latency_low_ms", "latency_high_ms",
+          "ratio_params", "ratio_macs", "ratio_latency", "ratio_latency_low", "ratio_latency_high",
+          "ratio_latency_typical", "ratio_roofline")  # fmt: skip
+
+
+def _roofline_csv(line: Roofline | None) -> dict[str, Any]:
+    if line is None:
+        return {}
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.9g}"
+
+    return {
+        "intensity": number(line.intensity),
+        "gmacs_per_s": number(line.gmacs_per_s),
+        "gbytes_per_s": number(line.gbytes_per_s),
+        "roofline_bound_ms": number(line.bound_ms),
+        "roofline_fraction": number(line.fraction),
+        "verdict": "" if line.verdict is None else str(line.verdict),
+    }
+
+
+def _markdown_title(comparison: Comparison) -> str:
+    """layer_title with the (user's) entry name escaped for Markdown."""
+    title, name = layer_title(comparison), comparison.name
+    return markdown_literal(name) + title[len(name) :] if name else title
+
+
+def to_markdown(comparison: Comparison) -> str:
+    parts = [f"### {_markdown_title(comparison)}", ""]
+    rows = []
+    for label, layer, stage in _rows(comparison):
+        item: LayerResult | StageResult = stage if stage is not None else layer
+        rows.append([
+            label.replace("├", "").replace("└", "").strip() if stage is None else f"{layer.kind}.{stage.name}",
+            shape(item.output_shape), count(item.params), count(item.macs), count(item.bias_adds),
+            count(item.other_ops), "·" if not comparison.measured else "✓" if _layer_ok(layer, stage) else "✗",
+        ])  # fmt: skip
+    headers = ["Layer", "Output", "Params", "MACs", "Bias adds", "Norm+act ops", "Checks"]
+    parts += [markdown_table(headers, rows, {2, 3, 4, 5}), ""]
+    ratio_rows = [
+        [
+            item.vs,
+            ratio(item.params),
+            ratio(item.macs),
+            speedup(item),
+            "same" if item.shape_match else "DIFFER",
+        ]
+        for item in comparison.ratios
+    ]
+    parts += [markdown_table(["vs", "Params ÷", "MACs ÷", "Speedup", "Shapes"], ratio_rows, {1, 2, 3}), ""]
+    for _, layer, stage in _rows(comparison):
+        stats, line = (layer.latency, layer.roofline) if stage is None else (stage.latency, stage.roofline)
+        if stats:
+            name = layer.kind if stage is None else f"{layer.kind}.{stage.name}"
+            verdict = f", {roofline_cell(line)}" if line is not None and line.verdict is not None else ""
+            parts.append(
+                f"- {name}: {ms_interval(stats)} ms best, {milliseconds(stats.median_ms)} ms typical "
+                f"({sampling_text(stats)}, {threads_text(comparison.environment.threads)}{verdict})"
+            )
+    if any(layer.latency for layer in comparison.layers):
+        note = contention_text(comparison.environment)
+        if note:
+            parts.append(f"- {note}")
+        parts.append(f"- {calibration_line(comparison)}")
+    if not comparison.measured:
+        parts.append("- formula only: nothing was built or run, so no figure is checked against a measurement")
+    parts += [f"- {note}" for note in comparison.notes]
+    parts += [f"- ✗ {failure}" for failure in comparison.failures]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def render(comparison: Comparison, output_format: OutputFormat, roofline: bool = False) -> str | Group:
+    """Text for json/csv/markdown, the tables for table (the caller prints them).
+
+    ``roofline`` adds the full roofline table (JSON and CSV always carry the roofline figures).
+    """
+    if output_format is OutputFormat.JSON:
+        return to_json(comparison.to_dict())
+    if output_format is OutputFormat.CSV:
+        return to_csv(csv_rows(comparison), CSV_COLUMNS)
+    if output_format is OutputFormat.MARKDOWN:
+        return to_markdown(comparison)
+    table = render_table(comparison)
+    return Group(table, render_roofline(comparison)) if roofline else table

@@ -1,0 +1,187 @@
+"""A network by formula: its operations, grouped into rows, become per-op, per-layer and total results. No torch.
+
+Every network goes through here: a model file as planned (``convcost model FILE --formula-only`` stops at this
+point, without importing torch), and a model file or an import path after its forward pass was traced, when
+:mod:`convcost.run.model` adds the counters' figures and the checks to what this returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from convcost.cost import dense
+from convcost.cost import ops as formulas
+from convcost.cost.ops import ConvOp, Op, Shape, UncountedOp
+from convcost.results.comparison import Environment
+from convcost.results.model import (
+    DenseEquivalent,
+    KindShare,
+    ModelLayerResult,
+    ModelResult,
+    ModelTotals,
+    OpResult,
+    PairReplaced,
+)
+from convcost.spec.model import ModelPlan
+
+
+@dataclass
+class Call:
+    """One operation the forward pass performed, with what it measured."""
+
+    op: Op
+    output_shape: Shape | None
+    params_measured: int | None
+    module_name: str | None  # the module called (None for a functional op)
+    owner: str  # that module, or the container that called the functional op ("" for the model)
+    reused: bool = False  # a module called before: its weights are already counted
+    real: bool = True  # False for the "(own parameters)" rows that trace() adds after the calls
+    weight_shape: Shape | None = None  # a conv's: the weight it applied
+
+
+@dataclass
+class Row:
+    """A row of the per-layer table: its operations and, after a forward pass, the call of each."""
+
+    name: str
+    kind: str
+    ops: list[Op]
+    measured: list[Call | None]
+    module_name: str | None  # for per-layer latency
+
+
+def plan_rows(plan: ModelPlan, calls: list[Call | None] | None = None) -> list[Row]:
+    """One row per layer of a model file; ``calls`` (one per planned op) when it ran."""
+    found: list[Call | None] = calls if calls is not None else [None] * len(plan.ops)
+    rows, position = [], 0
+    for index, layer in enumerate(plan.layers):
+        count = len(layer.ops)
+        rows.append(Row(layer.name, layer.kind, layer.ops, found[position : position + count], str(index)))
+        position += count
+    return rows
+
+
+def plan_settings(plan: ModelPlan) -> dict[str, Any]:
+    return {"width_multiplier": plan.width_multiplier, "channel_divisor": plan.channel_divisor,
+            "batch": plan.input_shape[0]}  # fmt: skip
+
+
+def weight_shape(op: ConvOp) -> Shape:
+    """The weight a conv applies by formula: (cout, cin / groups, *kernel)."""
+    return (op.cout, op.cin // op.groups, *op.kernel)
+
+
+def op_result(op: Op, call: Call | None) -> OpResult:
+    """An op's figures by formula, with what its call measured beside them (None where it did not run)."""
+    cost = formulas.cost(op)
+    counted = not isinstance(op, UncountedOp)
+    return OpResult(
+        name=op.name,
+        kind=str(op.kind),
+        category=str(formulas.category(op)),
+        detail=formulas.describe(op),
+        input_shape=op.input_shape,
+        output_shape=formulas.output_shape(op) if counted else (call.output_shape or () if call else ()),
+        output_shape_measured=call.output_shape if call is not None else None,
+        params=0 if call is not None and call.reused else cost.params,
+        params_measured=call.params_measured if call is not None else None,
+        macs=cost.macs,
+        bias_adds=cost.bias_adds,
+        other_ops=cost.other_ops,
+        counted=counted,
+    )
+
+
+def outputs(rows: list[Row], layers: list[ModelLayerResult]) -> tuple[Shape, Shape | None]:
+    """The network's output by formula and as measured: its last real op's (the "(own parameters)" rows come
+    after the calls and have no output)."""
+    shape: Shape = ()
+    measured: Shape | None = None
+    for row, layer in zip(rows, layers, strict=True):
+        for call, result in zip(row.measured, layer.ops, strict=True):
+            if call is None or call.real:
+                shape, measured = result.output_shape, result.output_shape_measured
+    return shape, measured
+
+
+def network(
+    name: str,
+    source: str,
+    input_shape: Shape,
+    rows: list[Row],
+    environment: Environment,
+    settings: dict[str, Any],
+    measured: bool = True,
+) -> ModelResult:
+    """The result of a network by formula: no counter figures and no checks yet (the measured run adds them)."""
+    layers = [ModelLayerResult(row.name, row.kind, [op_result(op, call) for op, call in zip(row.ops, row.measured,
+                                                                                          strict=True)])
+              for row in rows]  # fmt: skip
+    ops = [op for layer in layers for op in layer.ops]
+    params, macs = sum(op.params for op in ops), sum(op.macs for op in ops)
+    total = ModelTotals(params, macs, sum(op.bias_adds for op in ops), sum(op.other_ops for op in ops))
+    result = ModelResult(
+        name=name,
+        source=source,
+        input_shape=input_shape,
+        output_shape=outputs(rows, layers)[0],
+        output_shape_measured=None,
+        layers=layers,
+        total=total,
+        dense_equivalent=dense_equivalent([op for row in rows for op in row.ops]),
+        by_kind=by_kind(ops, params, macs),
+        environment=environment,
+        settings=dict(settings),
+        measured=measured,
+    )
+    if note := uncounted_note(ops):
+        result.notes.append(note + ": their cost is not in the totals")
+    return result
+
+
+def uncounted_note(ops: list[OpResult]) -> str:
+    not_counted = [op for op in ops if not op.counted]
+    if not not_counted:
+        return ""
+    return (f"{len(not_counted)} operation(s) not counted: "
+            + ", ".join(f"{op.name} ({op.detail}, {op.params:,} params)" for op in not_counted[:5])
+            + (" …" if len(not_counted) > 5 else ""))  # fmt: skip
+
+
+def estimate_plan(plan: ModelPlan, source: str, environment: Environment) -> ModelResult:
+    """A model file by formula alone (``--formula-only``): nothing built, run or checked (``measured=False``)."""
+    return network(plan.name or source, source, plan.input_shape, plan_rows(plan), environment,
+                   plan_settings(plan), measured=False)  # fmt: skip
+
+
+def by_kind(ops: list[OpResult], params: int, macs: int) -> list[KindShare]:
+    """Params and MACs by category, most MACs first."""
+    groups: dict[str, list[OpResult]] = {}
+    for op in ops:
+        groups.setdefault(op.category, []).append(op)
+    shares = [
+        KindShare(
+            kind=kind,
+            ops=len(members),
+            params=sum(op.params for op in members),
+            macs=sum(op.macs for op in members),
+            params_share=sum(op.params for op in members) / params if params else 0.0,
+            macs_share=sum(op.macs for op in members) / macs if macs else 0.0,
+        )
+        for kind, members in groups.items()
+    ]
+    return sorted(shares, key=lambda share: (-share.macs, -share.params, share.kind))
+
+
+def dense_equivalent(ops: list[Op]) -> DenseEquivalent:
+    """The network's cost with every depthwise → pointwise pair replaced by its dense conv."""
+    replaced, pairs = dense.dense_equivalent(ops)
+    costs = [formulas.cost(op) for op in replaced]
+    return DenseEquivalent(
+        params=sum(cost.params for cost in costs),
+        macs=sum(cost.macs for cost in costs),
+        other_ops=sum(cost.other_ops for cost in costs),
+        pairs=[PairReplaced(pair.depthwise, pair.pointwise, formulas.describe(pair.dense),
+                            formulas.cost(pair.dense).params, formulas.cost(pair.dense).macs) for pair in pairs],
+    )  # fmt: skip

@@ -1,0 +1,107 @@
+"""A model's source, a model file or an import path, evaluated with command-line style settings. No torch here:
+``--formula-only`` stops at the plan's figures (:mod:`convcost.run.network`); a measured run imports
+:mod:`convcost.run.model`, and torch with it, only then."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from convcost.errors import FieldIssue, SpecError, UsageError
+from convcost.results.model import ModelResult
+from convcost.run import network
+from convcost.run.estimate import formula_environment
+from convcost.spec.compare import DType, positive_int, run_settings
+from convcost.spec.model import load_model
+from convcost.spec.source import is_import_path, parse_input
+
+if TYPE_CHECKING:
+    from convcost.run.latency import LatencySettings
+
+
+def evaluate_source(
+    source: str,
+    input_shape: str | None = None,
+    batch: str | int | None = None,
+    width_multiplier: str | float | None = None,
+    size: str | None = None,
+    depth: int | None = None,
+    latency_settings: LatencySettings | None = None,
+    threads: int = 1,
+    dtype: str = "float32",
+    device: str = "cpu",
+    formula_only: bool = False,
+) -> ModelResult:
+    """Evaluate a model file or an import path with command-line style settings (strings are validated).
+
+    ``formula_only``: a model file by formula alone, never importing torch (an import path is refused: it is
+    counted by running it); latency settings are then ignored, as ``compare --formula-only`` ignores them.
+    """
+    chosen_dtype, chosen_device = run_settings(dtype, device)
+    arguments = (source, input_shape, batch, width_multiplier, size, depth)
+    if formula_only:
+        return _evaluate_source(*arguments, None, threads, chosen_dtype, chosen_device, formula_only=True)
+    from convcost.run.context import RunContext
+
+    threads_used = latency_settings.threads if latency_settings else threads
+    context = RunContext(chosen_device, chosen_dtype, threads_used, latency_settings)
+    with context.applied():  # a library leaves the process as it found it
+        return _evaluate_source(*arguments, latency_settings, threads, context.dtype, context.device)
+
+
+def _evaluate_source(
+    source: str,
+    input_shape: str | None,
+    batch: str | int | None,
+    width_multiplier: str | float | None,
+    size: str | None,
+    depth: int | None,
+    latency_settings: LatencySettings | None,
+    threads: int,
+    dtype: DType = DType.FLOAT32,
+    device: str = "cpu",
+    formula_only: bool = False,
+) -> ModelResult:
+
+    if not is_import_path(source):
+        wrong = [flag for flag, value in (("input", input_shape), ("depth", depth)) if value is not None]
+        if wrong:
+            raise SpecError(
+                [FieldIssue((flag,), "is for import paths; a model file gives its own layers") for flag in wrong]
+            )
+        plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
+        if formula_only:
+            return network.estimate_plan(plan, source, formula_environment(device, str(dtype), threads))
+        from convcost.run.model import evaluate_plan
+
+        return evaluate_plan(plan, source, latency_settings, dtype=dtype, device=device, threads=threads)
+    issues: list[FieldIssue] = []
+    for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
+        if value is not None:
+            issues.append(FieldIssue((flag,), "is for model files; give an import path's input with --input"))
+    shape: tuple[int, ...] = ()
+    if input_shape is None:
+        issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
+    else:
+        try:
+            shape = parse_input(input_shape)
+        except ValueError as error:
+            issues.append(FieldIssue(("input",), str(error)))
+    batch_size = 1
+    if batch is not None:
+        try:
+            batch_size = positive_int(batch)
+        except ValueError as error:
+            issues.append(FieldIssue(("batch",), str(error)))
+    if issues:
+        raise SpecError(issues)
+    if formula_only:
+        raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")
+    from convcost.run.model import evaluate_import
+
+    return evaluate_import(
+        source, shape, batch_size, depth, latency_settings, dtype=dtype, device=device, threads=threads
+    )
+
+
+def _text(value: str | float | int | None) -> str | None:
+    return None if value is None else str(value)

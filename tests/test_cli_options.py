@@ -1,0 +1,95 @@
+"""The options commands share: one definition each, so the same name, metavar and default everywhere."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from convcost.cli import app
+
+# options that mean something else on a command: model's --size and --batch override a model file's own; and
+# model times nothing unless asked (its figures are the formulas and both counters)
+DIFFERENT_MEANING = {("model", "--size"), ("model", "--batch"), ("model", "--latency")}
+
+
+def _options() -> dict[str, dict[str, tuple[str, str]]]:
+    """By command, from its --help: each option's long name → (metavar, [default: ...] or '')."""
+    runner = CliRunner()
+    found: dict[str, dict[str, tuple[str, str]]] = {}
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        entries: list[str] = []
+        for line in result.output.split("Options:", 1)[1].splitlines():
+            if re.match(r"^  -", line):
+                entries.append(line.strip())
+            elif entries and line.startswith("    "):
+                entries[-1] += " " + line.strip()
+        options = {}
+        for entry in entries:
+            match = re.match(r"^(?:-\w, )?(--[\w-]+)(?: / --[\w-]+)?(?: (\S+))?(?:\s+|$)", entry)
+            assert match, entry
+            flag, metavar = match.group(1), match.group(2) or ""
+            if (name, flag) in DIFFERENT_MEANING:
+                continue
+            default = re.search(r"\[default: [^\]]*\]", entry)
+            options[flag] = (metavar, default.group(0) if default else "")
+        found[name] = options
+    return found
+
+
+def test_a_shared_option_has_one_metavar_default_and_help() -> None:
+    seen: dict[str, tuple[str, tuple[str, str]]] = {}
+    for command, options in _options().items():
+        for flag, definition in options.items():
+            if flag in ("--format", "--help"):  # check has its own formats (github, junit)
+                continue
+            first = seen.setdefault(flag, (command, definition))
+            assert definition == first[1], f"{flag}: {command} {definition} != {first[0]} {first[1]}"
+    assert {"--dtype", "--device", "--vs", "--size", "--threads", "--roofline", "--formula-only"} <= set(seen)
+
+
+def test_no_option_shows_a_python_type_as_its_metavar() -> None:
+    for command, options in _options().items():
+        for flag, (metavar, _) in options.items():
+            assert "<" not in metavar or "|" in metavar, f"{command} {flag}: {metavar}"  # choices: <a|b>
+
+
+def test_options_that_make_sense_exist() -> None:
+    options = _options()
+    assert "--roofline" in options["batch"] and "--roofline" in options["compare"]
+    assert "--formula-only" in options["sweep"]
+
+
+def test_sweep_formula_only_never_imports_torch() -> None:
+    code = (
+        "import sys\n"
+        "from convcost.cli import main\n"
+        "sys.argv = ['convcost', 'sweep', '--cin', '8,16', '--cout', '32', '-k', '3', '--size', '16', "
+        "'--formula-only', '-f', 'csv']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as stop:\n"
+        "    assert stop.code == 0, stop.code\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # 8·32·9·14·14 = 451,584 dense MACs against 8·9·196 + 8·32·196 = 64,288: a MAC ratio of 7.024
+    assert "7.02" in result.stdout and result.stdout.count("\n") == 3  # header and two points
+
+
+def test_batch_roofline_adds_each_entrys_roofline_table(tmp_path: Path) -> None:
+    layers = tmp_path / "layers.yaml"
+    layers.write_text("layers:\n  - {name: small, cin: 8, cout: 16, kernel: 3, size: 8}\n", encoding="utf-8")
+    runner = CliRunner()
+    plain = runner.invoke(app, ["batch", str(layers), "--no-latency"])
+    roofline = runner.invoke(app, ["batch", str(layers), "--no-latency", "--roofline"])
+    assert plain.exit_code == 0 and roofline.exit_code == 0, roofline.output
+    assert roofline.output.startswith(plain.output)
+    assert "FLOP/byte" in roofline.output[len(plain.output) :] or "intensity" in roofline.output.lower()

@@ -1,0 +1,67 @@
+"""The run context: a library call leaves torch's thread count and glibc's allocator as it found them."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from convcost import compare, parse_compare
+from convcost.errors import SpecError
+from convcost.run import calibrate, latency
+from convcost.run.calibrate import CalibrationSettings
+from convcost.run.context import RunContext
+from convcost.run.latency import LatencySettings
+from convcost.run.source import evaluate_source
+from convcost.spec.compare import DType
+
+FAST = LatencySettings(threads=1, rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
+TUNED = "glibc mallopt" if sys.platform.startswith("linux") else "not tuned"
+
+
+@pytest.fixture
+def two_threads() -> object:
+    """The process on 2 threads with glibc's allocator untuned, as a caller might have it; put back after."""
+    previous = torch.get_num_threads()
+    latency.restore_allocator()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_compare_applies_its_context_and_restores_the_process() -> None:
+    comparison = compare(parse_compare({"cin": 4, "cout": 8, "kernel": 3, "size": 8}), FAST)
+    # recorded from the context it ran in: 1 thread, the allocator tuned while timing
+    assert comparison.environment.threads == 1
+    assert comparison.environment.allocator.startswith(TUNED)
+    assert torch.get_num_threads() == 2 and not latency.allocator_tuned()
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_calibrate_and_model_restore_the_process() -> None:
+    found = calibrate.measure_peaks("cpu", DType.FLOAT32, 1, CalibrationSettings(max_matmul=64, copy_bytes=64 << 10,
+                                                                                 min_time=0.002))  # fmt: skip
+    assert found.threads == 1
+    assert torch.get_num_threads() == 2 and not latency.allocator_tuned()
+    result = evaluate_source("configs/mobilenet_v2.yaml", size="32", threads=1)
+    assert result.environment.threads == 1
+    assert torch.get_num_threads() == 2 and not latency.allocator_tuned()
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_an_error_inside_the_context_restores_the_process_too() -> None:
+    with pytest.raises(RuntimeError), RunContext(threads=1, latency=FAST).applied():
+        assert torch.get_num_threads() == 1 and latency.allocator_tuned()
+        raise RuntimeError("the work failed")
+    assert torch.get_num_threads() == 2 and not latency.allocator_tuned()
+
+
+def test_of_validates_every_setting_at_once() -> None:
+    with pytest.raises(SpecError) as caught:
+        RunContext.of("float64", "tpu")
+    assert [issue.loc for issue in caught.value.issues] == [("dtype",), ("device",)]
+    with pytest.raises(SpecError, match="must be a whole number from 1 to"):
+        RunContext.of(threads=0)
+    assert RunContext.of(threads=1, latency=LatencySettings(threads=4)).latency == LatencySettings(threads=1)
