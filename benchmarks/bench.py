@@ -394,7 +394,8 @@ def windows(count: int) -> list[dict[str, float]]:
     from convcost.run import build, latency
     from convcost.run.calibrate import cached
     from convcost.spec import kinds
-    from convcost.spec.compare import DType, parse_compare
+    from convcost.spec.compare import DType
+    from convcost.spec.kinds import parse_compare
 
     latency.tune_allocator()
     spec = parse_compare(PAIR)
