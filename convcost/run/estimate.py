@@ -14,7 +14,7 @@ from convcost.cost import formulas, ops, roofline
 from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
 from convcost.results import roofline as layer_roofline
-from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
+from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, Shape, StageResult
 from convcost.results.model import OpResult
 from convcost.run.network import Call, op_result
 from convcost.spec import kinds
@@ -26,7 +26,7 @@ FAR_SHORT = 0.5
 
 
 def formula_stage(
-    stage: ConvStage, input_shape: tuple[int, int, int, int], itemsize: int, calls: list[Call | None] | None = None
+    stage: ConvStage, input_shape: Shape, itemsize: int, calls: list[Call | None] | None = None
 ) -> tuple[StageResult, list[OpResult]]:
     """A stage as the ops it runs (:func:`convcost.cost.ops.stage_ops`), each through the one formula→result step
     of every network (:func:`convcost.run.network.op_result`) with its ``calls`` beside it when it ran, and their
@@ -107,13 +107,12 @@ def estimate(spec: CompareSpec, threads: int = 1) -> Comparison:
     planned = kinds.plan(spec)
     layers: dict[str, LayerResult] = {}
     for planned_kind, stages in planned.items():
-        shape: tuple[int, int, int, int] = (spec.batch, spec.cin, *spec.size)
+        shape: Shape = (spec.batch, spec.cin, *spec.size)
         results = []
         for stage in stages:
             result = formula_stage(stage, shape, spec.dtype.itemsize)[0]
             results.append(result)
-            batch, channels, height, width = result.output_shape
-            shape = (batch, channels, height, width)
+            shape = result.output_shape
         layers[str(planned_kind)] = LayerResult(
             kind=str(planned_kind),
             stages=results,

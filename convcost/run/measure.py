@@ -64,21 +64,6 @@ def count_ptflops(module: nn.Module, tensor: torch.Tensor) -> int:
     return int(macs)
 
 
-def _stored_weight_shape(conv: nn.Conv2d) -> tuple[int, ...]:
-    parametrizations = getattr(conv, "parametrizations", None)
-    if parametrizations is not None and "weight" in parametrizations:
-        return tuple(parametrizations["weight"].original.shape)
-    return tuple(conv.weight.shape)
-
-
-def _conv_of(module: nn.Module) -> nn.Conv2d:
-    if isinstance(module, nn.Conv2d):
-        return module
-    conv = module.get_submodule("conv")
-    assert isinstance(conv, nn.Conv2d)
-    return conv
-
-
 def count(
     module: nn.Module,
     tensor: torch.Tensor,
@@ -126,23 +111,20 @@ def measure_stage(
 ) -> tuple[StageResult, list[Check], torch.Tensor]:
     """Trace and count one stage on ``tensor`` as a network of its ops; returns its result, its checks and its
     output (the next stage's input)."""
-    batch, channels, height, width = tensor.shape
-    traced = trace(module, tensor)
-    calls, stage_checks = matched(ops_of_stage(stage, (batch, channels, height, width)), traced, subject, "stage")
-    result, op_results = formula_stage(stage, (batch, channels, height, width), tensor.element_size(), calls)
-    output = traced.output
-    result.stored_weight_shape = _stored_weight_shape(_conv_of(module))
-    result.output_shape_measured = tuple(output.shape)
+    shape, traced = tuple(tensor.shape), trace(module, tensor)
+    calls, stage_checks = matched(ops_of_stage(stage, shape), traced, subject, "stage")
+    result, op_results = formula_stage(stage, shape, tensor.element_size(), calls)
+    result.output_shape_measured = traced.output_shape
     result.params_measured = sum(parameter.numel() for parameter in module.parameters())
     figures = [("output shape", result.output_shape, result.output_shape_measured),
-               ("weight shape", result.weight_shape, tuple(_conv_of(module).weight.shape)),
+               ("weight shape", result.weight_shape, traced.calls[0].weight_shape),
                ("params", result.params, result.params_measured)]  # fmt: skip
     counted, result.macs_flop_counter, result.ptflops_raw = count(
         module, tensor, subject, list(zip(calls, op_results, strict=True)), figures
     )
     stage_checks += counted
     result.macs_ptflops = result.ptflops_raw - result.bias_adds
-    return result, stage_checks, output
+    return result, stage_checks, traced.output
 
 
 def environment(device: str, threads: int, dtype: str, channels_last: bool, allocator: str) -> Environment:
