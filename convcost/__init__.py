@@ -28,14 +28,14 @@ if TYPE_CHECKING:
     from convcost.errors import SpecError
     from convcost.results.comparison import Comparison
     from convcost.run.comparison import compare
-    from convcost.run.latency import LatencySettings
+    from convcost.run.context import LatencySettings
     from convcost.spec.compare import CompareSpec, LayerKind
     from convcost.spec.kinds import parse_compare
 
 _LAZY = {
     "compare": "convcost.run.comparison",
     "SpecError": "convcost.errors",
-    "LatencySettings": "convcost.run.latency",
+    "LatencySettings": "convcost.run.context",
     "Comparison": "convcost.results.comparison",
     "CompareSpec": "convcost.spec.compare",
     "LayerKind": "convcost.spec.compare",

@@ -16,7 +16,7 @@ from convcost.run.latency import LatencySettings
 from convcost.run.source import evaluate_source
 from convcost.spec.compare import DType
 
-FAST = LatencySettings(threads=1, rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
+FAST = LatencySettings(rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
 TUNED = "glibc mallopt" if sys.platform.startswith("linux") else "not tuned"
 
 
@@ -64,4 +64,17 @@ def test_of_validates_every_setting_at_once() -> None:
     assert [issue.loc for issue in caught.value.issues] == [("dtype",), ("device",)]
     with pytest.raises(SpecError, match="must be a whole number from 1 to"):
         RunContext.of(threads=0)
-    assert RunContext.of(threads=1, latency=LatencySettings(threads=4)).latency == LatencySettings(threads=1)
+    assert RunContext.of(threads=1, latency=FAST).latency == FAST
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_the_deprecated_latency_threads_still_chooses_the_threads_but_never_travels_in_the_context() -> None:
+    with pytest.warns(DeprecationWarning, match="pass threads= to compare"):
+        settings = LatencySettings(threads=1, rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
+    # the context alone carries the thread count: the settings it holds have none
+    assert RunContext(threads=2, latency=settings).latency == FAST
+    spec = parse_compare({"cin": 4, "cout": 8, "kernel": 3, "size": 8})
+    assert compare(spec, settings).environment.threads == 1  # no threads= of its own: the deprecated field's
+    assert compare(spec, FAST, threads=1).environment.threads == 1
+    assert compare(spec, None).environment.threads == 2  # untimed: torch's thread count as it is
+    assert torch.get_num_threads() == 2 and not latency.allocator_tuned()

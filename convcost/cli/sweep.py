@@ -111,7 +111,7 @@ def _run_sweep(
 
     settings, calibration = None, None
     if not formula_only:
-        settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+        settings = options.latency_settings(latency, rounds, min_time, channels_last, tune_allocator,
                                             target=target, max_time=max_time)  # fmt: skip
         calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = progress_bar(len(specs), "sweep")
