@@ -83,6 +83,7 @@ def run(
     if settings is not None:
         settings = replace(settings, stages=False)
     found: list[SweepPoint] = []
+    comparisons: list[Comparison] = []
     failures: list[str] = []
     environment: Environment | None = None
     interrupted = False
@@ -92,6 +93,7 @@ def run(
                 progress(index, len(specs), spec)
             comparison = compare(spec, settings, calibration, threads) if measure else estimate(spec, threads or 1)
             environment = comparison.environment
+            comparisons.append(comparison)
             found.extend(points(comparison))
             failures.extend(f"{describe(spec)}: {failure}" for failure in comparison.failures)
     except KeyboardInterrupt:
@@ -108,4 +110,5 @@ def run(
         failures=failures,
         interrupted=interrupted,
         planned=len(specs),
+        comparisons=comparisons,
     )
