@@ -131,12 +131,14 @@ def measure_check(
     elif target.plan is not None:
         from convcost.run.model import evaluate_plan
 
-        result = evaluate_plan(target.plan, str(check.model_path), context)
+        with context.applied():  # the process's threads and allocator as they were, after
+            result = evaluate_plan(target.plan, str(check.model_path), context)
     else:
         from convcost.run.model import evaluate_import
 
         assert check.import_path is not None and target.input_shape is not None and target.module is not None
-        result = evaluate_import(check.import_path, target.input_shape, context=context, model=target.module)
+        with context.applied():
+            result = evaluate_import(check.import_path, target.input_shape, context=context, model=target.module)
     contention = result.environment.contention
     parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention) for layer in result.layers}
     total = _figures(result.total.params, result.total.macs, result.latency, contention)
