@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import platform
 from typing import Any
 
 import torch
@@ -28,12 +27,11 @@ from convcost.cost.formulas import ConvStage, Pair
 from convcost.cost.ops import ConvOp, Op
 from convcost.cost.ops import stage_ops as ops_of_stage
 from convcost.errors import MeasurementError
-from convcost.results.comparison import Check, Environment, StageResult, checks
+from convcost.results.comparison import Check, StageResult, checks
 from convcost.results.model import OpResult
 from convcost.run.estimate import formula_stage
 from convcost.run.network import Call, weight_shape
 from convcost.run.trace import Trace, trace, without_fast_paths
-from convcost.version import __version__
 
 
 def count_flop_counter(module: nn.Module, tensor: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -125,23 +123,6 @@ def measure_stage(
     stage_checks += counted
     result.macs_ptflops = result.ptflops_raw - result.bias_adds
     return result, stage_checks, traced.output
-
-
-def environment(device: str, threads: int, dtype: str, channels_last: bool, allocator: str) -> Environment:
-    on_cuda = device == "cuda"
-    device_name = torch.cuda.get_device_name(0) if on_cuda else (platform.processor() or platform.machine())
-    return Environment(
-        torch=torch.__version__,
-        convcost=__version__,
-        python=platform.python_version(),
-        platform=platform.platform(terse=True),
-        device=device,
-        device_name=device_name,
-        threads=threads,
-        dtype=dtype,
-        channels_last=channels_last,
-        allocator=allocator,
-    )
 
 
 def available_memory() -> int | None:
