@@ -13,7 +13,7 @@ from convcost.cost.stats import Estimate, within
 from convcost.results.comparison import Comparison, LayerResult, Ratios
 from convcost.run import build, latency
 from convcost.run.context import RunContext
-from convcost.run.estimate import assemble
+from convcost.run.estimate import assemble, formula_stage
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import check_device, check_memory, measure_stage
 from convcost.spec import kinds
@@ -28,7 +28,9 @@ def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tupl
     results, checks = [], []
     for stage, module in zip(stages, modules, strict=True):
         subject = kind if len(stages) == 1 else f"{kind}.{stage.name}"
-        result, stage_checks, tensor = measure_stage(stage, module, tensor, subject)
+        batch, channels, height, width = tensor.shape
+        result = formula_stage(stage, (batch, channels, height, width), tensor.element_size())
+        result, stage_checks, tensor = measure_stage(result, module, tensor, subject)
         results.append(result)
         checks.extend(stage_checks)
         # later stages must see the measured output, so a wrong stage cannot hide behind a right formula
@@ -115,7 +117,7 @@ def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySett
 
 def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
     """This machine's calibration, for the probe's reference; None when there is none or the cache is broken."""
-    from convcost.run.calibrate import CalibrationCacheError, cached
+    from convcost.run.cache import CalibrationCacheError, cached
 
     try:
         return cached(spec.device, spec.dtype, threads)

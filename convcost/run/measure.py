@@ -26,7 +26,6 @@ from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage, Pair
 from convcost.errors import MeasurementError
 from convcost.results.comparison import Check, Environment, StageResult, checks
-from convcost.run.estimate import formula_stage
 from convcost.version import __version__
 
 
@@ -74,11 +73,10 @@ def _conv_of(module: nn.Module) -> nn.Conv2d:
 
 
 def measure_stage(
-    stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
+    result: StageResult, module: nn.Module, tensor: torch.Tensor, subject: str
 ) -> tuple[StageResult, list[Check], torch.Tensor]:
-    """Run one stage on ``tensor``; returns its result, its checks and its output (the next stage's input)."""
-    batch, channels, height, width = tensor.shape
-    result = formula_stage(stage, (batch, channels, height, width), tensor.element_size())
+    """Run one stage on ``tensor``, filling in the measured fields of its formula ``result`` (see
+    :func:`convcost.run.estimate.formula_stage`); returns it, its checks and its output (the next stage's input)."""
     macs_flop_counter, output = count_flop_counter(module, tensor)
     ptflops_raw = count_ptflops(module, tensor)
     conv = _conv_of(module)

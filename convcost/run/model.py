@@ -41,7 +41,7 @@ from convcost.run.measure import (
 from convcost.run.network import Call, Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, trace, without_fast_paths
 from convcost.spec.compare import DType
-from convcost.spec.model import ModelPlan
+from convcost.spec.layers import ModelPlan
 
 
 def evaluate_plan(
@@ -329,7 +329,7 @@ def _calibration(settings: LatencySettings | None, device: str, dtype: DType) ->
     """The cached calibration for a latency run, read before anything is measured (a broken cache stops it)."""
     if settings is None:
         return None
-    from convcost.run.calibrate import cached
+    from convcost.run.cache import cached
 
     return cached(device, dtype, settings.threads)
 

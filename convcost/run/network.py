@@ -23,7 +23,7 @@ from convcost.results.model import (
     OpResult,
     PairReplaced,
 )
-from convcost.spec.model import ModelPlan
+from convcost.spec.layers import ModelPlan
 
 
 @dataclass
