@@ -241,7 +241,6 @@ def write(text: str, output: Path | None) -> None:
         fail(f"-o/--output: cannot write {output}: {error.strerror or error}")
 
 
-EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.run.interrupts.exit_code)
 _SUFFIX_FORMATS = {".json": OutputFormat.JSON, ".csv": OutputFormat.CSV, ".md": OutputFormat.MARKDOWN,
                    ".markdown": OutputFormat.MARKDOWN, ".txt": OutputFormat.TABLE}  # fmt: skip
 Format = TypeVar("Format", OutputFormat, CheckFormat)

@@ -367,12 +367,7 @@ def baseline_text(result: BudgetResult) -> str:
         "version": BASELINE_VERSION,
         "environment": environment_record(result.environment),
         "checks": {
-            name: {
-                "params": item.total.params,
-                "macs": item.total.macs,
-                "latency_ms": item.total.latency_ms,
-                "environment": environment_record(item.environment),
-            }
+            name: {**item.total.to_dict(), "environment": environment_record(item.environment)}
             for name, item in result.measured.items()
         },
     }
