@@ -22,3 +22,16 @@ def test_the_longest_import_chain_has_at_most_nine_floors() -> None:
 
     longest = max((chain(module) for module in sorted(modules)), key=len)
     assert len(longest) <= MAX_FLOORS, " > ".join(longest)
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "convcost"
+    sizes = {str(path.relative_to(package)): len(path.read_text(encoding="utf-8").splitlines())
+             for path in package.rglob("*.py")}  # fmt: skip
+    assert len(sizes) > 40  # the whole package, not an empty folder
+    assert {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}
