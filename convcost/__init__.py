@@ -16,24 +16,39 @@ from convcost.version import __version__
 __all__ = [
     "CompareSpec",
     "Comparison",
+    "DType",
     "LatencySettings",
     "LayerKind",
     "SpecError",
     "__version__",
+    "calibration_for",
     "compare",
+    "estimate",
+    "evaluate_batch",
+    "load_batch",
     "parse_compare",
 ]
 
 if TYPE_CHECKING:
     from convcost.errors import SpecError
     from convcost.results.comparison import Comparison
+    from convcost.run.batch import evaluate as evaluate_batch
+    from convcost.run.calibrate import calibration_for
     from convcost.run.comparison import compare
+    from convcost.run.estimate import estimate
     from convcost.run.latency import LatencySettings
-    from convcost.spec.compare import CompareSpec, LayerKind
+    from convcost.spec.batch import load_batch
+    from convcost.spec.compare import CompareSpec, DType, LayerKind
     from convcost.spec.kinds import parse_compare
 
+# the documented names (README, Python API) → (module, name there); the modules move, these names stay
 _LAZY = {
     "compare": "convcost.run.comparison",
+    "estimate": "convcost.run.estimate",
+    "evaluate_batch": "convcost.run.batch:evaluate",
+    "load_batch": "convcost.spec.batch",
+    "calibration_for": "convcost.run.calibrate",
+    "DType": "convcost.spec.compare",
     "SpecError": "convcost.errors",
     "LatencySettings": "convcost.run.latency",
     "Comparison": "convcost.results.comparison",
@@ -48,5 +63,6 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, _, attribute = _LAZY[name].partition(":")
+        return getattr(importlib.import_module(module), attribute or name)
     raise AttributeError(f"module 'convcost' has no attribute {name!r}")

@@ -128,23 +128,24 @@ def test_a_quiet_series_converges_at_the_first_check() -> None:
 
 def test_a_noisy_series_stops_at_max_time_unconverged() -> None:
     # the alternative's rounds spread evenly over 1–10 ms: its 10 % quantile, and so the speedup, moves by far more
-    # than ±3 % from resample to resample; 0.05 s a round and a 2 s budget: the 40th round spends it
+    # than ±3 % from resample to resample; 0.05 s a round and a 2 s budget: after the 39th (1.95 s) another round
+    # would overrun it
     series = {"dense": [4e-3] * 2, "alt": SPREAD}
     clock = FakeClock(0.05)
     result = sample(rounds_from(series, clock), SamplingPlan(target=0.03, max_time=2.0), [("dense", "alt")], [],
                     clock)  # fmt: skip
-    assert (result.converged, result.stopped_by, result.count) == (False, "time", 40)
-    assert result.sampled_s == pytest.approx(2.0)
+    assert (result.converged, result.stopped_by, result.count) == (False, "time", 39)
+    assert result.sampled_s == pytest.approx(1.95)
 
 
 def test_checks_are_spaced_geometrically() -> None:
-    # 0.02 s a round, 2 s: 100 rounds; checks at 30, 39, 51, 67, 88 rounds (each ⌈1.3×⌉ the last: 30·1.3 = 39,
-    # 39·1.3 = 50.7, 51·1.3 = 66.3, 67·1.3 = 87.1), plus one at the end: 6 bootstraps for 100 rounds, not 71
+    # 0.02 s a round, 2 s: 99 rounds (a 100th would overrun); checks at 30, 39, 51, 67, 88 rounds (each ⌈1.3×⌉ the
+    # last: 30·1.3 = 39, 39·1.3 = 50.7, 51·1.3 = 66.3, 67·1.3 = 87.1), plus one at the end: 6 bootstraps, not 70
     series = {"dense": [4e-3] * 2, "alt": SPREAD}
     clock = FakeClock(0.02)
     result = sample(rounds_from(series, clock), SamplingPlan(target=0.03, max_time=2.0), [("dense", "alt")], [],
                     clock)  # fmt: skip
-    assert (result.count, result.checks) == (100, 6)
+    assert (result.count, result.checks) == (99, 6)
 
 
 def test_fixed_rounds_take_exactly_that_many_and_are_judged_after() -> None:
@@ -176,27 +177,99 @@ def test_contention_against_the_calibration() -> None:
     quiet = classify([10e9] * 20, [50e9] * 20, reference_copy=10e9, reference_matmul=50e9)
     assert (quiet.busy, quiet.memory_fraction, quiet.compute_fraction) == (False, 1.0, 1.0)
     assert quiet.reference == "calibration" and "looked quiet" in quiet.note and "of calibrated" in quiet.note
-    # the copy at 5.8 GB/s against 10 calibrated: 58 %, below the 80 % line; the matmul is unaffected
+    # the copy at 4.2 GB/s against 10 calibrated: 42 %, below the 50 % line; the matmul is unaffected
     slowed = {"dense": 1.05, "separable": 1.9}
-    busy = classify([5.8e9] * 20, [49e9] * 20, 10e9, 50e9, slowed)
-    assert busy.busy and busy.memory_fraction == pytest.approx(0.58) and busy.compute_fraction == pytest.approx(0.98)
-    assert busy.note.startswith("The machine was busy during the measurement (memory bandwidth at 58% of calibrated")
+    busy = classify([4.2e9] * 20, [49e9] * 20, 10e9, 50e9, slowed)
+    assert busy.busy and busy.memory_fraction == pytest.approx(0.42) and busy.compute_fraction == pytest.approx(0.98)
+    assert busy.note.startswith("The machine was busy during the measurement (memory bandwidth at 42% of calibrated")
+    # 62 %: as low as a quiet 2-vCPU VM's copy went against its calibration, so no evidence
+    assert not classify([6.2e9] * 20, [49e9] * 20, 10e9, 50e9, slowed).busy
     assert "slowed most: separable typical 1.90× its best; dense typical 1.05× its best." in busy.note
 
 
-def test_contention_against_the_runs_own_best() -> None:
+def test_the_runs_own_best_and_the_layers_spread_are_reported_but_no_evidence() -> None:
     # half the rounds at 10 GB/s, half at 4: the median 7 GB/s (between the middle two, 4 and 10) is 70 % of the
-    # own best (the 90 % quantile, 10 GB/s)
+    # own best (the 90 % quantile, 10 GB/s); a quiet 2-vCPU VM's probe already strays to 70–83 % of its own best,
+    # and its separable layer to 1.6× its best, so neither marks the run busy
     copies = [10e9, 4e9] * 10
-    busy = classify(copies, [50e9] * 20)
-    assert busy.busy and busy.memory_fraction == pytest.approx(0.7) and busy.reference == "this run's best"
-    steady = classify([4e9] * 20, [50e9] * 20)  # steadily slow: without a calibration the probe looks quiet
-    assert not steady.busy and "steady load shows only in the layers' spread" in steady.note
-    # ... unless the layers themselves were disturbed: separable's median 1.3× its best is over the 1.25 line
-    spread = classify([4e9] * 20, [50e9] * 20, slowdowns={"dense": 1.05, "separable": 1.3})
-    assert spread.busy and spread.slowdown == 1.3
-    assert "the layers' typical figures up to 1.30× their best" in spread.note
-    assert not classify([4e9] * 20, [50e9] * 20, slowdowns={"dense": 1.05, "separable": 1.2}).busy
+    quiet = classify(copies, [50e9] * 20, slowdowns={"dense": 1.05, "separable": 1.6})
+    assert not quiet.busy and quiet.memory_fraction == pytest.approx(0.7) and quiet.reference == "this run's best"
+    assert quiet.slowdown == 1.6 and "memory bandwidth at 70% of this run's best" in quiet.note
+    assert "load on other cores that slows the run steadily does not show" in quiet.note
+
+
+def test_waiting_for_a_cpu_marks_the_run_busy() -> None:
+    # quiet runs waited 0–4 % of their time; beside a process on the same core about 49 %
+    slowed = {"dense": 1.9, "separable": 3.1}
+    shared = classify([10e9] * 20, [50e9] * 20, slowdowns=slowed, cpu_wait=0.49)
+    assert shared.busy and shared.cpu_wait_fraction == 0.49 and shared.to_dict()["cpu_wait_fraction"] == 0.49
+    assert shared.note.startswith("The machine was busy during the measurement (waited for a CPU 49% of the time, ")
+    assert "another process shared the CPU" in shared.note
+    assert "slowed most: separable typical 3.10× its best; dense typical 1.90× its best." in shared.note
+    assert not classify([10e9] * 20, [50e9] * 20, cpu_wait=0.04).busy
+    assert classify([10e9] * 20, [50e9] * 20, cpu_wait=latency_stats.BUSY_CPU_WAIT).busy
+    # during calibration: no layers, the same evidence
+    calibrating = classify([10e9] * 20, [50e9] * 20, during="calibration", cpu_wait=0.5)
+    assert calibrating.busy and calibrating.note.startswith("The machine was busy during calibration (waited")
+    assert not classify([10e9, 4e9] * 10, [50e9] * 20, during="calibration", cpu_wait=0.01).busy
+
+
+def host_states(generator: random.Random, count: int = 150, stretch: int = 25) -> dict[str, list[float]]:
+    """Rounds on a host whose neighbours come and go: every ``stretch`` rounds a new state slows the memory-bound
+    alternative by 0–40 % and dense by 0–5 %, with a little independent noise round by round."""
+    dense: list[float] = []
+    alt: list[float] = []
+    for start in range(0, count, stretch):
+        alt_level, dense_level = generator.uniform(1.0, 1.4), generator.uniform(1.0, 1.05)
+        for _ in range(min(stretch, count - start)):
+            dense.append(4e-3 * dense_level * (1 + generator.lognormvariate(-4, 0.5)))
+            alt.append(1e-3 * alt_level * (1 + generator.lognormvariate(-4, 0.5)))
+    return {"dense": dense, "alt": alt}
+
+
+def test_blocks_of_rounds_widen_the_interval_when_the_host_drifts() -> None:
+    # ten runs of 150 rounds on a drifting host: the speedup moves from run to run with the states each run saw.
+    # Resampling single rounds treats a 25-round stretch as 25 independent draws and gives a narrow interval;
+    # resampling stretches of √150 = 12 rounds keeps the drift in: over twice as wide, and the intervals contain
+    # the median of the ten speedups twice as often (bench item 4's coverage, in miniature). Still 6 of 10, not
+    # 9: a low quantile over six host states sits on the fastest one, which no resampling of one run can move
+    generator = random.Random(0)
+    runs = [host_states(generator) for _ in range(10)]
+    found = {block: [summarize(rounds, [("dense", "alt")], block=block)[1][("dense", "alt")] for rounds in runs]
+             for block in (1, None)}  # fmt: skip
+    middle = sorted(item.best for item in found[1])[4:6]
+    median = sum(middle) / 2
+
+    def width(item: latency_stats.Estimate) -> float:
+        return (item.best_interval[1] - item.best_interval[0]) / item.best
+
+    def covered(items: list[latency_stats.Estimate]) -> int:
+        return sum(item.best_interval[0] <= median <= item.best_interval[1] for item in items)
+
+    assert [item.best for item in found[1]] == [item.best for item in found[None]]  # the same points
+    assert sorted(map(width, found[None]))[5] > 2 * sorted(map(width, found[1]))[5]  # median widths
+    assert (covered(found[1]), covered(found[None])) == (3, 6)
+
+
+def test_block_resamples_are_circular_stretches() -> None:
+    assert [latency_stats.block_length(count) for count in (1, 5, 30, 169, 2000)] == [1, 2, 5, 13, 44]
+    picks = latency_stats.block_picks(random.Random(3), 10, 4)
+    assert len(picks) == 10
+    for start in range(0, 8, 4):  # each block of 4 runs on consecutively, wrapping from 9 to 0
+        assert all(picks[start + offset] == (picks[start] + offset) % 10 for offset in range(4))
+    # one round per block is the ordinary bootstrap, draw for draw
+    generator = random.Random(1)
+    rounds = {"dense": noisy(5e-3, 60, generator), "alt": noisy(1.25e-3, 60, generator)}
+    assert summarize(rounds, [("dense", "alt")], block=1) != summarize(rounds, [("dense", "alt")])
+
+
+def test_the_time_budget_counts_the_warm_up() -> None:
+    # rounds of 10 ms, 2 s in all, of which the warm-up before sampling took 1.5: about 50 rounds, not 200
+    series = {"dense": [4e-3] * 2, "alt": SPREAD}  # as above: never within ±3 %
+    clock = FakeClock(0.01)
+    result = sample(rounds_from(series, clock), SamplingPlan(), [("dense", "alt")], [], clock, started=-1.5)
+    assert result.stopped_by == "time" and 49 <= result.count <= 51
+    assert result.sampled_s == pytest.approx(result.count * 0.01)  # the sampling itself, as reported
 
 
 def timed(converged: bool) -> LatencyStats:
@@ -210,9 +283,9 @@ def test_latency_doubt_names_the_reason() -> None:
     assert latency_doubt(timed(False), None) == (
         "its sampling did not converge to ±3% in 2.0 s (95% interval 4.5–5.4 ms)"
     )
-    busy = classify([5.8e9] * 20, [49e9] * 20, 10e9, 50e9)
+    busy = classify([4.2e9] * 20, [49e9] * 20, 10e9, 50e9)
     assert latency_doubt(timed(True), busy) == (
-        "the machine was busy (memory bandwidth at 58%, compute at 98% of calibration)"
+        "the machine was busy (memory bandwidth at 42%, compute at 98% of calibration)"
     )
 
 

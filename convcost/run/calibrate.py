@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -181,6 +182,7 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
     # timed as compare times: on ``threads``, glibc's heap tuned; both restored after (the run context)
     with RunContext(device, dtype, threads, latency.LatencySettings(threads=threads)).applied(), torch.no_grad():
         allocator = latency.allocator_state()
+        waited, wall = latency.cpu_wait_seconds(), time.perf_counter()
         probe = _ProbeRounds(device, threads)
         probe.take(settings.probe_rounds)
         with _matmul_precision(tf32):
@@ -190,7 +192,7 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
         overhead, overhead_interval = _call_overhead(device, torch_dtype, threads, settings)
         grouped_overhead, grouped_interval = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
         probe.take(settings.probe_rounds)
-        contention = probe.contention()
+        contention = probe.contention(latency.cpu_wait_fraction(waited, time.perf_counter() - wall, threads))
     return Calibration(
         machine=machine_name(device),
         torch=torch.__version__,
@@ -220,12 +222,20 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
 class _ProbeRounds:
     """The latency harness's reference probe, in rounds spread over the calibration (before, between, after).
 
-    Its median rates become the calibration's ``probe_*`` figures, what later runs compare their probe with; their
-    spread says whether the machine was busy while calibrating (against this calibration's own best).
+    Its median rates become the calibration's ``probe_*`` figures, what later runs compare their probe with. The
+    calibration is marked busy when the process waited for a CPU (another process shared its core); the probe's
+    spread against its own best is reported beside it, no evidence on its own (a quiet machine's reaches 70 %).
     """
+
+    # In a measurement the layers between two probe rounds push the probe's buffers out of the caches, so its copy
+    # streams from memory; probe rounds back to back would run from the last-level cache instead (measured on a
+    # 2-vCPU VM: twice as fast, so every later run read as busy). Writing this many bytes before each round
+    # evicts them as the layers do.
+    EVICT_BYTES = 64 << 20
 
     def __init__(self, device: str, threads: int) -> None:
         self.probe = latency.Probe(torch.device(device), threads)
+        self.evict = torch.empty(self.EVICT_BYTES // 4, dtype=torch.float32, device=device)
         self.timers = {}
         self.block = {}
         for name, (stmt, values, calls) in self.probe.cases().items():
@@ -236,6 +246,7 @@ class _ProbeRounds:
 
     def take(self, count: int) -> None:
         for index in range(count):
+            self.evict.zero_()
             for name in latency.round_order(list(self.timers), index):
                 self.rounds[name].append(latency.block_seconds(self.timers[name], self.block[name]) / self.block[name])
 
@@ -244,9 +255,9 @@ class _ProbeRounds:
         rates = copies if name == COPY else matmuls
         return quantile(rates, 0.5) if rates else None
 
-    def contention(self) -> Contention:
+    def contention(self, cpu_wait: float | None) -> Contention:
         copies, matmuls = latency.Probe.rates(self.rounds)
-        return classify(copies, matmuls, during="calibration")
+        return classify(copies, matmuls, during="calibration", cpu_wait=cpu_wait)
 
 
 def matmul_tf32(device: str) -> bool | None:

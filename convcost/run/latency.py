@@ -12,7 +12,8 @@ What shapes this harness (measured on a 2-vCPU machine, torch 2.13 CPU):
   that machine drift hits them equally. Each round times blocks of calls with ``torch.utils.benchmark`` until
   ``min_time`` is spent (the block size is set once, from the warm-up, instead of by ``blocked_autorange``'s
   estimate, which for a 5 ms layer spends 10 calls finding it every round); a round's figure is the median of its
-  blocks. A reference probe (:class:`Probe`) takes part in every round. When to stop, and what the rounds say
+  blocks. A reference probe (:class:`Probe`) takes part in every round, and the kernel's count of the time the
+  process waited for a CPU (:func:`cpu_wait_seconds`) is read around the rounds. When to stop, and what the rounds say
   (best and typical figures, their intervals, the contention), is :mod:`convcost.latency_stats`, pure Python.
 * Even the minimum over a 2 s window varied by a third between windows on a shared 2-vCPU VM, and per-round
   speedups swung 1.8–4.2×: hence intervals on every figure, an adaptive stop, and a probe that says when the
@@ -30,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -191,7 +193,9 @@ def measure_run(
 
     ``pairs`` (reference, other) are the speedups the stopping rule watches; without pairs it watches the
     ``watched`` cases (default: the first). ``reference``: a calibration whose probe rates say what quiet is.
+    ``settings.max_time`` (per pair) bounds the whole call, warm-up included.
     """
+    started = clock()
     previous_threads = torch.get_num_threads()
     previous_grad = torch.is_grad_enabled()
     names = list(cases)
@@ -242,7 +246,9 @@ def measure_run(
                     calls[name] += block[name] * len(per_block)
             return figures
 
-        sampling = sample(take_round, plan, pairs, watched, clock)
+        waited, wall = cpu_wait_seconds(), time.perf_counter()
+        sampling = sample(take_round, plan, pairs, watched, clock, started)
+        cpu_wait = cpu_wait_fraction(waited, time.perf_counter() - wall, settings.threads)
     finally:
         torch.set_num_threads(previous_threads)
         torch.set_grad_enabled(previous_grad)
@@ -254,7 +260,7 @@ def measure_run(
         top = {*watched, *(name for pair in pairs for name in pair)}  # the layers, not their stages
         slowdowns = {name: estimates[name].typical / estimates[name].best for name in names
                      if name in top and estimates[name].best > 0}  # fmt: skip
-        contention = probe.classify(sampling.rounds, reference, slowdowns)
+        contention = probe.classify(sampling.rounds, reference, slowdowns, cpu_wait)
     return LatencyRun(stats, ratios, contention, sampling)
 
 
@@ -292,14 +298,48 @@ class Probe:
         return copies, matmuls
 
     def classify(
-        self, rounds: Mapping[str, Sequence[float]], reference: Calibration | None, slowdowns: Mapping[str, float]
+        self,
+        rounds: Mapping[str, Sequence[float]],
+        reference: Calibration | None,
+        slowdowns: Mapping[str, float],
+        cpu_wait: float | None = None,
     ) -> Contention:
         copies, matmuls = self.rates(rounds)
         # a calibration taken on a busy machine would make every later run look quiet: this run's best instead
         trusted = reference is not None and not reference.busy
         quiet_copy = reference.probe_bandwidth if trusted and reference is not None else None
         quiet_matmul = reference.probe_flops if trusted and reference is not None else None
-        return classify(copies, matmuls, quiet_copy, quiet_matmul, slowdowns)
+        return classify(copies, matmuls, quiet_copy, quiet_matmul, slowdowns, cpu_wait=cpu_wait)
+
+
+def cpu_wait_seconds() -> float | None:
+    """Seconds this process's threads have spent runnable but waiting for a CPU, or None where unknown.
+
+    Linux counts it per thread (``/proc/self/task/*/schedstat``: on-CPU time, run-queue wait, time slices). It is
+    the direct sign of a neighbour on the same core (the process's own clock cannot tell the time it did not run
+    from slow code), and near zero on a quiet machine (0–4 % of a measurement's time on a 2-vCPU VM).
+    """
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return None
+    total = 0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except FileNotFoundError:  # a thread that ended since the listing
+            continue
+        except (OSError, ValueError, IndexError):
+            return None
+    return total / 1e9
+
+
+def cpu_wait_fraction(waited_before: float | None, wall: float, threads: int) -> float | None:
+    """The share of ``wall`` seconds × ``threads`` spent waiting for a CPU since ``waited_before`` was read."""
+    waited_after = cpu_wait_seconds()
+    if waited_before is None or waited_after is None or wall <= 0:
+        return None
+    return max(0.0, waited_after - waited_before) / (wall * max(1, threads))
 
 
 def block_seconds(case_timer: benchmark.Timer, number: int) -> float:
