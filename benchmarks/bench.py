@@ -362,10 +362,9 @@ def stability(threads: int, tune: bool, old_first: bool) -> dict[str, Any]:
         cases[str(kind)] = (module, build.input_tensor(32, (112, 112), 1, DType.FLOAT32, "cpu"))
     torch.set_num_threads(threads)
     reference = cached("cpu", DType.FLOAT32, threads)
-    new_settings = latency.LatencySettings(threads=threads, tune_allocator=tune, stages=False)
+    new_settings = latency.LatencySettings(tune_allocator=tune, stages=False)
     # the harness before issue 9: 5 rounds of 0.04 s per layer, the median of the rounds, no probe
-    old_settings = latency.LatencySettings(threads=threads, tune_allocator=tune, stages=False, rounds=5,
-                                           min_time=0.04, probe=False)  # fmt: skip
+    old_settings = latency.LatencySettings(tune_allocator=tune, stages=False, rounds=5, min_time=0.04, probe=False)
     row: dict[str, Any] = {"threads": threads, "allocator": latency.allocator_state(), "calibrated": bool(reference)}
     for name in ["old", "new"] if old_first else ["new", "old"]:
         settings = new_settings if name == "new" else old_settings

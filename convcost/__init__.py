@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from convcost.run.batch import evaluate as evaluate_batch
     from convcost.run.calibrate import calibration_for
     from convcost.run.comparison import compare
+    from convcost.run.context import LatencySettings
     from convcost.run.estimate import estimate
-    from convcost.run.latency import LatencySettings
     from convcost.spec.batch import load_batch
     from convcost.spec.compare import CompareSpec, DType, LayerKind
     from convcost.spec.kinds import parse_compare
@@ -50,7 +50,7 @@ _LAZY = {
     "calibration_for": "convcost.run.calibrate",
     "DType": "convcost.spec.compare",
     "SpecError": "convcost.errors",
-    "LatencySettings": "convcost.run.latency",
+    "LatencySettings": "convcost.run.context",
     "Comparison": "convcost.results.comparison",
     "CompareSpec": "convcost.spec.compare",
     "LayerKind": "convcost.spec.compare",

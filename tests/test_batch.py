@@ -303,7 +303,7 @@ def test_a_crashing_entry_does_not_stop_the_others(monkeypatch: pytest.MonkeyPat
 
     real = convcost.run.comparison.compare
 
-    def flaky(spec: CompareSpec, settings: object = None, calibration: object = None) -> object:
+    def flaky(spec: CompareSpec, settings: object = None, calibration: object = None, threads: object = None) -> object:
         if spec.name == "counter":
             raise MeasurementError("ptflops failed: boom")
         if spec.name == "bug":

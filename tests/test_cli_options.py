@@ -93,3 +93,21 @@ def test_batch_roofline_adds_each_entrys_roofline_table(tmp_path: Path) -> None:
     assert plain.exit_code == 0 and roofline.exit_code == 0, roofline.output
     assert roofline.output.startswith(plain.output)
     assert "FLOP/byte" in roofline.output[len(plain.output) :] or "intensity" in roofline.output.lower()
+
+
+def test_sweep_roofline_adds_each_grid_points_roofline_tables() -> None:
+    runner = CliRunner()
+    grid = ["sweep", "--cin", "8", "--cout", "16,32", "-k", "3", "--size", "8", "--formula-only"]
+    plain = runner.invoke(app, grid)
+    roofline = runner.invoke(app, [*grid, "--roofline"])
+    assert plain.exit_code == 0 and roofline.exit_code == 0, roofline.output
+    added = roofline.output[len(plain.output) :]
+    assert roofline.output.startswith(plain.output)
+    # one section per grid point, in grid order, each with the layers' and stages' work
+    assert added.index("8→16 3×3 @8") < added.index("8→32 3×3 @8") and added.count("FLOP/byte") == 2
+    # 8→16 dense: input 8·8·8 = 512 + weights 16·8·9 + bias 16 = 1,168 + output 16·6·6 = 576, 2,256 floats,
+    # 9,024 bytes = 8.81 KiB; MACs 16·6·6·8·9 = 41,472
+    assert re.search(r"dense\s+41\.5k\s+8\.81 KiB", added), added
+    # the JSON is the contract: --roofline adds nothing to it
+    as_json = [*grid, "--format", "json"]
+    assert runner.invoke(app, [*as_json, "--roofline"]).output == runner.invoke(app, as_json).output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from convcost.run.latency import LatencySettings
 from convcost.run.source import evaluate_source
 from convcost.spec.compare import DType
 
-FAST = LatencySettings(threads=1, rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
+FAST = LatencySettings(rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
 TUNED = "glibc mallopt" if sys.platform.startswith("linux") else "not tuned"
 
 
@@ -64,4 +65,33 @@ def test_of_validates_every_setting_at_once() -> None:
     assert [issue.loc for issue in caught.value.issues] == [("dtype",), ("device",)]
     with pytest.raises(SpecError, match="must be a whole number from 1 to"):
         RunContext.of(threads=0)
-    assert RunContext.of(threads=1, latency=LatencySettings(threads=4)).latency == LatencySettings(threads=1)
+    assert RunContext.of(threads=1, latency=FAST).latency == FAST
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_the_deprecated_latency_threads_still_chooses_the_threads_but_never_travels_in_the_context() -> None:
+    with pytest.warns(DeprecationWarning, match="pass threads= to compare"):
+        settings = LatencySettings(threads=1, rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
+    # the context alone carries the thread count: the settings it holds have none
+    assert RunContext(threads=2, latency=settings).latency == FAST
+    spec = parse_compare({"cin": 4, "cout": 8, "kernel": 3, "size": 8})
+    assert compare(spec, settings).environment.threads == 1  # no threads= of its own: the deprecated field's
+    assert compare(spec, FAST, threads=1).environment.threads == 1
+    assert compare(spec, None).environment.threads == 2  # untimed: torch's thread count as it is
+    assert torch.get_num_threads() == 2 and not latency.allocator_tuned()
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_a_budget_check_runs_on_its_threads_and_restores_the_process(tmp_path: Path) -> None:
+    from convcost.run.budget import run_checks
+    from convcost.spec.budget import load_budget
+
+    model = "input: {channels: 3, size: 8}\nlayers:\n  - {kind: dense, cout: 8, kernel: 3}\n"
+    (tmp_path / "one.yaml").write_text(model)
+    # dense 3→8 3×3 on 8×8, bias on: params 8·3·9 + 8 = 224; a latency limit times it, with the allocator tuned
+    checks = "checks:\n  - {model: one.yaml, params: {max: 224}, latency_ms: {max: 1000}}\n"
+    (tmp_path / "budgets.yaml").write_text("latency: {rounds: 2, min_time: 0.001}\n" + checks)
+    result = run_checks(load_budget(tmp_path / "budgets.yaml"))
+    assert result.ok and result.environment is not None and result.environment.threads == 1  # the budget's
+    assert result.environment.allocator.startswith(TUNED)
+    assert torch.get_num_threads() == 2 and not latency.allocator_tuned()

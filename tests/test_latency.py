@@ -81,7 +81,7 @@ def test_runs_on_the_requested_threads_without_grad_and_restores_both() -> None:
     torch.set_num_threads(1)
     torch.set_grad_enabled(True)
     module = Counting()
-    measure({"a": (module, torch.ones(1))}, LatencySettings(threads=2, rounds=1, min_time=0.001, warmup_time=0))
+    measure({"a": (module, torch.ones(1))}, LatencySettings(rounds=1, min_time=0.001, warmup_time=0), threads=2)
     assert module.threads == {2} and module.grad == {False}
     assert torch.get_num_threads() == 1 and torch.is_grad_enabled()
 

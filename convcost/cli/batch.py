@@ -81,7 +81,7 @@ def batch_command(
         settings = None
         if not formula_only:  # the formula-only path never imports torch
             # the summary shows whole layers: timing each stage on its own too would double the time
-            settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+            settings = options.latency_settings(latency, rounds, min_time, channels_last, tune_allocator,
                                                 stages=False, target=target, max_time=max_time)  # fmt: skip
         result = _run_batch(plan, settings, threads, not formula_only)
         from convcost.report.batch import render_batch
@@ -142,7 +142,7 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
         with progress, contextlib.ExitStack() as stack:
             if measure:  # by formula alone, torch is never imported
                 stack.enter_context(options.on_threads(threads, settings))
-            for outcome in run(plan, settings, measure=measure, calibration=calibration):
+            for outcome in run(plan, settings, measure=measure, calibration=calibration, threads=threads):
                 done.append(outcome)
                 update(len(done), names[len(done)] if len(done) < len(names) else "done")
     except KeyboardInterrupt:

@@ -112,11 +112,11 @@ def _measured_comparison(
 ) -> Comparison:  # fmt: skip
     from convcost.run.comparison import compare
 
-    settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+    settings = options.latency_settings(latency, rounds, min_time, channels_last, tune_allocator,
                                         target=target, max_time=max_time)  # fmt: skip
     calibration = cached_calibration(spec.device, spec.dtype, threads, timing=latency)
     with options.on_threads(threads, settings):
-        return compare(spec, settings, calibration)
+        return compare(spec, settings, calibration, threads)
 
 
 def run_compare(

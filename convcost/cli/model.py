@@ -73,7 +73,7 @@ def model_command(
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
         timed = (latency or roofline) and not formula_only
-        settings = options.latency_settings(timed, threads, rounds, min_time, channels_last, tune_allocator,
+        settings = options.latency_settings(timed, rounds, min_time, channels_last, tune_allocator,
                                             target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only

@@ -16,17 +16,23 @@ if TYPE_CHECKING:
 
 
 def latency_settings(
-    latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool, tune_allocator: bool,
+    latency: bool, rounds: int | None, min_time: float, channels_last: bool, tune_allocator: bool,
     *, stages: bool = True, target: float = 3.0, max_time: float = 2.0,
 ) -> LatencySettings | None:  # fmt: skip
-    """How to time, or None without latency (the forward passes then still run on ``threads``: see on_threads)."""
+    """How to time, or None without latency (the threads are the run context's: see on_threads)."""
     if not latency:
         return None
     from convcost.run.latency import LatencySettings
 
-    return LatencySettings(threads=threads, rounds=rounds, min_time=min_time, channels_last=channels_last,
-                           tune_allocator=tune_allocator, stages=stages, target=target / 100,
-                           max_time=max_time)  # fmt: skip
+    return LatencySettings(
+        rounds=rounds,
+        min_time=min_time,
+        channels_last=channels_last,
+        tune_allocator=tune_allocator,
+        stages=stages,
+        target=target / 100,
+        max_time=max_time,
+    )
 
 
 FormatOption = Annotated[

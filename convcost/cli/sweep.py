@@ -52,6 +52,7 @@ def sweep_command(
     max_time: options.MaxTimeOption = 2.0,
     channels_last: options.ChannelsLastOption = False,
     tune_allocator: options.TuneAllocatorOption = True,
+    roofline: options.RooflineOption = False,
 ) -> None:
     """Compare over a grid of cin × cout × kernel × size: MAC ratio against measured speedup, table and plot.
 
@@ -81,7 +82,7 @@ def sweep_command(
             will_write(plot, "--plot")
         result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
                             target, max_time, formula_only)  # fmt: skip
-        emit(lambda: render_sweep(result, output_format), output)
+        emit(lambda: render_sweep(result, output_format, roofline), output)
         if plot is not None:
             from convcost.report.plot import plot_sweep
 
@@ -111,7 +112,7 @@ def _run_sweep(
 
     settings, calibration = None, None
     if not formula_only:
-        settings = options.latency_settings(latency, threads, rounds, min_time, channels_last, tune_allocator,
+        settings = options.latency_settings(latency, rounds, min_time, channels_last, tune_allocator,
                                             target=target, max_time=max_time)  # fmt: skip
         calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
     progress, update = progress_bar(len(specs), "sweep")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
+from rich.rule import Rule
 from rich.text import Text
 
+from convcost.report.compare import render_roofline
 from convcost.report.export import fixed, markdown_table, to_csv, to_json
 from convcost.report.format import (
     OutputFormat,
@@ -73,16 +75,23 @@ def _sweep_cells(point: SweepPoint, columns: list[str]) -> list[str]:
     return [cells[column] for column in columns]
 
 
-def render_sweep_table(sweep: Sweep) -> Group:
+def render_sweep_table(sweep: Sweep, roofline: bool = False) -> Group:
+    """The sweep's table; ``roofline`` adds each grid point's full roofline tables under it (as compare's does)."""
     columns = _sweep_columns(sweep)
     table = FitTable()
     for column in columns:
         table.add_column(column, justify="left" if column in ("Layer", "vs", "Bound") else "right", no_wrap=True)
     for point in sweep.points:
         table.add_row(*_sweep_cells(point, columns), style=None if point.ok else "bold red")
-    failures = [Text(visible(f"✗ {failure}"), style="bold red") for failure in sweep.failures]
-    return Group(Text(visible(sweep_title(sweep)), style="bold"), table,
-                 prose(sweep_legend(sweep, columns), style="dim"), *failures)  # fmt: skip
+    parts: list[RenderableType] = [Text(visible(sweep_title(sweep)), style="bold"), table,
+                                   prose(sweep_legend(sweep, columns), style="dim")]  # fmt: skip
+    parts += [Text(visible(f"✗ {failure}"), style="bold red") for failure in sweep.failures]
+    for comparison in sweep.comparisons if roofline else []:
+        dense = comparison.dense
+        kernel, size = dense.stages[0].kernel, (dense.input_shape[2], dense.input_shape[3])
+        label = f"{comparison.spec['cin']}→{comparison.spec['cout']} {kernel[0]}×{kernel[1]} @{pair(size)}"
+        parts += [Rule(label), render_roofline(comparison)]
+    return Group(*parts)
 
 
 def sweep_legend(sweep: Sweep, columns: list[str]) -> str:
@@ -127,12 +136,12 @@ def sweep_to_markdown(sweep: Sweep) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def render_sweep(sweep: Sweep, output_format: OutputFormat) -> str | Group:
-    """Text for json/csv/markdown, the table for table (the caller prints it)."""
+def render_sweep(sweep: Sweep, output_format: OutputFormat, roofline: bool = False) -> str | Group:
+    """Text for json/csv/markdown, the table for table (the caller prints it); ``roofline``: see the table's."""
     if output_format is OutputFormat.JSON:
         return to_json(sweep.to_dict())
     if output_format is OutputFormat.CSV:
         return to_csv(sweep_csv_rows(sweep), SWEEP_CSV_COLUMNS)
     if output_format is OutputFormat.MARKDOWN:
         return sweep_to_markdown(sweep)
-    return render_sweep_table(sweep)
+    return render_sweep_table(sweep, roofline)

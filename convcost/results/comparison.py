@@ -413,6 +413,8 @@ class Sweep:
     failures: list[str] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C stopped the sweep: the points are those measured before it
     planned: int = 0  # grid points asked for
+    # each grid point's comparison, in order (its full roofline, for --roofline; not in the JSON)
+    comparisons: list[Comparison] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

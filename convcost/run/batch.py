@@ -21,6 +21,7 @@ def run(
     *,
     measure: bool = True,
     calibration: Callable[[CompareSpec], Calibration | None] | None = None,
+    threads: int | None = None,
 ) -> Iterator[EntryResult]:
     """Evaluate the entries in order, yielding each outcome as soon as it is known.
 
@@ -41,7 +42,7 @@ def run(
                 from convcost.run.comparison import compare  # torch: only when something is measured
 
                 peaks = calibration(entry.spec) if calibration is not None else None
-                comparison = compare(entry.spec, latency_settings, peaks)
+                comparison = compare(entry.spec, latency_settings, peaks, threads)
             else:
                 comparison = estimate(entry.spec)
         except SpecError as error:
@@ -70,6 +71,8 @@ def collect(batch: Batch, done: Iterable[EntryResult], interrupted: bool = False
     return BatchResult(batch.source, batch.version, entries, interrupted)
 
 
-def evaluate(batch: Batch, latency_settings: LatencySettings | None = None, *, measure: bool = True) -> BatchResult:
+def evaluate(
+    batch: Batch, latency_settings: LatencySettings | None = None, *, measure: bool = True, threads: int | None = None
+) -> BatchResult:
     """Evaluate every entry (no latency when ``latency_settings`` is None; formula only when not ``measure``)."""
-    return collect(batch, run(batch, latency_settings, measure=measure))
+    return collect(batch, run(batch, latency_settings, measure=measure, threads=threads))

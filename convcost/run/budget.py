@@ -116,28 +116,29 @@ def measure_check(
 ) -> Measured:
     """Evaluate what a check names, as :func:`prepare_checks` loaded it.
 
-    ``threads`` is the thread count recorded when no latency is measured (``settings`` has its own);
+    ``threads``: the run context's thread count (recorded, and timed on);
     ``formula_only``: by formula alone, without torch (``refuse_unmeasurable`` has refused what needs a run).
     """
     if target.batch is not None:
-        return _measure_batch(check, target.batch, settings, measure=not formula_only)
+        return _measure_batch(check, target.batch, settings, threads, measure=not formula_only)
+    from convcost.run.context import RunContext
+
+    context = RunContext(threads=threads, latency=settings)
     if target.plan is not None and formula_only:
         from convcost.run import network
-        from convcost.run.estimate import formula_environment
 
-        environment = formula_environment("cpu", "float32", threads)
-        result = network.estimate_plan(target.plan, str(check.model_path), environment)
+        result = network.estimate_plan(target.plan, str(check.model_path), context.environment(measured=False))
     elif target.plan is not None:
         from convcost.run.model import evaluate_plan
 
-        result = evaluate_plan(target.plan, str(check.model_path), settings, threads=threads)
+        with context.applied():  # the process's threads and allocator as they were, after
+            result = evaluate_plan(target.plan, str(check.model_path), context)
     else:
         from convcost.run.model import evaluate_import
 
         assert check.import_path is not None and target.input_shape is not None and target.module is not None
-        result = evaluate_import(
-            check.import_path, target.input_shape, latency_settings=settings, model=target.module, threads=threads
-        )
+        with context.applied():
+            result = evaluate_import(check.import_path, target.input_shape, context=context, model=target.module)
     contention = result.environment.contention
     parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention) for layer in result.layers}
     total = _figures(result.total.params, result.total.macs, result.latency, contention)
@@ -145,12 +146,12 @@ def measure_check(
 
 
 def _measure_batch(
-    check: PlannedCheck, batch: Batch, settings: LatencySettings | None, measure: bool = True
+    check: PlannedCheck, batch: Batch, settings: LatencySettings | None, threads: int, measure: bool = True
 ) -> Measured:
     from convcost.results.batch import Status
     from convcost.run.batch import evaluate
 
-    result = evaluate(batch, settings, measure=measure)
+    result = evaluate(batch, settings, measure=measure, threads=threads)
     parts: dict[str, Figures] = {}
     environment = None
     problems = list(result.problems)
@@ -407,11 +408,13 @@ def run_checks(
     options = budget.spec.latency
     settings = latency_settings
     if settings is None and not formula_only:
-        from convcost.run.latency import LatencySettings
+        from convcost.run.context import LatencySettings
 
-        settings = LatencySettings(threads=options.threads, rounds=options.rounds, min_time=options.min_time,
-                                   target=options.target / 100, max_time=options.max_time)  # fmt: skip
-    threads = settings.threads if settings is not None else options.threads
+        settings = LatencySettings(rounds=options.rounds, min_time=options.min_time, target=options.target / 100,
+                                   max_time=options.max_time)  # fmt: skip
+    from convcost.run.context import threads_for
+
+    threads = threads_for(None, settings, options.threads)
     verdicts: list[LimitVerdict] = []
     measured: dict[str, Measured] = {}
     for check, target in zip(budget.checks, targets, strict=True):

@@ -180,7 +180,7 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
     torch_dtype = TORCH_DTYPES[dtype]
     tf32 = matmul_tf32(device)
     # timed as compare times: on ``threads``, glibc's heap tuned; both restored after (the run context)
-    with RunContext(device, dtype, threads, latency.LatencySettings(threads=threads)).applied(), torch.no_grad():
+    with RunContext(device, dtype, threads, latency.LatencySettings()).applied(), torch.no_grad():
         allocator = latency.allocator_state()
         waited, wall = latency.cpu_wait_seconds(), time.perf_counter()
         probe = _ProbeRounds(device, threads)

@@ -12,7 +12,7 @@ from convcost.cost.roofline import Calibration
 from convcost.cost.stats import Estimate, within
 from convcost.results.comparison import Comparison, LayerResult, Ratios
 from convcost.run import build, latency
-from convcost.run.context import RunContext
+from convcost.run.context import RunContext, threads_for
 from convcost.run.estimate import assemble
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import check_device, check_memory, measure_stage
@@ -45,17 +45,21 @@ def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tupl
 
 
 def compare(
-    spec: CompareSpec, latency_settings: LatencySettings | None = None, calibration: Calibration | None = None
+    spec: CompareSpec,
+    latency_settings: LatencySettings | None = None,
+    calibration: Calibration | None = None,
+    threads: int | None = None,
 ) -> Comparison:
     """Compare the dense conv of ``spec`` with each alternative in ``spec.vs``; latency when settings are given.
 
     Every stage and layer gets a roofline (bytes, intensity, achieved rates); with a ``calibration`` of this
     machine (see :mod:`convcost.calibrate`) also its bound, the fraction achieved and a verdict. Without
-    latency settings the forward passes run on torch's thread count as it is; either way the process's thread
-    count and allocator are as before afterwards (the run context applies and restores them).
+    latency settings and ``threads`` the forward passes run on torch's thread count as it is, timed ones on 1
+    thread; either way the process's thread count and allocator are as before afterwards (the run context
+    applies and restores them).
     """
-    threads = latency_settings.threads if latency_settings else torch.get_num_threads()
-    context = RunContext(spec.device, spec.dtype, threads, latency_settings)
+    default = 1 if latency_settings is not None else torch.get_num_threads()
+    context = RunContext(spec.device, spec.dtype, threads_for(threads, latency_settings, default), latency_settings)
     with context.applied():
         return _compare(spec, context, calibration)
 
@@ -77,9 +81,11 @@ def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | 
         if latency_settings.stages:
             for kind, (layer, module, tensor) in measured.items():
                 cases.update(latency.stage_cases(kind, [stage.name for stage in layer.stages], module, tensor))
-        reference = calibration or _cached_calibration(spec, latency_settings.threads)
+        reference = calibration or _cached_calibration(spec, context.threads)
         pairs = [(str(LayerKind.DENSE), kind) for kind in measured if kind != LayerKind.DENSE]
-        run = latency.measure_run(cases, latency_settings, pairs, watched=list(measured), reference=reference)
+        run = latency.measure_run(
+            cases, latency_settings, pairs, watched=list(measured), reference=reference, threads=context.threads
+        )
         stats = run.stats
         for kind, (layer, _, _) in measured.items():
             layer.latency = stats[kind]

@@ -6,18 +6,14 @@ under a millisecond per layer; ``convcost.run.comparison.compare`` measures the 
 
 from __future__ import annotations
 
-import functools
-import importlib.metadata
-import platform
-
 from convcost.cost import formulas, ops, roofline
 from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
 from convcost.results import roofline as layer_roofline
 from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
+from convcost.run.context import RunContext
 from convcost.spec import kinds
 from convcost.spec.compare import CompareSpec, LayerKind
-from convcost.version import __version__
 
 # A speedup below this fraction of the MAC ratio is "far short" of it, and we say so.
 FAR_SHORT = 0.5
@@ -65,32 +61,6 @@ def formula_stage(stage: ConvStage, input_shape: tuple[int, int, int, int], item
     )
 
 
-@functools.cache
-def _versions() -> tuple[str, str, str]:
-    # read once: importlib.metadata scans the installed distributions, about a millisecond each time
-    try:
-        torch_version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        torch_version = "not installed"
-    return torch_version, platform.python_version(), platform.platform(terse=True)
-
-
-def formula_environment(device: str, dtype: str, threads: int = 1) -> Environment:
-    """The environment of a formula-only run: nothing ran, so the versions are what matters (torch not imported)."""
-    torch_version, python_version, platform_name = _versions()
-    return Environment(
-        torch=torch_version,
-        convcost=__version__,
-        python=python_version,
-        platform=platform_name,
-        device=device,
-        device_name="not used (nothing measured)",
-        threads=threads,
-        dtype=dtype,
-        allocator="not used (nothing measured)",
-    )
-
-
 def estimate(spec: CompareSpec, threads: int = 1) -> Comparison:
     """The same comparison by formula alone: nothing built, nothing run, nothing checked (``measured=False``).
 
@@ -114,7 +84,8 @@ def estimate(spec: CompareSpec, threads: int = 1) -> Comparison:
             output_shape=results[-1].output_shape,
             output_shape_measured=None,
         )
-    return assemble(spec, layers, formula_environment(spec.device, str(spec.dtype), threads), None, measured=False)
+    environment = RunContext(spec.device, spec.dtype, threads).environment(measured=False)
+    return assemble(spec, layers, environment, None, measured=False)
 
 
 def assemble(

@@ -24,10 +24,7 @@ What shapes this harness (measured on a 2-vCPU machine, torch 2.13 CPU):
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import statistics
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,14 +47,13 @@ from convcost.cost.stats import (
     summarize,
 )
 from convcost.results.comparison import LatencyStats
+from convcost.run.context import LatencySettings as LatencySettings
+from convcost.run.context import allocator_state as allocator_state
+from convcost.run.context import allocator_tuned as allocator_tuned
+from convcost.run.context import restore_allocator as restore_allocator
+from convcost.run.context import threads_for
+from convcost.run.context import tune_allocator as tune_allocator
 
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-# glibc refuses an mmap threshold above HEAP_MAX_SIZE/2 (32 MiB on 64-bit); try large first, then that.
-_MMAP_THRESHOLDS = (1 << 30, 32 << 20)
-_TRIM_THRESHOLD = 1 << 30
-
-_allocator_state: str | None = None
 # Seconds of calls per timed block: long enough that the clock (a few µs with a CUDA sync) is noise.
 BLOCK_S = 0.002
 # The probe: a copy of 8 MiB (far past L2; the 16 MiB it moves stream through the shared cache and memory) and a
@@ -65,23 +61,6 @@ BLOCK_S = 0.002
 PROBE_COPY_ELEMENTS = 2 << 20
 PROBE_MATMUL = 128
 PROBE_MATMUL_CALLS = 4
-
-
-@dataclass(frozen=True)
-class LatencySettings:
-    """How to time: threads, the stopping rule (target, time, or a fixed round count), time per round, warm-up."""
-
-    threads: int = 1
-    rounds: int | None = None  # None: adaptive (stop at ±target or after max_time); N: exactly N rounds
-    min_time: float = 0.004  # seconds of calls per case per round
-    warmup_time: float = 0.03  # seconds per module, at least warmup_calls calls
-    warmup_calls: int = 3
-    channels_last: bool = False
-    tune_allocator: bool = True
-    stages: bool = True  # also time each stage of a multi-stage layer on its own (for per-stage rooflines)
-    target: float = 0.03  # stop when each speedup's interval is within ±target (a fraction)
-    max_time: float = 2.0  # seconds of sampling per layer pair (per timed case without pairs)
-    probe: bool = True  # interleave the reference probe (contention detection)
 
 
 @dataclass
@@ -92,54 +71,6 @@ class LatencyRun:
     ratios: dict[tuple[str, str], Estimate]
     contention: Contention | None
     sampling: Sampling
-
-
-def tune_allocator() -> str:
-    """Keep large buffers in glibc's heap (mallopt), once per process; returns what was done."""
-    global _allocator_state
-    if _allocator_state is not None:
-        return _allocator_state
-    if not sys.platform.startswith("linux"):
-        _allocator_state = "not tuned (not glibc)"
-        return _allocator_state
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        _allocator_state = "not tuned (no mallopt)"
-        return _allocator_state
-    mmap_threshold = next((value for value in _MMAP_THRESHOLDS if mallopt(M_MMAP_THRESHOLD, value) == 1), None)
-    trimmed = mallopt(M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
-    if mmap_threshold is None or not trimmed:
-        _allocator_state = "not tuned (mallopt refused)"
-    else:
-        _allocator_state = f"glibc mallopt: mmap threshold {mmap_threshold >> 20} MiB, trim threshold 1 GiB"
-    return _allocator_state
-
-
-def allocator_state() -> str:
-    """What :func:`tune_allocator` did in this process, or ``not tuned``."""
-    return _allocator_state or "not tuned"
-
-
-def allocator_tuned() -> bool:
-    """Whether :func:`tune_allocator` has run (and not been undone) in this process."""
-    return _allocator_state is not None
-
-
-# glibc's own starting values of both thresholds (128 KiB); set explicitly, the mmap threshold no longer grows
-# with the largest freed chunk as glibc's dynamic default does, which costs a process at most some page faults
-_GLIBC_DEFAULT_THRESHOLD = 128 << 10
-
-
-def restore_allocator() -> None:
-    """Undo :func:`tune_allocator`: glibc's default thresholds, and ``not tuned`` again."""
-    global _allocator_state
-    if _allocator_state is not None and _allocator_state.startswith("glibc mallopt"):
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-        mallopt(M_MMAP_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-        mallopt(M_TRIM_THRESHOLD, _GLIBC_DEFAULT_THRESHOLD)
-    _allocator_state = None
 
 
 def _synchronize(device: torch.device) -> None:
@@ -176,9 +107,11 @@ def timer(stmt: str, values: dict[str, object], threads: int, device: torch.devi
     return benchmark.Timer(stmt=stmt, globals=values, num_threads=threads)
 
 
-def measure(cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: LatencySettings) -> dict[str, LatencyStats]:
+def measure(
+    cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: LatencySettings, threads: int | None = None
+) -> dict[str, LatencyStats]:
     """Time each (module, input) case, interleaved round by round; returns stats keyed like ``cases``."""
-    return measure_run(cases, settings).stats
+    return measure_run(cases, settings, threads=threads).stats
 
 
 def measure_run(
@@ -188,14 +121,17 @@ def measure_run(
     watched: Sequence[str] | None = None,
     reference: Calibration | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    threads: int | None = None,
 ) -> LatencyRun:
     """Time the cases in interleaved rounds (with the probe) until the stopping rule says stop.
 
     ``pairs`` (reference, other) are the speedups the stopping rule watches; without pairs it watches the
     ``watched`` cases (default: the first). ``reference``: a calibration whose probe rates say what quiet is.
-    ``settings.max_time`` (per pair) bounds the whole call, warm-up included.
+    ``settings.max_time`` (per pair) bounds the whole call, warm-up included. ``threads``: default, the thread
+    count torch runs on now (the run context's, inside ``RunContext.applied``).
     """
     started = clock()
+    threads = threads_for(threads, settings, torch.get_num_threads())
     previous_threads = torch.get_num_threads()
     previous_grad = torch.is_grad_enabled()
     names = list(cases)
@@ -211,7 +147,7 @@ def measure_run(
     plan = SamplingPlan(target=settings.target, max_time=settings.max_time * max(1, len(pairs) or len(watched)),
                         rounds=settings.rounds)  # fmt: skip
     try:
-        torch.set_num_threads(settings.threads)
+        torch.set_num_threads(threads)
         torch.set_grad_enabled(False)
         timers, block, min_time = {}, {}, {}
         for name in names:
@@ -219,13 +155,13 @@ def measure_run(
             per_call = _warm_up(module, tensor, settings)
             # calls per timed block: about BLOCK_S of work, so reading the clock costs < 0.1 % of a block
             block[name] = max(1, round(BLOCK_S / per_call)) if per_call > 0 else 1
-            timers[name] = timer("module(tensor)", {"module": module, "tensor": tensor}, settings.threads,
+            timers[name] = timer("module(tensor)", {"module": module, "tensor": tensor}, threads,
                                  tensor.device)  # fmt: skip
             min_time[name] = settings.min_time
-        probe = Probe(device, settings.threads) if settings.probe else None
+        probe = Probe(device, threads) if settings.probe else None
         if probe is not None:
             for name, (stmt, values, per_block) in probe.cases().items():
-                timers[name] = timer(stmt, values, settings.threads, device)
+                timers[name] = timer(stmt, values, threads, device)
                 timers[name].timeit(1)
                 block[name] = per_block
                 min_time[name] = 0.0  # one block a round: the probe watches, it should not cost much
@@ -248,7 +184,7 @@ def measure_run(
 
         waited, wall = cpu_wait_seconds(), time.perf_counter()
         sampling = sample(take_round, plan, pairs, watched, clock, started)
-        cpu_wait = cpu_wait_fraction(waited, time.perf_counter() - wall, settings.threads)
+        cpu_wait = cpu_wait_fraction(waited, time.perf_counter() - wall, threads)
     finally:
         torch.set_num_threads(previous_threads)
         torch.set_grad_enabled(previous_grad)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import platform
 
 import torch
 from torch import nn
@@ -25,9 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage, Pair
 from convcost.errors import MeasurementError
-from convcost.results.comparison import Check, Environment, StageResult, checks
+from convcost.results.comparison import Check, StageResult, checks
 from convcost.run.estimate import formula_stage
-from convcost.version import __version__
 
 
 def count_flop_counter(module: nn.Module, tensor: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -98,23 +96,6 @@ def stage_checks(result: StageResult, applied_weight_shape: tuple[int, ...], sub
                ("weight shape", result.weight_shape, applied_weight_shape),
                ("params", result.params, result.params_measured)]  # fmt: skip
     return checks(subject, figures, (result.macs, result.macs_flop_counter, result.ptflops_raw, result.bias_adds))
-
-
-def environment(device: str, threads: int, dtype: str, channels_last: bool, allocator: str) -> Environment:
-    on_cuda = device == "cuda"
-    device_name = torch.cuda.get_device_name(0) if on_cuda else (platform.processor() or platform.machine())
-    return Environment(
-        torch=torch.__version__,
-        convcost=__version__,
-        python=platform.python_version(),
-        platform=platform.platform(terse=True),
-        device=device,
-        device_name=device_name,
-        threads=threads,
-        dtype=dtype,
-        channels_last=channels_last,
-        allocator=allocator,
-    )
 
 
 def available_memory() -> int | None:

@@ -29,38 +29,24 @@ from convcost.errors import UsageError
 from convcost.results.comparison import Check, checks
 from convcost.results.model import ModelLayerResult, ModelResult
 from convcost.run import build, latency, measure, network
+from convcost.run.context import RunContext
 from convcost.run.latency import LatencySettings
-from convcost.run.measure import (
-    MEMORY_SHARE,
-    check_device,
-    count_flop_counter,
-    count_ptflops,
-    environment,
-    require_memory,
-)
+from convcost.run.measure import MEMORY_SHARE, check_device, count_flop_counter, count_ptflops, require_memory
 from convcost.run.network import Call, Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, trace, without_fast_paths
 from convcost.spec.compare import DType
 from convcost.spec.model import ModelPlan
 
 
-def evaluate_plan(
-    plan: ModelPlan,
-    source: str,
-    latency_settings: LatencySettings | None = None,
-    dtype: DType = DType.FLOAT32,
-    device: str = "cpu",
-    threads: int | None = None,
-) -> ModelResult:
-    """Build, run and count a planned model file.
-
-    ``threads`` is the thread count recorded in the environment when no latency is measured (latency runs record
-    their own).
-    """
+def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = None) -> ModelResult:
+    """Build, run and count a planned model file, where and how ``context`` says (default: float32 on the CPU,
+    untimed, on torch's thread count as it is); the environment is recorded from the context."""
     from convcost.run.model_build import model_module
 
+    context = context or _default_context()
+    dtype, device, latency_settings = context.dtype, context.device, context.latency
     check_device(device)
-    calibration = _calibration(latency_settings, device, dtype)
+    calibration = _calibration(context)
     check_plan_memory(plan, source, dtype.itemsize)
     module = build.prepare(model_module(plan), dtype, device)
     tensor = build.input_tensor(
@@ -77,8 +63,7 @@ def evaluate_plan(
                            "the built module does not match the plan"))  # fmt: skip
         calls = [None] * len(planned)
     return _evaluate(plan.name or source, source, module, tensor, traced, network.plan_rows(plan, calls), found,
-                     network.plan_settings(plan), latency_settings, dtype, device, threads,
-                     calibration=calibration)  # fmt: skip
+                     network.plan_settings(plan), context, calibration=calibration)  # fmt: skip
 
 
 def load_factory(path: str) -> nn.Module:
@@ -132,15 +117,15 @@ def evaluate_import(
     input_shape: tuple[int, ...],
     batch: int = 1,
     depth: int | None = None,
-    latency_settings: LatencySettings | None = None,
-    dtype: DType = DType.FLOAT32,
-    device: str = "cpu",
+    context: RunContext | None = None,
     model: nn.Module | None = None,
-    threads: int | None = None,
 ) -> ModelResult:
-    """Count a model from ``package.module:factory`` on an input of ``input_shape`` (without the batch)."""
+    """Count a model from ``package.module:factory`` on an input of ``input_shape`` (without the batch), where and
+    how ``context`` says (as for :func:`evaluate_plan`)."""
+    context = context or _default_context()
+    dtype, device, latency_settings = context.dtype, context.device, context.latency
     check_device(device)
-    calibration = _calibration(latency_settings, device, dtype)
+    calibration = _calibration(context)
     shape_text = "×".join(str(value) for value in (batch, *input_shape))
     # the layers' outputs are unknown before the forward pass: refuse at least an input that cannot fit
     require_memory(
@@ -176,10 +161,7 @@ def evaluate_import(
             rows,
             [],
             settings,
-            latency_settings,
-            dtype,
-            device,
-            threads,
+            context,
             imported=True,
             calibration=calibration,
         )
@@ -230,21 +212,11 @@ def _evaluate(
     rows: list[Row],
     found: list[Check],
     settings: dict[str, Any],
-    latency_settings: LatencySettings | None,
-    dtype: DType,
-    device: str,
-    threads: int | None = None,
+    context: RunContext,
     imported: bool = False,
     calibration: Calibration | None = None,
 ) -> ModelResult:
-    env = environment(
-        device,
-        latency_settings.threads if latency_settings else (threads or torch.get_num_threads()),
-        str(dtype),
-        bool(latency_settings and latency_settings.channels_last),
-        latency.allocator_state(),
-    )
-    result = network.network(name, source, tuple(tensor.shape), rows, env, settings)
+    result = network.network(name, source, tuple(tensor.shape), rows, context.environment(), settings)
     for row, layer in zip(rows, result.layers, strict=True):
         for call, op in zip(row.measured, layer.ops, strict=True):
             if call is None:
@@ -281,8 +253,8 @@ def _evaluate(
                (params_quantity, total.params, total.params_measured)]  # fmt: skip
     note = network.uncounted_note(result.ops)
     result.checks = found + checks("model", figures, (total.macs, flop_counter, ptflops_raw, total.bias_adds), note)
-    if latency_settings is not None:
-        _measure_latency(result, module, tensor, traced, rows, latency_settings, calibration)
+    if context.latency is not None:
+        _measure_latency(result, module, tensor, traced, rows, context.latency, context.threads, calibration)
     return result
 
 
@@ -293,6 +265,7 @@ def _measure_latency(
     traced: Trace,
     rows: list[Row],
     settings: LatencySettings,
+    threads: int,
     calibration: Calibration | None,
 ) -> None:
     if settings.tune_allocator:
@@ -307,7 +280,7 @@ def _measure_latency(
             timed[key] = layer
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Using padding='same'")
-        run = latency.measure_run(cases, settings, watched=["(model)"], reference=calibration)
+        run = latency.measure_run(cases, settings, watched=["(model)"], reference=calibration, threads=threads)
     stats = run.stats
     result.latency = stats["(model)"]
     result.environment.contention = run.contention
@@ -325,13 +298,17 @@ def _measure_latency(
                               len(layer.ops), grouped)  # fmt: skip
 
 
-def _calibration(settings: LatencySettings | None, device: str, dtype: DType) -> Calibration | None:
+def _default_context() -> RunContext:
+    return RunContext(threads=torch.get_num_threads())
+
+
+def _calibration(context: RunContext) -> Calibration | None:
     """The cached calibration for a latency run, read before anything is measured (a broken cache stops it)."""
-    if settings is None:
+    if context.latency is None:
         return None
     from convcost.run.calibrate import cached
 
-    return cached(device, dtype, settings.threads)
+    return cached(context.device, context.dtype, context.threads)
 
 
 def check_plan_memory(plan: ModelPlan, source: str, itemsize: int) -> None:

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.model import ModelResult
 from convcost.run import network
-from convcost.run.estimate import formula_environment
-from convcost.spec.compare import DType, positive_int, run_settings
+from convcost.run.context import RunContext, threads_for
+from convcost.spec.compare import positive_int
 from convcost.spec.model import load_model
 from convcost.spec.source import is_import_path, parse_input
 
 if TYPE_CHECKING:
-    from convcost.run.latency import LatencySettings
+    from convcost.run.context import LatencySettings
 
 
 def evaluate_source(
@@ -26,7 +26,7 @@ def evaluate_source(
     size: str | None = None,
     depth: int | None = None,
     latency_settings: LatencySettings | None = None,
-    threads: int = 1,
+    threads: int | None = None,
     dtype: str = "float32",
     device: str = "cpu",
     formula_only: bool = False,
@@ -35,17 +35,16 @@ def evaluate_source(
 
     ``formula_only``: a model file by formula alone, never importing torch (an import path is refused: it is
     counted by running it); latency settings are then ignored, as ``compare --formula-only`` ignores them.
+    ``threads``: default 1 (or the deprecated ``latency_settings.threads``); dtype, device and threads are
+    validated once, into the run context.
     """
-    chosen_dtype, chosen_device = run_settings(dtype, device)
+    chosen = threads_for(threads, latency_settings, 1)
+    context = RunContext.of(dtype, device, chosen, None if formula_only else latency_settings)
     arguments = (source, input_shape, batch, width_multiplier, size, depth)
     if formula_only:
-        return _evaluate_source(*arguments, None, threads, chosen_dtype, chosen_device, formula_only=True)
-    from convcost.run.context import RunContext
-
-    threads_used = latency_settings.threads if latency_settings else threads
-    context = RunContext(chosen_device, chosen_dtype, threads_used, latency_settings)
+        return _evaluate_source(*arguments, context, formula_only=True)
     with context.applied():  # a library leaves the process as it found it
-        return _evaluate_source(*arguments, latency_settings, threads, context.dtype, context.device)
+        return _evaluate_source(*arguments, context)
 
 
 def _evaluate_source(
@@ -55,13 +54,9 @@ def _evaluate_source(
     width_multiplier: str | float | None,
     size: str | None,
     depth: int | None,
-    latency_settings: LatencySettings | None,
-    threads: int,
-    dtype: DType = DType.FLOAT32,
-    device: str = "cpu",
+    context: RunContext,
     formula_only: bool = False,
 ) -> ModelResult:
-
     if not is_import_path(source):
         wrong = [flag for flag, value in (("input", input_shape), ("depth", depth)) if value is not None]
         if wrong:
@@ -70,10 +65,10 @@ def _evaluate_source(
             )
         plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
         if formula_only:
-            return network.estimate_plan(plan, source, formula_environment(device, str(dtype), threads))
+            return network.estimate_plan(plan, source, context.environment(measured=False))
         from convcost.run.model import evaluate_plan
 
-        return evaluate_plan(plan, source, latency_settings, dtype=dtype, device=device, threads=threads)
+        return evaluate_plan(plan, source, context)
     issues: list[FieldIssue] = []
     for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
         if value is not None:
@@ -98,9 +93,7 @@ def _evaluate_source(
         raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")
     from convcost.run.model import evaluate_import
 
-    return evaluate_import(
-        source, shape, batch_size, depth, latency_settings, dtype=dtype, device=device, threads=threads
-    )
+    return evaluate_import(source, shape, batch_size, depth, context)
 
 
 def _text(value: str | float | int | None) -> str | None:

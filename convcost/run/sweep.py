@@ -70,7 +70,7 @@ def run(
     progress: Progress | None = None,
     *,
     measure: bool = True,
-    threads: int = 1,
+    threads: int | None = None,
 ) -> Sweep:
     """Compare every spec (layers timed whole: stage timing is off for speed); returns the collected points.
 
@@ -83,6 +83,7 @@ def run(
     if settings is not None:
         settings = replace(settings, stages=False)
     found: list[SweepPoint] = []
+    comparisons: list[Comparison] = []
     failures: list[str] = []
     environment: Environment | None = None
     interrupted = False
@@ -90,8 +91,9 @@ def run(
         for index, spec in enumerate(specs):
             if progress is not None:
                 progress(index, len(specs), spec)
-            comparison = compare(spec, settings, calibration) if measure else estimate(spec, threads)
+            comparison = compare(spec, settings, calibration, threads) if measure else estimate(spec, threads or 1)
             environment = comparison.environment
+            comparisons.append(comparison)
             found.extend(points(comparison))
             failures.extend(f"{describe(spec)}: {failure}" for failure in comparison.failures)
     except KeyboardInterrupt:
@@ -108,4 +110,5 @@ def run(
         failures=failures,
         interrupted=interrupted,
         planned=len(specs),
+        comparisons=comparisons,
     )
