@@ -387,10 +387,10 @@ def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> tuple[list[O
     """Each conv stage becomes its ops (:func:`convcost.cost.ops.stage_ops`), each stage's input the last's output;
     and the stages' output shape."""
     ops: list[Op] = []
+    prefix = name + "."
     for stage in stages:
-        ops += model_formulas.stage_ops(stage, shape, f"{name}.")
-        # the conv op's output shape, from the stage it was made of (cheaper than the op's formula)
-        shape = (shape[0], stage.cout, *formulas.output_size(stage, (shape[2], shape[3])))
+        stage_ops, shape = model_formulas.stage_ops(stage, shape, prefix)
+        ops += stage_ops
     return ops, shape
 
 
