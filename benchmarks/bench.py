@@ -7,7 +7,9 @@
 1. ``convcost --help`` against ``python -c "import torch"`` (target: under 0.25 of it).
 2. Counting MobileNetV2 and MobileNet v1 by formula (no latency) against ptflops and FlopCounterMode on the
    same model built in plain torch (targets: from the YAML file at least 30× faster than ptflops, from the
-   planned layers at least 20×), with the file path's stages (read + YAML, validate + plan, count) apart.
+   planned layers at least 20×), with the file path's stages (read + YAML, validate + plan, count) apart; torch's
+   and the models' objects frozen out of the garbage collector's sight for both sides (``gc.freeze``), as the
+   CLI's formula path, which never imports torch, has no such heap to walk.
 3. Per-layer cost of a 1000-layer YAML batch without latency (target: linear in layers, under 1 ms per layer).
 4. Latency you can trust: the dense/separable speedup of 32→64 3×3 pad 1 at 112×112 in 10 fresh processes
    without and 10 with a synthetic neighbour (a process streaming 64 MiB copies on every core, the measured one
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -234,6 +237,10 @@ def bench_models(repeat: int) -> list[dict[str, Any]]:
         macs_ptflops = count_ptflops(model, tensor)
         formula_s, plan_s, ptflops_s, counter_s = [], [], [], []
         stage_s: dict[str, list[float]] = {stage: [] for stage in stages}
+        # torch's and the models' objects (about 150,000) out of the collector's sight, for both sides: the CLI's
+        # formula path never imports torch, but here each collection of the oldest generation walked them all,
+        # about 1 ms per call of a 1.5 ms path
+        gc.freeze()
         for _ in range(repeat):  # interleaved
             # the millisecond paths as the median of 5 calls in a row: timed once, on a shared machine a 2 ms call
             # measures whether the scheduler took the core away during it (a 40-80 ms one is hardly touched)
@@ -243,6 +250,7 @@ def bench_models(repeat: int) -> list[dict[str, Any]]:
                 stage_s[stage].append(median_seconds(function, 5))
             ptflops_s.append(median_seconds(lambda m=model, t=tensor: count_ptflops(m, t), 1))
             counter_s.append(median_seconds(lambda m=model, t=tensor: count_flop_counter(m, t), 1))
+        gc.unfreeze()
         rows.append({
             "model": name, "formula_path": how, "macs_formula": macs_formula, "macs_flop_counter": macs_counter,
             "macs_ptflops_raw": macs_ptflops, "formula_s": statistics.median(formula_s),

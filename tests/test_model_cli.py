@@ -88,13 +88,13 @@ MEDIAN_MS = 0.05  # every timed case "takes" 50 µs: the latency harness is repl
 
 
 def _fixed_latency(monkeypatch: pytest.MonkeyPatch, grouped_call_overhead_s: float | None = None) -> None:
-    import convcost.run.calibrate
+    import convcost.run.cache
     import convcost.run.latency
     from convcost.cost.roofline import Calibration
     from convcost.results.comparison import LatencyStats
 
     peaks = Calibration(**PEAKS_ARGS, grouped_call_overhead_s=grouped_call_overhead_s)  # type: ignore[arg-type]
-    monkeypatch.setattr(convcost.run.calibrate, "cached", lambda *args: peaks)
+    monkeypatch.setattr(convcost.run.cache, "cached", lambda *args: peaks)
     stats = LatencyStats(MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, MEDIAN_MS, 1, 1)
     monkeypatch.setattr(convcost.run.latency, "measure_run", fixed_run(stats))
 

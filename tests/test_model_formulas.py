@@ -8,6 +8,7 @@ from torch import nn
 
 from convcost.cost import dense as dense_equivalent_of
 from convcost.cost import ops as mf
+from convcost.cost.formulas import Act, ConvStage, Norm, Padding
 from convcost.cost.ops import (
     ActOp,
     AdaptivePoolOp,
@@ -128,3 +129,20 @@ def test_dense_equivalent_leaves_a_lone_depthwise_alone() -> None:
     ]
     replaced, pairs = dense_equivalent_of.dense_equivalent(ops)
     assert replaced == ops and pairs == []
+
+
+@pytest.mark.parametrize("padding", [(1, 0), "same"])
+@pytest.mark.parametrize("norm_act", [(Norm.BATCH, Act.RELU6), (Norm.NONE, Act.NONE), (Norm.BATCH, Act.NONE)])
+def test_stage_ops_are_the_ops_their_init_builds(padding: Padding, norm_act: tuple[Norm, Act]) -> None:
+    # stage_ops builds its ops without the dataclasses' __init__ (mf._built): equal, hashing and printing alike
+    norm, act = norm_act
+    stage = ConvStage("s", 8, 8, (3, 2), (2, 1), padding, (2, 1), groups=8, bias=False, norm=norm, act=act)
+    ops, shape = mf.stage_ops(stage, (2, 8, 9, 7), "p.")
+    conv = ConvOp("p.s", (2, 8, 9, 7), 8, 8, (3, 2), (2, 1), padding, (2, 1), groups=8, bias=False)
+    expected: list[mf.Op] = [conv]
+    if norm is Norm.BATCH:
+        expected.append(NormOp("p.s.norm", mf.output_shape(conv), 8))
+    if act is not Act.NONE:
+        expected.append(ActOp("p.s.act", mf.output_shape(conv), "relu6"))
+    assert ops == expected and shape == mf.output_shape(conv)
+    assert [(hash(op), repr(op)) for op in ops] == [(hash(op), repr(op)) for op in expected]

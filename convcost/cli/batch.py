@@ -121,7 +121,7 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
         # read once per device and dtype before anything runs: a broken cache is the machine's problem, reported
         # once (or, when timing, stopping the run), never an invalid entry against the file's lines
         from convcost.errors import UsageError
-        from convcost.run.calibrate import CalibrationCacheError
+        from convcost.run.cache import CalibrationCacheError
 
         peaks: dict[tuple[str, Any], Calibration | None] = {}
         for key in dict.fromkeys((entry.spec.device, entry.spec.dtype) for entry in plan.entries if entry.spec):

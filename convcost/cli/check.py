@@ -9,22 +9,10 @@ from typing import Annotated
 import typer
 
 from convcost.cli.options import FormulaOnlyOption, OutputOption
-from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, stderr, write
+from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, format_from, stderr, write
 from convcost.report.format import CheckFormat
 
 _CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
-
-
-def _check_format_for(output: Path | None, chosen: CheckFormat | None) -> CheckFormat:
-    """--format if given, else the format -o's extension names (as every command does), else the table."""
-    if chosen is not None:
-        return chosen
-    if output is None or str(output) == "-":
-        return CheckFormat.TABLE
-    if output.suffix.lower() in _CHECK_SUFFIX_FORMATS:
-        return _CHECK_SUFFIX_FORMATS[output.suffix.lower()]
-    fail(f"-o/--output: cannot tell the format from {output.name!r}: name it .json, .xml (JUnit) or .txt, "
-         "or give --format")  # fmt: skip
 
 
 @app.command("check", short_help="CI gate: fail when a model exceeds its budget.")
@@ -61,7 +49,7 @@ def check_command(
     formula_only: FormulaOnlyOption = False,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
-    chosen = _check_format_for(output, output_format)
+    chosen = format_from(output, output_format, _CHECK_SUFFIX_FORMATS, ".json, .xml (JUnit) or .txt")
     with exit_codes():
         from convcost.report import budget as budget_report
         from convcost.run import budget as budgets

@@ -94,7 +94,7 @@ def cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> C
 
     A broken cache is the machine's problem, not the input's: a warning names the cache, never an input line.
     """
-    from convcost.run.calibrate import CalibrationCacheError, cached
+    from convcost.run.cache import CalibrationCacheError, cached
 
     try:
         return cached(device, dtype, threads)

@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from convcost.report.format import OutputFormat
+from convcost.report.format import CheckFormat, OutputFormat
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -241,18 +241,22 @@ def write(text: str, output: Path | None) -> None:
         fail(f"-o/--output: cannot write {output}: {error.strerror or error}")
 
 
-EXIT_INTERRUPTED = 130  # 143 when SIGTERM stopped the run (convcost.run.interrupts.exit_code)
 _SUFFIX_FORMATS = {".json": OutputFormat.JSON, ".csv": OutputFormat.CSV, ".md": OutputFormat.MARKDOWN,
                    ".markdown": OutputFormat.MARKDOWN, ".txt": OutputFormat.TABLE}  # fmt: skip
+Format = TypeVar("Format", OutputFormat, CheckFormat)
 
 
 def format_for(output: Path | None, chosen: OutputFormat | None) -> OutputFormat:
     """--format if given, else the format -o's extension names, else the table."""
+    return format_from(output, chosen, _SUFFIX_FORMATS, ".json, .csv, .md or .txt")
+
+
+def format_from(output: Path | None, chosen: Format | None, suffixes: dict[str, Format], names: str) -> Format:
+    """``chosen`` if given, else the format -o's extension names in ``suffixes``, else the table (``.txt``'s)."""
     if chosen is not None:
         return chosen
     if output is None or str(output) == "-":
-        return OutputFormat.TABLE
-    if output.suffix.lower() in _SUFFIX_FORMATS:
-        return _SUFFIX_FORMATS[output.suffix.lower()]
-    fail(f"-o/--output: cannot tell the format from {output.name!r}: name it .json, .csv, .md or .txt, "
-         "or give --format")  # fmt: skip
+        return suffixes[".txt"]
+    if output.suffix.lower() in suffixes:
+        return suffixes[output.suffix.lower()]
+    fail(f"-o/--output: cannot tell the format from {output.name!r}: name it {names}, or give --format")

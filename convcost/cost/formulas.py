@@ -101,10 +101,11 @@ def output_length(length: int, kernel: int, stride: int, pad_total: int, dilatio
 
 def output_size(stage: ConvStage, size: Pair) -> Pair:
     """Spatial output size (H, W) of a stage for an input of spatial size ``size``."""
-    (pt, pb), (pl, pr) = explicit_padding(stage)
-    h = output_length(size[0], stage.kernel[0], stage.stride[0], pt + pb, stage.dilation[0])
-    w = output_length(size[1], stage.kernel[1], stage.stride[1], pl + pr, stage.dilation[1])
-    return h, w
+    (sh, sw) = stage.stride
+    if stage.padding == "same":  # pads d·(k−1) in all (explicit_padding): the length at stride 1
+        return (size[0] - 1) // sh + 1, (size[1] - 1) // sw + 1
+    (kh, kw), (dh, dw), (ph, pw) = stage.kernel, stage.dilation, stage.padding
+    return (size[0] + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (size[1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
 
 
 def weight_shape(stage: ConvStage) -> tuple[int, int, int, int]:

@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage
@@ -103,19 +103,9 @@ class ConvOp(Op):
 
     @classmethod
     def from_stage(cls, stage: ConvStage, input_shape: Shape, name: str | None = None) -> ConvOp:
-        return cls(
-            name=name or stage.name,
-            input_shape=input_shape,
-            cin=stage.cin,
-            cout=stage.cout,
-            kernel=stage.kernel,
-            stride=stage.stride,
-            padding=stage.padding,
-            dilation=stage.dilation,
-            groups=stage.groups,
-            bias=stage.bias,
-            shared=stage.shared,
-        )
+        return _built(cls, name=name or stage.name, input_shape=input_shape, cin=stage.cin, cout=stage.cout,
+                      kernel=stage.kernel, stride=stage.stride, padding=stage.padding, dilation=stage.dilation,
+                      groups=stage.groups, bias=stage.bias, shared=stage.shared, stored_params=None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -196,7 +186,7 @@ class UncountedOp(Op):
     kind: ClassVar[OpKind] = OpKind.NOT_COUNTED
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cost:
     params: int = 0
     macs: int = 0
@@ -211,6 +201,17 @@ class Formula:
 
 
 OpT = TypeVar("OpT", bound=Op)
+
+
+def _built(op_type: type[OpT], **fields: Any) -> OpT:
+    """``op_type(**fields)`` with every field given, the same frozen op, built without its generated ``__init__``:
+    on Python 3.11 that sets each field through ``object.__setattr__``, several times slower for a planned model's
+    hundreds of ops (``cost/`` builds them on the formula path; tests compare both ways)."""
+    op = object.__new__(op_type)
+    object.__setattr__(op, "__dict__", fields)
+    return op
+
+
 _FORMULAS: dict[type[Op], Formula] = {}
 
 
@@ -247,12 +248,12 @@ def elements(shape: Shape) -> int:
 
 
 def _conv_output(op: ConvOp) -> Shape:
-    out = []
-    for index, length in enumerate(op.input_shape[2:]):
-        k, s, d = op.kernel[index], op.stride[index], op.dilation[index]
-        # 'same' pads d·(k−1) in all (torch puts the odd pixel on the bottom/right side: the length is the same)
-        pad_total = d * (k - 1) if op.padding == "same" else 2 * op.padding[index]
-        out.append(formulas.output_length(length, k, s, pad_total, d))
+    spatial = op.input_shape[2:]
+    if op.padding == "same":  # pads d·(k−1) in all (the odd pixel on the bottom/right side): (L − 1) // s + 1
+        out = [(length - 1) // s + 1 for length, s in zip(spatial, op.stride, strict=False)]
+    else:
+        dims = zip(spatial, op.kernel, op.stride, op.padding, op.dilation, strict=False)
+        out = [(length + 2 * p - d * (k - 1) - 1) // s + 1 for length, k, s, p, d in dims]
     return (op.input_shape[0], op.cout, *out)
 
 
@@ -363,22 +364,22 @@ def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, 
     return inputs + params + (elements(output_shape) if output_shape else 0)
 
 
-def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> list[Op]:
-    """A conv stage as the ops it runs: its conv, then its norm and its activation when it has them."""
-    name = f"{prefix}{stage.name}"
-    conv = ConvOp.from_stage(stage, input_shape, name)
-    shape = output_shape(conv)
-    ops: list[Op] = [conv]
+def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> tuple[list[Op], Shape]:
+    """A conv stage as the ops it runs (its conv, then its norm and its activation when it has them) and its output
+    shape (the conv's, from the stage: cheaper than the op's formula)."""
+    name = prefix + stage.name
+    shape = (input_shape[0], stage.cout, *formulas.output_size(stage, (input_shape[2], input_shape[3])))
+    ops: list[Op] = [ConvOp.from_stage(stage, input_shape, name)]
     if stage.norm is formulas.Norm.BATCH:
-        ops.append(NormOp(f"{name}.norm", shape, stage.cout))
+        ops.append(_built(NormOp, name=name + ".norm", input_shape=shape, channels=stage.cout, affine=True))
     if stage.act is not formulas.Act.NONE:
-        ops.append(ActOp(f"{name}.act", shape, str(stage.act)))
-    return ops
+        ops.append(_built(ActOp, name=name + ".act", input_shape=shape, function=stage.act.value, params=0))
+    return ops, shape
 
 
 def stage_cost(stage: ConvStage, input_shape: Shape, itemsize: int = 1) -> tuple[Cost, int]:
     """The cost of a conv stage, the sum of its ops', and the bytes they move at minimum (at ``itemsize``)."""
-    ops = stage_ops(stage, input_shape)
+    ops, _ = stage_ops(stage, input_shape)
     costs = [cost(op) for op in ops]
     moved = sum(moved_elements(op.kind, op.input_shape, output_shape(op), item.params)
                 for op, item in zip(ops, costs, strict=True))  # fmt: skip

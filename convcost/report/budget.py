@@ -10,7 +10,6 @@ from convcost.report.literal import markdown_literal, visible
 from convcost.results.budget import METRICS, BudgetResult, Level, LimitVerdict
 
 GITHUB_PER_LEVEL = 10  # GitHub shows at most 10 annotations of each level per step
-_UNITS = {"latency_ms": " ms"}
 
 
 def amount(metric: str, value: float | None) -> str:

@@ -31,6 +31,9 @@ class Figures:
         value: float | None = getattr(self, metric)
         return value
 
+    def to_dict(self) -> dict[str, float | None]:
+        return {metric: self.get(metric) for metric in METRICS}
+
 
 @dataclass
 class Measured:
@@ -142,12 +145,6 @@ class BudgetResult:
             "environment": None if self.environment is None else self.environment.to_dict(),
             "verdicts": [item.to_dict() for item in self.verdicts],
             "measured": {
-                name: {
-                    "params": item.total.params,
-                    "macs": item.total.macs,
-                    "latency_ms": item.total.latency_ms,
-                    "problems": item.problems,
-                }
-                for name, item in self.measured.items()
+                name: {**item.total.to_dict(), "problems": item.problems} for name, item in self.measured.items()
             },
         }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from convcost.cost import ops
+from convcost.cost.ops import Op, UncountedOp
 from convcost.cost.roofline import Roofline
 from convcost.results.comparison import SCHEMA_VERSION, Check, Environment, LatencyStats
 
@@ -50,6 +52,41 @@ class OpResult:
             "other_ops": self.other_ops,
             "counted": self.counted,
         }
+
+
+@dataclass
+class Call:
+    """One operation the forward pass performed, with what it measured."""
+
+    op: Op
+    output_shape: Shape | None
+    params_measured: int | None
+    module_name: str | None  # the module called (None for a functional op)
+    owner: str  # that module, or the container that called the functional op ("" for the model)
+    reused: bool = False  # a module called before: its weights are already counted
+    real: bool = True  # False for the "(own parameters)" rows that trace() adds after the calls
+    weight_shape: Shape | None = None  # a conv's: the weight it applied
+
+
+def op_result(op: Op, call: Call | None) -> OpResult:
+    """An op's figures by formula, with what its call measured beside them (None where it did not run)."""
+    cost = ops.cost(op)
+    counted = not isinstance(op, UncountedOp)
+    return OpResult(
+        name=op.name,
+        kind=str(op.kind),
+        category=str(ops.category(op)),
+        detail=ops.describe(op),
+        input_shape=op.input_shape,
+        output_shape=ops.output_shape(op) if counted else (call.output_shape or () if call else ()),
+        output_shape_measured=call.output_shape if call is not None else None,
+        params=0 if call is not None and call.reused else cost.params,
+        params_measured=call.params_measured if call is not None else None,
+        macs=cost.macs,
+        bias_adds=cost.bias_adds,
+        other_ops=cost.other_ops,
+        counted=counted,
+    )
 
 
 @dataclass

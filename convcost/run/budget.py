@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from convcost.results.comparison import Environment, LatencyStats
     from convcost.run.latency import LatencySettings
     from convcost.spec.batch import Batch
-    from convcost.spec.model import ModelPlan
+    from convcost.spec.layers import ModelPlan
 
 # the environment fields that change a latency (counts do not depend on any of them); the OS kernel's version in
 # ``platform`` is not one of them: CI runners update it every few weeks
@@ -332,7 +332,7 @@ def environment_record(environment: Environment | None) -> dict[str, Any] | None
     """What a baseline keeps of an environment: every field (but the calibration) and the CPU model."""
     if environment is None:
         return None
-    from convcost.run.calibrate import cpu_model
+    from convcost.run.cache import cpu_model
 
     data = environment.to_dict()
     data.pop("calibration", None)
@@ -368,12 +368,7 @@ def baseline_text(result: BudgetResult) -> str:
         "version": BASELINE_VERSION,
         "environment": environment_record(result.environment),
         "checks": {
-            name: {
-                "params": item.total.params,
-                "macs": item.total.macs,
-                "latency_ms": item.total.latency_ms,
-                "environment": environment_record(item.environment),
-            }
+            name: {**item.total.to_dict(), "environment": environment_record(item.environment)}
             for name, item in result.measured.items()
         },
     }

@@ -19,30 +19,30 @@ finite numbers is a broken cache (``calibrate --refresh``).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import platform
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from convcost.cost.roofline import Calibration, cache_key
+from convcost.cost.roofline import Calibration
 from convcost.cost.stats import COPY, MATMUL, Contention, classify, quantile, summarize
-from convcost.errors import UsageError
 from convcost.run import latency
+from convcost.run.cache import (  # noqa: F401 (the cache's names, re-exported for callers of old)
+    CalibrationCacheError,
+    _check_storable,
+    cache_dir,
+    cache_path,
+    cached,
+    key_for,
+    machine_name,
+    store,
+)
 from convcost.run.context import RunContext
 from convcost.spec.compare import DType
-from convcost.spec.files import write_atomic
 
-CACHE_FILE = "calibration.json"
-CACHE_SCHEMA = 1
 MATMUL_SIZES = (256, 512, 1024, 2048, 4096, 8192)
 SLOW_CALL_S = 0.1
 
@@ -57,117 +57,10 @@ class CalibrationSettings:
     probe_rounds: int = 15  # rounds of the latency probe before, between and after the peaks (each a few ms)
 
 
-class CalibrationCacheError(UsageError):
-    """The cache file exists but cannot be read as a calibration cache."""
-
-
 def default_settings(device: str) -> CalibrationSettings:
     if device == "cuda":
         return CalibrationSettings(max_matmul=8192, copy_bytes=1 << 30)
     return CalibrationSettings()
-
-
-def cache_dir() -> Path:
-    """The user's cache directory for convcost (created on first write, not here)."""
-    override = os.environ.get("CONVCOST_CACHE_DIR")
-    if override:
-        return Path(override)
-    home = Path.home()
-    if sys.platform == "darwin":
-        return home / "Library" / "Caches" / "convcost"
-    if sys.platform.startswith("win"):
-        local = os.environ.get("LOCALAPPDATA")
-        return (Path(local) if local else home / "AppData" / "Local") / "convcost" / "Cache"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else home / ".cache") / "convcost"
-
-
-def cache_path() -> Path:
-    return cache_dir() / CACHE_FILE
-
-
-def machine_name(device: str) -> str:
-    """What identifies this machine in the cache: host, CPU model and count (or the GPU's name)."""
-    host = platform.node() or "unknown host"
-    if device == "cuda":
-        return f"{host}: {torch.cuda.get_device_name(0)}"
-    return f"{host}: {cpu_model()} × {os.cpu_count() or 1}"
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
-def key_for(device: str, dtype: DType, threads: int) -> str:
-    from convcost.run.measure import check_device
-
-    check_device(device)  # naming a GPU needs one
-    return cache_key(machine_name(device), torch.__version__, device, str(dtype), threads)
-
-
-def _read_cache(path: Path) -> dict[str, Any]:
-    """The cache's entries by key; {} when there is no file; CalibrationCacheError when it is unreadable."""
-    from convcost.spec.input_files import UnreadableFile, parse_json, read_text
-
-    try:
-        text = read_text(path)
-    except UnreadableFile as error:
-        if error.missing:
-            return {}
-        raise CalibrationCacheError(f"the calibration cache {path}: {error}") from None
-    try:
-        data = parse_json(text)
-        entries = data["entries"]
-        if data.get("schema_version") != CACHE_SCHEMA or not isinstance(entries, dict):
-            raise ValueError(f"schema_version {data.get('schema_version')!r}")
-    except (ValueError, KeyError, TypeError) as error:
-        raise CalibrationCacheError(
-            f"the calibration cache {path} is not readable ({error}): run convcost calibrate --refresh"
-        ) from None
-    return entries
-
-
-def cached(device: str, dtype: DType, threads: int) -> Calibration | None:
-    """The cached calibration for this machine, torch, device, dtype and threads, or None."""
-    path = cache_path()
-    key = key_for(device, dtype, threads)
-    entry = _read_cache(path).get(key)
-    if entry is None:
-        return None
-    try:
-        return Calibration.from_dict(entry)
-    except KeyError as error:
-        raise CalibrationCacheError(
-            f"the calibration cache {path} is broken: entry {key!r} has no {error}: run convcost calibrate --refresh"
-        ) from None
-    except (TypeError, ValueError) as error:
-        raise CalibrationCacheError(
-            f"the calibration cache {path} is broken: entry {key!r}: {error}: run convcost calibrate --refresh"
-        ) from None
-
-
-def store(calibration: Calibration) -> Path:
-    """Add or replace this calibration in the cache file (atomically); returns the file's path."""
-    path = cache_path()
-    _check_storable(path)
-    try:
-        entries = _read_cache(path)
-    except CalibrationCacheError:
-        entries = {}  # a broken cache is replaced, not merged
-    entries[calibration.key] = calibration.to_dict()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, json.dumps({"schema_version": CACHE_SCHEMA, "entries": entries}, indent=2) + "\n")
-    except OSError as error:
-        raise UsageError(f"cannot write the calibration cache {path}: {error.strerror or error}") from None
-    return path
 
 
 def measure_peaks(device: str, dtype: DType, threads: int, settings: CalibrationSettings | None = None) -> Calibration:
@@ -298,15 +191,6 @@ def calibration_for(
     calibration = measure_peaks(device, dtype, threads, settings)
     store(calibration)
     return calibration, True
-
-
-def _check_storable(path: Path) -> None:
-    """UsageError when the cache path exists but is not a regular file (a FIFO, a device, a directory)."""
-    from convcost.spec.input_files import not_regular
-
-    kind = not_regular(path)
-    if kind is not None:
-        raise UsageError(f"cannot write the calibration cache {path}: it is {kind}, not a regular file")
 
 
 MIN_BLOCKS = 5  # the fewest timed blocks a calibration figure and its interval come from

@@ -8,14 +8,16 @@ import torch
 from torch import nn
 
 from convcost.cost.formulas import ConvStage
+from convcost.cost.ops import stage_ops
 from convcost.cost.roofline import Calibration
 from convcost.cost.stats import Estimate, within
-from convcost.results.comparison import Comparison, LayerResult, Ratios
+from convcost.results.comparison import Check, Comparison, LayerResult, Ratios, StageResult
 from convcost.run import build, latency
 from convcost.run.context import RunContext, threads_for
-from convcost.run.estimate import assemble
+from convcost.run.estimate import assemble, formula_stage
 from convcost.run.latency import LatencySettings
-from convcost.run.measure import check_device, check_memory, measure_stage
+from convcost.run.measure import check_device, check_memory
+from convcost.run.trace import count, matched, trace
 from convcost.spec import kinds
 from convcost.spec.compare import CompareSpec, LayerKind
 
@@ -42,6 +44,27 @@ def measure_layer(kind: str, stages: list[ConvStage], spec: CompareSpec) -> tupl
     )
     module = nn.Sequential(*modules) if len(modules) > 1 else modules[0]
     return layer, module, first_input
+
+
+def measure_stage(
+    stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
+) -> tuple[StageResult, list[Check], torch.Tensor]:
+    """Trace and count one stage on ``tensor`` as a network of its ops; returns its result, its checks and its
+    output (the next stage's input)."""
+    shape, traced = tuple(tensor.shape), trace(module, tensor)
+    calls, stage_checks = matched(stage_ops(stage, shape)[0], traced, subject, "stage")
+    result, op_results = formula_stage(stage, shape, tensor.element_size(), calls)
+    result.output_shape_measured = traced.output_shape
+    result.params_measured = sum(parameter.numel() for parameter in module.parameters())
+    figures = [("output shape", result.output_shape, result.output_shape_measured),
+               ("weight shape", result.weight_shape, traced.calls[0].weight_shape),
+               ("params", result.params, result.params_measured)]  # fmt: skip
+    counted, result.macs_flop_counter, result.ptflops_raw = count(
+        module, tensor, subject, list(zip(calls, op_results, strict=True)), figures
+    )
+    stage_checks += counted
+    result.macs_ptflops = result.ptflops_raw - result.bias_adds
+    return result, stage_checks, traced.output
 
 
 def compare(
@@ -121,7 +144,7 @@ def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySett
 
 def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
     """This machine's calibration, for the probe's reference; None when there is none or the cache is broken."""
-    from convcost.run.calibrate import CalibrationCacheError, cached
+    from convcost.run.cache import CalibrationCacheError, cached
 
     try:
         return cached(spec.device, spec.dtype, threads)

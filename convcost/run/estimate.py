@@ -11,9 +11,8 @@ from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
 from convcost.results import roofline as layer_roofline
 from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, Shape, StageResult
-from convcost.results.model import OpResult
+from convcost.results.model import Call, OpResult, op_result
 from convcost.run.context import RunContext
-from convcost.run.network import Call, op_result
 from convcost.spec import kinds
 from convcost.spec.compare import CompareSpec, LayerKind
 
@@ -25,9 +24,9 @@ def formula_stage(
     stage: ConvStage, input_shape: Shape, itemsize: int, calls: list[Call | None] | None = None
 ) -> tuple[StageResult, list[OpResult]]:
     """A stage as the ops it runs (:func:`convcost.cost.ops.stage_ops`), each through the one formula→result step
-    of every network (:func:`convcost.run.network.op_result`) with its ``calls`` beside it when it ran, and their
+    of every network (:func:`convcost.results.model.op_result`) with its ``calls`` beside it when it ran, and their
     sum; the stage's measured fields are None (the measured run fills them in)."""
-    planned = ops.stage_ops(stage, input_shape)
+    planned = ops.stage_ops(stage, input_shape)[0]
     results = [op_result(op, call) for op, call in zip(planned, calls or [None] * len(planned), strict=True)]
     weight_shape = formulas.weight_shape(stage)
     moved = sum(ops.moved_elements(op.kind, op.input_shape, op.output_shape, op.params) for op in results)

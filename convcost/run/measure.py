@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from typing import Any
 
 import torch
 from torch import nn
@@ -24,14 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage, Pair
-from convcost.cost.ops import ConvOp, Op
-from convcost.cost.ops import stage_ops as ops_of_stage
 from convcost.errors import MeasurementError
-from convcost.results.comparison import Check, StageResult, checks
-from convcost.results.model import OpResult
-from convcost.run.estimate import formula_stage
-from convcost.run.network import Call, weight_shape
-from convcost.run.trace import Trace, trace, without_fast_paths
 
 
 def count_flop_counter(module: nn.Module, tensor: torch.Tensor) -> tuple[int, torch.Tensor]:
@@ -60,69 +52,6 @@ def count_ptflops(module: nn.Module, tensor: torch.Tensor) -> int:
         detail = next((line for line in captured.getvalue().splitlines() if line.strip()), "no detail")
         raise MeasurementError(f"ptflops failed: {detail.strip()}")
     return int(macs)
-
-
-def count(
-    module: nn.Module,
-    tensor: torch.Tensor,
-    subject: str,
-    results: list[tuple[Call | None, OpResult]],
-    figures: list[tuple[str, Any, Any]],
-    note: str = "",
-) -> tuple[list[Check], int, int]:
-    """The one count path of every network, a compare stage as a model: each op's figures by formula against what
-    its call measured (only those that disagree are kept), then both counters on the whole ``module`` and the
-    ``subject``'s checks, ``figures`` and its MACs against both. Returns the checks and the counters' figures
-    (FlopCounterMode's MACs, ptflops' raw figure)."""
-    found: list[Check] = []
-    for call, op in results:
-        if call is None:
-            continue
-        own: list[tuple[str, Any, Any]] = []
-        if op.counted and op.output_shape_measured is not None:
-            own.append(("output shape", op.output_shape, op.output_shape_measured))
-        if isinstance(call.op, ConvOp) and call.weight_shape is not None:
-            own.append(("weight shape", weight_shape(call.op), call.weight_shape))
-        if op.params_measured is not None:
-            own.append(("params", op.params, op.params_measured))
-        found += [check for check in checks(op.name, own) if not check.ok]
-    with without_fast_paths():
-        flop_counter, _ = count_flop_counter(module, tensor)
-        ptflops_raw = count_ptflops(module, tensor)
-    macs, bias_adds = sum(op.macs for _, op in results), sum(op.bias_adds for _, op in results)
-    found += checks(subject, figures, (macs, flop_counter, ptflops_raw, bias_adds), note)
-    return found, flop_counter, ptflops_raw
-
-
-def matched(planned: list[Op], traced: Trace, subject: str, what: str) -> tuple[list[Call | None], list[Check]]:
-    """Each planned op's call when the forward pass called the planned ops in order; else none, and the check that
-    says the built module is not the ``what`` planned."""
-    kinds, built = [str(op.kind) for op in planned], [str(call.op.kind) for call in traced.calls]
-    if built == kinds:
-        return list(traced.calls), []
-    return [None] * len(planned), [Check(subject, "operations built", " → ".join(kinds), " → ".join(built),
-                                         f"the built module does not match the {what}")]  # fmt: skip
-
-
-def measure_stage(
-    stage: ConvStage, module: nn.Module, tensor: torch.Tensor, subject: str
-) -> tuple[StageResult, list[Check], torch.Tensor]:
-    """Trace and count one stage on ``tensor`` as a network of its ops; returns its result, its checks and its
-    output (the next stage's input)."""
-    shape, traced = tuple(tensor.shape), trace(module, tensor)
-    calls, stage_checks = matched(ops_of_stage(stage, shape), traced, subject, "stage")
-    result, op_results = formula_stage(stage, shape, tensor.element_size(), calls)
-    result.output_shape_measured = traced.output_shape
-    result.params_measured = sum(parameter.numel() for parameter in module.parameters())
-    figures = [("output shape", result.output_shape, result.output_shape_measured),
-               ("weight shape", result.weight_shape, traced.calls[0].weight_shape),
-               ("params", result.params, result.params_measured)]  # fmt: skip
-    counted, result.macs_flop_counter, result.ptflops_raw = count(
-        module, tensor, subject, list(zip(calls, op_results, strict=True)), figures
-    )
-    stage_checks += counted
-    result.macs_ptflops = result.ptflops_raw - result.bias_adds
-    return result, stage_checks, traced.output
 
 
 def available_memory() -> int | None:

@@ -33,9 +33,9 @@ from convcost.run.context import RunContext
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
 from convcost.run.network import Row
-from convcost.run.trace import Trace, _stored_params, _Tracer, trace
+from convcost.run.trace import Trace, _stored_params, _Tracer, count, matched, trace
 from convcost.spec.compare import DType
-from convcost.spec.model import ModelPlan
+from convcost.spec.layers import ModelPlan
 
 
 def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = None) -> ModelResult:
@@ -54,7 +54,7 @@ def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = Non
     )
     capture = {str(index) for index in range(len(plan.layers))} if latency_settings else set()
     traced = trace(module, tensor, capture)
-    calls, found = measure.matched(plan.ops, traced, "model", "plan")
+    calls, found = matched(plan.ops, traced, "model", "plan")
     return _evaluate(plan.name or source, source, module, tensor, traced, network.plan_rows(plan, calls), found,
                      network.plan_settings(plan), context, calibration=calibration)  # fmt: skip
 
@@ -229,7 +229,7 @@ def _evaluate(
                (params_quantity, total.params, total.params_measured)]  # fmt: skip
     pairs = [pair for row, layer in zip(rows, result.layers, strict=True)
              for pair in zip(row.measured, layer.ops, strict=True)]  # fmt: skip
-    counted, total.macs_flop_counter, total.ptflops_raw = measure.count(
+    counted, total.macs_flop_counter, total.ptflops_raw = count(
         module, tensor, "model", pairs, figures, network.uncounted_note(result.ops)
     )
     total.macs_ptflops = total.ptflops_raw - total.bias_adds
@@ -287,7 +287,7 @@ def _calibration(context: RunContext) -> Calibration | None:
     """The cached calibration for a latency run, read before anything is measured (a broken cache stops it)."""
     if context.latency is None:
         return None
-    from convcost.run.calibrate import cached
+    from convcost.run.cache import cached
 
     return cached(context.device, context.dtype, context.threads)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from convcost.cost.formulas import Act
 from convcost.run import build
-from convcost.spec.model import LinearLayer, ModelPlan, PlannedLayer, PoolLayer
+from convcost.spec.layers import LinearLayer, ModelPlan, PlannedLayer, PoolLayer
 
 ACTIVATIONS: dict[Act, type[nn.Module]] = {Act.RELU: nn.ReLU, Act.RELU6: nn.ReLU6}
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from convcost.cost import dense
 from convcost.cost import ops as formulas
-from convcost.cost.ops import ConvOp, Op, Shape, UncountedOp
+from convcost.cost.ops import Op, Shape
 from convcost.results.comparison import Environment
 from convcost.results.model import (
+    Call,
     DenseEquivalent,
     KindShare,
     ModelLayerResult,
@@ -22,22 +23,9 @@ from convcost.results.model import (
     ModelTotals,
     OpResult,
     PairReplaced,
+    op_result,
 )
-from convcost.spec.model import ModelPlan
-
-
-@dataclass
-class Call:
-    """One operation the forward pass performed, with what it measured."""
-
-    op: Op
-    output_shape: Shape | None
-    params_measured: int | None
-    module_name: str | None  # the module called (None for a functional op)
-    owner: str  # that module, or the container that called the functional op ("" for the model)
-    reused: bool = False  # a module called before: its weights are already counted
-    real: bool = True  # False for the "(own parameters)" rows that trace() adds after the calls
-    weight_shape: Shape | None = None  # a conv's: the weight it applied
+from convcost.spec.layers import ModelPlan
 
 
 @dataclass
@@ -65,32 +53,6 @@ def plan_rows(plan: ModelPlan, calls: list[Call | None] | None = None) -> list[R
 def plan_settings(plan: ModelPlan) -> dict[str, Any]:
     return {"width_multiplier": plan.width_multiplier, "channel_divisor": plan.channel_divisor,
             "batch": plan.input_shape[0]}  # fmt: skip
-
-
-def weight_shape(op: ConvOp) -> Shape:
-    """The weight a conv applies by formula: (cout, cin / groups, *kernel)."""
-    return (op.cout, op.cin // op.groups, *op.kernel)
-
-
-def op_result(op: Op, call: Call | None) -> OpResult:
-    """An op's figures by formula, with what its call measured beside them (None where it did not run)."""
-    cost = formulas.cost(op)
-    counted = not isinstance(op, UncountedOp)
-    return OpResult(
-        name=op.name,
-        kind=str(op.kind),
-        category=str(formulas.category(op)),
-        detail=formulas.describe(op),
-        input_shape=op.input_shape,
-        output_shape=formulas.output_shape(op) if counted else (call.output_shape or () if call else ()),
-        output_shape_measured=call.output_shape if call is not None else None,
-        params=0 if call is not None and call.reused else cost.params,
-        params_measured=call.params_measured if call is not None else None,
-        macs=cost.macs,
-        bias_adds=cost.bias_adds,
-        other_ops=cost.other_ops,
-        counted=counted,
-    )
 
 
 def outputs(rows: list[Row], layers: list[ModelLayerResult]) -> tuple[Shape, Shape | None]:

@@ -33,7 +33,9 @@ from convcost.cost.ops import (
     Shape,
     UncountedOp,
 )
-from convcost.run.network import Call
+from convcost.results.comparison import Check, checks
+from convcost.results.model import Call, OpResult
+from convcost.run.measure import count_flop_counter, count_ptflops
 
 # ---- leaf modules → operations ------------------------------------------------------------------------
 
@@ -426,3 +428,47 @@ def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = Non
     ]
     output_shape = _first_shape(output) or ()
     return Trace(calls, output_shape, tracer.inputs, tracer.modules, never_called, output)
+
+
+def count(
+    module: nn.Module,
+    tensor: torch.Tensor,
+    subject: str,
+    results: list[tuple[Call | None, OpResult]],
+    figures: list[tuple[str, Any, Any]],
+    note: str = "",
+) -> tuple[list[Check], int, int]:
+    """The one count path of every network, a compare stage as a model: each op's figures by formula against what
+    its call measured (only those that disagree are kept), then both counters on the whole ``module`` and the
+    ``subject``'s checks, ``figures`` and its MACs against both. Returns the checks and the counters' figures
+    (FlopCounterMode's MACs, ptflops' raw figure)."""
+    found: list[Check] = []
+    for call, op in results:
+        if call is None:
+            continue
+        own: list[tuple[str, Any, Any]] = []
+        if op.counted and op.output_shape_measured is not None:
+            own.append(("output shape", op.output_shape, op.output_shape_measured))
+        if isinstance(call.op, ConvOp) and call.weight_shape is not None:
+            own.append(
+                ("weight shape", (call.op.cout, call.op.cin // call.op.groups, *call.op.kernel), call.weight_shape)
+            )
+        if op.params_measured is not None:
+            own.append(("params", op.params, op.params_measured))
+        found += [check for check in checks(op.name, own) if not check.ok]
+    with without_fast_paths():
+        flop_counter, _ = count_flop_counter(module, tensor)
+        ptflops_raw = count_ptflops(module, tensor)
+    macs, bias_adds = sum(op.macs for _, op in results), sum(op.bias_adds for _, op in results)
+    found += checks(subject, figures, (macs, flop_counter, ptflops_raw, bias_adds), note)
+    return found, flop_counter, ptflops_raw
+
+
+def matched(planned: list[Op], traced: Trace, subject: str, what: str) -> tuple[list[Call | None], list[Check]]:
+    """Each planned op's call when the forward pass called the planned ops in order; else none, and the check that
+    says the built module is not the ``what`` planned."""
+    kinds, built = [str(op.kind) for op in planned], [str(call.op.kind) for call in traced.calls]
+    if built == kinds:
+        return list(traced.calls), []
+    return [None] * len(planned), [Check(subject, "operations built", " → ".join(kinds), " → ".join(built),
+                                         f"the built module does not match the {what}")]  # fmt: skip

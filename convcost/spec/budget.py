@@ -37,7 +37,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from convcost.errors import FieldIssue, SpecError
 from convcost.spec import bounds, yamlio
 from convcost.spec.compare import LayerKind, SizeField, bounded_int, bounded_number
-from convcost.spec.model import PositiveNumber
+from convcost.spec.layers import PositiveNumber
 from convcost.spec.source import is_import_path
 
 BASELINE_VERSION = 1
