@@ -11,15 +11,15 @@
    and the models' objects frozen out of the garbage collector's sight for both sides (``gc.freeze``), as the
    CLI's formula path, which never imports torch, has no such heap to walk.
 3. Per-layer cost of a 1000-layer YAML batch without latency (target: linear in layers, under 1 ms per layer).
-4. Latency you can trust: the dense/separable speedup of 32→64 3×3 pad 1 at 112×112 in 10 fresh processes
-   without and 10 with a synthetic neighbour (a process streaming 64 MiB copies on every core, the measured one
-   included, started before and stopped after each measurement, at most 30 s), alternating, after a
-   calibration: *coverage* (the share of the quiet runs' intervals that contain the median of their point
+4. Latency you can trust: the dense/separable speedup of 32→64 3×3 pad 1 at 112×112 in 10 fresh processes without and
+   10 with a synthetic neighbour (a process streaming 64 MiB copies on every core, the measured one included, started
+   before and stopped after each measurement, at most 30 s), alternating, after a calibration (whose host term widens
+   every interval): *coverage* (the share of the quiet runs' intervals that contain the median of their point
    estimates, target ≥ 90 %), the spread of the point estimates, the wall time per pair (target ≤ 2 s, warm-up
-   included), the neighbour's measured effect on the layers, *detection* (busy flagged in ≥ 90 % of the runs
-   with the neighbour, ≤ 10 % without), in the same processes the old fixed harness (5 rounds of 0.04 s,
-   medians) beside the new one, and 6 consecutive 2 s windows in one process (how far the machine itself
-   moves between windows, with no new process and the same buffers).
+   included), the neighbour's measured effect on the layers, *detection* (busy flagged in ≥ 90 % of the runs with the
+   neighbour, ≤ 10 % without), in the same processes the old fixed harness (5 rounds of 0.04 s, medians) beside the
+   new one, and 6 consecutive 2 s windows in one process (how far the machine itself moves between windows, with no
+   new process and the same buffers).
 5. An invalid flag combination (``compare --cin 8 --cout 60 -k 3 --vs depthwise``: a wrong cout for depthwise,
    refused with exit 2) against ``python -c "import torch"`` (target: under 0.25 of it: validation never waits
    for torch).
@@ -496,7 +496,8 @@ def bench_stability(runs: int) -> dict[str, Any]:
         two = stability_child(2, True, False, cache, None)
         in_one = stability_child(1, True, False, cache, measure_cpu, window_count=6)
     return {"quiet": quiet, "neighbour": loaded, "calibration_busy": entry.get("busy"),
-            "calibration_note": entry.get("contention_note"), "pinned": measure_cpu is not None,
+            "calibration_note": entry.get("contention_note"), "host_spread": entry.get("host_spread"),
+            "host_windows": entry.get("host_windows"), "pinned": measure_cpu is not None,
             "untuned_1_thread": untuned, "tuned_2_threads": two, "windows": in_one}  # fmt: skip
 
 
@@ -550,6 +551,11 @@ def print_stability(result: dict[str, Any], summary: dict[str, Any]) -> None:
           f"{' (the measurement pinned to one)' if result['pinned'] else ''}, alternating:")  # fmt: skip
     if result["calibration_busy"]:
         print(f"   ! the calibration itself looked busy: {result['calibration_note']}")
+    if result.get("host_spread") is not None:
+        print(f"   host term from the calibration: ±{result['host_spread']:.1%} ({result['host_windows']} probe "
+              "windows), combined in quadrature with each bootstrap half-width")  # fmt: skip
+    else:
+        print("   no host term in the calibration: the intervals cover this window only")
     for label, rows in (("no neighbour", quiet), ("neighbour   ", loaded)):
         for row in rows:
             new, old = row["new"], row["old"]

@@ -48,7 +48,7 @@ def test_json_has_schema_raw_integers_and_environment() -> None:
     code, out, _ = run(*BLOG, "--no-latency", "--format", "json")
     assert code == 0
     data = json.loads(out)
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     assert data["dense"]["params"] == 4672 and data["dense"]["macs"] == 73_156_608
     separable = data["alternatives"][0]
     assert separable["macs"] == 9_271_584 and separable["macs_flop_counter"] == 9_271_584

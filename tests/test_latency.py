@@ -229,7 +229,7 @@ def test_json_contract_of_intervals_best_typical_and_contention() -> None:
     code, out, err = run("compare", *QUICK[:-4], "--rounds", "3", "--min-time", "0.001", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     for layer in (data["dense"], data["alternatives"][0], *data["alternatives"][0]["stages"]):
         stats = layer["latency"]
         low, high = stats["interval_ms"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -344,3 +345,53 @@ def test_budget_sampling_settings_are_bounded(tmp_path: Path, text: str) -> None
     result = runner.invoke(app, ["check", str(path)])
     assert result.exit_code == 2, result.output
     assert f"{path}:1: latency.{text.split(':')[0]}" in " ".join(result.output.split())
+
+
+def test_host_spread_is_a_t_prediction_half_width_of_the_window_figures() -> None:
+    from convcost.cost.stats import T_975, host_spread
+
+    assert host_spread([2.0]) is None  # one window says nothing about the next
+    assert host_spread([2.0, 2.0, 2.0]) == 0.0
+    figures = [1.0, math.e**0.1, math.e**-0.1, 1.0, 1.0]
+    deviation = math.sqrt(0.02 / 4)
+    expected = math.expm1(T_975[4] * deviation * math.sqrt(1 + 1 / 5))
+    assert host_spread(figures) == pytest.approx(expected)
+
+
+def test_widen_combines_the_host_term_in_quadrature_with_each_half_width() -> None:
+    from convcost.cost.stats import Estimate, widen
+
+    estimate = Estimate(4.0, 5.0, (3.7, 4.4), (5.0, 5.0))
+    assert widen(estimate, None) is estimate
+    assert widen(estimate, 0.0) is estimate
+    wide = widen(estimate, 0.1)
+    assert (wide.best, wide.typical) == (4.0, 5.0)
+    assert wide.best_interval == pytest.approx((4.0 - math.hypot(0.3, 0.4), 4.0 + math.hypot(0.4, 0.4)))
+    assert wide.typical_interval == pytest.approx((4.5, 5.5))
+
+
+def test_a_calibration_keeps_its_host_term_and_refuses_a_broken_one() -> None:
+    from convcost.cost.roofline import Calibration
+
+    data = {"machine": "m", "torch": "t", "device": "cpu", "dtype": "float32", "threads": 1, "peak_flops": 1e10,
+            "peak_bandwidth": 1e10, "call_overhead_s": 1e-5, "matmul_size": 512, "copy_bytes": 1 << 20,
+            "measured_at": "now", "allocator": "tuned", "host_spread": 0.08, "host_windows": 5}  # fmt: skip
+    calibration = Calibration.from_dict(data)
+    assert (calibration.host_spread, calibration.host_windows) == (0.08, 5)
+    assert Calibration.from_dict(calibration.to_dict()) == calibration
+    assert Calibration.from_dict({**data, "host_spread": None}).host_spread is None
+    with pytest.raises(ValueError, match="host_spread"):
+        Calibration.from_dict({**data, "host_spread": float("nan")})
+
+
+def test_the_contention_says_what_the_interval_covers() -> None:
+    from dataclasses import replace
+
+    from convcost.cost.stats import classify
+
+    quiet = classify([1.0] * 5, [1.0] * 5)
+    assert quiet.to_dict()["host_spread"] is None
+    assert "only" in quiet.to_dict()["interval_covers"]
+    widened = replace(quiet, host_spread=0.08).to_dict()
+    assert widened["host_spread"] == 0.08
+    assert "window-to-window variation calibrate measured" in widened["interval_covers"]

@@ -70,6 +70,10 @@ class Calibration:
     peak_bandwidth_interval: tuple[float, float] | None = None
     call_overhead_interval: tuple[float, float] | None = None  # seconds, of call_overhead_s
     grouped_call_overhead_interval: tuple[float, float] | None = None  # seconds, of grouped_call_overhead_s
+    # the host term (convcost.cost.stats.host_spread): relative 95 % half-width of the probe's copy ÷ matmul ratio
+    # between host_windows short windows spread over the calibration; latency intervals are widened by it
+    host_spread: float | None = None
+    host_windows: int | None = None
     busy: bool = False  # the machine looked busy while calibrating (see contention_note)
     contention_note: str = ""
 
@@ -121,6 +125,8 @@ class Calibration:
             peak_bandwidth_interval=_optional_interval(data.get("peak_bandwidth_interval")),
             call_overhead_interval=_optional_interval(data.get("call_overhead_interval")),
             grouped_call_overhead_interval=_optional_interval(data.get("grouped_call_overhead_interval")),
+            host_spread=None if data.get("host_spread") is None else _spread(data, "host_spread"),
+            host_windows=None if data.get("host_windows") is None else _positive_int(data, "host_windows"),
             busy=bool(_optional_bool(data.get("busy"))),
             contention_note=str(data.get("contention_note") or ""),
         )
@@ -138,6 +144,16 @@ def _positive(data: dict[str, Any], key: str) -> float:
         raise TypeError(f"{key} must be a number, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def _spread(data: dict[str, Any], key: str) -> float:
+    """A relative spread: a finite fraction from 0 to 10 (beyond, the windows measured nothing repeatable)."""
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{key} must be a number, got {value!r}")
+    if not math.isfinite(value) or not 0 <= value <= 10:
+        raise ValueError(f"{key} must be a fraction from 0 to 10, got {value!r}")
     return float(value)
 
 

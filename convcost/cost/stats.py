@@ -15,6 +15,12 @@ applies the same draw to every case, which keeps a dense layer and its alternati
   drift *within* this run's window; it does not cover what the machine does after the run (measured: on a
   2-vCPU VM successive 2 s windows of one process differ as much as separate processes), a different build, or
   another machine.
+* The **host term** (:func:`host_spread`, measured by ``calibrate``): how far the probe's copy ÷ matmul time ratio
+  moved between a few short windows spread over the calibration. It is what one window's figure may be off from the
+  next window's on this machine, a 95 % prediction half-width (Student's t over the windows); :func:`widen` combines
+  it in quadrature with each bootstrap half-width. With a calibration the interval then covers this window's
+  sampling noise plus the window-to-window variation calibrate saw; without one, only this window. The stopping
+  rule watches the bootstrap alone: more rounds cannot shrink the host term.
 * **Stopping rule**: after at least :data:`MIN_ROUNDS` rounds, at checkpoints spaced geometrically (so the
   bootstrap costs little), stop when every watched interval lies within ±target of its point estimate; else stop
   when ``max_time`` is spent (``converged`` is then False). Fewer than :data:`MIN_ROUNDS` rounds never count as
@@ -159,6 +165,42 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
     return _sorted_quantile(ordered, tail), _sorted_quantile(ordered, 1 - tail)
 
 
+# Student's t, 97.5 % quantile, by degrees of freedom: the host term's prediction half-width over a few windows
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def host_spread(window_figures: Sequence[float]) -> float | None:
+    """The relative 95 % half-width within which the next window's figure falls, from ``window_figures``
+    (one figure per short window, e.g. the median of the probe's copy ÷ matmul ratio): Student's t prediction
+    interval on their logarithms, ``t · s · √(1 + 1/k)``, as a fraction. None from fewer than two windows."""
+    logs = [math.log(value) for value in window_figures if value > 0 and math.isfinite(value)]
+    count = len(logs)
+    if count < 2:
+        return None
+    mean = sum(logs) / count
+    deviation = math.sqrt(sum((value - mean) ** 2 for value in logs) / (count - 1))
+    return math.expm1(T_975[min(count - 1, max(T_975))] * deviation * math.sqrt(1 + 1 / count))
+
+
+def _widened(point: float, interval: tuple[float, float], spread: float) -> tuple[float, float]:
+    low, high = interval
+    extra = spread * point
+    return point - math.hypot(point - low, extra), point + math.hypot(high - point, extra)
+
+
+def widen(estimate: Estimate, spread: float | None) -> Estimate:
+    """``estimate`` with each interval's half-widths combined in quadrature with ``spread`` × its point (the host
+    term, a fraction); unchanged when ``spread`` is None or not positive."""
+    if spread is None or not spread > 0 or not math.isfinite(spread):
+        return estimate
+    return Estimate(
+        estimate.best,
+        estimate.typical,
+        _widened(estimate.best, estimate.best_interval, spread),
+        _widened(estimate.typical, estimate.typical_interval, spread),
+    )
+
+
 def within(interval: tuple[float, float], point: float, target: float) -> bool:
     """Whether ``interval`` lies inside point × (1 ± target): both ends, so a lopsided interval must also fit."""
     low, high = interval
@@ -271,6 +313,16 @@ class Contention:
     reference: str  # "calibration" or "this run's best"
     slowdown: float | None = None  # the largest typical ÷ best of the timed layers (reported, not evidence)
     cpu_wait_fraction: float | None = None  # share of the time the measuring threads waited for a CPU
+    host_spread: float | None = None  # the host term the intervals were widened by (None: this window only)
+
+    @property
+    def interval_covers(self) -> str:
+        if self.host_spread is None:
+            return "this window's sampling noise only"
+        return (
+            f"this window's sampling noise plus the window-to-window variation calibrate measured on this machine "
+            f"(±{self.host_spread:.1%})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -281,6 +333,8 @@ class Contention:
             "reference": self.reference,
             "slowdown": self.slowdown,
             "cpu_wait_fraction": self.cpu_wait_fraction,
+            "host_spread": self.host_spread,
+            "interval_covers": self.interval_covers,
         }
 
 

@@ -53,6 +53,9 @@ def render_calibration(calibration: Calibration, path: str, fresh: bool) -> Grou
                       "8 MiB copy: quiet, for the latency probe")  # fmt: skip
         table.add_row("probe matmul", f"{significant(calibration.probe_flops / 1e9)} GFLOP/s",
                       "128×128 matmul: quiet, for the probe")  # fmt: skip
+    if calibration.host_spread is not None:
+        table.add_row("window to window", f"±{calibration.host_spread:.1%}",
+                      f"probe copy ÷ matmul, {calibration.host_windows} windows: widens latency intervals")  # fmt: skip
     parts.append(table)
     if calibration.peak_flops_interval is not None:
         parts.append(prose("(low–high): 95% interval of the median over the timed blocks", style="dim"))

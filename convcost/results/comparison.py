@@ -11,7 +11,8 @@ from convcost.cost.stats import Contention
 # 2: latency objects gained best_ms, interval_ms, samples, sampled_s, converged; ratios gained latency_interval,
 # latency_best, latency_typical; environment gained contention (the latency figure tables show is now best_ms)
 # 3: environment.contention gained cpu_wait_fraction (the share of the time spent waiting for a CPU)
-SCHEMA_VERSION = 3
+# 4: environment.contention gained host_spread and interval_covers (the intervals widened by calibrate's host term)
+SCHEMA_VERSION = 4
 
 Shape = tuple[int, ...]
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from convcost.cost.roofline import Calibration
-from convcost.cost.stats import COPY, MATMUL, Contention, classify, quantile, summarize
+from convcost.cost.stats import COPY, MATMUL, Contention, classify, host_spread, quantile, summarize
 from convcost.run import latency
 from convcost.run.cache import (  # noqa: F401 (the cache's names, re-exported for callers of old)
     CalibrationCacheError,
@@ -54,7 +54,9 @@ class CalibrationSettings:
     max_matmul: int = 2048  # 8192 on CUDA (see :func:`default_settings`)
     copy_bytes: int = 256 << 20
     min_time: float = 0.25  # seconds of timed calls per measurement
-    probe_rounds: int = 15  # rounds of the latency probe before, between and after the peaks (each a few ms)
+    # rounds of the latency probe in each of five windows before, between and after the peaks (each round a few
+    # ms): their medians give the probe's quiet rates and, window against window, the host term (``host_spread``)
+    probe_rounds: int = 15
 
 
 def default_settings(device: str) -> CalibrationSettings:
@@ -82,7 +84,9 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
             peak_flops, matmul_size, flops_interval = _matmul_peak(device, torch_dtype, threads, settings)
         probe.take(settings.probe_rounds)
         peak_bandwidth, bandwidth_interval = _copy_bandwidth(device, torch_dtype, threads, settings)
+        probe.take(settings.probe_rounds)
         overhead, overhead_interval = _call_overhead(device, torch_dtype, threads, settings)
+        probe.take(settings.probe_rounds)
         grouped_overhead, grouped_interval = _call_overhead(device, torch_dtype, threads, settings, grouped=True)
         probe.take(settings.probe_rounds)
         contention = probe.contention(latency.cpu_wait_fraction(waited, time.perf_counter() - wall, threads))
@@ -107,6 +111,8 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
         peak_bandwidth_interval=bandwidth_interval,
         call_overhead_interval=overhead_interval,
         grouped_call_overhead_interval=grouped_interval,
+        host_spread=host_spread(probe.window_ratios),
+        host_windows=len(probe.window_ratios),
         busy=contention.busy,
         contention_note=contention.note,
     )
@@ -115,7 +121,10 @@ def measure_peaks(device: str, dtype: DType, threads: int, settings: Calibration
 class _ProbeRounds:
     """The latency harness's reference probe, in rounds spread over the calibration (before, between, after).
 
-    Its median rates become the calibration's ``probe_*`` figures, what later runs compare their probe with. The
+    Its median rates become the calibration's ``probe_*`` figures, what later runs compare their probe with. Each
+    :meth:`take` is one window; the median of its rounds' copy ÷ matmul time ratio, window against window, is the
+    host term (:func:`convcost.cost.stats.host_spread`): a memory-bound against a compute-bound figure, as the
+    speedup of a separable layer over a dense one is. The
     calibration is marked busy when the process waited for a CPU (another process shared its core); the probe's
     spread against its own best is reported beside it, no evidence on its own (a quiet machine's reaches 70 %).
     """
@@ -136,12 +145,20 @@ class _ProbeRounds:
             self.timers[name].timeit(1)
             self.block[name] = calls
         self.rounds: dict[str, list[float]] = {name: [] for name in self.timers}
+        self.window_ratios: list[float] = []  # one per window: the median of its rounds' copy ÷ matmul seconds
 
     def take(self, count: int) -> None:
+        ratios = []
         for index in range(count):
             self.evict.zero_()
+            figures = {}
             for name in latency.round_order(list(self.timers), index):
-                self.rounds[name].append(latency.block_seconds(self.timers[name], self.block[name]) / self.block[name])
+                figures[name] = latency.block_seconds(self.timers[name], self.block[name]) / self.block[name]
+                self.rounds[name].append(figures[name])
+            if figures.get(MATMUL, 0.0) > 0:
+                ratios.append(figures[COPY] / figures[MATMUL])
+        if ratios:
+            self.window_ratios.append(quantile(ratios, 0.5))
 
     def median(self, name: str) -> float | None:
         copies, matmuls = latency.Probe.rates(self.rounds)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -45,6 +45,7 @@ from convcost.cost.stats import (
     classify,
     sample,
     summarize,
+    widen,
 )
 from convcost.results.comparison import LatencyStats
 from convcost.run.context import LatencySettings as LatencySettings
@@ -190,14 +191,25 @@ def measure_run(
         torch.set_grad_enabled(previous_grad)
     case_rounds = {name: sampling.rounds[name] for name in names}
     estimates, ratios = summarize(case_rounds, pairs)
+    spread = host_term(reference)
+    estimates = {name: widen(item, spread) for name, item in estimates.items()}
+    ratios = {pair: widen(item, spread) for pair, item in ratios.items()}
     stats = {name: _stats(case_rounds[name], calls[name], estimates[name], sampling, settings) for name in names}
     contention = None
     if probe is not None:
         top = {*watched, *(name for pair in pairs for name in pair)}  # the layers, not their stages
         slowdowns = {name: estimates[name].typical / estimates[name].best for name in names
                      if name in top and estimates[name].best > 0}  # fmt: skip
-        contention = probe.classify(sampling.rounds, reference, slowdowns, cpu_wait)
+        contention = replace(probe.classify(sampling.rounds, reference, slowdowns, cpu_wait), host_spread=spread)
     return LatencyRun(stats, ratios, contention, sampling)
+
+
+def host_term(reference: Calibration | None) -> float | None:
+    """The window-to-window spread calibrate measured on this machine, that every interval is widened by (see
+    :func:`convcost.cost.stats.widen`); None without a calibration, or with one taken on a busy machine."""
+    if reference is None or reference.busy:
+        return None
+    return reference.host_spread
 
 
 class Probe:
