@@ -134,6 +134,7 @@ class _ProbeRounds:
     # 2-vCPU VM: twice as fast, so every later run read as busy). Writing this many bytes before each round
     # evicts them as the layers do.
     EVICT_BYTES = 64 << 20
+    WARM_UP = 5  # rounds taken and dropped before the first window
 
     def __init__(self, device: str, threads: int) -> None:
         self.probe = latency.Probe(torch.device(device), threads)
@@ -146,6 +147,9 @@ class _ProbeRounds:
             self.block[name] = calls
         self.rounds: dict[str, list[float]] = {name: [] for name in self.timers}
         self.window_ratios: list[float] = []  # one per window: the median of its rounds' copy ÷ matmul seconds
+        self.take(self.WARM_UP)  # the first rounds after set-up run slow (measured: a window 10 % off the rest)
+        self.rounds = {name: [] for name in self.timers}
+        self.window_ratios = []
 
     def take(self, count: int) -> None:
         ratios = []
