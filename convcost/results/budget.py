@@ -108,6 +108,7 @@ class BudgetResult:
     environment: Environment | None
     baseline_path: str | None = None
     baseline_written: bool = False
+    formula_only: bool = False  # by formula alone: nothing built or run, so no latency and no counter checks
 
     @property
     def errors(self) -> list[LimitVerdict]:
@@ -130,6 +131,7 @@ class BudgetResult:
             f"{checks} check{'s' if checks != 1 else ''}, {limits} limit{'s' if limits != 1 else ''}: {passed} passed, "
             f"{len(self.errors)} error{'s' if len(self.errors) != 1 else ''}, "
             f"{len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}"
+            + (" (by formula: nothing built or run)" if self.formula_only else "")
         )
 
     def to_dict(self) -> dict[str, Any]:

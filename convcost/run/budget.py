@@ -306,6 +306,11 @@ def growth_verdicts(
     for metric in METRICS:
         before = recorded.get(metric)
         now = measured.total.get(metric)
+        if before is not None and now is None and metric == "latency_ms":  # --formula-only measured none
+            verdicts.append(
+                LimitVerdict(check.name, "model", metric, "growth", Level.WARN, False, check.line,
+                             baseline=before, message="latency not compared with the baseline: nothing was measured")
+            )  # fmt: skip
         if before is None or now is None:
             continue
         limit: Limit | None = getattr(check.spec, metric)
@@ -431,4 +436,6 @@ def run_checks(
             LimitVerdict("baseline", "baseline", "baseline", "missing", Level.WARN, False, None,
                          message=f"no baseline at {path} yet: growth not checked (write it with --update-baseline)")
         )  # fmt: skip
-    return BudgetResult(budget.source, verdicts, measured, environment, str(path) if path else None)
+    return BudgetResult(
+        budget.source, verdicts, measured, environment, str(path) if path else None, formula_only=formula_only
+    )
