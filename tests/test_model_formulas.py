@@ -133,8 +133,8 @@ def test_dense_equivalent_leaves_a_lone_depthwise_alone() -> None:
 
 @pytest.mark.parametrize("padding", [(1, 0), "same"])
 @pytest.mark.parametrize("norm_act", [(Norm.BATCH, Act.RELU6), (Norm.NONE, Act.NONE), (Norm.BATCH, Act.NONE)])
-def test_stage_ops_are_the_ops_their_init_builds(padding: Padding, norm_act: tuple[Norm, Act]) -> None:
-    # stage_ops builds its ops without the dataclasses' __init__ (mf._built): equal, hashing and printing alike
+def test_stage_ops_are_a_stages_conv_norm_and_act_ops(padding: Padding, norm_act: tuple[Norm, Act]) -> None:
+    # the ops written out by hand, and the stage's output shape from the conv op's own formula
     norm, act = norm_act
     stage = ConvStage("s", 8, 8, (3, 2), (2, 1), padding, (2, 1), groups=8, bias=False, norm=norm, act=act)
     ops, shape = mf.stage_ops(stage, (2, 8, 9, 7), "p.")

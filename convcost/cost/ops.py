@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage
@@ -103,9 +103,9 @@ class ConvOp(Op):
 
     @classmethod
     def from_stage(cls, stage: ConvStage, input_shape: Shape, name: str | None = None) -> ConvOp:
-        return _built(cls, name=name or stage.name, input_shape=input_shape, cin=stage.cin, cout=stage.cout,
-                      kernel=stage.kernel, stride=stage.stride, padding=stage.padding, dilation=stage.dilation,
-                      groups=stage.groups, bias=stage.bias, shared=stage.shared, stored_params=None)  # fmt: skip
+        return cls(name=name or stage.name, input_shape=input_shape, cin=stage.cin, cout=stage.cout,
+                   kernel=stage.kernel, stride=stage.stride, padding=stage.padding, dilation=stage.dilation,
+                   groups=stage.groups, bias=stage.bias, shared=stage.shared, stored_params=None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -201,15 +201,6 @@ class Formula:
 
 
 OpT = TypeVar("OpT", bound=Op)
-
-
-def _built(op_type: type[OpT], **fields: Any) -> OpT:
-    """``op_type(**fields)`` with every field given, the same frozen op, built without its generated ``__init__``:
-    on Python 3.11 that sets each field through ``object.__setattr__``, several times slower for a planned model's
-    hundreds of ops (``cost/`` builds them on the formula path; tests compare both ways)."""
-    op = object.__new__(op_type)
-    object.__setattr__(op, "__dict__", fields)
-    return op
 
 
 _FORMULAS: dict[type[Op], Formula] = {}
@@ -371,9 +362,9 @@ def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> tuple[l
     shape = (input_shape[0], stage.cout, *formulas.output_size(stage, (input_shape[2], input_shape[3])))
     ops: list[Op] = [ConvOp.from_stage(stage, input_shape, name)]
     if stage.norm is formulas.Norm.BATCH:
-        ops.append(_built(NormOp, name=name + ".norm", input_shape=shape, channels=stage.cout, affine=True))
+        ops.append(NormOp(name=name + ".norm", input_shape=shape, channels=stage.cout, affine=True))
     if stage.act is not formulas.Act.NONE:
-        ops.append(_built(ActOp, name=name + ".act", input_shape=shape, function=stage.act.value, params=0))
+        ops.append(ActOp(name=name + ".act", input_shape=shape, function=stage.act.value, params=0))
     return ops, shape
 
 
