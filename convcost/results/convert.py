@@ -1,0 +1,125 @@
+"""What a conversion did and what ``suggest`` proposes: plain dataclasses with ``to_dict()`` (no torch here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from convcost.results.comparison import LatencyStats
+
+# said by every suggest and convert result: a factorised layer is a different function
+DIFFERENT_FUNCTION = (
+    "a factorised layer computes a different function unless its error is 0: re-establish accuracy by "
+    "fine-tuning; the error column is how far the initialisation from the trained weights starts from the original"
+)
+
+
+@dataclass
+class ConvertedLayer:
+    """One conv (or depthwise + 1×1 pair) and its replacement.
+
+    ``weight_error``: relative Frobenius error ‖W − W′‖ / ‖W‖ of the replacement's effective kernel W′ against the
+    original W (0 when exact); None with ``error_note`` saying why (grouped: no exact initialisation exists).
+    ``shape``: the input shape the conv saw (None without an input); MACs are None then too.
+    """
+
+    name: str
+    kind: str
+    cin: int
+    cout: int
+    kernel: tuple[int, int]
+    shape: tuple[int, ...] | None
+    params_before: int
+    params_after: int
+    macs_before: int | None
+    macs_after: int | None
+    weight_error: float | None
+    error_note: str | None = None
+    code: str = ""
+    latency_before: LatencyStats | None = None
+    latency_after: LatencyStats | None = None
+    selected: bool = True
+
+    @property
+    def saving(self) -> float | None:
+        """MACs now ÷ after."""
+        if self.macs_before is None or not self.macs_after:
+            return None
+        return self.macs_before / self.macs_after
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "cin": self.cin,
+            "cout": self.cout,
+            "kernel": list(self.kernel),
+            "input_shape": list(self.shape) if self.shape is not None else None,
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "macs_before": self.macs_before,
+            "macs_after": self.macs_after,
+            "saving": self.saving,
+            "weight_error": self.weight_error,
+            "error_note": self.error_note,
+            "selected": self.selected,
+            "latency_before": self.latency_before.to_dict() if self.latency_before else None,
+            "latency_after": self.latency_after.to_dict() if self.latency_after else None,
+            "code": self.code,
+        }
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A layer that was not converted, and why."""
+
+    name: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Totals:
+    """A whole model's params and MACs (MACs None without an input)."""
+
+    params: int
+    macs: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": self.params, "macs": self.macs}
+
+
+@dataclass
+class ConvertResult:
+    """``convert``'s result: ``model`` is a new nn.Module (typed Any: results never import torch), the input model
+    untouched; ``layers`` the converted layers in the model's order, ``refused`` what could not be converted."""
+
+    model: Any
+    target: str
+    layers: list[ConvertedLayer]
+    refused: list[Refused] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    source: str = ""
+    input_shape: tuple[int, ...] | None = None
+    before: Totals | None = None
+    after_all: Totals | None = None
+    after_selected: Totals | None = None
+    min_saving: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+            "min_saving": self.min_saving,
+            "totals": {
+                "now": self.before.to_dict() if self.before else None,
+                "all_applied": self.after_all.to_dict() if self.after_all else None,
+                "selected_applied": self.after_selected.to_dict() if self.after_selected else None,
+            },
+            "layers": [layer.to_dict() for layer in self.layers],
+            "refused": [item.to_dict() for item in self.refused],
+            "notes": list(self.notes),
+        }
