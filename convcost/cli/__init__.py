@@ -13,7 +13,7 @@ import typer
 
 # the command modules register their commands on the app, in the order --help lists them
 # isort: off
-from convcost.cli import compare, batch, model, sweep, check  # noqa: F401
+from convcost.cli import compare, batch, model, sweep, check, suggest  # noqa: F401
 
 # isort: on
 from convcost.cli.root import EXIT_OK, EXIT_PIPE_CLOSED, EXIT_USAGE, FLAGS, STAGE_NAMES_FOR_SET, app, internal_error

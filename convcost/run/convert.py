@@ -69,18 +69,34 @@ def convert(
     shape: without it, MACs are None.
     """
     spec = parse_convert(str(to), multiplier, rank, min_saving)
+    result = convert_spec(model, inputs, spec, select, from_weights)[0]
+    result.layers = [layer for layer in result.layers if layer.selected]
+    return result
+
+
+def convert_spec(
+    model: nn.Module,
+    inputs: torch.Tensor | tuple[int, ...] | None,
+    spec: ConvertSpec,
+    select: Collection[str] | None = None,
+    from_weights: bool = True,
+    every: bool = False,
+    keep_inputs: bool = False,
+) -> tuple[ConvertResult, Seen, dict[str, nn.Module]]:
+    """:func:`convert` for a validated spec, with what the forward pass saw and each replacement by name;
+    ``every``: replace every candidate (to know each one's error) while ``selected`` still marks the chosen."""
     converted = copy.deepcopy(model)
-    seen = conv_inputs(converted, inputs)
+    seen = conv_inputs(converted, inputs, keep=keep_inputs)
     candidates, refused = find_candidates(converted, spec, seen.shapes)
     chosen = choose(candidates, spec, select)
     result = build_result(model, spec, candidates, refused, chosen, seen.macs)
     result.model = converted
-    for candidate in candidates:
-        if candidate.name in chosen:
-            layer = next(layer for layer in result.layers if layer.name == candidate.name)
-            replace_candidate(converted, candidate, spec, from_weights, layer)
-    result.layers = [layer for layer in result.layers if layer.selected]
-    return result
+    result.input_shape = seen.input_shape
+    replacements = {}
+    for candidate, layer in zip(candidates, result.layers, strict=True):
+        if every or candidate.name in chosen:
+            replacements[candidate.name] = replace_candidate(converted, candidate, spec, from_weights, layer)
+    return result, seen, replacements
 
 
 @dataclass
@@ -91,6 +107,7 @@ class Seen:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     macs: int | None = None
+    input_shape: tuple[int, ...] | None = None
 
 
 def conv_inputs(model: nn.Module, inputs: torch.Tensor | tuple[int, ...] | None, keep: bool = False) -> Seen:
@@ -100,7 +117,7 @@ def conv_inputs(model: nn.Module, inputs: torch.Tensor | tuple[int, ...] | None,
     if inputs is None:
         return seen
     tensor = inputs if isinstance(inputs, torch.Tensor) else example_input(model, tuple(inputs))
-    seen.macs = 0
+    seen.macs, seen.input_shape = 0, tuple(tensor.shape)
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -358,7 +375,8 @@ def set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 def module_code(name: str, module: nn.Module) -> str:
     """Stock PyTorch source for ``module``, ready to paste (torch's own repr of each Conv2d is valid code)."""
+    path = "model" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in name.split("."))
     if isinstance(module, nn.Sequential):
         inner = "".join(f"    nn.{child!r},\n" for child in module)
-        return f"model.{name} = nn.Sequential(\n{inner})"
-    return f"model.{name} = nn.{module!r}"
+        return f"{path} = nn.Sequential(\n{inner})"
+    return f"{path} = nn.{module!r}"

@@ -1,0 +1,130 @@
+"""``convcost suggest`` and ``convcost convert``: what factorising each conv of a model would save, and the
+converted model itself (dense → separable / spatial / grouped, or separable → dense)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from convcost.cli import options
+from convcost.cli.root import app, emit, exit_codes, fail, format_for
+
+SourceArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A model file (YAML), a bundled model's name (`convcost bundled` lists them), or "
+        "package.module:factory returning an nn.Module."
+    ),
+]
+InputOption = Annotated[
+    str | None, typer.Option("--input", metavar="CxHxW", help="Import paths: the input CxHxW (without the batch).")
+]
+BatchOption = Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")]
+ToOption = Annotated[
+    str,
+    typer.Option(
+        "--to", metavar="TARGET", help="separable, spatial, grouped:G, or (convert only) dense: merge each "
+        "depthwise conv with the 1×1 conv after it.",
+    ),
+]  # fmt: skip
+MultiplierOption = Annotated[
+    str | None, typer.Option("--multiplier", metavar="M", help="--to separable: the depth multiplier (default 1).")
+]
+RankOption = Annotated[
+    str | None,
+    typer.Option("--rank", metavar="M", help="--to spatial: the rank, channels between R×1 and 1×S (default full)."),
+]
+MinSavingOption = Annotated[
+    str | None,
+    typer.Option("--min-saving", metavar="RATIO", help="Select only layers whose MACs fall at least this much (2x)."),
+]
+
+
+@app.command("suggest", short_help="What factorising each conv of a model would save.")
+def suggest_command(
+    source: SourceArgument,
+    input_shape: InputOption = None,
+    batch: BatchOption = None,
+    to: ToOption = "separable",
+    multiplier: MultiplierOption = None,
+    rank: RankOption = None,
+    min_saving: MinSavingOption = None,
+    emit_code: Annotated[
+        bool, typer.Option("--emit-code", help="Print the stock-PyTorch module of each selected layer.")
+    ] = False,
+    latency: Annotated[
+        bool, typer.Option("--latency/--no-latency", help="Time each layer before and after (off by default).")
+    ] = False,
+    threads: options.ThreadsOption = 1,
+    rounds: options.RoundsOption = None,
+    min_time: options.MinTimeOption = 0.004,
+    target: options.TargetOption = 3.0,
+    max_time: options.MaxTimeOption = 2.0,
+    output_format: options.FormatOption = None,
+    output: options.OutputOption = None,
+) -> None:
+    """One row per conv that can be factorised: params and MACs now and after, the saving, and the error of the
+    replacement built from the trained weights; sorted by MAC saving, with the model's totals."""
+    output_format = format_for(output, output_format)
+    with exit_codes():
+        from convcost.spec.convert import parse_convert
+
+        spec = parse_convert(to, multiplier, rank, min_saving, allow_dense=False)
+        settings = options.latency_settings(latency, rounds, min_time, False, True, target=target, max_time=max_time)
+        from convcost.report.suggest import render
+        from convcost.run.context import RunContext
+        from convcost.run.suggest import load_model_and_input, suggest
+
+        context = RunContext.of("float32", "cpu", threads, settings)
+        with context.applied():
+            model, inputs = load_model_and_input(source, input_shape, batch)
+            result = suggest(model, inputs, spec, settings, threads, source)
+        emit(lambda: render(result, output_format, emit_code), output)
+
+
+@app.command("convert", short_help="Convert a model's convs and save the converted model.")
+def convert_command(
+    source: SourceArgument,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", metavar="FILE", show_default=False,
+            help="Where to save the converted model (torch.export; load with torch.export.load(FILE).module()).",
+        ),
+    ],  # fmt: skip
+    input_shape: InputOption = None,
+    batch: BatchOption = None,
+    to: ToOption = "separable",
+    multiplier: MultiplierOption = None,
+    rank: RankOption = None,
+    min_saving: MinSavingOption = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", metavar="LAYER", help="Convert only this layer (repeatable; default: all)."),
+    ] = None,
+    output_format: options.FormatOption = None,
+) -> None:
+    """Replace the model's convs by stock modules built from the trained weights, save the converted model and
+    report each converted layer (params, MACs, weight error) on stdout."""
+    from convcost.report.format import OutputFormat
+
+    output_format = output_format or OutputFormat.TABLE
+    if not str(output) or output.is_dir():
+        fail(f"-o/--output: {str(output)!r} is not a file name")
+    with exit_codes():
+        from convcost.spec.convert import parse_convert
+
+        spec = parse_convert(to, multiplier, rank, min_saving)
+        from convcost.spec.files import check_writable
+
+        problem = check_writable(output)
+        if problem:
+            fail(f"-o/--output: {problem}")
+        from convcost.report.suggest import render
+        from convcost.run.suggest import convert_and_save, load_model_and_input
+
+        model, inputs = load_model_and_input(source, input_shape, batch)
+        result = convert_and_save(model, inputs, spec, output, select, source)
+        emit(lambda: render(result, output_format), None)

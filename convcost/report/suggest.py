@@ -1,0 +1,124 @@
+"""Renderers of ``convcost suggest`` and ``convcost convert`` results: a Rich table, JSON, CSV and Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+
+from convcost.report.export import markdown_table, to_csv, to_json
+from convcost.report.format import OutputFormat, count, ms_interval, ratio, si
+from convcost.report.literal import markdown_literal
+from convcost.report.tables import FitTable, prose
+from convcost.results.convert import ConvertedLayer, ConvertResult, Totals
+
+CSV_COLUMNS = ["name", "kind", "cin", "cout", "kernel", "input_shape", "params_before", "params_after",
+               "macs_before", "macs_after", "saving", "weight_error", "selected", "latency_before_ms",
+               "latency_after_ms"]  # fmt: skip
+
+
+def render(result: ConvertResult, output_format: OutputFormat, emit_code: bool = False) -> str | RenderableType:
+    """The result in ``output_format``; ``emit_code`` adds each selected layer's stock-PyTorch module."""
+    if output_format is OutputFormat.JSON:
+        return to_json(result.to_dict())
+    if output_format is OutputFormat.CSV:
+        return to_csv([_csv_row(layer) for layer in result.layers], CSV_COLUMNS)
+    if output_format is OutputFormat.MARKDOWN:
+        return _markdown(result, emit_code)
+    return _table(result, emit_code)
+
+
+def error_text(layer: ConvertedLayer) -> str:
+    """The weight error as a percentage (``exact`` below float64 rounding), or ``—`` when there is none."""
+    if layer.weight_error is None:
+        return "—"
+    if layer.weight_error < 1e-12:
+        return "exact"
+    return f"{100 * layer.weight_error:.1f}%"
+
+
+def _headers(result: ConvertResult) -> list[str]:
+    timed = any(layer.latency_before is not None for layer in result.layers)
+    headers = ["Layer", "Shape", "Params now", "after", "MACs now", "after", "Saving", "Error"]
+    return headers + (["ms now", "ms after"] if timed else [])
+
+
+def _cells(layer: ConvertedLayer, timed: bool) -> list[str]:
+    shape = f"{layer.cin}→{layer.cout} {layer.kernel[0]}×{layer.kernel[1]}"
+    cells = [layer.name + ("" if layer.selected else " ·"), shape, si(layer.params_before), si(layer.params_after),
+             si(layer.macs_before), si(layer.macs_after), ratio(layer.saving), error_text(layer)]  # fmt: skip
+    if timed:
+        cells += [ms_interval(layer.latency_before) if layer.latency_before else "—",
+                  ms_interval(layer.latency_after) if layer.latency_after else "—"]  # fmt: skip
+    return cells
+
+
+def totals_lines(result: ConvertResult) -> list[str]:
+    """Now, with every suggestion applied, and with those reaching --min-saving."""
+
+    def line(label: str, totals: Totals | None) -> str:
+        if totals is None:
+            return f"{label}: —"
+        macs = "MACs unknown (no input)" if totals.macs is None else f"{si(totals.macs)} MACs ({count(totals.macs)})"
+        return f"{label}: {si(totals.params)} params ({count(totals.params)}), {macs}"
+
+    lines = [line("Model now", result.before), line("Every layer above applied", result.after_all)]
+    if result.min_saving is not None:
+        lines.append(line(f"Only those saving ≥ {result.min_saving:g}× (the rest marked ·)", result.after_selected))
+    return lines
+
+
+def _footer(result: ConvertResult, emit_code: bool) -> list[str]:
+    lines = totals_lines(result)
+    lines.append("MACs: Conv2d and Linear weights, whole batch (bias adds, norms and activations apart); "
+                 "Error: ‖W − W′‖/‖W‖ of the replacement's kernel")  # fmt: skip
+    notes = {layer.error_note for layer in result.layers if layer.error_note and layer.weight_error is None}
+    lines += sorted(notes)
+    if result.refused:
+        reasons: dict[str, list[str]] = {}
+        for item in result.refused:
+            reasons.setdefault(item.reason, []).append(item.name)
+        for reason, names in reasons.items():
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            lines.append(f"not converted, {reason}: {shown}")
+    lines += result.notes
+    if emit_code:
+        for layer in result.layers:
+            if layer.selected and layer.code:
+                lines += ["", layer.code]
+    return lines
+
+
+def _table(result: ConvertResult, emit_code: bool) -> RenderableType:
+    shape = "×".join(str(value) for value in result.input_shape) if result.input_shape else "no input"
+    table = FitTable(title=f"{result.source or 'model'} · {shape} · to {result.target}", show_edge=False,
+                     padding=(0, 0, 0, 1))  # fmt: skip
+    headers = _headers(result)
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="left" if index < 2 else "right", no_wrap=True)
+    timed = len(headers) > 8
+    for layer in result.layers:
+        table.add_row(*_cells(layer, timed))
+    if not result.layers:
+        return Group(prose(f"{result.source or 'model'}: no layer to convert to {result.target}"),
+                     *(prose(line) for line in _footer(result, emit_code)))  # fmt: skip
+    return Group(table, *(prose(line) for line in _footer(result, emit_code)))
+
+
+def _markdown(result: ConvertResult, emit_code: bool) -> str:
+    headers = _headers(result)
+    timed = len(headers) > 8
+    rows = [[markdown_literal(cell) for cell in _cells(layer, timed)] for layer in result.layers]
+    text = markdown_table(headers, rows, right=set(range(2, len(headers))))
+    footer = [markdown_literal(line) for line in _footer(result, False)]
+    code = [f"\n```python\n{layer.code}\n```" for layer in result.layers if emit_code and layer.selected]
+    return text + "\n" + "\n\n".join(footer) + "\n" + "".join(code) + ("\n" if code else "")
+
+
+def _csv_row(layer: ConvertedLayer) -> dict[str, Any]:
+    row = layer.to_dict()
+    row["kernel"] = "x".join(str(value) for value in layer.kernel)
+    row["input_shape"] = "x".join(str(value) for value in layer.shape) if layer.shape else ""
+    row["latency_before_ms"] = layer.latency_before.shown_ms if layer.latency_before else None
+    row["latency_after_ms"] = layer.latency_after.shown_ms if layer.latency_after else None
+    return {key: row[key] for key in CSV_COLUMNS}

@@ -1,0 +1,158 @@
+"""``convcost suggest`` and ``convcost convert``: a model loaded as ``convcost model`` loads it, every candidate
+conv replaced (to know its weight error), sorted by MAC saving, optionally timed before and after. Nothing here
+prints."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Collection
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from convcost.errors import FieldIssue, SpecError, UsageError
+from convcost.results.convert import ConvertResult
+from convcost.run import latency
+from convcost.run.convert import Seen, convert_spec
+from convcost.run.latency import LatencySettings
+from convcost.spec.convert import ConvertSpec
+
+
+def load_model_and_input(
+    source: str, input_shape: str | None = None, batch: str | int | None = None
+) -> tuple[nn.Module, tuple[int, ...]]:
+    """MODEL as ``convcost model`` takes it (a model file, a bundled model's name, or package.module:factory) and
+    the input shape with the batch: the one place that turns a command line's model into a module and an input."""
+    from convcost.spec.bundled import Use, resolve
+    from convcost.spec.compare import positive_int
+    from convcost.spec.source import is_import_path, parse_input
+
+    batch_size = 1
+    issues: list[FieldIssue] = []
+    if batch is not None:
+        try:
+            batch_size = positive_int(batch)
+        except ValueError as error:
+            issues.append(FieldIssue(("batch",), str(error)))
+    if not is_import_path(source):
+        if input_shape is not None:
+            issues.append(FieldIssue(("input",), "is for import paths; a model file gives its own input"))
+        if issues:
+            raise SpecError(issues)
+        from convcost.run.model_build import model_module
+        from convcost.spec.model import load_model
+
+        plan = load_model(str(resolve(source, Use.MODEL)), batch=None if batch is None else str(batch_size))
+        return model_module(plan), tuple(plan.input_shape)
+    shape: tuple[int, ...] = ()
+    if input_shape is None:
+        issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
+    else:
+        try:
+            shape = parse_input(input_shape)
+        except ValueError as error:
+            issues.append(FieldIssue(("input",), str(error)))
+    if issues:
+        raise SpecError(issues)
+    from convcost.run.model import load_factory
+
+    return load_factory(source), (batch_size, *shape)
+
+
+def suggest(
+    model: nn.Module,
+    inputs: torch.Tensor | tuple[int, ...],
+    spec: ConvertSpec,
+    settings: LatencySettings | None = None,
+    threads: int = 1,
+    source: str = "",
+) -> ConvertResult:
+    """Every candidate conv with its cost now and after, its weight error, and (with ``settings``) its latency
+    before and after; sorted by MAC saving. ``selected``: the layers reaching ``spec.min_saving``."""
+    result, seen, replacements = _run(model, inputs, spec, source, keep_inputs=settings is not None, every=True)
+    if settings is not None:
+        originals = dict(model.named_modules())
+        cases: dict[str, tuple[nn.Module, torch.Tensor]] = {}
+        pairs = []
+        for layer in result.layers:
+            tensor = seen.inputs.get(layer.name)
+            if tensor is None:
+                continue
+            cases[f"before {layer.name}"] = (originals[layer.name], tensor)
+            cases[f"after {layer.name}"] = (replacements[layer.name], tensor)
+            pairs.append((f"before {layer.name}", f"after {layer.name}"))
+        if cases:
+            if settings.tune_allocator:
+                latency.tune_allocator()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Using padding='same'")
+                run = latency.measure_run(cases, settings, pairs=pairs, threads=threads)
+            for layer in result.layers:
+                layer.latency_before = run.stats.get(f"before {layer.name}")
+                layer.latency_after = run.stats.get(f"after {layer.name}")
+    result.layers.sort(key=lambda layer: -((layer.macs_before or 0) - (layer.macs_after or 0)))
+    return result
+
+
+def convert_and_save(
+    model: nn.Module,
+    inputs: tuple[int, ...],
+    spec: ConvertSpec,
+    output: Path,
+    select: Collection[str] | None = None,
+    source: str = "",
+) -> ConvertResult:
+    """Convert the selected layers and save the converted model to ``output`` with :func:`torch.export.save`: a
+    program that loads with ``torch.export.load(path).module()`` and needs nothing of convcost (nor of the model's
+    own code), at the input shape it was exported with."""
+    result, seen, _ = _run(model, inputs, spec, source, select=select)
+    result.layers = [layer for layer in result.layers if layer.selected]
+    if not result.layers:
+        raise UsageError(f"{source}: no layer to convert with --to {spec.to.value}"
+                         + (f" (refused: {result.refused[0].name}: {result.refused[0].reason})"
+                            if result.refused else ""))  # fmt: skip
+    save(result.model, inputs, output)
+    result.notes.append(f"saved to {output} (torch.export): load it with torch.export.load({str(output)!r}).module()")
+    return result
+
+
+def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
+    """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically."""
+    import os
+
+    from convcost.run.convert import example_input
+
+    model.eval()
+    tensor = example_input(model, inputs)
+    try:
+        program = torch.export.export(model, (tensor,))
+    except Exception as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UsageError(f"-o/--output: torch.export cannot capture the converted model: {first}") from None
+    partial = output.with_name(f".{output.name}.partial")
+    try:
+        torch.export.save(program, str(partial))
+        os.replace(partial, output)
+    except OSError as error:
+        raise UsageError(f"-o/--output: cannot write {output}: {error.strerror or error}") from None
+    finally:
+        if partial.exists():
+            partial.unlink()
+
+
+def _run(
+    model: nn.Module,
+    inputs: torch.Tensor | tuple[int, ...],
+    spec: ConvertSpec,
+    source: str,
+    select: Collection[str] | None = None,
+    keep_inputs: bool = False,
+    every: bool = False,
+) -> tuple[ConvertResult, Seen, dict[str, nn.Module]]:
+    from convcost.run import usercode
+
+    with usercode.guard(source or "model", "forward pass"):
+        result, seen, replacements = convert_spec(model, inputs, spec, select, every=every, keep_inputs=keep_inputs)
+    result.source = source
+    return result, seen, replacements
