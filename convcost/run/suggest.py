@@ -119,7 +119,7 @@ def convert_and_save(
 
 def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
     """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically."""
-    import os
+    import io
 
     from convcost.run.convert import example_input
 
@@ -130,15 +130,30 @@ def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
     except Exception as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise UsageError(f"-o/--output: torch.export cannot capture the converted model: {first}") from None
-    partial = output.with_name(f".{output.name}.partial")
+    buffer = io.BytesIO()  # torch.export.save warns about any file name not ending in .pt2: a buffer it accepts
+    torch.export.save(program, buffer)
     try:
-        torch.export.save(program, str(partial))
-        os.replace(partial, output)
+        _write_bytes(output, buffer.getvalue())
     except OSError as error:
         raise UsageError(f"-o/--output: cannot write {output}: {error.strerror or error}") from None
-    finally:
-        if partial.exists():
-            partial.unlink()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Via a temporary file in the same folder and a rename: a failed save never leaves half a model."""
+    import os
+    import tempfile
+
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def _run(

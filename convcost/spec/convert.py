@@ -54,7 +54,9 @@ def parse_convert(
     shown_names = ", ".join(name if name != "grouped" else "grouped:G" for name in names)
     target, groups = Target.SEPARABLE, 1
     head, sep, tail = str(to).strip().lower().partition(":")
-    if head not in names:
+    if head == Target.DENSE.value and not allow_dense:
+        issues.append(FieldIssue(("to",), "dense merges depthwise + 1×1 pairs: convcost convert --to dense does it"))
+    elif head not in names:
         issues.append(FieldIssue(("to",), f"expected one of {shown_names}, got {bounds.shown(to)}"))
     else:
         target = Target(head)
@@ -62,7 +64,7 @@ def parse_convert(
             try:
                 groups = positive_int(tail) if sep else 0
             except ValueError as error:
-                issues.append(FieldIssue(("to",), f"grouped:G needs G {error}"))
+                issues.append(FieldIssue(("to",), f"grouped:G: G {error}"))
             else:
                 if groups < 2:
                     issues.append(FieldIssue(("to",), f"grouped:G needs G ≥ 2, got {bounds.shown(to)}"))
