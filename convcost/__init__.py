@@ -23,10 +23,12 @@ __all__ = [
     "__version__",
     "calibration_for",
     "compare",
+    "convert",
     "estimate",
     "evaluate_batch",
     "load_batch",
     "parse_compare",
+    "suggest",
 ]
 
 if TYPE_CHECKING:
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
     from convcost.run.calibrate import calibration_for
     from convcost.run.comparison import compare
     from convcost.run.context import LatencySettings
+    from convcost.run.convert import convert
     from convcost.run.estimate import estimate
+    from convcost.run.suggest import suggest
     from convcost.spec.batch import load_batch
     from convcost.spec.compare import CompareSpec, DType, LayerKind
     from convcost.spec.kinds import parse_compare
@@ -55,6 +59,8 @@ _LAZY = {
     "CompareSpec": "convcost.spec.compare",
     "LayerKind": "convcost.spec.compare",
     "parse_compare": "convcost.spec.kinds",
+    "convert": "convcost.run.convert",
+    "suggest": "convcost.run.suggest",
 }
 
 

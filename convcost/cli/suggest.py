@@ -75,12 +75,12 @@ def suggest_command(
         settings = options.latency_settings(latency, rounds, min_time, False, True, target=target, max_time=max_time)
         from convcost.report.suggest import render
         from convcost.run.context import RunContext
-        from convcost.run.suggest import load_model_and_input, suggest
+        from convcost.run.suggest import load_model_and_input, suggest_spec
 
         context = RunContext.of("float32", "cpu", threads, settings)
         with context.applied():
             model, inputs = load_model_and_input(source, input_shape, batch)
-            result = suggest(model, inputs, spec, settings, threads, source)
+            result = suggest_spec(model, inputs, spec, settings, threads, source)
         emit(lambda: render(result, output_format, emit_code), output)
 
 
@@ -90,10 +90,13 @@ def convert_command(
     output: Annotated[
         Path,
         typer.Option(
-            "--output", "-o", metavar="FILE", show_default=False,
+            "--output",
+            "-o",
+            metavar="FILE",
+            show_default=False,
             help="Where to save the converted model (torch.export; load with torch.export.load(FILE).module()).",
         ),
-    ],  # fmt: skip
+    ],
     input_shape: InputOption = None,
     batch: BatchOption = None,
     to: ToOption = "separable",

@@ -211,10 +211,11 @@ def choose(candidates: list[Candidate], spec: ConvertSpec, select: Collection[st
             from convcost.spec.yamlio import suggest
 
             hint = suggest(unknown[0], names)
-            raise UsageError(f"select: {unknown[0]!r} is not a layer that --to {spec.to.value} can convert"
-                             + (f"; did you mean '{hint}'?" if hint else f" (candidates: {', '.join(names[:8])})"))  # fmt: skip
+            known = f"; did you mean '{hint}'?" if hint else f" (candidates: {', '.join(names[:8])})"
+            raise UsageError(f"select: {unknown[0]!r} is not a layer that --to {spec.to.value} can convert{known}")
     chosen = set(names if select is None else select)
-    return {c.name for c in candidates if c.name in chosen and (spec.min_saving is None or (c.factorized.saving or 0) >= spec.min_saving)}
+    least = spec.min_saving or 0.0
+    return {c.name for c in candidates if c.name in chosen and (c.factorized.saving or 0.0) >= least}
 
 
 def build_result(
@@ -240,8 +241,8 @@ def build_result(
     params = sum(parameter.numel() for parameter in model.parameters())
     result = ConvertResult(model=None, target=spec.describe(), layers=layers, refused=refused,
                            min_saving=spec.min_saving)  # fmt: skip
-    result.notes.append(DIFFERENT_FUNCTION if spec.to is not Target.DENSE else
-                        "a merged pair computes the same function (to float rounding); only its cost changes")  # fmt: skip
+    same = "a merged pair computes the same function (to float rounding); only its cost changes"
+    result.notes.append(DIFFERENT_FUNCTION if spec.to is not Target.DENSE else same)
     result.before = Totals(params, macs)
     result.after_all = _applied(params, macs, layers, lambda layer: True)
     result.after_selected = _applied(params, macs, layers, lambda layer: layer.selected)
@@ -267,7 +268,7 @@ def replace_candidate(
     if spec.to is Target.DENSE:
         from convcost.run.merge import merge_pair
 
-        replacement = merge_pair(candidate)
+        replacement: nn.Module = merge_pair(candidate)
         layer.weight_error, layer.error_note = 0.0, "exact: two linear maps merged into one"
     else:
         assert isinstance(module, nn.Conv2d)

@@ -121,7 +121,7 @@ def _refusal(name: str, depthwise: nn.Conv2d, norm: Leaf | None, following: list
         return "no 1×1 conv follows it in its nn.Sequential"
     next_name, after = following[0]
     if is_pointwise(after):
-        if after.in_channels != depthwise.out_channels:  # type: ignore[union-attr]
+        if after.in_channels != depthwise.out_channels:
             return f"the 1×1 conv {next_name} does not take its {depthwise.out_channels} channels"
         return None
     later = next((entry for entry in following[1:3] if is_pointwise(entry[1])), None)
@@ -138,8 +138,9 @@ def merge_pair(candidate: Candidate) -> nn.Conv2d:
     assert isinstance(depthwise, nn.Conv2d) and isinstance(pointwise, nn.Conv2d)
     wide = torch.float64
     d = depthwise.weight.detach().to("cpu", wide)
-    d_bias = depthwise.bias.detach().to("cpu", wide) if depthwise.bias is not None else torch.zeros(d.shape[0],
-                                                                                                    dtype=wide)  # fmt: skip
+    d_bias = torch.zeros(d.shape[0], dtype=wide)
+    if depthwise.bias is not None:
+        d_bias = depthwise.bias.detach().to("cpu", wide)
     if len(candidate.modules) == 3:
         norm = candidate.modules[1][1]
         assert isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None and norm.running_var is not None

@@ -63,6 +63,24 @@ def load_model_and_input(
 def suggest(
     model: nn.Module,
     inputs: torch.Tensor | tuple[int, ...],
+    to: str = "separable",
+    multiplier: int | None = None,
+    rank: int | None = None,
+    min_saving: float | str | None = None,
+    latency: LatencySettings | None = None,
+    threads: int = 1,
+) -> ConvertResult:
+    """What :func:`convcost.convert` would do to every candidate, sorted by MAC saving (``model`` untouched;
+    ``.model`` has every candidate replaced); ``latency``: time each layer before and after on ``threads``."""
+    from convcost.spec.convert import parse_convert
+
+    spec = parse_convert(to, multiplier, rank, min_saving, allow_dense=False)
+    return suggest_spec(model, inputs, spec, latency, threads)
+
+
+def suggest_spec(
+    model: nn.Module,
+    inputs: torch.Tensor | tuple[int, ...],
     spec: ConvertSpec,
     settings: LatencySettings | None = None,
     threads: int = 1,
@@ -106,7 +124,7 @@ def convert_and_save(
     """Convert the selected layers and save the converted model to ``output`` with :func:`torch.export.save`: a
     program that loads with ``torch.export.load(path).module()`` and needs nothing of convcost (nor of the model's
     own code), at the input shape it was exported with."""
-    result, seen, _ = _run(model, inputs, spec, source, select=select)
+    result, _, _ = _run(model, inputs, spec, source, select=select)
     result.layers = [layer for layer in result.layers if layer.selected]
     if not result.layers:
         raise UsageError(f"{source}: no layer to convert with --to {spec.to.value}"
