@@ -62,6 +62,8 @@ def totals_lines(result: ConvertResult) -> list[str]:
         macs = "MACs unknown (no input)" if totals.macs is None else f"{si(totals.macs)} MACs ({count(totals.macs)})"
         return f"{label}: {si(totals.params)} params ({count(totals.params)}), {macs}"
 
+    if result.converted:
+        return [line("Model now", result.before), line("Converted model", result.after_selected)]
     lines = [line("Model now", result.before), line("Every layer above applied", result.after_all)]
     if result.min_saving is not None:
         lines.append(line(f"Only those saving ≥ {result.min_saving:g}× (the rest marked ·)", result.after_selected))
@@ -80,7 +82,7 @@ def _footer(result: ConvertResult, emit_code: bool) -> list[str]:
             reasons.setdefault(item.reason, []).append(item.name)
         for reason, names in reasons.items():
             shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-            lines.append(f"not converted, {reason}: {shown}")
+            lines.append(f"not converted: {shown}: {reason}")
     lines += result.notes
     if emit_code:
         for layer in result.layers:

@@ -107,11 +107,13 @@ class ConvertResult:
     after_all: Totals | None = None
     after_selected: Totals | None = None
     min_saving: float | None = None
+    converted: bool = False  # convert's result (only the converted layers), not suggest's (every candidate)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "target": self.target,
+            "converted": self.converted,
             "input_shape": list(self.input_shape) if self.input_shape is not None else None,
             "min_saving": self.min_saving,
             "totals": {

@@ -71,6 +71,7 @@ def convert(
     spec = parse_convert(str(to), multiplier, rank, min_saving)
     result = convert_spec(model, inputs, spec, select, from_weights)[0]
     result.layers = [layer for layer in result.layers if layer.selected]
+    result.converted = True
     return result
 
 

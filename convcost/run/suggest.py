@@ -126,6 +126,7 @@ def convert_and_save(
     own code), at the input shape it was exported with."""
     result, _, _ = _run(model, inputs, spec, source, select=select)
     result.layers = [layer for layer in result.layers if layer.selected]
+    result.converted = True
     if not result.layers:
         raise UsageError(f"{source}: no layer to convert with --to {spec.to.value}"
                          + (f" (refused: {result.refused[0].name}: {result.refused[0].reason})"

@@ -38,7 +38,7 @@ class ConvertSpec:
             return "spatially separable, " + (f"rank {self.rank}" if self.rank else "full rank")
         if self.to is Target.GROUPED:
             return f"grouped, {self.groups} groups"
-        return "dense (depthwise + 1×1 pairs merged)"
+        return "dense (merged pairs)"
 
 
 def parse_convert(
