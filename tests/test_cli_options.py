@@ -12,8 +12,11 @@ from typer.testing import CliRunner
 from convcost.cli import app
 
 # options that mean something else on a command: model's --size and --batch override a model file's own; and
-# model times nothing unless asked (its figures are the formulas and both counters)
-DIFFERENT_MEANING = {("model", "--size"), ("model", "--batch"), ("model", "--latency")}
+# model times nothing unless asked (its figures are the formulas and both counters); suggest and convert: the
+# same, and --multiplier only for --to separable (given with another target it is an error), convert's -o the model
+DIFFERENT_MEANING = {("model", "--size"), ("model", "--batch"), ("model", "--latency"), ("suggest", "--batch"),
+                     ("convert", "--batch"), ("suggest", "--latency"), ("suggest", "--multiplier"),
+                     ("convert", "--multiplier"), ("convert", "--output")}  # fmt: skip
 
 
 def _options() -> dict[str, dict[str, tuple[str, str]]]:

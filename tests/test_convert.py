@@ -161,6 +161,7 @@ def test_without_an_input_macs_are_unknown_and_select_names_layers() -> None:
     result = convert(small_net(), select=["3"])
     assert [layer.name for layer in result.layers] == ["3"]
     assert result.layers[0].macs_before is None and result.layers[0].params_before == 16 * 32 * 9 + 32
+    assert [layer.name for layer in convert(small_net(), select=["[35]"]).layers] == ["3", "5"]  # a glob
     with pytest.raises(UsageError, match=r"select: '4' is not a layer that --to separable can convert"):
         convert(small_net(), select=["4"])
     with pytest.raises(SpecError):

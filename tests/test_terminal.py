@@ -17,7 +17,7 @@ from convcost.cli import app
 
 runner = CliRunner()
 BLOG = ["compare", "--cin", "8", "--cout", "64", "-k", "3", "--size", "16"]
-COMMANDS = ["compare", "batch", "schema", "model", "calibrate", "sweep", "check", "bundled"]
+COMMANDS = ["compare", "batch", "schema", "model", "calibrate", "sweep", "check", "bundled", "suggest", "convert"]
 
 
 def test_every_command_takes_dash_h() -> None:

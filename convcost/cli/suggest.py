@@ -105,7 +105,9 @@ def convert_command(
     min_saving: MinSavingOption = None,
     select: Annotated[
         list[str] | None,
-        typer.Option("--select", metavar="LAYER", help="Convert only this layer (repeatable; default: all)."),
+        typer.Option(
+            "--select", metavar="NAME-GLOB", help="Convert only the layers this name or glob matches (repeatable)."
+        ),
     ] = None,
     output_format: options.FormatOption = None,
 ) -> None:

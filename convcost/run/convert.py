@@ -19,6 +19,7 @@ Nothing here prints.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -28,28 +29,13 @@ from torch import nn
 
 from convcost.cost import factorize, ops
 from convcost.cost.factorize import Factorized
-from convcost.cost.ops import ConvOp
 from convcost.errors import UsageError
 from convcost.results.convert import DIFFERENT_FUNCTION, ConvertedLayer, ConvertResult, Refused, Totals
+from convcost.run.candidates import Candidate, conv_op
 from convcost.spec.convert import ConvertSpec, Target, parse_convert
 
 GROUPED_NOTE = "grouped: structure only, stock initialisation (no grouped conv holds the cross-group weights)"
 FRESH_NOTE = "from_weights=False: stock initialisation"
-
-
-@dataclass
-class Candidate:
-    """A conv (or depthwise conv, BatchNorm and 1×1 conv) that can be replaced, with its cost by formula."""
-
-    name: str
-    modules: list[tuple[str, nn.Module]]  # what is replaced, in order; the first gets the replacement
-    factorized: Factorized
-    shape_known: bool = False  # the input shape came from a forward pass (else MACs are unknown)
-    extra_params: int = 0  # a folded BatchNorm's params (removed with the pair)
-
-    @property
-    def params_before(self) -> int:
-        return self.factorized.params_before + self.extra_params
 
 
 def convert(
@@ -157,18 +143,6 @@ def example_input(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
     return tensor.to(dtype=weight.dtype, device=weight.device)
 
 
-def conv_op(name: str, conv: nn.Conv2d, shape: tuple[int, ...] | None) -> ConvOp:
-    """The formula's view of ``conv`` (a 1×cin×1×1 stand-in input when the shape is unknown: MACs then unused)."""
-    padding = conv.padding if isinstance(conv.padding, str) else tuple(conv.padding)
-    if padding == "valid":
-        padding = (0, 0)
-    input_shape = shape or (1, conv.in_channels, *(d * (k - 1) + 1 for k, d in zip(conv.kernel_size, conv.dilation,
-                                                                                     strict=True)))  # fmt: skip
-    return ConvOp(name=name, input_shape=input_shape, cin=conv.in_channels, cout=conv.out_channels,
-                  kernel=tuple(conv.kernel_size), stride=tuple(conv.stride), padding=padding,  # type: ignore[arg-type]
-                  dilation=tuple(conv.dilation), groups=conv.groups, bias=conv.bias is not None)  # fmt: skip
-
-
 def find_candidates(
     model: nn.Module, spec: ConvertSpec, shapes: dict[str, tuple[int, ...]]
 ) -> tuple[list[Candidate], list[Refused]]:
@@ -202,19 +176,23 @@ def find_candidates(
 
 
 def choose(candidates: list[Candidate], spec: ConvertSpec, select: Collection[str] | None) -> set[str]:
-    """The names to convert: those in ``select`` (all by default) whose MAC saving reaches ``spec.min_saving``."""
+    """The names to convert: those matching ``select``'s names or globs (all by default) whose MAC saving reaches
+    ``spec.min_saving``; a pattern matching no candidate is an error."""
     names = [candidate.name for candidate in candidates]
+    chosen = set(names)
     if select is not None:
         if isinstance(select, str):
             select = [select]
-        unknown = [name for name in select if name not in names]
-        if unknown:
-            from convcost.spec.yamlio import suggest
+        chosen = set()
+        for pattern in select:
+            matched = fnmatch.filter(names, pattern)
+            if not matched:
+                from convcost.spec.yamlio import suggest
 
-            hint = suggest(unknown[0], names)
-            known = f"; did you mean '{hint}'?" if hint else f" (candidates: {', '.join(names[:8])})"
-            raise UsageError(f"select: {unknown[0]!r} is not a layer that --to {spec.to.value} can convert{known}")
-    chosen = set(names if select is None else select)
+                hint = suggest(pattern, names)
+                known = f"; did you mean '{hint}'?" if hint else f" (candidates: {', '.join(names[:8])})"
+                raise UsageError(f"select: {pattern!r} is not a layer that --to {spec.to.value} can convert{known}")
+            chosen.update(matched)
     least = spec.min_saving or 0.0
     return {c.name for c in candidates if c.name in chosen and (c.factorized.saving or 0.0) >= least}
 

@@ -9,16 +9,12 @@ running statistics: the merged conv computes the pair's eval-mode function.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
 from convcost.cost import factorize
 from convcost.results.convert import Refused
-
-if TYPE_CHECKING:
-    from convcost.run.convert import Candidate
+from convcost.run.candidates import Candidate, conv_op
 
 Leaf = tuple[str, nn.Module]
 
@@ -74,8 +70,6 @@ def is_pointwise(module: nn.Module) -> bool:
 
 def find_pairs(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> tuple[list[Candidate], list[Refused]]:
     """Every depthwise conv: a candidate pair with its 1×1 conv, or refused with the reason."""
-    from convcost.run.convert import Candidate, conv_op
-
     candidates: list[Candidate] = []
     refused: list[Refused] = []
     placed: set[str] = set()
