@@ -166,3 +166,16 @@ def test_without_an_input_macs_are_unknown_and_select_names_layers() -> None:
         convert(small_net(), select=["4"])
     with pytest.raises(SpecError):
         convert(small_net(), to="sideways")
+
+
+def test_a_conv_called_twice_is_refused() -> None:
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(self.conv(x))
+
+    result = convert(Twice(), (1, 4, 6, 6))
+    assert result.layers == [] and result.refused[0].reason == "called 2 times in one forward pass (a shared conv)"

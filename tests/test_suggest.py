@@ -127,3 +127,16 @@ def test_convert_with_nothing_to_convert_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert result.output.startswith("convcost: error: mobilenet_v1: no layer to convert with --to dense (refused: ")
     assert "a nonlinearity between" in result.output and not (tmp_path / "m.pt2").exists()
+
+
+def test_suggest_on_a_bundled_model_file() -> None:
+    result = runner.invoke(app, ["suggest", "mobilenet_v1", "--batch", "2", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    # the one dense conv, 3→32 3×3 stride 2 to 112²: 2·32·112²·27 = 21,676,032 MACs; separable: depthwise
+    # 2·3·112²·9 = 677,376 plus pointwise 2·32·112²·3 = 2,408,448
+    [layer] = data["layers"]
+    assert (layer["name"], layer["macs_before"], layer["macs_after"]) == ("0.dense.conv", 21_676_032, 3_085_824)
+    assert data["totals"]["now"]["params"] == 4_231_976  # the MobileNet paper's 4.2M (README, convcost model)
+    assert data["totals"]["now"]["macs"] == 2 * 568_740_352  # its 569M mult-adds, at batch 2
+    assert data["totals"]["all_applied"]["macs"] == data["totals"]["now"]["macs"] - 21_676_032 + 3_085_824

@@ -34,6 +34,8 @@ def error_text(layer: ConvertedLayer) -> str:
         return "—"
     if layer.weight_error < 1e-12:
         return "exact"
+    if layer.weight_error < 1e-3:  # float32 rounding of an exact factorisation: say how small, not 0.0%
+        return f"{100 * layer.weight_error:.0e}%"
     return f"{100 * layer.weight_error:.1f}%"
 
 

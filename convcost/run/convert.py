@@ -75,6 +75,11 @@ def convert_spec(
     converted = copy.deepcopy(model)
     seen = conv_inputs(converted, inputs, keep=keep_inputs)
     candidates, refused = find_candidates(converted, spec, seen.shapes)
+    shared = {name for name, calls in seen.calls.items() if calls > 1}
+    for candidate in [candidate for candidate in candidates if candidate.name in shared]:
+        candidates.remove(candidate)
+        calls = seen.calls[candidate.name]
+        refused.append(Refused(candidate.name, f"called {calls} times in one forward pass (a shared conv)"))
     chosen = choose(candidates, spec, select)
     result = build_result(model, spec, candidates, refused, chosen, seen.macs)
     result.model = converted
@@ -95,6 +100,7 @@ class Seen:
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     macs: int | None = None
     input_shape: tuple[int, ...] | None = None
+    calls: dict[str, int] = field(default_factory=dict)  # forward calls per conv: a shared conv is called twice
 
 
 def conv_inputs(model: nn.Module, inputs: torch.Tensor | tuple[int, ...] | None, keep: bool = False) -> Seen:
@@ -117,6 +123,7 @@ def conv_inputs(model: nn.Module, inputs: torch.Tensor | tuple[int, ...] | None,
                 assert isinstance(module, nn.Conv2d)
                 seen.macs = (seen.macs or 0) + ops.cost(conv_op(name, module, shape)).macs
                 seen.shapes.setdefault(name, shape)
+                seen.calls[name] = seen.calls.get(name, 0) + 1
                 if keep and name not in seen.inputs:
                     seen.inputs[name] = args[0].detach().clone()
 
