@@ -140,3 +140,28 @@ def test_suggest_on_a_bundled_model_file() -> None:
     assert data["totals"]["now"]["params"] == 4_231_976  # the MobileNet paper's 4.2M (README, convcost model)
     assert data["totals"]["now"]["macs"] == 2 * 568_740_352  # its 569M mult-adds, at batch 2
     assert data["totals"]["all_applied"]["macs"] == data["totals"]["now"]["macs"] - 21_676_032 + 3_085_824
+
+
+@pytest.mark.parametrize("width", [120, 60])
+def test_suggest_table_golden(width: int, overwrite: bool) -> None:
+    import io
+
+    from rich.console import Console
+
+    from convcost.report.format import OutputFormat
+    from convcost.report.suggest import render
+    from convcost.run.suggest import suggest
+
+    result = suggest(small_net(), (1, 3, 16, 16), min_saving="6x")
+    result.source = SMALL
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(render(result, OutputFormat.TABLE, emit_code=True), crop=False)  # as the CLI prints (tables.show)
+    text = console.file.getvalue()  # type: ignore[attr-defined]
+    golden = Path(__file__).parent / "golden" / f"suggest_small_net_{width}.txt"
+    if overwrite:
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+    # invariant: the totals are the model's params less each row's saving
+    layers = result.layers
+    assert result.after_all is not None and result.before is not None
+    assert result.after_all.params == result.before.params - sum(x.params_before - x.params_after for x in layers)

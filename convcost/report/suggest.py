@@ -72,7 +72,7 @@ def totals_lines(result: ConvertResult) -> list[str]:
     return lines
 
 
-def _footer(result: ConvertResult, emit_code: bool) -> list[str]:
+def _footer(result: ConvertResult) -> list[str]:
     lines = totals_lines(result)
     lines.append("MACs: Conv2d and Linear weights, whole batch (bias adds, norms and activations apart); "
                  "Error: ‖W − W′‖/‖W‖ of the replacement's kernel")  # fmt: skip
@@ -85,12 +85,12 @@ def _footer(result: ConvertResult, emit_code: bool) -> list[str]:
         for reason, names in reasons.items():
             shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
             lines.append(f"not converted: {shown}: {reason}")
-    lines += result.notes
-    if emit_code:
-        for layer in result.layers:
-            if layer.selected and layer.code:
-                lines += ["", layer.code]
-    return lines
+    return lines + result.notes
+
+
+def _code(result: ConvertResult) -> list[RenderableType]:
+    """Each selected layer's module, never wrapped (it is to be pasted), after an empty line."""
+    return [prose("\n" + layer.code, soft_wrap=True) for layer in result.layers if layer.selected and layer.code]
 
 
 def _table(result: ConvertResult, emit_code: bool) -> RenderableType:
@@ -103,10 +103,10 @@ def _table(result: ConvertResult, emit_code: bool) -> RenderableType:
     timed = len(headers) > 8
     for layer in result.layers:
         table.add_row(*_cells(layer, timed))
+    footer = [prose(line) for line in _footer(result)] + (_code(result) if emit_code else [])
     if not result.layers:
-        return Group(prose(f"{result.source or 'model'}: no layer to convert to {result.target}"),
-                     *(prose(line) for line in _footer(result, emit_code)))  # fmt: skip
-    return Group(table, *(prose(line) for line in _footer(result, emit_code)))
+        return Group(prose(f"{result.source or 'model'}: no layer to convert to {result.target}"), *footer)
+    return Group(table, *footer)
 
 
 def _markdown(result: ConvertResult, emit_code: bool) -> str:
@@ -114,7 +114,7 @@ def _markdown(result: ConvertResult, emit_code: bool) -> str:
     timed = len(headers) > 8
     rows = [[markdown_literal(cell) for cell in _cells(layer, timed)] for layer in result.layers]
     text = markdown_table(headers, rows, right=set(range(2, len(headers))))
-    footer = [markdown_literal(line) for line in _footer(result, False)]
+    footer = [markdown_literal(line) for line in _footer(result)]
     code = [f"\n```python\n{layer.code}\n```" for layer in result.layers if emit_code and layer.selected]
     return text + "\n" + "\n\n".join(footer) + "\n" + "".join(code) + ("\n" if code else "")
 
