@@ -179,3 +179,10 @@ def test_a_conv_called_twice_is_refused() -> None:
 
     result = convert(Twice(), (1, 4, 6, 6))
     assert result.layers == [] and result.refused[0].reason == "called 2 times in one forward pass (a shared conv)"
+
+
+def test_from_weights_false_builds_the_structure_only() -> None:
+    result = convert(small_net(), (1, 3, 16, 16), from_weights=False)
+    assert all(layer.weight_error is None and layer.error_note == "from_weights=False: stock initialisation"
+               for layer in result.layers)  # fmt: skip
+    assert result.model(torch.randn(1, 3, 16, 16)).shape == (1, 10)

@@ -165,3 +165,17 @@ def test_suggest_table_golden(width: int, overwrite: bool) -> None:
     layers = result.layers
     assert result.after_all is not None and result.before is not None
     assert result.after_all.params == result.before.params - sum(x.params_before - x.params_after for x in layers)
+
+
+def test_suggest_csv_and_markdown() -> None:
+    import csv
+    import io
+
+    result = runner.invoke(app, ["suggest", SMALL, "--input", "3x16x16", "-f", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [row["name"] for row in rows] == ["5", "3", "0"] and rows[0]["kernel"] == "3x3"
+    assert rows[0]["input_shape"] == "1x32x8x8" and rows[0]["selected"] == "true"
+    result = runner.invoke(app, ["suggest", SMALL, "--input", "3x16x16", "-f", "markdown"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("| Layer | Shape | Params now |") and result.output.count("\n| ") == 3  # rows
