@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from convcost.errors import SpecError, UsageError
+from convcost.errors import SpecError
 from convcost.run.convert import convert
 from tests.models_for_convert import separable_blocks, small_net
 
@@ -162,7 +162,7 @@ def test_without_an_input_macs_are_unknown_and_select_names_layers() -> None:
     assert [layer.name for layer in result.layers] == ["3"]
     assert result.layers[0].macs_before is None and result.layers[0].params_before == 16 * 32 * 9 + 32
     assert [layer.name for layer in convert(small_net(), select=["[35]"]).layers] == ["3", "5"]  # a glob
-    with pytest.raises(UsageError, match=r"select: '4' is not a layer that --to separable can convert"):
+    with pytest.raises(SpecError, match=r"select: '4' is not a layer that --to separable can convert"):
         convert(small_net(), select=["4"])
     with pytest.raises(SpecError):
         convert(small_net(), to="sideways")

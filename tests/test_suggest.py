@@ -179,3 +179,11 @@ def test_suggest_csv_and_markdown() -> None:
     result = runner.invoke(app, ["suggest", SMALL, "--input", "3x16x16", "-f", "markdown"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("| Layer | Shape | Params now |") and result.output.count("\n| ") == 3  # rows
+
+
+def test_convert_names_a_bad_select_by_its_flag(tmp_path: Path) -> None:
+    args = ["convert", SMALL, "--input", "3x16x16", "-o", str(tmp_path / "m.pt2"), "--select", "zz"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output == "convcost: error: --select: 'zz' is not a layer that --to separable can convert " \
+                            "(candidates: 0, 3, 5)\n"  # fmt: skip

@@ -29,7 +29,7 @@ from torch import nn
 
 from convcost.cost import factorize, ops
 from convcost.cost.factorize import Factorized
-from convcost.errors import UsageError
+from convcost.errors import FieldIssue, SpecError
 from convcost.results.convert import DIFFERENT_FUNCTION, ConvertedLayer, ConvertResult, Refused, Totals
 from convcost.run.candidates import Candidate, conv_op
 from convcost.spec.convert import ConvertSpec, Target, parse_convert
@@ -198,7 +198,8 @@ def choose(candidates: list[Candidate], spec: ConvertSpec, select: Collection[st
 
                 hint = suggest(pattern, names)
                 known = f"; did you mean '{hint}'?" if hint else f" (candidates: {', '.join(names[:8])})"
-                raise UsageError(f"select: {pattern!r} is not a layer that --to {spec.to.value} can convert{known}")
+                message = f"{pattern!r} is not a layer that --to {spec.to.value} can convert{known}"
+                raise SpecError([FieldIssue(("select",), message)])
             chosen.update(matched)
     least = spec.min_saving or 0.0
     return {c.name for c in candidates if c.name in chosen and (c.factorized.saving or 0.0) >= least}
