@@ -1,0 +1,180 @@
+"""Both MAC counters in the traced forward pass: every aten op's figure by each counter's own formula, per op.
+
+One ``TorchDispatchMode`` runs during :func:`convcost.run.trace.trace` and, for every aten op, computes what
+``torch.utils.flop_counter.FlopCounterMode`` and ptflops' aten engine would have counted for it, with their own
+registries (``torch.utils.flop_counter.flop_registry``, ``ptflops.aten_ops.ATEN_OPS_MAPPING``) called exactly as
+each counter calls them:
+
+* FlopCounterMode skips the metadata ops (``size``, ``stride``, …), first tries an op's CompositeImplicitAutograd
+  decomposition (inside the mode, so the pieces are counted instead), then counts ``formula(*args, **kwargs,
+  out_val=out)`` for the op's overload packet;
+* ptflops never decomposes: it sees the op as dispatched and counts ``formula(args, out as a tuple)`` for the
+  packets it maps (its ignored-op list is empty, as ``get_flops_aten`` is called); the pieces of a decomposition
+  that FlopCounterMode asks for are not ptflops' ops, so they are not counted for it.
+
+The figures go to the innermost open :class:`Figures` (the traced op being run: a leaf module's call or one of
+the tracer's functional ops; a container keeps what none of its ops claimed). The real counters stay the
+independent reference of the tests (``tests/test_counters.py`` runs them separately on the same models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from convcost.cost.ops import ConvOp
+from convcost.results.comparison import Check, checks
+from convcost.results.model import Call, OpResult
+
+if TYPE_CHECKING:
+    from convcost.run.trace import Trace
+
+_aten = torch.ops.aten
+# the ops FlopCounterMode's __torch_dispatch__ hands back untouched (metadata, never counted)
+_METADATA = {
+    _aten.sym_is_contiguous.default,
+    _aten.is_contiguous.default,
+    _aten.is_contiguous.memory_format,
+    _aten.is_strides_like_format.default,
+    _aten.is_non_overlapping_and_dense.default,
+    _aten.size.default,
+    _aten.sym_size.default,
+    _aten.stride.default,
+    _aten.sym_stride.default,
+    _aten.storage_offset.default,
+    _aten.sym_storage_offset.default,
+    _aten.numel.default,
+    _aten.sym_numel.default,
+    _aten.dim.default,
+    torch.ops.prim.layout.default,
+}
+
+
+@dataclass
+class Figures:
+    """What both counters counted for one traced op: FlopCounterMode's FLOPs and ptflops' raw figure."""
+
+    flop_counter_flops: int = 0
+    ptflops_raw: int = 0
+
+    def add(self, other: Figures) -> None:
+        self.flop_counter_flops += other.flop_counter_flops
+        self.ptflops_raw += other.ptflops_raw
+
+    @property
+    def flop_counter_macs(self) -> int:
+        return self.flop_counter_flops // 2
+
+
+class CounterFigures(TorchDispatchMode):  # type: ignore[no-untyped-call]
+    """Each aten op's figure by both counters' formulas, added to the innermost open :class:`Figures`."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        from ptflops.aten_ops import ATEN_OPS_MAPPING
+        from torch.utils.flop_counter import flop_registry
+
+        self.flop_registry: dict[Any, Any] = dict(flop_registry)
+        self.ptflops_ops: dict[Any, Any] = dict(ATEN_OPS_MAPPING)
+        self.open: list[Figures] = []
+        self.unattributed = Figures()  # work outside every traced op and container (should be none)
+        self.total = Figures()  # everything, as the real counters would total it
+        self.decomposing = 0  # >0 inside a decomposition FlopCounterMode asked for: not ptflops' ops
+
+    def begin(self) -> Figures:
+        figures = Figures()
+        self.open.append(figures)
+        return figures
+
+    def end(self) -> Figures:
+        return self.open.pop()
+
+    def current(self) -> Figures:
+        """The innermost open figures: the op or container being run, else the unattributed ones."""
+        return self.open[-1] if self.open else self.unattributed
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func in _METADATA:
+            return NotImplemented
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            return NotImplemented  # FlopCounterMode counts cond and triton kernels; an eager forward has none
+        packet = func._overloadpacket
+        # as FlopCounterMode: its registry is keyed by packets, so this asks of every overload
+        if func not in self.flop_registry and func is not torch.ops.prim.device.default:
+            self.decomposing += 1
+            try:
+                with self:
+                    decomposed = func.decompose(*args, **kwargs)
+            finally:
+                self.decomposing -= 1
+            if decomposed is not NotImplemented:
+                self._ptflops(packet, args, decomposed)
+                return decomposed
+        out = func(*args, **kwargs)
+        if packet in self.flop_registry:
+            flops = int(self.flop_registry[packet](*args, **kwargs, out_val=out))
+            self.current().flop_counter_flops += flops
+            self.total.flop_counter_flops += flops
+        self._ptflops(packet, args, out)
+        return out
+
+    def _ptflops(self, packet: Any, args: Any, out: Any) -> None:
+        if self.decomposing or packet not in self.ptflops_ops:
+            return
+        raw = int(self.ptflops_ops[packet](args, out if isinstance(out, tuple) else (out,)))
+        self.current().ptflops_raw += raw
+        self.total.ptflops_raw += raw
+
+
+def count(
+    traced: Trace,
+    subject: str,
+    results: list[tuple[Call | None, OpResult]],
+    figures: list[tuple[str, Any, Any]],
+    note: str = "",
+) -> tuple[list[Check], int, int]:
+    """The one count path of every network, a compare stage as a model: each op's figures by formula against what
+    its call measured and what each counter counted for it in the traced pass (only the checks that fail are
+    kept), then the ``subject``'s checks, ``figures`` and its MACs against both counters' totals. Nothing runs
+    again: the counters' figures come from the trace (:mod:`convcost.run.dispatch`). Returns the checks and the
+    counters' totals (FlopCounterMode's MACs, ptflops' raw figure)."""
+    found: list[Check] = []
+    for call, op in results:
+        if call is None:
+            continue
+        own: list[tuple[str, Any, Any]] = []
+        if op.counted and op.output_shape_measured is not None:
+            own.append(("output shape", op.output_shape, op.output_shape_measured))
+        if isinstance(call.op, ConvOp) and call.weight_shape is not None:
+            own.append(
+                ("weight shape", (call.op.cout, call.op.cin // call.op.groups, *call.op.kernel), call.weight_shape)
+            )
+        if op.params_measured is not None:
+            own.append(("params", op.params, op.params_measured))
+        if op.counted:  # where a counter saw MACs, they are ours; where it saw none, op.not_seen_by says so
+            if op.macs_flop_counter:
+                own.append(("MACs (FlopCounterMode)", op.macs, op.macs_flop_counter))
+            if op.ptflops_raw:
+                own.append(("MACs (ptflops)", op.macs, op.macs_ptflops))
+        found += [check for check in checks(op.name, own) if not check.ok]
+    flop_counter, ptflops_raw = traced.counted.flop_counter_macs, traced.counted.ptflops_raw
+    ran = [op for call, op in results if call is not None]
+    if len(ran) == len(results):  # ours over the ops each counter saw: an op it cannot see is marked, not failed
+        seen_flop_counter = sum(op.macs for op in ran if op.macs_flop_counter)
+        seen_ptflops = [op for op in ran if op.ptflops_raw]
+        macs, bias_adds = sum(op.macs for op in seen_ptflops), sum(op.bias_adds for op in seen_ptflops)
+    else:  # the built module is not the one planned: the plan's figures against the totals
+        seen_flop_counter = macs = sum(op.macs for _, op in results)
+        bias_adds = sum(op.bias_adds for _, op in results)
+    found += checks(subject, figures, (seen_flop_counter, flop_counter, ptflops_raw, bias_adds), note, macs)
+    unattributed = traced.unattributed
+    if unattributed.flop_counter_flops or unattributed.ptflops_raw:
+        found.append(Check(subject, "MACs outside every traced op", 0, unattributed.flop_counter_macs
+                           or unattributed.ptflops_raw, "counted by FlopCounterMode "
+                           f"({unattributed.flop_counter_macs:,}) or ptflops ({unattributed.ptflops_raw:,}) "
+                           "in aten ops that no traced op ran"))  # fmt: skip
+    return found, flop_counter, ptflops_raw
