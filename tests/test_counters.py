@@ -200,7 +200,7 @@ def test_meta_refuses_latency() -> None:
     from convcost.run.latency import LatencySettings
 
     context = RunContext(threads=1, latency=LatencySettings(rounds=1))
-    with pytest.raises(UsageError, match="^--meta: .*--latency"):
+    with pytest.raises(UsageError, match=r"^--meta: .*--latency"):
         evaluate_import("tiny", (3, 6, 6), model=models_for_tests.tiny_residual(), context=context, meta=True)
 
 
