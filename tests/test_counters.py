@@ -113,6 +113,7 @@ def test_sdpa_on_the_cpu_is_seen_by_no_counter_so_the_result_is_incomplete_not_c
     # the fused CPU kernel (_scaled_dot_product_flash_attention_for_cpu) is in neither registry: 0 and 0
     sdpa = next(op for op in result.ops if op.name.endswith("scaled_dot_product_attention"))
     assert (sdpa.macs_flop_counter, sdpa.ptflops_raw, sdpa.seen_by) == (0, 0, [])
+    assert sdpa.blind_to == ("FlopCounterMode", "ptflops")  # the dispatch saw the kernel neither maps
     if sdpa.counted:  # a formula for attention: its MACs are ours alone, marked as not seen by either counter
         assert sdpa.not_seen_by == ["FlopCounterMode", "ptflops"]
     else:  # no formula yet: three figures that agree on the wrong total must not get a ✓
@@ -143,9 +144,10 @@ def test_baddbmm_is_seen_by_flop_counter_mode_only() -> None:
         assert not result.ok and any("FlopCounterMode" in failure for failure in result.failures)
 
 
-def _counted(macs_flop_counter: int, ptflops_raw: int) -> tuple[list[Any], Trace]:
+def _counted(macs_flop_counter: int, ptflops_raw: int, blind_to: tuple[str, ...] = ()) -> tuple[list[Any], Trace]:
     op = LinearOp("fc", (2, 16), 16, 4, True)  # 2*16*4 = 128 MACs, 2*4 = 8 bias adds
-    call = Call(op, (2, 4), 68, "fc", "fc", flop_counter_flops=2 * macs_flop_counter, ptflops_raw=ptflops_raw)
+    call = Call(op, (2, 4), 68, "fc", "fc", flop_counter_flops=2 * macs_flop_counter, ptflops_raw=ptflops_raw,
+                blind_to=blind_to)  # fmt: skip
     traced = Trace([call], (2, 4), counted=Figures(2 * macs_flop_counter, ptflops_raw))
     return [(call, op_result(op, call))], traced
 
@@ -157,6 +159,16 @@ def test_an_op_a_counter_cannot_see_is_marked_not_failed() -> None:
     assert results[0][1].not_seen_by == ["ptflops"] and results[0][1].seen_by == ["FlopCounterMode"]
     # ours over the ops ptflops saw (none) = its total (0)
     assert [check.expected for check in found if check.quantity == "MACs (ptflops)"] == [0]
+
+
+def test_an_op_a_counter_sees_only_part_of_is_marked_and_left_out_of_its_total() -> None:
+    # e.g. attention: FlopCounterMode counts the projections (here 100 MACs) but not the fused kernel
+    results, traced = _counted(100, 136, ("FlopCounterMode",))
+    found, flop_counter, _ = count(traced, "model", results, [])
+    assert all(check.ok for check in found) and flop_counter == 100
+    assert results[0][1].not_seen_by == ["FlopCounterMode"] and results[0][1].seen_by == ["ptflops"]
+    # FlopCounterMode: ours over the ops it saw all of (none) = its total less the partly seen op's 100
+    assert [(check.expected, check.found) for check in found if "FlopCounterMode" in check.quantity] == [(0, 0)]
 
 
 def test_a_counter_that_sees_other_macs_fails_the_op_by_name() -> None:

@@ -33,6 +33,7 @@ class OpResult:
     # each counter's figure for the aten ops this op ran, in the traced pass (None: not run, or not traced)
     macs_flop_counter: int | None = None  # FlopCounterMode's FLOPs ÷ 2
     ptflops_raw: int | None = None  # ptflops' own figure (with the bias adds it folds in)
+    blind_to: tuple[str, ...] = ()  # counters that ran part of this op without a formula for it (fused attention)
 
     @property
     def flops(self) -> int:
@@ -47,13 +48,14 @@ class OpResult:
 
     @property
     def seen_by(self) -> list[str]:
-        """The counters that counted any MACs for this op."""
+        """The counters that counted MACs for this op and saw all of it."""
         figures = {FLOP_COUNTER: self.macs_flop_counter, PTFLOPS: self.ptflops_raw}
-        return [counter for counter, figure in figures.items() if figure]
+        return [counter for counter, figure in figures.items() if figure and counter not in self.blind_to]
 
     @property
     def not_seen_by(self) -> list[str]:
-        """The counters that ran this op and counted nothing where our formula has MACs (SDPA on the CPU)."""
+        """The counters that ran this op and could not count all of it, where our formula has MACs: they counted
+        nothing (SDPA on the CPU), or ran an aten op they do not map (``blind_to``)."""
         if not self.macs or self.macs_flop_counter is None:
             return []
         return [counter for counter in (FLOP_COUNTER, PTFLOPS) if counter not in self.seen_by]
@@ -78,6 +80,7 @@ class OpResult:
             "macs_ptflops": self.macs_ptflops,
             "ptflops_raw": self.ptflops_raw,
             "seen_by": self.seen_by,
+            "not_seen_by": self.not_seen_by,
         }
 
 
@@ -99,6 +102,7 @@ class Call:
     # what each counter's own formulas counted for the aten ops this call ran (convcost.run.dispatch)
     flop_counter_flops: int | None = None
     ptflops_raw: int | None = None
+    blind_to: tuple[str, ...] = ()  # the counters that ran aten ops with MACs they do not map inside this call
 
 
 def op_result(op: Op, call: Call | None) -> OpResult:
@@ -121,6 +125,7 @@ def op_result(op: Op, call: Call | None) -> OpResult:
         counted=counted,
         macs_flop_counter=None if call is None or call.flop_counter_flops is None else call.flop_counter_flops // 2,
         ptflops_raw=None if call is None else call.ptflops_raw,
+        blind_to=() if call is None else call.blind_to,
     )
 
 

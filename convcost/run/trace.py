@@ -259,6 +259,7 @@ def _claim(call: Call | None, figures: Figures, counters: CounterFigures) -> Non
     if call is not None:
         call.flop_counter_flops = (call.flop_counter_flops or 0) + figures.flop_counter_flops
         call.ptflops_raw = (call.ptflops_raw or 0) + figures.ptflops_raw
+        call.blind_to = tuple(sorted({*call.blind_to, *figures.blind}))
     else:
         counters.current().add(figures)
 
