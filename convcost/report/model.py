@@ -275,7 +275,7 @@ def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
     parts += [markdown_table(headers, rows, {3, 4, 5, 6}), ""]
     parts.append(f"- {dense_line(result)}")
     parts.append(f"- {saving_line(result)}")
-    parts.append(f"- {visible(check_line(result).plain)}")
+    parts += [f"- {visible(line)}" for line in check_line(result).plain.splitlines()]
     if by_kind:
         kind_rows = [
             [kind.kind, str(kind.ops), count(kind.params), percent(kind.params_share, 1),

@@ -106,8 +106,9 @@ def _marked_meta(result: ModelResult) -> ModelResult:
     return result
 
 
-def load_factory(path: str) -> nn.Module:
-    """Import ``package.module:factory`` and call it; raises UsageError with the reason.
+def load_factory(path: str, meta: bool = False) -> nn.Module:
+    """Import ``package.module:factory`` and call it (``meta``: the call under ``torch.device("meta")``, the import
+    not, so the module's own tensors stay real); raises UsageError with the reason.
 
     Everything the user's code does runs inside :func:`convcost.run.usercode.guard`: an exception, ``sys.exit`` or a
     KeyboardInterrupt it raises is an error naming ``path``, and what it prints goes to stderr.
@@ -145,7 +146,8 @@ def load_factory(path: str) -> nn.Module:
     if not callable(target):
         raise UsageError(f"{path}: {attribute} is not callable")
     # the factory may import the user's other modules lazily: the working directory stays on sys.path for it
-    with usercode.guard(path, f"calling {attribute}()"), usercode.working_directory_on_path():
+    where = on_meta() if meta else contextlib.nullcontext()
+    with usercode.guard(path, f"calling {attribute}()"), usercode.working_directory_on_path(), where:
         model = target()
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}: {attribute}() returned {type(model).__name__}, not an nn.Module")
@@ -180,9 +182,7 @@ def evaluate_import(
         )
     from convcost.run import usercode
 
-    where = on_meta() if meta else contextlib.nullcontext()
-    with where:
-        loaded = model if model is not None else load_factory(path)
+    loaded = model if model is not None else load_factory(path, meta)
     if meta:
         with usercode.guard(path, f"copying the model to meta {dtype}"):
             module = build.prepare(meta_copy(loaded) if model is not None else loaded, dtype, "meta")
