@@ -21,7 +21,8 @@ from convcost.cost.ops import LinearOp
 from convcost.errors import UsageError
 from convcost.report.model import check_line
 from convcost.results.model import Call, op_result
-from convcost.run.dispatch import Figures, count
+from convcost.run.counting import count
+from convcost.run.dispatch import Figures
 from convcost.run.measure import count_flop_counter, count_ptflops
 from convcost.run.model import evaluate_import, evaluate_plan
 from convcost.run.model_build import model_module

@@ -14,7 +14,7 @@ from convcost.cost.stats import Estimate, within
 from convcost.results.comparison import Check, Comparison, LayerResult, Ratios, StageResult
 from convcost.run import build, latency
 from convcost.run.context import RunContext, threads_for
-from convcost.run.dispatch import count
+from convcost.run.counting import count
 from convcost.run.estimate import assemble, formula_stage
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import check_device, check_memory

@@ -14,23 +14,21 @@ each counter calls them:
 
 The figures go to the innermost open :class:`Figures` (the traced op being run: a leaf module's call or one of
 the tracer's functional ops; a container keeps what none of its ops claimed). The real counters stay the
-independent reference of the tests (``tests/test_counters.py`` runs them separately on the same models).
+independent reference of the tests (``tests/test_counters.py`` runs them separately on the same models);
+:mod:`convcost.run.counting` turns the figures into checks.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from convcost.cost.ops import ConvOp
-from convcost.results.comparison import Check, checks
-from convcost.results.model import Call, OpResult
-
-if TYPE_CHECKING:
-    from convcost.run.trace import Trace
+from convcost.errors import MeasurementError
 
 _aten = torch.ops.aten
 # the ops FlopCounterMode's __torch_dispatch__ hands back untouched (metadata, never counted)
@@ -84,6 +82,15 @@ class Figures:
         return self.flop_counter_flops // 2
 
 
+@contextlib.contextmanager
+def _failing_as(counter: str, packet: Any) -> Iterator[None]:
+    """A counter's formula that fails is the counter's failure (exit 3), never the model's nor a wrong number."""
+    try:
+        yield
+    except Exception as error:
+        raise MeasurementError(f"{counter} failed: {packet}: {type(error).__name__}: {error}") from error
+
+
 class CounterFigures(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Each aten op's figure by both counters' formulas, added to the innermost open :class:`Figures`."""
 
@@ -132,7 +139,8 @@ class CounterFigures(TorchDispatchMode):  # type: ignore[no-untyped-call]
                 return decomposed
         out = func(*args, **kwargs)
         if packet in self.flop_registry:
-            flops = int(self.flop_registry[packet](*args, **kwargs, out_val=out))
+            with _failing_as("FlopCounterMode", packet):
+                flops = int(self.flop_registry[packet](*args, **kwargs, out_val=out))
             self.current().flop_counter_flops += flops
             self.total.flop_counter_flops += flops
         elif packet in self.mac_ops:
@@ -147,59 +155,7 @@ class CounterFigures(TorchDispatchMode):  # type: ignore[no-untyped-call]
             if packet in self.mac_ops:
                 self.current().blind.add(PTFLOPS)
             return
-        raw = int(self.ptflops_ops[packet](args, out if isinstance(out, tuple) else (out,)))
+        with _failing_as("ptflops", packet):
+            raw = int(self.ptflops_ops[packet](args, out if isinstance(out, tuple) else (out,)))
         self.current().ptflops_raw += raw
         self.total.ptflops_raw += raw
-
-
-def count(
-    traced: Trace,
-    subject: str,
-    results: list[tuple[Call | None, OpResult]],
-    figures: list[tuple[str, Any, Any]],
-    note: str = "",
-) -> tuple[list[Check], int, int]:
-    """The one count path of every network, a compare stage as a model: each op's figures by formula against what
-    its call measured and what each counter counted for it in the traced pass (only the checks that fail are
-    kept), then the ``subject``'s checks, ``figures`` and its MACs against both counters' totals. Nothing runs
-    again: the counters' figures come from the trace (:mod:`convcost.run.dispatch`). Returns the checks and the
-    counters' totals (FlopCounterMode's MACs, ptflops' raw figure)."""
-    found: list[Check] = []
-    for call, op in results:
-        if call is None:
-            continue
-        own: list[tuple[str, Any, Any]] = []
-        if op.counted and op.output_shape_measured is not None:
-            own.append(("output shape", op.output_shape, op.output_shape_measured))
-        if isinstance(call.op, ConvOp) and call.weight_shape is not None:
-            own.append(
-                ("weight shape", (call.op.cout, call.op.cin // call.op.groups, *call.op.kernel), call.weight_shape)
-            )
-        if op.params_measured is not None:
-            own.append(("params", op.params, op.params_measured))
-        if op.counted:  # where a counter saw all of the op, its MACs are ours; else op.not_seen_by says so
-            if op.macs_flop_counter and FLOP_COUNTER not in op.blind_to:
-                own.append(("MACs (FlopCounterMode)", op.macs, op.macs_flop_counter))
-            if op.ptflops_raw and PTFLOPS not in op.blind_to:
-                own.append(("MACs (ptflops)", op.macs, op.macs_ptflops))
-        found += [check for check in checks(op.name, own) if not check.ok]
-    totals = flop_counter, ptflops_raw = traced.counted.flop_counter_macs, traced.counted.ptflops_raw
-    ran = [op for call, op in results if call is not None]
-    if len(ran) == len(results):  # ours over the ops each counter saw: an op it cannot see is marked, not failed
-        seen_flop_counter = sum(op.macs for op in ran if FLOP_COUNTER in op.seen_by)
-        seen_ptflops = [op for op in ran if PTFLOPS in op.seen_by]
-        macs, bias_adds = sum(op.macs for op in seen_ptflops), sum(op.bias_adds for op in seen_ptflops)
-        # what a counter counted in an op it partly cannot see is that op's, not compared: taken off its total
-        flop_counter -= sum(op.macs_flop_counter or 0 for op in ran if FLOP_COUNTER in op.blind_to)
-        ptflops_raw -= sum(op.ptflops_raw or 0 for op in ran if PTFLOPS in op.blind_to)
-    else:  # the built module is not the one planned: the plan's figures against the totals
-        seen_flop_counter = macs = sum(op.macs for _, op in results)
-        bias_adds = sum(op.bias_adds for _, op in results)
-    found += checks(subject, figures, (seen_flop_counter, flop_counter, ptflops_raw, bias_adds), note, macs)
-    unattributed = traced.unattributed
-    if unattributed.flop_counter_flops or unattributed.ptflops_raw:
-        found.append(Check(subject, "MACs outside every traced op", 0, unattributed.flop_counter_macs
-                           or unattributed.ptflops_raw, "counted by FlopCounterMode "
-                           f"({unattributed.flop_counter_macs:,}) or ptflops ({unattributed.ptflops_raw:,}) "
-                           "in aten ops that no traced op ran"))  # fmt: skip
-    return found, *totals

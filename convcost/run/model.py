@@ -33,7 +33,7 @@ from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
 from convcost.run import build, latency, measure, network
 from convcost.run.context import RunContext
-from convcost.run.dispatch import count
+from convcost.run.counting import count
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
 from convcost.run.network import Row
