@@ -232,3 +232,25 @@ def test_cli_incomplete_exits_0_unless_complete_is_required() -> None:
     assert strict.exit_code == 1, strict.output
     data = json.loads(strict.output)
     assert (data["ok"], data["complete"]) == (True, False)
+
+
+class Counted(nn.Module):
+    """Counts its forward passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("meta", [False, True])
+def test_counting_runs_the_model_once(meta: bool) -> None:
+    model = Counted()
+    result = evaluate_import("counted", (3, 8, 8), model=model, meta=meta)
+    # 4 × 6 × 6 outputs × 3 × 3 × 3 = 3,888 MACs, by formula and by both counters, from one forward pass
+    assert result.ok and result.total.macs == result.total.macs_flop_counter == 3888
+    assert model.calls == (0 if meta else 1)  # on meta it is a copy that runs
