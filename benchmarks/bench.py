@@ -23,6 +23,11 @@
 5. An invalid flag combination (``compare --cin 8 --cout 60 -k 3 --vs depthwise``: a wrong cout for depthwise,
    refused with exit 2) against ``python -c "import torch"`` (target: under 0.25 of it: validation never waits
    for torch).
+6. Counting real models in process: torchvision's resnet50 and vit_b_16 at 224×224, batch 1, each an ``nn.Module``
+   instance: convcost (``evaluate_import(model=...)``: one traced pass with both counters' figures per op, real
+   tensors; and with ``meta=True``, on the meta device), fvcore's ``FlopCountAnalysis(...).total()`` and
+   ``FlopCounterMode`` alone (target: convcost's meta path no slower than fvcore). Needs torchvision and fvcore;
+   skipped with a message without them.
 
 Timing belongs here, not in the unit tests. Each comparison is interleaved (A, B, A, B, ...) so that drift on a
 shared machine hits both sides alike; the machine's load average is printed with the results.
@@ -259,6 +264,58 @@ def bench_models(repeat: int) -> list[dict[str, Any]]:
             "ptflops_s": statistics.median(ptflops_s), "flop_counter_s": statistics.median(counter_s),
         })  # fmt: skip
     return rows
+
+
+# 6. counting real models in process ---------------------------------------------------------------------
+
+
+def bench_real_models(repeat: int) -> dict[str, Any]:
+    """Seconds to count resnet50 and vit_b_16 with convcost (real and meta), fvcore and FlopCounterMode."""
+    try:
+        import torchvision
+        from fvcore.nn import FlopCountAnalysis
+    except ImportError as error:
+        return {"skipped": f"needs torchvision and fvcore ({error})"}
+    import logging
+    import warnings
+
+    import torch
+
+    from convcost.run.measure import count_flop_counter
+    from convcost.run.model import evaluate_import
+
+    torch.set_num_threads(1)
+    logging.getLogger("fvcore").setLevel(logging.ERROR)  # its warnings about ops it skips, for every call
+    rows = []
+    for name in ("resnet50", "vit_b_16"):
+        model = getattr(torchvision.models, name)().eval()
+        tensor = torch.randn(1, 3, 224, 224)
+
+        def real(m: Any = model, name: str = name) -> int:
+            return evaluate_import(name, (3, 224, 224), model=m).total.macs_flop_counter or 0
+
+        def meta(m: Any = model, name: str = name) -> int:
+            return evaluate_import(name, (3, 224, 224), model=m, meta=True).total.macs_flop_counter or 0
+
+        def fvcore(m: Any = model, t: Any = tensor) -> int:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                analysis = FlopCountAnalysis(m, t)
+                analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+                return int(analysis.total())
+
+        def flop_counter(m: Any = model, t: Any = tensor) -> int:
+            return count_flop_counter(m, t)[0]
+
+        sides = {"convcost_real": real, "convcost_meta": meta, "fvcore": fvcore, "flop_counter": flop_counter}
+        figures = {side: function() for side, function in sides.items()}  # also a warm-up
+        times: dict[str, list[float]] = {side: [] for side in sides}
+        for _ in range(repeat):  # interleaved
+            for side, function in sides.items():
+                times[side].append(median_seconds(function, 1))
+        rows.append({"model": name, "macs": figures,
+                     **{f"{side}_s": statistics.median(values) for side, values in times.items()}})  # fmt: skip
+    return {"models": rows}
 
 
 # 3. a 1000-layer batch ------------------------------------------------------------------------------------
@@ -634,7 +691,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--json", type=json_target, metavar="PATH", help="also write every figure to this JSON file")
-    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4, 5), action="append", help="run only item N (repeat)")
+    parser.add_argument(
+        "--only", type=int, choices=(1, 2, 3, 4, 5, 6), action="append", help="run only item N (repeat)"
+    )
     parser.add_argument("--runs", type=int, default=10, help="item 4: fresh processes with and without a neighbour")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -648,7 +707,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(stability(args.threads, not args.no_tune, args.old_first)))
         return
-    items = set(args.only or (1, 2, 3, 4, 5))
+    items = set(args.only or (1, 2, 3, 4, 5, 6))
 
     import torch
 
@@ -723,6 +782,25 @@ def main() -> None:
         print(f"\n5. an invalid flag combination {invalid['invalid_s'] * 1e3:.0f} ms (exit 2) vs import torch "
               f"{invalid['import_torch_s'] * 1e3:.0f} ms: ratio {invalid['ratio']:.3f} (target < 0.25) "
               f"{mark(invalid['ratio'] < 0.25)}")  # fmt: skip
+
+    if 6 in items:
+        real_models = bench_real_models(repeat)
+        results["real_models"] = real_models
+        print("\n6. counting a model instance in process, 224×224, 1 thread (median of interleaved runs):")
+        if "skipped" in real_models:
+            print(f"   skipped: {real_models['skipped']}")
+        for row in real_models.get("models", []):
+            fvcore_s, meta_s = row["fvcore_s"], row["convcost_meta_s"]
+            print(
+                f"   {row['model']}: convcost {row['convcost_real_s'] * 1e3:.0f} ms (real tensors, one pass, both "
+                f"counters), --meta {meta_s * 1e3:.0f} ms, fvcore {fvcore_s * 1e3:.0f} ms, FlopCounterMode alone "
+                f"{row['flop_counter_s'] * 1e3:.0f} ms; meta {fvcore_s / meta_s:.1f}× faster than fvcore "
+                f"(target ≥ 1× {mark(meta_s <= fvcore_s)})"
+            )
+            macs = row["macs"]
+            print(f"      MACs: FlopCounterMode in convcost's pass {macs['convcost_real']:,} (real), "
+                  f"{macs['convcost_meta']:,} (meta); fvcore {macs['fvcore']:,}; FlopCounterMode alone "
+                  f"{macs['flop_counter']:,}")  # fmt: skip
 
     if 4 in items:
         runs = 4 if args.quick else args.runs

@@ -153,20 +153,18 @@ def test_output_file_is_written(tmp_path: Path) -> None:
 
 
 def test_ptflops_failure_is_an_internal_error_not_a_wrong_number(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ptflops.aten_engine
+    import ptflops.aten_ops
+    import torch
 
-    def broken(*args: object, **kwargs: object) -> tuple[None, None]:
-        print("Flops estimation was not finished successfully because of the following exception:")
-        return None, None
+    def broken(*args: object) -> int:
+        raise AssertionError("an unexpected shape")
 
-    monkeypatch.setattr(ptflops.aten_engine, "get_flops_aten", broken)
+    # the traced pass calls ptflops' own per-op formulas (convcost.run.dispatch): one that fails is exit 3
+    monkeypatch.setitem(ptflops.aten_ops.ATEN_OPS_MAPPING, torch.ops.aten.convolution, broken)
     code, out, err = run(*BLOG, "--no-latency")
     assert code == 3
     assert out == ""
-    assert err.strip() == (
-        "convcost: error: ptflops failed: Flops estimation was not finished successfully because of the "
-        "following exception:"
-    )
+    assert err.strip() == "convcost: error: ptflops failed: aten.convolution: AssertionError: an unexpected shape"
 
 
 def test_version_and_module_entry_point() -> None:

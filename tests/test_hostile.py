@@ -173,7 +173,7 @@ class Exits(nn.Module):
 
     def forward(self, x):
         self.calls += 1
-        if self.calls > 1:  # the trace passes; a counter's forward pass exits
+        if self.calls > 1:  # the traced pass (which counts) passes; the timed forward exits
             sys.exit(0)
         return self.conv(x)
 
@@ -201,7 +201,7 @@ def test_user_code_ending_the_process_is_an_error_naming_the_import_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factory: str, message: str
 ) -> None:
     name = user_module(tmp_path, monkeypatch, GUARDED)
-    result = invoke("model", f"{name}:{factory}", "--input", "3x4x4", "-f", "json")
+    result = invoke("model", f"{name}:{factory}", "--input", "3x4x4", "--latency", "--rounds", "1", "-f", "json")
     assert result.exit_code == 2  # before: exit 0 and no output
     assert result.stdout == ""
     assert one_error(result) == f"convcost: error: {name}:{factory}: {message}"
@@ -224,7 +224,7 @@ def test_a_forward_that_fails_only_when_counted_is_the_models_error(
 
             def forward(self, x):
                 self.calls += 1
-                if self.calls > 1:
+                if self.calls > 1:  # the traced pass counts; timing runs the model again
                     raise ValueError("only once")
                 return self.conv(x)
 
@@ -232,7 +232,7 @@ def test_a_forward_that_fails_only_when_counted_is_the_models_error(
             return Flaky()
         """,
     )
-    result = invoke("model", f"{name}:net", "--input", "3x4x4")
+    result = invoke("model", f"{name}:net", "--input", "3x4x4", "--latency", "--rounds", "1")
     assert result.exit_code == 2  # the user's error (its traceback passes through the model's file), not exit 3
     assert one_error(result) == (
         f"convcost: error: {name}:net: counting or timing the forward pass failed: ValueError: only once"

@@ -61,6 +61,15 @@ def model_command(
     dtype: options.DTypeOption = "float32",
     device: options.DeviceOption = "cpu",
     formula_only: options.FormulaOnlyOption = False,
+    meta: Annotated[
+        bool,
+        typer.Option(
+            "--meta", help="Count on the meta device: shapes and both counters, nothing computed (no --latency)."
+        ),
+    ] = False,
+    require_complete: Annotated[
+        bool, typer.Option("--require-complete", help="Exit 1 also when an op is not counted by formula.")
+    ] = False,
 ) -> None:
     """Cost of a whole model by layer: params, MACs and other ops, checked against both counters."""
     output_format = format_for(output, output_format)
@@ -76,10 +85,11 @@ def model_command(
         settings = options.latency_settings(timed, rounds, min_time, channels_last, tune_allocator,
                                             target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
-            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only
-        )
+            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only,
+            meta,
+        )  # fmt: skip
         emit(lambda: render(result, output_format, by_kind, roofline and not formula_only), output)
-    if not result.ok:
+    if not result.ok or (require_complete and not result.complete):
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -46,17 +46,24 @@ class Check:
 
 
 def checks(
-    subject: str, figures: list[tuple[str, Any, Any]], counters: tuple[int, int, int, int] | None = None, note: str = ""
+    subject: str,
+    figures: list[tuple[str, Any, Any]],
+    counters: tuple[int, int, int, int] | None = None,
+    note: str = "",
+    macs_ptflops: int | None = None,
 ) -> list[Check]:
     """The one checks builder: each (quantity, formula, measured) figure, then with ``counters`` = (MACs by
     formula, FlopCounterMode's, ptflops' raw figure, bias adds) the MACs against both counters; ptflops folds the
-    bias adds into its figure, so it is compared less them. ``note`` explains a FlopCounterMode difference."""
+    bias adds into its figure, so it is compared less them. ``macs_ptflops``: our MACs for ptflops when they differ
+    from FlopCounterMode's (each is ours over the ops that counter saw). ``note`` explains a FlopCounterMode
+    difference."""
     found = [Check(subject, quantity, expected, measured) for quantity, expected, measured in figures]
     if counters is not None:
         macs, flop_counter, ptflops_raw, bias_adds = counters
         folded = f"ptflops folds {bias_adds:,} bias adds into its figure ({ptflops_raw:,})" if bias_adds else ""
         found += [Check(subject, "MACs (FlopCounterMode)", macs, flop_counter, note),
-                  Check(subject, "MACs (ptflops)", macs, ptflops_raw - bias_adds, folded)]  # fmt: skip
+                  Check(subject, "MACs (ptflops)", macs if macs_ptflops is None else macs_ptflops,
+                        ptflops_raw - bias_adds, folded)]  # fmt: skip
     return found
 
 

@@ -30,10 +30,35 @@ class OpResult:
     bias_adds: int
     other_ops: int
     counted: bool = True
+    # each counter's figure for the aten ops this op ran, in the traced pass (None: not run, or not traced)
+    macs_flop_counter: int | None = None  # FlopCounterMode's FLOPs ÷ 2
+    ptflops_raw: int | None = None  # ptflops' own figure (with the bias adds it folds in)
+    blind_to: tuple[str, ...] = ()  # counters that ran part of this op without a formula for it (fused attention)
 
     @property
     def flops(self) -> int:
         return 2 * self.macs
+
+    @property
+    def macs_ptflops(self) -> int | None:
+        """ptflops' figure less the bias adds it folds in (what is compared with our MACs), where it saw any."""
+        if self.ptflops_raw is None:
+            return None
+        return self.ptflops_raw - self.bias_adds if self.ptflops_raw else 0
+
+    @property
+    def seen_by(self) -> list[str]:
+        """The counters that counted MACs for this op and saw all of it."""
+        figures = {FLOP_COUNTER: self.macs_flop_counter, PTFLOPS: self.ptflops_raw}
+        return [counter for counter, figure in figures.items() if figure and counter not in self.blind_to]
+
+    @property
+    def not_seen_by(self) -> list[str]:
+        """The counters that ran this op and could not count all of it, where our formula has MACs: they counted
+        nothing (SDPA on the CPU), or ran an aten op they do not map (``blind_to``)."""
+        if not self.macs or self.macs_flop_counter is None:
+            return []
+        return [counter for counter in (FLOP_COUNTER, PTFLOPS) if counter not in self.seen_by]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,7 +76,15 @@ class OpResult:
             "bias_adds": self.bias_adds,
             "other_ops": self.other_ops,
             "counted": self.counted,
+            "macs_flop_counter": self.macs_flop_counter,
+            "macs_ptflops": self.macs_ptflops,
+            "ptflops_raw": self.ptflops_raw,
+            "seen_by": self.seen_by,
+            "not_seen_by": self.not_seen_by,
         }
+
+
+FLOP_COUNTER, PTFLOPS = "FlopCounterMode", "ptflops"
 
 
 @dataclass
@@ -66,6 +99,10 @@ class Call:
     reused: bool = False  # a module called before: its weights are already counted
     real: bool = True  # False for the "(own parameters)" rows that trace() adds after the calls
     weight_shape: Shape | None = None  # a conv's: the weight it applied
+    # what each counter's own formulas counted for the aten ops this call ran (convcost.run.dispatch)
+    flop_counter_flops: int | None = None
+    ptflops_raw: int | None = None
+    blind_to: tuple[str, ...] = ()  # the counters that ran aten ops with MACs they do not map inside this call
 
 
 def op_result(op: Op, call: Call | None) -> OpResult:
@@ -86,6 +123,9 @@ def op_result(op: Op, call: Call | None) -> OpResult:
         bias_adds=cost.bias_adds,
         other_ops=cost.other_ops,
         counted=counted,
+        macs_flop_counter=None if call is None or call.flop_counter_flops is None else call.flop_counter_flops // 2,
+        ptflops_raw=None if call is None else call.ptflops_raw,
+        blind_to=() if call is None else call.blind_to,
     )
 
 
@@ -276,7 +316,17 @@ class ModelResult:
 
     @property
     def ok(self) -> bool:
+        """Every check passed (the counters agree where they can see); not that every op was counted."""
         return not self.failures
+
+    @property
+    def complete(self) -> bool:
+        """Every op was counted by our formula: no "not counted" op."""
+        return not self.not_counted
+
+    def not_seen(self, counter: str) -> list[OpResult]:
+        """The ops with MACs by our formula that ``counter`` ran and counted nothing for."""
+        return [op for op in self.ops if counter in op.not_seen_by]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -290,6 +340,7 @@ class ModelResult:
             "output_shape": list(self.output_shape),
             "output_shape_measured": _list(self.output_shape_measured),
             "ok": self.ok,
+            "complete": self.complete,
             "failures": self.failures,
             "total": self.total.to_dict(),
             "dense_equivalent": self.dense_equivalent.to_dict(),

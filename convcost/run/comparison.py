@@ -14,10 +14,11 @@ from convcost.cost.stats import Estimate, within
 from convcost.results.comparison import Check, Comparison, LayerResult, Ratios, StageResult
 from convcost.run import build, latency
 from convcost.run.context import RunContext, threads_for
+from convcost.run.counting import count
 from convcost.run.estimate import assemble, formula_stage
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import check_device, check_memory
-from convcost.run.trace import count, matched, trace
+from convcost.run.trace import matched, trace
 from convcost.spec import kinds
 from convcost.spec.compare import CompareSpec, LayerKind
 
@@ -60,7 +61,7 @@ def measure_stage(
                ("weight shape", result.weight_shape, traced.calls[0].weight_shape),
                ("params", result.params, result.params_measured)]  # fmt: skip
     counted, result.macs_flop_counter, result.ptflops_raw = count(
-        module, tensor, subject, list(zip(calls, op_results, strict=True)), figures
+        traced, subject, list(zip(calls, op_results, strict=True)), figures
     )
     stage_checks += counted
     result.macs_ptflops = result.ptflops_raw - result.bias_adds

@@ -1,4 +1,8 @@
-"""Real forward passes: output shapes, parameter counts and two independent MAC counters.
+"""The two MAC counters run for real, each on its own forward pass, and the memory and device guards.
+
+convcost itself counts with the counters' own per-op formulas inside its one traced pass
+(:mod:`convcost.run.dispatch`); the functions here run the real counters, the independent reference of the tests
+(``tests/test_counters.py``) and of the benchmark.
 
 The two counters, and why each is set up the way it is:
 

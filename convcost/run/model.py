@@ -14,9 +14,12 @@ prints.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -30,37 +33,82 @@ from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
 from convcost.run import build, latency, measure, network
 from convcost.run.context import RunContext
+from convcost.run.counting import count
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
 from convcost.run.network import Row
-from convcost.run.trace import Trace, _stored_params, _Tracer, count, matched, trace
+from convcost.run.trace import Trace, _stored_params, _Tracer, matched, trace
 from convcost.spec.compare import DType
 from convcost.spec.layers import ModelPlan
 
 
-def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = None) -> ModelResult:
+def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = None, meta: bool = False) -> ModelResult:
     """Build, run and count a planned model file, where and how ``context`` says (default: float32 on the CPU,
-    untimed, on torch's thread count as it is); the environment is recorded from the context."""
+    untimed, on torch's thread count as it is); the environment is recorded from the context. ``meta``: build and
+    run it on the meta device (shapes only, nothing computed or allocated; see :func:`on_meta`)."""
     from convcost.run.model_build import model_module
 
     context = context or _default_context()
     dtype, device, latency_settings = context.dtype, context.device, context.latency
+    check_meta(meta, context)
     check_device(device)
     calibration = _calibration(context)
-    check_plan_memory(plan, source, dtype.itemsize)
-    module = build.prepare(model_module(plan), dtype, device)
-    tensor = build.input_tensor(
-        plan.input_shape[1], (plan.input_shape[2], plan.input_shape[3]), plan.input_shape[0], dtype, device
-    )
+    shape = plan.input_shape
+    if meta:
+        with on_meta():
+            module = build.prepare(model_module(plan), dtype, "meta")
+        tensor = torch.empty(shape, device="meta", dtype=build.TORCH_DTYPES[dtype])
+    else:
+        check_plan_memory(plan, source, dtype.itemsize)
+        module = build.prepare(model_module(plan), dtype, device)
+        tensor = build.input_tensor(shape[1], (shape[2], shape[3]), shape[0], dtype, device)
     capture = {str(index) for index in range(len(plan.layers))} if latency_settings else set()
-    traced = trace(module, tensor, capture)
+    with on_meta() if meta else contextlib.nullcontext():
+        traced = trace(module, tensor, capture)
     calls, found = matched(plan.ops, traced, "model", "plan")
-    return _evaluate(plan.name or source, source, module, tensor, traced, network.plan_rows(plan, calls), found,
-                     network.plan_settings(plan), context, calibration=calibration)  # fmt: skip
+    result = _evaluate(plan.name or source, source, module, tensor, traced, network.plan_rows(plan, calls), found,
+                       network.plan_settings(plan), context, calibration=calibration)  # fmt: skip
+    return _marked_meta(result) if meta else result
 
 
-def load_factory(path: str) -> nn.Module:
-    """Import ``package.module:factory`` and call it; raises UsageError with the reason.
+def check_meta(meta: bool, context: RunContext) -> None:
+    """UsageError for --meta with what needs a real run: latency, or a device of its own."""
+    if not meta:
+        return
+    if context.latency is not None:
+        raise UsageError("--meta: counts without running anything; --latency times a real run: drop one of them")
+    if context.device != "cpu":
+        raise UsageError(f"--meta: counts on the meta device, not on {context.device}: drop --device")
+
+
+@contextlib.contextmanager
+def on_meta() -> Iterator[None]:
+    """Tensors made without a device (a factory's weights, a forward's ``torch.arange``) are made on meta: shapes
+    from torch's meta kernels, nothing computed or allocated."""
+    with torch.device("meta"):
+        yield
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` on the meta device, the user's instance untouched: its parameters and buffers are not
+    copied but replaced by meta tensors of their shapes (so the copy costs no memory)."""
+    memo: dict[int, Any] = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(empty, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
+    return copy.deepcopy(model, memo)
+
+
+def _marked_meta(result: ModelResult) -> ModelResult:
+    result.environment.device = "meta"
+    result.environment.device_name = "meta (shapes only: nothing computed)"
+    result.notes.append("counted on the meta device (--meta): shapes from torch's meta kernels, nothing computed")
+    return result
+
+
+def load_factory(path: str, meta: bool = False) -> nn.Module:
+    """Import ``package.module:factory`` and call it (``meta``: the call under ``torch.device("meta")``, the import
+    not, so the module's own tensors stay real); raises UsageError with the reason.
 
     Everything the user's code does runs inside :func:`convcost.run.usercode.guard`: an exception, ``sys.exit`` or a
     KeyboardInterrupt it raises is an error naming ``path``, and what it prints goes to stderr.
@@ -98,7 +146,8 @@ def load_factory(path: str) -> nn.Module:
     if not callable(target):
         raise UsageError(f"{path}: {attribute} is not callable")
     # the factory may import the user's other modules lazily: the working directory stays on sys.path for it
-    with usercode.guard(path, f"calling {attribute}()"), usercode.working_directory_on_path():
+    where = on_meta() if meta else contextlib.nullcontext()
+    with usercode.guard(path, f"calling {attribute}()"), usercode.working_directory_on_path(), where:
         model = target()
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}: {attribute}() returned {type(model).__name__}, not an nn.Module")
@@ -112,32 +161,42 @@ def evaluate_import(
     depth: int | None = None,
     context: RunContext | None = None,
     model: nn.Module | None = None,
+    meta: bool = False,
 ) -> ModelResult:
     """Count a model from ``package.module:factory`` on an input of ``input_shape`` (without the batch), where and
-    how ``context`` says (as for :func:`evaluate_plan`)."""
+    how ``context`` says (as for :func:`evaluate_plan`). ``meta``: on the meta device, the factory called under
+    ``torch.device("meta")`` (a given ``model`` is copied there, never moved: see :func:`meta_copy`)."""
     context = context or _default_context()
     dtype, device, latency_settings = context.dtype, context.device, context.latency
+    check_meta(meta, context)
     check_device(device)
     calibration = _calibration(context)
     shape_text = "×".join(str(value) for value in (batch, *input_shape))
-    # the layers' outputs are unknown before the forward pass: refuse at least an input that cannot fit
-    require_memory(
-        batch * math.prod(input_shape) * dtype.itemsize,
-        f"{path}: input",
-        f"the input {shape_text} alone",
-        "use a smaller --input or --batch",
-    )
+    if not meta:
+        # the layers' outputs are unknown before the forward pass: refuse at least an input that cannot fit
+        require_memory(
+            batch * math.prod(input_shape) * dtype.itemsize,
+            f"{path}: input",
+            f"the input {shape_text} alone",
+            "use a smaller --input or --batch",
+        )
     from convcost.run import usercode
 
-    loaded = model if model is not None else load_factory(path)
-    with usercode.guard(path, f"moving the model to {device} {dtype}"):
-        module = build.prepare(loaded, dtype, device)
-    generator = torch.Generator().manual_seed(0)
-    tensor = torch.randn(batch, *input_shape, generator=generator).to(device=device, dtype=build.TORCH_DTYPES[dtype])
+    loaded = model if model is not None else load_factory(path, meta)
+    if meta:
+        with usercode.guard(path, f"copying the model to meta {dtype}"):
+            module = build.prepare(meta_copy(loaded) if model is not None else loaded, dtype, "meta")
+        tensor = torch.empty(batch, *input_shape, device="meta", dtype=build.TORCH_DTYPES[dtype])
+    else:
+        with usercode.guard(path, f"moving the model to {device} {dtype}"):
+            module = build.prepare(loaded, dtype, device)
+        generator = torch.Generator().manual_seed(0)
+        tensor = torch.randn(batch, *input_shape, generator=generator).to(device=device,
+                                                                          dtype=build.TORCH_DTYPES[dtype])  # fmt: skip
     capture: set[str] = set()
     if latency_settings is not None:
         capture = set(_Tracer(module, set()).modules)
-    with usercode.guard(path, f"forward pass on input {shape_text}"):
+    with usercode.guard(path, f"forward pass on input {shape_text}"), on_meta() if meta else contextlib.nullcontext():
         traced = trace(module, tensor, capture)
     rows = _group(traced, depth)
     settings: dict[str, Any] = {"input": list(input_shape), "batch": batch, "depth": depth}
@@ -145,7 +204,7 @@ def evaluate_import(
     # the model's when its traceback passes through the model's source
     roots = _user_sources(path, loaded)
     with usercode.guard(path, "counting or timing the forward pass", only_if_user_frames=roots):
-        return _evaluate(
+        result = _evaluate(
             path.rpartition(":")[2] or path,
             path,
             module,
@@ -158,6 +217,7 @@ def evaluate_import(
             imported=True,
             calibration=calibration,
         )
+    return _marked_meta(result) if meta else result
 
 
 def _user_sources(path: str, model: nn.Module) -> tuple[str, ...]:
@@ -230,7 +290,7 @@ def _evaluate(
     pairs = [pair for row, layer in zip(rows, result.layers, strict=True)
              for pair in zip(row.measured, layer.ops, strict=True)]  # fmt: skip
     counted, total.macs_flop_counter, total.ptflops_raw = count(
-        module, tensor, "model", pairs, figures, network.uncounted_note(result.ops)
+        traced, "model", pairs, figures, network.uncounted_note(result.ops)
     )
     total.macs_ptflops = total.ptflops_raw - total.bias_adds
     result.checks = found + counted

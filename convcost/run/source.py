@@ -30,21 +30,25 @@ def evaluate_source(
     dtype: str = "float32",
     device: str = "cpu",
     formula_only: bool = False,
+    meta: bool = False,
 ) -> ModelResult:
     """Evaluate a model file or an import path with command-line style settings (strings are validated).
 
     ``formula_only``: a model file by formula alone, never importing torch (an import path is refused: it is
     counted by running it); latency settings are then ignored, as ``compare --formula-only`` ignores them.
     ``threads``: default 1 (or the deprecated ``latency_settings.threads``); dtype, device and threads are
-    validated once, into the run context.
+    validated once, into the run context. ``meta``: count on the meta device (no latency; see
+    :func:`convcost.run.model.evaluate_import`).
     """
     chosen = threads_for(threads, latency_settings, 1)
     context = RunContext.of(dtype, device, chosen, None if formula_only else latency_settings)
     arguments = (source, input_shape, batch, width_multiplier, size, depth)
     if formula_only:
+        if meta:
+            raise UsageError("--meta: --formula-only runs nothing already: drop one of them")
         return _evaluate_source(*arguments, context, formula_only=True)
     with context.applied():  # a library leaves the process as it found it
-        return _evaluate_source(*arguments, context)
+        return _evaluate_source(*arguments, context, meta=meta)
 
 
 def _evaluate_source(
@@ -56,6 +60,7 @@ def _evaluate_source(
     depth: int | None,
     context: RunContext,
     formula_only: bool = False,
+    meta: bool = False,
 ) -> ModelResult:
     if not is_import_path(source):
         wrong = [flag for flag, value in (("input", input_shape), ("depth", depth)) if value is not None]
@@ -68,7 +73,7 @@ def _evaluate_source(
             return network.estimate_plan(plan, source, context.environment(measured=False))
         from convcost.run.model import evaluate_plan
 
-        return evaluate_plan(plan, source, context)
+        return evaluate_plan(plan, source, context, meta=meta)
     issues: list[FieldIssue] = []
     for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
         if value is not None:
@@ -93,7 +98,7 @@ def _evaluate_source(
         raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")
     from convcost.run.model import evaluate_import
 
-    return evaluate_import(source, shape, batch_size, depth, context)
+    return evaluate_import(source, shape, batch_size, depth, context, meta=meta)
 
 
 def _text(value: str | float | int | None) -> str | None:

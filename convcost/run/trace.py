@@ -33,9 +33,9 @@ from convcost.cost.ops import (
     Shape,
     UncountedOp,
 )
-from convcost.results.comparison import Check, checks
-from convcost.results.model import Call, OpResult
-from convcost.run.measure import count_flop_counter, count_ptflops
+from convcost.results.comparison import Check
+from convcost.results.model import Call
+from convcost.run.dispatch import CounterFigures, Figures
 
 # ---- leaf modules → operations ------------------------------------------------------------------------
 
@@ -229,6 +229,8 @@ class Trace:
     modules: dict[str, nn.Module] = field(default_factory=dict)
     never_called: list[str] = field(default_factory=list)  # "block.unused (Linear, 20 params)"
     output: Any = None  # what the forward pass returned
+    counted: Figures = field(default_factory=Figures)  # both counters' figures for the whole forward pass
+    unattributed: Figures = field(default_factory=Figures)  # the part of them outside every traced op
 
 
 class _FunctionalOps(TorchFunctionMode):
@@ -239,10 +241,27 @@ class _FunctionalOps(TorchFunctionMode):
         self.tracer = tracer
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: dict[str, Any] | None = None) -> Any:
-        output = func(*args, **(kwargs or {}))
-        if self.tracer.leaf_depth == 0:
-            self.tracer.functional(getattr(func, "__name__", ""), args, kwargs or {}, output)
+        if self.tracer.leaf_depth != 0:
+            return func(*args, **(kwargs or {}))
+        counters = self.tracer.counters
+        counters.begin()
+        try:
+            output = func(*args, **(kwargs or {}))
+        finally:
+            figures = counters.end()
+        call = self.tracer.functional(getattr(func, "__name__", ""), args, kwargs or {}, output)
+        _claim(call, figures, counters)
         return output
+
+
+def _claim(call: Call | None, figures: Figures, counters: CounterFigures) -> None:
+    """The counters' figures of a traced op go to its call; without one, to the scope around it."""
+    if call is not None:
+        call.flop_counter_flops = (call.flop_counter_flops or 0) + figures.flop_counter_flops
+        call.ptflops_raw = (call.ptflops_raw or 0) + figures.ptflops_raw
+        call.blind_to = tuple(sorted({*call.blind_to, *figures.blind}))
+    else:
+        counters.current().add(figures)
 
 
 class _Tracer:
@@ -260,6 +279,7 @@ class _Tracer:
         self.handles: list[Any] = []
         self.leaves: dict[str, nn.Module] = {}
         self.opaque: set[str] = set()  # containers counted as one uncounted op (see _opaque_container)
+        self.counters = CounterFigures()  # both counters' figures of each op, in the same pass
         self._find_leaves(model, "")
 
     def _find_leaves(self, module: nn.Module, name: str) -> None:
@@ -287,6 +307,7 @@ class _Tracer:
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None
             if name in self.capture and name not in self.inputs and first is not None and len(args) == 1:
                 self.inputs[name] = first.detach()
+            self.counters.begin()  # a leaf's work is its op's; a container keeps what none of its ops claims
             if leaf:
                 self.leaf_depth += 1
                 self.pending[id(module)] = (name, tuple(first.shape) if first is not None else ())
@@ -299,11 +320,14 @@ class _Tracer:
     def _post(self, name: str, leaf: bool) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             measured = _first_shape(output)
+            figures = self.counters.end()
             if not leaf:
                 self.stack.pop()
                 start, container_shape = self.container_starts.pop()
+                opaque = None
                 if not any(call.module_name is not None for call in self.calls[start:]):
-                    self._opaque_container(name, module, container_shape, measured, start)
+                    opaque = self._opaque_container(name, module, container_shape, measured, start)
+                _claim(opaque, figures, self.counters)
                 return
             self.leaf_depth -= 1
             _, shape = self.pending.pop(id(module))
@@ -321,25 +345,31 @@ class _Tracer:
             weight = module.weight if isinstance(op, ConvOp) else None
             if isinstance(weight, torch.Tensor):
                 call.weight_shape = tuple(weight.shape)  # the weight applied (a parametrization computes it)
+            _claim(call, figures, self.counters)
             self.calls.append(call)
 
         return hook
 
-    def _opaque_container(self, name: str, module: nn.Module, shape: Shape, measured: Shape | None, start: int) -> None:
+    def _opaque_container(
+        self, name: str, module: nn.Module, shape: Shape, measured: Shape | None, start: int
+    ) -> Call | None:
         """A container whose forward called none of its modules did its work functionally: one uncounted op."""
         if _stored_params(module) == 0:
-            return  # e.g. only adds and activations: the functional ops recorded already say what it did
+            return None  # e.g. only adds and activations: the functional ops recorded already say what it did
         count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
         label = (name or "(model)") + (f"#{count}" if count > 1 else "")
         params = _stored_params(module) if count == 1 else 0
         detail = f"{type(module).__name__} (no formula, its children not called)"
         op = UncountedOp(label, shape, detail, params, measured or ())
         self.opaque.add(name)
-        self.calls.insert(start, Call(op, measured, op.params, name, name, count > 1))
+        call = Call(op, measured, op.params, name, name, count > 1)
+        self.calls.insert(start, call)
+        return call
 
-    def functional(self, function: str, args: Any, kwargs: dict[str, Any], output: Any) -> None:
+    def functional(self, function: str, args: Any, kwargs: dict[str, Any], output: Any) -> Call | None:
+        """The op a functional call between leaves performed, recorded as a call (None when it is not one)."""
         if not isinstance(output, torch.Tensor):
-            return
+            return None
         parent = self.stack[-1] if self.stack and self.stack[-1] else "(model)"
         shape = tuple(output.shape)
         first = args[0] if args and isinstance(args[0], torch.Tensor) else None
@@ -363,8 +393,11 @@ class _Tracer:
                 0,
                 shape,
             )
-        if op is not None:
-            self.calls.append(Call(op, shape, 0, None, self.stack[-1] if self.stack else ""))
+        if op is None:
+            return None
+        call = Call(op, shape, 0, None, self.stack[-1] if self.stack else "")
+        self.calls.append(call)
+        return call
 
     def _label(self, name: str) -> str:
         count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
@@ -408,7 +441,7 @@ def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = Non
     tracer = _Tracer(model, capture or set())
     tracer.attach()
     try:
-        with torch.no_grad(), without_fast_paths(), _FunctionalOps(tracer):
+        with torch.no_grad(), without_fast_paths(), tracer.counters, _FunctionalOps(tracer):
             output = model(tensor)
     finally:
         tracer.detach()
@@ -427,41 +460,9 @@ def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = Non
         if name not in tracer.call_counts and _stored_params(module) and not _under(name, tracer.opaque)
     ]
     output_shape = _first_shape(output) or ()
-    return Trace(calls, output_shape, tracer.inputs, tracer.modules, never_called, output)
-
-
-def count(
-    module: nn.Module,
-    tensor: torch.Tensor,
-    subject: str,
-    results: list[tuple[Call | None, OpResult]],
-    figures: list[tuple[str, Any, Any]],
-    note: str = "",
-) -> tuple[list[Check], int, int]:
-    """The one count path of every network, a compare stage as a model: each op's figures by formula against what
-    its call measured (only those that disagree are kept), then both counters on the whole ``module`` and the
-    ``subject``'s checks, ``figures`` and its MACs against both. Returns the checks and the counters' figures
-    (FlopCounterMode's MACs, ptflops' raw figure)."""
-    found: list[Check] = []
-    for call, op in results:
-        if call is None:
-            continue
-        own: list[tuple[str, Any, Any]] = []
-        if op.counted and op.output_shape_measured is not None:
-            own.append(("output shape", op.output_shape, op.output_shape_measured))
-        if isinstance(call.op, ConvOp) and call.weight_shape is not None:
-            own.append(
-                ("weight shape", (call.op.cout, call.op.cin // call.op.groups, *call.op.kernel), call.weight_shape)
-            )
-        if op.params_measured is not None:
-            own.append(("params", op.params, op.params_measured))
-        found += [check for check in checks(op.name, own) if not check.ok]
-    with without_fast_paths():
-        flop_counter, _ = count_flop_counter(module, tensor)
-        ptflops_raw = count_ptflops(module, tensor)
-    macs, bias_adds = sum(op.macs for _, op in results), sum(op.bias_adds for _, op in results)
-    found += checks(subject, figures, (macs, flop_counter, ptflops_raw, bias_adds), note)
-    return found, flop_counter, ptflops_raw
+    counters = tracer.counters
+    return Trace(calls, output_shape, tracer.inputs, tracer.modules, never_called, output, counters.total,
+                 counters.unattributed)  # fmt: skip
 
 
 def matched(planned: list[Op], traced: Trace, subject: str, what: str) -> tuple[list[Call | None], list[Check]]:

@@ -1,0 +1,71 @@
+"""The checks of a traced network: each op's figures by formula against what its call measured and what both
+counters counted for it in the traced pass (:mod:`convcost.run.dispatch`), then the network's totals."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from convcost.cost.ops import ConvOp
+from convcost.results.comparison import Check, checks
+from convcost.results.model import FLOP_COUNTER, PTFLOPS, Call, OpResult
+from convcost.run.dispatch import Figures
+
+
+class Traced(Protocol):
+    """What :func:`count` needs of a :class:`convcost.run.trace.Trace`."""
+
+    counted: Figures
+    unattributed: Figures
+
+
+def count(
+    traced: Traced,
+    subject: str,
+    results: list[tuple[Call | None, OpResult]],
+    figures: list[tuple[str, Any, Any]],
+    note: str = "",
+) -> tuple[list[Check], int, int]:
+    """The one count path of every network, a compare stage as a model: each op's figures by formula against what
+    its call measured and what each counter counted for it in the traced pass (only the checks that fail are
+    kept), then the ``subject``'s checks, ``figures`` and its MACs against both counters' totals. Nothing runs
+    again: the counters' figures come from the trace (:mod:`convcost.run.dispatch`). Returns the checks and the
+    counters' totals (FlopCounterMode's MACs, ptflops' raw figure)."""
+    found: list[Check] = []
+    for call, op in results:
+        if call is None:
+            continue
+        own: list[tuple[str, Any, Any]] = []
+        if op.counted and op.output_shape_measured is not None:
+            own.append(("output shape", op.output_shape, op.output_shape_measured))
+        if isinstance(call.op, ConvOp) and call.weight_shape is not None:
+            own.append(
+                ("weight shape", (call.op.cout, call.op.cin // call.op.groups, *call.op.kernel), call.weight_shape)
+            )
+        if op.params_measured is not None:
+            own.append(("params", op.params, op.params_measured))
+        if op.counted:  # where a counter saw all of the op, its MACs are ours; else op.not_seen_by says so
+            if op.macs_flop_counter and FLOP_COUNTER not in op.blind_to:
+                own.append(("MACs (FlopCounterMode)", op.macs, op.macs_flop_counter))
+            if op.ptflops_raw and PTFLOPS not in op.blind_to:
+                own.append(("MACs (ptflops)", op.macs, op.macs_ptflops))
+        found += [check for check in checks(op.name, own) if not check.ok]
+    totals = flop_counter, ptflops_raw = traced.counted.flop_counter_macs, traced.counted.ptflops_raw
+    ran = [op for call, op in results if call is not None]
+    if len(ran) == len(results):  # ours over the ops each counter saw: an op it cannot see is marked, not failed
+        seen_flop_counter = sum(op.macs for op in ran if FLOP_COUNTER in op.seen_by)
+        seen_ptflops = [op for op in ran if PTFLOPS in op.seen_by]
+        macs, bias_adds = sum(op.macs for op in seen_ptflops), sum(op.bias_adds for op in seen_ptflops)
+        # what a counter counted in an op it partly cannot see is that op's, not compared: taken off its total
+        flop_counter -= sum(op.macs_flop_counter or 0 for op in ran if FLOP_COUNTER in op.blind_to)
+        ptflops_raw -= sum(op.ptflops_raw or 0 for op in ran if PTFLOPS in op.blind_to)
+    else:  # the built module is not the one planned: the plan's figures against the totals
+        seen_flop_counter = macs = sum(op.macs for _, op in results)
+        bias_adds = sum(op.bias_adds for _, op in results)
+    found += checks(subject, figures, (seen_flop_counter, flop_counter, ptflops_raw, bias_adds), note, macs)
+    unattributed = traced.unattributed
+    if unattributed.flop_counter_flops or unattributed.ptflops_raw:
+        found.append(Check(subject, "MACs outside every traced op", 0, unattributed.flop_counter_macs
+                           or unattributed.ptflops_raw, "counted by FlopCounterMode "
+                           f"({unattributed.flop_counter_macs:,}) or ptflops ({unattributed.ptflops_raw:,}) "
+                           "in aten ops that no traced op ran"))  # fmt: skip
+    return found, *totals
