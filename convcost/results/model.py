@@ -34,6 +34,7 @@ class OpResult:
     macs_flop_counter: int | None = None  # FlopCounterMode's FLOPs ÷ 2
     ptflops_raw: int | None = None  # ptflops' own figure (with the bias adds it folds in)
     blind_to: tuple[str, ...] = ()  # counters that ran part of this op without a formula for it (fused attention)
+    other_reads: int = 0  # elements read besides its input and params (a matmul's right operand): for bytes
 
     @property
     def flops(self) -> int:
@@ -126,6 +127,7 @@ def op_result(op: Op, call: Call | None) -> OpResult:
         macs_flop_counter=None if call is None or call.flop_counter_flops is None else call.flop_counter_flops // 2,
         ptflops_raw=None if call is None else call.ptflops_raw,
         blind_to=() if call is None else call.blind_to,
+        other_reads=op.other_reads(),
     )
 
 
@@ -171,7 +173,9 @@ class ModelLayerResult:
         """Bytes moved at minimum, by :func:`convcost.cost.ops.moved_elements` (views move nothing)."""
         from convcost.cost.ops import moved_elements
 
-        return itemsize * sum(moved_elements(op.kind, op.input_shape, op.output_shape, op.params) for op in self.ops)
+        return itemsize * sum(
+            moved_elements(op.kind, op.input_shape, op.output_shape, op.params, op.other_reads) for op in self.ops
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
