@@ -85,7 +85,7 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     if function == "scaled_dot_product_attention":
         query, key, value = arg(0, "query"), arg(1, "key"), arg(2, "value")
         if all(isinstance(tensor, torch.Tensor) for tensor in (query, key, value)):
-            return AttentionOp(label("attention"), tuple(query.shape), tuple(key.shape), tuple(value.shape))
+            return AttentionOp(label(function), tuple(query.shape), tuple(key.shape), tuple(value.shape))
         return None
     if function in CONVS and first is not None:
         return _conv(function, args, kwargs, label, consume)
