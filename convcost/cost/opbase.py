@@ -35,6 +35,7 @@ class OpKind(str, Enum):
     EMBEDDING = "embedding"
     RECURRENT = "recurrent"
     MUL = "multiply"
+    PARAMETER_USE = "parameter use"
     NOT_COUNTED = "not counted"
 
     def __str__(self) -> str:

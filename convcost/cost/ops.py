@@ -10,7 +10,8 @@ The counting convention is the one stated in :mod:`convcost.formulas`; for the o
   PReLU has one parameter per channel.
 * **pool**: a window pool does one op per window element per output element; an adaptive (global) pool reads
   each input element once: one op per input element.
-* **add** (a residual add): 1 other op per output element.
+* **add** (a residual add, or a broadcast one: position embeddings): 1 other op per output element; a parameter
+  added is its params.
 * **flatten**, **identity** and dropout (at inference) cost nothing.
 * **Bytes moved** at minimum (the roofline's, see :mod:`convcost.roofline`): every operation that really reads
   and writes memory reads its input(s) and its parameters once and writes its output once (an add reads two
@@ -146,8 +147,10 @@ class IdentityOp(Op):
 
 @dataclass(frozen=True)
 class AddOp(Op):
-    """A residual add of two tensors of the op's input shape."""
+    """A residual add of two tensors of the op's input shape, or a parameter added to one (a position embedding,
+    broadcast over the batch): that parameter is its params."""
 
+    params: int = 0
     kind: ClassVar[OpKind] = OpKind.ADD
 
 
@@ -256,7 +259,7 @@ def _identity_cost(op: IdentityOp) -> Cost:
 
 @register(AddOp, lambda op: op.input_shape)
 def _add_cost(op: AddOp) -> Cost:
-    return Cost(other_ops=elements(op.input_shape))
+    return Cost(params=op.params, other_ops=elements(op.input_shape))
 
 
 @register(UncountedOp, lambda op: op.output)
@@ -264,7 +267,7 @@ def _uncounted_cost(op: UncountedOp) -> Cost:
     return Cost(params=op.params)
 
 
-VIEW_KINDS = frozenset({OpKind.FLATTEN, OpKind.IDENTITY})
+VIEW_KINDS = frozenset({OpKind.FLATTEN, OpKind.IDENTITY, OpKind.PARAMETER_USE})
 
 
 def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, params: int, other: int = 0) -> int:
@@ -277,7 +280,7 @@ def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, 
         return 0
     inputs = elements(input_shape) if input_shape else 0
     outputs = elements(output_shape) if output_shape else 0
-    if kind is OpKind.ADD:
+    if kind is OpKind.ADD and not params:  # two activations; else one and the parameter
         inputs *= 2
     if kind is OpKind.EMBEDDING:
         return inputs + 2 * outputs
@@ -353,6 +356,7 @@ def category(op: Op) -> Category:
         OpKind.ADAPTIVE_POOL: Category.POOL,
         OpKind.FLATTEN: Category.RESHAPE,
         OpKind.IDENTITY: Category.RESHAPE,
+        OpKind.PARAMETER_USE: Category.RESHAPE,
         OpKind.ADD: Category.ADD,
         OpKind.NOT_COUNTED: Category.NOT_COUNTED,
         **{kind: Category[kind.name] for kind in _OWN_CATEGORY},

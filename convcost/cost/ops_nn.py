@@ -308,6 +308,25 @@ def _mul_cost(op: MulOp) -> Cost:
     return Cost(params=op.params, other_ops=elements(_broadcast(op.input_shape, op.other)))
 
 
+@dataclass(frozen=True)
+class ParameterUseOp(Op):
+    """A parameter of the model that a view or a copy reads (a class token expanded over the batch and
+    concatenated, a bias table indexed): its params, no MACs, no other ops; its output as measured."""
+
+    function: str = ""
+    params: int = 0
+    output: Shape = ()
+    kind: ClassVar[OpKind] = OpKind.PARAMETER_USE
+
+    def description(self) -> str:
+        return self.function
+
+
+@register(ParameterUseOp, lambda op: op.output)
+def _parameter_use_cost(op: ParameterUseOp) -> Cost:
+    return Cost(params=op.params)
+
+
 # ---- recurrent -------------------------------------------------------------------------------------------------
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}

@@ -41,11 +41,22 @@ class OpResult:
         return 2 * self.macs
 
     @property
+    def ptflops_folded(self) -> int:
+        """The bias adds ptflops folds into its figure: all of a conv's or a linear's (one aten op with its bias);
+        of an op that runs several aten ops (attention's projections, an LSTM's steps) those whose aten op carries
+        the bias, which differ by torch's path: at most ours, never more."""
+        if not self.ptflops_raw:
+            return 0
+        if self.kind in PARTLY_FOLDED:
+            return min(self.bias_adds, max(0, self.ptflops_raw - self.macs))
+        return self.bias_adds
+
+    @property
     def macs_ptflops(self) -> int | None:
         """ptflops' figure less the bias adds it folds in (what is compared with our MACs), where it saw any."""
         if self.ptflops_raw is None:
             return None
-        return self.ptflops_raw - self.bias_adds if self.ptflops_raw else 0
+        return self.ptflops_raw - self.ptflops_folded if self.ptflops_raw else 0
 
     @property
     def seen_by(self) -> list[str]:
@@ -86,6 +97,7 @@ class OpResult:
 
 
 FLOP_COUNTER, PTFLOPS = "FlopCounterMode", "ptflops"
+PARTLY_FOLDED = {"attention", "recurrent"}  # the op kinds whose bias adds ptflops folds in part (OpKind values)
 
 
 @dataclass

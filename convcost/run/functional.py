@@ -23,6 +23,7 @@ from convcost.cost.ops_nn import (
     FeatureNormOp,
     MatmulOp,
     MulOp,
+    ParameterUseOp,
     UpsampleOp,
     upsample_size,
 )
@@ -46,6 +47,12 @@ Label = Callable[[str], str]  # an op's short name → its unique label under th
 def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor,
                   label: Label, consume: Consume) -> Op | None:  # fmt: skip
     """The op a functional call performed, or None when it is not one (a view, a scalar add, a reduction...)."""
+    op = _known_op(function, args, kwargs, output, label, consume)
+    return op if op is not None else _parameter_use(function, args, kwargs, output, label, consume)
+
+
+def _known_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor,
+              label: Label, consume: Consume) -> Op | None:  # fmt: skip
     first = args[0] if args and isinstance(args[0], torch.Tensor) else None
     shape = tuple(output.shape)
 
@@ -54,9 +61,12 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
 
     if function in ADDS:
         other = arg(1, "other")
-        # a residual add: two tensors of one non-scalar shape (not a.sum() + b.sum(), not a broadcast)
-        if first is not None and isinstance(other, torch.Tensor) and first.dim() > 0 and first.shape == other.shape:
-            return AddOp(label("add"), shape)
+        # a residual add, or one broadcast (token + position embeddings, a parameter added): two tensors, not
+        # scalars (not a.sum() + b.sum()), the output the shape of one of them
+        if first is None or not isinstance(other, torch.Tensor) or first.dim() == 0:
+            return None
+        if other.dim() > 0 and tuple(output.shape) in (first.shape, other.shape):
+            return AddOp(label("add"), shape, consume(first) + consume(other))
         return None
     if function in MULS:
         other = arg(1, "other")
@@ -112,6 +122,21 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
                 label("embedding"), tuple(first.shape), weight.shape[0], weight.shape[1], consume(weight)
             )
     return None
+
+
+def _parameter_use(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor, label: Label,
+                   consume: Consume) -> Op | None:  # fmt: skip
+    """Any other call that reads a parameter of the model not counted yet (``cls_token.expand``, ``torch.cat`` of
+    it, ``table[index]``): the parameter's op, with no cost."""
+    operands = [*args, *kwargs.values()]
+    operands += [item for value in operands if isinstance(value, (list, tuple)) for item in value]
+    parameters = [item for item in operands if isinstance(item, torch.nn.Parameter)]
+    used = sum(consume(item) for item in parameters)
+    if not used:
+        return None
+    first = next((item for item in operands if isinstance(item, torch.Tensor)), None)
+    first_shape = tuple(first.shape) if first is not None else ()
+    return ParameterUseOp(label(function.strip("_")), first_shape, function.strip("_"), used, tuple(output.shape))
 
 
 def _params(consume: Consume, *tensors: Any) -> int | None:
