@@ -137,7 +137,7 @@ def test_layernorm_is_counted_as_other_ops_with_its_params() -> None:
     # LayerNorm([8, 6, 6]): weight and bias 2·288 = 576 params; 4 + 1 + 1 = 6 ops per element · 288 = 1,728
     assert (norm.kind, norm.params, norm.macs, norm.other_ops) == ("feature norm", 576, 0, 1_728)
     kinds = [op.kind for op in result.ops]
-    assert kinds == ["conv", "conv", "batchnorm", "add", "activation", "feature norm", "linear"]
+    assert kinds == ["conv", "conv", "batchnorm", "add", "activation", "feature norm", "reduce", "linear"]
     # stem 8·36·3·9 = 7,776; block 8·36·8·9 = 20,736; head 5·8 = 40 → 28,552
     assert result.total.macs == 28_552 and result.ok
 

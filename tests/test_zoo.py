@@ -3,6 +3,7 @@ comments), and the params also from torch (``sum(p.numel())``, an independent co
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from convcost.run.model import evaluate_import
@@ -59,3 +60,32 @@ def test_conv_decoder() -> None:
     # the SE multiply 8·4·4 = 128; bilinear reads 4 points per output 4 · 8·16·16 = 8,192;
     # GroupNorm 6 · 128 = 768 and InstanceNorm 6 · 4·8·8 = 1,536
     assert by_kind["multiply"] == 128 and by_kind["upsample"] == 8_192 and by_kind["feature norm"] == 768 + 1_536
+
+
+class Permute(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: the identity at inference."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class Cumulative(nn.Module):
+    """No parameters and no MACs, but arithmetic that no formula knows."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.cumsum(1)
+
+
+def test_a_module_that_returns_its_input_or_a_view_of_it_has_nothing_to_count() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), Permute(), DropPath(), nn.Linear(4, 2))
+    result = evaluate_import("tests.zoo:tiny_vit", (3, 5, 5), model=model)
+    assert result.ok and result.complete, result.failures
+    # conv 4·25 outputs · 3 = 300, linear 25 rows · 4 · 2 = 200
+    assert [op.name for op in result.ops] == ["0", "3"] and result.total.macs == 500
+    unknown = evaluate_import("tests.zoo:tiny_vit", (3, 5, 5), model=nn.Sequential(nn.Conv2d(3, 4, 1), Cumulative()))
+    assert [op.name for op in unknown.not_counted] == ["1"] and not unknown.complete

@@ -36,6 +36,7 @@ class OpKind(str, Enum):
     RECURRENT = "recurrent"
     MUL = "multiply"
     PARAMETER_USE = "parameter use"
+    REDUCE = "reduce"
     NOT_COUNTED = "not counted"
 
     def __str__(self) -> str:

@@ -332,6 +332,7 @@ class Category(str, Enum):
     EMBEDDING = "embedding"
     RECURRENT = "recurrent"
     MUL = "multiply"
+    REDUCE = "reduction"
     NOT_COUNTED = "not counted"
 
     def __str__(self) -> str:
@@ -365,7 +366,7 @@ def category(op: Op) -> Category:
 
 # the kinds whose category has the kind's name
 _OWN_CATEGORY = (OpKind.MATMUL, OpKind.ATTENTION, OpKind.FEATURE_NORM, OpKind.CONV_TRANSPOSE, OpKind.UPSAMPLE,
-                 OpKind.EMBEDDING, OpKind.RECURRENT, OpKind.MUL)  # fmt: skip
+                 OpKind.EMBEDDING, OpKind.RECURRENT, OpKind.MUL, OpKind.REDUCE)  # fmt: skip
 
 
 def describe(op: Op) -> str:

@@ -23,6 +23,8 @@ The convention (the one of :mod:`convcost.cost.formulas`, extended):
   hidden) MACs (gates: RNN 1, GRU 3, LSTM 4; LSTM with ``proj_size`` adds hidden × proj), two bias adds per gate
   element, and other ops: one per gate element (its activation) plus 5 per hidden element for the state update of
   a GRU or an LSTM.
+* **reduction** (``mean``, ``sum``, ``amax``, …; a global pool written as ``x.mean((2, 3))``): 1 other op per
+  input element, as an adaptive pool.
 * **multiply** between two activations (squeeze-and-excitation's gate, LayerScale's scale): 1 other op per
   output element; a parameter operand counts as params.
 """
@@ -306,6 +308,24 @@ class MulOp(Op):
 @register(MulOp, lambda op: _broadcast(op.input_shape, op.other))
 def _mul_cost(op: MulOp) -> Cost:
     return Cost(params=op.params, other_ops=elements(_broadcast(op.input_shape, op.other)))
+
+
+@dataclass(frozen=True)
+class ReduceOp(Op):
+    """A reduction (``mean``, ``sum``, ``amax``, …) of ``input_shape`` to ``output``: a global pool written as
+    ``x.mean((2, 3))``; one other op per input element, as an adaptive pool."""
+
+    function: str = "mean"
+    output: Shape = ()
+    kind: ClassVar[OpKind] = OpKind.REDUCE
+
+    def description(self) -> str:
+        return self.function
+
+
+@register(ReduceOp, lambda op: op.output)
+def _reduce_cost(op: ReduceOp) -> Cost:
+    return Cost(other_ops=elements(op.input_shape))
 
 
 @dataclass(frozen=True)

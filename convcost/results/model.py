@@ -42,9 +42,9 @@ class OpResult:
 
     @property
     def ptflops_folded(self) -> int:
-        """The bias adds ptflops folds into its figure: all of a conv's or a linear's (one aten op with its bias);
-        of an op that runs several aten ops (attention's projections, an LSTM's steps) those whose aten op carries
-        the bias, which differ by torch's path: at most ours, never more."""
+        """The bias adds ptflops folds into its figure: all of a conv's (one aten op with its bias); of a linear,
+        a matmul or an op that runs several aten ops (attention's projections, an LSTM's steps) those whose aten op
+        carries the bias (addmm), not those torch adds apart, so it depends on torch's path: at most ours."""
         if not self.ptflops_raw:
             return 0
         if self.kind in PARTLY_FOLDED:
@@ -97,7 +97,9 @@ class OpResult:
 
 
 FLOP_COUNTER, PTFLOPS = "FlopCounterMode", "ptflops"
-PARTLY_FOLDED = {"attention", "recurrent"}  # the op kinds whose bias adds ptflops folds in part (OpKind values)
+# the op kinds (OpKind values) whose bias adds ptflops folds in part, by torch's path: a linear on a 2-d or contiguous
+# input is one addmm (bias folded), on a non-contiguous one a matmul and a separate add (not folded)
+PARTLY_FOLDED = {"attention", "recurrent", "linear", "matmul"}
 
 
 @dataclass

@@ -24,6 +24,7 @@ from convcost.cost.ops_nn import (
     MatmulOp,
     MulOp,
     ParameterUseOp,
+    ReduceOp,
     UpsampleOp,
     upsample_size,
 )
@@ -36,6 +37,7 @@ MATMULS = {"matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "mv", "addmm", "a
            "addbmm", "addmv"}  # fmt: skip
 CONVS = {"conv1d", "conv2d", "conv3d"}
 CONV_TRANSPOSES = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
+REDUCTIONS = {"mean", "sum", "amax", "amin", "prod", "logsumexp", "var", "std", "nansum", "nanmean"}
 NORMS = {"layer_norm", "group_norm", "instance_norm", "rms_norm", "batch_norm"}
 # functional calls with MACs that have no formula here: listed as not counted (the counters show what they cost)
 UNCOUNTED = {"bilinear", "tensordot", "multi_head_attention_forward"}
@@ -82,6 +84,8 @@ def _known_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], outp
         return AdaptivePoolOp(label(function), tuple(first.shape), mode, shape[-dims:])
     if function in ACTIVATIONS and first is not None:
         return ActOp(label(function.rstrip("_")), tuple(first.shape), function.rstrip("_"))
+    if function in REDUCTIONS and first is not None and first.dim() > 0:
+        return ReduceOp(label(function), tuple(first.shape), function, shape)
     if function in MATMULS:
         return _matmul(function, args, kwargs, label, consume)
     if function == "einsum":

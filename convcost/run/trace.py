@@ -162,7 +162,9 @@ class _Tracer:
                 self.stack.pop()
                 start, container_shape = self.container_starts.pop()
                 opaque = None
-                if not self.calls[start:]:
+                # a module that ran no op we know: not counted, unless it only moved data (Permute, a window
+                # partition, StochasticDepth at inference) or, with children, has no parameters left
+                if not self.calls[start:] and (figures.arithmetic or self.unconsumed(module)):
                     opaque = self._opaque_container(name, module, container_shape, measured, start)
                 _claim(opaque, figures, self.counters)
                 return
