@@ -89,3 +89,24 @@ def test_a_module_that_returns_its_input_or_a_view_of_it_has_nothing_to_count() 
     assert [op.name for op in result.ops] == ["0", "3"] and result.total.macs == 500
     unknown = evaluate_import("tests.zoo:tiny_vit", (3, 5, 5), model=nn.Sequential(nn.Conv2d(3, 4, 1), Cumulative()))
     assert [op.name for op in unknown.not_counted] == ["1"] and not unknown.complete
+
+
+class SharedEncoder(nn.Module):
+    """One position encoder module held by two blocks (as CoaT shares its), called by both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        shared = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.first = nn.Sequential(shared, nn.ReLU())
+        self.second = nn.Sequential(shared, nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(self.first(x))
+
+
+def test_a_module_shared_by_two_parents_is_counted_at_each_call_and_its_weights_once() -> None:
+    result = evaluate_import("tests.zoo:tiny_vit", (4, 5, 5), model=SharedEncoder())
+    assert result.ok and result.complete, result.failures
+    # the depthwise 3×3 twice: 2 · 4·25 outputs · 9 = 1,800 MACs; its 4·9 + 4 = 40 params once
+    assert result.total.macs == 1_800 and result.total.params == 40
+    assert [op.name for op in result.ops if op.kind == "conv"] == ["first.0", "first.0#2"]

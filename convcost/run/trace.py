@@ -94,9 +94,13 @@ class _Tracer:
         self.used = 0  # the parameters' elements the functional op being recorded used first: its measured params
         self.opaque: set[str] = set()  # containers counted as one uncounted op (see _opaque_container)
         self.counters = CounterFigures()  # both counters' figures of each op, in the same pass
+        self.seen: set[int] = set()
         self._find_leaves(model, "")
 
     def _find_leaves(self, module: nn.Module, name: str) -> None:
+        if id(module) in self.seen:
+            return  # a module shared by two parents (CoaT's position encoder) has its first name and one set of hooks
+        self.seen.add(id(module))
         self.modules[name] = module
         children = list(module.named_children())
         if _lookup(module) is not None:
