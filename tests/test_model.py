@@ -130,23 +130,25 @@ def test_import_path_matches_the_model_file_at_96() -> None:
     assert [layer.kind for layer in imported.layers][-1] == "Linear"
 
 
-def test_import_path_not_counted_is_listed_with_its_params() -> None:
+def test_layernorm_is_counted_as_other_ops_with_its_params() -> None:
     result = evaluate_import("tests.models_for_tests:tiny_residual", (3, 6, 6))
-    (uncounted,) = result.not_counted
-    assert (uncounted.name, uncounted.detail, uncounted.params) == ("norm", "LayerNorm", 2 * 8 * 6 * 6)
-    assert any("not counted" in note for note in result.notes)
+    assert result.not_counted == [] and result.complete
+    norm = next(op for op in result.ops if op.name == "norm")
+    # LayerNorm([8, 6, 6]): weight and bias 2·288 = 576 params; 4 + 1 + 1 = 6 ops per element · 288 = 1,728
+    assert (norm.kind, norm.params, norm.macs, norm.other_ops) == ("feature norm", 576, 0, 1_728)
     kinds = [op.kind for op in result.ops]
-    assert kinds == ["conv", "conv", "batchnorm", "add", "activation", "not counted", "linear"]
+    assert kinds == ["conv", "conv", "batchnorm", "add", "activation", "feature norm", "reduce", "linear"]
     # stem 8·36·3·9 = 7,776; block 8·36·8·9 = 20,736; head 5·8 = 40 → 28,552
     assert result.total.macs == 28_552 and result.ok
 
 
-def test_functional_conv_is_not_silently_zero() -> None:
+def test_functional_conv_is_counted_with_the_parameter_it_uses() -> None:
     result = evaluate_import("tests.models_for_tests:functional_conv", (3, 8, 8))
-    assert not result.ok
-    # the counters see the conv the formulas could not: 4·6·6·3·9 = 3,888
-    assert "model: MACs (FlopCounterMode): formula 0, measured 3,888" in result.failures
-    assert result.not_counted[0].params == 4 * 3 * 9
+    assert result.ok and result.complete, result.failures
+    # F.conv2d on its 4×3×3×3 weight: 4·6·6·3·9 = 3,888 MACs, 4·3·9 = 108 params (the module's own parameter)
+    (conv,) = result.ops
+    assert (conv.kind, conv.macs, conv.params, conv.params_measured) == ("conv", 3_888, 108, 108)
+    assert conv.macs_flop_counter == 3_888
 
 
 def test_conv1d_conv3d_model() -> None:
@@ -190,27 +192,31 @@ def test_mobilenet_v2_width_multiplier_matches_torchvision_style_reference(width
     assert result.ok, result.failures
 
 
-def test_attention_is_not_counted_and_the_counters_show_its_matmuls() -> None:
+def test_multihead_attention_is_counted_and_agrees_with_the_counters() -> None:
     enabled = torch.backends.mha.get_fastpath_enabled()
     result = evaluate_import("tests.models_for_tests:attention", (5, 16))
     assert torch.backends.mha.get_fastpath_enabled() == enabled  # restored
     attention = next(op for op in result.ops if op.name == "attn")
     module = models_for_tests.attention().attn
-    assert not attention.counted and attention.params == sum(p.numel() for p in module.parameters())
+    assert attention.counted and attention.params == sum(p.numel() for p in module.parameters())
     assert result.total.params == result.total.params_measured  # its out_proj is inside its row
     # by hand, 5 tokens of width 16, 2 heads of 8: in-projection 5·16·48 = 3,840; scores 2·5·5·8 = 400;
-    # weights × values 400; out-projection 5·16·16 = 1,280 → 5,920; the fc 5·16·4 = 320 is counted
-    assert result.total.macs == 320
-    assert f"model: MACs (FlopCounterMode): formula 320, measured {320 + 5920:,}" in result.failures
-    assert not result.ok
+    # weights × values 400; out-projection 5·16·16 = 1,280 → 5,920; the fc 5·16·4 = 320
+    assert attention.macs == 5_920 and result.total.macs == 5_920 + 320
+    # bias adds: q, k, v and out projections 4·5·16 = 320; softmax and scale 2 · 2 heads · 5 · 5 = 100
+    assert (attention.bias_adds, attention.other_ops) == (320, 100)
+    assert attention.macs_flop_counter == 5_920
+    assert result.ok and result.complete, result.failures
 
 
 def test_container_parameter_does_not_break_the_output_shape_check() -> None:
     result = evaluate_import("tests.models_for_tests:scaled", (3, 6, 6))
     assert result.ok, result.failures
     assert result.output_shape == result.output_shape_measured == (1, 8, 6, 6)
-    own = [op for op in result.not_counted if "own parameters" in op.name]
-    assert [op.params for op in own] == [8]
+    assert result.not_counted == []  # the scale is the multiply's parameter
+    mul = next(op for op in result.ops if op.kind == "multiply")
+    # conv output 1·8·6·6 = 288 elements times a 1×8×1×1 scale: 288 other ops, 8 params
+    assert (mul.params, mul.params_measured, mul.other_ops, mul.macs) == (8, 8, 288, 0)
 
 
 def test_weight_norm_conv_counts_what_it_stores() -> None:
@@ -229,13 +235,19 @@ def test_modules_never_called_are_named_in_the_failure() -> None:
     ]
 
 
-def test_functional_matmuls_are_listed_and_scalar_sums_are_not_residual_adds() -> None:
+def test_functional_matmuls_are_counted_and_scalar_sums_are_not_residual_adds() -> None:
     result = evaluate_import("tests.models_for_tests:functional", (5, 16))
-    names = [op.name for op in result.not_counted]
-    for function in ("addmm", "scaled_dot_product_attention", "baddbmm", "conv_transpose2d", "tensordot"):
-        assert f"(model).{function}" in names
+    assert [op.name for op in result.not_counted] == ["(model).tensordot"]  # the one with no formula
+    by_name = {op.name: op for op in result.ops}
+    # addmm: (5×16) @ (16×16): 5·16·16 = 1,280, its weight 256 params; SDPA on 1×5×16: 5·5·16 · 2 = 800;
+    # baddbmm (1×5×16) @ (1×16×5): 5·5·16 = 400; conv_transpose2d 4→4 2×2 on 4×4×5: 80 inputs · 4 · 4 = 1,280
+    assert (by_name["(model).addmm"].macs, by_name["(model).addmm"].params) == (1_280, 256)
+    assert by_name["(model).scaled_dot_product_attention"].macs == 800
+    assert by_name["(model).baddbmm"].macs == 400
+    transposed = by_name["(model).conv_transpose2d"]
+    assert (transposed.macs, transposed.params, transposed.output_shape) == (1_280, 64, (1, 4, 5, 6))
     assert not [op for op in result.ops if op.kind == "add"]  # a.sum() + b.sum() adds scalars
-    assert not result.ok  # the counters see the matmuls
+    assert not result.complete and not result.ok  # tensordot is not counted: the counters see its matmul
 
 
 @pytest.mark.parametrize(("kernel", "stride", "size", "out"), [(4, 1, 16, 16), (2, 1, 7, 7), (4, 2, 16, 8)])

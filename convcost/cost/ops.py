@@ -10,7 +10,8 @@ The counting convention is the one stated in :mod:`convcost.formulas`; for the o
   PReLU has one parameter per channel.
 * **pool**: a window pool does one op per window element per output element; an adaptive (global) pool reads
   each input element once: one op per input element.
-* **add** (a residual add): 1 other op per output element.
+* **add** (a residual add, or a broadcast one: position embeddings): 1 other op per output element; a parameter
+  added is its params.
 * **flatten**, **identity** and dropout (at inference) cost nothing.
 * **Bytes moved** at minimum (the roofline's, see :mod:`convcost.roofline`): every operation that really reads
   and writes memory reads its input(s) and its parameters once and writes its output once (an add reads two
@@ -18,6 +19,8 @@ The counting convention is the one stated in :mod:`convcost.formulas`; for the o
   norm and activation ops under the same rule (:func:`stage_ops`, :func:`stage_cost`).
 * A **parametrized** weight (``torch.nn.utils.parametrize``: weight_norm, a shared kernel) counts the tensors
   the module stores, not the weight it computes; MACs follow the computed weight's shape.
+* **matmul, attention, LayerNorm/GroupNorm/InstanceNorm/RMSNorm, conv transpose, upsample, embedding, RNN/GRU/LSTM
+  and multiplies** between activations: the convention is stated in :mod:`convcost.cost.ops_nn`.
 * An operation with no formula is **not counted**: it keeps its parameter count and is listed as such, never
   reported as a silent zero.
 
@@ -28,42 +31,15 @@ pipeline checks it against the shape seen in a real forward pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, Literal, TypeVar
+from typing import ClassVar, Literal
 
 from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage
+from convcost.cost.opbase import Cost, Formula, Op, OpKind, Shape, cost, elements, output_shape, register, registered
 
-Shape = tuple[int, ...]
-
-
-class OpKind(str, Enum):
-    """What an operation is; each kind has one formula."""
-
-    CONV = "conv"
-    LINEAR = "linear"
-    NORM = "batchnorm"
-    ACT = "activation"
-    POOL = "pool"
-    ADAPTIVE_POOL = "adaptive pool"
-    FLATTEN = "flatten"
-    IDENTITY = "identity"
-    ADD = "add"
-    NOT_COUNTED = "not counted"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-@dataclass(frozen=True)
-class Op:
-    """One operation of a model with its input shape; the subclasses add what their formulas need."""
-
-    name: str
-    input_shape: Shape
-    kind: ClassVar[OpKind]  # each subclass says which; each kind has one formula
+__all__ = ["Cost", "Formula", "Op", "OpKind", "Shape", "cost", "elements", "output_shape", "register", "registered"]
 
 
 @dataclass(frozen=True)
@@ -171,8 +147,10 @@ class IdentityOp(Op):
 
 @dataclass(frozen=True)
 class AddOp(Op):
-    """A residual add of two tensors of the op's input shape."""
+    """A residual add of two tensors of the op's input shape, or a parameter added to one (a position embedding,
+    broadcast over the batch): that parameter is its params."""
 
+    params: int = 0
     kind: ClassVar[OpKind] = OpKind.ADD
 
 
@@ -184,58 +162,6 @@ class UncountedOp(Op):
     params: int = 0
     output: Shape = ()  # as measured: there is no formula for it
     kind: ClassVar[OpKind] = OpKind.NOT_COUNTED
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    params: int = 0
-    macs: int = 0
-    bias_adds: int = 0
-    other_ops: int = 0
-
-
-@dataclass(frozen=True)
-class Formula:
-    output_shape: Callable[[Op], Shape]
-    cost: Callable[[Op], Cost]
-
-
-OpT = TypeVar("OpT", bound=Op)
-
-
-_FORMULAS: dict[type[Op], Formula] = {}
-
-
-def register(
-    op_type: type[OpT], output_shape: Callable[[OpT], Shape]
-) -> Callable[[Callable[[OpT], Cost]], Callable[[OpT], Cost]]:
-    """Register the formulas of an op type; registering a type twice is a programming error."""
-
-    def decorate(cost: Callable[[OpT], Cost]) -> Callable[[OpT], Cost]:
-        if op_type in _FORMULAS:
-            raise RuntimeError(f"op type {op_type.__name__} is already registered")
-        _FORMULAS[op_type] = Formula(output_shape, cost)  # type: ignore[arg-type]
-        return cost
-
-    return decorate
-
-
-def output_shape(op: Op) -> Shape:
-    """The output shape of ``op`` by formula."""
-    return _FORMULAS[type(op)].output_shape(op)
-
-
-def cost(op: Op) -> Cost:
-    """Params, MACs, bias adds and other ops of ``op`` by formula."""
-    return _FORMULAS[type(op)].cost(op)
-
-
-def registered() -> list[type[Op]]:
-    return list(_FORMULAS)
-
-
-def elements(shape: Shape) -> int:
-    return math.prod(shape)
 
 
 def _conv_output(op: ConvOp) -> Shape:
@@ -333,7 +259,7 @@ def _identity_cost(op: IdentityOp) -> Cost:
 
 @register(AddOp, lambda op: op.input_shape)
 def _add_cost(op: AddOp) -> Cost:
-    return Cost(other_ops=elements(op.input_shape))
+    return Cost(params=op.params, other_ops=elements(op.input_shape))
 
 
 @register(UncountedOp, lambda op: op.output)
@@ -341,18 +267,24 @@ def _uncounted_cost(op: UncountedOp) -> Cost:
     return Cost(params=op.params)
 
 
-VIEW_KINDS = frozenset({OpKind.FLATTEN, OpKind.IDENTITY})
+VIEW_KINDS = frozenset({OpKind.FLATTEN, OpKind.IDENTITY, OpKind.PARAMETER_USE})
 
 
-def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, params: int) -> int:
-    """Elements an operation reads and writes at minimum (times the dtype's size: its bytes); views move none."""
+def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, params: int, other: int = 0) -> int:
+    """Elements an operation reads and writes at minimum (times the dtype's size: its bytes); views move none.
+
+    ``other`` is what it reads besides its input and parameters (:meth:`Op.other_reads`); an embedding reads its
+    indices and the rows it returns, not its whole table."""
     kind = OpKind(kind)
     if kind in VIEW_KINDS:
         return 0
     inputs = elements(input_shape) if input_shape else 0
-    if kind is OpKind.ADD:
+    outputs = elements(output_shape) if output_shape else 0
+    if kind is OpKind.ADD and not params:  # two activations; else one and the parameter
         inputs *= 2
-    return inputs + params + (elements(output_shape) if output_shape else 0)
+    if kind is OpKind.EMBEDDING:
+        return inputs + 2 * outputs
+    return inputs + params + other + outputs
 
 
 def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> tuple[list[Op], Shape]:
@@ -392,6 +324,15 @@ class Category(str, Enum):
     POOL = "pool"
     ADD = "residual add"
     RESHAPE = "reshape"
+    MATMUL = "matmul"
+    ATTENTION = "attention"
+    FEATURE_NORM = "layer/group norm"
+    CONV_TRANSPOSE = "conv transpose"
+    UPSAMPLE = "upsample"
+    EMBEDDING = "embedding"
+    RECURRENT = "recurrent"
+    MUL = "multiply"
+    REDUCE = "reduction"
     NOT_COUNTED = "not counted"
 
     def __str__(self) -> str:
@@ -416,13 +357,23 @@ def category(op: Op) -> Category:
         OpKind.ADAPTIVE_POOL: Category.POOL,
         OpKind.FLATTEN: Category.RESHAPE,
         OpKind.IDENTITY: Category.RESHAPE,
+        OpKind.PARAMETER_USE: Category.RESHAPE,
         OpKind.ADD: Category.ADD,
         OpKind.NOT_COUNTED: Category.NOT_COUNTED,
+        **{kind: Category[kind.name] for kind in _OWN_CATEGORY},
     }[op.kind]
+
+
+# the kinds whose category has the kind's name
+_OWN_CATEGORY = (OpKind.MATMUL, OpKind.ATTENTION, OpKind.FEATURE_NORM, OpKind.CONV_TRANSPOSE, OpKind.UPSAMPLE,
+                 OpKind.EMBEDDING, OpKind.RECURRENT, OpKind.MUL, OpKind.REDUCE)  # fmt: skip
 
 
 def describe(op: Op) -> str:
     """A short description for tables: ``3×3 s2 32→64 g32``."""
+    own = op.description()
+    if own is not None:
+        return own
     if isinstance(op, ConvOp):
         text = "×".join(str(k) for k in op.kernel)
         if any(s != 1 for s in op.stride):

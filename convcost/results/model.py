@@ -34,17 +34,29 @@ class OpResult:
     macs_flop_counter: int | None = None  # FlopCounterMode's FLOPs ÷ 2
     ptflops_raw: int | None = None  # ptflops' own figure (with the bias adds it folds in)
     blind_to: tuple[str, ...] = ()  # counters that ran part of this op without a formula for it (fused attention)
+    other_reads: int = 0  # elements read besides its input and params (a matmul's right operand): for bytes
 
     @property
     def flops(self) -> int:
         return 2 * self.macs
 
     @property
+    def ptflops_folded(self) -> int:
+        """The bias adds ptflops folds into its figure: all of a conv's (one aten op with its bias); of a linear,
+        a matmul or an op that runs several aten ops (attention's projections, an LSTM's steps) those whose aten op
+        carries the bias (addmm), not those torch adds apart, so it depends on torch's path: at most ours."""
+        if not self.ptflops_raw:
+            return 0
+        if self.kind in PARTLY_FOLDED:
+            return min(self.bias_adds, max(0, self.ptflops_raw - self.macs))
+        return self.bias_adds
+
+    @property
     def macs_ptflops(self) -> int | None:
         """ptflops' figure less the bias adds it folds in (what is compared with our MACs), where it saw any."""
         if self.ptflops_raw is None:
             return None
-        return self.ptflops_raw - self.bias_adds if self.ptflops_raw else 0
+        return self.ptflops_raw - self.ptflops_folded if self.ptflops_raw else 0
 
     @property
     def seen_by(self) -> list[str]:
@@ -85,6 +97,9 @@ class OpResult:
 
 
 FLOP_COUNTER, PTFLOPS = "FlopCounterMode", "ptflops"
+# the op kinds (OpKind values) whose bias adds ptflops folds in part, by torch's path: a linear on a 2-d or contiguous
+# input is one addmm (bias folded), on a non-contiguous one a matmul and a separate add (not folded)
+PARTLY_FOLDED = {"attention", "recurrent", "linear", "matmul"}
 
 
 @dataclass
@@ -126,6 +141,7 @@ def op_result(op: Op, call: Call | None) -> OpResult:
         macs_flop_counter=None if call is None or call.flop_counter_flops is None else call.flop_counter_flops // 2,
         ptflops_raw=None if call is None else call.ptflops_raw,
         blind_to=() if call is None else call.blind_to,
+        other_reads=op.other_reads(),
     )
 
 
@@ -171,7 +187,9 @@ class ModelLayerResult:
         """Bytes moved at minimum, by :func:`convcost.cost.ops.moved_elements` (views move nothing)."""
         from convcost.cost.ops import moved_elements
 
-        return itemsize * sum(moved_elements(op.kind, op.input_shape, op.output_shape, op.params) for op in self.ops)
+        return itemsize * sum(
+            moved_elements(op.kind, op.input_shape, op.output_shape, op.params, op.other_reads) for op in self.ops
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -54,7 +54,7 @@ def count(
     if len(ran) == len(results):  # ours over the ops each counter saw: an op it cannot see is marked, not failed
         seen_flop_counter = sum(op.macs for op in ran if FLOP_COUNTER in op.seen_by)
         seen_ptflops = [op for op in ran if PTFLOPS in op.seen_by]
-        macs, bias_adds = sum(op.macs for op in seen_ptflops), sum(op.bias_adds for op in seen_ptflops)
+        macs, bias_adds = sum(op.macs for op in seen_ptflops), sum(op.ptflops_folded for op in seen_ptflops)
         # what a counter counted in an op it partly cannot see is that op's, not compared: taken off its total
         flop_counter -= sum(op.macs_flop_counter or 0 for op in ran if FLOP_COUNTER in op.blind_to)
         ptflops_raw -= sum(op.ptflops_raw or 0 for op in ran if PTFLOPS in op.blind_to)

@@ -61,6 +61,18 @@ _MAC_OPS_NOT_EVERYWHERE = {
     _aten.slow_conv3d_forward, _aten.slow_conv_dilated2d, _aten.slow_conv_dilated3d, _aten.slow_conv_transpose2d,
     _aten.slow_conv_transpose3d, _aten.mkldnn_rnn_layer, _aten._thnn_fused_lstm_cell, _aten._thnn_fused_gru_cell,
 }  # fmt: skip
+# aten ops that only move, copy, index or fill data: a module that ran nothing else did no arithmetic
+_DATA_MOVEMENT = {
+    _aten.view, _aten._unsafe_view, _aten.reshape, _aten._reshape_alias, _aten.permute, _aten.transpose, _aten.t,
+    _aten.expand, _aten.expand_as, _aten.slice, _aten.select, _aten.unsqueeze, _aten.squeeze, _aten.clone,
+    _aten.contiguous, _aten.copy_, _aten._to_copy, _aten.cat, _aten.stack, _aten.split, _aten.split_with_sizes,
+    _aten.chunk, _aten.unbind, _aten.narrow, _aten.flatten, _aten.unflatten, _aten.as_strided, _aten.alias,
+    _aten.detach, _aten.lift_fresh, _aten.index, _aten.index_select, _aten.gather, _aten.roll, _aten.flip,
+    _aten.constant_pad_nd, _aten.empty, _aten.empty_like, _aten.new_empty, _aten.empty_strided, _aten.zeros,
+    _aten.zeros_like, _aten.ones, _aten.ones_like, _aten.full, _aten.full_like, _aten.new_zeros, _aten.new_ones,
+    _aten.new_full, _aten.fill_, _aten.zero_, _aten.arange, _aten.pixel_shuffle, _aten.pixel_unshuffle,
+    _aten.repeat, _aten.movedim, _aten.view_as, _aten.channel_shuffle, _aten.native_channel_shuffle,
+}  # fmt: skip
 FLOP_COUNTER, PTFLOPS = "FlopCounterMode", "ptflops"  # as convcost.results.model names them
 
 
@@ -71,11 +83,13 @@ class Figures:
     flop_counter_flops: int = 0
     ptflops_raw: int = 0
     blind: set[str] = field(default_factory=set)  # the counters that met an aten op with MACs they do not map
+    arithmetic: bool = field(default=False, compare=False)  # an aten op ran that does more than move data
 
     def add(self, other: Figures) -> None:
         self.flop_counter_flops += other.flop_counter_flops
         self.ptflops_raw += other.ptflops_raw
         self.blind |= other.blind
+        self.arithmetic |= other.arithmetic
 
     @property
     def flop_counter_macs(self) -> int:
@@ -137,6 +151,8 @@ class CounterFigures(TorchDispatchMode):  # type: ignore[no-untyped-call]
             if decomposed is not NotImplemented:
                 self._ptflops(packet, args, decomposed)
                 return decomposed
+        if packet not in _DATA_MOVEMENT:
+            self.current().arithmetic = self.total.arithmetic = True
         out = func(*args, **kwargs)
         if packet in self.flop_registry:
             with _failing_as("FlopCounterMode", packet):

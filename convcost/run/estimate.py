@@ -29,7 +29,9 @@ def formula_stage(
     planned = ops.stage_ops(stage, input_shape)[0]
     results = [op_result(op, call) for op, call in zip(planned, calls or [None] * len(planned), strict=True)]
     weight_shape = formulas.weight_shape(stage)
-    moved = sum(ops.moved_elements(op.kind, op.input_shape, op.output_shape, op.params) for op in results)
+    moved = sum(
+        ops.moved_elements(op.kind, op.input_shape, op.output_shape, op.params, op.other_reads) for op in results
+    )
     stage_result = StageResult(
         name=stage.name,
         cin=stage.cin,

@@ -1,224 +1,34 @@
 """Tracing a forward pass: every leaf module and every functional op between leaves becomes an operation.
 
-Each leaf module type is registered with how it becomes an operation of :mod:`convcost.cost.ops` (counted by
-formula from the shapes it saw). A leaf type with no formula is "not counted", with its parameters, never a
-silent zero. Adds, adaptive pools and activations called functionally in a container's ``forward`` (a residual
-``x + f(x)``) are seen through a ``TorchFunctionMode``; functional convs and matmuls there are listed as not
-counted (the counter checks then show what they cost). Hooks and modes are removed in ``finally``.
+Each leaf module type is registered (:mod:`convcost.run.modules`) with how it becomes an operation of
+:mod:`convcost.cost.ops`, counted by formula from the shapes it saw. A module type with no formula is traced into:
+the functional calls its ``forward`` makes (``F.linear``, ``@``, ``einsum``, attention, norms, adds, multiplies,
+:mod:`convcost.run.functional`) are seen through a ``TorchFunctionMode`` and counted; a parameter of the model one
+of them uses is its params. What is left is "not counted", with its parameters, never a silent zero: a module
+with no children whose forward ran no op we know, a container whose parameters no op used, functional calls with
+no formula. Hooks and modes are removed in ``finally``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from convcost.cost.ops import (
-    ActOp,
-    AdaptivePoolOp,
-    AddOp,
-    ConvOp,
-    FlattenOp,
-    IdentityOp,
-    LinearOp,
-    NormOp,
-    Op,
-    PoolOp,
-    Shape,
-    UncountedOp,
-)
+from convcost.cost.ops import ConvOp, Op, Shape, UncountedOp
 from convcost.results.comparison import Check
 from convcost.results.model import Call
 from convcost.run.dispatch import CounterFigures, Figures
+from convcost.run.functional import UNCOUNTED, functional_op, without_fast_paths
+from convcost.run.modules import _lookup, _stored_params, _uncounted, from_call
 
-# ---- leaf modules → operations ------------------------------------------------------------------------
-
-FromModule = Callable[[str, Any, Shape], Op]
-_FROM_MODULE: dict[type[nn.Module], FromModule] = {}
-
-
-def register_module(*types: type[nn.Module]) -> Callable[[FromModule], FromModule]:
-    """Register how a module type becomes an operation; registering a type twice is a programming error."""
-
-    def decorate(function: FromModule) -> FromModule:
-        for module_type in types:
-            if module_type in _FROM_MODULE:
-                raise RuntimeError(f"module type {module_type.__name__} is already registered")
-            _FROM_MODULE[module_type] = function
-        return function
-
-    return decorate
-
-
-def _lookup(module: nn.Module) -> FromModule | None:
-    # the MRO, so a parametrized Conv2d (a subclass torch makes on the fly) is still a Conv2d
-    for cls in type(module).__mro__:
-        if cls in _FROM_MODULE:
-            return _FROM_MODULE[cls]
-    return None
-
-
-def _tuple(value: Any, dims: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * dims
-    return tuple(int(v) for v in value)
-
-
-def _stored_params(module: nn.Module) -> int:
-    return sum(parameter.numel() for parameter in module.parameters())
-
-
-def _parametrized(module: nn.Module) -> bool:
-    parametrizations = getattr(module, "parametrizations", None)
-    return parametrizations is not None and len(parametrizations) > 0
-
-
-@register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d)
-def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) -> Op:
-    dims = len(module.kernel_size)
-    if len(shape) != dims + 2:
-        return _uncounted(name, module, shape, f"unbatched {type(module).__name__}")
-    padding: tuple[int, ...] | str = module.padding
-    if padding == "valid":
-        padding = (0,) * dims
-    shared = False
-    parametrizations = getattr(module, "parametrizations", None)
-    if parametrizations is not None and "weight" in parametrizations:
-        # a shared depthwise kernel stores one kernel per multiplier slot (see convcost.run.build.TiledKernel); other
-        # parametrizations (weight_norm stores original0 and original1) are counted by what they store
-        original = getattr(parametrizations["weight"], "original", None)
-        shared = isinstance(original, torch.Tensor) and original.shape[0] != module.out_channels
-    return ConvOp(
-        name=name,
-        input_shape=shape,
-        cin=module.in_channels,
-        cout=module.out_channels,
-        kernel=_tuple(module.kernel_size, dims),
-        stride=_tuple(module.stride, dims),
-        padding="same" if padding == "same" else _tuple(padding, dims),
-        dilation=_tuple(module.dilation, dims),
-        groups=module.groups,
-        bias=module.bias is not None,
-        shared=shared,
-        stored_params=_stored_params(module) if _parametrized(module) and not shared else None,
-    )
-
-
-@register_module(nn.Linear)
-def _linear(name: str, module: nn.Linear, shape: Shape) -> Op:
-    stored = _stored_params(module) if _parametrized(module) else None
-    return LinearOp(name, shape, module.in_features, module.out_features, module.bias is not None, stored)
-
-
-@register_module(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-def _batchnorm(name: str, module: nn.BatchNorm2d, shape: Shape) -> Op:
-    return NormOp(name, shape, module.num_features, module.affine)
-
-
-_ACTIVATION_NAMES: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu",
-    nn.ReLU6: "relu6",
-    nn.LeakyReLU: "leaky_relu",
-    nn.Hardswish: "hardswish",
-    nn.Hardsigmoid: "hardsigmoid",
-    nn.SiLU: "silu",
-    nn.Sigmoid: "sigmoid",
-    nn.Tanh: "tanh",
-    nn.GELU: "gelu",
-    nn.ELU: "elu",
-    nn.Mish: "mish",
-    nn.PReLU: "prelu",
-}
-
-
-@register_module(*_ACTIVATION_NAMES)
-def _activation(name: str, module: nn.Module, shape: Shape) -> Op:
-    function = next(value for cls, value in _ACTIVATION_NAMES.items() if isinstance(module, cls))
-    return ActOp(name, shape, function, _stored_params(module))
-
-
-@register_module(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-def _pool(name: str, module: Any, shape: Shape) -> Op:
-    dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}[
-        next(cls for cls in type(module).__mro__ if cls in _FROM_MODULE)
-    ]
-    kernel = _tuple(module.kernel_size, dims)
-    mode: Literal["max", "avg"] = "max" if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)) else "avg"
-    return PoolOp(
-        name,
-        shape,
-        mode,
-        kernel,
-        _tuple(module.stride or module.kernel_size, dims),
-        _tuple(module.padding, dims),
-        _tuple(getattr(module, "dilation", 1), dims),
-        bool(module.ceil_mode),
-    )
-
-
-_ADAPTIVE = (
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-)
-
-
-@register_module(*_ADAPTIVE)
-def _adaptive_pool(name: str, module: Any, shape: Shape) -> Op:
-    dims = int(type(module).__name__[-2])
-    mode = "max" if "Max" in type(module).__name__ else "avg"
-    return _adaptive(name, shape, mode, module.output_size, dims)
-
-
-def _adaptive(name: str, shape: Shape, mode: str, output_size: Any, dims: int) -> Op:
-    sizes = (output_size,) * dims if isinstance(output_size, int) else tuple(output_size)
-    spatial = shape[-dims:]
-    out = tuple(int(size) if size is not None else spatial[index] for index, size in enumerate(sizes))
-    return AdaptivePoolOp(name, shape, "max" if mode == "max" else "avg", out)
-
-
-@register_module(nn.Flatten)
-def _flatten(name: str, module: nn.Flatten, shape: Shape) -> Op:
-    return FlattenOp(name, shape, module.start_dim, module.end_dim)
-
-
-@register_module(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
-def _identity(name: str, module: nn.Module, shape: Shape) -> Op:
-    return IdentityOp(name, shape)
-
-
-# Modules whose forward does its work functionally on their own weights, without calling their children (so the
-# hooks of the children see nothing): each is one "not counted" operation with all its parameters.
-_OPAQUE: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
-
-
-@register_module(*_OPAQUE)
-def _opaque(name: str, module: nn.Module, shape: Shape) -> Op:
-    return _uncounted(name, module, shape, type(module).__name__)
-
-
-def _uncounted(name: str, module: nn.Module | None, shape: Shape, type_name: str, output: Shape = ()) -> Op:
-    return UncountedOp(name, shape, type_name, _stored_params(module) if module is not None else 0, output)
-
+__all__ = ["Trace", "_stored_params", "matched", "trace", "without_fast_paths"]
 
 # ---- tracing a forward pass ---------------------------------------------------------------------------
-
-_ADDS = {"add", "add_", "__add__", "__iadd__", "__radd__"}
-_FUNCTIONAL_ACTIVATIONS = {"relu", "relu_", "relu6", "hardswish", "hardsigmoid", "silu", "sigmoid", "tanh", "gelu",
-                           "leaky_relu"}  # fmt: skip
-_FUNCTIONAL_UNCOUNTED = {"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-                         "linear", "bilinear", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "mv", "addmm",
-                         "addmm_", "addbmm", "baddbmm", "addmv", "einsum", "tensordot", "scaled_dot_product_attention",
-                         "multi_head_attention_forward"}  # fmt: skip
 
 
 @dataclass
@@ -274,27 +84,37 @@ class _Tracer:
         self.inputs: dict[str, torch.Tensor] = {}
         self.modules: dict[str, nn.Module] = {}
         self.call_counts: dict[str, int] = {}
-        self.pending: dict[int, tuple[str, Shape]] = {}
+        self.pending: dict[int, tuple[str, Shape, Op | None]] = {}
         self.container_starts: list[tuple[int, Shape]] = []  # calls recorded and input shape at each container
         self.handles: list[Any] = []
-        self.leaves: dict[str, nn.Module] = {}
+        self.leaves: dict[str, nn.Module] = {}  # modules with a formula
+        self.childless: set[str] = set()  # modules with no formula and no children: traced into like containers
+        self.entered: set[str] = set()  # every module the forward pass called
+        self.consumed: set[int] = set()  # the parameters (by id) some op counted already
+        self.used = 0  # the parameters' elements the functional op being recorded used first: its measured params
         self.opaque: set[str] = set()  # containers counted as one uncounted op (see _opaque_container)
         self.counters = CounterFigures()  # both counters' figures of each op, in the same pass
+        self.seen: set[int] = set()
         self._find_leaves(model, "")
 
     def _find_leaves(self, module: nn.Module, name: str) -> None:
+        if id(module) in self.seen:
+            return  # a module shared by two parents (CoaT's position encoder) has its first name and one set of hooks
+        self.seen.add(id(module))
         self.modules[name] = module
         children = list(module.named_children())
-        if _lookup(module) is not None or not children:
+        if _lookup(module) is not None:
             self.leaves[name] = module
             return
+        if not children:
+            self.childless.add(name)
         for child_name, child in children:
             self._find_leaves(child, f"{name}.{child_name}" if name else child_name)
 
     def attach(self) -> None:
         for name, module in self.modules.items():
             leaf = name in self.leaves
-            self.handles.append(module.register_forward_pre_hook(self._pre(name, leaf)))
+            self.handles.append(module.register_forward_pre_hook(self._pre(name, leaf), with_kwargs=True))
             self.handles.append(module.register_forward_hook(self._post(name, leaf)))
 
     def detach(self) -> None:
@@ -302,20 +122,41 @@ class _Tracer:
             handle.remove()
         self.handles.clear()
 
-    def _pre(self, name: str, leaf: bool) -> Callable[[nn.Module, Any], None]:
-        def hook(module: nn.Module, args: Any) -> None:
+    def consume(self, tensor: Any) -> int:
+        """A parameter's elements the first time an op uses it, else 0 (an activation, or counted already)."""
+        if not isinstance(tensor, nn.Parameter) or id(tensor) in self.consumed:
+            return 0
+        self.consumed.add(id(tensor))
+        self.used += tensor.numel()
+        return tensor.numel()
+
+    def unconsumed(self, module: nn.Module, recurse: bool = True) -> int:
+        return sum(p.numel() for p in module.parameters(recurse=recurse) if id(p) not in self.consumed)
+
+    def _pre(self, name: str, leaf: bool) -> Callable[[nn.Module, Any, dict[str, Any]], None]:
+        def hook(module: nn.Module, args: Any, kwargs: dict[str, Any]) -> None:
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None
             if name in self.capture and name not in self.inputs and first is not None and len(args) == 1:
                 self.inputs[name] = first.detach()
+            self.entered.add(name)
             self.counters.begin()  # a leaf's work is its op's; a container keeps what none of its ops claims
+            shape = tuple(first.shape) if first is not None else ()
             if leaf:
                 self.leaf_depth += 1
-                self.pending[id(module)] = (name, tuple(first.shape) if first is not None else ())
+                convert = from_call(module)
+                op = convert(self._module_label(name, peek=True), module, tuple(args), kwargs) if convert else None
+                self.pending[id(module)] = (name, shape, op)
             else:
                 self.stack.append(name)
-                self.container_starts.append((len(self.calls), tuple(first.shape) if first is not None else ()))
+                self.container_starts.append((len(self.calls), shape))
 
         return hook
+
+    def _module_label(self, name: str, peek: bool = False) -> str:
+        count = self.call_counts.get(name, 0) + 1
+        if not peek:
+            self.call_counts[name] = count
+        return (name or "(model)") + (f"#{count}" if count > 1 else "")
 
     def _post(self, name: str, leaf: bool) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -325,23 +166,30 @@ class _Tracer:
                 self.stack.pop()
                 start, container_shape = self.container_starts.pop()
                 opaque = None
-                if not any(call.module_name is not None for call in self.calls[start:]):
+                # a module that ran no op we know: not counted, unless it only moved data (Permute, a window
+                # partition, StochasticDepth at inference) or, with children, has no parameters left
+                if not self.calls[start:] and (figures.arithmetic or self.unconsumed(module)):
                     opaque = self._opaque_container(name, module, container_shape, measured, start)
                 _claim(opaque, figures, self.counters)
                 return
             self.leaf_depth -= 1
-            _, shape = self.pending.pop(id(module))
-            count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
-            label = (name or "(model)") + (f"#{count}" if count > 1 else "")
+            _, shape, op = self.pending.pop(id(module))
+            label = self._module_label(name)
             convert = _lookup(module)
-            if not shape:
+            if op is not None:
+                pass  # built from the call's arguments in the pre-hook
+            elif not shape:
                 op = _uncounted(label, module, shape, f"{type(module).__name__} (no tensor input)", measured or ())
-            elif convert is None:
-                op = _uncounted(label, module, shape, type(module).__name__, measured or ())
             else:
-                op = convert(label, module, shape)
+                op = (
+                    convert(label, module, shape)
+                    if convert
+                    else _uncounted(label, module, shape, type(module).__name__)
+                )
             # a module called again applies the same weights: they are counted at its first call
-            call = Call(op, measured, _stored_params(module) if count == 1 else 0, name, name, count > 1)
+            first_call = self.call_counts[name] == 1
+            call = Call(op, measured, _stored_params(module) if first_call else 0, name, name, not first_call)
+            self.consumed.update(id(parameter) for parameter in module.parameters())
             weight = module.weight if isinstance(op, ConvOp) else None
             if isinstance(weight, torch.Tensor):
                 call.weight_shape = tuple(weight.shape)  # the weight applied (a parametrization computes it)
@@ -353,16 +201,21 @@ class _Tracer:
     def _opaque_container(
         self, name: str, module: nn.Module, shape: Shape, measured: Shape | None, start: int
     ) -> Call | None:
-        """A container whose forward called none of its modules did its work functionally: one uncounted op."""
-        if _stored_params(module) == 0:
-            return None  # e.g. only adds and activations: the functional ops recorded already say what it did
-        count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
-        label = (name or "(model)") + (f"#{count}" if count > 1 else "")
-        params = _stored_params(module) if count == 1 else 0
-        detail = f"{type(module).__name__} (no formula, its children not called)"
+        """A module whose forward ran no op we know: one uncounted op with the parameters no op used. A module with
+        no children always is one (its work is unknown); a container without parameters left is not (it only
+        reshaped, or called what has no cost)."""
+        params = self.unconsumed(module)
+        if name not in self.childless and params == 0:
+            return None
+        label = self._module_label(name)
+        if name in self.childless:
+            detail = type(module).__name__
+        else:
+            detail = f"{type(module).__name__} (no formula, its children not called)"
         op = UncountedOp(label, shape, detail, params, measured or ())
+        self.consumed.update(id(parameter) for parameter in module.parameters())
         self.opaque.add(name)
-        call = Call(op, measured, op.params, name, name, count > 1)
+        call = Call(op, measured, params, name, name, self.call_counts[name] > 1)
         self.calls.insert(start, call)
         return call
 
@@ -372,55 +225,22 @@ class _Tracer:
             return None
         parent = self.stack[-1] if self.stack and self.stack[-1] else "(model)"
         shape = tuple(output.shape)
-        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        op: Op | None = None
-        if function in _ADDS:
-            other = args[1] if len(args) > 1 else kwargs.get("other")
-            # a residual add: two tensors of one non-scalar shape (not a.sum() + b.sum(), not a broadcast)
-            if first is not None and isinstance(other, torch.Tensor) and first.dim() > 0 and first.shape == other.shape:
-                op = AddOp(self._label(f"{parent}.add"), shape)
-        elif function.startswith("adaptive_") and first is not None:
-            dims = int(function[-2])
-            mode: Literal["max", "avg"] = "max" if "max" in function else "avg"
-            op = AdaptivePoolOp(self._label(f"{parent}.{function}"), tuple(first.shape), mode, shape[-dims:])
-        elif function in _FUNCTIONAL_ACTIVATIONS and first is not None:
-            op = ActOp(self._label(f"{parent}.{function.rstrip('_')}"), tuple(first.shape), function.rstrip("_"))
-        elif function in _FUNCTIONAL_UNCOUNTED:
-            op = UncountedOp(
-                self._label(f"{parent}.{function}"),
-                tuple(first.shape) if first is not None else (),
-                f"functional {function}",
-                0,
-                shape,
-            )
+        self.used = 0
+        op = functional_op(function, tuple(args), kwargs, output, lambda short: self._label(f"{parent}.{short}"),
+                           self.consume)  # fmt: skip
+        if op is None and function in UNCOUNTED:
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            first_shape = tuple(first.shape) if first is not None else ()
+            op = UncountedOp(self._label(f"{parent}.{function}"), first_shape, f"functional {function}", 0, shape)
         if op is None:
             return None
-        call = Call(op, shape, 0, None, self.stack[-1] if self.stack else "")
+        call = Call(op, shape, self.used, None, self.stack[-1] if self.stack else "")
         self.calls.append(call)
         return call
 
     def _label(self, name: str) -> str:
         count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
         return name + (f"#{count}" if count > 1 else "")
-
-
-@contextlib.contextmanager
-def without_fast_paths() -> Iterator[None]:
-    """Turn off torch's fused inference paths while counting.
-
-    In ``eval()`` under ``no_grad``, ``nn.MultiheadAttention`` and the transformer layers call one fused kernel
-    (``_native_multi_head_attention``) that neither FlopCounterMode nor ptflops counts: attention would be a
-    silent zero. With the fast path off they run their matmuls one by one, where both counters see them.
-    Torch's warning that an even kernel with padding 'same' copies its input is silenced here: it is expected.
-    """
-    previous = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Using padding='same'")
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(previous)
 
 
 def _first_shape(output: Any) -> Shape | None:
@@ -447,17 +267,21 @@ def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = Non
         tracer.detach()
     calls = tracer.calls
     for name, module in tracer.modules.items():
-        if name in tracer.leaves or _under(name, tracer.opaque):
+        skipped = name in tracer.childless and name not in tracer.entered  # never called: named below
+        if name in tracer.leaves or skipped or _under(name, tracer.opaque):
             continue
-        own = sum(parameter.numel() for parameter in module.parameters(recurse=False))
+        own = sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.consumed)
         if own:
             label = f"{name or '(model)'} (own parameters)"
             op = UncountedOp(label, (), f"{type(module).__name__} parameters", own)
             calls.append(Call(op, (), own, None, name, real=False))
     never_called = [
         f"{name} ({type(module).__name__}, {_stored_params(module):,} params)"
-        for name, module in tracer.leaves.items()
-        if name not in tracer.call_counts and _stored_params(module) and not _under(name, tracer.opaque)
+        for name, module in tracer.modules.items()
+        if (name in tracer.leaves or name in tracer.childless)
+        and name not in tracer.entered
+        and _stored_params(module)
+        and not _under(name, tracer.opaque)
     ]
     output_shape = _first_shape(output) or ()
     counters = tracer.counters
