@@ -291,11 +291,13 @@ def bench_real_models(repeat: int) -> dict[str, Any]:
         model = getattr(torchvision.models, name)().eval()
         tensor = torch.randn(1, 3, 224, 224)
 
-        def real(m: Any = model, name: str = name) -> int:
-            return evaluate_import(name, (3, 224, 224), model=m).total.macs_flop_counter or 0
+        def real(m: Any = model, name: str = name) -> tuple[int, int]:
+            total = evaluate_import(name, (3, 224, 224), model=m).total
+            return total.macs, total.macs_flop_counter or 0
 
-        def meta(m: Any = model, name: str = name) -> int:
-            return evaluate_import(name, (3, 224, 224), model=m, meta=True).total.macs_flop_counter or 0
+        def meta(m: Any = model, name: str = name) -> tuple[int, int]:
+            total = evaluate_import(name, (3, 224, 224), model=m, meta=True).total
+            return total.macs, total.macs_flop_counter or 0
 
         def fvcore(m: Any = model, t: Any = tensor) -> int:
             with warnings.catch_warnings():
@@ -798,9 +800,10 @@ def main() -> None:
                 f"(target ≥ 1× {mark(meta_s <= fvcore_s)})"
             )
             macs = row["macs"]
-            print(f"      MACs: FlopCounterMode in convcost's pass {macs['convcost_real']:,} (real), "
-                  f"{macs['convcost_meta']:,} (meta); fvcore {macs['fvcore']:,}; FlopCounterMode alone "
-                  f"{macs['flop_counter']:,}")  # fmt: skip
+            (ours, seen_real), (ours_meta, seen_meta) = macs["convcost_real"], macs["convcost_meta"]
+            print(f"      MACs: convcost's formulas {ours:,} (real), {ours_meta:,} (meta); FlopCounterMode in "
+                  f"convcost's pass {seen_real:,} (real), {seen_meta:,} (meta); fvcore {macs['fvcore']:,}; "
+                  f"FlopCounterMode alone {macs['flop_counter']:,}")  # fmt: skip
 
     if 4 in items:
         runs = 4 if args.quick else args.runs
