@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convcost.cost import ops
+from convcost.cost.conventions import Convention, extra_macs
 from convcost.cost.ops import Op, UncountedOp
 from convcost.cost.roofline import Roofline
 from convcost.results.comparison import SCHEMA_VERSION, Check, Environment, LatencyStats
@@ -34,10 +35,16 @@ class OpResult:
     macs_flop_counter: int | None = None  # FlopCounterMode's FLOPs ÷ 2
     ptflops_raw: int | None = None  # ptflops' own figure (with the bias adds it folds in)
     blind_to: tuple[str, ...] = ()  # counters that ran part of this op without a formula for it (fused attention)
+    extra_macs: int = 0  # what the result's MAC convention adds to ours (in ``macs``; see convcost.cost.conventions)
 
     @property
     def flops(self) -> int:
         return 2 * self.macs
+
+    @property
+    def own_macs(self) -> int:
+        """The MACs by our convention (what the counters are checked against)."""
+        return self.macs - self.extra_macs
 
     @property
     def macs_ptflops(self) -> int | None:
@@ -56,7 +63,7 @@ class OpResult:
     def not_seen_by(self) -> list[str]:
         """The counters that ran this op and could not count all of it, where our formula has MACs: they counted
         nothing (SDPA on the CPU), or ran an aten op they do not map (``blind_to``)."""
-        if not self.macs or self.macs_flop_counter is None:
+        if not self.own_macs or self.macs_flop_counter is None:
             return []
         return [counter for counter in (FLOP_COUNTER, PTFLOPS) if counter not in self.seen_by]
 
@@ -76,6 +83,7 @@ class OpResult:
             "bias_adds": self.bias_adds,
             "other_ops": self.other_ops,
             "counted": self.counted,
+            "extra_macs": self.extra_macs,
             "macs_flop_counter": self.macs_flop_counter,
             "macs_ptflops": self.macs_ptflops,
             "ptflops_raw": self.ptflops_raw,
@@ -105,9 +113,11 @@ class Call:
     blind_to: tuple[str, ...] = ()  # the counters that ran aten ops with MACs they do not map inside this call
 
 
-def op_result(op: Op, call: Call | None) -> OpResult:
-    """An op's figures by formula, with what its call measured beside them (None where it did not run)."""
+def op_result(op: Op, call: Call | None, convention: Convention | str = Convention.CONVCOST) -> OpResult:
+    """An op's figures by formula, with what its call measured beside them (None where it did not run); its MACs
+    under ``convention``."""
     cost = ops.cost(op)
+    extra = extra_macs(op, convention)
     counted = not isinstance(op, UncountedOp)
     return OpResult(
         name=op.name,
@@ -119,13 +129,14 @@ def op_result(op: Op, call: Call | None) -> OpResult:
         output_shape_measured=call.output_shape if call is not None else None,
         params=0 if call is not None and call.reused else cost.params,
         params_measured=call.params_measured if call is not None else None,
-        macs=cost.macs,
+        macs=cost.macs + extra,
         bias_adds=cost.bias_adds,
         other_ops=cost.other_ops,
         counted=counted,
         macs_flop_counter=None if call is None or call.flop_counter_flops is None else call.flop_counter_flops // 2,
         ptflops_raw=None if call is None else call.ptflops_raw,
         blind_to=() if call is None else call.blind_to,
+        extra_macs=extra,
     )
 
 
@@ -301,6 +312,7 @@ class ModelResult:
     latency: LatencyStats | None = None  # end to end
     notes: list[str] = field(default_factory=list)
     measured: bool = True  # False: by formula only, nothing built or run (--formula-only)
+    convention: str = Convention.CONVCOST.value  # the MAC convention of every MACs figure (convcost.cost.conventions)
 
     @property
     def ops(self) -> list[OpResult]:
@@ -335,6 +347,7 @@ class ModelResult:
             "source": self.source,
             **({} if self.measured else {"measured": False}),  # absent from measured runs, as it always was
             "settings": self.settings,
+            "convention": self.convention,
             "environment": self.environment.to_dict(),
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),

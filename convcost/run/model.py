@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from convcost.cost import ops
+from convcost.cost.conventions import Convention
 from convcost.cost.ops import ConvOp, Shape
 from convcost.cost.roofline import Calibration
 from convcost.errors import UsageError
@@ -42,10 +43,17 @@ from convcost.spec.compare import DType
 from convcost.spec.layers import ModelPlan
 
 
-def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = None, meta: bool = False) -> ModelResult:
+def evaluate_plan(
+    plan: ModelPlan,
+    source: str,
+    context: RunContext | None = None,
+    meta: bool = False,
+    convention: Convention | str = Convention.CONVCOST,
+) -> ModelResult:
     """Build, run and count a planned model file, where and how ``context`` says (default: float32 on the CPU,
     untimed, on torch's thread count as it is); the environment is recorded from the context. ``meta``: build and
-    run it on the meta device (shapes only, nothing computed or allocated; see :func:`on_meta`)."""
+    run it on the meta device (shapes only, nothing computed or allocated; see :func:`on_meta`). ``convention``:
+    the MAC convention of the figures (:mod:`convcost.cost.conventions`); the counters check ours either way."""
     from convcost.run.model_build import model_module
 
     context = context or _default_context()
@@ -67,7 +75,8 @@ def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = Non
         traced = trace(module, tensor, capture)
     calls, found = matched(plan.ops, traced, "model", "plan")
     result = _evaluate(plan.name or source, source, module, tensor, traced, network.plan_rows(plan, calls), found,
-                       network.plan_settings(plan), context, calibration=calibration)  # fmt: skip
+                       network.plan_settings(plan), context, calibration=calibration,
+                       convention=convention)  # fmt: skip
     return _marked_meta(result) if meta else result
 
 
@@ -162,6 +171,7 @@ def evaluate_import(
     context: RunContext | None = None,
     model: nn.Module | None = None,
     meta: bool = False,
+    convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
     """Count a model from ``package.module:factory`` on an input of ``input_shape`` (without the batch), where and
     how ``context`` says (as for :func:`evaluate_plan`). ``meta``: on the meta device, the factory called under
@@ -216,6 +226,7 @@ def evaluate_import(
             context,
             imported=True,
             calibration=calibration,
+            convention=convention,
         )
     return _marked_meta(result) if meta else result
 
@@ -268,8 +279,10 @@ def _evaluate(
     context: RunContext,
     imported: bool = False,
     calibration: Calibration | None = None,
+    convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
-    result = network.network(name, source, tuple(tensor.shape), rows, context.environment(), settings)
+    result = network.network(name, source, tuple(tensor.shape), rows, context.environment(), settings,
+                             convention=convention)  # fmt: skip
     total = result.total
     total.params_measured = _stored_params(module)
     result.output_shape_measured = traced.output_shape
