@@ -355,7 +355,7 @@ class ModelResult:
             "ok": self.ok,
             "complete": self.complete,
             "failures": self.failures,
-            "total": self.total.to_dict(),
+            "total": {**self.total.to_dict(), "ops_not_counted": len(self.not_counted)},
             "dense_equivalent": self.dense_equivalent.to_dict(),
             "by_kind": [share.to_dict() for share in self.by_kind],
             "latency": None if self.latency is None else self.latency.to_dict(),
