@@ -149,13 +149,19 @@ class ModelLayerResult:
     ops: list[OpResult]
     latency: LatencyStats | None = None
     roofline: Roofline | None = None  # with latency: bytes, achieved rates; bound and verdict when calibrated
+    # a module's row (--depth): the module's own input and output as its first call saw them
+    module_shapes: tuple[Shape, Shape | None] | None = None
 
     @property
     def input_shape(self) -> Shape:
+        if self.module_shapes is not None and self.module_shapes[0]:
+            return self.module_shapes[0]
         return self.ops[0].input_shape
 
     @property
     def output_shape(self) -> Shape:
+        if self.module_shapes is not None and self.module_shapes[1]:
+            return self.module_shapes[1]
         return self.ops[-1].output_shape
 
     @property

@@ -245,7 +245,9 @@ def _user_sources(path: str, model: nn.Module) -> tuple[str, ...]:
 
 
 def _group(traced: Trace, depth: int | None) -> list[Row]:
-    """Rows of the table: one per operation, or one per module ``depth`` levels down."""
+    """Rows of the table: one per operation, or (``depth``) one per module ``depth`` levels down."""
+    if depth is not None:
+        return _group_by_module(traced, depth)
     rows: list[Row] = []
     used: dict[str, int] = {}  # row names key a check's per-layer limits: a module met again later is name#2
     for call in traced.calls:
@@ -253,18 +255,39 @@ def _group(traced: Trace, depth: int | None) -> list[Row]:
         if call.module_name is not None and not call.reused:
             key = call.module_name or key
         kind = type(traced.modules[call.module_name]).__name__ if call.module_name is not None else str(call.op.kind)
-        parts = call.owner.split(".") if call.owner else []
-        if depth is not None and len(parts) >= depth:
-            key = ".".join(parts[:depth])
-            kind = type(traced.modules[key]).__name__
-            if rows and rows[-1].name == key:
-                rows[-1].ops.append(call.op)
-                rows[-1].measured.append(call)
-                continue
         count = used[key] = used.get(key, 0) + 1
         name = key if count == 1 else f"{key}#{count}"
         rows.append(Row(name, kind, [call.op], [call], key if key in traced.inputs else None))
     return rows
+
+
+OWN_OPS = "(own ops)"
+
+
+def _group_by_module(traced: Trace, depth: int) -> list[Row]:
+    """One row per module ``depth`` levels down, in the order of its first op, with every op under it wherever in
+    the pass it was recorded (its functional ops, its own parameters, a second call) and the module's own input
+    and output shapes. An op in no module that deep is in its own module's row: a leaf module less deep is a row
+    as it is; a container's functional ops and own parameters outside its children that deep are the row
+    ``container (own ops)`` (``(model) (own ops)`` for the model's), which is not timed alone."""
+    rows: dict[str, Row] = {}
+    for call in traced.calls:
+        parts = call.owner.split(".") if call.owner else []
+        module: str | None = ".".join(parts[:depth]) if len(parts) >= depth else None
+        if module is None and call.module_name is not None and call.module_name == call.owner and call.owner:
+            module = call.owner  # a leaf (or an opaque container) less deep than depth
+        key = module if module is not None else f"{call.owner or '(model)'} {OWN_OPS}"
+        row = rows.get(key)
+        if row is None:
+            kind = type(traced.modules[module]).__name__ if module is not None else "functional"
+            timed = module if module is not None and module in traced.inputs else None
+            row = rows[key] = Row(key, kind, [], [], timed, traced.shapes.get(module) if module else None)
+        row.ops.append(call.op)
+        row.measured.append(call)
+        if module is None and call.real:  # own ops: from the first one's input to the last one's output
+            first = row.shapes[0] if row.shapes else call.op.input_shape
+            row.shapes = (first, call.output_shape)
+    return list(rows.values())
 
 
 def _evaluate(

@@ -38,6 +38,7 @@ class Row:
     ops: list[Op]
     measured: list[Call | None]
     module_name: str | None  # for per-layer latency
+    shapes: tuple[Shape, Shape | None] | None = None  # a module row's own input and output (else its ops')
 
 
 def plan_rows(plan: ModelPlan, calls: list[Call | None] | None = None) -> list[Row]:
@@ -82,7 +83,8 @@ def network(
     every MACs figure under ``convention``."""
     convention = Convention(convention)
     layers = [ModelLayerResult(row.name, row.kind, [op_result(op, call, convention)
-                                                    for op, call in zip(row.ops, row.measured, strict=True)])
+                                                    for op, call in zip(row.ops, row.measured, strict=True)],
+                               module_shapes=row.shapes)
               for row in rows]  # fmt: skip
     ops = [op for layer in layers for op in layer.ops]
     params, macs = sum(op.params for op in ops), sum(op.macs for op in ops)

@@ -231,6 +231,7 @@ class Trace:
     output: Any = None  # what the forward pass returned
     counted: Figures = field(default_factory=Figures)  # both counters' figures for the whole forward pass
     unattributed: Figures = field(default_factory=Figures)  # the part of them outside every traced op
+    shapes: dict[str, tuple[Shape, Shape | None]] = field(default_factory=dict)  # each module's own, first call
 
 
 class _FunctionalOps(TorchFunctionMode):
@@ -280,6 +281,7 @@ class _Tracer:
         self.leaves: dict[str, nn.Module] = {}
         self.opaque: set[str] = set()  # containers counted as one uncounted op (see _opaque_container)
         self.counters = CounterFigures()  # both counters' figures of each op, in the same pass
+        self.shapes: dict[str, tuple[Shape, Shape | None]] = {}  # each module's input and output, first call
         self._find_leaves(model, "")
 
     def _find_leaves(self, module: nn.Module, name: str) -> None:
@@ -324,6 +326,7 @@ class _Tracer:
             if not leaf:
                 self.stack.pop()
                 start, container_shape = self.container_starts.pop()
+                self.shapes.setdefault(name, (container_shape, measured))
                 opaque = None
                 if not any(call.module_name is not None for call in self.calls[start:]):
                     opaque = self._opaque_container(name, module, container_shape, measured, start)
@@ -331,6 +334,7 @@ class _Tracer:
                 return
             self.leaf_depth -= 1
             _, shape = self.pending.pop(id(module))
+            self.shapes.setdefault(name, (shape, measured))
             count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
             label = (name or "(model)") + (f"#{count}" if count > 1 else "")
             convert = _lookup(module)
@@ -462,7 +466,7 @@ def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = Non
     output_shape = _first_shape(output) or ()
     counters = tracer.counters
     return Trace(calls, output_shape, tracer.inputs, tracer.modules, never_called, output, counters.total,
-                 counters.unattributed)  # fmt: skip
+                 counters.unattributed, tracer.shapes)  # fmt: skip
 
 
 def matched(planned: list[Op], traced: Trace, subject: str, what: str) -> tuple[list[Call | None], list[Check]]:
