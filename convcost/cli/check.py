@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from convcost.cli.options import FormulaOnlyOption, OutputOption
+from convcost.cli.options import ConventionOption, FormulaOnlyOption, OutputOption
 from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, format_from, stderr, write
 from convcost.report.format import CheckFormat
 
@@ -47,14 +47,7 @@ def check_command(
         ),
     ] = False,
     formula_only: FormulaOnlyOption = False,
-    convention: Annotated[
-        str | None,
-        typer.Option(
-            "--convention",
-            metavar="NAME",
-            help="The MAC convention of the models' figures: convcost or fvcore (default: the budget file's).",
-        ),
-    ] = None,
+    convention: ConventionOption = None,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
     chosen = format_from(output, output_format, _CHECK_SUFFIX_FORMATS, ".json, .xml (JUnit) or .txt")

@@ -196,12 +196,12 @@ VsOption = Annotated[
     ),
 ]
 ConventionOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--convention",
         metavar="NAME",
-        help="The MAC convention of the figures: convcost (conv and linear weights) or fvcore (fvcore's and timm's: "
-        "also batchnorm and adaptive average pools).",
+        help="The MAC convention of the figures: convcost (conv and linear weights; the default, or the budget "
+        "file's for check) or fvcore (fvcore's and timm's: also batchnorm and adaptive average pools).",
     ),
 ]
 DTypeOption = Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")]

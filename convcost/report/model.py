@@ -198,7 +198,7 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
             si(layer.params),
             macs_cell(layer, si(layer.macs)),
             *([] if show_latency else [macs_cell(layer, si(layer.other_ops))]),
-            share(layer.macs, total.macs),
+            macs_cell(layer, share(layer.macs, total.macs)),
         ]
         if show_latency:
             cells.append(milliseconds(layer.latency.shown_ms) if layer.latency else "")
@@ -304,7 +304,7 @@ def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
     rows = [
         [markdown_literal(layer.name), layer.kind, f"{dims(layer.input_shape)} → {dims(layer.output_shape)}",
          count(layer.params), macs_cell(layer, count(layer.macs)), macs_cell(layer, count(layer.other_ops)),
-         share(layer.macs, result.total.macs)]
+         macs_cell(layer, share(layer.macs, result.total.macs))]
         for layer in result.layers
     ]  # fmt: skip
     total = result.total

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convcost.cost import ops
-from convcost.cost.conventions import Convention, extra_macs
 from convcost.cost.ops import Op, UncountedOp
 from convcost.cost.roofline import Roofline
 from convcost.results.comparison import SCHEMA_VERSION, Check, Environment, LatencyStats
@@ -113,11 +112,10 @@ class Call:
     blind_to: tuple[str, ...] = ()  # the counters that ran aten ops with MACs they do not map inside this call
 
 
-def op_result(op: Op, call: Call | None, convention: Convention | str = Convention.CONVCOST) -> OpResult:
-    """An op's figures by formula, with what its call measured beside them (None where it did not run); its MACs
-    under ``convention``."""
+def op_result(op: Op, call: Call | None, extra: int = 0) -> OpResult:
+    """An op's figures by formula, with what its call measured beside them (None where it did not run); ``extra``:
+    the MACs the result's convention adds to ours (:func:`convcost.cost.conventions.extra_macs`)."""
     cost = ops.cost(op)
-    extra = extra_macs(op, convention)
     counted = not isinstance(op, UncountedOp)
     return OpResult(
         name=op.name,
@@ -318,7 +316,7 @@ class ModelResult:
     latency: LatencyStats | None = None  # end to end
     notes: list[str] = field(default_factory=list)
     measured: bool = True  # False: by formula only, nothing built or run (--formula-only)
-    convention: str = Convention.CONVCOST.value  # the MAC convention of every MACs figure (convcost.cost.conventions)
+    convention: str = "convcost"  # the MAC convention of every MACs figure (convcost.cost.conventions)
 
     @property
     def ops(self) -> list[OpResult]:

@@ -82,7 +82,7 @@ def network(
     """The result of a network by formula: no counter figures and no checks yet (the measured run adds them);
     every MACs figure under ``convention``."""
     convention = Convention(convention)
-    layers = [ModelLayerResult(row.name, row.kind, [op_result(op, call, convention)
+    layers = [ModelLayerResult(row.name, row.kind, [op_result(op, call, extra_macs(op, convention))
                                                     for op, call in zip(row.ops, row.measured, strict=True)],
                                module_shapes=row.shapes)
               for row in rows]  # fmt: skip
