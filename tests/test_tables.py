@@ -143,3 +143,27 @@ def test_depth_from_the_cli_names_modules() -> None:
         ("stem", "Sequential"), ("stages", "Sequential"), ("(model) (own ops)", "functional"), ("head", "Linear")
     ]  # fmt: skip
     assert layers[1]["input_shape"] == [1, 8, 16, 16] and layers[1]["output_shape"] == [1, 16, 8, 8]
+
+
+# ---- golden tables (regenerate with `pytest --overwrite` and review the diff) ---------------------------
+
+GOLDEN = {
+    "model_long_names_80": LONG,
+    "model_not_counted_80": OPAQUE,
+    "model_depth_1_80": ["model", NESTED, "--input", "3x16x16", "--depth", "1"],
+    "model_fvcore_80": [*OPAQUE[:1], "tests.models_for_tables:small_cnn", "--input", "3x16x16", "--convention",
+                        "fvcore"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_model_table_matches_golden(name: str, overwrite: bool) -> None:
+    from pathlib import Path
+
+    result = runner.invoke(app, GOLDEN[name], env={"COLUMNS": "80", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    path = Path(__file__).parent / "golden" / f"{name}.txt"
+    if overwrite:
+        path.write_text(result.stdout, encoding="utf-8")
+    assert path.exists(), f"{path} is missing: run pytest --overwrite and review it"
+    assert result.stdout == path.read_text(encoding="utf-8")
