@@ -97,3 +97,19 @@ def small_cnn(affine: bool = True) -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(8, 10),
     )
+
+
+class PoolTwice(nn.Module):
+    """pool (8² → 4²), ReLU, the same pool again (4² → 2²): the last op ran is in the first module's row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.act(self.pool(x)))
+
+
+def pool_twice() -> PoolTwice:
+    return PoolTwice()

@@ -167,3 +167,11 @@ def test_model_table_matches_golden(name: str, overwrite: bool) -> None:
         path.write_text(result.stdout, encoding="utf-8")
     assert path.exists(), f"{path} is missing: run pytest --overwrite and review it"
     assert result.stdout == path.read_text(encoding="utf-8")
+
+
+def test_the_output_is_the_last_op_run_whatever_row_it_is_in() -> None:
+    model = models_for_tables.pool_twice()
+    result = evaluate_import("pool_twice", (4, 8, 8), depth=1, model=model)
+    assert [layer.name for layer in result.layers] == ["pool", "act"]
+    assert result.output_shape == (1, 4, 2, 2) == result.output_shape_measured  # 8 → 4 → 2
+    assert result.ok and not any("untraced" in note for note in result.notes), result.notes

@@ -310,6 +310,12 @@ def _evaluate(
     total.params_measured = _stored_params(module)
     result.output_shape_measured = traced.output_shape
     last_measured = network.outputs(rows, result.layers)[1]
+    # rows by module (--depth) are in the order of their first op: the output is the last op the pass ran
+    of_call = {id(call): op for row, layer in zip(rows, result.layers, strict=True)
+               for call, op in zip(row.measured, layer.ops, strict=True) if call is not None}  # fmt: skip
+    last = next((of_call[id(call)] for call in reversed(traced.calls) if call.real and id(call) in of_call), None)
+    if last is not None:
+        result.output_shape, last_measured = last.output_shape, last.output_shape_measured
     expected_output = result.output_shape
     if imported and last_measured != traced.output_shape:
         # the model's forward changed its last traced op's output with something not traced (x.sum(), a view):
