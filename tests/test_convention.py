@@ -87,6 +87,8 @@ def test_check_holds_the_budget_files_convention(budget: Path) -> None:
     result = runner.invoke(app, ["check", str(budget)])
     assert result.exit_code == 1, result.output  # 61,520 by fvcore's convention > 60,000
     assert "61,520" in result.stdout
+    assert result.stdout.splitlines()[-1].endswith("(MACs by fvcore's convention)")
+    assert json.loads(runner.invoke(app, ["check", str(budget), "-f", "json"]).stdout)["convention"] == "fvcore"
     assert runner.invoke(app, ["check", str(budget), "--convention", "convcost"]).exit_code == 0  # 55,376
 
 

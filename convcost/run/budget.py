@@ -449,5 +449,11 @@ def run_checks(
                          message=f"no baseline at {path} yet: growth not checked (write it with --update-baseline)")
         )  # fmt: skip
     return BudgetResult(
-        budget.source, verdicts, measured, environment, str(path) if path else None, formula_only=formula_only
+        budget.source,
+        verdicts,
+        measured,
+        environment,
+        str(path) if path else None,
+        formula_only=formula_only,
+        convention=chosen.value,
     )
