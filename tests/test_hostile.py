@@ -132,7 +132,7 @@ def test_a_baseline_with_a_check_given_twice_is_refused(tmp_path: Path) -> None:
     assert one_error(result) == f"convcost: error: {base}: key 'tiny' is given twice (checks are keyed by name)"
 
 
-def test_a_module_met_again_later_gets_its_own_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_module_met_again_later_is_still_its_one_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = user_module(
         tmp_path,
         monkeypatch,
@@ -154,9 +154,11 @@ def test_a_module_met_again_later_gets_its_own_row(tmp_path: Path, monkeypatch: 
     )
     result = invoke("model", f"{name}:net", "--input", "4x2x2", "--depth", "1", "-f", "json")
     assert result.exit_code == 0, result.output
-    # a (16 params, 4·4·4 = 64 MACs), then b, then a again (no new params, 64 MACs): three rows, none lost
+    # a (16 params, 4·4·4 = 64 MACs), then b, then a again (no new params, 64 MACs): one row per module, with
+    # both of a's calls in a's row (2 · 64 = 128), nothing lost
     layers = json.loads(result.stdout)["layers"]
-    assert [(layer["name"], layer["macs"]) for layer in layers] == [("a", 64), ("b", 0), ("a#2", 64)]
+    assert [(layer["name"], layer["params"], layer["macs"]) for layer in layers] == [("a", 16, 128), ("b", 0, 0)]
+    assert [len(layer["ops"]) for layer in layers] == [2, 1]
 
 
 # ---- user code: one guard, stdout kept off the data -----------------------------------------------------

@@ -285,3 +285,22 @@ def test_recurrent_cells(cell: nn.RNNCellBase, gates: int) -> None:
     op = _only(cell, (8,))
     assert op.macs == 2 * gates * 5 * (8 + 5) == op.macs_flop_counter  # one step: x·W_ih + h·W_hh
     assert op.output_shape == (2, 5)
+
+
+def test_a_parameter_read_by_an_op_without_params_is_counted_once() -> None:
+    class Gated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate = nn.Parameter(torch.zeros(16))
+            self.table = nn.Parameter(torch.zeros(3, 16))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows = self.table.unbind(0)  # a tuple: the parameter is read all the same
+            return x * torch.sigmoid(self.gate) + rows[0]
+
+    result = evaluate_import("tests.test_ops_modern:model", (5, 16), batch=2, model=Gated())
+    assert result.ok and result.complete, result.failures
+    by_kind = {op.kind: op for op in result.ops}
+    # the sigmoid of 16 gates is an activation of 16 elements; its parameter is a parameter use of 16
+    assert by_kind["activation"].other_ops == 16 and by_kind["parameter use"].params in (16, 48)
+    assert result.total.params == 16 + 48

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from convcost.cli.options import FormulaOnlyOption, OutputOption
+from convcost.cli.options import ConventionOption, FormulaOnlyOption, OutputOption
 from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, format_from, stderr, write
 from convcost.report.format import CheckFormat
 
@@ -47,15 +47,18 @@ def check_command(
         ),
     ] = False,
     formula_only: FormulaOnlyOption = False,
+    convention: ConventionOption = None,
 ) -> None:
     """CI gate: fail when a model exceeds its budget. Exit 0 ok, 1 a limit exceeded, 2 invalid input, 3 internal."""
     chosen = format_from(output, output_format, _CHECK_SUFFIX_FORMATS, ".json, .xml (JUnit) or .txt")
     with exit_codes():
         from convcost.report import budget as budget_report
         from convcost.run import budget as budgets
+        from convcost.run.source import parse_convention
         from convcost.spec.budget import load_budget
         from convcost.spec.bundled import Use, resolve
 
+        chosen_convention = None if convention is None else parse_convention(convention)
         plan = load_budget(resolve(str(budget_file), Use.CHECK))
         target = baseline or plan.baseline_path
         if update_baseline and target is None:
@@ -70,7 +73,7 @@ def check_command(
                 fail(f"{flag}: cannot write {target}: {problem}")
             will_write(target, flag)
         result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency,
-                                    formula_only=formula_only)  # fmt: skip
+                                    formula_only=formula_only, convention=chosen_convention)  # fmt: skip
         renderers = {
             CheckFormat.TABLE: budget_report.to_lines,
             CheckFormat.JSON: budget_report.to_json_text,

@@ -67,6 +67,7 @@ def model_command(
             "--meta", help="Count on the meta device: shapes and both counters, nothing computed (no --latency)."
         ),
     ] = False,
+    convention: options.ConventionOption = None,
     require_complete: Annotated[
         bool, typer.Option("--require-complete", help="Exit 1 also when an op is not counted by formula.")
     ] = False,
@@ -86,7 +87,7 @@ def model_command(
                                             target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only,
-            meta,
+            meta, convention or "convcost",
         )  # fmt: skip
         emit(lambda: render(result, output_format, by_kind, roofline and not formula_only), output)
     if not result.ok or (require_complete and not result.complete):

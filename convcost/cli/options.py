@@ -195,6 +195,15 @@ VsOption = Annotated[
         show_default="separable",
     ),
 ]
+ConventionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--convention",
+        metavar="NAME",
+        help="The MAC convention of the figures: convcost (conv and linear weights; the default, or the budget "
+        "file's for check) or fvcore (fvcore's and timm's: also batchnorm and adaptive average pools).",
+    ),
+]
 DTypeOption = Annotated[str, typer.Option("--dtype", metavar="DTYPE", help="float32, bfloat16 or float16.")]
 DeviceOption = Annotated[str, typer.Option("--device", metavar="DEVICE", help="cpu or cuda.")]
 

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console, ConsoleOptions, Group, NewLine, RenderableType, RenderResult
 from rich.text import Text
 
+from convcost.cost.conventions import Convention
 from convcost.report.export import markdown_table, to_csv, to_json
 from convcost.report.format import (
     OutputFormat,
@@ -38,6 +39,8 @@ def title(result: ModelResult) -> str:
     multiplier = result.settings.get("width_multiplier")
     if multiplier not in (None, 1.0):
         extras.append(f"α {multiplier:g}")
+    if result.convention != Convention.CONVCOST:
+        extras.append(f"{result.convention} MACs")
     names = [result.name] if result.source == result.name else [result.name, result.source]
     return " · ".join([*names, dims(result.input_shape, batch=True), *extras, env.dtype, env.device,
                        threads_text(env.threads)])  # fmt: skip
@@ -73,8 +76,9 @@ def check_line(result: ModelResult) -> Text:
     lines: list[Text] = []
     if result.ok and result.complete:
         bias = result.total.bias_adds
+        ours = "" if result.convention == Convention.CONVCOST else " (ours, before the convention's additions)"
         lines.append(Text(
-            f"✓ {len(result.ops)} ops: shapes, params as measured; MACs = FlopCounterMode = ptflops"
+            f"✓ {len(result.ops)} ops: shapes, params as measured; MACs{ours} = FlopCounterMode = ptflops"
             + ("*" if bias else ""),
             style="green",
         ))  # fmt: skip
@@ -110,6 +114,32 @@ def not_seen_lines(result: ModelResult) -> list[str]:
         lines.append(f"MACs of {what} ({macs:,}) not seen by {counter} on the {result.environment.device}: "
                      f"by formula only{first}")  # fmt: skip
     return lines
+
+
+NOT_COUNTED_MARK = "—"  # a row none of whose ops has a formula: not a zero
+SOME_NOT_COUNTED_MARK = "≥"  # a row with some ops not counted: its MACs are at least this
+NOT_COUNTED_LEGEND = "— not counted (no formula, not in the totals); ≥ at least: some ops not counted"
+
+
+def macs_cell(layer: ModelLayerResult, value: str) -> str:
+    """A row's MACs (or other ops) as text that reads differently from a zero when ops were not counted."""
+    if all(not op.counted for op in layer.ops):
+        return NOT_COUNTED_MARK
+    return value if layer.counted else f"{SOME_NOT_COUNTED_MARK}{value}"
+
+
+def totals_line(result: ModelResult) -> str:
+    """'Total: 3,504,872 params, 300,774,272 MACs (601M FLOPs)', with the convention and what is not counted."""
+    total = result.total
+    convention = "" if result.convention == Convention.CONVCOST else f" by {result.convention}'s convention"
+    line = f"Total: {total.params:,} params, {total.macs:,} MACs{convention} ({si(total.flops)} FLOPs)"
+    if result.convention != Convention.CONVCOST:
+        extra = sum(op.extra_macs for op in result.ops)
+        line += f"; {total.macs - extra:,} MACs by convcost's, + {extra:,} for norms and pools"
+    missing = len(result.not_counted)
+    if missing:
+        line += f"; {missing} op{'s' if missing != 1 else ''} not counted (not in the totals)"
+    return line
 
 
 def _bound_cell(layer: ModelLayerResult) -> str:
@@ -166,9 +196,9 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
             kind,
             f"{square_shape(layer.input_shape)} → {square_shape(layer.output_shape)}",
             si(layer.params),
-            si(layer.macs),
-            *([] if show_latency else [si(layer.other_ops)]),
-            share(layer.macs, total.macs),
+            macs_cell(layer, si(layer.macs)),
+            *([] if show_latency else [macs_cell(layer, si(layer.other_ops))]),
+            macs_cell(layer, share(layer.macs, total.macs)),
         ]
         if show_latency:
             cells.append(milliseconds(layer.latency.shown_ms) if layer.latency else "")
@@ -176,19 +206,20 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
             cells.append(_bound_cell(layer))
         table.add_row(*cells, style=None if layer.counted else "yellow")
     table.add_section()
+    not_counted = bool(result.not_counted)
+    if not_counted:
+        table.caption = f"{table.caption}\n{NOT_COUNTED_LEGEND}"
     footer: list[str | Text] = [
         "total", "", f"{square_shape(result.input_shape)} → {square_shape(result.output_shape)}", si(total.params),
-        si(total.macs), *([] if show_latency else [si(total.other_ops)]), "100%",
+        f"{SOME_NOT_COUNTED_MARK if not_counted else ''}{si(total.macs)}",
+        *([] if show_latency else [f"{SOME_NOT_COUNTED_MARK if not_counted else ''}{si(total.other_ops)}"]), "100%",
     ]  # fmt: skip
     if show_latency:
         footer.append(milliseconds(result.latency.shown_ms) if result.latency else "")
     if show_roofline:
         footer.append("")
     table.add_row(*footer, style="bold")
-    lines: list[str | Text] = [
-        f"Total: {total.params:,} params, {total.macs:,} MACs ({si(total.flops)} FLOPs)",
-        check_line(result),
-    ]
+    lines: list[str | Text] = [totals_line(result), check_line(result)]
     if result.ok and result.complete and result.measured and result.total.bias_adds:
         lines.append(f"  * ptflops counts {result.total.bias_adds:,} bias adds as MACs; they are taken off")
     lines += [dense_line(result), saving_line(result)]
@@ -235,7 +266,7 @@ def render_by_kind(result: ModelResult) -> FitTable:
 
 CSV_COLUMNS = [
     "model", "layer", "kind", "input_shape", "output_shape", "params", "macs", "flops", "bias_adds", "other_ops",
-    "macs_share", "counted", "latency_median_ms", "latency_best_ms",
+    "macs_share", "counted", "latency_median_ms", "latency_best_ms", "convention",
 ]  # fmt: skip
 
 
@@ -251,28 +282,40 @@ def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
         "input_shape": csv_shape(layer.input_shape),
         "output_shape": csv_shape(layer.output_shape),
         "params": layer.params,
-        "macs": layer.macs,
-        "flops": 2 * layer.macs,
-        "bias_adds": layer.bias_adds,
-        "other_ops": layer.other_ops,
+        # a row of ops without a formula has no figures: empty, never a zero (``counted`` says why)
+        **(_figures(layer) if any(op.counted for op in layer.ops) else dict.fromkeys(_FIGURES, "")),
         "macs_share": f"{layer.macs / result.total.macs:.6f}" if result.total.macs else "",
         "counted": layer.counted,
         "latency_median_ms": f"{layer.latency.median_ms:.6f}" if layer.latency else "",
         "latency_best_ms": f"{layer.latency.shown_ms:.6f}" if layer.latency else "",
+        "convention": result.convention,
     }
+
+
+_FIGURES = ("macs", "flops", "bias_adds", "other_ops")
+
+
+def _figures(layer: ModelLayerResult) -> dict[str, Any]:
+    return {"macs": layer.macs, "flops": 2 * layer.macs, "bias_adds": layer.bias_adds, "other_ops": layer.other_ops}
 
 
 def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
     parts = [f"### {markdown_literal(title(result))}", ""]
     rows = [
         [markdown_literal(layer.name), layer.kind, f"{dims(layer.input_shape)} → {dims(layer.output_shape)}",
-         count(layer.params), count(layer.macs), count(layer.other_ops), share(layer.macs, result.total.macs)]
+         count(layer.params), macs_cell(layer, count(layer.macs)), macs_cell(layer, count(layer.other_ops)),
+         macs_cell(layer, share(layer.macs, result.total.macs))]
         for layer in result.layers
     ]  # fmt: skip
     total = result.total
-    rows.append(["**total**", "", "", count(total.params), count(total.macs), count(total.other_ops), "100%"])
+    mark = SOME_NOT_COUNTED_MARK if result.not_counted else ""
+    rows.append(["**total**", "", "", count(total.params), mark + count(total.macs), mark + count(total.other_ops),
+                 "100%"])  # fmt: skip
     headers = ["Layer", "Kind", "Input → output", "Params", "MACs", "Other ops", "MACs %"]
     parts += [markdown_table(headers, rows, {3, 4, 5, 6}), ""]
+    parts.append(f"- {visible(totals_line(result))}")
+    if result.not_counted:
+        parts.append(f"- {NOT_COUNTED_LEGEND}")
     parts.append(f"- {dense_line(result)}")
     parts.append(f"- {saving_line(result)}")
     parts += [f"- {visible(line)}" for line in check_line(result).plain.splitlines()]

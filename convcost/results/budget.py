@@ -109,6 +109,7 @@ class BudgetResult:
     baseline_path: str | None = None
     baseline_written: bool = False
     formula_only: bool = False  # by formula alone: nothing built or run, so no latency and no counter checks
+    convention: str = "convcost"  # the MAC convention of the models' macs (convcost.cost.conventions)
 
     @property
     def errors(self) -> list[LimitVerdict]:
@@ -132,6 +133,7 @@ class BudgetResult:
             f"{len(self.errors)} error{'s' if len(self.errors) != 1 else ''}, "
             f"{len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}"
             + (" (by formula: nothing built or run)" if self.formula_only else "")
+            + (f" (MACs by {self.convention}'s convention)" if self.convention != "convcost" else "")
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +142,7 @@ class BudgetResult:
             "source": self.source,
             "ok": self.ok,
             "summary": self.summary(),
+            "convention": self.convention,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
             "baseline": self.baseline_path,

@@ -35,6 +35,7 @@ class OpResult:
     ptflops_raw: int | None = None  # ptflops' own figure (with the bias adds it folds in)
     blind_to: tuple[str, ...] = ()  # counters that ran part of this op without a formula for it (fused attention)
     other_reads: int = 0  # elements read besides its input and params (a matmul's right operand): for bytes
+    extra_macs: int = 0  # what the result's MAC convention adds to ours (in ``macs``; see convcost.cost.conventions)
 
     @property
     def flops(self) -> int:
@@ -48,8 +49,13 @@ class OpResult:
         if not self.ptflops_raw:
             return 0
         if self.kind in PARTLY_FOLDED:
-            return min(self.bias_adds, max(0, self.ptflops_raw - self.macs))
+            return min(self.bias_adds, max(0, self.ptflops_raw - self.own_macs))
         return self.bias_adds
+
+    @property
+    def own_macs(self) -> int:
+        """The MACs by our convention (what the counters are checked against)."""
+        return self.macs - self.extra_macs
 
     @property
     def macs_ptflops(self) -> int | None:
@@ -68,7 +74,7 @@ class OpResult:
     def not_seen_by(self) -> list[str]:
         """The counters that ran this op and could not count all of it, where our formula has MACs: they counted
         nothing (SDPA on the CPU), or ran an aten op they do not map (``blind_to``)."""
-        if not self.macs or self.macs_flop_counter is None:
+        if not self.own_macs or self.macs_flop_counter is None:
             return []
         return [counter for counter in (FLOP_COUNTER, PTFLOPS) if counter not in self.seen_by]
 
@@ -88,6 +94,7 @@ class OpResult:
             "bias_adds": self.bias_adds,
             "other_ops": self.other_ops,
             "counted": self.counted,
+            "extra_macs": self.extra_macs,
             "macs_flop_counter": self.macs_flop_counter,
             "macs_ptflops": self.macs_ptflops,
             "ptflops_raw": self.ptflops_raw,
@@ -120,8 +127,9 @@ class Call:
     blind_to: tuple[str, ...] = ()  # the counters that ran aten ops with MACs they do not map inside this call
 
 
-def op_result(op: Op, call: Call | None) -> OpResult:
-    """An op's figures by formula, with what its call measured beside them (None where it did not run)."""
+def op_result(op: Op, call: Call | None, extra: int = 0) -> OpResult:
+    """An op's figures by formula, with what its call measured beside them (None where it did not run); ``extra``:
+    the MACs the result's convention adds to ours (:func:`convcost.cost.conventions.extra_macs`)."""
     cost = ops.cost(op)
     counted = not isinstance(op, UncountedOp)
     return OpResult(
@@ -134,7 +142,7 @@ def op_result(op: Op, call: Call | None) -> OpResult:
         output_shape_measured=call.output_shape if call is not None else None,
         params=0 if call is not None and call.reused else cost.params,
         params_measured=call.params_measured if call is not None else None,
-        macs=cost.macs,
+        macs=cost.macs + extra,
         bias_adds=cost.bias_adds,
         other_ops=cost.other_ops,
         counted=counted,
@@ -142,6 +150,7 @@ def op_result(op: Op, call: Call | None) -> OpResult:
         ptflops_raw=None if call is None else call.ptflops_raw,
         blind_to=() if call is None else call.blind_to,
         other_reads=op.other_reads(),
+        extra_macs=extra,
     )
 
 
@@ -154,13 +163,19 @@ class ModelLayerResult:
     ops: list[OpResult]
     latency: LatencyStats | None = None
     roofline: Roofline | None = None  # with latency: bytes, achieved rates; bound and verdict when calibrated
+    # a module's row (--depth): the module's own input and output as its first call saw them
+    module_shapes: tuple[Shape, Shape | None] | None = None
 
     @property
     def input_shape(self) -> Shape:
+        if self.module_shapes is not None and self.module_shapes[0]:
+            return self.module_shapes[0]
         return self.ops[0].input_shape
 
     @property
     def output_shape(self) -> Shape:
+        if self.module_shapes is not None and self.module_shapes[1]:
+            return self.module_shapes[1]
         return self.ops[-1].output_shape
 
     @property
@@ -319,6 +334,7 @@ class ModelResult:
     latency: LatencyStats | None = None  # end to end
     notes: list[str] = field(default_factory=list)
     measured: bool = True  # False: by formula only, nothing built or run (--formula-only)
+    convention: str = "convcost"  # the MAC convention of every MACs figure (convcost.cost.conventions)
 
     @property
     def ops(self) -> list[OpResult]:
@@ -353,6 +369,7 @@ class ModelResult:
             "source": self.source,
             **({} if self.measured else {"measured": False}),  # absent from measured runs, as it always was
             "settings": self.settings,
+            "convention": self.convention,
             "environment": self.environment.to_dict(),
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
@@ -360,7 +377,7 @@ class ModelResult:
             "ok": self.ok,
             "complete": self.complete,
             "failures": self.failures,
-            "total": self.total.to_dict(),
+            "total": {**self.total.to_dict(), "ops_not_counted": len(self.not_counted)},
             "dense_equivalent": self.dense_equivalent.to_dict(),
             "by_kind": [share.to_dict() for share in self.by_kind],
             "latency": None if self.latency is None else self.latency.to_dict(),

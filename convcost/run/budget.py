@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError
 from convcost.results.budget import METRICS, BudgetResult, Figures, Level, LimitVerdict, Measured
 from convcost.spec import yamlio
@@ -112,12 +113,18 @@ def prepare_checks(budget: Budget) -> list[Target]:
 
 
 def measure_check(
-    check: PlannedCheck, target: Target, settings: LatencySettings | None, threads: int = 1, formula_only: bool = False
+    check: PlannedCheck,
+    target: Target,
+    settings: LatencySettings | None,
+    threads: int = 1,
+    formula_only: bool = False,
+    convention: Convention | str = Convention.CONVCOST,
 ) -> Measured:
     """Evaluate what a check names, as :func:`prepare_checks` loaded it.
 
     ``threads``: the run context's thread count (recorded, and timed on);
-    ``formula_only``: by formula alone, without torch (``refuse_unmeasurable`` has refused what needs a run).
+    ``formula_only``: by formula alone, without torch (``refuse_unmeasurable`` has refused what needs a run);
+    ``convention``: the MAC convention of a model's figures (a batch file's comparisons have ours).
     """
     if target.batch is not None:
         return _measure_batch(check, target.batch, settings, threads, measure=not formula_only)
@@ -127,18 +134,20 @@ def measure_check(
     if target.plan is not None and formula_only:
         from convcost.run import network
 
-        result = network.estimate_plan(target.plan, str(check.model_path), context.environment(measured=False))
+        result = network.estimate_plan(target.plan, str(check.model_path), context.environment(measured=False),
+                                       convention)  # fmt: skip
     elif target.plan is not None:
         from convcost.run.model import evaluate_plan
 
         with context.applied():  # the process's threads and allocator as they were, after
-            result = evaluate_plan(target.plan, str(check.model_path), context)
+            result = evaluate_plan(target.plan, str(check.model_path), context, convention=convention)
     else:
         from convcost.run.model import evaluate_import
 
         assert check.import_path is not None and target.input_shape is not None and target.module is not None
         with context.applied():
-            result = evaluate_import(check.import_path, target.input_shape, context=context, model=target.module)
+            result = evaluate_import(check.import_path, target.input_shape, context=context, model=target.module,
+                                     convention=convention)  # fmt: skip
     contention = result.environment.contention
     parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention) for layer in result.layers}
     total = _figures(result.total.params, result.total.macs, result.latency, contention)
@@ -387,13 +396,16 @@ def run_checks(
     latency_settings: LatencySettings | None = None,
     strict_latency: bool = False,
     formula_only: bool = False,
+    convention: Convention | str | None = None,
 ) -> BudgetResult:
     """Measure every check and hold it to its limits (and to the baseline, when there is one and not updating).
 
     Every model file, import path and batch file is validated before anything is measured, so an invalid one
     fails fast. Runs without latency record the budget's thread count too. ``formula_only``: params and MACs by
     formula, without torch; what needs a run (a latency limit, an import path, a baseline to write) is refused.
+    ``convention``: the MAC convention of the models' figures (default: the budget file's ``convention``).
     """
+    chosen = Convention(convention) if convention is not None else budget.spec.convention
     if formula_only:
         refuse_unmeasurable(budget, update_baseline)
     targets = prepare_checks(budget)
@@ -421,7 +433,7 @@ def run_checks(
         wants_latency = check.needs_latency or bool(
             baseline and (baseline.get("checks", {}).get(check.name) or {}).get("latency_ms") is not None
         )
-        figures = measure_check(check, target, settings if wants_latency else None, threads, formula_only)
+        figures = measure_check(check, target, settings if wants_latency else None, threads, formula_only, chosen)
         measured[check.name] = figures
         verdicts += limit_verdicts(check, figures, strict_latency)
     # the run's environment is that of the checks that measured latency (counts do not depend on it)
@@ -437,5 +449,11 @@ def run_checks(
                          message=f"no baseline at {path} yet: growth not checked (write it with --update-baseline)")
         )  # fmt: skip
     return BudgetResult(
-        budget.source, verdicts, measured, environment, str(path) if path else None, formula_only=formula_only
+        budget.source,
+        verdicts,
+        measured,
+        environment,
+        str(path) if path else None,
+        formula_only=formula_only,
+        convention=chosen.value,
     )

@@ -45,21 +45,21 @@ def count(
             own.append(("params", op.params, op.params_measured))
         if op.counted:  # where a counter saw all of the op, its MACs are ours; else op.not_seen_by says so
             if op.macs_flop_counter and FLOP_COUNTER not in op.blind_to:
-                own.append(("MACs (FlopCounterMode)", op.macs, op.macs_flop_counter))
+                own.append(("MACs (FlopCounterMode)", op.own_macs, op.macs_flop_counter))
             if op.ptflops_raw and PTFLOPS not in op.blind_to:
-                own.append(("MACs (ptflops)", op.macs, op.macs_ptflops))
+                own.append(("MACs (ptflops)", op.own_macs, op.macs_ptflops))
         found += [check for check in checks(op.name, own) if not check.ok]
     totals = flop_counter, ptflops_raw = traced.counted.flop_counter_macs, traced.counted.ptflops_raw
     ran = [op for call, op in results if call is not None]
     if len(ran) == len(results):  # ours over the ops each counter saw: an op it cannot see is marked, not failed
-        seen_flop_counter = sum(op.macs for op in ran if FLOP_COUNTER in op.seen_by)
+        seen_flop_counter = sum(op.own_macs for op in ran if FLOP_COUNTER in op.seen_by)
         seen_ptflops = [op for op in ran if PTFLOPS in op.seen_by]
-        macs, bias_adds = sum(op.macs for op in seen_ptflops), sum(op.ptflops_folded for op in seen_ptflops)
+        macs, bias_adds = sum(op.own_macs for op in seen_ptflops), sum(op.ptflops_folded for op in seen_ptflops)
         # what a counter counted in an op it partly cannot see is that op's, not compared: taken off its total
         flop_counter -= sum(op.macs_flop_counter or 0 for op in ran if FLOP_COUNTER in op.blind_to)
         ptflops_raw -= sum(op.ptflops_raw or 0 for op in ran if PTFLOPS in op.blind_to)
     else:  # the built module is not the one planned: the plan's figures against the totals
-        seen_flop_counter = macs = sum(op.macs for _, op in results)
+        seen_flop_counter = macs = sum(op.own_macs for _, op in results)
         bias_adds = sum(op.bias_adds for _, op in results)
     found += checks(subject, figures, (seen_flop_counter, flop_counter, ptflops_raw, bias_adds), note, macs)
     unattributed = traced.unattributed

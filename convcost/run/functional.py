@@ -49,8 +49,7 @@ Label = Callable[[str], str]  # an op's short name → its unique label under th
 def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor,
                   label: Label, consume: Consume) -> Op | None:  # fmt: skip
     """The op a functional call performed, or None when it is not one (a view, a scalar add, a reduction...)."""
-    op = _known_op(function, args, kwargs, output, label, consume)
-    return op if op is not None else _parameter_use(function, args, kwargs, output, label, consume)
+    return _known_op(function, args, kwargs, output, label, consume)
 
 
 def _known_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor,
@@ -128,10 +127,10 @@ def _known_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], outp
     return None
 
 
-def _parameter_use(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor, label: Label,
+def parameter_use(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor, label: Label,
                    consume: Consume) -> Op | None:  # fmt: skip
-    """Any other call that reads a parameter of the model not counted yet (``cls_token.expand``, ``torch.cat`` of
-    it, ``table[index]``): the parameter's op, with no cost."""
+    """A call that reads a parameter of the model its own op (if any) did not count (``cls_token.expand``,
+    ``torch.cat`` of it, ``table[index]``, ``torch.sigmoid(self.gate)``): the parameter's op, with no cost."""
     operands = [*args, *kwargs.values()]
     operands += [item for value in operands if isinstance(value, (list, tuple)) for item in value]
     parameters = [item for item in operands if isinstance(item, torch.nn.Parameter)]

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from convcost.cost import ops
+from convcost.cost.conventions import Convention
 from convcost.cost.ops import ConvOp, Shape
 from convcost.cost.roofline import Calibration
 from convcost.errors import UsageError
@@ -42,10 +43,17 @@ from convcost.spec.compare import DType
 from convcost.spec.layers import ModelPlan
 
 
-def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = None, meta: bool = False) -> ModelResult:
+def evaluate_plan(
+    plan: ModelPlan,
+    source: str,
+    context: RunContext | None = None,
+    meta: bool = False,
+    convention: Convention | str = Convention.CONVCOST,
+) -> ModelResult:
     """Build, run and count a planned model file, where and how ``context`` says (default: float32 on the CPU,
     untimed, on torch's thread count as it is); the environment is recorded from the context. ``meta``: build and
-    run it on the meta device (shapes only, nothing computed or allocated; see :func:`on_meta`)."""
+    run it on the meta device (shapes only, nothing computed or allocated; see :func:`on_meta`). ``convention``:
+    the MAC convention of the figures (:mod:`convcost.cost.conventions`); the counters check ours either way."""
     from convcost.run.model_build import model_module
 
     context = context or _default_context()
@@ -67,7 +75,8 @@ def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = Non
         traced = trace(module, tensor, capture)
     calls, found = matched(plan.ops, traced, "model", "plan")
     result = _evaluate(plan.name or source, source, module, tensor, traced, network.plan_rows(plan, calls), found,
-                       network.plan_settings(plan), context, calibration=calibration)  # fmt: skip
+                       network.plan_settings(plan), context, calibration=calibration,
+                       convention=convention)  # fmt: skip
     return _marked_meta(result) if meta else result
 
 
@@ -162,6 +171,7 @@ def evaluate_import(
     context: RunContext | None = None,
     model: nn.Module | None = None,
     meta: bool = False,
+    convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
     """Count a model from ``package.module:factory`` on an input of ``input_shape`` (without the batch), where and
     how ``context`` says (as for :func:`evaluate_plan`). ``meta``: on the meta device, the factory called under
@@ -216,6 +226,7 @@ def evaluate_import(
             context,
             imported=True,
             calibration=calibration,
+            convention=convention,
         )
     return _marked_meta(result) if meta else result
 
@@ -234,7 +245,9 @@ def _user_sources(path: str, model: nn.Module) -> tuple[str, ...]:
 
 
 def _group(traced: Trace, depth: int | None) -> list[Row]:
-    """Rows of the table: one per operation, or one per module ``depth`` levels down."""
+    """Rows of the table: one per operation, or (``depth``) one per module ``depth`` levels down."""
+    if depth is not None:
+        return _group_by_module(traced, depth)
     rows: list[Row] = []
     used: dict[str, int] = {}  # row names key a check's per-layer limits: a module met again later is name#2
     for call in traced.calls:
@@ -242,18 +255,39 @@ def _group(traced: Trace, depth: int | None) -> list[Row]:
         if call.module_name is not None and not call.reused:
             key = call.module_name or key
         kind = type(traced.modules[call.module_name]).__name__ if call.module_name is not None else str(call.op.kind)
-        parts = call.owner.split(".") if call.owner else []
-        if depth is not None and len(parts) >= depth:
-            key = ".".join(parts[:depth])
-            kind = type(traced.modules[key]).__name__
-            if rows and rows[-1].name == key:
-                rows[-1].ops.append(call.op)
-                rows[-1].measured.append(call)
-                continue
         count = used[key] = used.get(key, 0) + 1
         name = key if count == 1 else f"{key}#{count}"
         rows.append(Row(name, kind, [call.op], [call], key if key in traced.inputs else None))
     return rows
+
+
+OWN_OPS = "(own ops)"
+
+
+def _group_by_module(traced: Trace, depth: int) -> list[Row]:
+    """One row per module ``depth`` levels down, in the order of its first op, with every op under it wherever in
+    the pass it was recorded (its functional ops, its own parameters, a second call) and the module's own input
+    and output shapes. An op in no module that deep is in its own module's row: a leaf module less deep is a row
+    as it is; a container's functional ops and own parameters outside its children that deep are the row
+    ``container (own ops)`` (``(model) (own ops)`` for the model's), which is not timed alone."""
+    rows: dict[str, Row] = {}
+    for call in traced.calls:
+        parts = call.owner.split(".") if call.owner else []
+        module: str | None = ".".join(parts[:depth]) if len(parts) >= depth else None
+        if module is None and call.module_name is not None and call.module_name == call.owner and call.owner:
+            module = call.owner  # a leaf (or an opaque container) less deep than depth
+        key = module if module is not None else f"{call.owner or '(model)'} {OWN_OPS}"
+        row = rows.get(key)
+        if row is None:
+            kind = type(traced.modules[module]).__name__ if module is not None else "functional"
+            timed = module if module is not None and module in traced.inputs else None
+            row = rows[key] = Row(key, kind, [], [], timed, traced.shapes.get(module) if module else None)
+        row.ops.append(call.op)
+        row.measured.append(call)
+        if module is None and call.real:  # own ops: from the first one's input to the last one's output
+            first = row.shapes[0] if row.shapes else call.op.input_shape
+            row.shapes = (first, call.output_shape)
+    return list(rows.values())
 
 
 def _evaluate(
@@ -268,12 +302,20 @@ def _evaluate(
     context: RunContext,
     imported: bool = False,
     calibration: Calibration | None = None,
+    convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
-    result = network.network(name, source, tuple(tensor.shape), rows, context.environment(), settings)
+    result = network.network(name, source, tuple(tensor.shape), rows, context.environment(), settings,
+                             convention=convention)  # fmt: skip
     total = result.total
     total.params_measured = _stored_params(module)
     result.output_shape_measured = traced.output_shape
     last_measured = network.outputs(rows, result.layers)[1]
+    # rows by module (--depth) are in the order of their first op: the output is the last op the pass ran
+    of_call = {id(call): op for row, layer in zip(rows, result.layers, strict=True)
+               for call, op in zip(row.measured, layer.ops, strict=True) if call is not None}  # fmt: skip
+    last = next((of_call[id(call)] for call in reversed(traced.calls) if call.real and id(call) in of_call), None)
+    if last is not None:
+        result.output_shape, last_measured = last.output_shape, last.output_shape_measured
     expected_output = result.output_shape
     if imported and last_measured != traced.output_shape:
         # the model's forward changed its last traced op's output with something not traced (x.sum(), a view):

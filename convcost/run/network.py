@@ -12,6 +12,7 @@ from typing import Any
 
 from convcost.cost import dense
 from convcost.cost import ops as formulas
+from convcost.cost.conventions import Convention, extra_macs
 from convcost.cost.ops import Op, Shape
 from convcost.results.comparison import Environment
 from convcost.results.model import (
@@ -37,6 +38,7 @@ class Row:
     ops: list[Op]
     measured: list[Call | None]
     module_name: str | None  # for per-layer latency
+    shapes: tuple[Shape, Shape | None] | None = None  # a module row's own input and output (else its ops')
 
 
 def plan_rows(plan: ModelPlan, calls: list[Call | None] | None = None) -> list[Row]:
@@ -75,10 +77,14 @@ def network(
     environment: Environment,
     settings: dict[str, Any],
     measured: bool = True,
+    convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
-    """The result of a network by formula: no counter figures and no checks yet (the measured run adds them)."""
-    layers = [ModelLayerResult(row.name, row.kind, [op_result(op, call) for op, call in zip(row.ops, row.measured,
-                                                                                          strict=True)])
+    """The result of a network by formula: no counter figures and no checks yet (the measured run adds them);
+    every MACs figure under ``convention``."""
+    convention = Convention(convention)
+    layers = [ModelLayerResult(row.name, row.kind, [op_result(op, call, extra_macs(op, convention))
+                                                    for op, call in zip(row.ops, row.measured, strict=True)],
+                               module_shapes=row.shapes)
               for row in rows]  # fmt: skip
     ops = [op for layer in layers for op in layer.ops]
     params, macs = sum(op.params for op in ops), sum(op.macs for op in ops)
@@ -91,11 +97,12 @@ def network(
         output_shape_measured=None,
         layers=layers,
         total=total,
-        dense_equivalent=dense_equivalent([op for row in rows for op in row.ops]),
+        dense_equivalent=dense_equivalent([op for row in rows for op in row.ops], convention),
         by_kind=by_kind(ops, params, macs),
         environment=environment,
         settings=dict(settings),
         measured=measured,
+        convention=convention.value,
     )
     if note := uncounted_note(ops):
         result.notes.append(note + ": their cost is not in the totals")
@@ -111,10 +118,12 @@ def uncounted_note(ops: list[OpResult]) -> str:
             + (" …" if len(not_counted) > 5 else ""))  # fmt: skip
 
 
-def estimate_plan(plan: ModelPlan, source: str, environment: Environment) -> ModelResult:
+def estimate_plan(
+    plan: ModelPlan, source: str, environment: Environment, convention: Convention | str = Convention.CONVCOST
+) -> ModelResult:
     """A model file by formula alone (``--formula-only``): nothing built, run or checked (``measured=False``)."""
     return network(plan.name or source, source, plan.input_shape, plan_rows(plan), environment,
-                   plan_settings(plan), measured=False)  # fmt: skip
+                   plan_settings(plan), measured=False, convention=convention)  # fmt: skip
 
 
 def by_kind(ops: list[OpResult], params: int, macs: int) -> list[KindShare]:
@@ -136,13 +145,14 @@ def by_kind(ops: list[OpResult], params: int, macs: int) -> list[KindShare]:
     return sorted(shares, key=lambda share: (-share.macs, -share.params, share.kind))
 
 
-def dense_equivalent(ops: list[Op]) -> DenseEquivalent:
-    """The network's cost with every depthwise → pointwise pair replaced by its dense conv."""
+def dense_equivalent(ops: list[Op], convention: Convention | str = Convention.CONVCOST) -> DenseEquivalent:
+    """The network's cost with every depthwise → pointwise pair replaced by its dense conv (MACs under
+    ``convention``)."""
     replaced, pairs = dense.dense_equivalent(ops)
     costs = [formulas.cost(op) for op in replaced]
     return DenseEquivalent(
         params=sum(cost.params for cost in costs),
-        macs=sum(cost.macs for cost in costs),
+        macs=sum(cost.macs for cost in costs) + sum(extra_macs(op, convention) for op in replaced),
         other_ops=sum(cost.other_ops for cost in costs),
         pairs=[PairReplaced(pair.depthwise, pair.pointwise, formulas.describe(pair.dense),
                             formulas.cost(pair.dense).params, formulas.cost(pair.dense).macs) for pair in pairs],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.model import ModelResult
 from convcost.run import network
@@ -31,6 +32,7 @@ def evaluate_source(
     device: str = "cpu",
     formula_only: bool = False,
     meta: bool = False,
+    convention: str = "convcost",
 ) -> ModelResult:
     """Evaluate a model file or an import path with command-line style settings (strings are validated).
 
@@ -38,17 +40,28 @@ def evaluate_source(
     counted by running it); latency settings are then ignored, as ``compare --formula-only`` ignores them.
     ``threads``: default 1 (or the deprecated ``latency_settings.threads``); dtype, device and threads are
     validated once, into the run context. ``meta``: count on the meta device (no latency; see
-    :func:`convcost.run.model.evaluate_import`).
+    :func:`convcost.run.model.evaluate_import`). ``convention``: the MAC convention of the figures, convcost (ours)
+    or fvcore (:mod:`convcost.cost.conventions`).
     """
+    chosen_convention = parse_convention(convention)
     chosen = threads_for(threads, latency_settings, 1)
     context = RunContext.of(dtype, device, chosen, None if formula_only else latency_settings)
     arguments = (source, input_shape, batch, width_multiplier, size, depth)
     if formula_only:
         if meta:
             raise UsageError("--meta: --formula-only runs nothing already: drop one of them")
-        return _evaluate_source(*arguments, context, formula_only=True)
+        return _evaluate_source(*arguments, context, formula_only=True, convention=chosen_convention)
     with context.applied():  # a library leaves the process as it found it
-        return _evaluate_source(*arguments, context, meta=meta)
+        return _evaluate_source(*arguments, context, meta=meta, convention=chosen_convention)
+
+
+def parse_convention(value: str | Convention, flag: str = "convention") -> Convention:
+    """The MAC convention named by ``value``; a SpecError naming ``flag`` when there is none of that name."""
+    try:
+        return Convention(str(value).strip().lower())
+    except ValueError:
+        choices = ", ".join(item.value for item in Convention)
+        raise SpecError([FieldIssue((flag,), f"{value!r} is not a MAC convention: choose {choices}")]) from None
 
 
 def _evaluate_source(
@@ -61,6 +74,7 @@ def _evaluate_source(
     context: RunContext,
     formula_only: bool = False,
     meta: bool = False,
+    convention: Convention = Convention.CONVCOST,
 ) -> ModelResult:
     if not is_import_path(source):
         wrong = [flag for flag, value in (("input", input_shape), ("depth", depth)) if value is not None]
@@ -70,10 +84,10 @@ def _evaluate_source(
             )
         plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
         if formula_only:
-            return network.estimate_plan(plan, source, context.environment(measured=False))
+            return network.estimate_plan(plan, source, context.environment(measured=False), convention)
         from convcost.run.model import evaluate_plan
 
-        return evaluate_plan(plan, source, context, meta=meta)
+        return evaluate_plan(plan, source, context, meta=meta, convention=convention)
     issues: list[FieldIssue] = []
     for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
         if value is not None:
@@ -98,7 +112,7 @@ def _evaluate_source(
         raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")
     from convcost.run.model import evaluate_import
 
-    return evaluate_import(source, shape, batch_size, depth, context, meta=meta)
+    return evaluate_import(source, shape, batch_size, depth, context, meta=meta, convention=convention)
 
 
 def _text(value: str | float | int | None) -> str | None:

@@ -23,7 +23,7 @@ from convcost.cost.ops import ConvOp, Op, Shape, UncountedOp
 from convcost.results.comparison import Check
 from convcost.results.model import Call
 from convcost.run.dispatch import CounterFigures, Figures
-from convcost.run.functional import UNCOUNTED, functional_op, without_fast_paths
+from convcost.run.functional import UNCOUNTED, functional_op, parameter_use, without_fast_paths
 from convcost.run.modules import _lookup, _stored_params, _uncounted, from_call
 
 __all__ = ["Trace", "_stored_params", "matched", "trace", "without_fast_paths"]
@@ -41,6 +41,7 @@ class Trace:
     output: Any = None  # what the forward pass returned
     counted: Figures = field(default_factory=Figures)  # both counters' figures for the whole forward pass
     unattributed: Figures = field(default_factory=Figures)  # the part of them outside every traced op
+    shapes: dict[str, tuple[Shape, Shape | None]] = field(default_factory=dict)  # each module's own, first call
 
 
 class _FunctionalOps(TorchFunctionMode):
@@ -95,6 +96,7 @@ class _Tracer:
         self.opaque: set[str] = set()  # containers counted as one uncounted op (see _opaque_container)
         self.counters = CounterFigures()  # both counters' figures of each op, in the same pass
         self.seen: set[int] = set()
+        self.shapes: dict[str, tuple[Shape, Shape | None]] = {}  # each module's input and output, first call
         self._find_leaves(model, "")
 
     def _find_leaves(self, module: nn.Module, name: str) -> None:
@@ -165,6 +167,7 @@ class _Tracer:
             if not leaf:
                 self.stack.pop()
                 start, container_shape = self.container_starts.pop()
+                self.shapes.setdefault(name, (container_shape, measured))
                 opaque = None
                 # a module that ran no op we know: not counted, unless it only moved data (Permute, a window
                 # partition, StochasticDepth at inference) or, with children, has no parameters left
@@ -174,6 +177,7 @@ class _Tracer:
                 return
             self.leaf_depth -= 1
             _, shape, op = self.pending.pop(id(module))
+            self.shapes.setdefault(name, (shape, measured))
             label = self._module_label(name)
             convert = _lookup(module)
             if op is not None:
@@ -220,22 +224,39 @@ class _Tracer:
         return call
 
     def functional(self, function: str, args: Any, kwargs: dict[str, Any], output: Any) -> Call | None:
-        """The op a functional call between leaves performed, recorded as a call (None when it is not one)."""
-        if not isinstance(output, torch.Tensor):
+        """The op a functional call between leaves performed, recorded as a call (None when it is not one); a
+        parameter of the model the call read that its op did not count is a parameter use, recorded after it."""
+        first_output = output
+        if isinstance(output, (tuple, list)):  # torch.split, unbind, max(dim): their first tensor
+            first_output = next((item for item in output if isinstance(item, torch.Tensor)), None)
+        if not isinstance(first_output, torch.Tensor):
             return None
         parent = self.stack[-1] if self.stack and self.stack[-1] else "(model)"
-        shape = tuple(output.shape)
+        owner = self.stack[-1] if self.stack else ""
+
+        def label(short: str) -> str:
+            return self._label(f"{parent}.{short}")
+
         self.used = 0
-        op = functional_op(function, tuple(args), kwargs, output, lambda short: self._label(f"{parent}.{short}"),
-                           self.consume)  # fmt: skip
+        op = (
+            functional_op(function, tuple(args), kwargs, output, label, self.consume)
+            if output is first_output
+            else None
+        )
         if op is None and function in UNCOUNTED:
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None
             first_shape = tuple(first.shape) if first is not None else ()
-            op = UncountedOp(self._label(f"{parent}.{function}"), first_shape, f"functional {function}", 0, shape)
-        if op is None:
-            return None
-        call = Call(op, shape, self.used, None, self.stack[-1] if self.stack else "")
-        self.calls.append(call)
+            op = UncountedOp(label(function), first_shape, f"functional {function}", 0, tuple(first_output.shape))
+        call = None
+        if op is not None:
+            call = Call(op, tuple(first_output.shape), self.used, None, owner)
+            self.calls.append(call)
+        self.used = 0
+        parameters = parameter_use(function, tuple(args), kwargs, first_output, label, self.consume)
+        if parameters is not None:
+            use = Call(parameters, tuple(first_output.shape), self.used, None, owner)
+            self.calls.append(use)
+            call = call or use
         return call
 
     def _label(self, name: str) -> str:
@@ -286,7 +307,7 @@ def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = Non
     output_shape = _first_shape(output) or ()
     counters = tracer.counters
     return Trace(calls, output_shape, tracer.inputs, tracer.modules, never_called, output, counters.total,
-                 counters.unattributed)  # fmt: skip
+                 counters.unattributed, tracer.shapes)  # fmt: skip
 
 
 def matched(planned: list[Op], traced: Trace, subject: str, what: str) -> tuple[list[Call | None], list[Check]]:

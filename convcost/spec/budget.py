@@ -34,6 +34,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError
 from convcost.spec import bounds, yamlio
 from convcost.spec.compare import LayerKind, SizeField, bounded_int, bounded_number
@@ -166,6 +167,7 @@ class BudgetFile(BaseModel):
     baseline: str | None = None
     tolerance: Tolerance = Tolerance()
     latency: LatencyOptions = LatencyOptions()
+    convention: Convention = Convention.CONVCOST  # the MAC convention the macs limits are in (--convention overrides)
     checks: list[CheckSpec] = Field(min_length=1)
 
 

@@ -1,0 +1,100 @@
+"""--convention (issue 12, part 7): fvcore's MAC convention, against hand arithmetic.
+
+fvcore (``fvcore/nn/flop_count.py``, ``jit_handles.py``) counts conv and linear as we do, inference batchnorm at
+input elements × 2 when affine (× 1 without) and ``adaptive_avg_pool2d`` at one per input element, and ignores
+activations, adds and max pools. torchvision's resnet18 and mobilenet_v2 at 3×224×224 were checked against real
+fvcore 0.1.5 (README: fvcore 1,819,065,856 and 314,193,216, equal to ours under --convention fvcore).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from convcost.cli import app
+from convcost.cost.conventions import EXTRA_MACS, Convention, extra_macs
+from convcost.cost.ops import ActOp, AdaptivePoolOp, AddOp, ConvOp, LinearOp, NormOp, OpKind, PoolOp
+from convcost.run.model import evaluate_import
+from tests import models_for_tables
+
+runner = CliRunner()
+SMALL = ["model", "tests.models_for_tables:small_cnn", "--input", "3x16x16"]
+# conv 8·3·9·256 = 55,296 and linear 8·10 = 80: ours 55,376
+# fvcore adds batchnorm 8·256·2 = 4,096 and the global average pool 8·256 = 2,048: 61,520
+OURS, FVCORE = 55_376, 61_520
+
+
+def test_extra_macs_by_kind_by_hand() -> None:
+    shape = (2, 8, 16, 16)  # 4,096 elements
+    assert extra_macs(NormOp("bn", shape, 8, True), "fvcore") == 8_192  # × 2, affine
+    assert extra_macs(NormOp("bn", shape, 8, False), "fvcore") == 4_096  # × 1
+    assert extra_macs(AdaptivePoolOp("gap", shape, "avg", (1, 1)), "fvcore") == 4_096
+    assert extra_macs(AdaptivePoolOp("gmp", shape, "max", (1, 1)), "fvcore") == 0  # no handle in fvcore
+    assert extra_macs(AdaptivePoolOp("gap1d", (2, 8, 16), "avg", (1,)), "fvcore") == 0  # 2d only
+    for op in (ActOp("relu", shape), AddOp("add", shape), PoolOp("max", shape),
+               ConvOp("conv", shape, cin=8, cout=8), LinearOp("fc", (2, 8), 8, 4)):  # fmt: skip
+        assert extra_macs(op, "fvcore") == 0, op.kind  # conv and linear as ours; the rest ignored
+    assert extra_macs(NormOp("bn", shape, 8, True)) == 0  # ours: norms are other ops
+    assert set(EXTRA_MACS[Convention.FVCORE]) == {OpKind.NORM, OpKind.ADAPTIVE_POOL}
+
+
+def test_fvcore_totals_by_hand_and_the_counters_still_check_ours() -> None:
+    result = evaluate_import("small", (3, 16, 16), model=models_for_tables.small_cnn(), convention="fvcore")
+    assert (result.total.macs, result.convention) == (FVCORE, "fvcore")
+    assert sum(op.own_macs for op in result.ops) == OURS
+    assert result.ok, result.failures  # FlopCounterMode and ptflops agree with our 55,376
+    plain = evaluate_import("small", (3, 16, 16), model=models_for_tables.small_cnn())
+    assert (plain.total.macs, plain.convention) == (OURS, "convcost")
+    unaffine = evaluate_import("small", (3, 16, 16), model=models_for_tables.small_cnn(False), convention="fvcore")
+    assert unaffine.total.macs == OURS + 2_048 + 2_048  # batchnorm without affine: 8·256 · 1
+
+
+def test_convention_from_the_cli() -> None:
+    result = runner.invoke(app, [*SMALL, "--convention", "fvcore", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["convention"], data["total"]["macs"], data["ok"]) == ("fvcore", FVCORE, True)
+    bn = data["layers"][1]["ops"][0]
+    assert (bn["macs"], bn["extra_macs"]) == (4_096, 4_096)
+    table = runner.invoke(app, [*SMALL, "--convention", "fvcore"], env={"COLUMNS": "120"}).stdout
+    assert "fvcore MACs" in table.splitlines()[0]  # the title says which convention
+    assert f"{FVCORE:,} MACs by fvcore's convention" in table and f"{OURS:,} MACs by convcost's" in table
+    # params 8·3·9 = 216 + batchnorm 16 + linear 80 + 10 = 322; the default convention says nothing more
+    assert f"Total: 322 params, {OURS:,} MACs (111k FLOPs)\n" in runner.invoke(app, SMALL).stdout
+
+
+def test_an_unknown_convention_is_a_one_line_error() -> None:
+    result = runner.invoke(app, [*SMALL, "--convention", "timm"])
+    assert result.exit_code == 2
+    assert result.stderr == "convcost: error: --convention: 'timm' is not a MAC convention: choose convcost, fvcore\n"
+
+
+@pytest.fixture
+def budget(tmp_path: Path) -> Path:
+    path = tmp_path / "budget.yaml"
+    path.write_text(
+        "convention: fvcore\nchecks:\n"
+        "  - {model: 'tests.models_for_tables:small_cnn', input: 3x16x16, macs: {max: 60k}}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_check_holds_the_budget_files_convention(budget: Path) -> None:
+    result = runner.invoke(app, ["check", str(budget)])
+    assert result.exit_code == 1, result.output  # 61,520 by fvcore's convention > 60,000
+    assert "61,520" in result.stdout
+    assert result.stdout.splitlines()[-1].endswith("(MACs by fvcore's convention)")
+    assert json.loads(runner.invoke(app, ["check", str(budget), "-f", "json"]).stdout)["convention"] == "fvcore"
+    assert runner.invoke(app, ["check", str(budget), "--convention", "convcost"]).exit_code == 0  # 55,376
+
+
+def test_a_budget_files_unknown_convention_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "budget.yaml"
+    path.write_text("convention: flops\nchecks:\n  - {model: m.yaml, params: {max: 1k}}\n", encoding="utf-8")
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"convcost: error: {path}:1: convention:"), result.stderr
