@@ -1,9 +1,11 @@
 """--convention (issue 12, part 7): fvcore's MAC convention, against hand arithmetic.
 
 fvcore (``fvcore/nn/flop_count.py``, ``jit_handles.py``) counts conv and linear as we do, inference batchnorm at
-input elements × 2 when affine (× 1 without) and ``adaptive_avg_pool2d`` at one per input element, and ignores
-activations, adds and max pools. torchvision's resnet18 and mobilenet_v2 at 3×224×224 were checked against real
-fvcore 0.1.5 (README: fvcore 1,819,065,856 and 314,193,216, equal to ours under --convention fvcore).
+input elements × 2 when affine (× 1 without), ``adaptive_avg_pool2d`` at one per input element, layer/group/
+instance norm at 5 per element with a weight, 2-d nearest and bilinear upsampling at 1 and 4 per output, and
+ignores activations, adds, max pools, ``scaled_dot_product_attention`` and recurrent ops. torchvision's resnet18
+and mobilenet_v2 at 3×224×224 were checked against real fvcore 0.1.5 (README: fvcore 1,819,065,856 and
+314,193,216, equal to ours under --convention fvcore), and so were vit_b_16, swin_t and convnext_tiny.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from convcost.cli import app
 from convcost.cost.conventions import EXTRA_MACS, Convention, extra_macs
 from convcost.cost.ops import ActOp, AdaptivePoolOp, AddOp, ConvOp, LinearOp, NormOp, OpKind, PoolOp
+from convcost.cost.ops_nn import AttentionOp, FeatureNormOp, UpsampleOp
 from convcost.run.model import evaluate_import
 from tests import models_for_tables
 
@@ -38,7 +42,16 @@ def test_extra_macs_by_kind_by_hand() -> None:
                ConvOp("conv", shape, cin=8, cout=8), LinearOp("fc", (2, 8), 8, 4)):  # fmt: skip
         assert extra_macs(op, "fvcore") == 0, op.kind  # conv and linear as ours; the rest ignored
     assert extra_macs(NormOp("bn", shape, 8, True)) == 0  # ours: norms are other ops
-    assert set(EXTRA_MACS[Convention.FVCORE]) == {OpKind.NORM, OpKind.ADAPTIVE_POOL}
+    norms = {OpKind.NORM, OpKind.ADAPTIVE_POOL, OpKind.FEATURE_NORM, OpKind.UPSAMPLE}
+    assert set(EXTRA_MACS[Convention.FVCORE]) == {*norms, OpKind.ATTENTION, OpKind.RECURRENT}
+    # LayerNorm over 8·16·16 with a weight: 4,096 · 5; RMSNorm has no fvcore handle; bilinear 2·8·32·32 · 4
+    assert extra_macs(FeatureNormOp("ln", shape, "layernorm", 256, 256), "fvcore") == 20_480
+    assert extra_macs(FeatureNormOp("rms", shape, "rmsnorm", 256), "fvcore") == 0
+    assert extra_macs(UpsampleOp("up", shape, "bilinear", (32, 32)), "fvcore") == 65_536
+    assert extra_macs(UpsampleOp("up", shape, "bicubic", (32, 32)), "fvcore") == 0
+    # scaled_dot_product_attention on 2×4×10×8 by 2×4×12×8: 2·4·10·12 · (8 + 8) = 15,360 left out
+    sdpa = AttentionOp("sdpa", (2, 4, 10, 8), (2, 4, 12, 8), (2, 4, 12, 8))
+    assert extra_macs(sdpa, "fvcore") == -15_360
 
 
 def test_fvcore_totals_by_hand_and_the_counters_still_check_ours() -> None:
@@ -98,3 +111,30 @@ def test_a_budget_files_unknown_convention_names_its_line(tmp_path: Path) -> Non
     result = runner.invoke(app, ["check", str(path)])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"convcost: error: {path}:1: convention:"), result.stderr
+
+
+class _Sequence(torch.nn.Module):
+    """An LSTM, attention without weights (F.scaled_dot_product_attention inside), a LayerNorm, an upsample."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(8, 16, batch_first=True)
+        self.attn = torch.nn.MultiheadAttention(16, 2, batch_first=True)
+        self.norm = torch.nn.LayerNorm(16)
+        self.up = torch.nn.Upsample(scale_factor=2, mode="bilinear")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.lstm(x)
+        y = self.norm(y + self.attn(y, y, y, need_weights=False)[0])
+        return self.up(y.unsqueeze(1))
+
+
+def test_fvcore_leaves_out_fused_attention_and_recurrent_ops_and_adds_norms_and_upsampling() -> None:
+    ours = evaluate_import("tests.test_convention:_Sequence", (6, 8), model=_Sequence())
+    theirs = evaluate_import("tests.test_convention:_Sequence", (6, 8), model=_Sequence(), convention="fvcore")
+    assert ours.ok and theirs.ok, (ours.failures, theirs.failures)
+    # LSTM 6 steps · 4·16·(8 + 16) = 9,216; attention projections 4·6·16·16 = 6,144 and its core 2·6·6·16 = 1,152
+    assert ours.total.macs == 9_216 + 6_144 + 1_152
+    # fvcore: no LSTM, no scaled_dot_product_attention; LayerNorm 6·16 elements · 5 = 480; bilinear 12·32
+    # outputs · 4 = 1,536 → 8,160 (real fvcore 0.1.5 counts 8,160 for this model)
+    assert theirs.total.macs == 6_144 + 480 + 1_536

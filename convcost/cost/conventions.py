@@ -4,13 +4,15 @@
   :mod:`convcost.cost.ops`); norms, activations, pools and adds are "other ops", bias adds apart.
 * **fvcore** (also timm's, which reports fvcore's figure): fvcore's ``FlopCountAnalysis`` counts "one fused
   multiply-add as one flop" with the handles of ``fvcore/nn/flop_count.py``: conv and linear as ours, and also
-  inference batchnorm at input elements × 2 when affine (× 1 without) and ``adaptive_avg_pool2d`` at one per
-  input element. It ignores activations, adds, max and window pools, flatten and views. (fvcore also counts
-  group/layer norm at input elements × 5 when affine, nearest upsampling at one per output element and bilinear
-  at four: their entries belong beside those kinds' formulas, which this table does not have yet.)
+  inference batchnorm at input elements × 2 when affine (× 1 without), ``adaptive_avg_pool2d`` at one per
+  input element, layer, group and instance norm at input elements × 5 with a weight (× 4 without; RMSNorm is
+  not among its handles), 2-d nearest upsampling at one per output element and bilinear at four. It ignores
+  activations, adds, multiplies, max and window pools, flatten and views, and it has no handle for
+  ``scaled_dot_product_attention`` (the core of a transformer's attention when no weights are asked for) nor
+  for ``aten::lstm``/``gru``/``rnn``: those MACs are not in its total, so this convention takes them off.
 
-Each convention is a table keyed by operation kind, giving the MACs the convention adds to ours for one op of
-that kind; a kind the table does not name adds nothing (a new kind is one entry).
+Each convention is a table keyed by operation kind, giving the MACs the convention adds to ours (or takes off)
+for one op of that kind; a kind the table does not name adds nothing (a new kind is one entry).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
+from convcost.cost import ops
 from convcost.cost.ops import AdaptivePoolOp, NormOp, Op, OpKind, elements
+from convcost.cost.ops_nn import AttentionOp, FeatureNormOp, UpsampleOp, attention_core
 
 
 class Convention(StrEnum):
@@ -44,16 +48,49 @@ def _fvcore_adaptive_pool(op: Op) -> int:
     return 0
 
 
+def _fvcore_feature_norm(op: Op) -> int:
+    # norm_flop_counter: input elements × (5 if it has a weight else 4); fvcore has no handle for aten::rms_norm
+    if not isinstance(op, FeatureNormOp) or op.function == "rmsnorm":
+        return 0
+    return elements(op.input_shape) * (5 if op.weight else 4)
+
+
+def _fvcore_upsample(op: Op) -> int:
+    # elementwise_flop_counter(0, 1) for upsample_nearest2d, (0, 4) for upsample_bilinear2d; no other mode
+    if not isinstance(op, UpsampleOp) or len(op.size) != 2:
+        return 0
+    per_output = {"nearest": 1, "bilinear": 4}.get(op.mode, 0)
+    return per_output * elements(ops.output_shape(op))
+
+
+def _fvcore_attention(op: Op) -> int:
+    # no handle for scaled_dot_product_attention: its MACs are not in fvcore's total (a MultiheadAttention asked
+    # for its weights runs bmm instead, which fvcore counts)
+    if not isinstance(op, AttentionOp) or op.need_weights:
+        return 0
+    return -attention_core(op)
+
+
+def _fvcore_recurrent(op: Op) -> int:
+    # no handle for aten::lstm, gru or rnn: the whole op is missing from fvcore's total
+    return -ops.cost(op).macs
+
+
 EXTRA_MACS: dict[Convention, dict[OpKind, Extra]] = {
     Convention.CONVCOST: {},
     Convention.FVCORE: {
         OpKind.NORM: _fvcore_batchnorm,
         OpKind.ADAPTIVE_POOL: _fvcore_adaptive_pool,
+        OpKind.FEATURE_NORM: _fvcore_feature_norm,
+        OpKind.UPSAMPLE: _fvcore_upsample,
+        OpKind.ATTENTION: _fvcore_attention,
+        OpKind.RECURRENT: _fvcore_recurrent,
     },
 }
 
 
 def extra_macs(op: Op, convention: Convention | str = Convention.CONVCOST) -> int:
-    """The MACs ``convention`` adds to ours for ``op`` (0 for the default convention and for unlisted kinds)."""
+    """The MACs ``convention`` adds to ours for ``op``, negative where it leaves out what we count (0 for the
+    default convention and for unlisted kinds)."""
     extra = EXTRA_MACS[Convention(convention)].get(op.kind)
     return 0 if extra is None else extra(op)

@@ -124,6 +124,7 @@ class AttentionOp(Op):
     bias_kv: bool = False  # add_bias_kv: one more key and value
     zero_attn: bool = False  # add_zero_attn: one more (zero) key and value
     params: int = 0
+    need_weights: bool = False  # nn.MultiheadAttention asked for the weights: its core runs as bmm, not fused
     kind: ClassVar[OpKind] = OpKind.ATTENTION
 
     def other_reads(self) -> int:
@@ -147,6 +148,14 @@ class AttentionOp(Op):
         return batch, length, source, key[-1], value[-1]
 
 
+def attention_core(op: AttentionOp) -> int:
+    """The MACs of Q·Kᵀ and of the weighted sum of V alone (without ``nn.MultiheadAttention``'s projections)."""
+    if not op.embed_dim:
+        return _attention_cost(op).macs
+    batch, length, source, _, _ = op._module_sizes()
+    return batch * length * source * op.embed_dim * 2
+
+
 def _attention_output(op: AttentionOp) -> Shape:
     if op.embed_dim:
         return op.input_shape
@@ -164,7 +173,7 @@ def _attention_cost(op: AttentionOp) -> Cost:
     embed, raw_source = op.embed_dim, source - int(op.bias_kv) - int(op.zero_attn)
     projections = batch * (length * embed * embed + raw_source * (kdim + vdim) * embed + length * embed * embed)
     scores = batch * op.heads * length * source
-    core = batch * length * source * embed * 2  # Q·Kᵀ and the weighted sum, over all heads: E = heads × E/heads
+    core = attention_core(op)  # Q·Kᵀ and the weighted sum, over all heads: E = heads × E/heads
     bias_adds = batch * (2 * length + 2 * raw_source) * embed if op.bias else 0
     return Cost(params=op.params, macs=projections + core, bias_adds=bias_adds, other_ops=2 * scores)
 

@@ -300,9 +300,11 @@ def _attention(name: str, module: nn.MultiheadAttention, args: tuple[Any, ...], 
     if not all(isinstance(tensor, torch.Tensor) for tensor in tensors):
         return _uncounted(name, module, (), "MultiheadAttention (query, key or value not a tensor)")
     query, key, value = (tuple(tensor.shape) for tensor in tensors if tensor is not None)
+    need_weights = bool(args[4] if len(args) > 4 else kwargs.get("need_weights", True))
     return AttentionOp(
         name, query, key, value, module.embed_dim, module.num_heads, module.batch_first,
         module.in_proj_bias is not None, module.bias_k is not None, module.add_zero_attn, _stored_params(module),
+        need_weights,
     )  # fmt: skip
 
 
