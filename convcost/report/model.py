@@ -171,7 +171,7 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
     table = FitTable(
         show_edge=False,
         padding=(0, 0, 0, 1),  # one space and the column rule between columns: 80 columns hold all of them
-        caption="C×H×W without the batch, 7² = 7×7; Other: norm, act, pool, add ops",
+        caption="C×H×W without the batch, 7² = 7×7; Other: ops that are not MACs",
         caption_justify="left",
     )
     # nothing is cut: a name too long for the width stacks the table (convcost.report.tables.FitTable)
