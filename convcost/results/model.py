@@ -301,6 +301,8 @@ class ModelResult:
     latency: LatencyStats | None = None  # end to end
     notes: list[str] = field(default_factory=list)
     measured: bool = True  # False: by formula only, nothing built or run (--formula-only)
+    # every tensor of an output that is not one tensor (a tuple, a dict, a dataclass): where it is, its shape
+    outputs: list[tuple[str, Shape]] = field(default_factory=list)
 
     @property
     def ops(self) -> list[OpResult]:
@@ -339,6 +341,8 @@ class ModelResult:
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
             "output_shape_measured": _list(self.output_shape_measured),
+            **({"outputs": [{"path": path, "shape": list(shape)} for path, shape in self.outputs]}
+               if self.outputs else {}),  # fmt: skip
             "ok": self.ok,
             "complete": self.complete,
             "failures": self.failures,
