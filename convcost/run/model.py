@@ -206,7 +206,7 @@ def evaluate_import(
         with usercode.guard(path, f"moving the model to {device} {dtype}"):
             module = build.prepare(loaded, dtype, device)
     tensors = made.make(inputs, batch, dtype, "meta" if meta else device)
-    settings: dict[str, Any] = {**inputs.settings(), "batch": batch, "depth": depth}
+    settings: dict[str, Any] = {**inputs.settings(batch), "batch": batch, "depth": depth}
     if arguments:
         settings["arguments"] = arguments
     return run_module(path, path.rpartition(":")[2] or path, loaded, module, tensors, settings, depth, context,

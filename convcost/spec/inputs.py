@@ -43,11 +43,12 @@ class Inputs:
         """Every input with the name it is reported under: ``args[0]``, ..., then each keyword's name."""
         return [(f"args[{index}]", spec) for index, spec in enumerate(self.args)] + list(self.kwargs.items())
 
-    def settings(self) -> dict[str, Any]:
-        """The inputs as a result's settings record them (one positional float input: its shape, as before)."""
+    def settings(self, batch: int) -> dict[str, Any]:
+        """The inputs as a result's settings record them: one positional float input its shape without the batch
+        (as before); else ``inputs``, each name's full shape (the batch first) and dtype (None: the run's)."""
         if len(self.args) == 1 and not self.kwargs and self.args[0].dtype is None:
             return {"input": list(self.args[0].shape)}
-        return {"inputs": {name: {"shape": list(spec.shape), "dtype": spec.dtype} for name, spec in self.named()}}
+        return {"inputs": {name: {"shape": [batch, *spec.shape], "dtype": spec.dtype} for name, spec in self.named()}}
 
 
 def parse_dtype(text: str) -> str:
@@ -66,19 +67,20 @@ def parse_input_spec(text: str) -> InputSpec:
     try:
         shape = parse_input(shape_text)
     except ValueError as error:
-        raise ValueError(str(error).replace("CxHxW", "SHAPE[:DTYPE]", 1)) from None
+        message = str(error).replace("CxHxW with positive integers (e.g. 3x224x224)",
+                                     "SHAPE[:DTYPE] with positive integers (e.g. 3x224x224 or 16:int64)", 1)  # fmt: skip
+        raise ValueError(message) from None
     return InputSpec(shape, parse_dtype(dtype_text) if sep else None)
 
 
 def parse_inputs(texts: list[str] | tuple[str, ...]) -> Inputs:
     """Every ``--input`` given, in order, as positional inputs; raises SpecError naming the flag."""
     issues, specs = [], []
-    for index, text in enumerate(texts):
+    for text in texts:
         try:
             specs.append(parse_input_spec(text))
         except ValueError as error:
-            where = ("input",) if len(texts) == 1 else ("input", index)
-            issues.append(FieldIssue(where, str(error)))
+            issues.append(FieldIssue(("input",), str(error)))
     if issues:
         raise SpecError(issues)
     return Inputs(tuple(specs))
