@@ -330,6 +330,9 @@ class ModelResult:
         """The ops with MACs by our formula that ``counter`` ran and counted nothing for."""
         return [op for op in self.ops if counter in op.not_seen_by]
 
+    def _outputs(self) -> list[dict[str, Any]]:
+        return [{"path": path, "shape": list(shape)} for path, shape in self.outputs]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
@@ -341,8 +344,7 @@ class ModelResult:
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
             "output_shape_measured": _list(self.output_shape_measured),
-            **({"outputs": [{"path": path, "shape": list(shape)} for path, shape in self.outputs]}
-               if self.outputs else {}),  # fmt: skip
+            **({"outputs": self._outputs()} if self.outputs else {}),
             "ok": self.ok,
             "complete": self.complete,
             "failures": self.failures,

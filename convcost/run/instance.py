@@ -53,7 +53,8 @@ def count(
         batch = positive_int(batch)
     except ValueError as error:
         issues.append(FieldIssue(("batch",), str(error)))
-    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or not bounds.DEPTH.contains(depth)):
+    whole = isinstance(depth, int) and not isinstance(depth, bool)
+    if depth is not None and not (whole and bounds.DEPTH.contains(depth)):
         issues.append(FieldIssue(("depth",), f"must be a whole number {bounds.DEPTH.describe()}, got {depth!r}"))
     given = _given(inputs, issues)
     if issues:
@@ -129,12 +130,13 @@ def _tensors(given: tuple[tuple[Any, ...], dict[str, Any]], batch: int, dtype: D
 
     def tensor(value: Any) -> torch.Tensor:
         if isinstance(value, InputSpec):
-            made: torch.Tensor = make(Inputs((value,)), batch, dtype, device)[0][0]
-            return made
-        chosen = build.TORCH_DTYPES[dtype] if value.is_floating_point() else value.dtype
+            made: tuple[torch.Tensor, ...] = make(Inputs((value,)), batch, dtype, device)[0]
+            return made[0]
+        own: torch.Tensor = value
+        chosen = build.TORCH_DTYPES[dtype] if own.is_floating_point() else own.dtype
         if device == "meta":
-            return torch.empty(value.shape, dtype=chosen, device="meta")
-        return value.detach().to(device=device, dtype=chosen, copy=True)
+            return torch.empty(own.shape, dtype=chosen, device="meta")
+        return own.detach().to(device=device, dtype=chosen, copy=True)
 
     return tuple(tensor(value) for value in given[0]), {key: tensor(value) for key, value in given[1].items()}
 

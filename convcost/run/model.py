@@ -70,7 +70,8 @@ def evaluate_plan(plan: ModelPlan, source: str, context: RunContext | None = Non
     with on_meta() if meta else contextlib.nullcontext():
         traced = trace(module, tensor, None, capture)
     calls, found = matched(plan.ops, traced, "model", "plan")
-    result = _evaluate(plan.name or source, source, module, ((tensor,), {}), traced, network.plan_rows(plan, calls), found,
+    rows = network.plan_rows(plan, calls)
+    result = _evaluate(plan.name or source, source, module, ((tensor,), {}), traced, rows, found,
                        network.plan_settings(plan), context, calibration=calibration)  # fmt: skip
     return _marked_meta(result) if meta else result
 

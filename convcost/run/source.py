@@ -11,8 +11,8 @@ from convcost.results.model import ModelResult
 from convcost.run import network
 from convcost.run.context import RunContext, threads_for
 from convcost.spec.compare import positive_int
-from convcost.spec.model import load_model
 from convcost.spec.inputs import Inputs, combined, parse_arguments, parse_inputs
+from convcost.spec.model import load_model
 from convcost.spec.source import is_import_path
 
 if TYPE_CHECKING:

@@ -67,8 +67,8 @@ def parse_input_spec(text: str) -> InputSpec:
     try:
         shape = parse_input(shape_text)
     except ValueError as error:
-        message = str(error).replace("CxHxW with positive integers (e.g. 3x224x224)",
-                                     "SHAPE[:DTYPE] with positive integers (e.g. 3x224x224 or 16:int64)", 1)  # fmt: skip
+        expected = "SHAPE[:DTYPE] with positive integers (e.g. 3x224x224 or 16:int64)"
+        message = str(error).replace("CxHxW with positive integers (e.g. 3x224x224)", expected, 1)
         raise ValueError(message) from None
     return InputSpec(shape, parse_dtype(dtype_text) if sep else None)
 
@@ -97,7 +97,8 @@ def parse_arguments(texts: list[str] | tuple[str, ...]) -> dict[str, Any]:
         name, sep, value_text = text.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier():
-            issues.append(FieldIssue(("arg",), f"expected NAME=VALUE with NAME a Python name, got {bounds.shown(text)}"))
+            expected = f"expected NAME=VALUE with NAME a Python name, got {bounds.shown(text)}"
+            issues.append(FieldIssue(("arg",), expected))
             continue
         if name in arguments:
             issues.append(FieldIssue(("arg",), f"{name} is given twice"))
@@ -123,6 +124,6 @@ def combined(flags: Inputs | None, file: Inputs | None) -> Inputs | None:
     if flags is None or file is None:
         return flags or file
     if file.args:
-        raise SpecError([FieldIssue(("input",), "and a --inputs file with args: give the positional inputs in one "
-                                                "place (the file's args, or --input with the file's kwargs)")])  # fmt: skip
+        message = "and a --inputs file with args: give the positional inputs in one place (the file's args, or "
+        raise SpecError([FieldIssue(("input",), message + "--input with the file's kwargs)")])
     return Inputs(flags.args, file.kwargs)

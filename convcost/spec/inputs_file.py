@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from convcost.errors import FieldIssue, SpecError
+from convcost.errors import FieldIssue
 from convcost.spec import bounds
-from convcost.spec.inputs import InputSpec, Inputs, parse_dtype
+from convcost.spec.inputs import Inputs, InputSpec, parse_dtype
 from convcost.spec.source import parse_input
 from convcost.spec.yamlio import Loc, load, suggest
 
