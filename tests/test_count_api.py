@@ -82,7 +82,7 @@ def test_latency() -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(UsageError, match="count: model must be an nn.Module instance, got str"):
+    with pytest.raises(UsageError, match=r"count: model must be an nn\.Module instance, got str"):
         convcost.count("resnet18", (3, 8, 8))  # type: ignore[arg-type]
     with pytest.raises(SpecError) as raised:
         convcost.count(TwoInputs(), [(3, 0), "x", 5], batch=0)
