@@ -215,3 +215,27 @@ def test_model_file_refuses_import_path_flags() -> None:
     assert error_of(config, "--arg", "a=1") == (
         "convcost: error: --arg: is for import paths; a model file gives its own layers"
     )
+
+
+def test_suggest_and_convert_take_factory_arguments(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["suggest", f"{M}:mlp", "--arg", "width=3", "--input", "3", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["convert", f"{M}:mlp", "--arg", "depth=x", "--input", "3", "-o",
+                                 str(tmp_path / "x.pt2")])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"convcost: error: {M}:mlp: calling mlp(depth='x') failed: TypeError: 'str' object cannot be interpreted "
+        "as an integer"
+    )
+
+
+def test_suggest_takes_one_float_input() -> None:
+    result = runner.invoke(app, ["suggest", f"{M}:two_inputs", "--input", "3x8x8", "--input", "5"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "convcost: error: --input: one input here (the convs replaced see one image); convcost model counts a "
+        "model with more"
+    )
+    result = runner.invoke(app, ["suggest", f"{M}:tokens", "--input", "16:int64"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "convcost: error: --input: runs in float32: drop :int64"
