@@ -98,3 +98,13 @@ def test_errors() -> None:
         convcost.count(TwoInputs(), (3, 8, 8))
     with pytest.raises(UsageError, match="--meta: counts without running anything"):
         convcost.count(TwoInputs(), ((3, 8, 8), (5,)), meta=True, latency=True)
+
+
+def test_depth_and_a_torch_size() -> None:
+    model = nn.Sequential(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), nn.Linear(4, 2))
+    result = convcost.count(model, torch.Size([4]), depth=1)
+    # 4*4 + 4*2 = 24 MACs; (16 + 4) + (8 + 2) = 30 params; depth 1: the rows are "0" and "1"
+    assert result.total.macs == 24 and result.total.params == 30
+    assert [layer.name for layer in result.layers] == ["0", "1"]
+    with pytest.raises(SpecError, match="depth: must be a whole number from 1 to 100, got 0"):
+        convcost.count(model, (4,), depth=0)

@@ -239,3 +239,25 @@ def test_suggest_takes_one_float_input() -> None:
     result = runner.invoke(app, ["suggest", f"{M}:tokens", "--input", "16:int64"])
     assert result.exit_code == 2
     assert result.stderr.strip() == "convcost: error: --input: runs in float32: drop :int64"
+
+
+def test_meta_with_keyword_inputs_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "inputs.json"
+    path.write_text('{"kwargs": {"image": {"shape": "3x4x4"}, "mask": {"shape": [4, 4], "dtype": "bool"}}}')
+    data = model_json(f"{M}:keyword_inputs", "--inputs", str(path), "--meta", "--batch", "5")
+    assert data["total"]["macs"] == 5 * 96 and data["environment"]["device"] == "meta"  # 5*3*2*16 = 480
+
+
+def test_inputs_file_that_is_not_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    assert error_of(f"{M}:keyword_inputs", "--inputs", str(path)) == (
+        f"convcost: error: {path}: expected a mapping with args (a list) and/or kwargs (a mapping)"
+    )
+    missing = tmp_path / "missing.yaml"
+    assert error_of(f"{M}:keyword_inputs", "--inputs", str(missing)) == f"convcost: error: {missing}: no such file"
+
+
+def test_a_forward_that_rejects_an_input_dtype_names_the_inputs() -> None:
+    message = error_of(f"{M}:two_inputs", "--input", "3x8x8", "--input", "5:int64")
+    assert message.startswith(f"convcost: error: {M}:two_inputs: forward pass on input 1×3×8×8, 1×5 int64 failed:")
