@@ -5,6 +5,9 @@ The Python API returns result objects and never prints::
     from convcost import compare, parse_compare
     result = compare(parse_compare({"cin": 8, "cout": 64, "kernel": 3}), latency=None)
     result.dense.macs, result.alternatives[0].macs
+
+    import convcost
+    convcost.count(my_model, (3, 224, 224)).total.macs  # an nn.Module instance, never modified
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ __all__ = [
     "DType",
     "LatencySettings",
     "LayerKind",
+    "ModelResult",
     "SpecError",
     "__version__",
     "calibration_for",
     "compare",
     "convert",
+    "count",
     "estimate",
     "evaluate_batch",
     "load_batch",
@@ -34,12 +39,14 @@ __all__ = [
 if TYPE_CHECKING:
     from convcost.errors import SpecError
     from convcost.results.comparison import Comparison
+    from convcost.results.model import ModelResult
     from convcost.run.batch import evaluate as evaluate_batch
     from convcost.run.calibrate import calibration_for
     from convcost.run.comparison import compare
     from convcost.run.context import LatencySettings
     from convcost.run.convert import convert
     from convcost.run.estimate import estimate
+    from convcost.run.instance import count
     from convcost.run.suggest import suggest
     from convcost.spec.batch import load_batch
     from convcost.spec.compare import CompareSpec, DType, LayerKind
@@ -61,6 +68,8 @@ _LAZY = {
     "parse_compare": "convcost.spec.kinds",
     "convert": "convcost.run.convert",
     "suggest": "convcost.run.suggest",
+    "count": "convcost.run.instance",
+    "ModelResult": "convcost.results.model",
 }
 
 

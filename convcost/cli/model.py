@@ -23,7 +23,30 @@ def model_command(
         ),
     ],
     input_shape: Annotated[
-        str | None, typer.Option("--input", metavar="CxHxW", help="Import paths: the input CxHxW (without the batch).")
+        list[str] | None,
+        typer.Option(
+            "--input",
+            metavar="SHAPE[:DTYPE]",
+            help="Import paths: an input CxHxW (without the batch), optionally :DTYPE (16:int64); repeat it for "
+            "each positional input of forward, in order.",
+        ),
+    ] = None,
+    inputs_file: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            metavar="FILE",
+            help="Import paths: the inputs by name, YAML or JSON (args: a list, kwargs: a mapping; each a shape "
+            "and dtype). With --input, the file gives only kwargs.",
+        ),
+    ] = None,
+    arguments: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arg",
+            metavar="NAME=VALUE",
+            help="Import paths: a keyword argument of the factory, the value a YAML scalar (repeatable).",
+        ),
     ] = None,
     batch: Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")] = None,
     width_multiplier: Annotated[
@@ -87,7 +110,7 @@ def model_command(
                                             target=target, max_time=max_time)  # fmt: skip
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only,
-            meta, convention or "convcost",
+            meta, convention or "convcost", inputs_file, arguments or (),
         )  # fmt: skip
         emit(lambda: render(result, output_format, by_kind, roofline and not formula_only), output)
     if not result.ok or (require_complete and not result.complete):

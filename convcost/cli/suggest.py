@@ -19,7 +19,20 @@ SourceArgument = Annotated[
     ),
 ]
 InputOption = Annotated[
-    str | None, typer.Option("--input", metavar="CxHxW", help="Import paths: the input CxHxW (without the batch).")
+    list[str] | None,
+    typer.Option(
+        "--input",
+        metavar="SHAPE[:DTYPE]",
+        help="Import paths: the input CxHxW (without the batch); one float input (convcost model takes more).",
+    ),
+]
+ArgOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--arg",
+        metavar="NAME=VALUE",
+        help="Import paths: a keyword argument of the factory, the value a YAML scalar (repeatable).",
+    ),
 ]
 BatchOption = Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")]
 ToOption = Annotated[
@@ -46,6 +59,7 @@ MinSavingOption = Annotated[
 def suggest_command(
     source: SourceArgument,
     input_shape: InputOption = None,
+    arguments: ArgOption = None,
     batch: BatchOption = None,
     to: ToOption = "separable",
     multiplier: MultiplierOption = None,
@@ -79,7 +93,7 @@ def suggest_command(
 
         context = RunContext.of("float32", "cpu", threads, settings)
         with context.applied():
-            model, inputs = load_model_and_input(source, input_shape, batch)
+            model, inputs = load_model_and_input(source, input_shape, batch, arguments or ())
             result = suggest_spec(model, inputs, spec, settings, threads, source)
         emit(lambda: render(result, output_format, emit_code), output)
 
@@ -98,6 +112,7 @@ def convert_command(
         ),
     ],
     input_shape: InputOption = None,
+    arguments: ArgOption = None,
     batch: BatchOption = None,
     to: ToOption = "separable",
     multiplier: MultiplierOption = None,
@@ -130,6 +145,6 @@ def convert_command(
         from convcost.report.suggest import render
         from convcost.run.suggest import convert_and_save, load_model_and_input
 
-        model, inputs = load_model_and_input(source, input_shape, batch)
+        model, inputs = load_model_and_input(source, input_shape, batch, arguments or ())
         result = convert_and_save(model, inputs, spec, output, select, source)
         emit(lambda: render(result, output_format), None)

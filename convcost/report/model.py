@@ -42,8 +42,18 @@ def title(result: ModelResult) -> str:
     if result.convention != Convention.CONVCOST:
         extras.append(f"{result.convention} MACs")
     names = [result.name] if result.source == result.name else [result.name, result.source]
-    return " · ".join([*names, dims(result.input_shape, batch=True), *extras, env.dtype, env.device,
+    return " · ".join([*names, inputs_text(result), *extras, env.dtype, env.device,
                        threads_text(env.threads)])  # fmt: skip
+
+
+def inputs_text(result: ModelResult) -> str:
+    """The input's shape, or every input's (``args[0] 1×3×8×8, tokens 1×16 int64``) for more than one float one."""
+    inputs = result.settings.get("inputs")
+    if not isinstance(inputs, dict):
+        return dims(result.input_shape, batch=True)
+    parts = [f"{name} {dims(tuple(spec['shape']), batch=True)}" + (f" {spec['dtype']}" if spec.get("dtype") else "")
+             for name, spec in inputs.items()]  # fmt: skip
+    return ", ".join(parts)
 
 
 def dense_line(result: ModelResult) -> str:
@@ -155,7 +165,7 @@ class _Title:
     """The model's title in bold: on one line where it fits, else the model's name above the run's settings."""
 
     def __init__(self, result: ModelResult) -> None:
-        self.text, self.shape = visible(title(result)), dims(result.input_shape, batch=True)
+        self.text, self.shape = visible(title(result)), visible(inputs_text(result))
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         head = self.text

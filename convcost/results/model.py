@@ -335,6 +335,8 @@ class ModelResult:
     notes: list[str] = field(default_factory=list)
     measured: bool = True  # False: by formula only, nothing built or run (--formula-only)
     convention: str = "convcost"  # the MAC convention of every MACs figure (convcost.cost.conventions)
+    # every tensor of an output that is not one tensor (a tuple, a dict, a dataclass): where it is, its shape
+    outputs: list[tuple[str, Shape]] = field(default_factory=list)
 
     @property
     def ops(self) -> list[OpResult]:
@@ -362,6 +364,9 @@ class ModelResult:
         """The ops with MACs by our formula that ``counter`` ran and counted nothing for."""
         return [op for op in self.ops if counter in op.not_seen_by]
 
+    def _outputs(self) -> list[dict[str, Any]]:
+        return [{"path": path, "shape": list(shape)} for path, shape in self.outputs]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
@@ -374,6 +379,7 @@ class ModelResult:
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
             "output_shape_measured": _list(self.output_shape_measured),
+            **({"outputs": self._outputs()} if self.outputs else {}),
             "ok": self.ok,
             "complete": self.complete,
             "failures": self.failures,

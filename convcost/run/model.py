@@ -20,7 +20,7 @@ import math
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -40,7 +40,11 @@ from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
 from convcost.run.network import Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, matched, trace
 from convcost.spec.compare import DType
+from convcost.spec.inputs import Inputs, InputSpec
 from convcost.spec.layers import ModelPlan
+
+if TYPE_CHECKING:
+    from convcost.run.inputs import Arguments
 
 
 def evaluate_plan(
@@ -72,9 +76,10 @@ def evaluate_plan(
         tensor = build.input_tensor(shape[1], (shape[2], shape[3]), shape[0], dtype, device)
     capture = {str(index) for index in range(len(plan.layers))} if latency_settings else set()
     with on_meta() if meta else contextlib.nullcontext():
-        traced = trace(module, tensor, capture)
+        traced = trace(module, tensor, None, capture)
     calls, found = matched(plan.ops, traced, "model", "plan")
-    result = _evaluate(plan.name or source, source, module, tensor, traced, network.plan_rows(plan, calls), found,
+    rows = network.plan_rows(plan, calls)
+    result = _evaluate(plan.name or source, source, module, ((tensor,), {}), traced, rows, found,
                        network.plan_settings(plan), context, calibration=calibration,
                        convention=convention)  # fmt: skip
     return _marked_meta(result) if meta else result
@@ -115,9 +120,9 @@ def _marked_meta(result: ModelResult) -> ModelResult:
     return result
 
 
-def load_factory(path: str, meta: bool = False) -> nn.Module:
-    """Import ``package.module:factory`` and call it (``meta``: the call under ``torch.device("meta")``, the import
-    not, so the module's own tensors stay real); raises UsageError with the reason.
+def load_factory(path: str, meta: bool = False, arguments: dict[str, Any] | None = None) -> nn.Module:
+    """Import ``package.module:factory`` and call it with ``arguments`` (``--arg``) as keywords (``meta``: the call
+    under ``torch.device("meta")``, the import not, so the module's own tensors stay real); raises UsageError.
 
     Everything the user's code does runs inside :func:`convcost.run.usercode.guard`: an exception, ``sys.exit`` or a
     KeyboardInterrupt it raises is an error naming ``path``, and what it prints goes to stderr.
@@ -151,13 +156,16 @@ def load_factory(path: str, meta: bool = False) -> nn.Module:
                 )
             target = getattr(target, part)
     if isinstance(target, nn.Module):
+        if arguments:
+            raise UsageError(f"--arg: {path} is a module instance, not a factory to call with arguments")
         return target
     if not callable(target):
         raise UsageError(f"{path}: {attribute} is not callable")
     # the factory may import the user's other modules lazily: the working directory stays on sys.path for it
     where = on_meta() if meta else contextlib.nullcontext()
-    with usercode.guard(path, f"calling {attribute}()"), usercode.working_directory_on_path(), where:
-        model = target()
+    call = f"{attribute}({', '.join(f'{name}={value!r}' for name, value in (arguments or {}).items())})"
+    with usercode.guard(path, f"calling {call}"), usercode.working_directory_on_path(), where:
+        model = target(**(arguments or {}))
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}: {attribute}() returned {type(model).__name__}, not an nn.Module")
     return model
@@ -165,69 +173,88 @@ def load_factory(path: str, meta: bool = False) -> nn.Module:
 
 def evaluate_import(
     path: str,
-    input_shape: tuple[int, ...],
+    input_shape: tuple[int, ...] | None = None,
     batch: int = 1,
     depth: int | None = None,
     context: RunContext | None = None,
     model: nn.Module | None = None,
     meta: bool = False,
     convention: Convention | str = Convention.CONVCOST,
+    inputs: Inputs | None = None,
+    arguments: dict[str, Any] | None = None,
 ) -> ModelResult:
-    """Count a model from ``package.module:factory`` on an input of ``input_shape`` (without the batch), where and
-    how ``context`` says (as for :func:`evaluate_plan`). ``meta``: on the meta device, the factory called under
-    ``torch.device("meta")`` (a given ``model`` is copied there, never moved: see :func:`meta_copy`)."""
+    """Count a model from ``package.module:factory`` (called with ``arguments`` as keywords) on its ``inputs``
+    (or one float input of ``input_shape``), each without the batch, where and how ``context`` says (as for
+    :func:`evaluate_plan`). ``meta``: on the meta device, the factory called under ``torch.device("meta")`` (a
+    given ``model`` is copied there, never moved: see :func:`meta_copy`)."""
+    from convcost.run import inputs as made
+
     context = context or _default_context()
-    dtype, device, latency_settings = context.dtype, context.device, context.latency
+    dtype, device = context.dtype, context.device
     check_meta(meta, context)
     check_device(device)
     calibration = _calibration(context)
-    shape_text = "×".join(str(value) for value in (batch, *input_shape))
+    if inputs is None:
+        if input_shape is None:
+            raise UsageError(f"{path}: no input: give input_shape or inputs")
+        inputs = Inputs((InputSpec(tuple(input_shape)),))
+    shape_text = ", ".join(f"{batch}×{spec.describe()}" for _, spec in inputs.named())
     if not meta:
         # the layers' outputs are unknown before the forward pass: refuse at least an input that cannot fit
         require_memory(
-            batch * math.prod(input_shape) * dtype.itemsize,
+            made.input_bytes(inputs, batch, dtype),
             f"{path}: input",
             f"the input {shape_text} alone",
             "use a smaller --input or --batch",
         )
     from convcost.run import usercode
 
-    loaded = model if model is not None else load_factory(path, meta)
+    loaded = model if model is not None else load_factory(path, meta, arguments)
     if meta:
         with usercode.guard(path, f"copying the model to meta {dtype}"):
             module = build.prepare(meta_copy(loaded) if model is not None else loaded, dtype, "meta")
-        tensor = torch.empty(batch, *input_shape, device="meta", dtype=build.TORCH_DTYPES[dtype])
     else:
         with usercode.guard(path, f"moving the model to {device} {dtype}"):
             module = build.prepare(loaded, dtype, device)
-        generator = torch.Generator().manual_seed(0)
-        tensor = torch.randn(batch, *input_shape, generator=generator).to(device=device,
-                                                                          dtype=build.TORCH_DTYPES[dtype])  # fmt: skip
+    tensors = made.make(inputs, batch, dtype, "meta" if meta else device)
+    settings: dict[str, Any] = {**inputs.settings(batch), "batch": batch, "depth": depth}
+    if arguments:
+        settings["arguments"] = arguments
+    return run_module(path, path.rpartition(":")[2] or path, loaded, module, tensors, settings, depth, context,
+                      meta, calibration, convention)  # fmt: skip
+
+
+def run_module(
+    path: str,
+    name: str,
+    loaded: nn.Module,
+    module: nn.Module,
+    tensors: Arguments,
+    settings: dict[str, Any],
+    depth: int | None,
+    context: RunContext,
+    meta: bool,
+    calibration: Calibration | None = None,
+    convention: Convention | str = Convention.CONVCOST,
+) -> ModelResult:
+    """Trace ``module`` (prepared from the user's ``loaded``) on its arguments, count and time it (MACs by
+    ``convention``)."""
+    from convcost.run import usercode
+    from convcost.run.inputs import described
+
     capture: set[str] = set()
-    if latency_settings is not None:
+    if context.latency is not None:
         capture = set(_Tracer(module, set()).modules)
-    with usercode.guard(path, f"forward pass on input {shape_text}"), on_meta() if meta else contextlib.nullcontext():
-        traced = trace(module, tensor, capture)
+    where = on_meta() if meta else contextlib.nullcontext()
+    with usercode.guard(path, f"forward pass on input {described(tensors)}"), where:
+        traced = trace(module, tensors[0], tensors[1], capture)
     rows = _group(traced, depth)
-    settings: dict[str, Any] = {"input": list(input_shape), "batch": batch, "depth": depth}
     # counting and timing run the model's forward again, inside convcost's own code: an ordinary exception is
     # the model's when its traceback passes through the model's source
     roots = _user_sources(path, loaded)
     with usercode.guard(path, "counting or timing the forward pass", only_if_user_frames=roots):
-        result = _evaluate(
-            path.rpartition(":")[2] or path,
-            path,
-            module,
-            tensor,
-            traced,
-            rows,
-            [],
-            settings,
-            context,
-            imported=True,
-            calibration=calibration,
-            convention=convention,
-        )
+        result = _evaluate(name, path, module, tensors, traced, rows, [], settings, context, imported=True,
+                           calibration=calibration, convention=convention)  # fmt: skip
     return _marked_meta(result) if meta else result
 
 
@@ -294,7 +321,7 @@ def _evaluate(
     name: str,
     source: str,
     module: nn.Module,
-    tensor: torch.Tensor,
+    arguments: Arguments,
     traced: Trace,
     rows: list[Row],
     found: list[Check],
@@ -304,11 +331,13 @@ def _evaluate(
     calibration: Calibration | None = None,
     convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
-    result = network.network(name, source, tuple(tensor.shape), rows, context.environment(), settings,
-                             convention=convention)  # fmt: skip
+    from convcost.run.inputs import first_tensor, output_shapes
+
+    first = first_tensor(arguments)
+    result = network.network(name, source, tuple(first.shape) if first is not None else (), rows,
+                             context.environment(), settings, convention=convention)  # fmt: skip
     total = result.total
     total.params_measured = _stored_params(module)
-    result.output_shape_measured = traced.output_shape
     last_measured = network.outputs(rows, result.layers)[1]
     # rows by module (--depth) are in the order of their first op: the output is the last op the pass ran
     of_call = {id(call): op for row, layer in zip(rows, result.layers, strict=True)
@@ -316,18 +345,27 @@ def _evaluate(
     last = next((of_call[id(call)] for call in reversed(traced.calls) if call.real and id(call) in of_call), None)
     if last is not None:
         result.output_shape, last_measured = last.output_shape, last.output_shape_measured
+    shapes = output_shapes(traced.output)
+    output_shape = traced.output_shape
+    if [path for path, _ in shapes] != ["output"]:  # a tuple, a dict, a dataclass, nested: every tensor recorded
+        result.outputs = shapes
+        listed = ", ".join(f"{path} {_show(shape)}" for path, shape in shapes) or "no tensor"
+        result.notes.append(f"the model's outputs: {listed}")
+        known = [shape for _, shape in shapes]
+        output_shape = last_measured if last_measured in known else (known[0] if known else ())
+    result.output_shape_measured = output_shape
     expected_output = result.output_shape
-    if imported and last_measured != traced.output_shape:
+    if imported and last_measured != output_shape:
         # the model's forward changed its last traced op's output with something not traced (x.sum(), a view):
         # the ops' own shape checks stand, and there is no formula for the rest
-        expected_output = traced.output_shape
+        expected_output = output_shape
         result.notes.append(
-            f"the model's output {_show(traced.output_shape)} is not its last traced operation's "
+            f"the model's output {_show(output_shape)} is not its last traced operation's "
             f"({_show(last_measured or ())}): something untraced (a view, a reduction) came after it"
         )
     never_called = ", ".join(traced.never_called)
     params_quantity = "params" + (f" (never called, so not counted: {never_called})" if never_called else "")
-    figures = [("output shape", expected_output, traced.output_shape),
+    figures = [("output shape", expected_output, output_shape),
                (params_quantity, total.params, total.params_measured)]  # fmt: skip
     pairs = [pair for row, layer in zip(rows, result.layers, strict=True)
              for pair in zip(row.measured, layer.ops, strict=True)]  # fmt: skip
@@ -337,14 +375,14 @@ def _evaluate(
     total.macs_ptflops = total.ptflops_raw - total.bias_adds
     result.checks = found + counted
     if context.latency is not None:
-        _measure_latency(result, module, tensor, traced, rows, context.latency, context.threads, calibration)
+        _measure_latency(result, module, arguments, traced, rows, context.latency, context.threads, calibration)
     return result
 
 
 def _measure_latency(
     result: ModelResult,
     module: nn.Module,
-    tensor: torch.Tensor,
+    arguments: Arguments,
     traced: Trace,
     rows: list[Row],
     settings: LatencySettings,
@@ -354,7 +392,9 @@ def _measure_latency(
     if settings.tune_allocator:
         latency.tune_allocator()
     result.environment.allocator = latency.allocator_state()  # process-wide: an earlier call may have tuned it
-    cases: dict[str, tuple[nn.Module, torch.Tensor]] = {"(model)": (module, tensor)}
+    from convcost.run.inputs import timed_case
+
+    cases: dict[str, tuple[nn.Module, torch.Tensor]] = {"(model)": timed_case(module, arguments)}
     timed: dict[str, ModelLayerResult] = {}
     for row, layer in zip(rows, result.layers, strict=True):
         if row.module_name is not None and row.module_name in traced.inputs and row.module_name != "":

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError, UsageError
@@ -12,8 +12,9 @@ from convcost.results.model import ModelResult
 from convcost.run import network
 from convcost.run.context import RunContext, threads_for
 from convcost.spec.compare import positive_int
+from convcost.spec.inputs import Inputs, combined, parse_arguments, parse_inputs
 from convcost.spec.model import load_model
-from convcost.spec.source import is_import_path, parse_input
+from convcost.spec.source import is_import_path
 
 if TYPE_CHECKING:
     from convcost.run.context import LatencySettings
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 def evaluate_source(
     source: str,
-    input_shape: str | None = None,
+    input_shape: str | list[str] | tuple[str, ...] | None = None,
     batch: str | int | None = None,
     width_multiplier: str | float | None = None,
     size: str | None = None,
@@ -33,6 +34,8 @@ def evaluate_source(
     formula_only: bool = False,
     meta: bool = False,
     convention: str = "convcost",
+    inputs_file: str | None = None,
+    arguments: list[str] | tuple[str, ...] = (),
 ) -> ModelResult:
     """Evaluate a model file or an import path with command-line style settings (strings are validated).
 
@@ -41,18 +44,21 @@ def evaluate_source(
     ``threads``: default 1 (or the deprecated ``latency_settings.threads``); dtype, device and threads are
     validated once, into the run context. ``meta``: count on the meta device (no latency; see
     :func:`convcost.run.model.evaluate_import`). ``convention``: the MAC convention of the figures, convcost (ours)
-    or fvcore (:mod:`convcost.cost.conventions`).
+    or fvcore (:mod:`convcost.cost.conventions`). ``input_shape``: one ``--input SHAPE[:DTYPE]`` or several (the
+    forward's positional inputs); ``inputs_file``: ``--inputs FILE`` (see :mod:`convcost.spec.inputs_file`);
+    ``arguments``: ``--arg NAME=VALUE`` texts, the factory's keyword arguments.
     """
     chosen_convention = parse_convention(convention)
+    texts = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
     chosen = threads_for(threads, latency_settings, 1)
     context = RunContext.of(dtype, device, chosen, None if formula_only else latency_settings)
-    arguments = (source, input_shape, batch, width_multiplier, size, depth)
+    given = (source, texts, inputs_file, list(arguments), batch, width_multiplier, size, depth)
     if formula_only:
         if meta:
             raise UsageError("--meta: --formula-only runs nothing already: drop one of them")
-        return _evaluate_source(*arguments, context, formula_only=True, convention=chosen_convention)
+        return _evaluate_source(*given, context, formula_only=True, convention=chosen_convention)
     with context.applied():  # a library leaves the process as it found it
-        return _evaluate_source(*arguments, context, meta=meta, convention=chosen_convention)
+        return _evaluate_source(*given, context, meta=meta, convention=chosen_convention)
 
 
 def parse_convention(value: str | Convention, flag: str = "convention") -> Convention:
@@ -66,7 +72,9 @@ def parse_convention(value: str | Convention, flag: str = "convention") -> Conve
 
 def _evaluate_source(
     source: str,
-    input_shape: str | None,
+    input_shape: list[str],
+    inputs_file: str | None,
+    arguments: list[str],
     batch: str | int | None,
     width_multiplier: str | float | None,
     size: str | None,
@@ -77,7 +85,8 @@ def _evaluate_source(
     convention: Convention = Convention.CONVCOST,
 ) -> ModelResult:
     if not is_import_path(source):
-        wrong = [flag for flag, value in (("input", input_shape), ("depth", depth)) if value is not None]
+        given = (("input", input_shape or None), ("inputs", inputs_file), ("arg", arguments or None), ("depth", depth))
+        wrong = [flag for flag, value in given if value is not None]
         if wrong:
             raise SpecError(
                 [FieldIssue((flag,), "is for import paths; a model file gives its own layers") for flag in wrong]
@@ -92,14 +101,19 @@ def _evaluate_source(
     for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
         if value is not None:
             issues.append(FieldIssue((flag,), "is for model files; give an import path's input with --input"))
-    shape: tuple[int, ...] = ()
-    if input_shape is None:
+    flags: Inputs | None = None
+    if not input_shape and inputs_file is None:
         issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
-    else:
+    elif input_shape:
         try:
-            shape = parse_input(input_shape)
-        except ValueError as error:
-            issues.append(FieldIssue(("input",), str(error)))
+            flags = parse_inputs(input_shape)
+        except SpecError as error:
+            issues.extend(error.issues)
+    factory_arguments: dict[str, Any] = {}
+    try:
+        factory_arguments = parse_arguments(arguments)
+    except SpecError as error:
+        issues.extend(error.issues)
     batch_size = 1
     if batch is not None:
         try:
@@ -108,11 +122,15 @@ def _evaluate_source(
             issues.append(FieldIssue(("batch",), str(error)))
     if issues:
         raise SpecError(issues)
+    from convcost.spec.inputs_file import load_inputs
+
+    inputs = combined(flags, load_inputs(inputs_file) if inputs_file is not None else None)
     if formula_only:
         raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")
     from convcost.run.model import evaluate_import
 
-    return evaluate_import(source, shape, batch_size, depth, context, meta=meta, convention=convention)
+    return evaluate_import(source, None, batch_size, depth, context, meta=meta, inputs=inputs,
+                           arguments=factory_arguments, convention=convention)  # fmt: skip
 
 
 def _text(value: str | float | int | None) -> str | None:

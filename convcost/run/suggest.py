@@ -20,13 +20,19 @@ from convcost.spec.convert import ConvertSpec
 
 
 def load_model_and_input(
-    source: str, input_shape: str | None = None, batch: str | int | None = None
+    source: str,
+    input_shape: str | list[str] | tuple[str, ...] | None = None,
+    batch: str | int | None = None,
+    arguments: list[str] | tuple[str, ...] = (),
 ) -> tuple[nn.Module, tuple[int, ...]]:
-    """MODEL as ``convcost model`` takes it (a model file, a bundled model's name, or package.module:factory) and
-    the input shape with the batch: the one place that turns a command line's model into a module and an input."""
+    """MODEL as ``convcost model`` takes it (a model file, a bundled model's name, or package.module:factory,
+    called with the ``--arg`` ``arguments``) and the input shape with the batch: the one place that turns a
+    command line's model into a module and an input. One float ``--input`` only: suggest and convert replace
+    convs on one image."""
     from convcost.spec.bundled import Use, resolve
     from convcost.spec.compare import positive_int
-    from convcost.spec.source import is_import_path, parse_input
+    from convcost.spec.inputs import parse_arguments, parse_inputs
+    from convcost.spec.source import is_import_path
 
     batch_size = 1
     issues: list[FieldIssue] = []
@@ -35,9 +41,12 @@ def load_model_and_input(
             batch_size = positive_int(batch)
         except ValueError as error:
             issues.append(FieldIssue(("batch",), str(error)))
+    texts = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
     if not is_import_path(source):
-        if input_shape is not None:
+        if texts:
             issues.append(FieldIssue(("input",), "is for import paths; a model file gives its own input"))
+        if arguments:
+            issues.append(FieldIssue(("arg",), "is for import paths; a model file gives its own layers"))
         if issues:
             raise SpecError(issues)
         from convcost.run.model_build import model_module
@@ -46,18 +55,29 @@ def load_model_and_input(
         plan = load_model(str(resolve(source, Use.MODEL)), batch=None if batch is None else str(batch_size))
         return model_module(plan), tuple(plan.input_shape)
     shape: tuple[int, ...] = ()
-    if input_shape is None:
+    if not texts:
         issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
+    elif len(texts) > 1:
+        issues.append(FieldIssue(("input",), "one input here (the convs replaced see one image); "
+                                             "convcost model counts a model with more"))  # fmt: skip
     else:
         try:
-            shape = parse_input(input_shape)
-        except ValueError as error:
-            issues.append(FieldIssue(("input",), str(error)))
+            spec = parse_inputs(texts).args[0]
+            if spec.dtype not in (None, "float32"):
+                issues.append(FieldIssue(("input",), f"runs in float32: drop :{spec.dtype}"))
+            shape = spec.shape
+        except SpecError as error:
+            issues.extend(error.issues)
+    parsed: dict[str, object] = {}
+    try:
+        parsed = parse_arguments(arguments)
+    except SpecError as error:
+        issues.extend(error.issues)
     if issues:
         raise SpecError(issues)
     from convcost.run.model import load_factory
 
-    return load_factory(source), (batch_size, *shape)
+    return load_factory(source, arguments=parsed), (batch_size, *shape)
 
 
 def suggest(

@@ -277,13 +277,18 @@ def _under(name: str, ancestors: set[str]) -> bool:
     return any(name == ancestor or not ancestor or name.startswith(ancestor + ".") for ancestor in ancestors)
 
 
-def trace(model: nn.Module, tensor: torch.Tensor, capture: set[str] | None = None) -> Trace:
-    """Run ``model`` once, recording every leaf call and every functional op between leaves."""
+def trace(
+    model: nn.Module, args: torch.Tensor | tuple[Any, ...], kwargs: dict[str, Any] | None = None,
+    capture: set[str] | None = None,
+) -> Trace:  # fmt: skip
+    """Run ``model(*args, **kwargs)`` once (``args`` one tensor or a tuple), recording every leaf call and every
+    functional op between leaves."""
+    positional = (args,) if isinstance(args, torch.Tensor) else args
     tracer = _Tracer(model, capture or set())
     tracer.attach()
     try:
         with torch.no_grad(), without_fast_paths(), tracer.counters, _FunctionalOps(tracer):
-            output = model(tensor)
+            output = model(*positional, **(kwargs or {}))
     finally:
         tracer.detach()
     calls = tracer.calls
