@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import convcost
 from convcost.run.model import evaluate_import
 from tests import zoo
 
@@ -110,3 +111,26 @@ def test_a_module_shared_by_two_parents_is_counted_at_each_call_and_its_weights_
     # the depthwise 3×3 twice: 2 · 4·25 outputs · 9 = 1,800 MACs; its 4·9 + 4 = 40 params once
     assert result.total.macs == 1_800 and result.total.params == 40
     assert [op.name for op in result.ops if op.kind == "conv"] == ["first.0", "first.0#2"]
+
+
+def test_token_decoder_with_a_tied_head() -> None:
+    result = convcost.count(zoo.TinyGPT(), "8:int64", batch=2)
+    assert result.ok and result.complete, result.failures
+    # per sequence of 8 tokens, width 16, 2 heads of 8: qkv 8·16·48 = 6,144; causal attention (not discounted)
+    # 2 heads · 8 · 8 · (8 + 8) = 2,048; proj 8·16·16 = 2,048; MLP 8·16·64 + 8·64·16 = 16,384; the tied head
+    # 8·16·50 = 6,400 → 33,024; the batch of 2: 66,048
+    assert result.total.macs == 2 * 33_024
+    # tokens 50·16 = 800, positions 8·16 = 128, norms 16 + 16 + 32, qkv 768, proj 256, up 1,088, down 1,040:
+    # 4,144; the head reuses the token table: no params of its own
+    assert result.total.params == 4_144 == _torch_params(zoo.TinyGPT())
+    head = [op for op in result.ops if op.kind == "linear" and op.detail == "16→50"]
+    assert [op.params for op in head] == [0]
+    assert result.output_shape == (2, 8, 50)
+
+
+def test_two_inputs_and_a_module_called_twice() -> None:
+    result = convcost.count(zoo.TwoTowers(), ((10,), (10,)), batch=2)
+    assert result.ok and result.complete, result.failures
+    # the encoder 2·10·6 = 120 MACs per call, called twice; the batched dot product 2 · 1·1·6 = 12 → 252
+    assert result.total.macs == 252
+    assert result.total.params == 66 == _torch_params(zoo.TwoTowers())  # its weights once
