@@ -260,7 +260,7 @@ def test_import_paths_are_validated_before_anything_is_measured(folder: Path, mo
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert lines[0].startswith(f"convcost: error: {path}:3: checks[1].model: nosuchpackage.mod:net: cannot import")
-    assert lines[1].startswith(f"convcost: error: {path}:4: checks[2].input: expected CxHxW")
+    assert lines[1].startswith(f"convcost: error: {path}:4: checks[2].input: expected SHAPE[:DTYPE]")
 
 
 def test_batch_check_whose_entries_fail_fails_its_own_limits(folder: Path) -> None:
@@ -362,3 +362,45 @@ def test_an_invalid_budget_or_grid_is_refused_without_importing_torch(folder: Pa
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_an_import_path_check_takes_several_inputs_with_dtypes_and_factory_args(folder: Path) -> None:
+    path = budget(
+        folder,
+        "checks:\n"
+        "  - {name: pair, model: 'tests.models_inputs:two_inputs', input: [3x8x8, '5'], macs: {max: 7000}}\n"
+        "  - {name: wide, model: 'tests.models_inputs:mlp', args: {width: 8, depth: 3, name: wide}, input: '8',\n"
+        "     params: {max: 216}, macs: {max: 191}}\n",
+    )
+    result = runner.invoke(app, ["check", str(path), "-f", "json"])
+    assert result.exit_code == 1, result.output  # wide's MACs are over: 3 linears 8→8 = 3·64 = 192 > 191
+    data = json.loads(result.stdout)
+    found = {
+        (verdict["check"], verdict["metric"]): (verdict["found"], verdict["passed"]) for verdict in data["verdicts"]
+    }
+    # pair: conv 4·64 outputs · 27 = 6,912, the vector's linear 5·6 = 30, the head 10·2 = 20 → 6,962 ≤ 7,000
+    assert found[("pair", "macs")] == (6_962, True)
+    # wide (width 8, depth 3 from args): params 3·(64 + 8) = 216 within, MACs 3·64 = 192 over
+    assert found[("wide", "params")] == (216, True) and found[("wide", "macs")] == (192, False)
+
+
+def test_budget_input_errors_name_the_list_item_and_args_belong_to_import_paths(folder: Path) -> None:
+    path = budget(
+        folder,
+        "checks:\n"
+        "  - {name: pair, model: 'tests.models_inputs:two_inputs', input: [3x8x8, '5:complex'], macs: {max: 7k}}\n"
+        "  - {name: bad, model: 'tests.models_inputs:mlp', args: {widht: 8}, input: '8', macs: {max: 7k}}\n",
+    )
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert (
+        lines[0] == f"convcost: error: {path}:2: checks[0].input[1]: dtype must be one of float32, float16, "
+        "bfloat16, float64, int64, int32, int16, int8, uint8, bool, got 'complex'"
+    )
+    assert lines[1].startswith(f"convcost: error: {path}:3: checks[1].model: ") and "widht=8" in lines[1]
+    (folder / "other.yaml").write_text("checks:\n  - {model: tiny.yaml, args: {width: 8}, params: {max: 1k}}\n")
+    result = runner.invoke(app, ["check", str(folder / "other.yaml")])
+    assert result.exit_code == 2, result.output
+    expected = f"convcost: error: {folder / 'other.yaml'}:2: checks[0].args: applies to import paths; a model file"
+    assert result.stderr.startswith(expected)

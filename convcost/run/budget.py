@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from convcost.results.comparison import Environment, LatencyStats
     from convcost.run.latency import LatencySettings
     from convcost.spec.batch import Batch
+    from convcost.spec.inputs import Inputs
     from convcost.spec.layers import ModelPlan
 
 # the environment fields that change a latency (counts do not depend on any of them); the OS kernel's version in
@@ -53,7 +54,7 @@ class Target:
 
     plan: ModelPlan | None = None  # a model file
     module: nn.Module | None = None  # an import path's model
-    input_shape: tuple[int, ...] | None = None  # and its input
+    inputs: Inputs | None = None  # and its inputs
     batch: Batch | None = None  # a batch file
 
 
@@ -61,12 +62,13 @@ def prepare_checks(budget: Budget) -> list[Target]:
     """Validate every model, import path and batch file the checks name, before anything is measured.
 
     Model and batch files raise their own SpecError (with their lines); every import-path problem (an input that
-    is not CxHxW, a module that does not import, a factory that fails) is raised at once, on the budget's lines.
+    is not SHAPE[:DTYPE], a module that does not import, a factory that fails with its ``args``) is raised at
+    once, on the budget's lines.
     """
     from convcost.errors import UsageError
     from convcost.spec.batch import load_batch
+    from convcost.spec.inputs import Inputs, parse_input_spec
     from convcost.spec.model import load_model
-    from convcost.spec.source import parse_input
 
     issues: list[FieldIssue] = []
     targets: list[Target] = []
@@ -97,14 +99,19 @@ def prepare_checks(budget: Budget) -> list[Target]:
         else:
             assert check.import_path is not None and spec.input is not None
             loc: yamlio.Loc = ("checks", check.index)
-            try:
-                target.input_shape = parse_input(spec.input)
-            except ValueError as error:
-                issues.append(FieldIssue((*loc, "input"), str(error), check.line_of("input")))
+            given = spec.input
+            specs = []
+            for number, text in enumerate([given] if isinstance(given, str) else given):
+                where = ("input",) if isinstance(given, str) else ("input", number)
+                try:
+                    specs.append(parse_input_spec(text))
+                except ValueError as error:
+                    issues.append(FieldIssue((*loc, *where), str(error), check.line_of(*where)))
+            target.inputs = Inputs(tuple(specs))
             from convcost.run.model import load_factory
 
             try:
-                target.module = load_factory(check.import_path)
+                target.module = load_factory(check.import_path, arguments=dict(spec.args or {}))
             except UsageError as error:
                 issues.append(FieldIssue((*loc, "model"), str(error), check.line_of("model")))
     if issues:
@@ -144,10 +151,10 @@ def measure_check(
     else:
         from convcost.run.model import evaluate_import
 
-        assert check.import_path is not None and target.input_shape is not None and target.module is not None
+        assert check.import_path is not None and target.inputs is not None and target.module is not None
         with context.applied():
-            result = evaluate_import(check.import_path, target.input_shape, context=context, model=target.module,
-                                     convention=convention)  # fmt: skip
+            result = evaluate_import(check.import_path, context=context, model=target.module, convention=convention,
+                                     inputs=target.inputs)  # fmt: skip
     contention = result.environment.contention
     parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention) for layer in result.layers}
     total = _figures(result.total.params, result.total.macs, result.latency, contention)

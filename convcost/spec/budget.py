@@ -148,7 +148,9 @@ class CheckSpec(BaseModel):
 
     name: str | None = None
     model: str | None = None
-    input: str | None = None  # an import path's input CxHxW
+    # an import path's inputs: one SHAPE[:DTYPE] or a list of them (the forward's positional arguments, in order)
+    input: str | list[str] | None = None
+    args: dict[str, str | int | float | bool | None] | None = None  # an import path's factory keyword arguments
     batch: str | None = None  # a batch file
     vs: LayerKind | None = None  # batch: the alternative whose figures are checked
     width_multiplier: PositiveNumber | None = None  # replace the model file's, validated as there
@@ -249,21 +251,23 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
         planned = PlannedCheck(index, name, check, document.line(loc), lines)
         if check.batch is not None:
             planned.batch_path = base / check.batch
-            for key in ("input", "width_multiplier", "size"):
+            for key in ("input", "args", "width_multiplier", "size"):
                 if getattr(check, key) is not None:
                     issues.append(FieldIssue((*loc, key), "applies to a model, not to a batch file"))
         elif check.model is not None and is_import_path(check.model) and not (base / check.model).exists():
             planned.import_path = check.model
             if check.input is None:
                 issues.append(FieldIssue((*loc, "input"), "required for an import path: CxHxW, e.g. 3x224x224"))
+
             for key in ("width_multiplier", "size"):
                 if getattr(check, key) is not None:
                     issues.append(FieldIssue((*loc, key), "applies to model files; an import path takes 'input'"))
         else:
             assert check.model is not None
             planned.model_path = base / check.model
-            if check.input is not None:
-                issues.append(FieldIssue((*loc, "input"), "applies to import paths; a model file has its own"))
+            for key in ("input", "args"):
+                if getattr(check, key) is not None:
+                    issues.append(FieldIssue((*loc, key), "applies to import paths; a model file has its own"))
             if check.vs is not None:
                 issues.append(FieldIssue((*loc, "vs"), "applies to batch files"))
         for kind, path_value in (("model", planned.model_path), ("batch", planned.batch_path)):
