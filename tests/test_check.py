@@ -404,3 +404,24 @@ def test_budget_input_errors_name_the_list_item_and_args_belong_to_import_paths(
     assert result.exit_code == 2, result.output
     expected = f"convcost: error: {folder / 'other.yaml'}:2: checks[0].args: applies to import paths; a model file"
     assert result.stderr.startswith(expected)
+
+
+def test_a_baseline_records_its_convention_and_never_compares_across_conventions(folder: Path) -> None:
+    path = budget(folder, "baseline: base.json\nchecks:\n  - {name: tiny, model: tiny.yaml}\n")
+    written = runner.invoke(app, ["check", str(path), "--update-baseline", "--convention", "fvcore"])
+    assert written.exit_code == 0, written.output
+    baseline = json.loads((folder / "base.json").read_text())
+    assert baseline["convention"] == "fvcore"
+    # tiny's convs 26,624 MACs; fvcore adds each batchnorm's input elements × 2 (affine): it recorded more
+    assert baseline["checks"]["tiny"]["macs"] > 26_624
+    assert runner.invoke(app, ["check", str(path), "--convention", "fvcore"]).exit_code == 0
+    ours = runner.invoke(app, ["check", str(path)])  # our MACs are fewer: against fvcore's they would pass
+    assert ours.exit_code == 2, ours.output
+    assert ours.stderr == (
+        f"convcost: error: {folder / 'base.json'}: convention: its MACs are by fvcore's convention, this run's by "
+        "convcost's: run with --convention fvcore, or write a new baseline with --update-baseline\n"
+    )
+    baseline["convention"] = "thop"
+    (folder / "base.json").write_text(json.dumps(baseline))
+    wrong = runner.invoke(app, ["check", str(path)])
+    assert wrong.exit_code == 2 and "convention: must be one of convcost, fvcore, got 'thop'" in wrong.stderr

@@ -387,6 +387,7 @@ def baseline_text(result: BudgetResult) -> str:
     """The baseline file for what was just measured, each check with the environment it was measured in."""
     data = {
         "version": BASELINE_VERSION,
+        "convention": result.convention,  # the MAC convention of its figures
         "environment": environment_record(result.environment),
         "checks": {
             name: {**item.total.to_dict(), "environment": environment_record(item.environment)}
@@ -423,6 +424,14 @@ def run_checks(
         # a baseline named on the command line must exist; the budget file's may not have been written yet
         missing = baseline_path is None and not path.exists()
         baseline = None if missing else load_baseline(path)
+    if baseline is not None and path is not None:
+        # a baseline's MACs are in the convention it was written in (before conventions: ours); figures in two
+        # conventions never compare
+        recorded = baseline.get("convention", Convention.CONVCOST.value)
+        if recorded != chosen.value:
+            message = (f"its MACs are by {recorded}'s convention, this run's by {chosen.value}'s: run with "
+                       f"--convention {recorded}, or write a new baseline with --update-baseline")  # fmt: skip
+            raise SpecError([FieldIssue(("convention",), message)], str(path))
     refuse_empty_checks(budget, path, baseline, update_baseline)
     options = budget.spec.latency
     settings = latency_settings

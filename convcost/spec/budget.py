@@ -320,6 +320,10 @@ def load_baseline(path: Path) -> dict[str, Any]:
     ):
         raise SpecError([FieldIssue((), f"not a convcost baseline (version {BASELINE_VERSION})")], str(path))
     issues: list[FieldIssue] = []
+    conventions = [item.value for item in Convention]
+    if data.get("convention", Convention.CONVCOST.value) not in conventions:
+        issues.append(FieldIssue(("convention",), f"must be one of {', '.join(conventions)}, got "
+                                                  f"{data['convention']!r}"))  # fmt: skip
     if data.get("environment") is not None and not isinstance(data["environment"], dict):
         issues.append(FieldIssue(("environment",), f"must be a mapping or null, got {data['environment']!r}"))
     for name, recorded in data["checks"].items():
