@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from convcost.cli import app
 from convcost.cost.conventions import EXTRA_MACS, Convention, extra_macs
 from convcost.cost.ops import ActOp, AdaptivePoolOp, AddOp, ConvOp, LinearOp, NormOp, OpKind, PoolOp
-from convcost.cost.ops_nn import AttentionOp, FeatureNormOp, UpsampleOp
+from convcost.cost.ops_nn import AttentionOp, FeatureNormOp, MatmulOp, UpsampleOp
 from convcost.run.model import evaluate_import
 from tests import models_for_tables
 
@@ -43,7 +43,7 @@ def test_extra_macs_by_kind_by_hand() -> None:
         assert extra_macs(op, "fvcore") == 0, op.kind  # conv and linear as ours; the rest ignored
     assert extra_macs(NormOp("bn", shape, 8, True)) == 0  # ours: norms are other ops
     norms = {OpKind.NORM, OpKind.ADAPTIVE_POOL, OpKind.FEATURE_NORM, OpKind.UPSAMPLE}
-    assert set(EXTRA_MACS[Convention.FVCORE]) == {*norms, OpKind.ATTENTION, OpKind.RECURRENT}
+    assert set(EXTRA_MACS[Convention.FVCORE]) == {*norms, OpKind.ATTENTION, OpKind.RECURRENT, OpKind.MATMUL}
     # LayerNorm over 8·16·16 with a weight: 4,096 · 5; RMSNorm has no fvcore handle; bilinear 2·8·32·32 · 4
     assert extra_macs(FeatureNormOp("ln", shape, "layernorm", 256, 256), "fvcore") == 20_480
     assert extra_macs(FeatureNormOp("rms", shape, "rmsnorm", 256), "fvcore") == 0
@@ -138,3 +138,11 @@ def test_fvcore_leaves_out_fused_attention_and_recurrent_ops_and_adds_norms_and_
     # fvcore: no LSTM, no scaled_dot_product_attention; LayerNorm 6·16 elements · 5 = 480; bilinear 12·32
     # outputs · 4 = 1,536 → 8,160 (real fvcore 0.1.5 counts 8,160 for this model)
     assert theirs.total.macs == 6_144 + 480 + 1_536
+
+
+def test_fvcore_has_no_mv_or_baddbmm_and_counts_an_outer_product_einsum_at_half() -> None:
+    # checked against real fvcore 0.1.5 on a model with all four: mv 42 → 0, outer einsum 180 → 90, baddbmm 120 → 0
+    assert extra_macs(MatmulOp("mv", (7, 6), (6,), function="mv"), "fvcore") == -42
+    assert extra_macs(MatmulOp("outer", (5, 6), (5, 6), "bi,bj->bij", function="einsum"), "fvcore") == 90 - 180
+    assert extra_macs(MatmulOp("bmm", (1, 5, 6), (1, 6, 4), added=True, function="baddbmm"), "fvcore") == -120
+    assert extra_macs(MatmulOp("ein", (1, 5, 6), (6, 4), "bij,jk->bik", function="einsum"), "fvcore") == 0

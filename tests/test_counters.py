@@ -60,7 +60,7 @@ class Doubler(nn.Module):
     """A leaf type with no formula and no MACs: not counted, and invisible to both counters."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * 2
+        return torch.special.bessel_j0(x)
 
 
 def attention() -> Attention:

@@ -235,7 +235,7 @@ def test_embedding_is_params_without_macs() -> None:
             self.table = nn.Embedding(30, 6)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.table(x.long().clamp(0, 29))
+            return self.table(torch.zeros_like(x, dtype=torch.long))
 
     op = _only(Tokens(), (7,))
     assert (op.params, op.macs, op.other_ops, op.output_shape) == (30 * 6, 0, 0, (2, 7, 6))
@@ -304,3 +304,50 @@ def test_a_parameter_read_by_an_op_without_params_is_counted_once() -> None:
     # the sigmoid of 16 gates is an activation of 16 elements; its parameter is a parameter use of 16
     assert by_kind["activation"].other_ops == 16 and by_kind["parameter use"].params in (16, 48)
     assert result.total.params == 16 + 48
+
+
+def test_a_head_tied_to_the_embedding_as_a_linear_module_adds_no_params() -> None:
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tokens = nn.Embedding(50, 12)
+            self.head = nn.Linear(12, 50, bias=False)
+            self.head.weight = self.tokens.weight
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.tokens(torch.zeros_like(x, dtype=torch.long)))
+
+    result = evaluate_import("tests.test_ops_modern:model", (7,), model=Tied())
+    assert result.ok and result.complete, result.failures
+    # the table 50·12 = 600 once; the head 7 tokens · 12 · 50 = 4,200 MACs on the same weight
+    assert (result.total.params, result.total.macs) == (600, 4_200)
+    head = next(op for op in result.ops if op.name == "head")
+    assert (head.params, head.params_measured) == (0, 0)
+
+
+class _Unknown(nn.Module):
+    """An ellipsis einsum on a parameter (no formula), reductions and scans, elementwise work, and a Bessel
+    function (arithmetic no formula knows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(16, 7))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        projected = torch.einsum("...i,ij->...j", x, self.w)
+        scanned = x.max(-1).values + x.cumsum(-1)[..., 0] + torch.addcmul(x, x, x)[..., 0] + x.topk(2).values[..., 0]
+        return projected.sum() + scanned.sum() + torch.special.bessel_j0(x).sum()
+
+
+def test_no_call_is_dropped_macs_without_a_formula_are_not_counted_other_work_is() -> None:
+    result = evaluate_import("tests.test_ops_modern:model", (5, 16), model=_Unknown())
+    assert not result.complete
+    uncounted = {op.name: op for op in result.not_counted}
+    # the ellipsis einsum has no formula: not counted, with the 16·7 = 112 parameters it read
+    assert uncounted["(model).einsum"].params == 112
+    assert "(model).special_bessel_j0" in uncounted
+    by_name = {op.name: op for op in result.ops}
+    # max over the last dim, cumsum, topk: one other op per input element, 5·16 = 80; addcmul one per output
+    assert [by_name[f"(model).{name}"].other_ops for name in ("max", "cumsum", "topk")] == [80, 80, 80]
+    assert by_name["(model).addcmul"].other_ops == 80
+    assert not result.ok  # both counters see the einsum's 5·16·7 = 560 MACs that no formula has

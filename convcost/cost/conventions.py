@@ -9,7 +9,8 @@
   not among its handles), 2-d nearest upsampling at one per output element and bilinear at four. It ignores
   activations, adds, multiplies, max and window pools, flatten and views, and it has no handle for
   ``scaled_dot_product_attention`` (the core of a transformer's attention when no weights are asked for) nor
-  for ``aten::lstm``/``gru``/``rnn``: those MACs are not in its total, so this convention takes them off.
+  for ``aten::lstm``/``gru``/``rnn``, ``mv``, ``addmv``, ``baddbmm`` and ``addbmm``: those MACs are not in its total,
+  so this convention takes them off; an outer-product ``einsum`` (no index summed) it counts at half.
 
 Each convention is a table keyed by operation kind, giving the MACs the convention adds to ours (or takes off)
 for one op of that kind; a kind the table does not name adds nothing (a new kind is one entry).
@@ -22,7 +23,7 @@ from enum import StrEnum
 
 from convcost.cost import ops
 from convcost.cost.ops import AdaptivePoolOp, NormOp, Op, OpKind, elements
-from convcost.cost.ops_nn import AttentionOp, FeatureNormOp, UpsampleOp, attention_core
+from convcost.cost.ops_nn import AttentionOp, FeatureNormOp, MatmulOp, UpsampleOp, attention_core
 
 
 class Convention(StrEnum):
@@ -71,6 +72,21 @@ def _fvcore_attention(op: Op) -> int:
     return -attention_core(op)
 
 
+def _fvcore_matmul(op: Op) -> int:
+    # no handle for aten::mv, addmv, baddbmm, addbmm; an einsum is numpy's optimised count ÷ 2, which for a
+    # product with no index summed (an outer product) is half of ours (fvcore's einsum_flop_jit)
+    if not isinstance(op, MatmulOp):
+        return 0
+    macs = ops.cost(op).macs
+    if op.function in ("mv", "addmv", "baddbmm", "addbmm"):
+        return -macs
+    if op.equation:
+        inputs, output = op.equation.split("->")
+        if not set(inputs.replace(",", "")) - set(output):
+            return macs // 2 - macs
+    return 0
+
+
 def _fvcore_recurrent(op: Op) -> int:
     # no handle for aten::lstm, gru or rnn: the whole op is missing from fvcore's total
     return -ops.cost(op).macs
@@ -85,6 +101,7 @@ EXTRA_MACS: dict[Convention, dict[OpKind, Extra]] = {
         OpKind.UPSAMPLE: _fvcore_upsample,
         OpKind.ATTENTION: _fvcore_attention,
         OpKind.RECURRENT: _fvcore_recurrent,
+        OpKind.MATMUL: _fvcore_matmul,
     },
 }
 

@@ -37,6 +37,7 @@ class OpKind(str, Enum):
     MUL = "multiply"
     PARAMETER_USE = "parameter use"
     REDUCE = "reduce"
+    ELEMENTWISE = "elementwise"
     NOT_COUNTED = "not counted"
 
     def __str__(self) -> str:

@@ -333,6 +333,7 @@ class Category(str, Enum):
     RECURRENT = "recurrent"
     MUL = "multiply"
     REDUCE = "reduction"
+    ELEMENTWISE = "elementwise"
     NOT_COUNTED = "not counted"
 
     def __str__(self) -> str:
@@ -366,7 +367,7 @@ def category(op: Op) -> Category:
 
 # the kinds whose category has the kind's name
 _OWN_CATEGORY = (OpKind.MATMUL, OpKind.ATTENTION, OpKind.FEATURE_NORM, OpKind.CONV_TRANSPOSE, OpKind.UPSAMPLE,
-                 OpKind.EMBEDDING, OpKind.RECURRENT, OpKind.MUL, OpKind.REDUCE)  # fmt: skip
+                 OpKind.EMBEDDING, OpKind.RECURRENT, OpKind.MUL, OpKind.REDUCE, OpKind.ELEMENTWISE)  # fmt: skip
 
 
 def describe(op: Op) -> str:

@@ -25,6 +25,8 @@ The convention (the one of :mod:`convcost.cost.formulas`, extended):
   a GRU or an LSTM.
 * **reduction** (``mean``, ``sum``, ``amax``, …; a global pool written as ``x.mean((2, 3))``): 1 other op per
   input element, as an adaptive pool.
+* **elementwise** arithmetic without MACs (``x / 2``, ``exp``, ``where``, ``addcmul``, a multiply or add by a
+  number): 1 other op per output element.
 * **multiply** between two activations (squeeze-and-excitation's gate, LayerScale's scale): 1 other op per
   output element; a parameter operand counts as params.
 """
@@ -335,6 +337,24 @@ class ReduceOp(Op):
 @register(ReduceOp, lambda op: op.output)
 def _reduce_cost(op: ReduceOp) -> Cost:
     return Cost(other_ops=elements(op.input_shape))
+
+
+@dataclass(frozen=True)
+class ElementwiseOp(Op):
+    """Arithmetic without MACs (``x / 2``, ``exp``, ``where``, ``addcmul``, a multiply or add by a number):
+    one other op per output element; its output as measured (broadcasting)."""
+
+    function: str = "div"
+    output: Shape = ()
+    kind: ClassVar[OpKind] = OpKind.ELEMENTWISE
+
+    def description(self) -> str:
+        return self.function
+
+
+@register(ElementwiseOp, lambda op: op.output)
+def _elementwise_cost(op: ElementwiseOp) -> Cost:
+    return Cost(other_ops=elements(op.output))
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ class Call:
     flop_counter_flops: int | None = None
     ptflops_raw: int | None = None
     blind_to: tuple[str, ...] = ()  # the counters that ran aten ops with MACs they do not map inside this call
+    shared_params: int = 0  # its parameters an earlier op counted (a tied weight), not counted again
 
 
 def op_result(op: Op, call: Call | None, extra: int = 0) -> OpResult:
@@ -140,7 +141,7 @@ def op_result(op: Op, call: Call | None, extra: int = 0) -> OpResult:
         input_shape=op.input_shape,
         output_shape=ops.output_shape(op) if counted else (call.output_shape or () if call else ()),
         output_shape_measured=call.output_shape if call is not None else None,
-        params=0 if call is not None and call.reused else cost.params,
+        params=0 if call is not None and call.reused else max(cost.params - (call.shared_params if call else 0), 0),
         params_measured=call.params_measured if call is not None else None,
         macs=cost.macs + extra,
         bias_adds=cost.bias_adds,

@@ -19,6 +19,7 @@ from convcost.cost.ops import ActOp, AdaptivePoolOp, AddOp, ConvOp, LinearOp, No
 from convcost.cost.ops_nn import (
     AttentionOp,
     ConvTransposeOp,
+    ElementwiseOp,
     EmbeddingOp,
     FeatureNormOp,
     MatmulOp,
@@ -37,10 +38,35 @@ MATMULS = {"matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "mv", "addmm", "a
            "addbmm", "addmv"}  # fmt: skip
 CONVS = {"conv1d", "conv2d", "conv3d"}
 CONV_TRANSPOSES = {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}
-REDUCTIONS = {"mean", "sum", "amax", "amin", "prod", "logsumexp", "var", "std", "nansum", "nanmean"}
+# reductions and scans: one other op per input element (a tuple output, max(dim)'s values and indices: its first)
+REDUCTIONS = {"mean", "sum", "amax", "amin", "prod", "logsumexp", "var", "std", "nansum", "nanmean", "max", "min",
+              "argmax", "argmin", "median", "nanmedian", "mode", "norm", "all", "any", "count_nonzero", "topk", "sort",
+              "argsort", "kthvalue", "cumsum", "cumprod", "cummax", "cummin", "logcumsumexp", "var_mean", "std_mean",
+              "aminmax", "vector_norm", "linalg_vector_norm"}  # fmt: skip
+# arithmetic without MACs: one other op per output element (a multiply or add by a number included)
+ELEMENTWISE = {
+    "add", "add_", "__add__", "__iadd__", "__radd__", "mul", "mul_", "__mul__", "__imul__", "__rmul__", "multiply",
+    "sub", "sub_", "__sub__", "__isub__", "__rsub__", "rsub", "subtract", "div", "div_", "__truediv__",
+    "__itruediv__", "__rtruediv__", "true_divide", "divide", "floor_divide", "__floordiv__", "neg", "__neg__",
+    "negative", "exp", "exp_", "exp2", "expm1", "log", "log_", "log2", "log10", "log1p", "sqrt", "sqrt_", "rsqrt",
+    "rsqrt_", "pow", "pow_", "__pow__", "__rpow__", "__ipow__", "square", "abs", "abs_", "sign", "clamp", "clamp_",
+    "clip", "clip_", "clamp_min", "clamp_max", "maximum", "minimum", "fmax", "fmin", "where", "masked_fill",
+    "masked_fill_", "addcmul", "addcmul_", "addcdiv", "addcdiv_", "lerp", "lerp_", "erf", "erfc", "erfinv", "sin",
+    "cos", "tan", "atan", "atan2", "sinh", "cosh", "asin", "acos", "reciprocal", "reciprocal_", "floor", "ceil",
+    "round", "trunc", "frac", "fmod", "remainder", "__mod__", "eq", "ne", "lt", "le", "gt", "ge", "__eq__",
+    "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "logical_and", "logical_or", "logical_not", "logical_xor",
+    "__and__", "__or__", "__xor__", "__invert__", "bitwise_and", "bitwise_or", "bitwise_not", "isnan", "isinf",
+    "isfinite", "nan_to_num", "softplus", "softsign", "tanhshrink", "logsigmoid", "hardtanh", "hardtanh_",
+    "threshold", "glu", "celu", "selu", "rrelu", "relu6_", "silu_", "gelu_", "sigmoid_", "tanh_", "hardswish_",
+    "hardsigmoid_", "mish_", "elu_", "leaky_relu_", "prelu", "normalize", "hypot", "xlogy", "copysign", "heaviside",
+}  # fmt: skip
 NORMS = {"layer_norm", "group_norm", "instance_norm", "rms_norm", "batch_norm"}
+ELEMENTWISE_ONLY = ELEMENTWISE - {*ADDS, *MULS}  # adds and multiplies that are not ops of their own: see elementwise()
+
 # functional calls with MACs that have no formula here: listed as not counted (the counters show what they cost)
-UNCOUNTED = {"bilinear", "tensordot", "multi_head_attention_forward"}
+# (and a call of the others with no formula here, an einsum with an ellipsis or a matmul given as keywords)
+UNCOUNTED = {"bilinear", "tensordot", "multi_head_attention_forward", "einsum", "linear", "embedding",
+             "scaled_dot_product_attention", *MATMULS, *CONVS, *CONV_TRANSPOSES}  # fmt: skip
 
 Consume = Callable[[Any], int]  # a tensor → its elements if it is a parameter of the model not counted yet, else 0
 Label = Callable[[str], str]  # an op's short name → its unique label under the calling container
@@ -85,6 +111,8 @@ def _known_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], outp
         return ActOp(label(function.rstrip("_")), tuple(first.shape), function.rstrip("_"))
     if function in REDUCTIONS and first is not None and first.dim() > 0:
         return ReduceOp(label(function), tuple(first.shape), function, shape)
+    if function in ELEMENTWISE_ONLY and first is not None:
+        return ElementwiseOp(label(function.strip("_")), tuple(first.shape), function.strip("_"), shape)
     if function in MATMULS:
         return _matmul(function, args, kwargs, label, consume)
     if function == "einsum":

@@ -20,10 +20,18 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from convcost.cost.ops import ConvOp, Op, Shape, UncountedOp
+from convcost.cost.ops_nn import ElementwiseOp
 from convcost.results.comparison import Check
 from convcost.results.model import Call
 from convcost.run.dispatch import CounterFigures, Figures
-from convcost.run.functional import UNCOUNTED, functional_op, parameter_use, without_fast_paths
+from convcost.run.functional import (
+    ELEMENTWISE,
+    REDUCTIONS,
+    UNCOUNTED,
+    functional_op,
+    parameter_use,
+    without_fast_paths,
+)
 from convcost.run.modules import _lookup, _stored_params, _uncounted, from_call
 
 __all__ = ["Trace", "_stored_params", "matched", "trace", "without_fast_paths"]
@@ -60,7 +68,8 @@ class _FunctionalOps(TorchFunctionMode):
             output = func(*args, **(kwargs or {}))
         finally:
             figures = counters.end()
-        call = self.tracer.functional(getattr(func, "__name__", ""), args, kwargs or {}, output)
+        name = getattr(func, "__name__", "")
+        call = self.tracer.functional(name, args, kwargs or {}, output, figures.arithmetic)
         _claim(call, figures, counters)
         return output
 
@@ -91,6 +100,7 @@ class _Tracer:
         self.leaves: dict[str, nn.Module] = {}  # modules with a formula
         self.childless: set[str] = set()  # modules with no formula and no children: traced into like containers
         self.entered: set[str] = set()  # every module the forward pass called
+        self.unknown_in: set[str] = set()  # childless modules that ran arithmetic no formula knows
         self.consumed: set[int] = set()  # the parameters (by id) some op counted already
         self.used = 0  # the parameters' elements the functional op being recorded used first: its measured params
         self.opaque: set[str] = set()  # containers counted as one uncounted op (see _opaque_container)
@@ -171,7 +181,8 @@ class _Tracer:
                 opaque = None
                 # a module that ran no op we know: not counted, unless it only moved data (Permute, a window
                 # partition, StochasticDepth at inference) or, with children, has no parameters left
-                if not self.calls[start:] and (figures.arithmetic or self.unconsumed(module)):
+                unknown = name in self.unknown_in
+                if unknown or (not self.calls[start:] and (figures.arithmetic or self.unconsumed(module))):
                     opaque = self._opaque_container(name, module, container_shape, measured, start)
                 _claim(opaque, figures, self.counters)
                 return
@@ -192,7 +203,10 @@ class _Tracer:
                 )
             # a module called again applies the same weights: they are counted at its first call
             first_call = self.call_counts[name] == 1
-            call = Call(op, measured, _stored_params(module) if first_call else 0, name, name, not first_call)
+            # a weight an earlier op counted (a head tied to the token embedding) is not this module's again
+            shared = sum(p.numel() for p in module.parameters() if id(p) in self.consumed) if first_call else 0
+            stored = _stored_params(module) - shared if first_call else 0
+            call = Call(op, measured, stored, name, name, not first_call, shared_params=shared)
             self.consumed.update(id(parameter) for parameter in module.parameters())
             weight = module.weight if isinstance(op, ConvOp) else None
             if isinstance(weight, torch.Tensor):
@@ -223,9 +237,13 @@ class _Tracer:
         self.calls.insert(start, call)
         return call
 
-    def functional(self, function: str, args: Any, kwargs: dict[str, Any], output: Any) -> Call | None:
+    def functional(
+        self, function: str, args: Any, kwargs: dict[str, Any], output: Any, arithmetic: bool = False
+    ) -> Call | None:
         """The op a functional call between leaves performed, recorded as a call (None when it is not one); a
-        parameter of the model the call read that its op did not count is a parameter use, recorded after it."""
+        parameter of the model the call read that its op did not count is a parameter use, recorded after it.
+        A call with no formula that did arithmetic (``arithmetic``: an aten op that does more than move data ran)
+        is not counted, never dropped."""
         first_output = output
         if isinstance(output, (tuple, list)):  # torch.split, unbind, max(dim): their first tensor
             first_output = next((item for item in output if isinstance(item, torch.Tensor)), None)
@@ -238,23 +256,31 @@ class _Tracer:
             return self._label(f"{parent}.{short}")
 
         self.used = 0
-        op = (
-            functional_op(function, tuple(args), kwargs, output, label, self.consume)
-            if output is first_output
-            else None
-        )
-        if op is None and function in UNCOUNTED:
-            first = args[0] if args and isinstance(args[0], torch.Tensor) else None
-            first_shape = tuple(first.shape) if first is not None else ()
-            op = UncountedOp(label(function), first_shape, f"functional {function}", 0, tuple(first_output.shape))
+        shape = tuple(first_output.shape)
+        op = None
+        if output is first_output or function in REDUCTIONS:
+            op = functional_op(function, tuple(args), kwargs, first_output, label, self.consume)
+        first = next((item for item in args if isinstance(item, torch.Tensor)), None)
+        first_shape = tuple(first.shape) if first is not None else ()
+        if op is None and function in UNCOUNTED:  # MACs with no formula here: not counted, with its parameters
+            params = sum(self.consume(item) for item in _operands(args, kwargs))
+            op = UncountedOp(label(function), first_shape, f"functional {function}", params, shape)
+        elif op is None and function in ELEMENTWISE and first is not None:  # an add or multiply by a number
+            op = ElementwiseOp(label(function.strip("_")), first_shape, function.strip("_"), shape)
+        elif op is None and arithmetic and owner and owner in self.childless:
+            self.unknown_in.add(owner)  # work no formula knows in a module of its own: the module is not counted
+            return None
+        elif op is None and arithmetic:
+            params = sum(self.consume(item) for item in _operands(args, kwargs))
+            op = UncountedOp(label(function), first_shape, f"functional {function} (no formula)", params, shape)
         call = None
         if op is not None:
-            call = Call(op, tuple(first_output.shape), self.used, None, owner)
+            call = Call(op, shape, self.used, None, owner)
             self.calls.append(call)
         self.used = 0
         parameters = parameter_use(function, tuple(args), kwargs, first_output, label, self.consume)
         if parameters is not None:
-            use = Call(parameters, tuple(first_output.shape), self.used, None, owner)
+            use = Call(parameters, shape, self.used, None, owner)
             self.calls.append(use)
             call = call or use
         return call
@@ -262,6 +288,12 @@ class _Tracer:
     def _label(self, name: str) -> str:
         count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
         return name + (f"#{count}" if count > 1 else "")
+
+
+def _operands(args: Any, kwargs: dict[str, Any]) -> list[Any]:
+    """A call's arguments, a list's or tuple's items included (torch.cat's tensors)."""
+    operands = [*args, *kwargs.values()]
+    return operands + [item for value in operands if isinstance(value, (list, tuple)) for item in value]
 
 
 def _first_shape(output: Any) -> Shape | None:
