@@ -110,7 +110,12 @@ def test_a_module_shared_by_two_parents_is_counted_at_each_call_and_its_weights_
     assert result.ok and result.complete, result.failures
     # the depthwise 3×3 twice: 2 · 4·25 outputs · 9 = 1,800 MACs; its 4·9 + 4 = 40 params once
     assert result.total.macs == 1_800 and result.total.params == 40
-    assert [op.name for op in result.ops if op.kind == "conv"] == ["first.0", "first.0#2"]
+    # each call is named by the path it was called by, and --depth 1 gives each parent its own call
+    assert [op.name for op in result.ops if op.kind == "conv"] == ["first.0", "second.0"]
+    rows = evaluate_import("tests.zoo:tiny_vit", (4, 5, 5), model=SharedEncoder(), depth=1)
+    assert rows.ok, rows.failures
+    # 4·25 outputs · 9 = 900 MACs each; the weights (40) in the first parent's row only
+    assert [(layer.name, layer.macs, layer.params) for layer in rows.layers] == [("first", 900, 40), ("second", 900, 0)]
 
 
 def test_token_decoder_with_a_tied_head() -> None:

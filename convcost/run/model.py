@@ -301,12 +301,13 @@ def _group_by_module(traced: Trace, depth: int) -> list[Row]:
     for call in traced.calls:
         parts = call.owner.split(".") if call.owner else []
         module: str | None = ".".join(parts[:depth]) if len(parts) >= depth else None
-        if module is None and call.module_name is not None and call.module_name == call.owner and call.owner:
-            module = call.owner  # a leaf (or an opaque container) less deep than depth
+        if module is None and call.module_name is not None and call.owner:
+            module = call.owner  # a leaf (or an opaque container) less deep than depth, by the path it was called by
         key = module if module is not None else f"{call.owner or '(model)'} {OWN_OPS}"
         row = rows.get(key)
         if row is None:
-            kind = type(traced.modules[module]).__name__ if module is not None else "functional"
+            known = traced.modules.get(module or "") or traced.modules[call.module_name or ""]  # a shared one: its own
+            kind = type(known).__name__ if module is not None else "functional"
             timed = module if module is not None and module in traced.inputs else None
             row = rows[key] = Row(key, kind, [], [], timed, traced.shapes.get(module) if module else None)
         row.ops.append(call.op)

@@ -89,7 +89,9 @@ class _Tracer:
         self.model = model
         self.capture = capture
         self.leaf_depth = 0
-        self.stack: list[str] = []
+        self.stack: list[str] = []  # the containers running, by the path they were called by
+        self.objects: list[nn.Module] = []  # and the modules themselves
+        self.module_calls: dict[str, int] = {}  # calls of each module, by its (first) name
         self.calls: list[Call] = []
         self.inputs: dict[str, torch.Tensor] = {}
         self.modules: dict[str, nn.Module] = {}
@@ -153,16 +155,27 @@ class _Tracer:
             self.entered.add(name)
             self.counters.begin()  # a leaf's work is its op's; a container keeps what none of its ops claims
             shape = tuple(first.shape) if first is not None else ()
+            path = self._called_as(name, module)
             if leaf:
                 self.leaf_depth += 1
                 convert = from_call(module)
-                op = convert(self._module_label(name, peek=True), module, tuple(args), kwargs) if convert else None
-                self.pending[id(module)] = (name, shape, op)
+                op = convert(self._module_label(path, peek=True), module, tuple(args), kwargs) if convert else None
+                self.pending[id(module)] = (path, shape, op)
             else:
-                self.stack.append(name)
+                self.stack.append(path)
+                self.objects.append(module)
                 self.container_starts.append((len(self.calls), shape))
 
         return hook
+
+    def _called_as(self, name: str, module: nn.Module) -> str:
+        """The path ``module`` is called by: its name, but for a module shared by two parents (one set of hooks,
+        its first name), the running parent's path and the child's name there."""
+        if self.objects:
+            for child_name, child in self.objects[-1].named_children():
+                if child is module:
+                    return f"{self.stack[-1]}.{child_name}" if self.stack[-1] else child_name
+        return name
 
     def _module_label(self, name: str, peek: bool = False) -> str:
         count = self.call_counts.get(name, 0) + 1
@@ -176,6 +189,7 @@ class _Tracer:
             figures = self.counters.end()
             if not leaf:
                 self.stack.pop()
+                self.objects.pop()
                 start, container_shape = self.container_starts.pop()
                 self.shapes.setdefault(name, (container_shape, measured))
                 opaque = None
@@ -187,9 +201,9 @@ class _Tracer:
                 _claim(opaque, figures, self.counters)
                 return
             self.leaf_depth -= 1
-            _, shape, op = self.pending.pop(id(module))
+            path, shape, op = self.pending.pop(id(module))
             self.shapes.setdefault(name, (shape, measured))
-            label = self._module_label(name)
+            label = self._module_label(path)
             convert = _lookup(module)
             if op is not None:
                 pass  # built from the call's arguments in the pre-hook
@@ -202,11 +216,12 @@ class _Tracer:
                     else _uncounted(label, module, shape, type(module).__name__)
                 )
             # a module called again applies the same weights: they are counted at its first call
-            first_call = self.call_counts[name] == 1
+            calls = self.module_calls[name] = self.module_calls.get(name, 0) + 1
+            first_call = calls == 1
             # a weight an earlier op counted (a head tied to the token embedding) is not this module's again
             shared = sum(p.numel() for p in module.parameters() if id(p) in self.consumed) if first_call else 0
             stored = _stored_params(module) - shared if first_call else 0
-            call = Call(op, measured, stored, name, name, not first_call, shared_params=shared)
+            call = Call(op, measured, stored, name, path, not first_call, shared_params=shared)
             self.consumed.update(id(parameter) for parameter in module.parameters())
             weight = module.weight if isinstance(op, ConvOp) else None
             if isinstance(weight, torch.Tensor):
