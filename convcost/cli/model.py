@@ -40,14 +40,7 @@ def model_command(
             "and dtype). With --input, the file gives only kwargs.",
         ),
     ] = None,
-    arguments: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--arg",
-            metavar="NAME=VALUE",
-            help="Import paths: a keyword argument of the factory, the value a YAML scalar (repeatable).",
-        ),
-    ] = None,
+    arguments: options.ArgOption = None,
     batch: Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")] = None,
     width_multiplier: Annotated[
         str | None,

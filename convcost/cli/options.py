@@ -35,6 +35,16 @@ def latency_settings(
     )
 
 
+# the factory arguments of an import path: model, suggest and convert
+ArgOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--arg",
+        metavar="NAME=VALUE",
+        help="Import paths: a keyword argument of the factory, the value a YAML scalar (repeatable).",
+    ),
+]
+
 FormatOption = Annotated[
     OutputFormat | None,
     typer.Option(

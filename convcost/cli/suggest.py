@@ -26,14 +26,6 @@ InputOption = Annotated[
         help="Import paths: the input CxHxW (without the batch); one float input (convcost model takes more).",
     ),
 ]
-ArgOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--arg",
-        metavar="NAME=VALUE",
-        help="Import paths: a keyword argument of the factory, the value a YAML scalar (repeatable).",
-    ),
-]
 BatchOption = Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")]
 ToOption = Annotated[
     str,
@@ -59,7 +51,7 @@ MinSavingOption = Annotated[
 def suggest_command(
     source: SourceArgument,
     input_shape: InputOption = None,
-    arguments: ArgOption = None,
+    arguments: options.ArgOption = None,
     batch: BatchOption = None,
     to: ToOption = "separable",
     multiplier: MultiplierOption = None,
@@ -112,7 +104,7 @@ def convert_command(
         ),
     ],
     input_shape: InputOption = None,
-    arguments: ArgOption = None,
+    arguments: options.ArgOption = None,
     batch: BatchOption = None,
     to: ToOption = "separable",
     multiplier: MultiplierOption = None,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convcost.cost import ops
-from convcost.cost.ops import Op, UncountedOp
+from convcost.cost.ops import Op, OpKind, UncountedOp
 from convcost.cost.roofline import Roofline
 from convcost.results.comparison import SCHEMA_VERSION, Check, Environment, LatencyStats
 
@@ -106,7 +106,7 @@ class OpResult:
 FLOP_COUNTER, PTFLOPS = "FlopCounterMode", "ptflops"
 # the op kinds (OpKind values) whose bias adds ptflops folds in part, by torch's path: a linear on a 2-d or contiguous
 # input is one addmm (bias folded), on a non-contiguous one a matmul and a separate add (not folded)
-PARTLY_FOLDED = {"attention", "recurrent", "linear", "matmul"}
+PARTLY_FOLDED = {str(kind) for kind in (OpKind.ATTENTION, OpKind.RECURRENT, OpKind.LINEAR, OpKind.MATMUL)}
 
 
 @dataclass

@@ -155,17 +155,22 @@ def _known_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], outp
     return None
 
 
+def operands(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> list[Any]:
+    """A call's arguments, a list's or tuple's items included (torch.cat's tensors)."""
+    given = [*args, *kwargs.values()]
+    return given + [item for value in given if isinstance(value, (list, tuple)) for item in value]
+
+
 def parameter_use(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor, label: Label,
                    consume: Consume) -> Op | None:  # fmt: skip
     """A call that reads a parameter of the model its own op (if any) did not count (``cls_token.expand``,
     ``torch.cat`` of it, ``table[index]``, ``torch.sigmoid(self.gate)``): the parameter's op, with no cost."""
-    operands = [*args, *kwargs.values()]
-    operands += [item for value in operands if isinstance(value, (list, tuple)) for item in value]
-    parameters = [item for item in operands if isinstance(item, torch.nn.Parameter)]
+    given = operands(args, kwargs)
+    parameters = [item for item in given if isinstance(item, torch.nn.Parameter)]
     used = sum(consume(item) for item in parameters)
     if not used:
         return None
-    first = next((item for item in operands if isinstance(item, torch.Tensor)), None)
+    first = next((item for item in given if isinstance(item, torch.Tensor)), None)
     first_shape = tuple(first.shape) if first is not None else ()
     return ParameterUseOp(label(function.strip("_")), first_shape, function.strip("_"), used, tuple(output.shape))
 

@@ -29,6 +29,7 @@ from convcost.run.functional import (
     REDUCTIONS,
     UNCOUNTED,
     functional_op,
+    operands,
     parameter_use,
     without_fast_paths,
 )
@@ -53,7 +54,7 @@ class Trace:
 
 
 class _FunctionalOps(TorchFunctionMode):
-    """Sees adds, pools, activations and matmuls that a container calls between its children."""
+    """Sees every torch function a container calls between its children (:meth:`_Tracer.functional`)."""
 
     def __init__(self, tracer: _Tracer) -> None:
         super().__init__()
@@ -278,7 +279,7 @@ class _Tracer:
         first = next((item for item in args if isinstance(item, torch.Tensor)), None)
         first_shape = tuple(first.shape) if first is not None else ()
         if op is None and function in UNCOUNTED:  # MACs with no formula here: not counted, with its parameters
-            params = sum(self.consume(item) for item in _operands(args, kwargs))
+            params = sum(self.consume(item) for item in operands(args, kwargs))
             op = UncountedOp(label(function), first_shape, f"functional {function}", params, shape)
         elif op is None and function in ELEMENTWISE and first is not None:  # an add or multiply by a number
             op = ElementwiseOp(label(function.strip("_")), first_shape, function.strip("_"), shape)
@@ -286,7 +287,7 @@ class _Tracer:
             self.unknown_in.add(owner)  # work no formula knows in a module of its own: the module is not counted
             return None
         elif op is None and arithmetic:
-            params = sum(self.consume(item) for item in _operands(args, kwargs))
+            params = sum(self.consume(item) for item in operands(args, kwargs))
             op = UncountedOp(label(function), first_shape, f"functional {function} (no formula)", params, shape)
         call = None
         if op is not None:
@@ -303,12 +304,6 @@ class _Tracer:
     def _label(self, name: str) -> str:
         count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
         return name + (f"#{count}" if count > 1 else "")
-
-
-def _operands(args: Any, kwargs: dict[str, Any]) -> list[Any]:
-    """A call's arguments, a list's or tuple's items included (torch.cat's tensors)."""
-    operands = [*args, *kwargs.values()]
-    return operands + [item for value in operands if isinstance(value, (list, tuple)) for item in value]
 
 
 def _first_shape(output: Any) -> Shape | None:
