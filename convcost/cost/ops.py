@@ -79,9 +79,9 @@ class ConvOp(Op):
 
     @classmethod
     def from_stage(cls, stage: ConvStage, input_shape: Shape, name: str | None = None) -> ConvOp:
-        return cls(name=name or stage.name, input_shape=input_shape, cin=stage.cin, cout=stage.cout,
-                   kernel=stage.kernel, stride=stage.stride, padding=stage.padding, dilation=stage.dilation,
-                   groups=stage.groups, bias=stage.bias, shared=stage.shared, stored_params=None)  # fmt: skip
+        # positional: a third faster than by keyword, and the formula path makes one per conv stage
+        return cls(name or stage.name, input_shape, stage.cin, stage.cout, stage.kernel, stage.stride, stage.padding,
+                   stage.dilation, stage.groups, stage.bias, stage.shared, None)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -165,27 +165,25 @@ class UncountedOp(Op):
 
 
 def _conv_output(op: ConvOp) -> Shape:
-    spatial = op.input_shape[2:]
+    shape = op.input_shape
     if op.padding == "same":  # pads d·(k−1) in all (the odd pixel on the bottom/right side): (L − 1) // s + 1
-        out = [(length - 1) // s + 1 for length, s in zip(spatial, op.stride, strict=False)]
-    else:
-        dims = zip(spatial, op.kernel, op.stride, op.padding, op.dilation, strict=False)
-        out = [(length + 2 * p - d * (k - 1) - 1) // s + 1 for length, k, s, p, d in dims]
-    return (op.input_shape[0], op.cout, *out)
+        return (shape[0], op.cout, *[(length - 1) // s + 1 for length, s in zip(shape[2:], op.stride, strict=False)])
+    lengths = map(formulas.output_length, shape[2:], op.kernel, op.stride, [2 * p for p in op.padding], op.dilation)
+    return (shape[0], op.cout, *lengths)
 
 
 @register(ConvOp, _conv_output)
 def _conv_cost(op: ConvOp) -> Cost:
     """MACs: output elements × (cin / groups) × prod(kernel); a shared kernel stores one kernel per multiplier
     slot (cout / groups of them), which every group applies."""
+    cout, bias = op.cout, op.bias
     per_output = (op.cin // op.groups) * math.prod(op.kernel)
-    outputs = elements(_conv_output(op))
-    weights = (op.cout if not op.shared else op.cout // op.groups) * per_output
-    return Cost(
-        params=weights + (op.cout if op.bias else 0) if op.stored_params is None else op.stored_params,
-        macs=outputs * per_output,
-        bias_adds=outputs if op.bias else 0,
-    )
+    outputs = math.prod(_conv_output(op))
+    if op.stored_params is not None:
+        params = op.stored_params
+    else:
+        params = (cout // op.groups if op.shared else cout) * per_output + (cout if bias else 0)
+    return Cost(params=params, macs=outputs * per_output, bias_adds=outputs if bias else 0)
 
 
 @register(LinearOp, lambda op: (*op.input_shape[:-1], op.out_features))
@@ -294,10 +292,13 @@ def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> tuple[l
     shape = (input_shape[0], stage.cout, *formulas.output_size(stage, (input_shape[2], input_shape[3])))
     ops: list[Op] = [ConvOp.from_stage(stage, input_shape, name)]
     if stage.norm is formulas.Norm.BATCH:
-        ops.append(NormOp(name=name + ".norm", input_shape=shape, channels=stage.cout, affine=True))
+        ops.append(NormOp(name + ".norm", shape, stage.cout, True))
     if stage.act is not formulas.Act.NONE:
-        ops.append(ActOp(name=name + ".act", input_shape=shape, function=stage.act.value, params=0))
+        ops.append(ActOp(name + ".act", shape, _ACT_NAMES[stage.act], 0))
     return ops, shape
+
+
+_ACT_NAMES = {act: act.value for act in formulas.Act}  # a dict lookup; an enum's .value is a descriptor call
 
 
 def stage_cost(stage: ConvStage, input_shape: Shape, itemsize: int = 1) -> tuple[Cost, int]:
