@@ -74,6 +74,8 @@ def _int(value: Any, *, minimum: int, what: str, bound: bounds.Bound = bounds.CO
     ``yaml``: the value was read from a YAML file, where ``1e6`` is a string only because of YAML 1.1 (a hint
     that would mislead on a command line).
     """
+    if type(value) is int and value >= minimum and bound.contains(value):  # most values: what the checks pass
+        return value
     if isinstance(value, bool):
         raise ValueError(f"must be {what}, got boolean {str(value).lower()} (YAML reads yes/no/on/off as booleans)")
     if isinstance(value, float):
@@ -149,7 +151,12 @@ def yaml_aware(parse: Callable[..., Any], **options: Any) -> Callable[[Any, Vali
     """``parse`` as a pydantic validator that knows whether the value came from YAML (for the YAML 1.1 hint)."""
 
     def validate(value: Any, info: ValidationInfo) -> Any:
-        return parse(value, yaml=_in_yaml(info), **options)
+        try:  # the YAML flag changes only a message: the context is read when there is one to write
+            return parse(value, **options)
+        except ValueError:
+            if not _in_yaml(info):
+                raise
+        return parse(value, yaml=True, **options)
 
     return validate
 
