@@ -63,14 +63,10 @@ class NodeBuilder:
             return self.mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
             return [self.value(item, (*loc, index)) for index, item in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
         value = _scalar(node, self.loader, self.scalars)
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and isinstance(node, yaml.ScalarNode)
-            and not node.style  # None (pure-Python parser) or "" (libyaml) for a plain scalar
-            and not _PLAIN_DECIMAL.match(node.value)
-        ):
+        # the style is None (pure-Python parser) or "" (libyaml) for a plain scalar; a bool is not an int here
+        if type(value) is int and not node.style and not _PLAIN_DECIMAL.match(node.value):
             self.issues.append(_yaml11_number(loc, node.value, value, node.start_mark.line + 1))
         return value
 
@@ -152,12 +148,7 @@ class EventBuilder:
             self.at += 1
             return items
         value = self.scalar(event, tag)
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and not event.style
-            and not _PLAIN_DECIMAL.match(event.value)
-        ):
+        if type(value) is int and not event.style and not _PLAIN_DECIMAL.match(event.value):
             self.issues.append(_yaml11_number(loc, event.value, value, line))
         return value
 
