@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
@@ -19,7 +19,7 @@ from convcost.errors import FieldIssue, SpecError
 from convcost.spec import bounds
 
 
-class LayerKind(str, Enum):
+class LayerKind(StrEnum):
     """The layer kinds convcost builds; each expands into conv stages (see convcost.spec.kinds)."""
 
     DENSE = "dense"
@@ -30,17 +30,11 @@ class LayerKind(str, Enum):
     SPATIAL = "spatial"
     SHARED = "shared"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class DType(str, Enum):
+class DType(StrEnum):
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def itemsize(self) -> int:

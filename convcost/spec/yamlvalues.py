@@ -56,20 +56,17 @@ class NodeBuilder:
                                 "expanded", node.start_mark.line + 1)]
             )  # fmt: skip
         self.lines[loc] = node.start_mark.line + 1
-        if node.tag not in _PLAIN_TAGS and _foreign_tag(node, loc, self.issues):
+        if node.tag not in _PLAIN_TAGS:
+            self.issues.append(_foreign(node.tag, loc, node.start_mark.line + 1))
             return None
         if isinstance(node, yaml.MappingNode):
             return self.mapping(node, loc)
         if isinstance(node, yaml.SequenceNode):
             return [self.value(item, (*loc, index)) for index, item in enumerate(node.value)]
-        value = self.scalar(node)
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and isinstance(node, yaml.ScalarNode)
-            and not node.style  # None (pure-Python parser) or "" (libyaml) for a plain scalar
-            and not _PLAIN_DECIMAL.match(node.value)
-        ):
+        assert isinstance(node, yaml.ScalarNode)
+        value = _scalar(node, self.loader, self.scalars)
+        # the style is None (pure-Python parser) or "" (libyaml) for a plain scalar; a bool is not an int here
+        if type(value) is int and not node.style and not _PLAIN_DECIMAL.match(node.value):
             self.issues.append(_yaml11_number(loc, node.value, value, node.start_mark.line + 1))
         return value
 
@@ -88,10 +85,11 @@ class NodeBuilder:
         first_line: dict[Any, int] = {}
         merged: set[Any] = set()  # keys whose value came from a merge: the mapping's own key may override them
         for key_node, value_node in node.value:
-            if key_node.tag not in _PLAIN_TAGS and _foreign_tag(key_node, loc, issues):
+            if key_node.tag not in _PLAIN_TAGS:
+                issues.append(_foreign(key_node.tag, loc, key_node.start_mark.line + 1))
                 continue
-            key = self.scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if not isinstance(key, (str, int)) or key is None or _long_number(key_node):
+            key = _scalar(key_node, self.loader, self.scalars) if isinstance(key_node, yaml.ScalarNode) else None
+            if not isinstance(key, (str, int)) or _long_number(key_node):
                 issues.append(FieldIssue(loc, "mapping keys must be plain words", key_node.start_mark.line + 1))
                 continue
             if isinstance(key, bool):
@@ -111,9 +109,6 @@ class NodeBuilder:
             self.lines[("key", *loc, key)] = key_line
             result[key] = self.value(value_node, (*loc, key))
         return result
-
-    def scalar(self, node: yaml.Node) -> Any:
-        return _scalar(node, self.loader, self.scalars)
 
 
 class NeedNodes(Exception):
@@ -153,12 +148,7 @@ class EventBuilder:
             self.at += 1
             return items
         value = self.scalar(event, tag)
-        if (
-            isinstance(value, int)
-            and not isinstance(value, bool)
-            and not event.style
-            and not _PLAIN_DECIMAL.match(event.value)
-        ):
+        if type(value) is int and not event.style and not _PLAIN_DECIMAL.match(event.value):
             self.issues.append(_yaml11_number(loc, event.value, value, line))
         return value
 
@@ -183,11 +173,7 @@ class EventBuilder:
                 key = self.scalar(key_event, tag)
             else:
                 self.skip(kind)
-            if (
-                not isinstance(key, (str, int))
-                or key is None
-                or (tag == _INT_TAG and len(key_event.value) > MAX_NUMBER_TEXT)
-            ):
+            if not isinstance(key, (str, int)) or (tag == _INT_TAG and len(key_event.value) > MAX_NUMBER_TEXT):
                 issues.append(FieldIssue(loc, "mapping keys must be plain words", line))
                 self.skip_value()
                 continue
@@ -287,13 +273,6 @@ def _long_number(node: yaml.Node) -> bool:
 _PLAIN_TAGS = {
     f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
 }
-
-
-def _foreign_tag(node: yaml.Node, loc: Loc, issues: list[FieldIssue]) -> bool:
-    if node.tag in _PLAIN_TAGS:
-        return False
-    issues.append(_foreign(node.tag, loc, node.start_mark.line + 1))
-    return True
 
 
 def _foreign(tag: str, loc: Loc, line: int) -> FieldIssue:
