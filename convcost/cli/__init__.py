@@ -21,14 +21,6 @@ from convcost.cli.root import EXIT_OK, EXIT_PIPE_CLOSED, EXIT_USAGE, FLAGS, STAG
 __all__ = ["STAGE_NAMES_FOR_SET", "app", "main"]
 
 
-def _click_exceptions() -> tuple[type[Exception], type[Exception], type[BaseException]]:
-    """(UsageError, ClickException, Abort) of the Click that Typer runs on: Typer ≥ 0.29 vendors its own."""
-    from typer._click.exceptions import ClickException, UsageError
-    from typer.exceptions import Abort
-
-    return UsageError, ClickException, Abort
-
-
 def main() -> None:
     """Console-script entry point: Click's usage errors become one ``convcost: error:`` line with exit code 2."""
     import warnings
@@ -52,27 +44,30 @@ def main() -> None:
 
 def _run() -> int | None:
     """The app, with Click's usage errors as one ``convcost: error:`` line and exit code 2."""
+    # the exceptions of the Click that Typer runs on: Typer ≥ 0.29 vendors its own
+    from typer._click.exceptions import ClickException, UsageError
+    from typer.exceptions import Abort
+
     from convcost.report.literal import visible
 
-    usage_error, click_exception, abort = _click_exceptions()
     try:
         code = app(standalone_mode=False, prog_name="convcost")
-    except usage_error as error:
+    except UsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":
-            error.show()  # type: ignore[attr-defined]
+            error.show()
             sys.exit(EXIT_USAGE)
         context = getattr(error, "ctx", None)
         command = getattr(context, "command_path", "convcost") or "convcost"
         where = f"{command.removeprefix('convcost').strip()}: " if command != "convcost" else ""
-        message = " ".join(error.format_message().split())  # type: ignore[attr-defined]  # one line, as Click wraps
+        message = " ".join(error.format_message().split())  # one line, as Click wraps
         message = message.replace("Value error, ", "")
         sys.stderr.write(visible(f"convcost: error: {where}{message}") + "\n")
         return EXIT_USAGE
-    except click_exception as error:
-        message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+    except ClickException as error:
+        message = " ".join(error.format_message().split())
         sys.stderr.write(visible(f"convcost: error: {message}") + "\n")
         return int(getattr(error, "exit_code", EXIT_USAGE))
-    except (abort, KeyboardInterrupt):
+    except (Abort, KeyboardInterrupt):
         return 130
     except SystemExit:
         # Typer turns a closed stdout (while printing --help or --version) into exit 1 after wrapping the streams

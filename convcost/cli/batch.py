@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -78,12 +77,12 @@ def batch_command(
         plan = load_batch(resolve(str(file), Use.BATCH))
         if select is not None:
             plan = plan.select(select)
-        settings = None
-        if not formula_only:  # the formula-only path never imports torch
-            # the summary shows whole layers: timing each stage on its own too would double the time
-            settings = options.latency_settings(latency, rounds, min_time, channels_last, tune_allocator,
-                                                stages=False, target=target, max_time=max_time)  # fmt: skip
-        result = _run_batch(plan, settings, threads, not formula_only)
+        measure = not formula_only  # the formula-only path never imports torch
+        # the summary shows whole layers: timing each stage on its own too would double the time
+        settings = options.latency_settings(
+            latency and measure, rounds, min_time, target, max_time, channels_last, tune_allocator, stages=False
+        )
+        result = _run_batch(plan, settings, threads, measure)
         from convcost.report.batch import render_batch
 
         emit(lambda: render_batch(result, chosen, detail, roofline), output)
@@ -139,9 +138,7 @@ def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, meas
     names = [entry.name for entry in plan.entries]
     progress, update = progress_bar(len(names), names[0] if names else "")
     try:
-        with progress, contextlib.ExitStack() as stack:
-            if measure:  # by formula alone, torch is never imported
-                stack.enter_context(options.on_threads(threads, settings))
+        with progress, options.on_threads(threads, settings, measure):
             for outcome in run(plan, settings, measure=measure, calibration=calibration, threads=threads):
                 done.append(outcome)
                 update(len(done), names[len(done)] if len(done) < len(names) else "done")

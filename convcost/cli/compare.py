@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from convcost.cli import options
 from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, fail, format_for, stderr
-from convcost.report.format import OutputFormat
 
 if TYPE_CHECKING:
     from convcost.cost.roofline import Calibration
-    from convcost.results.comparison import Comparison
-    from convcost.spec.compare import CompareSpec
 
 
 def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
@@ -83,10 +79,29 @@ def compare(
         data["vs"] = options.kinds_asked(vs)
     stage_settings = _parse_overrides(overrides or [])
     data.update(stage_settings)
-    run_compare(data, format_for(output, output_format), output, latency and not formula_only, threads, rounds,
-                min_time, channels_last, tune_allocator=tune_allocator, roofline=roofline,
-                formula_only=formula_only, set_stages=frozenset(stage_settings), target=target,
-                max_time=max_time)  # fmt: skip
+    output_format = format_for(output, output_format)
+    from convcost.spec.kinds import parse_compare
+
+    with exit_codes(frozenset(stage_settings)):
+        spec = parse_compare(data)
+        from convcost.report.compare import render
+
+        if formula_only:  # pure Python: torch is never imported
+            from convcost.run.estimate import estimate
+
+            comparison = estimate(spec, threads)
+        else:
+            from convcost.run.comparison import compare as measure
+
+            settings = options.latency_settings(
+                latency, rounds, min_time, target, max_time, channels_last, tune_allocator
+            )
+            calibration = cached_calibration(spec.device, spec.dtype, threads, timing=latency)
+            with options.on_threads(threads, settings):
+                comparison = measure(spec, settings, calibration, threads)
+        emit(lambda: render(comparison, output_format, roofline), output)
+    if not comparison.ok:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> Calibration | None:
@@ -104,54 +119,6 @@ def cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> C
         stderr().print(f"convcost: warning: {error} (no roofline bounds: nothing is timed)", markup=False,
                         soft_wrap=True)  # fmt: skip
         return None
-
-
-def _measured_comparison(
-    spec: CompareSpec, latency: bool, threads: int, rounds: int | None, min_time: float, channels_last: bool,
-    tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
-) -> Comparison:  # fmt: skip
-    from convcost.run.comparison import compare
-
-    settings = options.latency_settings(latency, rounds, min_time, channels_last, tune_allocator,
-                                        target=target, max_time=max_time)  # fmt: skip
-    calibration = cached_calibration(spec.device, spec.dtype, threads, timing=latency)
-    with options.on_threads(threads, settings):
-        return compare(spec, settings, calibration, threads)
-
-
-def run_compare(
-    data: dict[str, Any],
-    output_format: OutputFormat,
-    output: Path | None,
-    latency: bool,
-    threads: int,
-    rounds: int | None,
-    min_time: float,
-    channels_last: bool,
-    *,
-    tune_allocator: bool = True,
-    roofline: bool = False,
-    formula_only: bool = False,
-    set_stages: frozenset[str] = frozenset(),
-    target: float = 3.0,
-    max_time: float = 2.0,
-) -> None:
-    from convcost.spec.kinds import parse_compare
-
-    with exit_codes(set_stages):
-        spec = parse_compare(data)
-        from convcost.report.compare import render
-
-        if formula_only:  # pure Python: torch is never imported
-            from convcost.run.estimate import estimate
-
-            comparison = estimate(spec, threads)
-        else:
-            comparison = _measured_comparison(spec, latency, threads, rounds, min_time, channels_last, tune_allocator,
-                                              target, max_time)  # fmt: skip
-        emit(lambda: render(comparison, output_format, roofline), output)
-    if not comparison.ok:
-        raise typer.Exit(EXIT_FAILED)
 
 
 # --- convcost batch / convcost schema ---------------------------------------------------------------------

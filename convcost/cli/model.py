@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from convcost.cli import options
 from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, format_for
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command("model", short_help="Cost of a whole model, layer by layer.")
@@ -99,8 +96,7 @@ def model_command(
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
         timed = (latency or roofline) and not formula_only
-        settings = options.latency_settings(timed, rounds, min_time, channels_last, tune_allocator,
-                                            target=target, max_time=max_time)  # fmt: skip
+        settings = options.latency_settings(timed, rounds, min_time, target, max_time, channels_last, tune_allocator)
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only,
             meta, convention or "convcost", inputs_file, arguments or (),

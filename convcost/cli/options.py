@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 
 def latency_settings(
-    latency: bool, rounds: int | None, min_time: float, channels_last: bool, tune_allocator: bool,
-    *, stages: bool = True, target: float = 3.0, max_time: float = 2.0,
+    latency: bool, rounds: int | None, min_time: float, target: float, max_time: float,
+    channels_last: bool = False, tune_allocator: bool = True, *, stages: bool = True,
 ) -> LatencySettings | None:  # fmt: skip
     """How to time, or None without latency (the threads are the run context's: see on_threads)."""
     if not latency:
@@ -224,8 +224,12 @@ def kinds_asked(vs: list[str] | None) -> list[str] | None:
 
 
 @contextlib.contextmanager
-def on_threads(threads: int, settings: LatencySettings | None) -> Iterator[None]:
-    """The library's work on ``threads`` (the run context), the process's thread count and allocator restored after."""
+def on_threads(threads: int, settings: LatencySettings | None, measure: bool = True) -> Iterator[None]:
+    """The library's work on ``threads`` (the run context), the process's thread count and allocator restored after;
+    by formula alone (not ``measure``) nothing is applied, and torch is never imported."""
+    if not measure:
+        yield
+        return
     from convcost.run.context import RunContext
 
     with RunContext(threads=threads, latency=settings).applied():

@@ -78,7 +78,7 @@ def suggest_command(
         from convcost.spec.convert import parse_convert
 
         spec = parse_convert(to, multiplier, rank, min_saving, allow_dense=False)
-        settings = options.latency_settings(latency, rounds, min_time, False, True, target=target, max_time=max_time)
+        settings = options.latency_settings(latency, rounds, min_time, target, max_time)
         from convcost.report.suggest import render
         from convcost.run.context import RunContext
         from convcost.run.suggest import load_model_and_input, suggest_spec

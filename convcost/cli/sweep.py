@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -68,7 +67,8 @@ def sweep_command(
     axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
     with exit_codes():
         from convcost.report.sweep import render_sweep
-        from convcost.spec.sweep import plan
+        from convcost.run import sweep
+        from convcost.spec.sweep import describe, plan
 
         specs = plan(axes, fixed)
         if plot is not None:  # refused before anything is measured
@@ -80,8 +80,18 @@ def sweep_command(
 
             check_plot_path(plot)
             will_write(plot, "--plot")
-        result = _run_sweep(specs, axes, fixed, latency, threads, rounds, min_time, channels_last, tune_allocator,
-                            target, max_time, formula_only)  # fmt: skip
+        settings = options.latency_settings(
+            latency and not formula_only, rounds, min_time, target, max_time, channels_last, tune_allocator
+        )
+        calibration = None
+        if not formula_only:  # by formula alone, torch is never imported
+            calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=settings is not None)
+        # a progress bar on an interactive stderr
+        progress, update = progress_bar(len(specs), "sweep")
+        with progress, options.on_threads(threads, settings, measure=not formula_only):
+            result = sweep.run(specs, axes, fixed, settings, calibration,
+                               lambda index, total, spec: update(index, describe(spec)), measure=not formula_only,
+                               threads=threads)  # fmt: skip
         emit(lambda: render_sweep(result, output_format, roofline), output)
         if plot is not None:
             from convcost.report.plot import plot_sweep
@@ -99,29 +109,6 @@ def sweep_command(
         raise typer.Exit(interrupts.exit_code())
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _run_sweep(
-    specs: list[Any], axes: dict[str, str], fixed: dict[str, Any], latency: bool, threads: int, rounds: int | None,
-    min_time: float, channels_last: bool, tune_allocator: bool, target: float = 3.0, max_time: float = 2.0,
-    formula_only: bool = False,
-) -> Any:  # fmt: skip
-    """Run the sweep with a progress bar on an interactive stderr (by formula alone: torch is never imported)."""
-    from convcost.run import sweep
-    from convcost.spec.sweep import describe
-
-    settings, calibration = None, None
-    if not formula_only:
-        settings = options.latency_settings(latency, rounds, min_time, channels_last, tune_allocator,
-                                            target=target, max_time=max_time)  # fmt: skip
-        calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=latency)
-    progress, update = progress_bar(len(specs), "sweep")
-    with progress, contextlib.ExitStack() as stack:
-        if not formula_only:  # by formula alone, torch is never imported
-            stack.enter_context(options.on_threads(threads, settings))
-        return sweep.run(specs, axes, fixed, settings, calibration,
-                         lambda index, total, spec: update(index, describe(spec)), measure=not formula_only,
-                         threads=threads)  # fmt: skip
 
 
 # ---- convcost check ----------------------------------------------------------------------------------------
