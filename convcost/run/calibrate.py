@@ -276,10 +276,7 @@ def _copy_bandwidth(
 def _call_overhead(
     device: str, dtype: torch.dtype, threads: int, settings: CalibrationSettings, grouped: bool = False
 ) -> tuple[float, tuple[float, float]]:
-    if grouped:
-        module = nn.Conv2d(2, 2, 3, groups=2).to(device=device, dtype=dtype).eval()
-        tensor = torch.ones(1, 2, 3, 3, device=device, dtype=dtype)
-    else:
-        module = nn.Conv2d(1, 1, 1).to(device=device, dtype=dtype).eval()
-        tensor = torch.ones(1, 1, 1, 1, device=device, dtype=dtype)
+    channels, kernel = (2, 3) if grouped else (1, 1)  # a 3×3 depthwise conv on 1×2×3×3, or a 1×1 conv on 1×1×1×1
+    module = nn.Conv2d(channels, channels, kernel, groups=channels).to(device=device, dtype=dtype).eval()
+    tensor = torch.ones(1, channels, kernel, kernel, device=device, dtype=dtype)
     return _timed("module(tensor)", {"module": module, "tensor": tensor}, threads, device, settings.min_time)

@@ -75,11 +75,6 @@ Label = Callable[[str], str]  # an op's short name → its unique label under th
 def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor,
                   label: Label, consume: Consume) -> Op | None:  # fmt: skip
     """The op a functional call performed, or None when it is not one (a view, a scalar add, a reduction...)."""
-    return _known_op(function, args, kwargs, output, label, consume)
-
-
-def _known_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], output: torch.Tensor,
-              label: Label, consume: Consume) -> Op | None:  # fmt: skip
     first = args[0] if args and isinstance(args[0], torch.Tensor) else None
     shape = tuple(output.shape)
 

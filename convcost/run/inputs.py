@@ -58,7 +58,7 @@ def described(arguments: Arguments) -> str:
     """``1×3×32×32, tokens 1×16 int64`` for messages."""
     parts = []
     for name, value in [*((None, value) for value in arguments[0]), *arguments[1].items()]:
-        text = _shape_text(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+        text = shape_text(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
         if isinstance(value, torch.Tensor) and value.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             text += f" {str(value.dtype).removeprefix('torch.')}"
         parts.append(f"{name} {text}" if name else text)
@@ -114,5 +114,5 @@ def timed_case(module: nn.Module, arguments: Arguments) -> tuple[nn.Module, torc
     return Bound(module, arguments), first
 
 
-def _shape_text(shape: tuple[int, ...]) -> str:
+def shape_text(shape: tuple[int, ...]) -> str:
     return "×".join(str(value) for value in shape) or "a scalar"

@@ -74,11 +74,6 @@ class LatencyRun:
     sampling: Sampling
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class CudaEventClock:
     """A clock for ``torch.utils.benchmark.Timer`` read from CUDA events: seconds since the clock was made.
 
@@ -330,7 +325,8 @@ def _warm_up(module: nn.Module, tensor: torch.Tensor, settings: LatencySettings)
     while count < settings.warmup_calls or time.perf_counter() - start < settings.warmup_time:
         before = time.perf_counter()
         module(tensor)
-        _synchronize(tensor.device)
+        if tensor.device.type == "cuda":
+            torch.cuda.synchronize(tensor.device)
         last = time.perf_counter() - before
         count += 1
     return last

@@ -27,7 +27,7 @@ from torch import nn
 
 from convcost.cost import ops
 from convcost.cost.conventions import Convention
-from convcost.cost.ops import ConvOp, Shape
+from convcost.cost.ops import ConvOp
 from convcost.cost.roofline import Calibration
 from convcost.errors import UsageError
 from convcost.results.comparison import Check
@@ -210,13 +210,10 @@ def evaluate_import(
     from convcost.run import usercode
 
     loaded = model if model is not None else load_factory(path, meta, arguments)
-    if meta:
-        with usercode.guard(path, f"copying the model to meta {dtype}"):
-            module = build.prepare(meta_copy(loaded) if model is not None else loaded, dtype, "meta")
-    else:
-        with usercode.guard(path, f"moving the model to {device} {dtype}"):
-            module = build.prepare(loaded, dtype, device)
-    tensors = made.make(inputs, batch, dtype, "meta" if meta else device)
+    where = "meta" if meta else device
+    with usercode.guard(path, f"{'copying' if meta else 'moving'} the model to {where} {dtype}"):
+        module = build.prepare(meta_copy(loaded) if meta and model is not None else loaded, dtype, where)
+    tensors = made.make(inputs, batch, dtype, where)
     settings: dict[str, Any] = {**inputs.settings(batch), "batch": batch, "depth": depth}
     if arguments:
         settings["arguments"] = arguments
@@ -332,7 +329,7 @@ def _evaluate(
     calibration: Calibration | None = None,
     convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
-    from convcost.run.inputs import first_tensor, output_shapes
+    from convcost.run.inputs import first_tensor, output_shapes, shape_text
 
     first = first_tensor(arguments)
     result = network.network(name, source, tuple(first.shape) if first is not None else (), rows,
@@ -350,7 +347,7 @@ def _evaluate(
     output_shape = traced.output_shape
     if [path for path, _ in shapes] != ["output"]:  # a tuple, a dict, a dataclass, nested: every tensor recorded
         result.outputs = shapes
-        listed = ", ".join(f"{path} {_show(shape)}" for path, shape in shapes) or "no tensor"
+        listed = ", ".join(f"{path} {shape_text(shape)}" for path, shape in shapes) or "no tensor"
         result.notes.append(f"the model's outputs: {listed}")
         known = [shape for _, shape in shapes]
         output_shape = last_measured if last_measured in known else (known[0] if known else ())
@@ -361,8 +358,8 @@ def _evaluate(
         # the ops' own shape checks stand, and there is no formula for the rest
         expected_output = output_shape
         result.notes.append(
-            f"the model's output {_show(output_shape)} is not its last traced operation's "
-            f"({_show(last_measured or ())}): something untraced (a view, a reduction) came after it"
+            f"the model's output {shape_text(output_shape)} is not its last traced operation's "
+            f"({shape_text(last_measured or ())}): something untraced (a view, a reduction) came after it"
         )
     never_called = ", ".join(traced.never_called)
     params_quantity = "params" + (f" (never called, so not counted: {never_called})" if never_called else "")
@@ -494,7 +491,3 @@ def memory_culprit(plan: ModelPlan, fits_at_batch_1: bool) -> tuple[str, str]:
     if cout is not None:
         return f"layers[{index}].cout", str(cout)
     return "input.channels", str(channels)
-
-
-def _show(shape: Shape) -> str:
-    return "×".join(str(value) for value in shape) or "a scalar"

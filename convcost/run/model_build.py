@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from convcost.cost.formulas import Act
+from convcost.cost.ops import LinearOp
 from convcost.run import build
 from convcost.spec.layers import LinearLayer, ModelPlan, PlannedLayer, PoolLayer
 
@@ -45,21 +46,14 @@ def layer_module(layer: PlannedLayer) -> nn.Module:
         return nn.AvgPool2d(spec.kernel, stride, spec.padding)
     if isinstance(spec, LinearLayer):
         op = layer.ops[0]
-        linear = nn.Linear(op.input_shape[-1], _out_features(layer), bias=spec.bias)
+        assert isinstance(op, LinearOp)
+        linear = nn.Linear(op.input_shape[-1], op.out_features, bias=spec.bias)
         if spec.act is Act.NONE:
             return linear
         return nn.Sequential(OrderedDict(linear=linear, act=ACTIVATIONS[spec.act]()))
     if layer.kind == "flatten":
         return nn.Flatten()
     raise ValueError(f"no builder for layer kind {layer.kind}")  # pragma: no cover
-
-
-def _out_features(layer: PlannedLayer) -> int:
-    from convcost.cost.ops import LinearOp
-
-    op = layer.ops[0]
-    assert isinstance(op, LinearOp)
-    return op.out_features
 
 
 def model_module(plan: ModelPlan) -> nn.Sequential:

@@ -57,10 +57,7 @@ def register_module(*types: type[nn.Module]) -> Callable[[FromModule], FromModul
 
 def _lookup(module: nn.Module) -> FromModule | None:
     # the MRO, so a parametrized Conv2d (a subclass torch makes on the fly) is still a Conv2d
-    for cls in type(module).__mro__:
-        if cls in _FROM_MODULE:
-            return _FROM_MODULE[cls]
-    return None
+    return next((_FROM_MODULE[cls] for cls in type(module).__mro__ if cls in _FROM_MODULE), None)
 
 
 def _tuple(value: Any, dims: int) -> tuple[int, ...]:
@@ -287,10 +284,7 @@ def _needs_call(name: str, module: nn.Module, shape: Shape) -> Op:
 
 
 def from_call(module: nn.Module) -> FromCall | None:
-    for cls in type(module).__mro__:
-        if cls in _FROM_CALL:
-            return _FROM_CALL[cls]
-    return None
+    return next((_FROM_CALL[cls] for cls in type(module).__mro__ if cls in _FROM_CALL), None)
 
 
 @register_call(nn.MultiheadAttention)

@@ -27,34 +27,32 @@ def points(comparison: Comparison) -> list[SweepPoint]:
     """One point per alternative of a comparison."""
     spec = comparison.spec
     dense = comparison.dense
-    found = []
-    for ratio, layer in zip(comparison.ratios, comparison.alternatives, strict=True):
-        found.append(
-            SweepPoint(
-                cin=int(spec["cin"]),
-                cout=int(spec["cout"]),
-                kernel=dense.stages[0].kernel,
-                size=(int(dense.input_shape[2]), int(dense.input_shape[3])),
-                vs=layer.kind,
-                params_ratio=ratio.params,
-                macs_ratio=ratio.macs,
-                speedup=ratio.latency,
-                roofline_speedup=ratio.roofline,
-                dense_ms=None if dense.latency is None else dense.latency.shown_ms,
-                alternative_ms=None if layer.latency is None else layer.latency.shown_ms,
-                dense_spread_pct=None if dense.latency is None else dense.latency.spread_pct,
-                alternative_spread_pct=None if layer.latency is None else layer.latency.spread_pct,
-                dense_verdict=_verdict(dense.roofline),
-                alternative_verdict=_verdict(layer.roofline),
-                ok=comparison.ok,
-                speedup_low=ratio.latency_interval[0] if ratio.latency_interval else None,
-                speedup_high=ratio.latency_interval[1] if ratio.latency_interval else None,
-                speedup_typical=ratio.latency_typical,
-                converged=ratio.latency_converged,
-                busy=None if comparison.environment.contention is None else comparison.environment.contention.busy,
-            )
+    return [
+        SweepPoint(
+            cin=int(spec["cin"]),
+            cout=int(spec["cout"]),
+            kernel=dense.stages[0].kernel,
+            size=(int(dense.input_shape[2]), int(dense.input_shape[3])),
+            vs=layer.kind,
+            params_ratio=ratio.params,
+            macs_ratio=ratio.macs,
+            speedup=ratio.latency,
+            roofline_speedup=ratio.roofline,
+            dense_ms=None if dense.latency is None else dense.latency.shown_ms,
+            alternative_ms=None if layer.latency is None else layer.latency.shown_ms,
+            dense_spread_pct=None if dense.latency is None else dense.latency.spread_pct,
+            alternative_spread_pct=None if layer.latency is None else layer.latency.spread_pct,
+            dense_verdict=_verdict(dense.roofline),
+            alternative_verdict=_verdict(layer.roofline),
+            ok=comparison.ok,
+            speedup_low=ratio.latency_interval[0] if ratio.latency_interval else None,
+            speedup_high=ratio.latency_interval[1] if ratio.latency_interval else None,
+            speedup_typical=ratio.latency_typical,
+            converged=ratio.latency_converged,
+            busy=None if comparison.environment.contention is None else comparison.environment.contention.busy,
         )
-    return found
+        for ratio, layer in zip(comparison.ratios, comparison.alternatives, strict=True)
+    ]
 
 
 def _verdict(line: Roofline | None) -> str | None:

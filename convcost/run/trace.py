@@ -269,7 +269,7 @@ class _Tracer:
         owner = self.stack[-1] if self.stack else ""
 
         def label(short: str) -> str:
-            return self._label(f"{parent}.{short}")
+            return self._module_label(f"{parent}.{short}")
 
         self.used = 0
         shape = tuple(first_output.shape)
@@ -300,10 +300,6 @@ class _Tracer:
             self.calls.append(use)
             call = call or use
         return call
-
-    def _label(self, name: str) -> str:
-        count = self.call_counts[name] = self.call_counts.get(name, 0) + 1
-        return name + (f"#{count}" if count > 1 else "")
 
 
 def _first_shape(output: Any) -> Shape | None:
