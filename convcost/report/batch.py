@@ -34,13 +34,13 @@ def batch_title(result: BatchResult) -> str:
     return f"{result.source}: {result.summary()}" + (" · formula only, nothing measured" if unmeasured else "")
 
 
-def _arrow(dense: int, alternative: int) -> str:
-    return f"{count(dense)} → {count(alternative)}"
+def _arrow(dense: int, alternative: int, exact: bool) -> str:
+    number = count if exact else compact_count
+    return f"{number(dense)} → {number(alternative)}"
 
 
 def _batch_cells(result: BatchResult, exact: bool = True) -> list[tuple[list[str], str, bool]]:
     """(cells, status, first row of its entry) for every summary row, then one row per total."""
-    arrow = _arrow if exact else _compact_arrow
     cells: list[tuple[list[str], str, bool]] = []
     for entry in result.entries:
         for number, row in enumerate(entry.rows()):
@@ -50,7 +50,7 @@ def _batch_cells(result: BatchResult, exact: bool = True) -> list[tuple[list[str
                 continue
             cells.append((
                 [name, row["vs"], "✓" if row["shapes_match"] else "✗",
-                 arrow(row["dense_params"], row["params"]), arrow(row["dense_macs"], row["macs"]),
+                 _arrow(row["dense_params"], row["params"], exact), _arrow(row["dense_macs"], row["macs"], exact),
                  ratio(row["ratio_params"]), ratio(row["ratio_macs"]),
                  with_interval(row["speedup"], row.get("speedup_low"), row.get("speedup_high")), row["status"]],
                 row["status"], number == 0,
@@ -79,15 +79,10 @@ def batch_trust_line(result: BatchResult) -> str | None:
     )
 
 
-def _compact_arrow(dense: int, alternative: int) -> str:
-    return f"{compact_count(dense)} → {compact_count(alternative)}"
-
-
 def _total_cells(result: BatchResult, exact: bool = True) -> list[list[str]]:
-    arrow = _arrow if exact else _compact_arrow
     return [
-        [f"Total of {item.entries}", item.vs, "", arrow(item.dense_params, item.params),
-         arrow(item.dense_macs, item.macs), ratio(item.ratio_params), ratio(item.ratio_macs),
+        [f"Total of {item.entries}", item.vs, "", _arrow(item.dense_params, item.params, exact),
+         _arrow(item.dense_macs, item.macs, exact), ratio(item.ratio_params), ratio(item.ratio_macs),
          ratio(item.speedup), ""]
         for item in result.totals
     ]  # fmt: skip

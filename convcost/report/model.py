@@ -256,12 +256,8 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
 
 def render_by_kind(result: ModelResult) -> FitTable:
     table = FitTable(title="By kind")
-    table.add_column("Kind", no_wrap=True)
-    table.add_column("Ops", justify="right", no_wrap=True)
-    table.add_column("Params", justify="right", no_wrap=True)
-    table.add_column("Params%", justify="right", no_wrap=True)
-    table.add_column("MACs", justify="right", no_wrap=True)
-    table.add_column("MACs%", justify="right", no_wrap=True)
+    for header in ("Kind", "Ops", "Params", "Params%", "MACs", "MACs%"):
+        table.add_column(header, justify="left" if header == "Kind" else "right", no_wrap=True)
     for kind in result.by_kind:
         table.add_row(
             kind.kind,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from convcost.errors import UsageError
+from convcost.report.format import threads_text
 from convcost.results.comparison import Sweep
 
 SUFFIXES = (".png", ".svg")
@@ -76,8 +77,7 @@ def plot_sweep(sweep: Sweep, path: Path) -> None:
         axes.set_xlabel("MAC ratio (dense ÷ alternative)")
         axes.set_ylabel("speedup (dense latency ÷ alternative latency)")
         env = sweep.environment
-        threads = f"{env.threads} thread" + ("s" if env.threads != 1 else "")
-        axes.set_title(f"convcost sweep · {env.device} {env.dtype} · {threads}", fontsize=10)
+        axes.set_title(f"convcost sweep · {env.device} {env.dtype} · {threads_text(env.threads)}", fontsize=10)
         axes.grid(True, which="both", linewidth=0.3)
         axes.legend(fontsize=7, loc="upper left")
         figure.tight_layout()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -166,14 +167,6 @@ class LatencyStats:
         """Interquartile range of the round figures as a percentage of the median."""
         return 100.0 * self.iqr_ms / self.median_ms if self.median_ms else 0.0
 
-    @property
-    def interval_pct(self) -> float | None:
-        """The interval's half-width as a percentage of the shown figure (the larger side)."""
-        if self.interval_ms is None or not self.shown_ms:
-            return None
-        low, high = self.interval_ms
-        return 100.0 * max(self.shown_ms - low, high - self.shown_ms) / self.shown_ms
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["interval_ms"] = None if self.interval_ms is None else list(self.interval_ms)
@@ -266,13 +259,9 @@ class LayerResult:
         }
 
 
-def _sum_or_none(values: Any) -> int | None:
-    total = 0
-    for value in values:
-        if value is None:
-            return None
-        total += value
-    return total
+def _sum_or_none(values: Iterable[int | None]) -> int | None:
+    items = list(values)
+    return None if None in items else sum(item or 0 for item in items)
 
 
 @dataclass(frozen=True)

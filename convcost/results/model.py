@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from convcost.cost import ops
@@ -268,14 +268,7 @@ class KindShare:
     macs_share: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "ops": self.ops,
-            "params": self.params,
-            "macs": self.macs,
-            "params_share": self.params_share,
-            "macs_share": self.macs_share,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -287,13 +280,7 @@ class PairReplaced:
     macs: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "depthwise": self.depthwise,
-            "pointwise": self.pointwise,
-            "dense": self.dense,
-            "params": self.params,
-            "macs": self.macs,
-        }
+        return asdict(self)
 
 
 @dataclass
