@@ -81,7 +81,6 @@ OpT = TypeVar("OpT", bound=Op)
 
 
 _FORMULAS: dict[type[Op], Formula] = {}
-_COSTS: dict[type[Op], Callable[[Op], Cost]] = {}  # the cost formulas alone: one lookup on the formula path
 
 
 def register(
@@ -93,7 +92,6 @@ def register(
         if op_type in _FORMULAS:
             raise RuntimeError(f"op type {op_type.__name__} is already registered")
         _FORMULAS[op_type] = Formula(output_shape, cost)  # type: ignore[arg-type]
-        _COSTS[op_type] = cost  # type: ignore[assignment]
         return cost
 
     return decorate
@@ -106,7 +104,7 @@ def output_shape(op: Op) -> Shape:
 
 def cost(op: Op) -> Cost:
     """Params, MACs, bias adds and other ops of ``op`` by formula."""
-    return _COSTS[type(op)](op)
+    return _FORMULAS[type(op)].cost(op)
 
 
 def registered() -> list[type[Op]]:

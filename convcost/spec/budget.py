@@ -258,7 +258,6 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
             planned.import_path = check.model
             if check.input is None:
                 issues.append(FieldIssue((*loc, "input"), "required for an import path: CxHxW, e.g. 3x224x224"))
-
             for key in ("width_multiplier", "size"):
                 if getattr(check, key) is not None:
                     issues.append(FieldIssue((*loc, key), "applies to model files; an import path takes 'input'"))
