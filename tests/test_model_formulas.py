@@ -146,3 +146,53 @@ def test_stage_ops_are_a_stages_conv_norm_and_act_ops(padding: Padding, norm_act
         expected.append(ActOp("p.s.act", mf.output_shape(conv), "relu6"))
     assert ops == expected and shape == mf.output_shape(conv)
     assert [(hash(op), repr(op)) for op in ops] == [(hash(op), repr(op)) for op in expected]
+
+
+def test_fast_init_keeps_the_frozen_dataclass_contract() -> None:
+    """fast_init changes how an instance is filled, nothing a caller sees: the signature, defaults, equality, hash
+    and immutability are the dataclass's own (checked against an undecorated twin)."""
+    import dataclasses
+    import inspect
+
+    from convcost.cost.formulas import ConvStage
+    from convcost.cost.opbase import fast_init
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain:
+        name: str
+        shape: tuple[int, ...] = (1, 1)
+        bias: bool = True
+
+    @fast_init
+    @dataclasses.dataclass(frozen=True)
+    class Fast:
+        name: str
+        shape: tuple[int, ...] = (1, 1)
+        bias: bool = True
+
+    assert str(inspect.signature(Fast)) == str(inspect.signature(Plain))
+    for args, kwargs in [(("a",), {}), (("a", (2, 3)), {"bias": False}), ((), {"name": "b", "shape": ()})]:
+        fast, plain = Fast(*args, **kwargs), Plain(*args, **kwargs)
+        assert dataclasses.astuple(fast) == dataclasses.astuple(plain)
+        assert fast == Fast(*args, **kwargs) and hash(fast) == hash(Fast(*args, **kwargs))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.name = "c"  # type: ignore[misc]
+    for bad_args, bad_kwargs in [((), {}), (("a", (1,), True, 4), {}), (("a",), {"colour": 1})]:
+        with pytest.raises(TypeError):
+            Plain(*bad_args, **bad_kwargs)
+        with pytest.raises(TypeError):
+            Fast(*bad_args, **bad_kwargs)
+    # the hot classes: every field a parameter, in order, with the field's default
+    stage_fields = dataclasses.fields(ConvStage)
+    parameters = list(inspect.signature(ConvStage).parameters.values())
+    assert [p.name for p in parameters] == [f.name for f in stage_fields]
+    assert [p.default for p in parameters] == [
+        inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default for f in stage_fields
+    ]
+
+    @dataclasses.dataclass(frozen=True)
+    class Listed:
+        items: list[int] = dataclasses.field(default_factory=list)
+
+    with pytest.raises(TypeError, match="needs dataclass's own __init__"):
+        fast_init(Listed)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
+from convcost.cost.opbase import fast_init
+
 Pair = tuple[int, int]
 Padding = Pair | Literal["same"]
 
@@ -53,6 +55,7 @@ class Act(str, Enum):
         return self.value
 
 
+@fast_init
 @dataclass(frozen=True)
 class ConvStage:
     """One Conv2d (optionally followed by a norm and an activation) in user terms."""

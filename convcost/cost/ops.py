@@ -37,11 +37,24 @@ from typing import ClassVar, Literal
 
 from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage
-from convcost.cost.opbase import Cost, Formula, Op, OpKind, Shape, cost, elements, output_shape, register, registered
+from convcost.cost.opbase import (
+    Cost,
+    Formula,
+    Op,
+    OpKind,
+    Shape,
+    cost,
+    elements,
+    fast_init,
+    output_shape,
+    register,
+    registered,
+)
 
 __all__ = ["Cost", "Formula", "Op", "OpKind", "Shape", "cost", "elements", "output_shape", "register", "registered"]
 
 
+@fast_init
 @dataclass(frozen=True)
 class ConvOp(Op):
     """A 1-, 2- or 3-d convolution (without its norm and activation, which are ops of their own)."""
@@ -84,6 +97,7 @@ class ConvOp(Op):
                    stage.dilation, stage.groups, stage.bias, stage.shared, None)  # fmt: skip
 
 
+@fast_init
 @dataclass(frozen=True)
 class LinearOp(Op):
     in_features: int = 1
@@ -93,6 +107,7 @@ class LinearOp(Op):
     kind: ClassVar[OpKind] = OpKind.LINEAR
 
 
+@fast_init
 @dataclass(frozen=True)
 class NormOp(Op):
     """Inference BatchNorm over dimension 1."""
@@ -102,6 +117,7 @@ class NormOp(Op):
     kind: ClassVar[OpKind] = OpKind.NORM
 
 
+@fast_init
 @dataclass(frozen=True)
 class ActOp(Op):
     function: str = "relu"
@@ -109,6 +125,7 @@ class ActOp(Op):
     kind: ClassVar[OpKind] = OpKind.ACT
 
 
+@fast_init
 @dataclass(frozen=True)
 class PoolOp(Op):
     """A window pool (max or average) over the trailing spatial dimensions."""
@@ -122,6 +139,7 @@ class PoolOp(Op):
     kind: ClassVar[OpKind] = OpKind.POOL
 
 
+@fast_init
 @dataclass(frozen=True)
 class AdaptivePoolOp(Op):
     """An adaptive pool to a fixed output size; global pooling is output size 1."""
@@ -131,6 +149,7 @@ class AdaptivePoolOp(Op):
     kind: ClassVar[OpKind] = OpKind.ADAPTIVE_POOL
 
 
+@fast_init
 @dataclass(frozen=True)
 class FlattenOp(Op):
     start_dim: int = 1
@@ -138,6 +157,7 @@ class FlattenOp(Op):
     kind: ClassVar[OpKind] = OpKind.FLATTEN
 
 
+@fast_init
 @dataclass(frozen=True)
 class IdentityOp(Op):
     """Identity, or Dropout at inference."""
@@ -145,6 +165,7 @@ class IdentityOp(Op):
     kind: ClassVar[OpKind] = OpKind.IDENTITY
 
 
+@fast_init
 @dataclass(frozen=True)
 class AddOp(Op):
     """A residual add of two tensors of the op's input shape, or a parameter added to one (a position embedding,
@@ -168,6 +189,10 @@ def _conv_output(op: ConvOp) -> Shape:
     shape = op.input_shape
     if op.padding == "same":  # pads d·(k−1) in all (the odd pixel on the bottom/right side): (L − 1) // s + 1
         return (shape[0], op.cout, *[(length - 1) // s + 1 for length, s in zip(shape[2:], op.stride, strict=False)])
+    if len(shape) == 4:  # the common case, written out: the formula path counts every conv of a model
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = op.kernel, op.stride, op.padding, op.dilation
+        height = (shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        return (shape[0], op.cout, height, (shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
     lengths = map(formulas.output_length, shape[2:], op.kernel, op.stride, [2 * p for p in op.padding], op.dilation)
     return (shape[0], op.cout, *lengths)
 
@@ -183,7 +208,7 @@ def _conv_cost(op: ConvOp) -> Cost:
         params = op.stored_params
     else:
         params = (cout // op.groups if op.shared else cout) * per_output + (cout if bias else 0)
-    return Cost(params=params, macs=outputs * per_output, bias_adds=outputs if bias else 0)
+    return Cost(params, outputs * per_output, outputs if bias else 0)
 
 
 @register(LinearOp, lambda op: (*op.input_shape[:-1], op.out_features))
@@ -199,15 +224,12 @@ def _linear_cost(op: LinearOp) -> Cost:
 
 @register(NormOp, lambda op: op.input_shape)
 def _norm_cost(op: NormOp) -> Cost:
-    return Cost(
-        params=2 * op.channels if op.affine else 0,
-        other_ops=formulas.NORM_OPS_PER_ELEMENT * elements(op.input_shape),
-    )
+    return Cost(2 * op.channels if op.affine else 0, 0, 0, formulas.NORM_OPS_PER_ELEMENT * math.prod(op.input_shape))
 
 
 @register(ActOp, lambda op: op.input_shape)
 def _act_cost(op: ActOp) -> Cost:
-    return Cost(params=op.params, other_ops=formulas.ACT_OPS_PER_ELEMENT * elements(op.input_shape))
+    return Cost(op.params, 0, 0, formulas.ACT_OPS_PER_ELEMENT * math.prod(op.input_shape))
 
 
 def _pool_output(op: PoolOp) -> Shape:
@@ -287,10 +309,11 @@ def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, 
 
 def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> tuple[list[Op], Shape]:
     """A conv stage as the ops it runs (its conv, then its norm and its activation when it has them) and its output
-    shape (the conv's, from the stage: cheaper than the op's formula)."""
+    shape (the conv's)."""
     name = prefix + stage.name
-    shape = (input_shape[0], stage.cout, *formulas.output_size(stage, (input_shape[2], input_shape[3])))
-    ops: list[Op] = [ConvOp.from_stage(stage, input_shape, name)]
+    conv = ConvOp.from_stage(stage, input_shape, name)
+    shape = _conv_output(conv)
+    ops: list[Op] = [conv]
     if stage.norm is formulas.Norm.BATCH:
         ops.append(NormOp(name + ".norm", shape, stage.cout, True))
     if stage.act is not formulas.Act.NONE:

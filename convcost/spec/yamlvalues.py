@@ -125,8 +125,7 @@ class EventBuilder:
         self.loader = loader
         self.lines = lines
         self.issues = issues
-        self.scalars: dict[tuple[str, str], Any] = {}
-        self.tags: dict[tuple[str, tuple[bool, bool]], str] = {}
+        self.scalars: dict[tuple[str | None, str, tuple[bool, bool]], tuple[str, Any]] = {}
 
     def value(self, loc: Loc) -> Any:
         event = self.events[self.at]
@@ -134,6 +133,14 @@ class EventBuilder:
         kind = type(event)
         line = event.start_mark.line + 1
         self.lines[loc] = line
+        if kind is yaml.ScalarEvent:
+            tag, value = self.scalar(event)
+            if tag not in _PLAIN_TAGS:
+                self.issues.append(_foreign(tag, loc, line))
+                return None
+            if type(value) is int and not event.style and not _PLAIN_DECIMAL.match(event.value):
+                self.issues.append(_yaml11_number(loc, event.value, value, line))
+            return value
         tag = self.tag(event, kind)
         if tag not in _PLAIN_TAGS:
             self.issues.append(_foreign(tag, loc, line))
@@ -141,16 +148,11 @@ class EventBuilder:
             return None
         if kind is yaml.MappingStartEvent:
             return self.mapping(loc)
-        if kind is yaml.SequenceStartEvent:
-            items: list[Any] = []
-            while type(self.events[self.at]) is not yaml.SequenceEndEvent:
-                items.append(self.value((*loc, len(items))))
-            self.at += 1
-            return items
-        value = self.scalar(event, tag)
-        if type(value) is int and not event.style and not _PLAIN_DECIMAL.match(event.value):
-            self.issues.append(_yaml11_number(loc, event.value, value, line))
-        return value
+        items: list[Any] = []
+        while type(self.events[self.at]) is not yaml.SequenceEndEvent:
+            items.append(self.value((*loc, len(items))))
+        self.at += 1
+        return items
 
     def mapping(self, loc: Loc) -> dict[Any, Any]:
         events, issues = self.events, self.issues
@@ -159,7 +161,10 @@ class EventBuilder:
         while type(key_event := events[self.at]) is not yaml.MappingEndEvent:
             self.at += 1
             kind = type(key_event)
-            tag = self.tag(key_event, kind)
+            if kind is yaml.ScalarEvent:
+                tag, key = self.scalar(key_event)
+            else:
+                tag, key = self.tag(key_event, kind), None
             if tag in _FLATTENED:
                 raise NeedNodes
             line = key_event.start_mark.line + 1
@@ -168,11 +173,7 @@ class EventBuilder:
                 self.skip(kind)
                 self.skip_value()
                 continue
-            key = None
-            if kind is yaml.ScalarEvent:
-                key = self.scalar(key_event, tag)
-            else:
-                self.skip(kind)
+            self.skip(kind)
             if not isinstance(key, (str, int)) or (tag == _INT_TAG and len(key_event.value) > MAX_NUMBER_TEXT):
                 issues.append(FieldIssue(loc, "mapping keys must be plain words", line))
                 self.skip_value()
@@ -192,24 +193,28 @@ class EventBuilder:
         return result
 
     def tag(self, event: Any, kind: type) -> str:
-        """The event's tag, resolved as the composer resolves it."""
+        """A collection's tag, resolved as the composer resolves it."""
         tag: str | None = event.tag
         if tag is not None and tag != "!":
             return tag
-        if kind is yaml.ScalarEvent:
-            key = (event.value, event.implicit)
-            resolved = self.tags.get(key)
-            if resolved is None:  # the safe loader resolves by the text alone (it has no path resolvers)
-                resolved = self.tags[key] = str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
-            return resolved
         node_class = yaml.MappingNode if kind is yaml.MappingStartEvent else yaml.SequenceNode
         return str(self.loader.resolve(node_class, None, event.implicit))
 
-    def scalar(self, event: Any, tag: str) -> Any:
-        if tag == _STR_TAG:
-            return event.value
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        return _scalar(node, self.loader, self.scalars)  # a malformed tagged scalar is its text, as from nodes
+    def scalar(self, event: Any) -> tuple[str, Any]:
+        """A scalar's tag, resolved as the composer resolves it, and its value (see :func:`_scalar`): the same text
+        and tag give the same immutable value, so both are kept by (tag, text, implicit)."""
+        key = (event.tag, event.value, event.implicit)
+        known = self.scalars.get(key)
+        if known is None:
+            tag: str | None = event.tag
+            if tag is None or tag == "!":  # the safe loader resolves by the text alone (it has no path resolvers)
+                tag = str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
+            value = event.value
+            if tag != _STR_TAG and tag in _PLAIN_TAGS:  # a foreign tag is refused, never constructed
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+                value = _scalar(node, self.loader, {})  # a malformed tagged scalar is its text, as from nodes
+            known = self.scalars[key] = (tag, value)
+        return known
 
     def skip(self, kind: type) -> None:
         """Past the rest of a value whose first event was of ``kind``."""
