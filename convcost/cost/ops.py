@@ -35,26 +35,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, Literal
 
-from convcost.cost import formulas
+from convcost.cost import formulas, opbase
 from convcost.cost.formulas import ConvStage
-from convcost.cost.opbase import (
-    Cost,
-    Formula,
-    Op,
-    OpKind,
-    Shape,
-    cost,
-    elements,
-    fast_init,
-    output_shape,
-    register,
-    registered,
-)
+from convcost.cost.opbase import Cost, Formula, Op, OpKind, Shape, cost, elements, output_shape, register, registered
 
 __all__ = ["Cost", "Formula", "Op", "OpKind", "Shape", "cost", "elements", "output_shape", "register", "registered"]
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class ConvOp(Op):
     """A 1-, 2- or 3-d convolution (without its norm and activation, which are ops of their own)."""
@@ -97,7 +85,7 @@ class ConvOp(Op):
                    stage.dilation, stage.groups, stage.bias, stage.shared, None)  # fmt: skip
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class LinearOp(Op):
     in_features: int = 1
@@ -107,7 +95,7 @@ class LinearOp(Op):
     kind: ClassVar[OpKind] = OpKind.LINEAR
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class NormOp(Op):
     """Inference BatchNorm over dimension 1."""
@@ -117,7 +105,7 @@ class NormOp(Op):
     kind: ClassVar[OpKind] = OpKind.NORM
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class ActOp(Op):
     function: str = "relu"
@@ -125,7 +113,7 @@ class ActOp(Op):
     kind: ClassVar[OpKind] = OpKind.ACT
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class PoolOp(Op):
     """A window pool (max or average) over the trailing spatial dimensions."""
@@ -139,7 +127,7 @@ class PoolOp(Op):
     kind: ClassVar[OpKind] = OpKind.POOL
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class AdaptivePoolOp(Op):
     """An adaptive pool to a fixed output size; global pooling is output size 1."""
@@ -149,7 +137,7 @@ class AdaptivePoolOp(Op):
     kind: ClassVar[OpKind] = OpKind.ADAPTIVE_POOL
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class FlattenOp(Op):
     start_dim: int = 1
@@ -157,7 +145,7 @@ class FlattenOp(Op):
     kind: ClassVar[OpKind] = OpKind.FLATTEN
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class IdentityOp(Op):
     """Identity, or Dropout at inference."""
@@ -165,7 +153,7 @@ class IdentityOp(Op):
     kind: ClassVar[OpKind] = OpKind.IDENTITY
 
 
-@fast_init
+@opbase.fast_init
 @dataclass(frozen=True)
 class AddOp(Op):
     """A residual add of two tensors of the op's input shape, or a parameter added to one (a position embedding,
