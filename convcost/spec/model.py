@@ -97,12 +97,8 @@ def plan_document(
         except ValueError as error:
             overrides.append(FieldIssue(("width_multiplier",), str(error)))
     model_input = spec.input
+    changes = {key: value for key, value in (("size", size), ("batch", batch)) if value is not None}
     try:
-        changes: dict[str, Any] = {}
-        if size is not None:
-            changes["size"] = size
-        if batch is not None:
-            changes["batch"] = batch
         if changes:
             model_input = ModelInput.model_validate({**model_input.model_dump(), **changes})
     except ValidationError as error:
@@ -168,12 +164,9 @@ class _Planner:
         return make_divisible(value * multiplier, self.spec.channel_divisor)
 
     def plan(self, layers: list[_Layer]) -> ModelPlan:
-        shape: Shape = (
-            self.model_input.batch,
-            self.model_input.channels,
-            *self.model_input.size,
-        )
-        planned: list[PlannedLayer] = []
+        shape: Shape = (self.model_input.batch, self.model_input.channels, *self.model_input.size)
+        plan = ModelPlan(self.spec.name, shape, [], self.width_multiplier, self.spec.channel_divisor)
+        planned = plan.layers
         names: dict[str, Loc] = {}
         for index, layer in enumerate(layers):
             loc: Loc = ("layers", index)
@@ -196,26 +189,19 @@ class _Planner:
                 names.setdefault(name, loc)
                 result = self.layer(layer, name, loc, shape)
                 if result is None:
-                    return ModelPlan(
-                        self.spec.name,
-                        planned[0].input_shape if planned else shape,
-                        planned,
-                        self.width_multiplier,
-                        self.spec.channel_divisor,
-                    )
+                    return plan
                 planned.append(result)
                 shape = result.output_shape
-        input_shape: Shape = (self.model_input.batch, self.model_input.channels, *self.model_input.size)
-        return ModelPlan(self.spec.name, input_shape, planned, self.width_multiplier, self.spec.channel_divisor)
+        return plan
 
     def fail(self, loc: Loc, message: str) -> None:
         self.issues.append(FieldIssue(loc, message))
 
     def layer(self, layer: _Layer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:
-        if isinstance(layer, (ConvLayer, InvertedResidualLayer)) and len(shape) != 4:
-            self.fail((*loc, "kind"), f"{layer.kind} needs an N×C×H×W input, got {_show(shape)}")
-            return None
         if isinstance(layer, (ConvLayer, InvertedResidualLayer)):
+            if len(shape) != 4:
+                self.fail((*loc, "kind"), f"{layer.kind} needs an N×C×H×W input, got {_show(shape)}")
+                return None
             # a repeated layer's copies on the same input have the same stages: validated and planned once
             first = self.planned.get((id(layer), shape))
             if first is not None:
