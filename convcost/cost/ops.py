@@ -362,24 +362,11 @@ def category(op: Op) -> Category:
         if all(k == 1 for k in op.kernel):
             return Category.POINTWISE_CONV
         return Category.DENSE_CONV
-    return {
-        OpKind.LINEAR: Category.LINEAR,
-        OpKind.NORM: Category.NORM,
-        OpKind.ACT: Category.ACT,
-        OpKind.POOL: Category.POOL,
-        OpKind.ADAPTIVE_POOL: Category.POOL,
-        OpKind.FLATTEN: Category.RESHAPE,
-        OpKind.IDENTITY: Category.RESHAPE,
-        OpKind.PARAMETER_USE: Category.RESHAPE,
-        OpKind.ADD: Category.ADD,
-        OpKind.NOT_COUNTED: Category.NOT_COUNTED,
-        **{kind: Category[kind.name] for kind in _OWN_CATEGORY},
-    }[op.kind]
+    return _OTHER_CATEGORY.get(op.kind) or Category[op.kind.name]  # the others have their kind's name
 
 
-# the kinds whose category has the kind's name
-_OWN_CATEGORY = (OpKind.MATMUL, OpKind.ATTENTION, OpKind.FEATURE_NORM, OpKind.CONV_TRANSPOSE, OpKind.UPSAMPLE,
-                 OpKind.EMBEDDING, OpKind.RECURRENT, OpKind.MUL, OpKind.REDUCE, OpKind.ELEMENTWISE)  # fmt: skip
+_OTHER_CATEGORY = {OpKind.ADAPTIVE_POOL: Category.POOL, OpKind.FLATTEN: Category.RESHAPE,
+                   OpKind.IDENTITY: Category.RESHAPE, OpKind.PARAMETER_USE: Category.RESHAPE}  # fmt: skip
 
 
 def describe(op: Op) -> str:
