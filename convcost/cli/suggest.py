@@ -48,6 +48,7 @@ MinSavingOption = Annotated[
 
 
 @app.command("suggest", short_help="What factorising each conv of a model would save.")
+@options.spliced
 def suggest_command(
     source: SourceArgument,
     input_shape: InputOption = None,
@@ -63,11 +64,7 @@ def suggest_command(
     latency: Annotated[
         bool, typer.Option("--latency/--no-latency", help="Time each layer before and after (off by default).")
     ] = False,
-    threads: options.ThreadsOption = 1,
-    rounds: options.RoundsOption = None,
-    min_time: options.MinTimeOption = 0.004,
-    target: options.TargetOption = 3.0,
-    max_time: options.MaxTimeOption = 2.0,
+    timing: options.Timing = options.Timing(),
     output_format: options.FormatOption = None,
     output: options.OutputOption = None,
 ) -> None:
@@ -78,15 +75,15 @@ def suggest_command(
         from convcost.spec.convert import parse_convert
 
         spec = parse_convert(to, multiplier, rank, min_saving, allow_dense=False)
-        settings = options.latency_settings(latency, rounds, min_time, target, max_time)
+        settings = timing.settings(latency)
         from convcost.report.suggest import render
         from convcost.run.context import RunContext
         from convcost.run.suggest import load_model_and_input, suggest_spec
 
-        context = RunContext.of("float32", "cpu", threads, settings)
+        context = RunContext.of("float32", "cpu", timing.threads, settings)
         with context.applied():
             model, inputs = load_model_and_input(source, input_shape, batch, arguments or ())
-            result = suggest_spec(model, inputs, spec, settings, threads, source)
+            result = suggest_spec(model, inputs, spec, settings, timing.threads, source)
         emit(lambda: render(result, output_format, emit_code), output)
 
 
