@@ -95,12 +95,10 @@ def batch_command(
         console.print(f"convcost: {interrupts.what()} after {done} of {len(result.entries)} entries", markup=False)
         FLAGS.interrupt_reported = True
         raise typer.Exit(interrupts.exit_code())
-    if result.count(Status.ERROR):  # an internal error outranks bad input: it is the tool's fault, not the file's
-        raise typer.Exit(EXIT_INTERNAL)
-    if result.count(Status.INVALID):
-        raise typer.Exit(EXIT_USAGE)
-    if result.count(Status.FAILED):
-        raise typer.Exit(EXIT_FAILED)
+    # an internal error outranks bad input: it is the tool's fault, not the file's
+    for status, code in ((Status.ERROR, EXIT_INTERNAL), (Status.INVALID, EXIT_USAGE), (Status.FAILED, EXIT_FAILED)):
+        if result.count(status):
+            raise typer.Exit(code)
 
 
 def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, measure: bool) -> BatchResult:

@@ -115,9 +115,6 @@ def check_command(
         raise typer.Exit(EXIT_FAILED)
 
 
-# ---- convcost bundled --------------------------------------------------------------------------------------
-
-
 @app.command("bundled", short_help="The example files that ship with convcost, by name.")
 def bundled_command(
     name: Annotated[

@@ -101,9 +101,6 @@ def model_command(
         raise typer.Exit(EXIT_FAILED)
 
 
-# --- convcost calibrate / convcost sweep ---------------------------------------------------------------
-
-
 @app.command("calibrate", short_help="Measure and cache this machine's peaks.")
 def calibrate_command(
     threads: options.ThreadsOption = 1,
