@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from convcost.cli.options import ConventionOption, FormulaOnlyOption, OutputOption
-from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, format_from, stderr, write
+from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, format_from, warn, write
 from convcost.report.format import CheckFormat
 
 _CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
@@ -103,14 +103,9 @@ def check_command(
             with os.fdopen(handle, "a", encoding="utf-8") as stream:
                 stream.write(budget_report.to_markdown_summary(result))
         except OSError as error:
-            stderr().print(
-                f"convcost: warning: GITHUB_STEP_SUMMARY: cannot append the summary to {summary_path}: "
-                f"{error.strerror or error}",
-                markup=False,
-                soft_wrap=True,
-            )
+            warn(f"GITHUB_STEP_SUMMARY: cannot append the summary to {summary_path}: {error.strerror or error}")
         except UsageError as error:
-            stderr().print(f"convcost: warning: {error} (no summary written)", markup=False, soft_wrap=True)
+            warn(f"{error} (no summary written)")
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 

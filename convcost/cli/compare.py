@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from convcost.cli import options
-from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, fail, format_for, stderr
+from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, fail, format_for, warn
 
 if TYPE_CHECKING:
     from convcost.cost.roofline import Calibration
@@ -99,6 +99,5 @@ def cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> C
     except CalibrationCacheError as error:
         if timing:
             raise
-        stderr().print(f"convcost: warning: {error} (no roofline bounds: nothing is timed)", markup=False,
-                        soft_wrap=True)  # fmt: skip
+        warn(f"{error} (no roofline bounds: nothing is timed)")
         return None

@@ -105,8 +105,8 @@ ThreadsOption = Annotated[
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """The timing options, from --threads to --max-time (see spliced); suggest times in the default memory format
-    with the default allocator."""
+    """The timing options, from --threads to --max-time (see spliced): suggest's, which times in LatencySettings'
+    default memory format and allocator."""
 
     threads: ThreadsOption = 1
     rounds: Annotated[
@@ -138,8 +138,6 @@ class Timing:
             help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
         ),
     ] = 2.0  # fmt: skip
-    channels_last: bool = dataclasses.field(default=False, init=False)
-    tune_allocator: bool = dataclasses.field(default=True, init=False)
 
     def settings(self, latency: bool, *, stages: bool = True) -> LatencySettings | None:
         """How to time, or None without latency (the threads are the run context's: see on_threads)."""
@@ -147,15 +145,8 @@ class Timing:
             return None
         from convcost.run.latency import LatencySettings
 
-        return LatencySettings(
-            rounds=self.rounds,
-            min_time=self.min_time,
-            channels_last=self.channels_last,
-            tune_allocator=self.tune_allocator,
-            stages=stages,
-            target=self.target / 100,
-            max_time=self.max_time,
-        )
+        # the fields are LatencySettings', but the threads are the run context's and the target is a fraction
+        return LatencySettings(**{**vars(self), "threads": None, "target": self.target / 100}, stages=stages)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,6 +84,10 @@ def stderr() -> Console:
     return make_console(stderr=True)
 
 
+def warn(message: str) -> None:
+    stderr().print(f"convcost: warning: {message}", markup=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit with ``code``."""
     error_line(stderr(), message)
