@@ -68,8 +68,7 @@ def check_command(
             from convcost.spec.files import check_writable, will_write
 
             flag = "--baseline" if baseline is not None else f"{plan.source}: baseline"
-            problem = check_writable(target)
-            if problem:
+            if problem := check_writable(target):
                 fail(f"{flag}: cannot write {target}: {problem}")
             will_write(target, flag)
         result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency,

@@ -52,8 +52,7 @@ def _output_path(value: str | Path) -> Path:
     from convcost.errors import UsageError
     from convcost.spec.files import check_writable, will_write
 
-    problem = check_writable(Path(value))
-    if problem:
+    if problem := check_writable(Path(value)):
         raise typer.BadParameter(problem)
     try:
         will_write(value, "-o/--output")

@@ -50,24 +50,16 @@ def _version(value: bool) -> None:
 FLAGS = types.SimpleNamespace(debug=False, interrupt_reported=False)
 
 
-def _debug(value: bool) -> None:
-    FLAGS.debug = value
-
-
 @app.callback()
 def _root(
     ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
-    debug: Annotated[
-        bool,
-        typer.Option(
-            "--debug", callback=_debug, is_eager=True, help="Show the traceback of an internal error (exit 3)."
-        ),
-    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an internal error (exit 3).")] = False,
 ) -> None:
     """convcost: dense against separable convolutions, analytical against measured."""
+    FLAGS.debug = debug
     from convcost.run import interrupts
 
     # for the command's length: SIGTERM stops a run as Ctrl-C does (finished work kept), and a signal is told

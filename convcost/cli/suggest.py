@@ -128,8 +128,7 @@ def convert_command(
         spec = parse_convert(to, multiplier, rank, min_saving)
         from convcost.spec.files import check_writable
 
-        problem = check_writable(output)
-        if problem:
+        if problem := check_writable(output):
             fail(f"-o/--output: {problem}")
         from convcost.report.suggest import render
         from convcost.run.suggest import convert_and_save, load_model_and_input
