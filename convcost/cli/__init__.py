@@ -52,19 +52,15 @@ def _run() -> int | None:
 
     try:
         code = app(standalone_mode=False, prog_name="convcost")
-    except UsageError as error:
+    except ClickException as error:
         if type(error).__name__ == "NoArgsIsHelpError":
             error.show()
             sys.exit(EXIT_USAGE)
-        context = getattr(error, "ctx", None)
-        command = getattr(context, "command_path", "convcost") or "convcost"
-        where = f"{command.removeprefix('convcost').strip()}: " if command != "convcost" else ""
         message = " ".join(error.format_message().split())  # one line, as Click wraps
-        message = message.replace("Value error, ", "")
-        sys.stderr.write(visible(f"convcost: error: {where}{message}") + "\n")
-        return EXIT_USAGE
-    except ClickException as error:
-        message = " ".join(error.format_message().split())
+        if isinstance(error, UsageError):
+            command = getattr(getattr(error, "ctx", None), "command_path", "convcost") or "convcost"
+            where = f"{command.removeprefix('convcost').strip()}: " if command != "convcost" else ""
+            message = where + message.replace("Value error, ", "")
         sys.stderr.write(visible(f"convcost: error: {message}") + "\n")
         return int(getattr(error, "exit_code", EXIT_USAGE))
     except (Abort, KeyboardInterrupt):

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 
 @app.command("batch", short_help="Every comparison in a YAML file, one row each.")
+@options.spliced
 def batch_command(
     file: Annotated[
         Path,
@@ -53,13 +54,7 @@ def batch_command(
     detail: Annotated[bool, typer.Option("--detail", help="Add each entry's full compare report.")] = False,
     formula_only: options.FormulaOnlyOption = False,
     latency: options.LatencyOption = True,
-    threads: options.ThreadsOption = 1,
-    rounds: options.RoundsOption = None,
-    min_time: options.MinTimeOption = 0.004,
-    target: options.TargetOption = 3.0,
-    max_time: options.MaxTimeOption = 2.0,
-    channels_last: options.ChannelsLastOption = False,
-    tune_allocator: options.TuneAllocatorOption = True,
+    timing: options.LayoutTiming = options.LayoutTiming(),
     roofline: options.RooflineOption = False,
 ) -> None:
     """Evaluate every comparison in a YAML file: a summary row per entry; a failing entry does not stop the rest.
@@ -79,10 +74,8 @@ def batch_command(
             plan = plan.select(select)
         measure = not formula_only  # the formula-only path never imports torch
         # the summary shows whole layers: timing each stage on its own too would double the time
-        settings = options.latency_settings(
-            latency and measure, rounds, min_time, target, max_time, channels_last, tune_allocator, stages=False
-        )
-        result = _run_batch(plan, settings, threads, measure)
+        settings = timing.settings(latency and measure, stages=False)
+        result = _run_batch(plan, settings, timing.threads, measure)
         from convcost.report.batch import render_batch
 
         emit(lambda: render_batch(result, chosen, detail, roofline), output)
@@ -102,12 +95,10 @@ def batch_command(
         console.print(f"convcost: {interrupts.what()} after {done} of {len(result.entries)} entries", markup=False)
         FLAGS.interrupt_reported = True
         raise typer.Exit(interrupts.exit_code())
-    if result.count(Status.ERROR):  # an internal error outranks bad input: it is the tool's fault, not the file's
-        raise typer.Exit(EXIT_INTERNAL)
-    if result.count(Status.INVALID):
-        raise typer.Exit(EXIT_USAGE)
-    if result.count(Status.FAILED):
-        raise typer.Exit(EXIT_FAILED)
+    # an internal error outranks bad input: it is the tool's fault, not the file's
+    for status, code in ((Status.ERROR, EXIT_INTERNAL), (Status.INVALID, EXIT_USAGE), (Status.FAILED, EXIT_FAILED)):
+        if result.count(status):
+            raise typer.Exit(code)
 
 
 def _run_batch(plan: Batch, settings: LatencySettings | None, threads: int, measure: bool) -> BatchResult:
@@ -155,6 +146,3 @@ def schema_command(output: options.OutputOption = None) -> None:
     from convcost.spec.batch import json_schema
 
     write(json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n", output)
-
-
-# ---- convcost model ----------------------------------------------------------------------------------------

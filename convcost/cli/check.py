@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from convcost.cli.options import ConventionOption, FormulaOnlyOption, OutputOption
-from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, format_from, stderr, write
+from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, format_from, warn, write
 from convcost.report.format import CheckFormat
 
 _CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
@@ -68,8 +68,7 @@ def check_command(
             from convcost.spec.files import check_writable, will_write
 
             flag = "--baseline" if baseline is not None else f"{plan.source}: baseline"
-            problem = check_writable(target)
-            if problem:
+            if problem := check_writable(target):
                 fail(f"{flag}: cannot write {target}: {problem}")
             will_write(target, flag)
         result = budgets.run_checks(plan, baseline, update_baseline, strict_latency=strict_latency,
@@ -103,19 +102,11 @@ def check_command(
             with os.fdopen(handle, "a", encoding="utf-8") as stream:
                 stream.write(budget_report.to_markdown_summary(result))
         except OSError as error:
-            stderr().print(
-                f"convcost: warning: GITHUB_STEP_SUMMARY: cannot append the summary to {summary_path}: "
-                f"{error.strerror or error}",
-                markup=False,
-                soft_wrap=True,
-            )
+            warn(f"GITHUB_STEP_SUMMARY: cannot append the summary to {summary_path}: {error.strerror or error}")
         except UsageError as error:
-            stderr().print(f"convcost: warning: {error} (no summary written)", markup=False, soft_wrap=True)
+            warn(f"{error} (no summary written)")
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
-
-
-# ---- convcost bundled --------------------------------------------------------------------------------------
 
 
 @app.command("bundled", short_help="The example files that ship with convcost, by name.")

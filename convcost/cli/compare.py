@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from convcost.cli import options
-from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, fail, format_for, stderr
+from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, fail, format_for, warn
 
 if TYPE_CHECKING:
     from convcost.cost.roofline import Calibration
@@ -28,16 +28,10 @@ def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
 
 
 @app.command(short_help="Dense Conv2d against its alternatives, checked two ways.")
+@options.spliced
 def compare(
-    cin: options.CinOption,
-    cout: options.CoutOption,
-    kernel: options.KernelOption,
-    stride: options.StrideOption = "1",
-    padding: options.PaddingOption = "0",
-    dilation: options.DilationOption = "1",
-    groups: options.GroupsOption = "1",
-    multiplier: options.MultiplierOption = "1",
-    bias: options.BiasOption = True,
+    layer: options.Layer,
+    stages: options.Stages = options.Stages(),
     mid: options.MidOption = None,
     norm: options.NormOption = "none",
     act: options.ActOption = "none",
@@ -58,21 +52,12 @@ def compare(
     output: options.OutputOption = None,
     formula_only: options.FormulaOnlyOption = False,
     latency: options.LatencyOption = True,
-    threads: options.ThreadsOption = 1,
-    rounds: options.RoundsOption = None,
-    min_time: options.MinTimeOption = 0.004,
-    target: options.TargetOption = 3.0,
-    max_time: options.MaxTimeOption = 2.0,
-    channels_last: options.ChannelsLastOption = False,
-    tune_allocator: options.TuneAllocatorOption = True,
+    timing: options.LayoutTiming = options.LayoutTiming(),
     roofline: options.RooflineOption = False,
 ) -> None:
     """Compare a dense Conv2d with its alternatives: shapes, params, MACs and latency, each checked two ways."""
-    data: dict[str, Any] = {
-        "cin": cin, "cout": cout, "kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation,
-        "groups": groups, "multiplier": multiplier, "bias": bias, "norm": norm, "act": act, "size": size,
-        "batch": batch, "dtype": dtype, "device": device,
-    }  # fmt: skip
+    data: dict[str, Any] = {**vars(layer), **vars(stages), "norm": norm, "act": act, "size": size, "batch": batch,
+                            "dtype": dtype, "device": device}  # fmt: skip
     if mid is not None:
         data["mid"] = mid
     if vs:
@@ -89,16 +74,14 @@ def compare(
         if formula_only:  # pure Python: torch is never imported
             from convcost.run.estimate import estimate
 
-            comparison = estimate(spec, threads)
+            comparison = estimate(spec, timing.threads)
         else:
             from convcost.run.comparison import compare as measure
 
-            settings = options.latency_settings(
-                latency, rounds, min_time, target, max_time, channels_last, tune_allocator
-            )
-            calibration = cached_calibration(spec.device, spec.dtype, threads, timing=latency)
-            with options.on_threads(threads, settings):
-                comparison = measure(spec, settings, calibration, threads)
+            settings = timing.settings(latency)
+            calibration = cached_calibration(spec.device, spec.dtype, timing.threads, timing=latency)
+            with options.on_threads(timing.threads, settings):
+                comparison = measure(spec, settings, calibration, timing.threads)
         emit(lambda: render(comparison, output_format, roofline), output)
     if not comparison.ok:
         raise typer.Exit(EXIT_FAILED)
@@ -116,9 +99,5 @@ def cached_calibration(device: str, dtype: Any, threads: int, timing: bool) -> C
     except CalibrationCacheError as error:
         if timing:
             raise
-        stderr().print(f"convcost: warning: {error} (no roofline bounds: nothing is timed)", markup=False,
-                        soft_wrap=True)  # fmt: skip
+        warn(f"{error} (no roofline bounds: nothing is timed)")
         return None
-
-
-# --- convcost batch / convcost schema ---------------------------------------------------------------------

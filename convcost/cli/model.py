@@ -11,6 +11,7 @@ from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, format_for
 
 
 @app.command("model", short_help="Cost of a whole model, layer by layer.")
+@options.spliced
 def model_command(
     source: Annotated[
         str,
@@ -61,13 +62,7 @@ def model_command(
     latency: Annotated[
         bool, typer.Option("--latency/--no-latency", help="Measure end-to-end and per-layer latency (off by default).")
     ] = False,
-    threads: options.ThreadsOption = 1,
-    rounds: options.RoundsOption = None,
-    min_time: options.MinTimeOption = 0.004,
-    target: options.TargetOption = 3.0,
-    max_time: options.MaxTimeOption = 2.0,
-    channels_last: options.ChannelsLastOption = False,
-    tune_allocator: options.TuneAllocatorOption = True,
+    timing: options.LayoutTiming = options.LayoutTiming(),
     roofline: Annotated[
         bool, typer.Option("--roofline", help="Add the full roofline table per layer (implies --latency).")
     ] = False,
@@ -95,18 +90,14 @@ def model_command(
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
-        timed = (latency or roofline) and not formula_only
-        settings = options.latency_settings(timed, rounds, min_time, target, max_time, channels_last, tune_allocator)
+        settings = timing.settings((latency or roofline) and not formula_only)
         result = evaluate_source(
-            source, input_shape, batch, width_multiplier, size, depth, settings, threads, dtype, device, formula_only,
-            meta, convention or "convcost", inputs_file, arguments or (),
+            source, input_shape, batch, width_multiplier, size, depth, settings, timing.threads, dtype, device,
+            formula_only, meta, convention or "convcost", inputs_file, arguments or (),
         )  # fmt: skip
         emit(lambda: render(result, output_format, by_kind, roofline and not formula_only), output)
     if not result.ok or (require_complete and not result.complete):
         raise typer.Exit(EXIT_FAILED)
-
-
-# --- convcost calibrate / convcost sweep ---------------------------------------------------------------
 
 
 @app.command("calibrate", short_help="Measure and cache this machine's peaks.")

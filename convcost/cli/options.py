@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,26 +16,6 @@ from convcost.report.format import OutputFormat
 
 if TYPE_CHECKING:
     from convcost.run.latency import LatencySettings
-
-
-def latency_settings(
-    latency: bool, rounds: int | None, min_time: float, target: float, max_time: float,
-    channels_last: bool = False, tune_allocator: bool = True, *, stages: bool = True,
-) -> LatencySettings | None:  # fmt: skip
-    """How to time, or None without latency (the threads are the run context's: see on_threads)."""
-    if not latency:
-        return None
-    from convcost.run.latency import LatencySettings
-
-    return LatencySettings(
-        rounds=rounds,
-        min_time=min_time,
-        channels_last=channels_last,
-        tune_allocator=tune_allocator,
-        stages=stages,
-        target=target / 100,
-        max_time=max_time,
-    )
 
 
 # the factory arguments of an import path: model, suggest and convert
@@ -69,8 +52,7 @@ def _output_path(value: str | Path) -> Path:
     from convcost.errors import UsageError
     from convcost.spec.files import check_writable, will_write
 
-    problem = check_writable(Path(value))
-    if problem:
+    if problem := check_writable(Path(value)):
         raise typer.BadParameter(problem)
     try:
         will_write(value, "-o/--output")
@@ -118,50 +100,75 @@ ThreadsOption = Annotated[
         help="Threads for the forward passes and timing (at most the CPU cores this process may use).",
     ),
 ]  # fmt: skip
-RoundsOption = Annotated[
-    int | None,
-    typer.Option(
-        "--rounds", metavar="N", callback=bounded("rounds", "a whole number"), show_default=False,
-        help="Exactly N interleaved rounds (1 to 1,000), no stopping rule [default: adaptive, see --target and "
-        "--max-time].",
-    ),
-]  # fmt: skip
-MinTimeOption = Annotated[
-    float,
-    typer.Option(
-        "--min-time", metavar="SECONDS", callback=bounded("min_time", "a number of seconds"),
-        help="Seconds of timed calls per layer per round (0.001 to 60).",
-    ),
-]  # fmt: skip
-TargetOption = Annotated[
-    float,
-    typer.Option(
-        "--target", metavar="PCT", callback=bounded("target", "a percentage"),
-        help="Stop sampling when every speedup's 95% interval is within ±PCT % (0.1 to 50).",
-    ),
-]  # fmt: skip
-MaxTimeOption = Annotated[
-    float,
-    typer.Option(
-        "--max-time", metavar="SECONDS", callback=bounded("max_time", "a number of seconds"),
-        help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
-    ),
-]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """The timing options, from --threads to --max-time (see spliced): suggest's, which times in LatencySettings'
+    default memory format and allocator."""
+
+    threads: ThreadsOption = 1
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            "--rounds", metavar="N", callback=bounded("rounds", "a whole number"), show_default=False,
+            help="Exactly N interleaved rounds (1 to 1,000), no stopping rule [default: adaptive, see --target and "
+            "--max-time].",
+        ),
+    ] = None  # fmt: skip
+    min_time: Annotated[
+        float,
+        typer.Option(
+            "--min-time", metavar="SECONDS", callback=bounded("min_time", "a number of seconds"),
+            help="Seconds of timed calls per layer per round (0.001 to 60).",
+        ),
+    ] = 0.004  # fmt: skip
+    target: Annotated[
+        float,
+        typer.Option(
+            "--target", metavar="PCT", callback=bounded("target", "a percentage"),
+            help="Stop sampling when every speedup's 95% interval is within ±PCT % (0.1 to 50).",
+        ),
+    ] = 3.0  # fmt: skip
+    max_time: Annotated[
+        float,
+        typer.Option(
+            "--max-time", metavar="SECONDS", callback=bounded("max_time", "a number of seconds"),
+            help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
+        ),
+    ] = 2.0  # fmt: skip
+
+    def settings(self, latency: bool, *, stages: bool = True) -> LatencySettings | None:
+        """How to time, or None without latency (the threads are the run context's: see on_threads)."""
+        if not latency:
+            return None
+        from convcost.run.latency import LatencySettings
+
+        # the fields are LatencySettings', but the threads are the run context's and the target is a fraction
+        return LatencySettings(**{**vars(self), "threads": None, "target": self.target / 100}, stages=stages)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutTiming(Timing):
+    """The timing options and, after them, the memory format and the allocator: compare, sweep, batch and model."""
+
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last/--no-channels-last", help="Time in channels_last memory format.")
+    ] = False
+    tune_allocator: Annotated[
+        bool,
+        typer.Option(
+            "--tune-allocator/--no-tune-allocator",
+            help="Keep large buffers in glibc's heap while timing (mallopt; reported as 'allocator').",
+        ),
+    ] = True
+
+
 FormulaOnlyOption = Annotated[
     bool,
     typer.Option(
         "--formula-only",
         help="By formula alone: build and run nothing (fast, but no forward pass, no counters, no latency).",
-    ),
-]
-ChannelsLastOption = Annotated[
-    bool, typer.Option("--channels-last/--no-channels-last", help="Time in channels_last memory format.")
-]
-TuneAllocatorOption = Annotated[
-    bool,
-    typer.Option(
-        "--tune-allocator/--no-tune-allocator",
-        help="Keep large buffers in glibc's heap while timing (mallopt; reported as 'allocator').",
     ),
 ]
 RooflineOption = Annotated[
@@ -172,19 +179,31 @@ RooflineOption = Annotated[
 
 # The layer's options, shared by compare and sweep (where a comma-separated list of cin, cout, kernel or size
 # makes an axis of the grid), and the run's dtype and device, shared by every command that builds something.
-CinOption = Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)]
-CoutOption = Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)]
-KernelOption = Annotated[
-    str, typer.Option("--kernel", "-k", metavar="RxS", help="Kernel R×S: 3 or 3x5.", show_default=False)
-]
-StrideOption = Annotated[str, typer.Option("--stride", metavar="S", help="Stride: 1 or 2x1.")]
-PaddingOption = Annotated[str, typer.Option("--padding", metavar="P", help="Padding: 0, 1x2 or same.")]
-DilationOption = Annotated[str, typer.Option("--dilation", metavar="D", help="Dilation: 1 or 2x1.")]
-GroupsOption = Annotated[str, typer.Option("--groups", metavar="G", help="Groups of the 'grouped' alternative.")]
-MultiplierOption = Annotated[
-    str, typer.Option("--multiplier", metavar="M", help="Depth multiplier m of depthwise stages.")
-]
-BiasOption = Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")]
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """--cin, --cout and -k (see spliced)."""
+
+    cin: Annotated[str, typer.Option("--cin", metavar="C", help="Input channels C.", show_default=False)]
+    cout: Annotated[str, typer.Option("--cout", metavar="K", help="Output channels K.", show_default=False)]
+    kernel: Annotated[
+        str, typer.Option("--kernel", "-k", metavar="RxS", help="Kernel R×S: 3 or 3x5.", show_default=False)
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stages:
+    """From --stride to --bias: every stage's settings (see spliced)."""
+
+    stride: Annotated[str, typer.Option("--stride", metavar="S", help="Stride: 1 or 2x1.")] = "1"
+    padding: Annotated[str, typer.Option("--padding", metavar="P", help="Padding: 0, 1x2 or same.")] = "0"
+    dilation: Annotated[str, typer.Option("--dilation", metavar="D", help="Dilation: 1 or 2x1.")] = "1"
+    groups: Annotated[str, typer.Option("--groups", metavar="G", help="Groups of the 'grouped' alternative.")] = "1"
+    multiplier: Annotated[
+        str, typer.Option("--multiplier", metavar="M", help="Depth multiplier m of depthwise stages.")
+    ] = "1"
+    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="Conv bias on every stage.")] = True
+
+
 MidOption = Annotated[
     str | None,
     typer.Option("--mid", metavar="M", help="spatial: channels between the R×1 and 1×S convs (default cin)."),
@@ -234,3 +253,23 @@ def on_threads(threads: int, settings: LatencySettings | None, measure: bool = T
 
     with RunContext(threads=threads, latency=settings).applied():
         yield
+
+
+def spliced(command: Callable[..., None]) -> Callable[..., None]:
+    """Typer reads a command's options from its signature: there, each parameter typed as a bundle of options (a
+    dataclass: Timing, Layer, ...) becomes the bundle's own parameters, and the command is handed the bundle."""
+    signature = inspect.signature(command, eval_str=True)
+    bundles: dict[str, Any] = {
+        name: p.annotation for name, p in signature.parameters.items() if dataclasses.is_dataclass(p.annotation)
+    }
+    fields = {name: inspect.signature(bundle, eval_str=True).parameters for name, bundle in bundles.items()}
+
+    @functools.wraps(command)
+    def run(**values: Any) -> None:
+        for name, bundle in bundles.items():
+            values[name] = bundle(**{field: values.pop(field) for field in fields[name]})
+        command(**values)
+
+    spread = [fields[name].values() if name in fields else [p] for name, p in signature.parameters.items()]
+    run.__signature__ = signature.replace(parameters=[p for group in spread for p in group])  # type: ignore[attr-defined]
+    return run

@@ -10,6 +10,7 @@ import contextlib
 import io
 import os
 import sys
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -45,18 +46,8 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-class _Flags:
-    """What one run of the app learns on the way: --debug, and whether a command reported its own interruption."""
-
-    debug = False
-    interrupt_reported = False
-
-
-FLAGS = _Flags()
-
-
-def _debug(value: bool) -> None:
-    FLAGS.debug = value
+# what one run of the app learns on the way: --debug, and whether a command reported its own interruption
+FLAGS = types.SimpleNamespace(debug=False, interrupt_reported=False)
 
 
 @app.callback()
@@ -65,14 +56,10 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = False,
-    debug: Annotated[
-        bool,
-        typer.Option(
-            "--debug", callback=_debug, is_eager=True, help="Show the traceback of an internal error (exit 3)."
-        ),
-    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an internal error (exit 3).")] = False,
 ) -> None:
     """convcost: dense against separable convolutions, analytical against measured."""
+    FLAGS.debug = debug
     from convcost.run import interrupts
 
     # for the command's length: SIGTERM stops a run as Ctrl-C does (finished work kept), and a signal is told
@@ -89,6 +76,10 @@ def stderr() -> Console:
     return make_console(stderr=True)
 
 
+def warn(message: str) -> None:
+    stderr().print(f"convcost: warning: {message}", markup=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit with ``code``."""
     error_line(stderr(), message)
@@ -102,16 +93,6 @@ def error_line(console: Console, message: str) -> None:
     console.print(visible(f"convcost: error: {message}"), soft_wrap=True)
 
 
-def flag_for(loc: tuple[str | int, ...]) -> str:
-    """The command-line flag that sets the field at ``loc``."""
-    names = [part for part in loc if isinstance(part, str)]
-    if not names:
-        return "input"
-    if len(names) >= 2 and names[0] in STAGE_NAMES_FOR_SET:
-        return f"--set {names[0]}.{names[1]}"
-    return "--" + names[0].replace("_", "-")
-
-
 def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoReturn:
     """Each issue on its own line, named by file:line:field or by the flag that set it (``set_stages``: the stage
     names that came from --set, so an unknown one is named as --set, not as a flag that does not exist)."""
@@ -121,11 +102,16 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
             error_line(console, line)
     else:
         for issue in error.issues:
-            flag, message = flag_for(issue.loc), issue.message
+            names = [part for part in issue.loc if isinstance(part, str)]
+            message = issue.message
             if issue.loc and issue.loc[0] in set_stages:
                 flag = "--set " + ".".join(str(part) for part in issue.loc)
                 if len(issue.loc) == 1 and message == "unknown key":
                     message = "unknown stage (stages: " + ", ".join(STAGE_NAMES_FOR_SET) + ")"
+            elif len(names) >= 2 and names[0] in STAGE_NAMES_FOR_SET:
+                flag = f"--set {names[0]}.{names[1]}"
+            else:
+                flag = "--" + names[0].replace("_", "-") if names else "input"
             error_line(console, f"{flag}: {message}")
     raise typer.Exit(EXIT_USAGE)
 

@@ -3,6 +3,7 @@ converted model itself (dense → separable / spatial / grouped, or separable �
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -18,25 +19,6 @@ SourceArgument = Annotated[
         "package.module:factory returning an nn.Module."
     ),
 ]
-InputOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--input",
-        metavar="SHAPE[:DTYPE]",
-        help="Import paths: the input CxHxW (without the batch); one float input (convcost model takes more).",
-    ),
-]
-BatchOption = Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")]
-ToOption = Annotated[
-    str,
-    typer.Option(
-        "--to", metavar="TARGET", help="separable, spatial, grouped:G, or (convert only) dense: merge each "
-        "depthwise conv with the 1×1 conv after it.",
-    ),
-]  # fmt: skip
-MultiplierOption = Annotated[
-    str | None, typer.Option("--multiplier", metavar="M", help="--to separable: the depth multiplier (default 1).")
-]
 RankOption = Annotated[
     str | None,
     typer.Option("--rank", metavar="M", help="--to spatial: the rank, channels between R×1 and 1×S (default full)."),
@@ -47,27 +29,46 @@ MinSavingOption = Annotated[
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Conversion:
+    """The options suggest and convert share, from --input to --min-saving (see options.spliced)."""
+
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            metavar="SHAPE[:DTYPE]",
+            help="Import paths: the input CxHxW (without the batch); one float input (convcost model takes more).",
+        ),
+    ] = None
+    arguments: options.ArgOption = None
+    batch: Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")] = None
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", metavar="TARGET", help="separable, spatial, grouped:G, or (convert only) dense: merge each "
+            "depthwise conv with the 1×1 conv after it.",
+        ),
+    ] = "separable"  # fmt: skip
+    multiplier: Annotated[
+        str | None, typer.Option("--multiplier", metavar="M", help="--to separable: the depth multiplier (default 1).")
+    ] = None
+    rank: RankOption = None
+    min_saving: MinSavingOption = None
+
+
 @app.command("suggest", short_help="What factorising each conv of a model would save.")
+@options.spliced
 def suggest_command(
     source: SourceArgument,
-    input_shape: InputOption = None,
-    arguments: options.ArgOption = None,
-    batch: BatchOption = None,
-    to: ToOption = "separable",
-    multiplier: MultiplierOption = None,
-    rank: RankOption = None,
-    min_saving: MinSavingOption = None,
+    asked: Conversion = Conversion(),
     emit_code: Annotated[
         bool, typer.Option("--emit-code", help="Print the stock-PyTorch module of each selected layer.")
     ] = False,
     latency: Annotated[
         bool, typer.Option("--latency/--no-latency", help="Time each layer before and after (off by default).")
     ] = False,
-    threads: options.ThreadsOption = 1,
-    rounds: options.RoundsOption = None,
-    min_time: options.MinTimeOption = 0.004,
-    target: options.TargetOption = 3.0,
-    max_time: options.MaxTimeOption = 2.0,
+    timing: options.Timing = options.Timing(),
     output_format: options.FormatOption = None,
     output: options.OutputOption = None,
 ) -> None:
@@ -77,20 +78,21 @@ def suggest_command(
     with exit_codes():
         from convcost.spec.convert import parse_convert
 
-        spec = parse_convert(to, multiplier, rank, min_saving, allow_dense=False)
-        settings = options.latency_settings(latency, rounds, min_time, target, max_time)
+        spec = parse_convert(asked.to, asked.multiplier, asked.rank, asked.min_saving, allow_dense=False)
+        settings = timing.settings(latency)
         from convcost.report.suggest import render
         from convcost.run.context import RunContext
         from convcost.run.suggest import load_model_and_input, suggest_spec
 
-        context = RunContext.of("float32", "cpu", threads, settings)
+        context = RunContext.of("float32", "cpu", timing.threads, settings)
         with context.applied():
-            model, inputs = load_model_and_input(source, input_shape, batch, arguments or ())
-            result = suggest_spec(model, inputs, spec, settings, threads, source)
+            model, inputs = load_model_and_input(source, asked.input_shape, asked.batch, asked.arguments or ())
+            result = suggest_spec(model, inputs, spec, settings, timing.threads, source)
         emit(lambda: render(result, output_format, emit_code), output)
 
 
 @app.command("convert", short_help="Convert a model's convs and save the converted model.")
+@options.spliced
 def convert_command(
     source: SourceArgument,
     output: Annotated[
@@ -103,13 +105,7 @@ def convert_command(
             help="Where to save the converted model (torch.export; load with torch.export.load(FILE).module()).",
         ),
     ],
-    input_shape: InputOption = None,
-    arguments: options.ArgOption = None,
-    batch: BatchOption = None,
-    to: ToOption = "separable",
-    multiplier: MultiplierOption = None,
-    rank: RankOption = None,
-    min_saving: MinSavingOption = None,
+    asked: Conversion = Conversion(),
     select: Annotated[
         list[str] | None,
         typer.Option(
@@ -128,15 +124,14 @@ def convert_command(
     with exit_codes():
         from convcost.spec.convert import parse_convert
 
-        spec = parse_convert(to, multiplier, rank, min_saving)
+        spec = parse_convert(asked.to, asked.multiplier, asked.rank, asked.min_saving)
         from convcost.spec.files import check_writable
 
-        problem = check_writable(output)
-        if problem:
+        if problem := check_writable(output):
             fail(f"-o/--output: {problem}")
         from convcost.report.suggest import render
         from convcost.run.suggest import convert_and_save, load_model_and_input
 
-        model, inputs = load_model_and_input(source, input_shape, batch, arguments or ())
+        model, inputs = load_model_and_input(source, asked.input_shape, asked.batch, asked.arguments or ())
         result = convert_and_save(model, inputs, spec, output, select, source)
         emit(lambda: render(result, output_format), None)

@@ -13,17 +13,11 @@ from convcost.cli.root import EXIT_FAILED, FLAGS, app, emit, exit_codes, fail, f
 
 
 @app.command("sweep", short_help="Compare over a grid: MAC ratio against speedup.")
+@options.spliced
 def sweep_command(
-    cin: options.CinOption,
-    cout: options.CoutOption,
-    kernel: options.KernelOption,
+    layer: options.Layer,
     size: options.SizeOption = "128",
-    stride: options.StrideOption = "1",
-    padding: options.PaddingOption = "0",
-    dilation: options.DilationOption = "1",
-    groups: options.GroupsOption = "1",
-    multiplier: options.MultiplierOption = "1",
-    bias: options.BiasOption = True,
+    stages: options.Stages = options.Stages(),
     norm: options.NormOption = "none",
     act: options.ActOption = "none",
     batch: options.BatchOption = "1",
@@ -44,13 +38,7 @@ def sweep_command(
     output: options.OutputOption = None,
     formula_only: options.FormulaOnlyOption = False,
     latency: options.LatencyOption = True,
-    threads: options.ThreadsOption = 1,
-    rounds: options.RoundsOption = None,
-    min_time: options.MinTimeOption = 0.004,
-    target: options.TargetOption = 3.0,
-    max_time: options.MaxTimeOption = 2.0,
-    channels_last: options.ChannelsLastOption = False,
-    tune_allocator: options.TuneAllocatorOption = True,
+    timing: options.LayoutTiming = options.LayoutTiming(),
     roofline: options.RooflineOption = False,
 ) -> None:
     """Compare over a grid of cin × cout × kernel × size: MAC ratio against measured speedup, table and plot.
@@ -58,13 +46,10 @@ def sweep_command(
     Comma-separated values make the axes, e.g. --cin 8,32,128 --cout 64,256 -k 3,5,7 --size 56,112.
     """
     output_format = format_for(output, output_format)
-    fixed: dict[str, Any] = {
-        "stride": stride, "padding": padding, "dilation": dilation, "groups": groups, "multiplier": multiplier,
-        "bias": bias, "norm": norm, "act": act, "batch": batch, "dtype": dtype, "device": device,
-    }  # fmt: skip
+    fixed: dict[str, Any] = {**vars(stages), "norm": norm, "act": act, "batch": batch, "dtype": dtype, "device": device}
     if vs:
         fixed["vs"] = options.kinds_asked(vs)
-    axes = {"cin": cin, "cout": cout, "kernel": kernel, "size": size}
+    axes = {**vars(layer), "size": size}
     with exit_codes():
         from convcost.report.sweep import render_sweep
         from convcost.run import sweep
@@ -80,18 +65,16 @@ def sweep_command(
 
             check_plot_path(plot)
             will_write(plot, "--plot")
-        settings = options.latency_settings(
-            latency and not formula_only, rounds, min_time, target, max_time, channels_last, tune_allocator
-        )
+        settings = timing.settings(latency and not formula_only)
         calibration = None
         if not formula_only:  # by formula alone, torch is never imported
-            calibration = cached_calibration(specs[0].device, specs[0].dtype, threads, timing=settings is not None)
+            calibration = cached_calibration(specs[0].device, specs[0].dtype, timing.threads, settings is not None)
         # a progress bar on an interactive stderr
         progress, update = progress_bar(len(specs), "sweep")
-        with progress, options.on_threads(threads, settings, measure=not formula_only):
+        with progress, options.on_threads(timing.threads, settings, measure=not formula_only):
             result = sweep.run(specs, axes, fixed, settings, calibration,
                                lambda index, total, spec: update(index, describe(spec)), measure=not formula_only,
-                               threads=threads)  # fmt: skip
+                               threads=timing.threads)  # fmt: skip
         emit(lambda: render_sweep(result, output_format, roofline), output)
         if plot is not None:
             from convcost.report.plot import plot_sweep
@@ -109,6 +92,3 @@ def sweep_command(
         raise typer.Exit(interrupts.exit_code())
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
-
-
-# ---- convcost check ----------------------------------------------------------------------------------------
