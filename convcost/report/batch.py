@@ -72,11 +72,8 @@ def batch_trust_line(result: BatchResult) -> str | None:
         parts.append(f"the machine was busy while {busy} of {len(rows)} were timed")
     if not parts:
         return None
-    return (
-        "Speedup: best figures with their 95% interval; "
-        + "; ".join(parts)
-        + " (JSON: converged, busy; --detail says more)."
-    )
+    what = "; ".join(parts)
+    return f"Speedup: best figures with their 95% interval; {what} (JSON: converged, busy; --detail says more)."
 
 
 def _total_cells(result: BatchResult, exact: bool = True) -> list[list[str]]:

@@ -125,13 +125,10 @@ def to_junit(result: BudgetResult) -> str:
             suites, "testsuite", name=check, tests=str(len(verdicts)), failures=str(failures), errors="0"
         )
         for verdict in verdicts:
+            name = f"{verdict.subject} {verdict.metric} {verdict.rule}"
+            attributes = {"classname": f"convcost.{check}", "name": name}
             case = ElementTree.SubElement(
-                suite,
-                "testcase",
-                classname=f"convcost.{check}",
-                name=f"{verdict.subject} {verdict.metric} {verdict.rule}",
-                file=result.source,
-                line=str(verdict.line or 0),
+                suite, "testcase", attributes, file=result.source, line=str(verdict.line or 0)
             )
             if verdict.passed:
                 continue

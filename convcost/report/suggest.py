@@ -98,8 +98,7 @@ def _table(result: ConvertResult, emit_code: bool) -> RenderableType:
     table = FitTable(title=f"{result.source or 'model'} · {shape} · to {result.target}", show_edge=False,
                      padding=(0, 0, 0, 1))  # fmt: skip
     headers = _headers(result)
-    for index, header in enumerate(headers):
-        table.add_column(header, justify="left" if index < 2 else "right", no_wrap=True)
+    table.add_columns(headers, right=headers[2:])
     timed = len(headers) > 8
     for layer in result.layers:
         table.add_row(*_cells(layer, timed))

@@ -79,8 +79,7 @@ def render_sweep_table(sweep: Sweep, roofline: bool = False) -> Group:
     """The sweep's table; ``roofline`` adds each grid point's full roofline tables under it (as compare's does)."""
     columns = _sweep_columns(sweep)
     table = FitTable()
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("Layer", "vs", "Bound") else "right", no_wrap=True)
+    table.add_columns(columns, right=[column for column in columns if column not in ("Layer", "vs", "Bound")])
     for point in sweep.points:
         table.add_row(*_sweep_cells(point, columns), style=None if point.ok else "bold red")
     parts: list[RenderableType] = [Text(visible(sweep_title(sweep)), style="bold"), table,

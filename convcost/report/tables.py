@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import IO, Any
 
 from rich import box
@@ -65,6 +65,11 @@ class FitTable(Table):
         if kwargs.get("overflow") != "fold":
             kwargs["no_wrap"] = True  # numbers, shapes and verdicts never wrap
         super().add_column(literal(header), *args, **kwargs)
+
+    def add_columns(self, headers: Iterable[str], right: Container[str] = (), **kwargs: Any) -> None:
+        """One column per header: right-justified (numbers) where ``right`` names it, else left."""
+        for header in headers:
+            self.add_column(header, justify="right" if header in right else "left", **kwargs)
 
     def add_row(self, *renderables: RenderableType | None, style: str | Style | None = None,
                 end_section: bool = False) -> None:  # fmt: skip
