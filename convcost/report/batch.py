@@ -39,22 +39,20 @@ def _arrow(dense: int, alternative: int, exact: bool) -> str:
     return f"{number(dense)} → {number(alternative)}"
 
 
-def _batch_cells(result: BatchResult, exact: bool = True) -> list[tuple[list[str], str, bool]]:
-    """(cells, status, first row of its entry) for every summary row, then one row per total."""
-    cells: list[tuple[list[str], str, bool]] = []
+def _batch_cells(result: BatchResult, exact: bool = True) -> list[list[str]]:
+    """The cells of every summary row (the entry's name on its first), its status last."""
+    cells: list[list[str]] = []
     for entry in result.entries:
         for number, row in enumerate(entry.rows()):
             name = entry.name if number == 0 else ""
             if "vs" not in row:
-                cells.append(([name, "—", "—", "—", "—", "—", "—", "—", row["status"]], row["status"], True))
+                cells.append([name, "—", "—", "—", "—", "—", "—", "—", row["status"]])
                 continue
-            cells.append((
-                [name, row["vs"], "✓" if row["shapes_match"] else "✗",
-                 _arrow(row["dense_params"], row["params"], exact), _arrow(row["dense_macs"], row["macs"], exact),
-                 ratio(row["ratio_params"]), ratio(row["ratio_macs"]),
-                 with_interval(row["speedup"], row.get("speedup_low"), row.get("speedup_high")), row["status"]],
-                row["status"], number == 0,
-            ))  # fmt: skip
+            match = "✓" if row["shapes_match"] else "✗"
+            arrows = _arrow(row["dense_params"], row["params"], exact), _arrow(row["dense_macs"], row["macs"], exact)
+            ratios = ratio(row["ratio_params"]), ratio(row["ratio_macs"])
+            speedup = with_interval(row["speedup"], row.get("speedup_low"), row.get("speedup_high"))
+            cells.append([name, row["vs"], match, *arrows, *ratios, speedup, row["status"]])
     return cells
 
 
@@ -100,8 +98,8 @@ def render_batch_table(result: BatchResult, detail: bool = False, roofline: bool
         # numbers never wrap (FitTable stacks the rows instead); an entry's name may wrap between words
         table.add_column(_BATCH_HEADERS[index], justify="right" if index in {3, 4, 5, 6, 7} else "left",
                          overflow="fold" if index == 0 else None)  # fmt: skip
-    for cells, status, _ in _batch_cells(result, exact=False):
-        styled: list[str | Text] = [*cells[:-1], Text(cells[-1], style=_STATUS_STYLES.get(status, ""))]
+    for cells in _batch_cells(result, exact=False):
+        styled: list[str | Text] = [*cells[:-1], Text(cells[-1], style=_STATUS_STYLES.get(cells[-1], ""))]
         if cells[2] == "✗":
             styled[2] = Text("✗", style="bold red")
         table.add_row(*[styled[index] for index in shown])
@@ -144,7 +142,7 @@ def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
 
 def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
     parts = [f"### {markdown_literal(str(result.source))}{batch_title(result)[len(str(result.source)) :]}", ""]
-    rows = [[markdown_literal(cells[0]), *cells[1:]] for cells, _, _ in _batch_cells(result)]
+    rows = [[markdown_literal(cells[0]), *cells[1:]] for cells in _batch_cells(result)]
     if len(result.entries) > 1:
         rows += [[f"**{cell}**" if cell else "" for cell in cells] for cells in _total_cells(result)]
     parts += [markdown_table(_BATCH_HEADERS, rows, {3, 4, 5, 6, 7}), "", _BATCH_CAPTION + ".", ""]

@@ -13,6 +13,7 @@ from convcost.report.export import fixed, markdown_table, to_csv, to_json
 from convcost.report.format import (
     OutputFormat,
     allocator_text,
+    bound_cell,
     compact_bytes,
     count,
     csv_shape,
@@ -198,7 +199,7 @@ def _latency(comparison: Comparison) -> list[RenderableType]:
         if stats is None:
             continue
         gmacs = rate(None if line is None else line.gmacs_per_s)
-        bound = [roofline_cell(line)] if calibrated else []
+        bound = [bound_cell(line)] if calibrated else []
         cells = [label, ms_interval(stats), milliseconds(stats.median_ms), gmacs, *bound]
         table.add_row(*cells, style="dim" if stage is not None else None)
     parts.append(table)
@@ -212,13 +213,6 @@ def _latency(comparison: Comparison) -> list[RenderableType]:
     if note:
         parts.append(prose(note, style="yellow" if env.contention and env.contention.busy else "dim"))
     return [*parts, prose(calibration_line(comparison), style="dim")]
-
-
-def roofline_cell(line: Roofline | None) -> str:
-    """'78% compute': the fraction of the roofline bound achieved and what bounds it."""
-    if line is None or line.verdict is None:
-        return "—"
-    return f"{percent(line.fraction)} {line.verdict.short}" if line.fraction is not None else line.verdict.short
 
 
 def calibration_line(comparison: Comparison) -> str:
@@ -242,26 +236,23 @@ def render_roofline(comparison: Comparison) -> Group:
     work = FitTable(title="Roofline: work (bytes = input + weights + output once; FLOP = 2·MAC)")
     numbers = ["MACs", "Bytes", "FLOP/byte", "Measured ms", "GMAC/s", "GB/s"]
     work.add_columns(["Layer", *numbers], right=numbers)
-    rows = [(label, item.roofline, stage) for label, _, stage, item in _rows(comparison)]
+    rows = [(label, line, stage) for label, _, stage, item in _rows(comparison) if (line := item.roofline) is not None]
     for label, line, stage in rows:
-        if line is not None:
-            work.add_row(label, si(line.macs), compact_bytes(line.min_bytes), significant(line.intensity),
-                         optional_ms(line.latency_ms), rate(line.gmacs_per_s), rate(line.gbytes_per_s),
-                         style="dim" if stage is not None else None)  # fmt: skip
+        work.add_row(label, si(line.macs), compact_bytes(line.min_bytes), significant(line.intensity),
+                     optional_ms(line.latency_ms), rate(line.gmacs_per_s), rate(line.gbytes_per_s),
+                     style="dim" if stage is not None else None)  # fmt: skip
     calibration = comparison.environment.calibration
-    if calibration is None:
-        if not any(layer.latency for layer in comparison.layers):
-            return Group(work, prose(calibration_line(comparison), style="dim"))
-        return Group(work)
+    if calibration is None:  # a timed report said how to calibrate under its latency table
+        timed = any(layer.latency for layer in comparison.layers)
+        return Group(work) if timed else Group(work, prose(calibration_line(comparison), style="dim"))
     bounds = FitTable(title="Roofline: bounds (ms)")
     numbers = ["Compute", "Memory", "Per-call", "Bound", "Achieved"]
     bounds.add_columns(["Layer", *numbers, "Verdict"], right=numbers)
     for label, line, stage in rows:
-        if line is not None:
-            bounds.add_row(label, optional_ms(line.compute_ms), optional_ms(line.memory_ms),
-                           optional_ms(line.overhead_ms), optional_ms(line.bound_ms), percent(line.fraction),
-                           "—" if line.verdict is None else str(line.verdict),
-                           style="dim" if stage is not None else None)  # fmt: skip
+        bounds.add_row(label, optional_ms(line.compute_ms), optional_ms(line.memory_ms), optional_ms(line.overhead_ms),
+                       optional_ms(line.bound_ms), percent(line.fraction),
+                       "—" if line.verdict is None else str(line.verdict),
+                       style="dim" if stage is not None else None)  # fmt: skip
     return Group(work, bounds, prose(
         f"Peaks: {peaks_text(calibration)}. Bound = max(compute, memory); a layer's is the sum of its stages'. "
         "Achieved = bound ÷ measured (over 100%: the data stayed in cache between calls). Overhead-bound: the "
@@ -341,13 +332,11 @@ def _markdown_title(comparison: Comparison) -> str:
 
 def to_markdown(comparison: Comparison) -> str:
     parts = [f"### {_markdown_title(comparison)}", ""]
-    rows = []
-    for _, layer, stage, item in _rows(comparison):
-        rows.append([
-            _name(layer, stage),
-            shape(item.output_shape), count(item.params), count(item.macs), count(item.bias_adds),
-            count(item.other_ops), "·" if not comparison.measured else "✓" if _layer_ok(layer, stage) else "✗",
-        ])  # fmt: skip
+    rows = [
+        [_name(layer, stage), shape(item.output_shape), count(item.params), count(item.macs), count(item.bias_adds),
+         count(item.other_ops), "·" if not comparison.measured else "✓" if _layer_ok(layer, stage) else "✗"]
+        for _, layer, stage, item in _rows(comparison)
+    ]  # fmt: skip
     headers = ["Layer", "Output", "Params", "MACs", "Bias adds", "Norm+act ops", "Checks"]
     parts += [markdown_table(headers, rows, {2, 3, 4, 5}), ""]
     ratio_rows = [
@@ -358,7 +347,7 @@ def to_markdown(comparison: Comparison) -> str:
     for _, layer, stage, item in _rows(comparison):
         stats, line = item.latency, item.roofline
         if stats:
-            verdict = f", {roofline_cell(line)}" if line is not None and line.verdict is not None else ""
+            verdict = f", {bound_cell(line)}" if line is not None and line.verdict is not None else ""
             parts.append(
                 f"- {_name(layer, stage)}: {ms_interval(stats)} ms best, {milliseconds(stats.median_ms)} ms typical "
                 f"({sampling_text(stats)}, {threads_text(comparison.environment.threads)}{verdict})"

@@ -13,6 +13,7 @@ from convcost.cost.conventions import Convention
 from convcost.report.export import markdown_table, to_csv, to_json
 from convcost.report.format import (
     OutputFormat,
+    bound_cell,
     count,
     csv_shape,
     dims,
@@ -170,15 +171,6 @@ def totals_line(result: ModelResult) -> str:
     return line
 
 
-def _bound_cell(layer: ModelLayerResult) -> str:
-    """'75% M': the share of the roofline bound achieved and its verdict's initial (the legend says which)."""
-    line = layer.roofline
-    if line is None or line.verdict is None:
-        return ""
-    initial = line.verdict.short[0].upper()
-    return f"{percent(line.fraction)} {initial}" if line.fraction is not None else initial
-
-
 class _Title:
     """The model's title in bold: on one line where it fits, else the model's name above the run's settings."""
 
@@ -214,7 +206,7 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
         figures = _figures_text(layer, result.total.macs, si)
         figures["ms"] = milliseconds(layer.latency.shown_ms) if layer.latency else ""
         shapes = f"{square_shape(layer.input_shape)} → {square_shape(layer.output_shape)}"
-        bound = [_bound_cell(layer)] if show_roofline else []
+        bound = [bound_cell(layer.roofline, initial=True, missing="")] if show_roofline else []
         kind = _SHORT_KINDS.get(layer.kind, layer.kind)
         cells = [layer.name, kind, shapes, *(figures[name] for name in numbers), *bound]
         table.add_row(*cells, style=None if layer.counted else "yellow")

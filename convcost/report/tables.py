@@ -97,10 +97,7 @@ class FitTable(Table):
             return
         headed = self._headed(console, options)
         self.padding, self.show_edge, self.pad_edge = layout
-        if headed is not None:
-            yield from headed
-            return
-        yield from self._stacked(console, options)
+        yield from headed if headed is not None else self._stacked(console, options)
 
     def _compact_padding(self) -> tuple[int, int, int, int]:
         """No padding where the box already puts a space between columns, else one space after each."""
