@@ -161,11 +161,9 @@ def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
 def render_batch(
     result: BatchResult, output_format: OutputFormat, detail: bool = False, roofline: bool = False
 ) -> str | Group:
-    """Text for json/csv/markdown, the table for table (the caller prints it).
-
-    With ``detail``, JSON carries each entry's full comparison and CSV has compare's per-stage rows instead of
-    the summary rows. ``roofline`` adds each entry's full roofline table to the table (as compare's does).
-    """
+    """Text for json/csv/markdown, the table for table (the caller prints it). With ``detail``, JSON carries each
+    entry's full comparison and CSV has compare's per-stage rows instead of the summary rows; ``roofline`` adds
+    each entry's full roofline table to the table (as compare's does)."""
     if output_format is OutputFormat.JSON:
         return to_json(result.to_dict(detail))
     if output_format is OutputFormat.CSV:

@@ -31,8 +31,8 @@ def _figure(value: float, interval: tuple[float, float] | None, scale: float, un
 
 def render_calibration(calibration: Calibration, path: str, fresh: bool) -> Group:
     """What `convcost calibrate` found, and where it is cached."""
-    parts: list[RenderableType] = [prose(visible(calibration.key), style="bold", soft_wrap=True)]
     table = FitTable()
+    parts: list[RenderableType] = [prose(visible(calibration.key), style="bold", soft_wrap=True), table]
     table.add_columns(["Peak", "Value"], right=["Value"])
     table.add_column("Measured with", overflow="fold")  # prose: may wrap between words
     compute = _figure(calibration.peak_flops / 1e9, calibration.peak_flops_interval, 1e-9, "GFLOP/s")
@@ -54,7 +54,6 @@ def render_calibration(calibration: Calibration, path: str, fresh: bool) -> Grou
     if calibration.host_spread is not None:
         table.add_row("window to window", f"±{calibration.host_spread:.1%}",
                       f"probe copy ÷ matmul, {calibration.host_windows} windows: widens latency intervals")  # fmt: skip
-    parts.append(table)
     if calibration.peak_flops_interval is not None:
         parts.append(prose("(low–high): 95% interval of the median over the timed blocks", style="dim"))
     if calibration.busy:

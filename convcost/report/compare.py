@@ -34,17 +34,12 @@ from convcost.report.format import (
 )
 from convcost.report.literal import markdown_literal, visible
 from convcost.report.tables import FitTable, prose
-from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
+from convcost.results.comparison import Comparison, LayerResult, Ratios, StageResult
 
 
 def speedup(entry: Ratios) -> str:
     """``4.60× (4.21–4.93)``: the measured speedup with its 95 % interval."""
     return with_interval(entry.latency, *(entry.latency_interval or (None, None)))
-
-
-def contention_text(environment: Environment) -> str | None:
-    contention = environment.contention
-    return None if contention is None else contention.note
 
 
 def channel_map(stage: StageResult) -> str:
@@ -61,9 +56,7 @@ def channel_map(stage: StageResult) -> str:
 
 
 def layer_title(comparison: Comparison) -> str:
-    spec = comparison.spec
-    env = comparison.environment
-    dense = comparison.dense.stages[0]
+    spec, env, dense = comparison.spec, comparison.environment, comparison.dense.stages[0]
     title = f"{spec['cin']}→{spec['cout']} {dense.kernel[0]}×{dense.kernel[1]}"
     defaults = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1)}
     extras = [f"{key} {pair(value)}" for key, default in defaults.items() if (value := getattr(dense, key)) != default]
@@ -134,6 +127,7 @@ def render_table(comparison: Comparison) -> Group:
     stages = FitTable(title="Stages")
     stages.add_columns(["Stage", "Weight", "Stride/pad"])
     stages.add_column("Channels read", overflow="fold")
+    notes: list[Text] = []  # printed under the table
     for layer in comparison.layers:
         for stage in layer.stages:
             label = layer.kind if len(layer.stages) == 1 else f"{layer.kind}.{stage.name}"
@@ -141,10 +135,8 @@ def render_table(comparison: Comparison) -> Group:
             if stage.stored_weight_shape != stage.weight_shape:
                 weight += f" (stores {shape(stage.stored_weight_shape)})"
             stages.add_row(label, weight, f"{pair(stage.stride)}/{pair(stage.padding)}", channel_map(stage))
-    parts.append(stages)
-    for layer in comparison.layers:
-        for stage in layer.stages:
-            parts += [Text(visible(f"{layer.kind}.{stage.name}: {note}"), style="yellow") for note in stage.notes]
+            notes += [Text(visible(f"{layer.kind}.{stage.name}: {note}"), style="yellow") for note in stage.notes]
+    parts += [stages, *notes]
     parts += [*_checks(comparison), NewLine()]
     ratios = FitTable(title="Dense ÷ alternative")
     predicted = any(entry.roofline is not None for entry in comparison.ratios)
@@ -209,16 +201,14 @@ def _latency(comparison: Comparison) -> list[RenderableType]:
             unconverged = "" if entry.latency_converged else f" (not within ±{first.target_pct:g}%)"
             parts.append(prose(f"{entry.vs}: speedup {speedup(entry)} from best figures{unconverged}, "
                               f"{ratio(entry.latency_typical)} ({low:.2f}–{high:.2f}) from typical"))  # fmt: skip
-    note = contention_text(env)
-    if note:
-        parts.append(prose(note, style="yellow" if env.contention and env.contention.busy else "dim"))
+    if env.contention and env.contention.note:
+        parts.append(prose(env.contention.note, style="yellow" if env.contention.busy else "dim"))
     return [*parts, prose(calibration_line(comparison), style="dim")]
 
 
 def calibration_line(comparison: Comparison) -> str:
     """Where the roofline's peaks come from, or how to get them."""
-    env = comparison.environment
-    calibration = env.calibration
+    env, calibration = comparison.environment, comparison.environment.calibration
     if calibration is None:
         return (
             f"No calibration for this machine at {env.dtype}, {threads_text(env.threads)}: run convcost calibrate "
@@ -286,8 +276,7 @@ def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
             **{key: getattr(item, key) for key in _FIGURES},
             "ok": _layer_ok(layer, stage),
         }
-        stats = item.latency
-        if stats is not None:
+        if (stats := item.latency) is not None:
             low, high = stats.interval_ms or (None, None)
             contention = comparison.environment.contention
             row.update(latency_median_ms=stats.median_ms, latency_iqr_ms=stats.iqr_ms, latency_best_ms=stats.shown_ms,
@@ -353,9 +342,8 @@ def to_markdown(comparison: Comparison) -> str:
                 f"({sampling_text(stats)}, {threads_text(comparison.environment.threads)}{verdict})"
             )
     if any(layer.latency for layer in comparison.layers):
-        note = contention_text(comparison.environment)
-        if note:
-            parts.append(f"- {note}")
+        contention = comparison.environment.contention
+        parts += [f"- {contention.note}"] if contention and contention.note else []
         parts.append(f"- {calibration_line(comparison)}")
     if not comparison.measured:
         parts.append("- formula only: nothing was built or run, so no figure is checked against a measurement")
@@ -365,10 +353,8 @@ def to_markdown(comparison: Comparison) -> str:
 
 
 def render(comparison: Comparison, output_format: OutputFormat, roofline: bool = False) -> str | Group:
-    """Text for json/csv/markdown, the tables for table (the caller prints them).
-
-    ``roofline`` adds the full roofline table (JSON and CSV always carry the roofline figures).
-    """
+    """Text for json/csv/markdown, the tables for table (the caller prints them); ``roofline`` adds the full
+    roofline table (JSON and CSV always carry the roofline figures)."""
     if output_format is OutputFormat.JSON:
         return to_json(comparison.to_dict())
     if output_format is OutputFormat.CSV:

@@ -177,9 +177,8 @@ def allocator_text(state: str) -> str:
 
 def peaks_text(calibration: Calibration) -> str:
     """This machine's peaks in one phrase: compute, memory, per-call cost and the ridge."""
-    grouped = ""
-    if calibration.grouped_call_overhead_s is not None:
-        grouped = f" ({significant(calibration.grouped_call_overhead_s * 1e6)} grouped)"
+    overhead = calibration.grouped_call_overhead_s
+    grouped = "" if overhead is None else f" ({significant(overhead * 1e6)} grouped)"
     return (
         f"{significant(calibration.peak_flops / 1e9)} GFLOP/s matmul, "
         f"{significant(calibration.peak_bandwidth / 1e9)} GB/s copy, "

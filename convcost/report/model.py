@@ -31,19 +31,16 @@ from convcost.report.format import (
 )
 from convcost.report.literal import markdown_literal, visible
 from convcost.report.tables import FitTable, prose
-from convcost.results.model import KindShare, ModelLayerResult, ModelResult
+from convcost.results.model import FLOP_COUNTER, PTFLOPS, KindShare, ModelLayerResult, ModelResult
 
 _SHORT_KINDS = {"inverted_residual": "inv.residual", "adaptive pool": "pool"}
 
 
 def title(result: ModelResult) -> str:
     env = result.environment
-    extras = []
     multiplier = result.settings.get("width_multiplier")
-    if multiplier not in (None, 1.0):
-        extras.append(f"α {multiplier:g}")
-    if result.convention != Convention.CONVCOST:
-        extras.append(f"{result.convention} MACs")
+    extras = [] if multiplier in (None, 1.0) else [f"α {multiplier:g}"]
+    extras += [] if result.convention == Convention.CONVCOST else [f"{result.convention} MACs"]
     names = [result.name] if result.source == result.name else [result.name, result.source]
     return " · ".join([*names, inputs_text(result), *extras, env.dtype, env.device,
                        threads_text(env.threads)])  # fmt: skip
@@ -108,8 +105,6 @@ def check_line(result: ModelResult) -> Text:
 
 def not_seen_lines(result: ModelResult) -> list[str]:
     """'MACs of 12 attention ops not seen by FlopCounterMode on the cpu': checked against the other counter only."""
-    from convcost.results.model import FLOP_COUNTER, PTFLOPS
-
     lines = []
     for counter in (FLOP_COUNTER, PTFLOPS):
         ops = result.not_seen(counter)
@@ -222,8 +217,7 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
     if result.ok and result.complete and result.measured and result.total.bias_adds:
         lines.append(f"  * ptflops counts {result.total.bias_adds:,} bias adds as MACs; they are taken off")
     lines += [dense_line(result), saving_line(result)]
-    if result.latency is not None:
-        stats = result.latency
+    if (stats := result.latency) is not None:
         lines.append(f"Latency: {ms_interval(stats)} ms end to end, best (10th percentile; 95% interval), "
                      f"{milliseconds(stats.median_ms)} ms typical (median); {sampling_text(stats)}; "
                      "the table shows best; per-layer times are each layer alone")  # fmt: skip
@@ -269,8 +263,6 @@ def csv_rows(result: ModelResult) -> list[dict[str, Any]]:
 
 def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
     figures = {"macs": layer.macs, "flops": 2 * layer.macs, "bias_adds": layer.bias_adds, "other_ops": layer.other_ops}
-    # a row of ops without a formula has no figures: empty, never a zero (``counted`` says why)
-    empty = not any(op.counted for op in layer.ops)
     return {
         "model": result.name,
         "layer": layer.name,
@@ -278,7 +270,8 @@ def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
         "input_shape": csv_shape(layer.input_shape),
         "output_shape": csv_shape(layer.output_shape),
         "params": layer.params,
-        **(dict.fromkeys(figures, "") if empty else figures),
+        # a row of ops without a formula has no figures: empty, never a zero (``counted`` says why)
+        **(figures if any(op.counted for op in layer.ops) else dict.fromkeys(figures, "")),
         "macs_share": f"{layer.macs / result.total.macs:.6f}" if result.total.macs else "",
         "counted": layer.counted,
         "latency_median_ms": f"{layer.latency.median_ms:.6f}" if layer.latency else "",

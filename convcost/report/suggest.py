@@ -76,15 +76,13 @@ def _footer(result: ConvertResult) -> list[str]:
     lines = totals_lines(result)
     lines.append("MACs: Conv2d and Linear weights, whole batch (bias adds, norms and activations apart); "
                  "Error: ‖W − W′‖/‖W‖ of the replacement's kernel")  # fmt: skip
-    notes = {layer.error_note for layer in result.layers if layer.error_note and layer.weight_error is None}
-    lines += sorted(notes)
-    if result.refused:
-        reasons: dict[str, list[str]] = {}
-        for item in result.refused:
-            reasons.setdefault(item.reason, []).append(item.name)
-        for reason, names in reasons.items():
-            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-            lines.append(f"not converted: {shown}: {reason}")
+    lines += sorted({layer.error_note for layer in result.layers if layer.error_note and layer.weight_error is None})
+    reasons: dict[str, list[str]] = {}
+    for item in result.refused:
+        reasons.setdefault(item.reason, []).append(item.name)
+    for reason, names in reasons.items():
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        lines.append(f"not converted: {shown}: {reason}")
     return lines + result.notes
 
 

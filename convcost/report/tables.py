@@ -129,9 +129,8 @@ class FitTable(Table):
                 groups.append((key, []))
             groups[-1][1].append(index)
         parts: list[RenderableType] = [literal(self.title)] if self.title else []
-        for number, (key, rows) in enumerate(groups):
-            if number == 0:  # the column headers once, above the first heading
-                parts.append(part([], True))
+        parts += [part([], True)] if groups else []  # the column headers once, above the first heading
+        for key, rows in groups:
             if isinstance(key, str | Text) and str(key).strip():
                 head = literal(key).copy()
                 head.stylize(self.rows[rows[0]].style or "")
