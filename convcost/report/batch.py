@@ -39,22 +39,20 @@ def _arrow(dense: int, alternative: int, exact: bool) -> str:
     return f"{number(dense)} → {number(alternative)}"
 
 
-def _batch_cells(result: BatchResult, exact: bool = True) -> list[tuple[list[str], str, bool]]:
-    """(cells, status, first row of its entry) for every summary row, then one row per total."""
-    cells: list[tuple[list[str], str, bool]] = []
+def _batch_cells(result: BatchResult, exact: bool = True) -> list[list[str]]:
+    """The cells of every summary row (the entry's name on its first), its status last."""
+    cells: list[list[str]] = []
     for entry in result.entries:
         for number, row in enumerate(entry.rows()):
             name = entry.name if number == 0 else ""
             if "vs" not in row:
-                cells.append(([name, "—", "—", "—", "—", "—", "—", "—", row["status"]], row["status"], True))
+                cells.append([name, "—", "—", "—", "—", "—", "—", "—", row["status"]])
                 continue
-            cells.append((
-                [name, row["vs"], "✓" if row["shapes_match"] else "✗",
-                 _arrow(row["dense_params"], row["params"], exact), _arrow(row["dense_macs"], row["macs"], exact),
-                 ratio(row["ratio_params"]), ratio(row["ratio_macs"]),
-                 with_interval(row["speedup"], row.get("speedup_low"), row.get("speedup_high")), row["status"]],
-                row["status"], number == 0,
-            ))  # fmt: skip
+            match = "✓" if row["shapes_match"] else "✗"
+            arrows = _arrow(row["dense_params"], row["params"], exact), _arrow(row["dense_macs"], row["macs"], exact)
+            ratios = ratio(row["ratio_params"]), ratio(row["ratio_macs"])
+            speedup = with_interval(row["speedup"], row.get("speedup_low"), row.get("speedup_high"))
+            cells.append([name, row["vs"], match, *arrows, *ratios, speedup, row["status"]])
     return cells
 
 
@@ -72,11 +70,8 @@ def batch_trust_line(result: BatchResult) -> str | None:
         parts.append(f"the machine was busy while {busy} of {len(rows)} were timed")
     if not parts:
         return None
-    return (
-        "Speedup: best figures with their 95% interval; "
-        + "; ".join(parts)
-        + " (JSON: converged, busy; --detail says more)."
-    )
+    what = "; ".join(parts)
+    return f"Speedup: best figures with their 95% interval; {what} (JSON: converged, busy; --detail says more)."
 
 
 def _total_cells(result: BatchResult, exact: bool = True) -> list[list[str]]:
@@ -103,8 +98,8 @@ def render_batch_table(result: BatchResult, detail: bool = False, roofline: bool
         # numbers never wrap (FitTable stacks the rows instead); an entry's name may wrap between words
         table.add_column(_BATCH_HEADERS[index], justify="right" if index in {3, 4, 5, 6, 7} else "left",
                          overflow="fold" if index == 0 else None)  # fmt: skip
-    for cells, status, _ in _batch_cells(result, exact=False):
-        styled: list[str | Text] = [*cells[:-1], Text(cells[-1], style=_STATUS_STYLES.get(status, ""))]
+    for cells in _batch_cells(result, exact=False):
+        styled: list[str | Text] = [*cells[:-1], Text(cells[-1], style=_STATUS_STYLES.get(cells[-1], ""))]
         if cells[2] == "✗":
             styled[2] = Text("✗", style="bold red")
         table.add_row(*[styled[index] for index in shown])
@@ -147,7 +142,7 @@ def batch_csv_rows(result: BatchResult) -> list[dict[str, Any]]:
 
 def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
     parts = [f"### {markdown_literal(str(result.source))}{batch_title(result)[len(str(result.source)) :]}", ""]
-    rows = [[markdown_literal(cells[0]), *cells[1:]] for cells, _, _ in _batch_cells(result)]
+    rows = [[markdown_literal(cells[0]), *cells[1:]] for cells in _batch_cells(result)]
     if len(result.entries) > 1:
         rows += [[f"**{cell}**" if cell else "" for cell in cells] for cells in _total_cells(result)]
     parts += [markdown_table(_BATCH_HEADERS, rows, {3, 4, 5, 6, 7}), "", _BATCH_CAPTION + ".", ""]
@@ -166,11 +161,9 @@ def batch_to_markdown(result: BatchResult, detail: bool = False) -> str:
 def render_batch(
     result: BatchResult, output_format: OutputFormat, detail: bool = False, roofline: bool = False
 ) -> str | Group:
-    """Text for json/csv/markdown, the table for table (the caller prints it).
-
-    With ``detail``, JSON carries each entry's full comparison and CSV has compare's per-stage rows instead of
-    the summary rows. ``roofline`` adds each entry's full roofline table to the table (as compare's does).
-    """
+    """Text for json/csv/markdown, the table for table (the caller prints it). With ``detail``, JSON carries each
+    entry's full comparison and CSV has compare's per-stage rows instead of the summary rows; ``roofline`` adds
+    each entry's full roofline table to the table (as compare's does)."""
     if output_format is OutputFormat.JSON:
         return to_json(result.to_dict(detail))
     if output_format is OutputFormat.CSV:

@@ -61,8 +61,7 @@ def to_lines(result: BudgetResult) -> str:
         lines.append(f"{where}: {_level_word(verdict)}: {describe(verdict)}")
     if result.baseline_written and result.baseline_path:
         lines.append(f"baseline written to {result.baseline_path}")
-    verdict_word = "FAILED" if not result.ok else "ok"
-    lines.append(f"{verdict_word}: {result.summary()}")
+    lines.append(f"{'FAILED' if not result.ok else 'ok'}: {result.summary()}")
     # one line per finding whatever the names hold: a newline or ESC in a check name is shown, not obeyed
     return "\n".join(visible(line) for line in lines) + "\n"
 
@@ -82,9 +81,7 @@ def to_github(result: BudgetResult) -> str:
     for level, command in ((Level.ERROR, "error"), (Level.WARN, "warning")):
         items = [verdict for verdict in failed(result) if verdict.level is level]
         for verdict in items[:GITHUB_PER_LEVEL]:
-            where = f"file={_escape_property(result.source)}"
-            if verdict.line:
-                where += f",line={verdict.line}"
+            where = f"file={_escape_property(result.source)}" + (f",line={verdict.line}" if verdict.line else "")
             title = _escape_property(f"convcost budget: {verdict.check}")
             lines.append(f"::{command} {where},title={title}::{_escape_data(describe(verdict))}")
         if len(items) > GITHUB_PER_LEVEL:
@@ -117,22 +114,15 @@ def to_junit(result: BudgetResult) -> str:
     by_check: dict[str, list[LimitVerdict]] = {}
     for verdict in result.verdicts:
         by_check.setdefault(verdict.check, []).append(verdict)
-    total_failures = 0
     for check, verdicts in by_check.items():
         failures = sum(not v.passed and v.level is Level.ERROR for v in verdicts)
-        total_failures += failures
         suite = ElementTree.SubElement(
             suites, "testsuite", name=check, tests=str(len(verdicts)), failures=str(failures), errors="0"
         )
         for verdict in verdicts:
-            case = ElementTree.SubElement(
-                suite,
-                "testcase",
-                classname=f"convcost.{check}",
-                name=f"{verdict.subject} {verdict.metric} {verdict.rule}",
-                file=result.source,
-                line=str(verdict.line or 0),
-            )
+            name = f"{verdict.subject} {verdict.metric} {verdict.rule}"
+            case = ElementTree.SubElement(suite, "testcase", classname=f"convcost.{check}", name=name)
+            case.attrib.update(file=result.source, line=str(verdict.line or 0))
             if verdict.passed:
                 continue
             if verdict.level is Level.ERROR:
@@ -141,7 +131,7 @@ def to_junit(result: BudgetResult) -> str:
             else:
                 ElementTree.SubElement(case, "system-out").text = f"warning: {describe(verdict)}"
     suites.set("tests", str(len(result.verdicts)))
-    suites.set("failures", str(total_failures))
+    suites.set("failures", str(sum(not v.passed and v.level is Level.ERROR for v in result.verdicts)))
     # XML 1.0 cannot carry most control characters at all (not even as &#..;): every text is made visible
     for element in suites.iter():
         if element.text:

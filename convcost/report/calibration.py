@@ -23,30 +23,28 @@ def render(calibration: Calibration, path: str, fresh: bool, output_format: Outp
     return render_calibration(calibration, path, fresh)
 
 
-def _scaled(interval: tuple[float, float] | None, scale: float) -> str:
-    """`` (low–high)`` of an interval in the unit ``scale`` gives, or nothing when it was not measured."""
-    return "" if interval is None else f" ({significant(interval[0] * scale)}–{significant(interval[1] * scale)})"
+def _figure(value: float, interval: tuple[float, float] | None, scale: float, unit: str) -> str:
+    """``value`` in ``unit``, then `` (low–high)``: its interval (if measured) in the unit ``scale`` gives."""
+    spread = "" if interval is None else f" ({significant(interval[0] * scale)}–{significant(interval[1] * scale)})"
+    return f"{significant(value)}{spread} {unit}"
 
 
 def render_calibration(calibration: Calibration, path: str, fresh: bool) -> Group:
     """What `convcost calibrate` found, and where it is cached."""
-    parts: list[RenderableType] = [prose(visible(calibration.key), style="bold", soft_wrap=True)]
     table = FitTable()
-    table.add_column("Peak", no_wrap=True)
-    table.add_column("Value", justify="right", no_wrap=True)
+    parts: list[RenderableType] = [prose(visible(calibration.key), style="bold", soft_wrap=True), table]
+    table.add_columns(["Peak", "Value"], right=["Value"])
     table.add_column("Measured with", overflow="fold")  # prose: may wrap between words
-    table.add_row("compute", f"{significant(calibration.peak_flops / 1e9)}"
-                  f"{_scaled(calibration.peak_flops_interval, 1e-9)} GFLOP/s",
-                  f"{calibration.matmul_size}×{calibration.matmul_size} matmul")  # fmt: skip
-    table.add_row("memory", f"{significant(calibration.peak_bandwidth / 1e9)}"
-                  f"{_scaled(calibration.peak_bandwidth_interval, 1e-9)} GB/s",
-                  f"copy of {compact_bytes(calibration.copy_bytes)} (read + write)")  # fmt: skip
-    table.add_row("per call", f"{significant(calibration.call_overhead_s * 1e6)}"
-                  f"{_scaled(calibration.call_overhead_interval, 1e6)} µs", "1×1 conv on 1×1×1×1")  # fmt: skip
+    compute = _figure(calibration.peak_flops / 1e9, calibration.peak_flops_interval, 1e-9, "GFLOP/s")
+    table.add_row("compute", compute, f"{calibration.matmul_size}×{calibration.matmul_size} matmul")
+    memory = _figure(calibration.peak_bandwidth / 1e9, calibration.peak_bandwidth_interval, 1e-9, "GB/s")
+    table.add_row("memory", memory, f"copy of {compact_bytes(calibration.copy_bytes)} (read + write)")
+    per_call = _figure(calibration.call_overhead_s * 1e6, calibration.call_overhead_interval, 1e6, "µs")
+    table.add_row("per call", per_call, "1×1 conv on 1×1×1×1")
     if calibration.grouped_call_overhead_s is not None:
-        table.add_row("grouped call", f"{significant(calibration.grouped_call_overhead_s * 1e6)}"
-                      f"{_scaled(calibration.grouped_call_overhead_interval, 1e6)} µs",
-                      "3×3 depthwise conv on 1×2×3×3")  # fmt: skip
+        interval = calibration.grouped_call_overhead_interval
+        grouped = _figure(calibration.grouped_call_overhead_s * 1e6, interval, 1e6, "µs")
+        table.add_row("grouped call", grouped, "3×3 depthwise conv on 1×2×3×3")
     table.add_row("ridge", f"{significant(calibration.ridge)} FLOP/byte", "compute ÷ memory")
     if calibration.probe_bandwidth is not None and calibration.probe_flops is not None:
         table.add_row("probe copy", f"{significant(calibration.probe_bandwidth / 1e9)} GB/s",
@@ -56,7 +54,6 @@ def render_calibration(calibration: Calibration, path: str, fresh: bool) -> Grou
     if calibration.host_spread is not None:
         table.add_row("window to window", f"±{calibration.host_spread:.1%}",
                       f"probe copy ÷ matmul, {calibration.host_windows} windows: widens latency intervals")  # fmt: skip
-    parts.append(table)
     if calibration.peak_flops_interval is not None:
         parts.append(prose("(low–high): 95% interval of the median over the timed blocks", style="dim"))
     if calibration.busy:

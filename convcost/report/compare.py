@@ -13,6 +13,7 @@ from convcost.report.export import fixed, markdown_table, to_csv, to_json
 from convcost.report.format import (
     OutputFormat,
     allocator_text,
+    bound_cell,
     compact_bytes,
     count,
     csv_shape,
@@ -33,17 +34,12 @@ from convcost.report.format import (
 )
 from convcost.report.literal import markdown_literal, visible
 from convcost.report.tables import FitTable, prose
-from convcost.results.comparison import Comparison, Environment, LayerResult, Ratios, StageResult
+from convcost.results.comparison import Comparison, LayerResult, Ratios, StageResult
 
 
 def speedup(entry: Ratios) -> str:
     """``4.60× (4.21–4.93)``: the measured speedup with its 95 % interval."""
     return with_interval(entry.latency, *(entry.latency_interval or (None, None)))
-
-
-def contention_text(environment: Environment) -> str | None:
-    contention = environment.contention
-    return None if contention is None else contention.note
 
 
 def channel_map(stage: StageResult) -> str:
@@ -54,25 +50,17 @@ def channel_map(stage: StageResult) -> str:
     out_n, in_n = stage.channel_map["out_per_group"], stage.channel_map["in_per_group"]
 
     def block(n: int) -> str:
-        if n == 1:
-            return "g"
-        return f"{n}g…{n}g+{n - 1}"
+        return "g" if n == 1 else f"{n}g…{n}g+{n - 1}"
 
     return f"out {block(out_n)} ← in {block(in_n)}, g=0…{groups - 1}"
 
 
 def layer_title(comparison: Comparison) -> str:
-    spec = comparison.spec
-    env = comparison.environment
-    dense = comparison.dense.stages[0]
+    spec, env, dense = comparison.spec, comparison.environment, comparison.dense.stages[0]
     title = f"{spec['cin']}→{spec['cout']} {dense.kernel[0]}×{dense.kernel[1]}"
-    extras = []
-    for key, default in (("stride", (1, 1)), ("padding", (0, 0)), ("dilation", (1, 1))):
-        value = getattr(dense, key)
-        if value != default:
-            extras.append(f"{key} {pair(value)}")
-    if not dense.bias:
-        extras.append("no bias")
+    defaults = {"stride": (1, 1), "padding": (0, 0), "dilation": (1, 1)}
+    extras = [f"{key} {pair(value)}" for key, default in defaults.items() if (value := getattr(dense, key)) != default]
+    extras += [] if dense.bias else ["no bias"]
     head = f"{comparison.name}: " if comparison.name else ""
     return (
         f"{head}{title}{', ' + ', '.join(extras) if extras else ''} · input {shape(comparison.dense.input_shape)}"
@@ -80,22 +68,29 @@ def layer_title(comparison: Comparison) -> str:
     )
 
 
-def _rows(comparison: Comparison) -> list[tuple[str, LayerResult, StageResult | None]]:
-    rows: list[tuple[str, LayerResult, StageResult | None]] = []
+_Row = tuple[str, LayerResult, StageResult | None, LayerResult | StageResult]
+
+
+def _rows(comparison: Comparison) -> list[_Row]:
+    """(label, layer, stage, the stage or else the layer) per layer, then per stage of a multi-stage layer."""
+    rows: list[_Row] = []
     for layer in comparison.layers:
-        rows.append((layer.kind, layer, None))
+        rows.append((layer.kind, layer, None, layer))
         if len(layer.stages) > 1:
             for index, stage in enumerate(layer.stages):
                 branch = "└" if index == len(layer.stages) - 1 else "├"
-                rows.append((f" {branch} {stage.name}", layer, stage))
+                rows.append((f" {branch} {stage.name}", layer, stage, stage))
     return rows
+
+
+def _name(layer: LayerResult, stage: StageResult | None) -> str:
+    return layer.kind if stage is None else f"{layer.kind}.{stage.name}"
 
 
 def _layer_ok(layer: LayerResult, stage: StageResult | None) -> bool:
     if stage is None:
         return layer.ok
-    prefix = f"{layer.kind}.{stage.name}"
-    return all(check.ok for check in layer.checks if check.subject == prefix)
+    return all(check.ok for check in layer.checks if check.subject == _name(layer, stage))
 
 
 def textbook_line(entry: Ratios) -> str | None:
@@ -118,32 +113,21 @@ def render_table(comparison: Comparison) -> Group:
     parts: list[RenderableType] = [Text(visible(layer_title(comparison)), style="bold")]
     show_other = any(layer.other_ops for layer in comparison.layers)
     cost = FitTable(title="Cost (MACs exclude bias adds)")
-    cost.add_column("Layer", no_wrap=True)
-    cost.add_column("Output", no_wrap=True)
-    cost.add_column("Params", justify="right", no_wrap=True)
-    cost.add_column("MACs", justify="right", no_wrap=True)
-    cost.add_column("Bias adds", justify="right", no_wrap=True)
-    if show_other:
-        cost.add_column("Norm+act", justify="right", no_wrap=True)
-    cost.add_column("", no_wrap=True)
-    for label, layer, stage in _rows(comparison):
-        item: LayerResult | StageResult = stage if stage is not None else layer
+    numbers = ["Params", "MACs", "Bias adds", *(["Norm+act"] if show_other else [])]
+    cost.add_columns(["Layer", "Output", *numbers, ""], right=numbers)
+    for label, layer, stage, item in _rows(comparison):
         mark = Text("✓", style="green") if _layer_ok(layer, stage) else Text("✗", style="bold red")
         if not comparison.measured:
             mark = Text("·", style="dim")
-        cells: list[str | Text] = [label, shape(item.output_shape), count(item.params), count(item.macs),
-                                   count(item.bias_adds)]  # fmt: skip
-        if show_other:
-            cells.append(count(item.other_ops))
-        cells.append(mark)
-        cost.add_row(*cells, style="dim" if stage is not None else None)
+        cells = [label, shape(item.output_shape), count(item.params), count(item.macs), count(item.bias_adds)]
+        other = [count(item.other_ops)] if show_other else []
+        cost.add_row(*cells, *other, mark, style="dim" if stage is not None else None)
     parts.append(cost)
 
     stages = FitTable(title="Stages")
-    stages.add_column("Stage", no_wrap=True)
-    stages.add_column("Weight", no_wrap=True)
-    stages.add_column("Stride/pad", no_wrap=True)
+    stages.add_columns(["Stage", "Weight", "Stride/pad"])
     stages.add_column("Channels read", overflow="fold")
+    notes: list[Text] = []  # printed under the table
     for layer in comparison.layers:
         for stage in layer.stages:
             label = layer.kind if len(layer.stages) == 1 else f"{layer.kind}.{stage.name}"
@@ -151,27 +135,17 @@ def render_table(comparison: Comparison) -> Group:
             if stage.stored_weight_shape != stage.weight_shape:
                 weight += f" (stores {shape(stage.stored_weight_shape)})"
             stages.add_row(label, weight, f"{pair(stage.stride)}/{pair(stage.padding)}", channel_map(stage))
-    parts.append(stages)
-    for layer in comparison.layers:
-        for stage in layer.stages:
-            for note in stage.notes:
-                parts.append(Text(visible(f"{layer.kind}.{stage.name}: {note}"), style="yellow"))
+            notes += [Text(visible(f"{layer.kind}.{stage.name}: {note}"), style="yellow") for note in stage.notes]
+    parts += [stages, *notes]
     parts += [*_checks(comparison), NewLine()]
     ratios = FitTable(title="Dense ÷ alternative")
-    ratios.add_column("vs", no_wrap=True)
-    ratios.add_column("Params", justify="right", no_wrap=True)
-    ratios.add_column("MACs", justify="right", no_wrap=True)
-    ratios.add_column("Latency", justify="right", no_wrap=True)
     predicted = any(entry.roofline is not None for entry in comparison.ratios)
-    if predicted:
-        ratios.add_column("Roofline", justify="right", no_wrap=True)
-    ratios.add_column("Shapes", no_wrap=True)
+    numbers = ["Params", "MACs", "Latency", *(["Roofline"] if predicted else [])]
+    ratios.add_columns(["vs", *numbers, "Shapes"], right=numbers)
     for entry in comparison.ratios:
         match = Text("same", style="green") if entry.shape_match else Text("DIFFER", style="bold red")
-        ratio_cells: list[str | Text] = [entry.vs, ratio(entry.params), ratio(entry.macs), speedup(entry)]
-        if predicted:
-            ratio_cells.append(ratio(entry.roofline))
-        ratios.add_row(*ratio_cells, match)
+        roofline = [ratio(entry.roofline)] if predicted else []
+        ratios.add_row(entry.vs, ratio(entry.params), ratio(entry.macs), speedup(entry), *roofline, match)
     parts.append(ratios)
     parts += [prose(text) for text in map(textbook_line, comparison.ratios) if text]
     if any(layer.latency for layer in comparison.layers):
@@ -207,26 +181,18 @@ def _latency(comparison: Comparison) -> list[RenderableType]:
         prose(f"Sampled {sampling_text(first)}", style="italic"),
     ]  # fmt: skip
     table = FitTable()
-    table.add_column("Layer", no_wrap=True)
-    table.add_column("Best (interval)", justify="right", no_wrap=True)
-    table.add_column("Typical", justify="right", no_wrap=True)  # the IQR is in JSON and CSV: 80 columns hold this
-    table.add_column("GMAC/s", justify="right", no_wrap=True)
+    numbers = ["Best (interval)", "Typical", "GMAC/s"]  # the IQR is in JSON and CSV: 80 columns hold this
+    table.add_columns(["Layer", *numbers], right=numbers)
     calibrated = comparison.environment.calibration is not None
     if calibrated:  # without peaks there is no bound: no column of dashes
-        table.add_column("Roofline", no_wrap=True, min_width=11)
-    for label, layer, stage in _rows(comparison):
-        stats = layer.latency if stage is None else stage.latency
-        line = layer.roofline if stage is None else stage.roofline
+        table.add_column("Roofline", min_width=11)
+    for label, _, stage, item in _rows(comparison):
+        stats, line = item.latency, item.roofline
         if stats is None:
             continue
-        cells = [
-            label,
-            ms_interval(stats),
-            milliseconds(stats.median_ms),
-            rate(None if line is None else line.gmacs_per_s),
-        ]
-        if calibrated:
-            cells.append(roofline_cell(line))
+        gmacs = rate(None if line is None else line.gmacs_per_s)
+        bound = [bound_cell(line)] if calibrated else []
+        cells = [label, ms_interval(stats), milliseconds(stats.median_ms), gmacs, *bound]
         table.add_row(*cells, style="dim" if stage is not None else None)
     parts.append(table)
     for entry in comparison.ratios:
@@ -235,23 +201,14 @@ def _latency(comparison: Comparison) -> list[RenderableType]:
             unconverged = "" if entry.latency_converged else f" (not within ±{first.target_pct:g}%)"
             parts.append(prose(f"{entry.vs}: speedup {speedup(entry)} from best figures{unconverged}, "
                               f"{ratio(entry.latency_typical)} ({low:.2f}–{high:.2f}) from typical"))  # fmt: skip
-    note = contention_text(env)
-    if note:
-        parts.append(prose(note, style="yellow" if env.contention and env.contention.busy else "dim"))
+    if env.contention and env.contention.note:
+        parts.append(prose(env.contention.note, style="yellow" if env.contention.busy else "dim"))
     return [*parts, prose(calibration_line(comparison), style="dim")]
-
-
-def roofline_cell(line: Roofline | None) -> str:
-    """'78% compute': the fraction of the roofline bound achieved and what bounds it."""
-    if line is None or line.verdict is None:
-        return "—"
-    return f"{percent(line.fraction)} {line.verdict.short}" if line.fraction is not None else line.verdict.short
 
 
 def calibration_line(comparison: Comparison) -> str:
     """Where the roofline's peaks come from, or how to get them."""
-    env = comparison.environment
-    calibration = env.calibration
+    env, calibration = comparison.environment, comparison.environment.calibration
     if calibration is None:
         return (
             f"No calibration for this machine at {env.dtype}, {threads_text(env.threads)}: run convcost calibrate "
@@ -266,34 +223,26 @@ def calibration_line(comparison: Comparison) -> str:
 
 def render_roofline(comparison: Comparison) -> Group:
     """The full roofline: what each layer and stage moves and achieves, then (calibrated) its bound and verdict."""
-    work = FitTable(
-        title="Roofline: work (bytes = input + weights + output once; FLOP = 2·MAC)",
-    )
-    for header in ("Layer", "MACs", "Bytes", "FLOP/byte", "Measured ms", "GMAC/s", "GB/s"):
-        work.add_column(header, justify="left" if header == "Layer" else "right", no_wrap=True)
-    rows = [(label, layer.roofline if stage is None else stage.roofline, stage) for label, layer, stage in
-            _rows(comparison)]  # fmt: skip
+    work = FitTable(title="Roofline: work (bytes = input + weights + output once; FLOP = 2·MAC)")
+    numbers = ["MACs", "Bytes", "FLOP/byte", "Measured ms", "GMAC/s", "GB/s"]
+    work.add_columns(["Layer", *numbers], right=numbers)
+    rows = [(label, line, stage) for label, _, stage, item in _rows(comparison) if (line := item.roofline) is not None]
     for label, line, stage in rows:
-        if line is not None:
-            work.add_row(label, si(line.macs), compact_bytes(line.min_bytes), significant(line.intensity),
-                         optional_ms(line.latency_ms), rate(line.gmacs_per_s), rate(line.gbytes_per_s),
-                         style="dim" if stage is not None else None)  # fmt: skip
+        work.add_row(label, si(line.macs), compact_bytes(line.min_bytes), significant(line.intensity),
+                     optional_ms(line.latency_ms), rate(line.gmacs_per_s), rate(line.gbytes_per_s),
+                     style="dim" if stage is not None else None)  # fmt: skip
     calibration = comparison.environment.calibration
-    if calibration is None:
-        if not any(layer.latency for layer in comparison.layers):
-            return Group(work, prose(calibration_line(comparison), style="dim"))
-        return Group(work)
-    bounds = FitTable(
-        title="Roofline: bounds (ms)",
-    )
-    for header in ("Layer", "Compute", "Memory", "Per-call", "Bound", "Achieved", "Verdict"):
-        bounds.add_column(header, justify="left" if header in ("Layer", "Verdict") else "right", no_wrap=True)
+    if calibration is None:  # a timed report said how to calibrate under its latency table
+        timed = any(layer.latency for layer in comparison.layers)
+        return Group(work) if timed else Group(work, prose(calibration_line(comparison), style="dim"))
+    bounds = FitTable(title="Roofline: bounds (ms)")
+    numbers = ["Compute", "Memory", "Per-call", "Bound", "Achieved"]
+    bounds.add_columns(["Layer", *numbers, "Verdict"], right=numbers)
     for label, line, stage in rows:
-        if line is not None:
-            bounds.add_row(label, optional_ms(line.compute_ms), optional_ms(line.memory_ms),
-                           optional_ms(line.overhead_ms), optional_ms(line.bound_ms), percent(line.fraction),
-                           "—" if line.verdict is None else str(line.verdict),
-                           style="dim" if stage is not None else None)  # fmt: skip
+        bounds.add_row(label, optional_ms(line.compute_ms), optional_ms(line.memory_ms), optional_ms(line.overhead_ms),
+                       optional_ms(line.bound_ms), percent(line.fraction),
+                       "—" if line.verdict is None else str(line.verdict),
+                       style="dim" if stage is not None else None)  # fmt: skip
     return Group(work, bounds, prose(
         f"Peaks: {peaks_text(calibration)}. Bound = max(compute, memory); a layer's is the sum of its stages'. "
         "Achieved = bound ÷ measured (over 100%: the data stayed in cache between calls). Overhead-bound: the "
@@ -309,37 +258,25 @@ CSV_COLUMNS = [
     "ok", "threads", "intensity", "gmacs_per_s", "gbytes_per_s", "roofline_bound_ms", "roofline_fraction",
     "verdict", "ratio_roofline",
 ]  # fmt: skip
+_FIGURES = CSV_COLUMNS[CSV_COLUMNS.index("params") : CSV_COLUMNS.index("min_bytes") + 1]  # each a layer's and a stage's
 
 
 def csv_rows(comparison: Comparison) -> list[dict[str, Any]]:
     """One row per layer (stage empty) and one per stage of a multi-stage layer."""
     rows = []
     ratios = {item.vs: item for item in comparison.ratios}
-    for _, layer, stage in _rows(comparison):
-        item: LayerResult | StageResult = stage if stage is not None else layer
+    for _, layer, stage, item in _rows(comparison):
         row: dict[str, Any] = {
             "name": comparison.name or "",
             "layer": layer.kind,
             "stage": stage.name if stage else "",
-            "input_shape": csv_shape(item.input_shape),
-            "output_shape": csv_shape(item.output_shape),
-            "output_shape_measured": csv_shape(item.output_shape_measured),
+            **{key: csv_shape(getattr(item, key)) for key in ("input_shape", "output_shape", "output_shape_measured")},
             "weight_shape": csv_shape(stage.weight_shape) if stage else "",
             "groups": stage.groups if stage else "",
-            "params": item.params,
-            "params_measured": item.params_measured,
-            "macs": item.macs,
-            "macs_flop_counter": item.macs_flop_counter,
-            "macs_ptflops": item.macs_ptflops,
-            "ptflops_raw": item.ptflops_raw,
-            "flops": item.flops,
-            "bias_adds": item.bias_adds,
-            "other_ops": item.other_ops,
-            "min_bytes": item.min_bytes,
+            **{key: getattr(item, key) for key in _FIGURES},
             "ok": _layer_ok(layer, stage),
         }
-        stats = layer.latency if stage is None else stage.latency
-        if stats is not None:
+        if (stats := item.latency) is not None:
             low, high = stats.interval_ms or (None, None)
             contention = comparison.environment.contention
             row.update(latency_median_ms=stats.median_ms, latency_iqr_ms=stats.iqr_ms, latency_best_ms=stats.shown_ms,
@@ -365,18 +302,15 @@ _FIXED = ("latency_median_ms", "latency_iqr_ms", "latency_best_ms", "latency_low
 def _roofline_csv(line: Roofline | None) -> dict[str, Any]:
     if line is None:
         return {}
-
-    def number(value: float | None) -> str:
-        return "" if value is None else f"{value:.9g}"
-
-    return {
-        "intensity": number(line.intensity),
-        "gmacs_per_s": number(line.gmacs_per_s),
-        "gbytes_per_s": number(line.gbytes_per_s),
-        "roofline_bound_ms": number(line.bound_ms),
-        "roofline_fraction": number(line.fraction),
-        "verdict": "" if line.verdict is None else str(line.verdict),
+    figures = {
+        "intensity": line.intensity,
+        "gmacs_per_s": line.gmacs_per_s,
+        "gbytes_per_s": line.gbytes_per_s,
+        "roofline_bound_ms": line.bound_ms,
+        "roofline_fraction": line.fraction,
     }
+    row = {key: "" if value is None else f"{value:.9g}" for key, value in figures.items()}
+    return {**row, "verdict": "" if line.verdict is None else str(line.verdict)}
 
 
 def _markdown_title(comparison: Comparison) -> str:
@@ -387,40 +321,29 @@ def _markdown_title(comparison: Comparison) -> str:
 
 def to_markdown(comparison: Comparison) -> str:
     parts = [f"### {_markdown_title(comparison)}", ""]
-    rows = []
-    for label, layer, stage in _rows(comparison):
-        item: LayerResult | StageResult = stage if stage is not None else layer
-        rows.append([
-            label.replace("├", "").replace("└", "").strip() if stage is None else f"{layer.kind}.{stage.name}",
-            shape(item.output_shape), count(item.params), count(item.macs), count(item.bias_adds),
-            count(item.other_ops), "·" if not comparison.measured else "✓" if _layer_ok(layer, stage) else "✗",
-        ])  # fmt: skip
+    rows = [
+        [_name(layer, stage), shape(item.output_shape), count(item.params), count(item.macs), count(item.bias_adds),
+         count(item.other_ops), "·" if not comparison.measured else "✓" if _layer_ok(layer, stage) else "✗"]
+        for _, layer, stage, item in _rows(comparison)
+    ]  # fmt: skip
     headers = ["Layer", "Output", "Params", "MACs", "Bias adds", "Norm+act ops", "Checks"]
     parts += [markdown_table(headers, rows, {2, 3, 4, 5}), ""]
     ratio_rows = [
-        [
-            item.vs,
-            ratio(item.params),
-            ratio(item.macs),
-            speedup(item),
-            "same" if item.shape_match else "DIFFER",
-        ]
+        [item.vs, ratio(item.params), ratio(item.macs), speedup(item), "same" if item.shape_match else "DIFFER"]
         for item in comparison.ratios
     ]
     parts += [markdown_table(["vs", "Params ÷", "MACs ÷", "Speedup", "Shapes"], ratio_rows, {1, 2, 3}), ""]
-    for _, layer, stage in _rows(comparison):
-        stats, line = (layer.latency, layer.roofline) if stage is None else (stage.latency, stage.roofline)
+    for _, layer, stage, item in _rows(comparison):
+        stats, line = item.latency, item.roofline
         if stats:
-            name = layer.kind if stage is None else f"{layer.kind}.{stage.name}"
-            verdict = f", {roofline_cell(line)}" if line is not None and line.verdict is not None else ""
+            verdict = f", {bound_cell(line)}" if line is not None and line.verdict is not None else ""
             parts.append(
-                f"- {name}: {ms_interval(stats)} ms best, {milliseconds(stats.median_ms)} ms typical "
+                f"- {_name(layer, stage)}: {ms_interval(stats)} ms best, {milliseconds(stats.median_ms)} ms typical "
                 f"({sampling_text(stats)}, {threads_text(comparison.environment.threads)}{verdict})"
             )
     if any(layer.latency for layer in comparison.layers):
-        note = contention_text(comparison.environment)
-        if note:
-            parts.append(f"- {note}")
+        contention = comparison.environment.contention
+        parts += [f"- {contention.note}"] if contention and contention.note else []
         parts.append(f"- {calibration_line(comparison)}")
     if not comparison.measured:
         parts.append("- formula only: nothing was built or run, so no figure is checked against a measurement")
@@ -430,10 +353,8 @@ def to_markdown(comparison: Comparison) -> str:
 
 
 def render(comparison: Comparison, output_format: OutputFormat, roofline: bool = False) -> str | Group:
-    """Text for json/csv/markdown, the tables for table (the caller prints them).
-
-    ``roofline`` adds the full roofline table (JSON and CSV always carry the roofline figures).
-    """
+    """Text for json/csv/markdown, the tables for table (the caller prints them); ``roofline`` adds the full
+    roofline table (JSON and CSV always carry the roofline figures)."""
     if output_format is OutputFormat.JSON:
         return to_json(comparison.to_dict())
     if output_format is OutputFormat.CSV:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Container
 from typing import Any
 
 from convcost.report.literal import json_visible, visible
@@ -38,13 +39,11 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({key: csv_value(value) for key, value in row.items()})
+    writer.writerows({key: csv_value(value) for key, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 
-def markdown_table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
-    right = right or set()
+def markdown_table(headers: list[str], rows: list[list[str]], right: Container[int] = ()) -> str:
     lines = ["| " + " | ".join(headers) + " |"]
     lines.append("|" + "|".join("---:" if index in right else "---" for index in range(len(headers))) + "|")
     lines.extend("| " + " | ".join(visible(cell).replace("|", "\\|") for cell in row) + " |" for row in rows)

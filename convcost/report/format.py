@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from convcost.cost.roofline import Calibration
+    from convcost.cost.roofline import Calibration, Roofline
     from convcost.results.comparison import LatencyStats
 
 
@@ -64,12 +64,9 @@ def compact_bytes(value: int) -> str:
 
 def significant(value: float) -> str:
     """Three significant digits without an exponent: 0.0123, 1.23, 12.3, 123, 1,234."""
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    if value >= 1:
-        return f"{value:.2f}"
+    for floor, spec in ((100, ",.0f"), (10, ".1f"), (1, ".2f")):
+        if value >= floor:
+            return f"{value:{spec}}"
     return f"{value:.3g}"
 
 
@@ -84,6 +81,15 @@ def ratio(value: float | None) -> str:
     if value == float("inf"):
         return "∞"
     return f"{value:.2f}×"
+
+
+def bound_cell(line: Roofline | None, initial: bool = False, missing: str = "—") -> str:
+    """'78% compute' (``initial``: '78% C', a legend says which): the share of the roofline bound achieved and what
+    bounds it; ``missing`` without a verdict."""
+    if line is None or line.verdict is None:
+        return missing
+    verdict = line.verdict.short[0].upper() if initial else line.verdict.short
+    return f"{percent(line.fraction)} {verdict}" if line.fraction is not None else verdict
 
 
 def with_interval(value: float | None, low: float | None, high: float | None) -> str:
@@ -141,10 +147,8 @@ def csv_shape(value: Sequence[int] | None) -> str:
 
 def dims(value: Sequence[int] | None, batch: bool = False) -> str:
     """A shape without its batch dimension (``32×112×112``)."""
-    if value is None:
-        return "—"
-    shown = value if batch else value[1:]
-    return "×".join(str(v) for v in shown) if shown else "—"
+    shown = value if batch or value is None else value[1:]
+    return shape(shown) if shown else "—"
 
 
 def square_shape(value: Sequence[int]) -> str:
@@ -173,9 +177,8 @@ def allocator_text(state: str) -> str:
 
 def peaks_text(calibration: Calibration) -> str:
     """This machine's peaks in one phrase: compute, memory, per-call cost and the ridge."""
-    grouped = ""
-    if calibration.grouped_call_overhead_s is not None:
-        grouped = f" ({significant(calibration.grouped_call_overhead_s * 1e6)} grouped)"
+    overhead = calibration.grouped_call_overhead_s
+    grouped = "" if overhead is None else f" ({significant(overhead * 1e6)} grouped)"
     return (
         f"{significant(calibration.peak_flops / 1e9)} GFLOP/s matmul, "
         f"{significant(calibration.peak_bandwidth / 1e9)} GB/s copy, "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, ConsoleOptions, Group, NewLine, RenderableType, RenderResult
@@ -11,6 +13,7 @@ from convcost.cost.conventions import Convention
 from convcost.report.export import markdown_table, to_csv, to_json
 from convcost.report.format import (
     OutputFormat,
+    bound_cell,
     count,
     csv_shape,
     dims,
@@ -28,19 +31,16 @@ from convcost.report.format import (
 )
 from convcost.report.literal import markdown_literal, visible
 from convcost.report.tables import FitTable, prose
-from convcost.results.model import ModelLayerResult, ModelResult
+from convcost.results.model import FLOP_COUNTER, PTFLOPS, KindShare, ModelLayerResult, ModelResult
 
 _SHORT_KINDS = {"inverted_residual": "inv.residual", "adaptive pool": "pool"}
 
 
 def title(result: ModelResult) -> str:
     env = result.environment
-    extras = []
     multiplier = result.settings.get("width_multiplier")
-    if multiplier not in (None, 1.0):
-        extras.append(f"α {multiplier:g}")
-    if result.convention != Convention.CONVCOST:
-        extras.append(f"{result.convention} MACs")
+    extras = [] if multiplier in (None, 1.0) else [f"α {multiplier:g}"]
+    extras += [] if result.convention == Convention.CONVCOST else [f"{result.convention} MACs"]
     names = [result.name] if result.source == result.name else [result.name, result.source]
     return " · ".join([*names, inputs_text(result), *extras, env.dtype, env.device,
                        threads_text(env.threads)])  # fmt: skip
@@ -84,40 +84,33 @@ def check_line(result: ModelResult) -> Text:
         return Text("· formula only: nothing built or run, so nothing checked (drop --formula-only to check)",
                     style="yellow")  # fmt: skip
     lines: list[Text] = []
+    missing = len(result.not_counted)
+    not_counted = f"{missing} op{'s' if missing != 1 else ''} not counted"
     if result.ok and result.complete:
-        bias = result.total.bias_adds
         ours = "" if result.convention == Convention.CONVCOST else " (ours, before the convention's additions)"
-        lines.append(Text(
-            f"✓ {len(result.ops)} ops: shapes, params as measured; MACs{ours} = FlopCounterMode = ptflops"
-            + ("*" if bias else ""),
-            style="green",
-        ))  # fmt: skip
+        star = "*" if result.total.bias_adds else ""
+        text = f"✓ {len(result.ops)} ops: shapes, params as measured; MACs{ours} = FlopCounterMode = ptflops{star}"
+        lines.append(Text(text, style="green"))
     elif result.ok:
-        count = len(result.not_counted)
-        text = (f"· incomplete: {count} op{'s' if count != 1 else ''} not counted (not in the totals); "
+        text = (f"· incomplete: {not_counted} (not in the totals); "
                 "the counted ops' shapes, params and MACs agree with the counters")  # fmt: skip
         lines.append(Text(text, style="yellow"))
     else:
         lines.append(Text("\n".join(visible(f"✗ {failure}") for failure in result.failures), style="bold red"))
         if not result.complete:
-            count = len(result.not_counted)
-            lines.append(Text(f"incomplete: {count} op{'s' if count != 1 else ''} not counted", style="yellow"))
+            lines.append(Text(f"incomplete: {not_counted}", style="yellow"))
     lines += [Text(visible(line), style="yellow") for line in not_seen_lines(result)]
     return Text("\n").join(lines)
 
 
 def not_seen_lines(result: ModelResult) -> list[str]:
     """'MACs of 12 attention ops not seen by FlopCounterMode on the cpu': checked against the other counter only."""
-    from convcost.results.model import FLOP_COUNTER, PTFLOPS
-
     lines = []
     for counter in (FLOP_COUNTER, PTFLOPS):
         ops = result.not_seen(counter)
         if not ops:
             continue
-        kinds: dict[str, int] = {}
-        for op in ops:
-            kinds[op.kind] = kinds.get(op.kind, 0) + 1
+        kinds = Counter(op.kind for op in ops)  # in the order first seen
         what = ", ".join(f"{number} {kind} op{'s' if number != 1 else ''}" for kind, number in kinds.items())
         macs = sum(op.macs for op in ops)
         first = f" (first: {ops[0].name})" if len(ops) > 1 else f" ({ops[0].name})"
@@ -138,6 +131,27 @@ def macs_cell(layer: ModelLayerResult, value: str) -> str:
     return value if layer.counted else f"{SOME_NOT_COUNTED_MARK}{value}"
 
 
+def _figures_text(layer: ModelLayerResult, total_macs: int, number: Callable[[int], str]) -> dict[str, str]:
+    """A row's Params, MACs, Other and MACs% cells with ``number`` (si or count) for the figures."""
+    return {
+        "Params": number(layer.params),
+        "MACs": macs_cell(layer, number(layer.macs)),
+        "Other": macs_cell(layer, number(layer.other_ops)),
+        "MACs%": macs_cell(layer, share(layer.macs, total_macs)),
+    }
+
+
+def _total_text(result: ModelResult, number: Callable[[int], str]) -> dict[str, str]:
+    """The total row's figures: at least (≥) these where ops were not counted."""
+    total, mark = result.total, SOME_NOT_COUNTED_MARK if result.not_counted else ""
+    return {
+        "Params": number(total.params),
+        "MACs": mark + number(total.macs),
+        "Other": mark + number(total.other_ops),
+        "MACs%": "100%",
+    }
+
+
 def totals_line(result: ModelResult) -> str:
     """'Total: 3,504,872 params, 300,774,272 MACs (601M FLOPs)', with the convention and what is not counted."""
     total = result.total
@@ -150,15 +164,6 @@ def totals_line(result: ModelResult) -> str:
     if missing:
         line += f"; {missing} op{'s' if missing != 1 else ''} not counted (not in the totals)"
     return line
-
-
-def _bound_cell(layer: ModelLayerResult) -> str:
-    """'75% M': the share of the roofline bound achieved and its verdict's initial (the legend says which)."""
-    line = layer.roofline
-    if line is None or line.verdict is None:
-        return ""
-    initial = line.verdict.short[0].upper()
-    return f"{percent(line.fraction)} {initial}" if line.fraction is not None else initial
 
 
 class _Title:
@@ -185,56 +190,34 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
         caption_justify="left",
     )
     # nothing is cut: a name too long for the width stacks the table (convcost.report.tables.FitTable)
-    table.add_column("Layer")
-    table.add_column("Kind")
-    table.add_column("Input → output")
-    table.add_column("Params", justify="right", no_wrap=True, min_width=5)
-    table.add_column("MACs", justify="right", no_wrap=True, min_width=5)
-    if not show_latency:  # latency takes the place of other ops at 80 columns
-        table.add_column("Other", justify="right", no_wrap=True, min_width=5)
-    table.add_column("MACs%", justify="right", no_wrap=True, min_width=5)
-    if show_latency:
-        table.add_column("ms", justify="right", no_wrap=True, min_width=5)
+    table.add_columns(["Layer", "Kind", "Input → output"])
+    # latency takes the place of other ops at 80 columns
+    numbers = ["Params", "MACs", "MACs%", "ms"] if show_latency else ["Params", "MACs", "Other", "MACs%"]
+    table.add_columns(numbers, right=numbers, min_width=5)
     show_roofline = any(layer.roofline and layer.roofline.verdict for layer in result.layers)
     if show_roofline:
-        table.add_column("Bound", no_wrap=True)
-    total = result.total
+        table.add_column("Bound")
     for layer in result.layers:
+        figures = _figures_text(layer, result.total.macs, si)
+        figures["ms"] = milliseconds(layer.latency.shown_ms) if layer.latency else ""
+        shapes = f"{square_shape(layer.input_shape)} → {square_shape(layer.output_shape)}"
+        bound = [bound_cell(layer.roofline, initial=True, missing="")] if show_roofline else []
         kind = _SHORT_KINDS.get(layer.kind, layer.kind)
-        cells: list[str | Text] = [
-            layer.name,
-            kind,
-            f"{square_shape(layer.input_shape)} → {square_shape(layer.output_shape)}",
-            si(layer.params),
-            macs_cell(layer, si(layer.macs)),
-            *([] if show_latency else [macs_cell(layer, si(layer.other_ops))]),
-            macs_cell(layer, share(layer.macs, total.macs)),
-        ]
-        if show_latency:
-            cells.append(milliseconds(layer.latency.shown_ms) if layer.latency else "")
-        if show_roofline:
-            cells.append(_bound_cell(layer))
+        cells = [layer.name, kind, shapes, *(figures[name] for name in numbers), *bound]
         table.add_row(*cells, style=None if layer.counted else "yellow")
     table.add_section()
-    not_counted = bool(result.not_counted)
-    if not_counted:
+    if result.not_counted:
         table.caption = f"{table.caption}\n{NOT_COUNTED_LEGEND}"
-    footer: list[str | Text] = [
-        "total", "", f"{square_shape(result.input_shape)} → {square_shape(result.output_shape)}", si(total.params),
-        f"{SOME_NOT_COUNTED_MARK if not_counted else ''}{si(total.macs)}",
-        *([] if show_latency else [f"{SOME_NOT_COUNTED_MARK if not_counted else ''}{si(total.other_ops)}"]), "100%",
-    ]  # fmt: skip
-    if show_latency:
-        footer.append(milliseconds(result.latency.shown_ms) if result.latency else "")
-    if show_roofline:
-        footer.append("")
-    table.add_row(*footer, style="bold")
+    figures = _total_text(result, si)
+    figures["ms"] = milliseconds(result.latency.shown_ms) if result.latency else ""
+    shapes = f"{square_shape(result.input_shape)} → {square_shape(result.output_shape)}"
+    cells = ["total", "", shapes, *(figures[name] for name in numbers), *([""] if show_roofline else [])]
+    table.add_row(*cells, style="bold")
     lines: list[str | Text] = [totals_line(result), check_line(result)]
     if result.ok and result.complete and result.measured and result.total.bias_adds:
         lines.append(f"  * ptflops counts {result.total.bias_adds:,} bias adds as MACs; they are taken off")
     lines += [dense_line(result), saving_line(result)]
-    if result.latency is not None:
-        stats = result.latency
+    if (stats := result.latency) is not None:
         lines.append(f"Latency: {ms_interval(stats)} ms end to end, best (10th percentile; 95% interval), "
                      f"{milliseconds(stats.median_ms)} ms typical (median); {sampling_text(stats)}; "
                      "the table shows best; per-layer times are each layer alone")  # fmt: skip
@@ -256,18 +239,16 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
 
 def render_by_kind(result: ModelResult) -> FitTable:
     table = FitTable(title="By kind")
-    for header in ("Kind", "Ops", "Params", "Params%", "MACs", "MACs%"):
-        table.add_column(header, justify="left" if header == "Kind" else "right", no_wrap=True)
+    numbers = ["Ops", "Params", "Params%", "MACs", "MACs%"]
+    table.add_columns(["Kind", *numbers], right=numbers)
     for kind in result.by_kind:
-        table.add_row(
-            kind.kind,
-            str(kind.ops),
-            si(kind.params),
-            percent(kind.params_share, 1),
-            si(kind.macs),
-            percent(kind.macs_share, 1),
-        )
+        table.add_row(*_kind_cells(kind, si))
     return table
+
+
+def _kind_cells(kind: KindShare, number: Callable[[int], str]) -> list[str]:
+    shares = percent(kind.params_share, 1), percent(kind.macs_share, 1)
+    return [kind.kind, str(kind.ops), number(kind.params), shares[0], number(kind.macs), shares[1]]
 
 
 CSV_COLUMNS = [
@@ -281,6 +262,7 @@ def csv_rows(result: ModelResult) -> list[dict[str, Any]]:
 
 
 def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
+    figures = {"macs": layer.macs, "flops": 2 * layer.macs, "bias_adds": layer.bias_adds, "other_ops": layer.other_ops}
     return {
         "model": result.name,
         "layer": layer.name,
@@ -289,7 +271,7 @@ def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
         "output_shape": csv_shape(layer.output_shape),
         "params": layer.params,
         # a row of ops without a formula has no figures: empty, never a zero (``counted`` says why)
-        **(_figures(layer) if any(op.counted for op in layer.ops) else dict.fromkeys(_FIGURES, "")),
+        **(figures if any(op.counted for op in layer.ops) else dict.fromkeys(figures, "")),
         "macs_share": f"{layer.macs / result.total.macs:.6f}" if result.total.macs else "",
         "counted": layer.counted,
         "latency_median_ms": f"{layer.latency.median_ms:.6f}" if layer.latency else "",
@@ -298,41 +280,23 @@ def _csv_row(result: ModelResult, layer: ModelLayerResult) -> dict[str, Any]:
     }
 
 
-_FIGURES = ("macs", "flops", "bias_adds", "other_ops")
-
-
-def _figures(layer: ModelLayerResult) -> dict[str, Any]:
-    return {"macs": layer.macs, "flops": 2 * layer.macs, "bias_adds": layer.bias_adds, "other_ops": layer.other_ops}
-
-
 def to_markdown(result: ModelResult, by_kind: bool = False) -> str:
     parts = [f"### {markdown_literal(title(result))}", ""]
     rows = [
         [markdown_literal(layer.name), layer.kind, f"{dims(layer.input_shape)} → {dims(layer.output_shape)}",
-         count(layer.params), macs_cell(layer, count(layer.macs)), macs_cell(layer, count(layer.other_ops)),
-         macs_cell(layer, share(layer.macs, result.total.macs))]
+         *_figures_text(layer, result.total.macs, count).values()]
         for layer in result.layers
     ]  # fmt: skip
-    total = result.total
-    mark = SOME_NOT_COUNTED_MARK if result.not_counted else ""
-    rows.append(["**total**", "", "", count(total.params), mark + count(total.macs), mark + count(total.other_ops),
-                 "100%"])  # fmt: skip
+    rows.append(["**total**", "", "", *_total_text(result, count).values()])
     headers = ["Layer", "Kind", "Input → output", "Params", "MACs", "Other ops", "MACs %"]
     parts += [markdown_table(headers, rows, {3, 4, 5, 6}), ""]
-    parts.append(f"- {visible(totals_line(result))}")
-    if result.not_counted:
-        parts.append(f"- {NOT_COUNTED_LEGEND}")
-    parts.append(f"- {dense_line(result)}")
-    parts.append(f"- {saving_line(result)}")
+    legend = [NOT_COUNTED_LEGEND] if result.not_counted else []
+    parts += [f"- {line}" for line in (visible(totals_line(result)), *legend, dense_line(result), saving_line(result))]
     parts += [f"- {visible(line)}" for line in check_line(result).plain.splitlines()]
     if by_kind:
-        kind_rows = [
-            [kind.kind, str(kind.ops), count(kind.params), percent(kind.params_share, 1),
-             count(kind.macs), percent(kind.macs_share, 1)]
-            for kind in result.by_kind
-        ]  # fmt: skip
-        parts += ["", markdown_table(["Kind", "Ops", "Params", "Params %", "MACs", "MACs %"], kind_rows,
-                                     {1, 2, 3, 4, 5})]  # fmt: skip
+        kind_rows = [_kind_cells(kind, count) for kind in result.by_kind]
+        headers = ["Kind", "Ops", "Params", "Params %", "MACs", "MACs %"]
+        parts += ["", markdown_table(headers, kind_rows, {1, 2, 3, 4, 5})]
     parts += [f"- {visible(note)}" for note in result.notes]
     return "\n".join(parts).rstrip() + "\n"
 
@@ -354,22 +318,16 @@ def render(
 def render_roofline(result: ModelResult) -> Group:
     """The full roofline per timed layer: what it moves and achieves, and (calibrated) its bound and verdict."""
     table = FitTable(show_edge=False, padding=(0, 0, 0, 1))
-    for header in ("Layer", "MACs", "Bytes", "FLOP/B", "GMAC/s", "GB/s", "Bound ms", "Of bound", "Limit"):
-        table.add_column(header, justify="left" if header in ("Layer", "Limit") else "right", no_wrap=True)
+    numbers = ["MACs", "Bytes", "FLOP/B", "GMAC/s", "GB/s", "Bound ms", "Of bound"]
+    table.add_columns(["Layer", *numbers, "Limit"], right=numbers)
     for layer in result.layers:
         line = layer.roofline
         if line is None:
             continue
-        table.add_row(
-            layer.name,
-            si(line.macs),
-            si(line.min_bytes),
-            significant(line.intensity),
-            rate(line.gmacs_per_s),
-            rate(line.gbytes_per_s),
-            "—" if line.bound_ms is None else significant(line.bound_ms),
-            percent(line.fraction),
-            "—" if line.verdict is None else line.verdict.short,
-        )
+        work = [si(line.macs), si(line.min_bytes), significant(line.intensity)]
+        rates = [rate(line.gmacs_per_s), rate(line.gbytes_per_s)]
+        bound = "—" if line.bound_ms is None else significant(line.bound_ms)
+        verdict = "—" if line.verdict is None else line.verdict.short
+        table.add_row(layer.name, *work, *rates, bound, percent(line.fraction), verdict)
     return Group(NewLine(), prose("Roofline per layer (each layer timed alone; bytes at minimum, FLOPs = 2 × MACs)"),
                  table)  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Group, RenderableType
 
 from convcost.report.export import markdown_table, to_csv, to_json
-from convcost.report.format import OutputFormat, count, ms_interval, ratio, si
+from convcost.report.format import OutputFormat, count, csv_shape, ms_interval, ratio, shape, si
 from convcost.report.literal import markdown_literal
 from convcost.report.tables import FitTable, prose
 from convcost.results.convert import ConvertedLayer, ConvertResult, Totals
@@ -46,8 +46,8 @@ def _headers(result: ConvertResult) -> list[str]:
 
 
 def _cells(layer: ConvertedLayer, timed: bool) -> list[str]:
-    shape = f"{layer.cin}→{layer.cout} {layer.kernel[0]}×{layer.kernel[1]}"
-    cells = [layer.name + ("" if layer.selected else " ·"), shape, si(layer.params_before), si(layer.params_after),
+    conv = f"{layer.cin}→{layer.cout} {layer.kernel[0]}×{layer.kernel[1]}"
+    cells = [layer.name + ("" if layer.selected else " ·"), conv, si(layer.params_before), si(layer.params_after),
              si(layer.macs_before), si(layer.macs_after), ratio(layer.saving), error_text(layer)]  # fmt: skip
     if timed:
         cells += [ms_interval(layer.latency_before) if layer.latency_before else "—",
@@ -76,15 +76,13 @@ def _footer(result: ConvertResult) -> list[str]:
     lines = totals_lines(result)
     lines.append("MACs: Conv2d and Linear weights, whole batch (bias adds, norms and activations apart); "
                  "Error: ‖W − W′‖/‖W‖ of the replacement's kernel")  # fmt: skip
-    notes = {layer.error_note for layer in result.layers if layer.error_note and layer.weight_error is None}
-    lines += sorted(notes)
-    if result.refused:
-        reasons: dict[str, list[str]] = {}
-        for item in result.refused:
-            reasons.setdefault(item.reason, []).append(item.name)
-        for reason, names in reasons.items():
-            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-            lines.append(f"not converted: {shown}: {reason}")
+    lines += sorted({layer.error_note for layer in result.layers if layer.error_note and layer.weight_error is None})
+    reasons: dict[str, list[str]] = {}
+    for item in result.refused:
+        reasons.setdefault(item.reason, []).append(item.name)
+    for reason, names in reasons.items():
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        lines.append(f"not converted: {shown}: {reason}")
     return lines + result.notes
 
 
@@ -94,15 +92,13 @@ def _code(result: ConvertResult) -> list[RenderableType]:
 
 
 def _table(result: ConvertResult, emit_code: bool) -> RenderableType:
-    shape = "×".join(str(value) for value in result.input_shape) if result.input_shape else "no input"
-    table = FitTable(title=f"{result.source or 'model'} · {shape} · to {result.target}", show_edge=False,
+    inputs = shape(result.input_shape) if result.input_shape else "no input"
+    table = FitTable(title=f"{result.source or 'model'} · {inputs} · to {result.target}", show_edge=False,
                      padding=(0, 0, 0, 1))  # fmt: skip
     headers = _headers(result)
-    for index, header in enumerate(headers):
-        table.add_column(header, justify="left" if index < 2 else "right", no_wrap=True)
-    timed = len(headers) > 8
+    table.add_columns(headers, right=headers[2:])
     for layer in result.layers:
-        table.add_row(*_cells(layer, timed))
+        table.add_row(*_cells(layer, timed=len(headers) > 8))
     footer = [prose(line) for line in _footer(result)] + (_code(result) if emit_code else [])
     if not result.layers:
         return Group(prose(f"{result.source or 'model'}: no layer to convert to {result.target}"), *footer)
@@ -111,8 +107,7 @@ def _table(result: ConvertResult, emit_code: bool) -> RenderableType:
 
 def _markdown(result: ConvertResult, emit_code: bool) -> str:
     headers = _headers(result)
-    timed = len(headers) > 8
-    rows = [[markdown_literal(cell) for cell in _cells(layer, timed)] for layer in result.layers]
+    rows = [[markdown_literal(cell) for cell in _cells(layer, timed=len(headers) > 8)] for layer in result.layers]
     text = markdown_table(headers, rows, right=set(range(2, len(headers))))
     footer = [markdown_literal(line) for line in _footer(result)]
     code = [f"\n```python\n{layer.code}\n```" for layer in result.layers if emit_code and layer.selected]
@@ -121,8 +116,7 @@ def _markdown(result: ConvertResult, emit_code: bool) -> str:
 
 def _csv_row(layer: ConvertedLayer) -> dict[str, Any]:
     row = layer.to_dict()
-    row["kernel"] = "x".join(str(value) for value in layer.kernel)
-    row["input_shape"] = "x".join(str(value) for value in layer.shape) if layer.shape else ""
+    row["kernel"], row["input_shape"] = csv_shape(layer.kernel), csv_shape(layer.shape)
     row["latency_before_ms"] = layer.latency_before.shown_ms if layer.latency_before else None
     row["latency_after_ms"] = layer.latency_after.shown_ms if layer.latency_after else None
     return {key: row[key] for key in CSV_COLUMNS}

@@ -45,17 +45,15 @@ def sweep_title(sweep: Sweep) -> str:
 
 def _sweep_columns(sweep: Sweep) -> list[str]:
     """Layer, [vs], MAC ratio, speedup and its share of the ratio, [roofline prediction], times, [verdicts]."""
-    columns = ["Layer"]
-    if len({point.vs for point in sweep.points}) > 1:
-        columns.append("vs")
-    columns += ["MACs ÷", "Speedup", "of MACs"]
-    if any(point.roofline_speedup is not None for point in sweep.points):
-        columns.append("Roofline")
-    if any(point.dense_ms is not None for point in sweep.points):
-        columns.append("ms dense → alt")
-    if any(point.dense_verdict for point in sweep.points):
-        columns.append("Bound")
-    return columns
+    points = sweep.points
+    shown = {
+        "vs": len({point.vs for point in points}) > 1,
+        "Roofline": any(point.roofline_speedup is not None for point in points),
+        "ms dense → alt": any(point.dense_ms is not None for point in points),
+        "Bound": any(point.dense_verdict for point in points),
+    }
+    columns = ["Layer", "vs", "MACs ÷", "Speedup", "of MACs", "Roofline", "ms dense → alt", "Bound"]
+    return [column for column in columns if shown.get(column, True)]
 
 
 def _sweep_cells(point: SweepPoint, columns: list[str]) -> list[str]:
@@ -79,8 +77,7 @@ def render_sweep_table(sweep: Sweep, roofline: bool = False) -> Group:
     """The sweep's table; ``roofline`` adds each grid point's full roofline tables under it (as compare's does)."""
     columns = _sweep_columns(sweep)
     table = FitTable()
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("Layer", "vs", "Bound") else "right", no_wrap=True)
+    table.add_columns(columns, right=[column for column in columns if column not in ("Layer", "vs", "Bound")])
     for point in sweep.points:
         table.add_row(*_sweep_cells(point, columns), style=None if point.ok else "bold red")
     parts: list[RenderableType] = [Text(visible(sweep_title(sweep)), style="bold"), table,
@@ -117,14 +114,12 @@ def sweep_legend(sweep: Sweep, columns: list[str]) -> str:
 
 
 def sweep_csv_rows(sweep: Sweep) -> list[dict[str, Any]]:
-    rows = []
-    for point in sweep.points:
-        row = point.to_dict()
-        row["kernel"], row["size"] = csv_shape(point.kernel), csv_shape(point.size)
-        rows.append(fixed(row, ("params_ratio", "macs_ratio", "speedup", "efficiency", "roofline_speedup", "dense_ms",
-                                "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low",
-                                "speedup_high", "speedup_typical")))  # fmt: skip
-    return rows
+    rows = [
+        {**point.to_dict(), "kernel": csv_shape(point.kernel), "size": csv_shape(point.size)} for point in sweep.points
+    ]
+    return [fixed(row, ("params_ratio", "macs_ratio", "speedup", "efficiency", "roofline_speedup", "dense_ms",
+                        "alternative_ms", "dense_spread_pct", "alternative_spread_pct", "speedup_low", "speedup_high",
+                        "speedup_typical")) for row in rows]  # fmt: skip
 
 
 def sweep_to_markdown(sweep: Sweep) -> str:

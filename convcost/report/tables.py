@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from typing import IO, Any
 
 from rich import box
@@ -66,6 +66,11 @@ class FitTable(Table):
             kwargs["no_wrap"] = True  # numbers, shapes and verdicts never wrap
         super().add_column(literal(header), *args, **kwargs)
 
+    def add_columns(self, headers: Iterable[str], right: Container[str] = (), **kwargs: Any) -> None:
+        """One column per header: right-justified (numbers) where ``right`` names it, else left."""
+        for header in headers:
+            self.add_column(header, justify="right" if header in right else "left", **kwargs)
+
     def add_row(self, *renderables: RenderableType | None, style: str | Style | None = None,
                 end_section: bool = False) -> None:  # fmt: skip
         super().add_row(*(literal(cell) for cell in renderables), style=style, end_section=end_section)
@@ -92,10 +97,7 @@ class FitTable(Table):
             return
         headed = self._headed(console, options)
         self.padding, self.show_edge, self.pad_edge = layout
-        if headed is not None:
-            yield from headed
-            return
-        yield from self._stacked(console, options)
+        yield from headed if headed is not None else self._stacked(console, options)
 
     def _compact_padding(self) -> tuple[int, int, int, int]:
         """No padding where the box already puts a space between columns, else one space after each."""
@@ -127,9 +129,8 @@ class FitTable(Table):
                 groups.append((key, []))
             groups[-1][1].append(index)
         parts: list[RenderableType] = [literal(self.title)] if self.title else []
-        for number, (key, rows) in enumerate(groups):
-            if number == 0:  # the column headers once, above the first heading
-                parts.append(part([], True))
+        parts += [part([], True)] if groups else []  # the column headers once, above the first heading
+        for key, rows in groups:
             if isinstance(key, str | Text) and str(key).strip():
                 head = literal(key).copy()
                 head.stylize(self.rows[rows[0]].style or "")
