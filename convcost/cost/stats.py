@@ -42,6 +42,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from convcost.cost.roofline import record
+
 BEST_QUANTILE = 0.1
 CONFIDENCE = 0.95
 RESAMPLES = 300
@@ -325,17 +327,7 @@ class Contention:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "busy": self.busy,
-            "memory_fraction": self.memory_fraction,
-            "compute_fraction": self.compute_fraction,
-            "note": self.note,
-            "reference": self.reference,
-            "slowdown": self.slowdown,
-            "cpu_wait_fraction": self.cpu_wait_fraction,
-            "host_spread": self.host_spread,
-            "interval_covers": self.interval_covers,
-        }
+        return record(self, "* interval_covers")
 
 
 def classify(
