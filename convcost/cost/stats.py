@@ -39,10 +39,8 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
-
-from convcost.cost.roofline import record
 
 BEST_QUANTILE = 0.1
 CONFIDENCE = 0.95
@@ -64,8 +62,7 @@ MATMUL = "probe.matmul"
 
 def quantile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile of ``values`` by linear interpolation between order statistics (numpy's default)."""
-    ordered = sorted(values)
-    return _sorted_quantile(ordered, q)
+    return _sorted_quantile(sorted(values), q)
 
 
 def _sorted_quantile(ordered: Sequence[float], q: float) -> float:
@@ -327,7 +324,7 @@ class Contention:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return record(self, "* interval_covers")
+        return {**asdict(self), "interval_covers": self.interval_covers}
 
 
 def classify(

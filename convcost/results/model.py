@@ -186,10 +186,8 @@ class ModelLayerResult:
 
     def min_bytes(self, itemsize: int) -> int:
         """Bytes moved at minimum, by :func:`convcost.cost.ops.moved_elements` (views move nothing)."""
-        from convcost.cost.ops import moved_elements
-
         return itemsize * sum(
-            moved_elements(op.kind, op.input_shape, op.output_shape, op.params, op.other_reads) for op in self.ops
+            ops.moved_elements(op.kind, op.input_shape, op.output_shape, op.params, op.other_reads) for op in self.ops
         )
 
     def to_dict(self) -> dict[str, Any]:
