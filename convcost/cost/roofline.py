@@ -24,9 +24,26 @@ The model, stated once:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
-from enum import StrEnum
+from dataclasses import dataclass, fields, replace
+from enum import Enum, StrEnum
 from typing import Any
+
+
+def record(obj: Any, names: str = "*") -> dict[str, Any]:
+    """A result's JSON record: its attributes ``names`` (space-separated; ``*``: every dataclass field, in order), with
+    tuples as lists, enums as their values, results by their ``to_dict()`` and lists item by item."""
+    keys = [key for name in names.split() for key in ([f.name for f in fields(obj)] if name == "*" else [name])]
+    return {key: _plain(getattr(obj, key)) for key in keys}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value.to_dict() if hasattr(value, "to_dict") else value
 
 
 class Bound(StrEnum):
@@ -87,11 +104,7 @@ class Calibration:
         return cache_key(self.machine, self.torch, self.device, self.dtype, self.threads)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ridge"] = self.ridge
-        for key in _INTERVALS:
-            data[key] = None if data[key] is None else list(data[key])
-        return data
+        return record(self, "* ridge")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
@@ -189,10 +202,6 @@ def _optional_bool(value: Any) -> bool | None:
     raise TypeError(f"matmul_tf32 must be true, false or null, got {value!r}")
 
 
-_INTERVALS = ("peak_flops_interval", "peak_bandwidth_interval", "call_overhead_interval",
-              "grouped_call_overhead_interval")  # fmt: skip
-
-
 def _optional_interval(value: Any) -> tuple[float, float] | None:
     if value is None:
         return None
@@ -249,9 +258,7 @@ class Roofline:
     verdict: Bound | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["verdict"] = None if self.verdict is None else self.verdict.value
-        return data
+        return record(self)
 
 
 def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Bound:
@@ -268,8 +275,11 @@ def _rates(macs: int, min_bytes: int, latency_ms: float | None) -> tuple[float |
     return macs / seconds / 1e9, min_bytes / seconds / 1e9
 
 
-def _fraction(bound_ms: float, latency_ms: float | None) -> float | None:
-    return bound_ms / latency_ms if latency_ms else None
+def _unbound(macs: int, min_bytes: int, calls: int, latency_ms: float | None) -> Roofline:
+    """A roofline without bounds: bytes, intensity and the achieved rates."""
+    flops = 2 * macs
+    gmacs, gbytes = _rates(macs, min_bytes, latency_ms)
+    return Roofline(macs, flops, min_bytes, flops / min_bytes if min_bytes else 0.0, calls, latency_ms, gmacs, gbytes)
 
 
 def analyse(
@@ -284,21 +294,10 @@ def analyse(
 
     The per-call cost is ``overhead_s`` when given, else ``calls`` times the calibrated cost of one call.
     """
-    flops = 2 * macs
-    gmacs, gbytes = _rates(macs, min_bytes, latency_ms)
-    base = Roofline(
-        macs=macs,
-        flops=flops,
-        min_bytes=min_bytes,
-        intensity=flops / min_bytes if min_bytes else 0.0,
-        calls=calls,
-        latency_ms=latency_ms,
-        gmacs_per_s=gmacs,
-        gbytes_per_s=gbytes,
-    )
+    base = _unbound(macs, min_bytes, calls, latency_ms)
     if calibration is None:
         return base
-    compute_ms = flops / calibration.peak_flops * 1e3
+    compute_ms = base.flops / calibration.peak_flops * 1e3
     memory_ms = min_bytes / calibration.peak_bandwidth * 1e3
     overhead_ms = (calls * calibration.call_overhead_s if overhead_s is None else overhead_s) * 1e3
     bound_ms = max(compute_ms, memory_ms)
@@ -312,7 +311,7 @@ def _with_bounds(base: Roofline, compute_ms: float, memory_ms: float, overhead_m
         memory_ms=memory_ms,
         overhead_ms=overhead_ms,
         bound_ms=bound_ms,
-        fraction=_fraction(bound_ms, base.latency_ms),
+        fraction=bound_ms / base.latency_ms if base.latency_ms else None,
         verdict=classify(compute_ms, memory_ms, overhead_ms, bound_ms),
     )
 
@@ -321,17 +320,7 @@ def combine(stages: list[Roofline], latency_ms: float | None) -> Roofline:
     """A layer's roofline: its stages run one after another, so every count and time adds up."""
     macs = sum(stage.macs for stage in stages)
     min_bytes = sum(stage.min_bytes for stage in stages)
-    gmacs, gbytes = _rates(macs, min_bytes, latency_ms)
-    base = Roofline(
-        macs=macs,
-        flops=2 * macs,
-        min_bytes=min_bytes,
-        intensity=2 * macs / min_bytes if min_bytes else 0.0,
-        calls=sum(stage.calls for stage in stages),
-        latency_ms=latency_ms,
-        gmacs_per_s=gmacs,
-        gbytes_per_s=gbytes,
-    )
+    base = _unbound(macs, min_bytes, sum(stage.calls for stage in stages), latency_ms)
     if not stages or any(stage.bound_ms is None for stage in stages):
         return base
 

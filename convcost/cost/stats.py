@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 BEST_QUANTILE = 0.1
@@ -62,8 +62,7 @@ MATMUL = "probe.matmul"
 
 def quantile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile of ``values`` by linear interpolation between order statistics (numpy's default)."""
-    ordered = sorted(values)
-    return _sorted_quantile(ordered, q)
+    return _sorted_quantile(sorted(values), q)
 
 
 def _sorted_quantile(ordered: Sequence[float], q: float) -> float:
@@ -325,17 +324,7 @@ class Contention:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "busy": self.busy,
-            "memory_fraction": self.memory_fraction,
-            "compute_fraction": self.compute_fraction,
-            "note": self.note,
-            "reference": self.reference,
-            "slowdown": self.slowdown,
-            "cpu_wait_fraction": self.cpu_wait_fraction,
-            "host_spread": self.host_spread,
-            "interval_covers": self.interval_covers,
-        }
+        return {**asdict(self), "interval_covers": self.interval_covers}
 
 
 def classify(

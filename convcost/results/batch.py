@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from convcost.cost.roofline import record
 from convcost.errors import FieldIssue, SpecError
 from convcost.results.comparison import Comparison
 
@@ -49,8 +50,7 @@ class EntryResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """Summary rows: one per alternative (or one empty row when there is no comparison)."""
-        base: dict[str, Any] = {"index": self.index, "name": self.name, "line": self.line,
-                                "status": str(self.status)}  # fmt: skip
+        base = record(self, "index name line status")
         if self.comparison is None:
             return [base]
         comparison, dense = self.comparison, self.comparison.dense
@@ -85,10 +85,7 @@ class EntryResult:
 
     def to_dict(self, source: str, detail: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "index": self.index,
-            "name": self.name,
-            "line": self.line,
-            "status": str(self.status),
+            **record(self, "index name line status"),
             "spec": None if self.comparison is None else self.comparison.spec,
             "rows": [row for row in self.rows() if "vs" in row],
             "problems": self.problems(source),
@@ -128,12 +125,13 @@ class Totals:
         return self.dense_latency_ms / self.latency_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "vs": self.vs, "entries": self.entries, "dense_params": self.dense_params, "params": self.params,
-            "dense_macs": self.dense_macs, "macs": self.macs, "dense_other_ops": self.dense_other_ops,
-            "other_ops": self.other_ops, "ratio_params": self.ratio_params, "ratio_macs": self.ratio_macs,
-            "dense_latency_ms": self.dense_latency_ms, "latency_ms": self.latency_ms, "speedup": self.speedup,
-        }  # fmt: skip
+        return record(self, _TOTALS_KEYS)
+
+
+_TOTALS_KEYS = (
+    "vs entries dense_params params dense_macs macs dense_other_ops other_ops ratio_params ratio_macs "
+    "dense_latency_ms latency_ms speedup"
+)
 
 
 @dataclass
@@ -190,12 +188,9 @@ class BatchResult:
     def to_dict(self, detail: bool = False) -> dict[str, Any]:
         return {
             "schema_version": RESULT_SCHEMA_VERSION,
-            "source": self.source,
-            "version": self.version,
-            "ok": self.ok,
-            "interrupted": self.interrupted,
+            **record(self, "source version ok interrupted"),
             "counts": {str(status): self.count(status) for status in Status},
-            "totals": [totals.to_dict() for totals in self.totals],
+            **record(self, "totals"),
             "entries": [entry.to_dict(self.source, detail) for entry in self.entries],
             "problems": self.problems,
         }

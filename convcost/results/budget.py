@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from convcost.cost.roofline import record
+
 if TYPE_CHECKING:
     from convcost.results.batch import BatchResult
     from convcost.results.comparison import Environment
@@ -82,22 +84,12 @@ class LimitVerdict:
         return 100.0 * self.excess / self.expected
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "check": self.check,
-            "subject": self.subject,
-            "metric": self.metric,
-            "rule": self.rule,
-            "level": str(self.level),
-            "passed": self.passed,
-            "line": self.line,
-            "expected": self.expected,
-            "found": self.found,
-            "excess": self.excess,
-            "excess_pct": self.excess_pct,
-            "baseline": self.baseline,
-            "tolerance_pct": self.tolerance_pct,
-            "message": self.message,
-        }
+        return record(self, _VERDICT_KEYS)
+
+
+_VERDICT_KEYS = (
+    "check subject metric rule level passed line expected found excess excess_pct baseline tolerance_pct message"
+)
 
 
 @dataclass
@@ -139,16 +131,14 @@ class BudgetResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
-            "source": self.source,
-            "ok": self.ok,
+            **record(self, "source ok"),
             "summary": self.summary(),
             "convention": self.convention,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
             "baseline": self.baseline_path,
             "baseline_written": self.baseline_written,
-            "environment": None if self.environment is None else self.environment.to_dict(),
-            "verdicts": [item.to_dict() for item in self.verdicts],
+            **record(self, "environment verdicts"),
             "measured": {
                 name: {**item.total.to_dict(), "problems": item.problems} for name, item in self.measured.items()
             },

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from convcost.cost.roofline import Calibration, Roofline
+from convcost.cost.roofline import Calibration, Roofline, record
 from convcost.cost.stats import Contention
 
 # 2: latency objects gained best_ms, interval_ms, samples, sampled_s, converged; ratios gained latency_interval,
@@ -36,14 +36,7 @@ class Check:
         return f"{self.subject}: {self.quantity}: formula {_show(self.expected)}, measured {_show(self.found)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "quantity": self.quantity,
-            "expected": _plain(self.expected),
-            "found": _plain(self.found),
-            "ok": self.ok,
-            "explanation": self.explanation,
-        }
+        return record(self, "subject quantity expected found ok explanation")
 
 
 def checks(
@@ -74,10 +67,6 @@ def _show(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass
@@ -121,14 +110,7 @@ class StageResult:
         return 2 * self.macs
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, tuple):
-                data[key] = list(value)
-        data["flops"] = self.flops
-        data["latency"] = None if self.latency is None else self.latency.to_dict()
-        data["roofline"] = None if self.roofline is None else self.roofline.to_dict()
-        return data
+        return record(self, "* flops")
 
 
 @dataclass(frozen=True)
@@ -168,14 +150,8 @@ class LatencyStats:
         return 100.0 * self.iqr_ms / self.median_ms if self.median_ms else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["interval_ms"] = None if self.interval_ms is None else list(self.interval_ms)
-        data["typical_interval_ms"] = None if self.typical_interval_ms is None else list(self.typical_interval_ms)
-        data["samples"] = self.rounds
-        data["shown"] = "best" if self.best_ms is not None else "median"
-        data["iqr_ms"] = self.iqr_ms
-        data["spread_pct"] = self.spread_pct
-        return data
+        shown = "best" if self.best_ms is not None else "median"
+        return {**record(self), "samples": self.rounds, "shown": shown, **record(self, "iqr_ms spread_pct")}
 
 
 @dataclass
@@ -237,26 +213,16 @@ class LayerResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
-            "input_shape": list(self.input_shape),
-            "output_shape": list(self.output_shape),
-            "output_shape_measured": None if self.output_shape_measured is None else list(self.output_shape_measured),
-            "params": self.params,
-            "params_measured": self.params_measured,
-            "macs": self.macs,
-            "macs_flop_counter": self.macs_flop_counter,
-            "macs_ptflops": self.macs_ptflops,
-            "ptflops_raw": self.ptflops_raw,
-            "flops": self.flops,
-            "bias_adds": self.bias_adds,
-            "other_ops": self.other_ops,
-            "min_bytes": self.min_bytes,
-            "latency": None if self.latency is None else self.latency.to_dict(),
-            "roofline": None if self.roofline is None else self.roofline.to_dict(),
-            "ok": self.ok,
+            **record(self, _LAYER_KEYS),
             "checks": [check.to_dict() for check in self.checks if not check.ok],
             "stages": [stage.to_dict() for stage in self.stages],
         }
+
+
+_LAYER_KEYS = (
+    "kind input_shape output_shape output_shape_measured params params_measured macs macs_flop_counter macs_ptflops "
+    "ptflops_raw flops bias_adds other_ops min_bytes latency roofline ok"
+)
 
 
 def _sum_or_none(values: Iterable[int | None]) -> int | None:
@@ -284,10 +250,7 @@ class Ratios:
     latency_converged: bool | None = None  # the interval reached ±target
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("latency_interval", "latency_typical_interval"):
-            data[key] = None if data[key] is None else list(data[key])
-        return data
+        return record(self)
 
 
 @dataclass
@@ -306,10 +269,7 @@ class Environment:
     contention: Contention | None = None  # how busy the machine was while timing (None: no latency)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["calibration"] = None if self.calibration is None else self.calibration.to_dict()
-        data["contention"] = None if self.contention is None else self.contention.to_dict()
-        return data
+        return record(self)
 
 
 @dataclass
@@ -346,19 +306,8 @@ class Comparison:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "name": self.name,
-            "spec": self.spec,
-            "measured": self.measured,
-            "environment": self.environment.to_dict(),
-            "ok": self.ok,
-            "failures": self.failures,
-            "dense": self.dense.to_dict(),
-            "alternatives": [layer.to_dict() for layer in self.alternatives],
-            "ratios": [ratio.to_dict() for ratio in self.ratios],
-            "notes": self.notes,
-        }
+        names = "name spec measured environment ok failures dense alternatives ratios notes"
+        return {"schema_version": SCHEMA_VERSION, **record(self, names)}
 
 
 @dataclass(frozen=True)
@@ -393,10 +342,7 @@ class SweepPoint:
         return None if self.speedup is None or not self.macs_ratio else self.speedup / self.macs_ratio
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["kernel"], data["size"] = list(self.kernel), list(self.size)
-        data["efficiency"] = self.efficiency
-        return data
+        return record(self, "* efficiency")
 
 
 @dataclass
@@ -420,11 +366,5 @@ class Sweep:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
-            "axes": self.axes,
-            "fixed": self.fixed,
-            "environment": self.environment.to_dict(),
-            "ok": self.ok,
-            "interrupted": self.interrupted,
-            "failures": self.failures,
-            "points": [point.to_dict() for point in self.points],
+            **record(self, "axes fixed environment ok interrupted failures points"),
         }

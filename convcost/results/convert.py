@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from convcost.cost.roofline import record
 from convcost.results.comparison import LatencyStats
 
 # said by every suggest and convert result: a factorised layer is a different function
@@ -49,23 +50,10 @@ class ConvertedLayer:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "cin": self.cin,
-            "cout": self.cout,
-            "kernel": list(self.kernel),
+            **record(self, "name kind cin cout kernel"),
             "input_shape": list(self.shape) if self.shape is not None else None,
-            "params_before": self.params_before,
-            "params_after": self.params_after,
-            "macs_before": self.macs_before,
-            "macs_after": self.macs_after,
-            "saving": self.saving,
-            "weight_error": self.weight_error,
-            "error_note": self.error_note,
-            "selected": self.selected,
-            "latency_before": self.latency_before.to_dict() if self.latency_before else None,
-            "latency_after": self.latency_after.to_dict() if self.latency_after else None,
-            "code": self.code,
+            **record(self, "params_before params_after macs_before macs_after saving weight_error error_note selected"),
+            **record(self, "latency_before latency_after code"),
         }
 
 
@@ -111,17 +99,11 @@ class ConvertResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source,
-            "target": self.target,
-            "converted": self.converted,
-            "input_shape": list(self.input_shape) if self.input_shape is not None else None,
-            "min_saving": self.min_saving,
+            **record(self, "source target converted input_shape min_saving"),
             "totals": {
                 "now": self.before.to_dict() if self.before else None,
                 "all_applied": self.after_all.to_dict() if self.after_all else None,
                 "selected_applied": self.after_selected.to_dict() if self.after_selected else None,
             },
-            "layers": [layer.to_dict() for layer in self.layers],
-            "refused": [item.to_dict() for item in self.refused],
-            "notes": list(self.notes),
+            **record(self, "layers refused notes"),
         }

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from convcost.cost import ops
 from convcost.cost.ops import Op, OpKind, UncountedOp
-from convcost.cost.roofline import Roofline
+from convcost.cost.roofline import Roofline, record
 from convcost.results.comparison import SCHEMA_VERSION, Check, Environment, LatencyStats
 
 Shape = tuple[int, ...]
@@ -79,28 +79,13 @@ class OpResult:
         return [counter for counter in (FLOP_COUNTER, PTFLOPS) if counter not in self.seen_by]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "category": self.category,
-            "detail": self.detail,
-            "input_shape": list(self.input_shape),
-            "output_shape": list(self.output_shape),
-            "output_shape_measured": _list(self.output_shape_measured),
-            "params": self.params,
-            "params_measured": self.params_measured,
-            "macs": self.macs,
-            "flops": self.flops,
-            "bias_adds": self.bias_adds,
-            "other_ops": self.other_ops,
-            "counted": self.counted,
-            "extra_macs": self.extra_macs,
-            "macs_flop_counter": self.macs_flop_counter,
-            "macs_ptflops": self.macs_ptflops,
-            "ptflops_raw": self.ptflops_raw,
-            "seen_by": self.seen_by,
-            "not_seen_by": self.not_seen_by,
-        }
+        return record(self, _OP_KEYS)
+
+
+_OP_KEYS = (
+    "name kind category detail input_shape output_shape output_shape_measured params params_measured macs flops "
+    "bias_adds other_ops counted extra_macs macs_flop_counter macs_ptflops ptflops_raw seen_by not_seen_by"
+)
 
 
 FLOP_COUNTER, PTFLOPS = "FlopCounterMode", "ptflops"
@@ -201,27 +186,15 @@ class ModelLayerResult:
 
     def min_bytes(self, itemsize: int) -> int:
         """Bytes moved at minimum, by :func:`convcost.cost.ops.moved_elements` (views move nothing)."""
-        from convcost.cost.ops import moved_elements
-
         return itemsize * sum(
-            moved_elements(op.kind, op.input_shape, op.output_shape, op.params, op.other_reads) for op in self.ops
+            ops.moved_elements(op.kind, op.input_shape, op.output_shape, op.params, op.other_reads) for op in self.ops
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name,
-            "kind": self.kind,
-            "input_shape": list(self.input_shape),
-            "output_shape": list(self.output_shape),
-            "params": self.params,
-            "macs": self.macs,
+            **record(self, "name kind input_shape output_shape params macs"),
             "flops": 2 * self.macs,
-            "bias_adds": self.bias_adds,
-            "other_ops": self.other_ops,
-            "counted": self.counted,
-            "latency": None if self.latency is None else self.latency.to_dict(),
-            "roofline": None if self.roofline is None else self.roofline.to_dict(),
-            "ops": [op.to_dict() for op in self.ops],
+            **record(self, "bias_adds other_ops counted latency roofline ops"),
         }
 
 
@@ -243,17 +216,10 @@ class ModelTotals:
         return 2 * self.macs
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "params": self.params,
-            "macs": self.macs,
-            "flops": self.flops,
-            "bias_adds": self.bias_adds,
-            "other_ops": self.other_ops,
-            "params_measured": self.params_measured,
-            "macs_flop_counter": self.macs_flop_counter,
-            "macs_ptflops": self.macs_ptflops,
-            "ptflops_raw": self.ptflops_raw,
-        }
+        return record(self, _TOTAL_KEYS)
+
+
+_TOTAL_KEYS = "params macs flops bias_adds other_ops params_measured macs_flop_counter macs_ptflops ptflops_raw"
 
 
 @dataclass(frozen=True)
@@ -268,7 +234,7 @@ class KindShare:
     macs_share: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return record(self)
 
 
 @dataclass(frozen=True)
@@ -280,7 +246,7 @@ class PairReplaced:
     macs: int
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return record(self)
 
 
 @dataclass
@@ -293,14 +259,8 @@ class DenseEquivalent:
     pairs: list[PairReplaced]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "params": self.params,
-            "macs": self.macs,
-            "flops": 2 * self.macs,
-            "other_ops": self.other_ops,
-            "pairs_replaced": len(self.pairs),
-            "pairs": [pair.to_dict() for pair in self.pairs],
-        }
+        extra = {"flops": 2 * self.macs, "other_ops": self.other_ops, "pairs_replaced": len(self.pairs)}
+        return {**record(self, "params macs"), **extra, **record(self, "pairs")}
 
 
 @dataclass
@@ -358,29 +318,13 @@ class ModelResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
-            "name": self.name,
-            "source": self.source,
+            **record(self, "name source"),
             **({} if self.measured else {"measured": False}),  # absent from measured runs, as it always was
-            "settings": self.settings,
-            "convention": self.convention,
-            "environment": self.environment.to_dict(),
-            "input_shape": list(self.input_shape),
-            "output_shape": list(self.output_shape),
-            "output_shape_measured": _list(self.output_shape_measured),
+            **record(self, "settings convention environment input_shape output_shape output_shape_measured"),
             **({"outputs": self._outputs()} if self.outputs else {}),
-            "ok": self.ok,
-            "complete": self.complete,
-            "failures": self.failures,
+            **record(self, "ok complete failures"),
             "total": {**self.total.to_dict(), "ops_not_counted": len(self.not_counted)},
-            "dense_equivalent": self.dense_equivalent.to_dict(),
-            "by_kind": [share.to_dict() for share in self.by_kind],
-            "latency": None if self.latency is None else self.latency.to_dict(),
+            **record(self, "dense_equivalent by_kind latency"),
             "not_counted": [{"name": op.name, "type": op.detail, "params": op.params} for op in self.not_counted],
-            "notes": self.notes,
-            "checks": [check.to_dict() for check in self.checks],
-            "layers": [layer.to_dict() for layer in self.layers],
+            **record(self, "notes checks layers"),
         }
-
-
-def _list(value: Shape | None) -> list[int] | None:
-    return None if value is None else list(value)
