@@ -60,11 +60,8 @@ def evaluate_plan(
     the MAC convention of the figures (:mod:`convcost.cost.conventions`); the counters check ours either way."""
     from convcost.run.model_build import model_module
 
-    context = context or _default_context()
+    context, calibration = _started(context, meta)
     dtype, device, latency_settings = context.dtype, context.device, context.latency
-    check_meta(meta, context)
-    check_device(device)
-    calibration = _calibration(context)
     shape = plan.input_shape
     if meta:
         with on_meta():
@@ -75,7 +72,7 @@ def evaluate_plan(
         module = build.prepare(model_module(plan), dtype, device)
         tensor = build.input_tensor(shape[1], (shape[2], shape[3]), shape[0], dtype, device)
     capture = {str(index) for index in range(len(plan.layers))} if latency_settings else set()
-    with on_meta() if meta else contextlib.nullcontext():
+    with on_meta(meta):
         traced = trace(module, tensor, None, capture)
     calls, found = matched(plan.ops, traced, "model", "plan")
     rows = network.plan_rows(plan, calls)
@@ -85,21 +82,28 @@ def evaluate_plan(
     return _marked_meta(result) if meta else result
 
 
-def check_meta(meta: bool, context: RunContext) -> None:
-    """UsageError for --meta with what needs a real run: latency, or a device of its own."""
-    if not meta:
-        return
-    if context.latency is not None:
+def check_context(meta: bool, context: RunContext) -> None:
+    """UsageError for a device that is not there, or for --meta with what needs a real run: latency, or a device of
+    its own."""
+    if meta and context.latency is not None:
         raise UsageError("--meta: counts without running anything; --latency times a real run: drop one of them")
-    if context.device != "cpu":
+    if meta and context.device != "cpu":
         raise UsageError(f"--meta: counts on the meta device, not on {context.device}: drop --device")
+    check_device(context.device)
+
+
+def _started(context: RunContext | None, meta: bool) -> tuple[RunContext, Calibration | None]:
+    """The run's context (by default as :func:`evaluate_plan` says), checked, and its calibration."""
+    context = context or RunContext(threads=torch.get_num_threads())
+    check_context(meta, context)
+    return context, _calibration(context)
 
 
 @contextlib.contextmanager
-def on_meta() -> Iterator[None]:
+def on_meta(meta: bool = True) -> Iterator[None]:
     """Tensors made without a device (a factory's weights, a forward's ``torch.arange``) are made on meta: shapes
-    from torch's meta kernels, nothing computed or allocated."""
-    with torch.device("meta"):
+    from torch's meta kernels, nothing computed or allocated (nothing changes when not ``meta``)."""
+    with torch.device("meta") if meta else contextlib.nullcontext():
         yield
 
 
@@ -162,9 +166,8 @@ def load_factory(path: str, meta: bool = False, arguments: dict[str, Any] | None
     if not callable(target):
         raise UsageError(f"{path}: {attribute} is not callable")
     # the factory may import the user's other modules lazily: the working directory stays on sys.path for it
-    where = on_meta() if meta else contextlib.nullcontext()
     call = f"{attribute}({', '.join(f'{name}={value!r}' for name, value in (arguments or {}).items())})"
-    with usercode.guard(path, f"calling {call}"), usercode.working_directory_on_path(), where:
+    with usercode.guard(path, f"calling {call}"), usercode.working_directory_on_path(), on_meta(meta):
         model = target(**(arguments or {}))
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}: {attribute}() returned {type(model).__name__}, not an nn.Module")
@@ -189,11 +192,8 @@ def evaluate_import(
     given ``model`` is copied there, never moved: see :func:`meta_copy`)."""
     from convcost.run import inputs as made
 
-    context = context or _default_context()
+    context, calibration = _started(context, meta)
     dtype, device = context.dtype, context.device
-    check_meta(meta, context)
-    check_device(device)
-    calibration = _calibration(context)
     if inputs is None:
         if input_shape is None:
             raise UsageError(f"{path}: no input: give input_shape or inputs")
@@ -242,8 +242,7 @@ def run_module(
     capture: set[str] = set()
     if context.latency is not None:
         capture = set(_Tracer(module, set()).modules)
-    where = on_meta() if meta else contextlib.nullcontext()
-    with usercode.guard(path, f"forward pass on input {described(tensors)}"), where:
+    with usercode.guard(path, f"forward pass on input {described(tensors)}"), on_meta(meta):
         traced = trace(module, tensors[0], tensors[1], capture)
     rows = _group(traced, depth)
     # counting and timing run the model's forward again, inside convcost's own code: an ordinary exception is
@@ -419,10 +418,6 @@ def _measure_latency(
                               len(layer.ops), grouped)  # fmt: skip
 
 
-def _default_context() -> RunContext:
-    return RunContext(threads=torch.get_num_threads())
-
-
 def _calibration(context: RunContext) -> Calibration | None:
     """The cached calibration for a latency run, read before anything is measured (a broken cache stops it)."""
     if context.latency is None:
@@ -461,9 +456,9 @@ def memory_culprit(plan: ModelPlan, fits_at_batch_1: bool) -> tuple[str, str]:
     batch, channels = plan.input_shape[0], plan.input_shape[1]
     if fits_at_batch_1 and batch > 1:
         return "input.batch", str(batch)
-    largest, weight = None, False
+    by_size = ("input.size", "×".join(str(value) for value in plan.input_shape[2:]))
+    largest, weight, where = None, False, None
     biggest = math.prod(plan.input_shape) // batch
-    where = None
     for layer in plan.layers:
         for op in layer.ops:
             for size, is_weight in ((math.prod(ops.output_shape(op)) // batch, False),
@@ -471,12 +466,11 @@ def memory_culprit(plan: ModelPlan, fits_at_batch_1: bool) -> tuple[str, str]:
                 if size > biggest:
                     biggest, largest, weight, where = size, op, is_weight, layer
     if largest is None or where is None:  # the input itself
-        return ("input.channels", str(channels)) if channels > math.prod(plan.input_shape[2:]) else (
-            "input.size", "×".join(str(value) for value in plan.input_shape[2:]))  # fmt: skip
+        return ("input.channels", str(channels)) if channels > math.prod(plan.input_shape[2:]) else by_size
     shape = ops.output_shape(largest)
     pixels = math.prod(shape[2:]) if len(shape) > 2 else 1
     if not weight and pixels >= shape[1]:
-        return "input.size", "×".join(str(value) for value in plan.input_shape[2:])
+        return by_size
     spec = where.spec
     index = where.loc[1] if len(where.loc) > 1 else 0
     scaled = bool(getattr(spec, "scale", False))

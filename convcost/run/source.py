@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError, UsageError
@@ -18,6 +19,9 @@ from convcost.spec.source import is_import_path
 
 if TYPE_CHECKING:
     from convcost.run.context import LatencySettings
+    from convcost.spec.yamlvalues import Loc
+
+T = TypeVar("T")
 
 
 def evaluate_source(
@@ -70,6 +74,20 @@ def parse_convention(value: str | Convention, flag: str = "convention") -> Conve
         raise SpecError([FieldIssue((flag,), f"{value!r} is not a MAC convention: choose {choices}")]) from None
 
 
+def gathered(issues: list[FieldIssue], default: T, parse: Callable[[], T], loc: Loc | None = None) -> T:
+    """``parse()``, or ``default`` with its problems added to ``issues`` (to raise them all at once): a SpecError's
+    issues, and given ``loc``, a ValueError's message as an issue at ``loc``."""
+    try:
+        return parse()
+    except SpecError as error:
+        issues.extend(error.issues)
+    except ValueError as error:
+        if loc is None:
+            raise
+        issues.append(FieldIssue(loc, str(error)))
+    return default
+
+
 def _evaluate_source(
     source: str,
     input_shape: list[str],
@@ -101,25 +119,11 @@ def _evaluate_source(
     for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
         if value is not None:
             issues.append(FieldIssue((flag,), "is for model files; give an import path's input with --input"))
-    flags: Inputs | None = None
     if not input_shape and inputs_file is None:
         issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
-    elif input_shape:
-        try:
-            flags = parse_inputs(input_shape)
-        except SpecError as error:
-            issues.extend(error.issues)
-    factory_arguments: dict[str, Any] = {}
-    try:
-        factory_arguments = parse_arguments(arguments)
-    except SpecError as error:
-        issues.extend(error.issues)
-    batch_size = 1
-    if batch is not None:
-        try:
-            batch_size = positive_int(batch)
-        except ValueError as error:
-            issues.append(FieldIssue(("batch",), str(error)))
+    flags: Inputs | None = gathered(issues, None, lambda: parse_inputs(input_shape)) if input_shape else None
+    factory_arguments: dict[str, Any] = gathered(issues, {}, lambda: parse_arguments(arguments))
+    batch_size = 1 if batch is None else gathered(issues, 1, lambda: positive_int(batch), ("batch",))
     if issues:
         raise SpecError(issues)
     from convcost.spec.inputs_file import load_inputs

@@ -29,18 +29,14 @@ def load_model_and_input(
     called with the ``--arg`` ``arguments``) and the input shape with the batch: the one place that turns a
     command line's model into a module and an input. One float ``--input`` only: suggest and convert replace
     convs on one image."""
+    from convcost.run.source import gathered
     from convcost.spec.bundled import Use, resolve
     from convcost.spec.compare import positive_int
     from convcost.spec.inputs import parse_arguments, parse_inputs
     from convcost.spec.source import is_import_path
 
-    batch_size = 1
     issues: list[FieldIssue] = []
-    if batch is not None:
-        try:
-            batch_size = positive_int(batch)
-        except ValueError as error:
-            issues.append(FieldIssue(("batch",), str(error)))
+    batch_size = 1 if batch is None else gathered(issues, 1, lambda: positive_int(batch), ("batch",))
     texts = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
     if not is_import_path(source):
         if texts:
@@ -60,19 +56,11 @@ def load_model_and_input(
     elif len(texts) > 1:
         issues.append(FieldIssue(("input",), "one input here (the convs replaced see one image); "
                                              "convcost model counts a model with more"))  # fmt: skip
-    else:
-        try:
-            spec = parse_inputs(texts).args[0]
-            if spec.dtype not in (None, "float32"):
-                issues.append(FieldIssue(("input",), f"runs in float32: drop :{spec.dtype}"))
-            shape = spec.shape
-        except SpecError as error:
-            issues.extend(error.issues)
-    parsed: dict[str, object] = {}
-    try:
-        parsed = parse_arguments(arguments)
-    except SpecError as error:
-        issues.extend(error.issues)
+    elif (spec := gathered(issues, None, lambda: parse_inputs(texts).args[0])) is not None:
+        if spec.dtype not in (None, "float32"):
+            issues.append(FieldIssue(("input",), f"runs in float32: drop :{spec.dtype}"))
+        shape = spec.shape
+    parsed: dict[str, object] = gathered(issues, {}, lambda: parse_arguments(arguments))
     if issues:
         raise SpecError(issues)
     from convcost.run.model import load_factory
