@@ -143,18 +143,16 @@ def measure_check(
 
         result = network.estimate_plan(target.plan, str(check.model_path), context.environment(measured=False),
                                        convention)  # fmt: skip
-    elif target.plan is not None:
-        from convcost.run.model import evaluate_plan
+    else:
+        from convcost.run.model import evaluate_import, evaluate_plan
 
         with context.applied():  # the process's threads and allocator as they were, after
-            result = evaluate_plan(target.plan, str(check.model_path), context, convention=convention)
-    else:
-        from convcost.run.model import evaluate_import
-
-        assert check.import_path is not None and target.inputs is not None and target.module is not None
-        with context.applied():
-            result = evaluate_import(check.import_path, context=context, model=target.module, convention=convention,
-                                     inputs=target.inputs)  # fmt: skip
+            if target.plan is not None:
+                result = evaluate_plan(target.plan, str(check.model_path), context, convention=convention)
+            else:
+                assert check.import_path is not None and target.inputs is not None and target.module is not None
+                result = evaluate_import(check.import_path, context=context, model=target.module,
+                                         convention=convention, inputs=target.inputs)  # fmt: skip
     contention = result.environment.contention
     parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention) for layer in result.layers}
     total = _figures(result.total.params, result.total.macs, result.latency, contention)
@@ -217,17 +215,10 @@ def latency_doubt(stats: LatencyStats | None, contention: Contention | None) -> 
             f"(95% interval {low:.3g}–{high:.3g} ms)"
         )
     if contention is not None and contention.busy:
-        reasons.append(_busy_reason(contention))
+        fractions = (("memory bandwidth", contention.memory_fraction), ("compute", contention.compute_fraction))
+        levels = ", ".join(f"{what} at {fraction:.0%}" for what, fraction in fractions if fraction is not None)
+        reasons.append(f"the machine was busy ({levels} of {contention.reference})")
     return " and ".join(reasons)
-
-
-def _busy_reason(contention: Contention) -> str:
-    levels = []
-    if contention.memory_fraction is not None:
-        levels.append(f"memory bandwidth at {contention.memory_fraction:.0%}")
-    if contention.compute_fraction is not None:
-        levels.append(f"compute at {contention.compute_fraction:.0%}")
-    return f"the machine was busy ({', '.join(levels)} of {contention.reference})"
 
 
 def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool = False) -> list[LimitVerdict]:
@@ -268,13 +259,7 @@ def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool
 
 
 def _limit(
-    check: PlannedCheck,
-    subject: str,
-    metric: str,
-    limit: Limit,
-    found: float | None,
-    loc: tuple[str | int, ...],
-    why: str = "",
+    check: PlannedCheck, subject: str, metric: str, limit: Limit, found: float | None, loc: yamlio.Loc, why: str = ""
 ) -> LimitVerdict:
     level = _level(limit, metric)
     line = check.line_of(*loc)
@@ -329,8 +314,7 @@ def growth_verdicts(
             )  # fmt: skip
         if before is None or now is None:
             continue
-        limit: Limit | None = getattr(check.spec, metric)
-        level = _level(limit, metric)
+        level = _level(getattr(check.spec, metric), metric)
         allowed_pct = getattr(tolerance, metric)
         if metric == "latency_ms":
             changed = differences(recorded_environment(baseline, check.name), measured.environment)
@@ -418,12 +402,9 @@ def run_checks(
         refuse_unmeasurable(budget, update_baseline)
     targets = prepare_checks(budget)
     path = baseline_path or budget.baseline_path
-    baseline = None
-    missing = False
-    if path is not None and not update_baseline:
-        # a baseline named on the command line must exist; the budget file's may not have been written yet
-        missing = baseline_path is None and not path.exists()
-        baseline = None if missing else load_baseline(path)
+    # a baseline named on the command line must exist; the budget file's may not have been written yet
+    missing = path is not None and not update_baseline and baseline_path is None and not path.exists()
+    baseline = load_baseline(path) if path is not None and not update_baseline and not missing else None
     if baseline is not None and path is not None:
         # a baseline's MACs are in the convention it was written in (before conventions: ours); figures in two
         # conventions never compare
@@ -433,15 +414,13 @@ def run_checks(
                        f"--convention {recorded}, or write a new baseline with --update-baseline")  # fmt: skip
             raise SpecError([FieldIssue(("convention",), message)], str(path))
     refuse_empty_checks(budget, path, baseline, update_baseline)
+    from convcost.run.context import LatencySettings, threads_for
+
     options = budget.spec.latency
     settings = latency_settings
     if settings is None and not formula_only:
-        from convcost.run.context import LatencySettings
-
         settings = LatencySettings(rounds=options.rounds, min_time=options.min_time, target=options.target / 100,
                                    max_time=options.max_time)  # fmt: skip
-    from convcost.run.context import threads_for
-
     threads = threads_for(None, settings, options.threads)
     verdicts: list[LimitVerdict] = []
     measured: dict[str, Measured] = {}

@@ -28,7 +28,7 @@ def runs(model: nn.Module) -> list[list[Leaf]]:
     children stays one opaque entry, and its own Sequentials are runs of their own)."""
     found: list[list[Leaf]] = []
 
-    def flatten(sequential: nn.Module, prefix: str, run: list[Leaf]) -> None:
+    def flatten(sequential: nn.Module, prefix: str, run: list[Leaf]) -> list[Leaf]:
         for name, child in sequential.named_children():
             full = f"{prefix}.{name}" if prefix else name
             if _is_sequential(child):
@@ -37,21 +37,18 @@ def runs(model: nn.Module) -> list[list[Leaf]]:
                 run.append((full, child))
                 if any(True for _ in child.children()):
                     visit(child, full)
+        return run
 
     def visit(module: nn.Module, prefix: str) -> None:
         for name, child in module.named_children():
             full = f"{prefix}.{name}" if prefix else name
             if _is_sequential(child):
-                run: list[Leaf] = []
-                flatten(child, full, run)
-                found.append(run)
+                found.append(flatten(child, full, []))
             else:
                 visit(child, full)
 
     if _is_sequential(model):
-        run: list[Leaf] = []
-        flatten(model, "", run)
-        found.append(run)
+        found.append(flatten(model, "", []))
     else:
         visit(model, "")
     return found
@@ -80,10 +77,8 @@ def find_pairs(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> tuple[li
             placed.add(name)
             assert isinstance(module, nn.Conv2d)
             following = run[index + 1 :]
-            norm = None
-            if following and type(following[0][1]) is nn.BatchNorm2d:
-                norm = following[0]
-                following = following[1:]
+            norm = following[0] if following and type(following[0][1]) is nn.BatchNorm2d else None
+            following = following[1:] if norm else following
             reason = _refusal(name, module, norm, following)
             if reason is not None:
                 refused.append(Refused(name, reason))
@@ -132,9 +127,7 @@ def merge_pair(candidate: Candidate) -> nn.Conv2d:
     assert isinstance(depthwise, nn.Conv2d) and isinstance(pointwise, nn.Conv2d)
     wide = torch.float64
     d = depthwise.weight.detach().to("cpu", wide)
-    d_bias = torch.zeros(d.shape[0], dtype=wide)
-    if depthwise.bias is not None:
-        d_bias = depthwise.bias.detach().to("cpu", wide)
+    d_bias = torch.zeros(d.shape[0], dtype=wide) if depthwise.bias is None else depthwise.bias.detach().to("cpu", wide)
     if len(candidate.modules) == 3:
         norm = candidate.modules[1][1]
         assert isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None and norm.running_var is not None

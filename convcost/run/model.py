@@ -35,7 +35,6 @@ from convcost.results.model import ModelLayerResult, ModelResult
 from convcost.run import build, latency, measure, network
 from convcost.run.context import RunContext
 from convcost.run.counting import count
-from convcost.run.latency import LatencySettings
 from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
 from convcost.run.network import Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, matched, trace
@@ -371,22 +370,10 @@ def _evaluate(
     )
     total.macs_ptflops = total.ptflops_raw - total.bias_adds
     result.checks = found + counted
-    if context.latency is not None:
-        _measure_latency(result, module, arguments, traced, rows, context.latency, context.threads, calibration)
-    return result
-
-
-def _measure_latency(
-    result: ModelResult,
-    module: nn.Module,
-    arguments: Arguments,
-    traced: Trace,
-    rows: list[Row],
-    settings: LatencySettings,
-    threads: int,
-    calibration: Calibration | None,
-) -> None:
-    if settings.tune_allocator:
+    timing = context.latency
+    if timing is None:
+        return result
+    if timing.tune_allocator:
         latency.tune_allocator()
     result.environment.allocator = latency.allocator_state()  # process-wide: an earlier call may have tuned it
     from convcost.run.inputs import timed_case
@@ -400,7 +387,7 @@ def _measure_latency(
             timed[key] = layer
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Using padding='same'")
-        run = latency.measure_run(cases, settings, watched=["(model)"], reference=calibration, threads=threads)
+        run = latency.measure_run(cases, timing, watched=["(model)"], reference=calibration, threads=context.threads)
     stats = run.stats
     result.latency = stats["(model)"]
     result.environment.contention = run.contention
@@ -416,6 +403,7 @@ def _measure_latency(
         grouped = sum(isinstance(op, ConvOp) and is_grouped_call(op.groups, op.kernel) for op in ops_of[key])
         layer.roofline = line(layer.macs, layer.min_bytes(itemsize), layer.latency.shown_ms, calibration,
                               len(layer.ops), grouped)  # fmt: skip
+    return result
 
 
 def _calibration(context: RunContext) -> Calibration | None:

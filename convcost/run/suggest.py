@@ -98,16 +98,10 @@ def suggest_spec(
     before and after; sorted by MAC saving. ``selected``: the layers reaching ``spec.min_saving``."""
     result, seen, replacements = _run(model, inputs, spec, source, keep_inputs=settings is not None, every=True)
     if settings is not None:
-        originals = dict(model.named_modules())
-        cases: dict[str, tuple[nn.Module, torch.Tensor]] = {}
-        pairs = []
-        for layer in result.layers:
-            tensor = seen.inputs.get(layer.name)
-            if tensor is None:
-                continue
-            cases[f"before {layer.name}"] = (originals[layer.name], tensor)
-            cases[f"after {layer.name}"] = (replacements[layer.name], tensor)
-            pairs.append((f"before {layer.name}", f"after {layer.name}"))
+        modules = (("before", dict(model.named_modules())), ("after", replacements))
+        timed = [layer.name for layer in result.layers if layer.name in seen.inputs]
+        cases = {f"{when} {name}": (of[name], seen.inputs[name]) for name in timed for when, of in modules}
+        pairs = [(f"before {name}", f"after {name}") for name in timed]
         if cases:
             if settings.tune_allocator:
                 latency.tune_allocator()
@@ -145,8 +139,11 @@ def convert_and_save(
 
 
 def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
-    """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically."""
+    """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically: via a
+    temporary file in the same folder and a rename, so that a failed save never leaves half a model."""
     import io
+    import os
+    import tempfile
 
     from convcost.run.convert import example_input
 
@@ -160,27 +157,19 @@ def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
     buffer = io.BytesIO()  # torch.export.save warns about any file name not ending in .pt2: a buffer it accepts
     torch.export.save(program, buffer)
     try:
-        _write_bytes(output, buffer.getvalue())
+        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.resolve().parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(buffer.getvalue())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+            os.replace(temporary, output)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     except OSError as error:
         raise UsageError(f"-o/--output: cannot write {output}: {error.strerror or error}") from None
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Via a temporary file in the same folder and a rename: a failed save never leaves half a model."""
-    import os
-    import tempfile
-
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _run(
