@@ -185,9 +185,8 @@ def _measure_batch(
         parts[entry.name] = _figures(layer.params, layer.macs, layer.latency, comparison.environment.contention)
     if failed:
         # a sum without the failed entries would pass a limit it should not: the total is not measured
-        total = Figures(None, None, None)
         incomplete = f"{failed} of {len(result.entries)} entries failed"
-        return Measured(total, parts, environment, problems, batch=result, incomplete=incomplete)
+        return Measured(Figures(None, None, None), parts, environment, problems, batch=result, incomplete=incomplete)
     timed = [part.latency_ms for part in parts.values()]
     doubts = [f"{name}: {part.latency_doubt}" for name, part in parts.items() if part.latency_doubt]
     total = Figures(
@@ -317,7 +316,9 @@ def growth_verdicts(
         level = _level(getattr(check.spec, metric), metric)
         allowed_pct = getattr(tolerance, metric)
         if metric == "latency_ms":
-            changed = differences(recorded_environment(baseline, check.name), measured.environment)
+            own = recorded.get("environment")  # the check's own, else the baseline's (older files)
+            then = own if isinstance(own, dict) else baseline.get("environment") or {}
+            changed = differences(then, measured.environment)
             if changed:
                 verdicts.append(
                     LimitVerdict(check.name, "model", metric, "environment", Level.WARN, False, check.line_of(metric),
@@ -343,13 +344,6 @@ def environment_record(environment: Environment | None) -> dict[str, Any] | None
     data.pop("calibration", None)
     data["cpu"] = cpu_model() if environment.device == "cpu" else None
     return data
-
-
-def recorded_environment(baseline: dict[str, Any], name: str) -> dict[str, Any]:
-    """The environment a check's latency was recorded in: its own, else the baseline's (older files)."""
-    recorded = baseline.get("checks", {}).get(name)
-    own = recorded.get("environment") if isinstance(recorded, dict) else None
-    return own if isinstance(own, dict) else baseline.get("environment") or {}
 
 
 def differences(recorded: dict[str, Any], environment: Environment | None) -> list[str]:

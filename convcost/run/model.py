@@ -238,9 +238,7 @@ def run_module(
     from convcost.run import usercode
     from convcost.run.inputs import described
 
-    capture: set[str] = set()
-    if context.latency is not None:
-        capture = set(_Tracer(module, set()).modules)
+    capture = set(_Tracer(module, set()).modules) if context.latency is not None else set()
     with usercode.guard(path, f"forward pass on input {described(tensors)}"), on_meta(meta):
         traced = trace(module, tensors[0], tensors[1], capture)
     rows = _group(traced, depth)
@@ -258,12 +256,8 @@ def _user_sources(path: str, model: nn.Module) -> tuple[str, ...]:
     from convcost.run import usercode
 
     names = {path.partition(":")[0], *(type(child).__module__ for child in model.modules())}
-    roots: set[str] = set()
-    for name in names:
-        module = sys.modules.get(name)
-        if module is not None and name.partition(".")[0] not in ("torch", "convcost"):
-            roots.update(usercode.source_roots(module))
-    return tuple(sorted(roots))
+    modules = [sys.modules.get(name) for name in names if name.partition(".")[0] not in ("torch", "convcost")]
+    return tuple(sorted({root for module in modules if module is not None for root in usercode.source_roots(module)}))
 
 
 def _group(traced: Trace, depth: int | None) -> list[Row]:
