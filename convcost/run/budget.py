@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convcost.cost.conventions import Convention
-from convcost.errors import FieldIssue, SpecError
+from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.budget import METRICS, BudgetResult, Figures, Level, LimitVerdict, Measured
+from convcost.run import network
+from convcost.run.context import LatencySettings, RunContext, threads_for
 from convcost.spec import yamlio
 from convcost.spec.budget import (
     BASELINE_VERSION,
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 
     from convcost.cost.stats import Contention
     from convcost.results.comparison import Environment, LatencyStats
-    from convcost.run.latency import LatencySettings
     from convcost.spec.batch import Batch
     from convcost.spec.inputs import Inputs
     from convcost.spec.layers import ModelPlan
@@ -65,7 +66,6 @@ def prepare_checks(budget: Budget) -> list[Target]:
     is not SHAPE[:DTYPE], a module that does not import, a factory that fails with its ``args``) is raised at
     once, on the budget's lines.
     """
-    from convcost.errors import UsageError
     from convcost.spec.batch import load_batch
     from convcost.spec.inputs import Inputs, parse_input_spec
     from convcost.spec.model import load_model
@@ -135,12 +135,8 @@ def measure_check(
     """
     if target.batch is not None:
         return _measure_batch(check, target.batch, settings, threads, measure=not formula_only)
-    from convcost.run.context import RunContext
-
     context = RunContext(threads=threads, latency=settings)
     if target.plan is not None and formula_only:
-        from convcost.run import network
-
         result = network.estimate_plan(target.plan, str(check.model_path), context.environment(measured=False),
                                        convention)  # fmt: skip
     else:
@@ -227,14 +223,13 @@ def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool
     for problem in measured.problems:
         verdicts.append(LimitVerdict(check.name, "model", "checks", "failed", Level.ERROR, False, check.line,
                                      message=problem))  # fmt: skip
-    whole = "batch total" if check.batch_path is not None else "model"
+    whole, part = ("batch total", "entry") if check.batch_path is not None else ("model", "layer")
     for metric in METRICS:
         limit: Limit | None = getattr(spec, metric)
         if limit is not None:
             found = measured.total.get(metric)
             verdict = _limit(check, whole, metric, limit, found, (metric,), measured.incomplete)
             verdicts.append(_doubted(verdict, measured.total, strict_latency))
-    part = "entry" if check.batch_path is not None else "layer"
     for number, layer in enumerate(spec.layers):
         names = [name for name in measured.parts if fnmatch.fnmatchcase(name, layer.match)]
         if not names:
@@ -408,8 +403,6 @@ def run_checks(
                        f"--convention {recorded}, or write a new baseline with --update-baseline")  # fmt: skip
             raise SpecError([FieldIssue(("convention",), message)], str(path))
     refuse_empty_checks(budget, path, baseline, update_baseline)
-    from convcost.run.context import LatencySettings, threads_for
-
     options = budget.spec.latency
     settings = latency_settings
     if settings is None and not formula_only:

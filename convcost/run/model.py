@@ -150,10 +150,9 @@ def load_factory(path: str, meta: bool = False, arguments: dict[str, Any] | None
     with usercode.guard(path, f"looking up {attribute}"):
         for part in attribute.split("."):
             if not hasattr(target, part):
-                names = [name for name in dir(imported) if not name.startswith("_")]
                 from convcost.spec.yamlio import suggest
 
-                hint = suggest(part, names)
+                hint = suggest(part, [name for name in dir(imported) if not name.startswith("_")])
                 raise UsageError(
                     f"{path}: {module_name} has no attribute {part!r}" + (f"; did you mean '{hint}'?" if hint else "")
                 )
@@ -190,6 +189,7 @@ def evaluate_import(
     :func:`evaluate_plan`). ``meta``: on the meta device, the factory called under ``torch.device("meta")`` (a
     given ``model`` is copied there, never moved: see :func:`meta_copy`)."""
     from convcost.run import inputs as made
+    from convcost.run import usercode
 
     context, calibration = _started(context, meta)
     dtype, device = context.dtype, context.device
@@ -206,8 +206,6 @@ def evaluate_import(
             f"the input {shape_text} alone",
             "use a smaller --input or --batch",
         )
-    from convcost.run import usercode
-
     loaded = model if model is not None else load_factory(path, meta, arguments)
     where = "meta" if meta else device
     with usercode.guard(path, f"{'copying' if meta else 'moving'} the model to {where} {dtype}"):
@@ -321,7 +319,9 @@ def _evaluate(
     calibration: Calibration | None = None,
     convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
-    from convcost.run.inputs import first_tensor, output_shapes, shape_text
+    from convcost.cost.roofline import is_grouped_call
+    from convcost.results.roofline import line
+    from convcost.run.inputs import first_tensor, output_shapes, shape_text, timed_case
 
     first = first_tensor(arguments)
     result = network.network(name, source, tuple(first.shape) if first is not None else (), rows,
@@ -370,8 +370,6 @@ def _evaluate(
     if timing.tune_allocator:
         latency.tune_allocator()
     result.environment.allocator = latency.allocator_state()  # process-wide: an earlier call may have tuned it
-    from convcost.run.inputs import timed_case
-
     cases: dict[str, tuple[nn.Module, torch.Tensor]] = {"(model)": timed_case(module, arguments)}
     timed: dict[str, ModelLayerResult] = {}
     for row, layer in zip(rows, result.layers, strict=True):
@@ -385,9 +383,6 @@ def _evaluate(
     stats = run.stats
     result.latency = stats["(model)"]
     result.environment.contention = run.contention
-    from convcost.cost.roofline import is_grouped_call
-    from convcost.results.roofline import line
-
     itemsize = DType(result.environment.dtype).itemsize
     result.environment.calibration = calibration
     ops_of = {f"layer {row.name}": row.ops for row in rows}
