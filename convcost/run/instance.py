@@ -16,7 +16,7 @@ from torch import nn
 from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.model import ModelResult
-from convcost.run import build
+from convcost.run import build, usercode
 from convcost.run.context import LatencySettings, RunContext, threads_for
 from convcost.run.inputs import Arguments, input_bytes, make
 from convcost.run.measure import require_memory
@@ -73,8 +73,6 @@ def count(
         if not meta:
             require_memory(input_bytes(specs, batch, context.dtype), "inputs", "the inputs alone",
                            "use smaller inputs or batch")  # fmt: skip
-        from convcost.run import usercode
-
         where = "meta" if meta else context.device
         with usercode.guard(path, f"copying the model to {where} {context.dtype}"):
             module = build.prepare(meta_copy(model) if meta else copy.deepcopy(model), context.dtype, where)

@@ -20,7 +20,7 @@ import math
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,18 +32,18 @@ from convcost.cost.roofline import Calibration
 from convcost.errors import UsageError
 from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
-from convcost.run import build, latency, measure, network
+from convcost.run import build, latency, measure, network, usercode
+from convcost.run.cache import cached
 from convcost.run.context import RunContext
 from convcost.run.counting import count
+from convcost.run.inputs import Arguments, described, first_tensor, output_shapes, shape_text, timed_case
 from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
+from convcost.run.model_build import model_module
 from convcost.run.network import Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, matched, trace
 from convcost.spec.compare import DType
 from convcost.spec.inputs import Inputs, InputSpec
 from convcost.spec.layers import ModelPlan
-
-if TYPE_CHECKING:
-    from convcost.run.inputs import Arguments
 
 
 def evaluate_plan(
@@ -57,8 +57,6 @@ def evaluate_plan(
     untimed, on torch's thread count as it is); the environment is recorded from the context. ``meta``: build and
     run it on the meta device (shapes only, nothing computed or allocated; see :func:`on_meta`). ``convention``:
     the MAC convention of the figures (:mod:`convcost.cost.conventions`); the counters check ours either way."""
-    from convcost.run.model_build import model_module
-
     context, calibration = _started(context, meta)
     dtype, device, latency_settings = context.dtype, context.device, context.latency
     shape = plan.input_shape
@@ -130,8 +128,6 @@ def load_factory(path: str, meta: bool = False, arguments: dict[str, Any] | None
     Everything the user's code does runs inside :func:`convcost.run.usercode.guard`: an exception, ``sys.exit`` or a
     KeyboardInterrupt it raises is an error naming ``path``, and what it prints goes to stderr.
     """
-    from convcost.run import usercode
-
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise UsageError(f"{path}: expected package.module:factory (a callable returning an nn.Module)")
@@ -189,7 +185,6 @@ def evaluate_import(
     :func:`evaluate_plan`). ``meta``: on the meta device, the factory called under ``torch.device("meta")`` (a
     given ``model`` is copied there, never moved: see :func:`meta_copy`)."""
     from convcost.run import inputs as made
-    from convcost.run import usercode
 
     context, calibration = _started(context, meta)
     dtype, device = context.dtype, context.device
@@ -233,9 +228,6 @@ def run_module(
 ) -> ModelResult:
     """Trace ``module`` (prepared from the user's ``loaded``) on its arguments, count and time it (MACs by
     ``convention``)."""
-    from convcost.run import usercode
-    from convcost.run.inputs import described
-
     capture = set(_Tracer(module, set()).modules) if context.latency is not None else set()
     with usercode.guard(path, f"forward pass on input {described(tensors)}"), on_meta(meta):
         traced = trace(module, tensors[0], tensors[1], capture)
@@ -251,8 +243,6 @@ def run_module(
 
 def _user_sources(path: str, model: nn.Module) -> tuple[str, ...]:
     """The folders and files of the user's code: the import path's package and every module class's package."""
-    from convcost.run import usercode
-
     names = {path.partition(":")[0], *(type(child).__module__ for child in model.modules())}
     modules = [sys.modules.get(name) for name in names if name.partition(".")[0] not in ("torch", "convcost")]
     return tuple(sorted({root for module in modules if module is not None for root in usercode.source_roots(module)}))
@@ -321,7 +311,6 @@ def _evaluate(
 ) -> ModelResult:
     from convcost.cost.roofline import is_grouped_call
     from convcost.results.roofline import line
-    from convcost.run.inputs import first_tensor, output_shapes, shape_text, timed_case
 
     first = first_tensor(arguments)
     result = network.network(name, source, tuple(first.shape) if first is not None else (), rows,
@@ -399,8 +388,6 @@ def _calibration(context: RunContext) -> Calibration | None:
     """The cached calibration for a latency run, read before anything is measured (a broken cache stops it)."""
     if context.latency is None:
         return None
-    from convcost.run.cache import cached
-
     return cached(context.device, context.dtype, context.threads)
 
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.convert import ConvertResult
-from convcost.run import latency
+from convcost.run import latency, usercode
 from convcost.run.convert import Seen, convert_spec
 from convcost.run.latency import LatencySettings
 from convcost.spec.convert import ConvertSpec
@@ -29,10 +29,13 @@ def load_model_and_input(
     called with the ``--arg`` ``arguments``) and the input shape with the batch: the one place that turns a
     command line's model into a module and an input. One float ``--input`` only: suggest and convert replace
     convs on one image."""
+    from convcost.run.model import load_factory
+    from convcost.run.model_build import model_module
     from convcost.run.source import gathered
     from convcost.spec.bundled import Use, resolve
     from convcost.spec.compare import positive_int
     from convcost.spec.inputs import parse_arguments, parse_inputs
+    from convcost.spec.model import load_model
     from convcost.spec.source import is_import_path
 
     issues: list[FieldIssue] = []
@@ -45,9 +48,6 @@ def load_model_and_input(
             issues.append(FieldIssue(("arg",), "is for import paths; a model file gives its own layers"))
         if issues:
             raise SpecError(issues)
-        from convcost.run.model_build import model_module
-        from convcost.spec.model import load_model
-
         plan = load_model(str(resolve(source, Use.MODEL)), batch=None if batch is None else str(batch_size))
         return model_module(plan), tuple(plan.input_shape)
     shape: tuple[int, ...] = ()
@@ -63,8 +63,6 @@ def load_model_and_input(
     parsed: dict[str, object] = gathered(issues, {}, lambda: parse_arguments(arguments))
     if issues:
         raise SpecError(issues)
-    from convcost.run.model import load_factory
-
     return load_factory(source, arguments=parsed), (batch_size, *shape)
 
 
@@ -181,8 +179,6 @@ def _run(
     keep_inputs: bool = False,
     every: bool = False,
 ) -> tuple[ConvertResult, Seen, dict[str, nn.Module]]:
-    from convcost.run import usercode
-
     with usercode.guard(source or "model", "forward pass"):
         result, seen, replacements = convert_spec(model, inputs, spec, select, every=every, keep_inputs=keep_inputs)
     result.source = source
