@@ -32,6 +32,7 @@ from convcost.cost.factorize import Factorized
 from convcost.errors import FieldIssue, SpecError
 from convcost.results.convert import DIFFERENT_FUNCTION, ConvertedLayer, ConvertResult, Refused, Totals
 from convcost.run.candidates import Candidate, conv_op
+from convcost.run.merge import find_pairs, merge_pair
 from convcost.spec.convert import ConvertSpec, Target, parse_convert
 
 GROUPED_NOTE = "grouped: structure only, stock initialisation (no grouped conv holds the cross-group weights)"
@@ -151,8 +152,6 @@ def find_candidates(
 ) -> tuple[list[Candidate], list[Refused]]:
     """The layers ``spec`` can convert, in the model's order, and those it cannot (with the reason)."""
     if spec.to is Target.DENSE:
-        from convcost.run.merge import find_pairs
-
         return find_pairs(model, shapes)
     candidates: list[Candidate] = []
     refused: list[Refused] = []
@@ -242,8 +241,6 @@ def replace_candidate(
     """Put the replacement of ``candidate`` into ``model``; fills ``layer``'s weight error and code."""
     module = candidate.modules[0][1]
     if spec.to is Target.DENSE:
-        from convcost.run.merge import merge_pair
-
         replacement: nn.Module = merge_pair(candidate)
         layer.weight_error, layer.error_note = 0.0, "exact: two linear maps merged into one"
     else:

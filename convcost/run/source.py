@@ -14,6 +14,7 @@ from convcost.run import network
 from convcost.run.context import RunContext, threads_for
 from convcost.spec.compare import positive_int
 from convcost.spec.inputs import Inputs, combined, parse_arguments, parse_inputs
+from convcost.spec.inputs_file import load_inputs
 from convcost.spec.model import load_model
 from convcost.spec.source import is_import_path
 
@@ -126,8 +127,6 @@ def _evaluate_source(
     batch_size = 1 if batch is None else gathered(issues, 1, lambda: positive_int(batch), ("batch",))
     if issues:
         raise SpecError(issues)
-    from convcost.spec.inputs_file import load_inputs
-
     inputs = combined(flags, load_inputs(inputs_file) if inputs_file is not None else None)
     if formula_only:
         raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")

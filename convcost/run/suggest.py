@@ -4,6 +4,9 @@ prints."""
 
 from __future__ import annotations
 
+import io
+import os
+import tempfile
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -14,9 +17,9 @@ from torch import nn
 from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.convert import ConvertResult
 from convcost.run import latency, usercode
-from convcost.run.convert import Seen, convert_spec
+from convcost.run.convert import Seen, convert_spec, example_input
 from convcost.run.latency import LatencySettings
-from convcost.spec.convert import ConvertSpec
+from convcost.spec.convert import ConvertSpec, parse_convert
 
 
 def load_model_and_input(
@@ -78,8 +81,6 @@ def suggest(
 ) -> ConvertResult:
     """What :func:`convcost.convert` would do to every candidate, sorted by MAC saving (``model`` untouched;
     ``.model`` has every candidate replaced); ``latency``: time each layer before and after on ``threads``."""
-    from convcost.spec.convert import parse_convert
-
     spec = parse_convert(to, multiplier, rank, min_saving, allow_dense=False)
     return suggest_spec(model, inputs, spec, latency, threads)
 
@@ -139,12 +140,6 @@ def convert_and_save(
 def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
     """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically: via a
     temporary file in the same folder and a rename, so that a failed save never leaves half a model."""
-    import io
-    import os
-    import tempfile
-
-    from convcost.run.convert import example_input
-
     model.eval()
     tensor = example_input(model, inputs)
     try:
