@@ -194,8 +194,7 @@ def choose(candidates: list[Candidate], spec: ConvertSpec, select: Collection[st
                 message = f"{pattern!r} is not a layer that --to {spec.to.value} can convert{known}"
                 raise SpecError([FieldIssue(("select",), message)])
             chosen.update(matched)
-    least = spec.min_saving or 0.0
-    return {c.name for c in candidates if c.name in chosen and (c.factorized.saving or 0.0) >= least}
+    return {c.name for c in candidates if c.name in chosen and (c.factorized.saving or 0.0) >= (spec.min_saving or 0.0)}
 
 
 def build_result(

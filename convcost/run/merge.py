@@ -122,8 +122,7 @@ def _refusal(name: str, depthwise: nn.Conv2d, norm: Leaf | None, following: list
 
 def merge_pair(candidate: Candidate) -> nn.Conv2d:
     """The dense conv equal to depthwise (→ BatchNorm, folded) → 1×1, in float64 then the depthwise's dtype."""
-    depthwise = candidate.modules[0][1]
-    pointwise = candidate.modules[-1][1]
+    depthwise, pointwise = candidate.modules[0][1], candidate.modules[-1][1]
     assert isinstance(depthwise, nn.Conv2d) and isinstance(pointwise, nn.Conv2d)
     wide = torch.float64
     d = depthwise.weight.detach().to("cpu", wide)

@@ -80,8 +80,7 @@ def evaluate_plan(
 
 
 def check_context(meta: bool, context: RunContext) -> None:
-    """UsageError for a device that is not there, or for --meta with what needs a real run: latency, or a device of
-    its own."""
+    """UsageError for a device that is not there, or --meta with what needs a real run (latency, another device)."""
     if meta and context.latency is not None:
         raise UsageError("--meta: counts without running anything; --latency times a real run: drop one of them")
     if meta and context.device != "cpu":
