@@ -85,10 +85,9 @@ def find_pairs(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> tuple[li
                 continue
             pointwise_name, pointwise = following[0]
             assert isinstance(pointwise, nn.Conv2d)
-            depthwise_op = conv_op(name, module, shapes.get(name))
             pointwise_op = conv_op(pointwise_name, pointwise, shapes.get(pointwise_name))
             bias = module.bias is not None or pointwise.bias is not None or norm is not None
-            merged = factorize.merged(depthwise_op, pointwise_op, bias)
+            merged = factorize.merged(conv_op(name, module, shapes.get(name)), pointwise_op, bias)
             modules: list[Leaf] = [(name, module), *([norm] if norm else []), (pointwise_name, pointwise)]
             extra = sum(parameter.numel() for parameter in norm[1].parameters()) if norm else 0
             candidates.append(Candidate(name, modules, merged, name in shapes, extra))

@@ -33,7 +33,6 @@ from convcost.errors import UsageError
 from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
 from convcost.run import build, latency, measure, network, usercode
-from convcost.run.cache import cached
 from convcost.run.context import RunContext
 from convcost.run.counting import count
 from convcost.run.inputs import Arguments, described, first_tensor, output_shapes, shape_text, timed_case
@@ -387,6 +386,8 @@ def _calibration(context: RunContext) -> Calibration | None:
     """The cached calibration for a latency run, read before anything is measured (a broken cache stops it)."""
     if context.latency is None:
         return None
+    from convcost.run.cache import cached  # looked up when called: tests replace it
+
     return cached(context.device, context.dtype, context.threads)
 
 
