@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convcost.cost.conventions import Convention
-from convcost.errors import FieldIssue, SpecError
+from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.budget import METRICS, BudgetResult, Figures, Level, LimitVerdict, Measured
+from convcost.run import network
+from convcost.run.context import LatencySettings, RunContext, threads_for
 from convcost.spec import yamlio
 from convcost.spec.budget import (
     BASELINE_VERSION,
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
 
     from convcost.cost.stats import Contention
     from convcost.results.comparison import Environment, LatencyStats
-    from convcost.run.latency import LatencySettings
     from convcost.spec.batch import Batch
     from convcost.spec.inputs import Inputs
     from convcost.spec.layers import ModelPlan
@@ -65,7 +66,6 @@ def prepare_checks(budget: Budget) -> list[Target]:
     is not SHAPE[:DTYPE], a module that does not import, a factory that fails with its ``args``) is raised at
     once, on the budget's lines.
     """
-    from convcost.errors import UsageError
     from convcost.spec.batch import load_batch
     from convcost.spec.inputs import Inputs, parse_input_spec
     from convcost.spec.model import load_model
@@ -135,26 +135,20 @@ def measure_check(
     """
     if target.batch is not None:
         return _measure_batch(check, target.batch, settings, threads, measure=not formula_only)
-    from convcost.run.context import RunContext
-
     context = RunContext(threads=threads, latency=settings)
     if target.plan is not None and formula_only:
-        from convcost.run import network
-
         result = network.estimate_plan(target.plan, str(check.model_path), context.environment(measured=False),
                                        convention)  # fmt: skip
-    elif target.plan is not None:
-        from convcost.run.model import evaluate_plan
+    else:
+        from convcost.run.model import evaluate_import, evaluate_plan
 
         with context.applied():  # the process's threads and allocator as they were, after
-            result = evaluate_plan(target.plan, str(check.model_path), context, convention=convention)
-    else:
-        from convcost.run.model import evaluate_import
-
-        assert check.import_path is not None and target.inputs is not None and target.module is not None
-        with context.applied():
-            result = evaluate_import(check.import_path, context=context, model=target.module, convention=convention,
-                                     inputs=target.inputs)  # fmt: skip
+            if target.plan is not None:
+                result = evaluate_plan(target.plan, str(check.model_path), context, convention=convention)
+            else:
+                assert check.import_path is not None and target.inputs is not None and target.module is not None
+                result = evaluate_import(check.import_path, context=context, model=target.module,
+                                         convention=convention, inputs=target.inputs)  # fmt: skip
     contention = result.environment.contention
     parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention) for layer in result.layers}
     total = _figures(result.total.params, result.total.macs, result.latency, contention)
@@ -187,9 +181,8 @@ def _measure_batch(
         parts[entry.name] = _figures(layer.params, layer.macs, layer.latency, comparison.environment.contention)
     if failed:
         # a sum without the failed entries would pass a limit it should not: the total is not measured
-        total = Figures(None, None, None)
         incomplete = f"{failed} of {len(result.entries)} entries failed"
-        return Measured(total, parts, environment, problems, batch=result, incomplete=incomplete)
+        return Measured(Figures(None, None, None), parts, environment, problems, batch=result, incomplete=incomplete)
     timed = [part.latency_ms for part in parts.values()]
     doubts = [f"{name}: {part.latency_doubt}" for name, part in parts.items() if part.latency_doubt]
     total = Figures(
@@ -217,17 +210,10 @@ def latency_doubt(stats: LatencyStats | None, contention: Contention | None) -> 
             f"(95% interval {low:.3g}–{high:.3g} ms)"
         )
     if contention is not None and contention.busy:
-        reasons.append(_busy_reason(contention))
+        fractions = (("memory bandwidth", contention.memory_fraction), ("compute", contention.compute_fraction))
+        levels = ", ".join(f"{what} at {fraction:.0%}" for what, fraction in fractions if fraction is not None)
+        reasons.append(f"the machine was busy ({levels} of {contention.reference})")
     return " and ".join(reasons)
-
-
-def _busy_reason(contention: Contention) -> str:
-    levels = []
-    if contention.memory_fraction is not None:
-        levels.append(f"memory bandwidth at {contention.memory_fraction:.0%}")
-    if contention.compute_fraction is not None:
-        levels.append(f"compute at {contention.compute_fraction:.0%}")
-    return f"the machine was busy ({', '.join(levels)} of {contention.reference})"
 
 
 def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool = False) -> list[LimitVerdict]:
@@ -237,14 +223,13 @@ def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool
     for problem in measured.problems:
         verdicts.append(LimitVerdict(check.name, "model", "checks", "failed", Level.ERROR, False, check.line,
                                      message=problem))  # fmt: skip
-    whole = "batch total" if check.batch_path is not None else "model"
+    whole, part = ("batch total", "entry") if check.batch_path is not None else ("model", "layer")
     for metric in METRICS:
         limit: Limit | None = getattr(spec, metric)
         if limit is not None:
             found = measured.total.get(metric)
             verdict = _limit(check, whole, metric, limit, found, (metric,), measured.incomplete)
             verdicts.append(_doubted(verdict, measured.total, strict_latency))
-    part = "entry" if check.batch_path is not None else "layer"
     for number, layer in enumerate(spec.layers):
         names = [name for name in measured.parts if fnmatch.fnmatchcase(name, layer.match)]
         if not names:
@@ -268,13 +253,7 @@ def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool
 
 
 def _limit(
-    check: PlannedCheck,
-    subject: str,
-    metric: str,
-    limit: Limit,
-    found: float | None,
-    loc: tuple[str | int, ...],
-    why: str = "",
+    check: PlannedCheck, subject: str, metric: str, limit: Limit, found: float | None, loc: yamlio.Loc, why: str = ""
 ) -> LimitVerdict:
     level = _level(limit, metric)
     line = check.line_of(*loc)
@@ -329,11 +308,12 @@ def growth_verdicts(
             )  # fmt: skip
         if before is None or now is None:
             continue
-        limit: Limit | None = getattr(check.spec, metric)
-        level = _level(limit, metric)
+        level = _level(getattr(check.spec, metric), metric)
         allowed_pct = getattr(tolerance, metric)
         if metric == "latency_ms":
-            changed = differences(recorded_environment(baseline, check.name), measured.environment)
+            own = recorded.get("environment")  # the check's own, else the baseline's (older files)
+            then = own if isinstance(own, dict) else baseline.get("environment") or {}
+            changed = differences(then, measured.environment)
             if changed:
                 verdicts.append(
                     LimitVerdict(check.name, "model", metric, "environment", Level.WARN, False, check.line_of(metric),
@@ -359,13 +339,6 @@ def environment_record(environment: Environment | None) -> dict[str, Any] | None
     data.pop("calibration", None)
     data["cpu"] = cpu_model() if environment.device == "cpu" else None
     return data
-
-
-def recorded_environment(baseline: dict[str, Any], name: str) -> dict[str, Any]:
-    """The environment a check's latency was recorded in: its own, else the baseline's (older files)."""
-    recorded = baseline.get("checks", {}).get(name)
-    own = recorded.get("environment") if isinstance(recorded, dict) else None
-    return own if isinstance(own, dict) else baseline.get("environment") or {}
 
 
 def differences(recorded: dict[str, Any], environment: Environment | None) -> list[str]:
@@ -418,12 +391,9 @@ def run_checks(
         refuse_unmeasurable(budget, update_baseline)
     targets = prepare_checks(budget)
     path = baseline_path or budget.baseline_path
-    baseline = None
-    missing = False
-    if path is not None and not update_baseline:
-        # a baseline named on the command line must exist; the budget file's may not have been written yet
-        missing = baseline_path is None and not path.exists()
-        baseline = None if missing else load_baseline(path)
+    # a baseline named on the command line must exist; the budget file's may not have been written yet
+    missing = path is not None and not update_baseline and baseline_path is None and not path.exists()
+    baseline = load_baseline(path) if path is not None and not update_baseline and not missing else None
     if baseline is not None and path is not None:
         # a baseline's MACs are in the convention it was written in (before conventions: ours); figures in two
         # conventions never compare
@@ -436,12 +406,8 @@ def run_checks(
     options = budget.spec.latency
     settings = latency_settings
     if settings is None and not formula_only:
-        from convcost.run.context import LatencySettings
-
         settings = LatencySettings(rounds=options.rounds, min_time=options.min_time, target=options.target / 100,
                                    max_time=options.max_time)  # fmt: skip
-    from convcost.run.context import threads_for
-
     threads = threads_for(None, settings, options.threads)
     verdicts: list[LimitVerdict] = []
     measured: dict[str, Measured] = {}

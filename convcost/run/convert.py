@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
@@ -32,6 +32,7 @@ from convcost.cost.factorize import Factorized
 from convcost.errors import FieldIssue, SpecError
 from convcost.results.convert import DIFFERENT_FUNCTION, ConvertedLayer, ConvertResult, Refused, Totals
 from convcost.run.candidates import Candidate, conv_op
+from convcost.run.merge import find_pairs, merge_pair
 from convcost.spec.convert import ConvertSpec, Target, parse_convert
 
 GROUPED_NOTE = "grouped: structure only, stock initialisation (no grouped conv holds the cross-group weights)"
@@ -75,8 +76,7 @@ def convert_spec(
     converted = copy.deepcopy(model)
     seen = conv_inputs(converted, inputs, keep=keep_inputs)
     candidates, refused = find_candidates(converted, spec, seen.shapes)
-    shared = {name for name, calls in seen.calls.items() if calls > 1}
-    for candidate in [candidate for candidate in candidates if candidate.name in shared]:
+    for candidate in [candidate for candidate in candidates if seen.calls.get(candidate.name, 0) > 1]:
         candidates.remove(candidate)
         calls = seen.calls[candidate.name]
         refused.append(Refused(candidate.name, f"called {calls} times in one forward pass (a shared conv)"))
@@ -143,11 +143,8 @@ def conv_inputs(model: nn.Module, inputs: torch.Tensor | tuple[int, ...] | None,
 def example_input(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
     """A seeded random input of ``shape`` on the model's device and in its dtype."""
     weight = next(model.parameters(), None)
-    generator = torch.Generator().manual_seed(0)
-    tensor = torch.randn(*shape, generator=generator, dtype=torch.float64)
-    if weight is None:
-        return tensor.float()
-    return tensor.to(dtype=weight.dtype, device=weight.device)
+    tensor = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return tensor.float() if weight is None else tensor.to(dtype=weight.dtype, device=weight.device)
 
 
 def find_candidates(
@@ -155,8 +152,6 @@ def find_candidates(
 ) -> tuple[list[Candidate], list[Refused]]:
     """The layers ``spec`` can convert, in the model's order, and those it cannot (with the reason)."""
     if spec.to is Target.DENSE:
-        from convcost.run.merge import find_pairs
-
         return find_pairs(model, shapes)
     candidates: list[Candidate] = []
     refused: list[Refused] = []
@@ -188,10 +183,8 @@ def choose(candidates: list[Candidate], spec: ConvertSpec, select: Collection[st
     names = [candidate.name for candidate in candidates]
     chosen = set(names)
     if select is not None:
-        if isinstance(select, str):
-            select = [select]
         chosen = set()
-        for pattern in select:
+        for pattern in [select] if isinstance(select, str) else select:
             matched = fnmatch.filter(names, pattern)
             if not matched:
                 from convcost.spec.yamlio import suggest
@@ -201,8 +194,7 @@ def choose(candidates: list[Candidate], spec: ConvertSpec, select: Collection[st
                 message = f"{pattern!r} is not a layer that --to {spec.to.value} can convert{known}"
                 raise SpecError([FieldIssue(("select",), message)])
             chosen.update(matched)
-    least = spec.min_saving or 0.0
-    return {c.name for c in candidates if c.name in chosen and (c.factorized.saving or 0.0) >= least}
+    return {c.name for c in candidates if c.name in chosen and (c.factorized.saving or 0.0) >= (spec.min_saving or 0.0)}
 
 
 def build_result(
@@ -231,20 +223,15 @@ def build_result(
     same = "a merged pair computes the same function (to float rounding); only its cost changes"
     result.notes.append(DIFFERENT_FUNCTION if spec.to is not Target.DENSE else same)
     result.before = Totals(params, macs)
-    result.after_all = _applied(params, macs, layers, lambda layer: True)
-    result.after_selected = _applied(params, macs, layers, lambda layer: layer.selected)
+    result.after_all = _applied(params, macs, layers)
+    result.after_selected = _applied(params, macs, [layer for layer in layers if layer.selected])
     return result
 
 
-def _applied(
-    params: int, macs: int | None, layers: list[ConvertedLayer], picked: Callable[[ConvertedLayer], bool]
-) -> Totals:
-    chosen = [layer for layer in layers if picked(layer)]
+def _applied(params: int, macs: int | None, chosen: list[ConvertedLayer]) -> Totals:
     after_params = params - sum(layer.params_before - layer.params_after for layer in chosen)
-    after_macs = None
-    if macs is not None:
-        after_macs = macs - sum((layer.macs_before or 0) - (layer.macs_after or 0) for layer in chosen)
-    return Totals(after_params, after_macs)
+    saved_macs = sum((layer.macs_before or 0) - (layer.macs_after or 0) for layer in chosen)
+    return Totals(after_params, None if macs is None else macs - saved_macs)
 
 
 def replace_candidate(
@@ -253,8 +240,6 @@ def replace_candidate(
     """Put the replacement of ``candidate`` into ``model``; fills ``layer``'s weight error and code."""
     module = candidate.modules[0][1]
     if spec.to is Target.DENSE:
-        from convcost.run.merge import merge_pair
-
         replacement: nn.Module = merge_pair(candidate)
         layer.weight_error, layer.error_note = 0.0, "exact: two linear maps merged into one"
     else:

@@ -135,10 +135,9 @@ class CounterFigures(TorchDispatchMode):  # type: ignore[no-untyped-call]
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func in _METADATA:
+        # FlopCounterMode counts the higher-order ops (cond, triton kernels); an eager forward has none
+        if func in _METADATA or isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
-        if isinstance(func, torch._ops.HigherOrderOperator):
-            return NotImplemented  # FlopCounterMode counts cond and triton kernels; an eager forward has none
         packet = func._overloadpacket
         # as FlopCounterMode: its registry is keyed by packets, so this asks of every overload
         if func not in self.flop_registry and func is not torch.ops.prim.device.default:

@@ -16,12 +16,12 @@ from torch import nn
 from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.model import ModelResult
-from convcost.run import build
+from convcost.run import build, usercode
 from convcost.run.context import LatencySettings, RunContext, threads_for
 from convcost.run.inputs import Arguments, input_bytes, make
-from convcost.run.measure import check_device, require_memory
-from convcost.run.model import _calibration, check_meta, meta_copy, run_module
-from convcost.run.source import parse_convention
+from convcost.run.measure import require_memory
+from convcost.run.model import _calibration, check_context, meta_copy, run_module
+from convcost.run.source import gathered, parse_convention
 from convcost.spec import bounds
 from convcost.spec.compare import DType, positive_int
 from convcost.spec.inputs import Inputs, InputSpec, parse_input_spec
@@ -53,25 +53,17 @@ def count(
     if not isinstance(model, nn.Module):
         raise UsageError(f"count: model must be an nn.Module instance, got {type(model).__name__}")
     issues: list[FieldIssue] = []
-    try:
-        batch = positive_int(batch)
-    except ValueError as error:
-        issues.append(FieldIssue(("batch",), str(error)))
+    batch = gathered(issues, batch, lambda: positive_int(batch), ("batch",))
     whole = isinstance(depth, int) and not isinstance(depth, bool)
     if depth is not None and not (whole and bounds.DEPTH.contains(depth)):
         issues.append(FieldIssue(("depth",), f"must be a whole number {bounds.DEPTH.describe()}, got {depth!r}"))
     given = _given(inputs, issues)
-    chosen = Convention.CONVCOST
-    try:
-        chosen = parse_convention(convention)
-    except SpecError as error:
-        issues.extend(error.issues)
+    chosen = gathered(issues, Convention.CONVCOST, lambda: parse_convention(convention))
     if issues:
         raise SpecError(issues)
     settings = LatencySettings() if latency is True else (latency or None)
     context = RunContext.of(dtype, device, threads_for(threads, settings, torch.get_num_threads()), settings)
-    check_meta(meta, context)
-    check_device(context.device)
+    check_context(meta, context)
     type_name = type(model).__qualname__
     path = f"{type(model).__module__}:{type_name}"
     with context.applied():
@@ -81,8 +73,6 @@ def count(
         if not meta:
             require_memory(input_bytes(specs, batch, context.dtype), "inputs", "the inputs alone",
                            "use smaller inputs or batch")  # fmt: skip
-        from convcost.run import usercode
-
         where = "meta" if meta else context.device
         with usercode.guard(path, f"copying the model to {where} {context.dtype}"):
             module = build.prepare(meta_copy(model) if meta else copy.deepcopy(model), context.dtype, where)
@@ -121,14 +111,9 @@ def _is_shape(value: Any) -> bool:
 def _one(value: Any, loc: tuple[str | int, ...], issues: list[FieldIssue]) -> Any:
     if isinstance(value, torch.Tensor):
         return value
-    try:
-        if isinstance(value, str):
-            return parse_input_spec(value)
-        if _is_shape(value):
-            return parse_input_spec("x".join(str(side) for side in value))
-    except ValueError as error:
-        issues.append(FieldIssue(loc, str(error)))
-        return None
+    if isinstance(value, str) or _is_shape(value):
+        text = value if isinstance(value, str) else "x".join(str(side) for side in value)
+        return gathered(issues, None, lambda: parse_input_spec(text), loc)
     issues.append(FieldIssue(loc, f"expected a shape (a tuple of ints) or a tensor, got {bounds.shown(value)}"))
     return None
 

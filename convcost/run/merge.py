@@ -28,7 +28,7 @@ def runs(model: nn.Module) -> list[list[Leaf]]:
     children stays one opaque entry, and its own Sequentials are runs of their own)."""
     found: list[list[Leaf]] = []
 
-    def flatten(sequential: nn.Module, prefix: str, run: list[Leaf]) -> None:
+    def flatten(sequential: nn.Module, prefix: str, run: list[Leaf]) -> list[Leaf]:
         for name, child in sequential.named_children():
             full = f"{prefix}.{name}" if prefix else name
             if _is_sequential(child):
@@ -37,21 +37,18 @@ def runs(model: nn.Module) -> list[list[Leaf]]:
                 run.append((full, child))
                 if any(True for _ in child.children()):
                     visit(child, full)
+        return run
 
     def visit(module: nn.Module, prefix: str) -> None:
         for name, child in module.named_children():
             full = f"{prefix}.{name}" if prefix else name
             if _is_sequential(child):
-                run: list[Leaf] = []
-                flatten(child, full, run)
-                found.append(run)
+                found.append(flatten(child, full, []))
             else:
                 visit(child, full)
 
     if _is_sequential(model):
-        run: list[Leaf] = []
-        flatten(model, "", run)
-        found.append(run)
+        found.append(flatten(model, "", []))
     else:
         visit(model, "")
     return found
@@ -80,20 +77,17 @@ def find_pairs(model: nn.Module, shapes: dict[str, tuple[int, ...]]) -> tuple[li
             placed.add(name)
             assert isinstance(module, nn.Conv2d)
             following = run[index + 1 :]
-            norm = None
-            if following and type(following[0][1]) is nn.BatchNorm2d:
-                norm = following[0]
-                following = following[1:]
+            norm = following[0] if following and type(following[0][1]) is nn.BatchNorm2d else None
+            following = following[1:] if norm else following
             reason = _refusal(name, module, norm, following)
             if reason is not None:
                 refused.append(Refused(name, reason))
                 continue
             pointwise_name, pointwise = following[0]
             assert isinstance(pointwise, nn.Conv2d)
-            depthwise_op = conv_op(name, module, shapes.get(name))
             pointwise_op = conv_op(pointwise_name, pointwise, shapes.get(pointwise_name))
             bias = module.bias is not None or pointwise.bias is not None or norm is not None
-            merged = factorize.merged(depthwise_op, pointwise_op, bias)
+            merged = factorize.merged(conv_op(name, module, shapes.get(name)), pointwise_op, bias)
             modules: list[Leaf] = [(name, module), *([norm] if norm else []), (pointwise_name, pointwise)]
             extra = sum(parameter.numel() for parameter in norm[1].parameters()) if norm else 0
             candidates.append(Candidate(name, modules, merged, name in shapes, extra))
@@ -127,14 +121,11 @@ def _refusal(name: str, depthwise: nn.Conv2d, norm: Leaf | None, following: list
 
 def merge_pair(candidate: Candidate) -> nn.Conv2d:
     """The dense conv equal to depthwise (→ BatchNorm, folded) → 1×1, in float64 then the depthwise's dtype."""
-    depthwise = candidate.modules[0][1]
-    pointwise = candidate.modules[-1][1]
+    depthwise, pointwise = candidate.modules[0][1], candidate.modules[-1][1]
     assert isinstance(depthwise, nn.Conv2d) and isinstance(pointwise, nn.Conv2d)
     wide = torch.float64
     d = depthwise.weight.detach().to("cpu", wide)
-    d_bias = torch.zeros(d.shape[0], dtype=wide)
-    if depthwise.bias is not None:
-        d_bias = depthwise.bias.detach().to("cpu", wide)
+    d_bias = torch.zeros(d.shape[0], dtype=wide) if depthwise.bias is None else depthwise.bias.detach().to("cpu", wide)
     if len(candidate.modules) == 3:
         norm = candidate.modules[1][1]
         assert isinstance(norm, nn.BatchNorm2d) and norm.running_mean is not None and norm.running_var is not None

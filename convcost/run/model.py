@@ -20,7 +20,7 @@ import math
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,19 +32,17 @@ from convcost.cost.roofline import Calibration
 from convcost.errors import UsageError
 from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
-from convcost.run import build, latency, measure, network
+from convcost.run import build, latency, measure, network, usercode
 from convcost.run.context import RunContext
 from convcost.run.counting import count
-from convcost.run.latency import LatencySettings
+from convcost.run.inputs import Arguments, described, first_tensor, output_shapes, shape_text, timed_case
 from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
+from convcost.run.model_build import model_module
 from convcost.run.network import Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, matched, trace
 from convcost.spec.compare import DType
 from convcost.spec.inputs import Inputs, InputSpec
 from convcost.spec.layers import ModelPlan
-
-if TYPE_CHECKING:
-    from convcost.run.inputs import Arguments
 
 
 def evaluate_plan(
@@ -58,13 +56,8 @@ def evaluate_plan(
     untimed, on torch's thread count as it is); the environment is recorded from the context. ``meta``: build and
     run it on the meta device (shapes only, nothing computed or allocated; see :func:`on_meta`). ``convention``:
     the MAC convention of the figures (:mod:`convcost.cost.conventions`); the counters check ours either way."""
-    from convcost.run.model_build import model_module
-
-    context = context or _default_context()
+    context, calibration = _started(context, meta)
     dtype, device, latency_settings = context.dtype, context.device, context.latency
-    check_meta(meta, context)
-    check_device(device)
-    calibration = _calibration(context)
     shape = plan.input_shape
     if meta:
         with on_meta():
@@ -75,7 +68,7 @@ def evaluate_plan(
         module = build.prepare(model_module(plan), dtype, device)
         tensor = build.input_tensor(shape[1], (shape[2], shape[3]), shape[0], dtype, device)
     capture = {str(index) for index in range(len(plan.layers))} if latency_settings else set()
-    with on_meta() if meta else contextlib.nullcontext():
+    with on_meta(meta):
         traced = trace(module, tensor, None, capture)
     calls, found = matched(plan.ops, traced, "model", "plan")
     rows = network.plan_rows(plan, calls)
@@ -85,21 +78,27 @@ def evaluate_plan(
     return _marked_meta(result) if meta else result
 
 
-def check_meta(meta: bool, context: RunContext) -> None:
-    """UsageError for --meta with what needs a real run: latency, or a device of its own."""
-    if not meta:
-        return
-    if context.latency is not None:
+def check_context(meta: bool, context: RunContext) -> None:
+    """UsageError for a device that is not there, or --meta with what needs a real run (latency, another device)."""
+    if meta and context.latency is not None:
         raise UsageError("--meta: counts without running anything; --latency times a real run: drop one of them")
-    if context.device != "cpu":
+    if meta and context.device != "cpu":
         raise UsageError(f"--meta: counts on the meta device, not on {context.device}: drop --device")
+    check_device(context.device)
+
+
+def _started(context: RunContext | None, meta: bool) -> tuple[RunContext, Calibration | None]:
+    """The run's context (by default as :func:`evaluate_plan` says), checked, and its calibration."""
+    context = context or RunContext(threads=torch.get_num_threads())
+    check_context(meta, context)
+    return context, _calibration(context)
 
 
 @contextlib.contextmanager
-def on_meta() -> Iterator[None]:
+def on_meta(meta: bool = True) -> Iterator[None]:
     """Tensors made without a device (a factory's weights, a forward's ``torch.arange``) are made on meta: shapes
-    from torch's meta kernels, nothing computed or allocated."""
-    with torch.device("meta"):
+    from torch's meta kernels, nothing computed or allocated (nothing changes when not ``meta``)."""
+    with torch.device("meta") if meta else contextlib.nullcontext():
         yield
 
 
@@ -127,8 +126,6 @@ def load_factory(path: str, meta: bool = False, arguments: dict[str, Any] | None
     Everything the user's code does runs inside :func:`convcost.run.usercode.guard`: an exception, ``sys.exit`` or a
     KeyboardInterrupt it raises is an error naming ``path``, and what it prints goes to stderr.
     """
-    from convcost.run import usercode
-
     module_name, sep, attribute = path.partition(":")
     if not sep or not module_name or not attribute:
         raise UsageError(f"{path}: expected package.module:factory (a callable returning an nn.Module)")
@@ -147,10 +144,9 @@ def load_factory(path: str, meta: bool = False, arguments: dict[str, Any] | None
     with usercode.guard(path, f"looking up {attribute}"):
         for part in attribute.split("."):
             if not hasattr(target, part):
-                names = [name for name in dir(imported) if not name.startswith("_")]
                 from convcost.spec.yamlio import suggest
 
-                hint = suggest(part, names)
+                hint = suggest(part, [name for name in dir(imported) if not name.startswith("_")])
                 raise UsageError(
                     f"{path}: {module_name} has no attribute {part!r}" + (f"; did you mean '{hint}'?" if hint else "")
                 )
@@ -162,9 +158,8 @@ def load_factory(path: str, meta: bool = False, arguments: dict[str, Any] | None
     if not callable(target):
         raise UsageError(f"{path}: {attribute} is not callable")
     # the factory may import the user's other modules lazily: the working directory stays on sys.path for it
-    where = on_meta() if meta else contextlib.nullcontext()
     call = f"{attribute}({', '.join(f'{name}={value!r}' for name, value in (arguments or {}).items())})"
-    with usercode.guard(path, f"calling {call}"), usercode.working_directory_on_path(), where:
+    with usercode.guard(path, f"calling {call}"), usercode.working_directory_on_path(), on_meta(meta):
         model = target(**(arguments or {}))
     if not isinstance(model, nn.Module):
         raise UsageError(f"{path}: {attribute}() returned {type(model).__name__}, not an nn.Module")
@@ -189,11 +184,8 @@ def evaluate_import(
     given ``model`` is copied there, never moved: see :func:`meta_copy`)."""
     from convcost.run import inputs as made
 
-    context = context or _default_context()
+    context, calibration = _started(context, meta)
     dtype, device = context.dtype, context.device
-    check_meta(meta, context)
-    check_device(device)
-    calibration = _calibration(context)
     if inputs is None:
         if input_shape is None:
             raise UsageError(f"{path}: no input: give input_shape or inputs")
@@ -207,8 +199,6 @@ def evaluate_import(
             f"the input {shape_text} alone",
             "use a smaller --input or --batch",
         )
-    from convcost.run import usercode
-
     loaded = model if model is not None else load_factory(path, meta, arguments)
     where = "meta" if meta else device
     with usercode.guard(path, f"{'copying' if meta else 'moving'} the model to {where} {dtype}"):
@@ -236,14 +226,8 @@ def run_module(
 ) -> ModelResult:
     """Trace ``module`` (prepared from the user's ``loaded``) on its arguments, count and time it (MACs by
     ``convention``)."""
-    from convcost.run import usercode
-    from convcost.run.inputs import described
-
-    capture: set[str] = set()
-    if context.latency is not None:
-        capture = set(_Tracer(module, set()).modules)
-    where = on_meta() if meta else contextlib.nullcontext()
-    with usercode.guard(path, f"forward pass on input {described(tensors)}"), where:
+    capture = set(_Tracer(module, set()).modules) if context.latency is not None else set()
+    with usercode.guard(path, f"forward pass on input {described(tensors)}"), on_meta(meta):
         traced = trace(module, tensors[0], tensors[1], capture)
     rows = _group(traced, depth)
     # counting and timing run the model's forward again, inside convcost's own code: an ordinary exception is
@@ -257,15 +241,9 @@ def run_module(
 
 def _user_sources(path: str, model: nn.Module) -> tuple[str, ...]:
     """The folders and files of the user's code: the import path's package and every module class's package."""
-    from convcost.run import usercode
-
     names = {path.partition(":")[0], *(type(child).__module__ for child in model.modules())}
-    roots: set[str] = set()
-    for name in names:
-        module = sys.modules.get(name)
-        if module is not None and name.partition(".")[0] not in ("torch", "convcost"):
-            roots.update(usercode.source_roots(module))
-    return tuple(sorted(roots))
+    modules = [sys.modules.get(name) for name in names if name.partition(".")[0] not in ("torch", "convcost")]
+    return tuple(sorted({root for module in modules if module is not None for root in usercode.source_roots(module)}))
 
 
 def _group(traced: Trace, depth: int | None) -> list[Row]:
@@ -329,7 +307,8 @@ def _evaluate(
     calibration: Calibration | None = None,
     convention: Convention | str = Convention.CONVCOST,
 ) -> ModelResult:
-    from convcost.run.inputs import first_tensor, output_shapes, shape_text
+    from convcost.cost.roofline import is_grouped_call
+    from convcost.results.roofline import line
 
     first = first_tensor(arguments)
     result = network.network(name, source, tuple(first.shape) if first is not None else (), rows,
@@ -372,26 +351,12 @@ def _evaluate(
     )
     total.macs_ptflops = total.ptflops_raw - total.bias_adds
     result.checks = found + counted
-    if context.latency is not None:
-        _measure_latency(result, module, arguments, traced, rows, context.latency, context.threads, calibration)
-    return result
-
-
-def _measure_latency(
-    result: ModelResult,
-    module: nn.Module,
-    arguments: Arguments,
-    traced: Trace,
-    rows: list[Row],
-    settings: LatencySettings,
-    threads: int,
-    calibration: Calibration | None,
-) -> None:
-    if settings.tune_allocator:
+    timing = context.latency
+    if timing is None:
+        return result
+    if timing.tune_allocator:
         latency.tune_allocator()
     result.environment.allocator = latency.allocator_state()  # process-wide: an earlier call may have tuned it
-    from convcost.run.inputs import timed_case
-
     cases: dict[str, tuple[nn.Module, torch.Tensor]] = {"(model)": timed_case(module, arguments)}
     timed: dict[str, ModelLayerResult] = {}
     for row, layer in zip(rows, result.layers, strict=True):
@@ -401,13 +366,10 @@ def _measure_latency(
             timed[key] = layer
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Using padding='same'")
-        run = latency.measure_run(cases, settings, watched=["(model)"], reference=calibration, threads=threads)
+        run = latency.measure_run(cases, timing, watched=["(model)"], reference=calibration, threads=context.threads)
     stats = run.stats
     result.latency = stats["(model)"]
     result.environment.contention = run.contention
-    from convcost.cost.roofline import is_grouped_call
-    from convcost.results.roofline import line
-
     itemsize = DType(result.environment.dtype).itemsize
     result.environment.calibration = calibration
     ops_of = {f"layer {row.name}": row.ops for row in rows}
@@ -417,17 +379,14 @@ def _measure_latency(
         grouped = sum(isinstance(op, ConvOp) and is_grouped_call(op.groups, op.kernel) for op in ops_of[key])
         layer.roofline = line(layer.macs, layer.min_bytes(itemsize), layer.latency.shown_ms, calibration,
                               len(layer.ops), grouped)  # fmt: skip
-
-
-def _default_context() -> RunContext:
-    return RunContext(threads=torch.get_num_threads())
+    return result
 
 
 def _calibration(context: RunContext) -> Calibration | None:
     """The cached calibration for a latency run, read before anything is measured (a broken cache stops it)."""
     if context.latency is None:
         return None
-    from convcost.run.cache import cached
+    from convcost.run.cache import cached  # looked up when called: tests replace it
 
     return cached(context.device, context.dtype, context.threads)
 
@@ -461,9 +420,9 @@ def memory_culprit(plan: ModelPlan, fits_at_batch_1: bool) -> tuple[str, str]:
     batch, channels = plan.input_shape[0], plan.input_shape[1]
     if fits_at_batch_1 and batch > 1:
         return "input.batch", str(batch)
-    largest, weight = None, False
+    by_size = ("input.size", "×".join(str(value) for value in plan.input_shape[2:]))
+    largest, weight, where = None, False, None
     biggest = math.prod(plan.input_shape) // batch
-    where = None
     for layer in plan.layers:
         for op in layer.ops:
             for size, is_weight in ((math.prod(ops.output_shape(op)) // batch, False),
@@ -471,12 +430,11 @@ def memory_culprit(plan: ModelPlan, fits_at_batch_1: bool) -> tuple[str, str]:
                 if size > biggest:
                     biggest, largest, weight, where = size, op, is_weight, layer
     if largest is None or where is None:  # the input itself
-        return ("input.channels", str(channels)) if channels > math.prod(plan.input_shape[2:]) else (
-            "input.size", "×".join(str(value) for value in plan.input_shape[2:]))  # fmt: skip
+        return ("input.channels", str(channels)) if channels > math.prod(plan.input_shape[2:]) else by_size
     shape = ops.output_shape(largest)
     pixels = math.prod(shape[2:]) if len(shape) > 2 else 1
     if not weight and pixels >= shape[1]:
-        return "input.size", "×".join(str(value) for value in plan.input_shape[2:])
+        return by_size
     spec = where.spec
     index = where.loc[1] if len(where.loc) > 1 else 0
     scaled = bool(getattr(spec, "scale", False))

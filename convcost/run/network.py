@@ -131,17 +131,11 @@ def by_kind(ops: list[OpResult], params: int, macs: int) -> list[KindShare]:
     groups: dict[str, list[OpResult]] = {}
     for op in ops:
         groups.setdefault(op.category, []).append(op)
-    shares = [
-        KindShare(
-            kind=kind,
-            ops=len(members),
-            params=sum(op.params for op in members),
-            macs=sum(op.macs for op in members),
-            params_share=sum(op.params for op in members) / params if params else 0.0,
-            macs_share=sum(op.macs for op in members) / macs if macs else 0.0,
-        )
-        for kind, members in groups.items()
-    ]
+    shares = []
+    for kind, members in groups.items():
+        own_params, own_macs = sum(op.params for op in members), sum(op.macs for op in members)
+        share = (own_params / params if params else 0.0, own_macs / macs if macs else 0.0)
+        shares.append(KindShare(kind, len(members), own_params, own_macs, *share))
     return sorted(shares, key=lambda share: (-share.macs, -share.params, share.kind))
 
 

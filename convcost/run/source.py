@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError, UsageError
@@ -13,11 +15,15 @@ from convcost.run import network
 from convcost.run.context import RunContext, threads_for
 from convcost.spec.compare import positive_int
 from convcost.spec.inputs import Inputs, combined, parse_arguments, parse_inputs
+from convcost.spec.inputs_file import load_inputs
 from convcost.spec.model import load_model
 from convcost.spec.source import is_import_path
 
 if TYPE_CHECKING:
     from convcost.run.context import LatencySettings
+    from convcost.spec.yamlvalues import Loc
+
+T = TypeVar("T")
 
 
 def evaluate_source(
@@ -52,13 +58,40 @@ def evaluate_source(
     texts = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
     chosen = threads_for(threads, latency_settings, 1)
     context = RunContext.of(dtype, device, chosen, None if formula_only else latency_settings)
-    given = (source, texts, inputs_file, list(arguments), batch, width_multiplier, size, depth)
-    if formula_only:
-        if meta:
-            raise UsageError("--meta: --formula-only runs nothing already: drop one of them")
-        return _evaluate_source(*given, context, formula_only=True, convention=chosen_convention)
-    with context.applied():  # a library leaves the process as it found it
-        return _evaluate_source(*given, context, meta=meta, convention=chosen_convention)
+    if formula_only and meta:
+        raise UsageError("--meta: --formula-only runs nothing already: drop one of them")
+    with contextlib.nullcontext() if formula_only else context.applied():  # a library leaves the process as it was
+        if not is_import_path(source):
+            given = (("input", texts or None), ("inputs", inputs_file), ("arg", arguments or None), ("depth", depth))
+            wrong = [flag for flag, value in given if value is not None]
+            if wrong:
+                raise SpecError(
+                    [FieldIssue((flag,), "is for import paths; a model file gives its own layers") for flag in wrong]
+                )
+            plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
+            if formula_only:
+                return network.estimate_plan(plan, source, context.environment(measured=False), chosen_convention)
+            from convcost.run.model import evaluate_plan
+
+            return evaluate_plan(plan, source, context, meta=meta, convention=chosen_convention)
+        issues: list[FieldIssue] = []
+        for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
+            if value is not None:
+                issues.append(FieldIssue((flag,), "is for model files; give an import path's input with --input"))
+        if not texts and inputs_file is None:
+            issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
+        flags: Inputs | None = gathered(issues, None, lambda: parse_inputs(texts)) if texts else None
+        factory_arguments: dict[str, Any] = gathered(issues, {}, lambda: parse_arguments(arguments))
+        batch_size = 1 if batch is None else gathered(issues, 1, lambda: positive_int(batch), ("batch",))
+        if issues:
+            raise SpecError(issues)
+        inputs = combined(flags, load_inputs(inputs_file) if inputs_file is not None else None)
+        if formula_only:
+            raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")
+        from convcost.run.model import evaluate_import
+
+        return evaluate_import(source, None, batch_size, depth, context, meta=meta, inputs=inputs,
+                               arguments=factory_arguments, convention=chosen_convention)  # fmt: skip
 
 
 def parse_convention(value: str | Convention, flag: str = "convention") -> Convention:
@@ -70,67 +103,18 @@ def parse_convention(value: str | Convention, flag: str = "convention") -> Conve
         raise SpecError([FieldIssue((flag,), f"{value!r} is not a MAC convention: choose {choices}")]) from None
 
 
-def _evaluate_source(
-    source: str,
-    input_shape: list[str],
-    inputs_file: str | None,
-    arguments: list[str],
-    batch: str | int | None,
-    width_multiplier: str | float | None,
-    size: str | None,
-    depth: int | None,
-    context: RunContext,
-    formula_only: bool = False,
-    meta: bool = False,
-    convention: Convention = Convention.CONVCOST,
-) -> ModelResult:
-    if not is_import_path(source):
-        given = (("input", input_shape or None), ("inputs", inputs_file), ("arg", arguments or None), ("depth", depth))
-        wrong = [flag for flag, value in given if value is not None]
-        if wrong:
-            raise SpecError(
-                [FieldIssue((flag,), "is for import paths; a model file gives its own layers") for flag in wrong]
-            )
-        plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
-        if formula_only:
-            return network.estimate_plan(plan, source, context.environment(measured=False), convention)
-        from convcost.run.model import evaluate_plan
-
-        return evaluate_plan(plan, source, context, meta=meta, convention=convention)
-    issues: list[FieldIssue] = []
-    for flag, value in (("width_multiplier", width_multiplier), ("size", size)):
-        if value is not None:
-            issues.append(FieldIssue((flag,), "is for model files; give an import path's input with --input"))
-    flags: Inputs | None = None
-    if not input_shape and inputs_file is None:
-        issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
-    elif input_shape:
-        try:
-            flags = parse_inputs(input_shape)
-        except SpecError as error:
-            issues.extend(error.issues)
-    factory_arguments: dict[str, Any] = {}
+def gathered(issues: list[FieldIssue], default: T, parse: Callable[[], T], loc: Loc | None = None) -> T:
+    """``parse()``, or ``default`` with its problems added to ``issues`` (to raise them all at once): a SpecError's
+    issues, and given ``loc``, a ValueError's message as an issue at ``loc``."""
     try:
-        factory_arguments = parse_arguments(arguments)
+        return parse()
     except SpecError as error:
         issues.extend(error.issues)
-    batch_size = 1
-    if batch is not None:
-        try:
-            batch_size = positive_int(batch)
-        except ValueError as error:
-            issues.append(FieldIssue(("batch",), str(error)))
-    if issues:
-        raise SpecError(issues)
-    from convcost.spec.inputs_file import load_inputs
-
-    inputs = combined(flags, load_inputs(inputs_file) if inputs_file is not None else None)
-    if formula_only:
-        raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")
-    from convcost.run.model import evaluate_import
-
-    return evaluate_import(source, None, batch_size, depth, context, meta=meta, inputs=inputs,
-                           arguments=factory_arguments, convention=convention)  # fmt: skip
+    except ValueError as error:
+        if loc is None:
+            raise
+        issues.append(FieldIssue(loc, str(error)))
+    return default
 
 
 def _text(value: str | float | int | None) -> str | None:

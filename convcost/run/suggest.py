@@ -4,6 +4,9 @@ prints."""
 
 from __future__ import annotations
 
+import io
+import os
+import tempfile
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -13,10 +16,10 @@ from torch import nn
 
 from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.convert import ConvertResult
-from convcost.run import latency
-from convcost.run.convert import Seen, convert_spec
+from convcost.run import latency, usercode
+from convcost.run.convert import Seen, convert_spec, example_input
 from convcost.run.latency import LatencySettings
-from convcost.spec.convert import ConvertSpec
+from convcost.spec.convert import ConvertSpec, parse_convert
 
 
 def load_model_and_input(
@@ -29,18 +32,17 @@ def load_model_and_input(
     called with the ``--arg`` ``arguments``) and the input shape with the batch: the one place that turns a
     command line's model into a module and an input. One float ``--input`` only: suggest and convert replace
     convs on one image."""
+    from convcost.run.model import load_factory
+    from convcost.run.model_build import model_module
+    from convcost.run.source import gathered
     from convcost.spec.bundled import Use, resolve
     from convcost.spec.compare import positive_int
     from convcost.spec.inputs import parse_arguments, parse_inputs
+    from convcost.spec.model import load_model
     from convcost.spec.source import is_import_path
 
-    batch_size = 1
     issues: list[FieldIssue] = []
-    if batch is not None:
-        try:
-            batch_size = positive_int(batch)
-        except ValueError as error:
-            issues.append(FieldIssue(("batch",), str(error)))
+    batch_size = 1 if batch is None else gathered(issues, 1, lambda: positive_int(batch), ("batch",))
     texts = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
     if not is_import_path(source):
         if texts:
@@ -49,9 +51,6 @@ def load_model_and_input(
             issues.append(FieldIssue(("arg",), "is for import paths; a model file gives its own layers"))
         if issues:
             raise SpecError(issues)
-        from convcost.run.model_build import model_module
-        from convcost.spec.model import load_model
-
         plan = load_model(str(resolve(source, Use.MODEL)), batch=None if batch is None else str(batch_size))
         return model_module(plan), tuple(plan.input_shape)
     shape: tuple[int, ...] = ()
@@ -60,23 +59,13 @@ def load_model_and_input(
     elif len(texts) > 1:
         issues.append(FieldIssue(("input",), "one input here (the convs replaced see one image); "
                                              "convcost model counts a model with more"))  # fmt: skip
-    else:
-        try:
-            spec = parse_inputs(texts).args[0]
-            if spec.dtype not in (None, "float32"):
-                issues.append(FieldIssue(("input",), f"runs in float32: drop :{spec.dtype}"))
-            shape = spec.shape
-        except SpecError as error:
-            issues.extend(error.issues)
-    parsed: dict[str, object] = {}
-    try:
-        parsed = parse_arguments(arguments)
-    except SpecError as error:
-        issues.extend(error.issues)
+    elif (spec := gathered(issues, None, lambda: parse_inputs(texts).args[0])) is not None:
+        if spec.dtype not in (None, "float32"):
+            issues.append(FieldIssue(("input",), f"runs in float32: drop :{spec.dtype}"))
+        shape = spec.shape
+    parsed: dict[str, object] = gathered(issues, {}, lambda: parse_arguments(arguments))
     if issues:
         raise SpecError(issues)
-    from convcost.run.model import load_factory
-
     return load_factory(source, arguments=parsed), (batch_size, *shape)
 
 
@@ -92,8 +81,6 @@ def suggest(
 ) -> ConvertResult:
     """What :func:`convcost.convert` would do to every candidate, sorted by MAC saving (``model`` untouched;
     ``.model`` has every candidate replaced); ``latency``: time each layer before and after on ``threads``."""
-    from convcost.spec.convert import parse_convert
-
     spec = parse_convert(to, multiplier, rank, min_saving, allow_dense=False)
     return suggest_spec(model, inputs, spec, latency, threads)
 
@@ -110,16 +97,10 @@ def suggest_spec(
     before and after; sorted by MAC saving. ``selected``: the layers reaching ``spec.min_saving``."""
     result, seen, replacements = _run(model, inputs, spec, source, keep_inputs=settings is not None, every=True)
     if settings is not None:
-        originals = dict(model.named_modules())
-        cases: dict[str, tuple[nn.Module, torch.Tensor]] = {}
-        pairs = []
-        for layer in result.layers:
-            tensor = seen.inputs.get(layer.name)
-            if tensor is None:
-                continue
-            cases[f"before {layer.name}"] = (originals[layer.name], tensor)
-            cases[f"after {layer.name}"] = (replacements[layer.name], tensor)
-            pairs.append((f"before {layer.name}", f"after {layer.name}"))
+        modules = (("before", dict(model.named_modules())), ("after", replacements))
+        timed = [layer.name for layer in result.layers if layer.name in seen.inputs]
+        cases = {f"{when} {name}": (of[name], seen.inputs[name]) for name in timed for when, of in modules}
+        pairs = [(f"before {name}", f"after {name}") for name in timed]
         if cases:
             if settings.tune_allocator:
                 latency.tune_allocator()
@@ -157,11 +138,8 @@ def convert_and_save(
 
 
 def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
-    """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically."""
-    import io
-
-    from convcost.run.convert import example_input
-
+    """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically: via a
+    temporary file in the same folder and a rename, so that a failed save never leaves half a model."""
     model.eval()
     tensor = example_input(model, inputs)
     try:
@@ -172,27 +150,19 @@ def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
     buffer = io.BytesIO()  # torch.export.save warns about any file name not ending in .pt2: a buffer it accepts
     torch.export.save(program, buffer)
     try:
-        _write_bytes(output, buffer.getvalue())
+        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.resolve().parent)
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(buffer.getvalue())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+            os.replace(temporary, output)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     except OSError as error:
         raise UsageError(f"-o/--output: cannot write {output}: {error.strerror or error}") from None
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Via a temporary file in the same folder and a rename: a failed save never leaves half a model."""
-    import os
-    import tempfile
-
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _run(
@@ -204,8 +174,6 @@ def _run(
     keep_inputs: bool = False,
     every: bool = False,
 ) -> tuple[ConvertResult, Seen, dict[str, nn.Module]]:
-    from convcost.run import usercode
-
     with usercode.guard(source or "model", "forward pass"):
         result, seen, replacements = convert_spec(model, inputs, spec, select, every=every, keep_inputs=keep_inputs)
     result.source = source
