@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
@@ -68,6 +68,7 @@ ELEMENTWISE_ONLY = ELEMENTWISE - {*ADDS, *MULS}  # adds and multiplies that are 
 UNCOUNTED = {"bilinear", "tensordot", "multi_head_attention_forward", "einsum", "linear", "embedding",
              "scaled_dot_product_attention", *MATMULS, *CONVS, *CONV_TRANSPOSES}  # fmt: skip
 
+FeatureNorm = Literal["layernorm", "groupnorm", "instancenorm", "rmsnorm"]
 Consume = Callable[[Any], int]  # a tensor → its elements if it is a parameter of the model not counted yet, else 0
 Label = Callable[[str], str]  # an op's short name → its unique label under the calling container
 
@@ -124,7 +125,7 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
             return AttentionOp(label(function), tuple(query.shape), tuple(key.shape), tuple(value.shape))
         return None
     if function in CONVS and first is not None:
-        return _conv(function, args, kwargs, label, consume)
+        return _conv(function, first, arg, label, consume)
     if function in CONV_TRANSPOSES and first is not None:
         weight, bias = arg(1, "weight"), arg(2, "bias")
         dims = int(function[-2])
@@ -190,6 +191,10 @@ def _tuple(value: Any, dims: int) -> tuple[int, ...]:
     return tuple(int(item) for item in value)
 
 
+def _numel(tensor: Any) -> int:
+    return tensor.numel() if isinstance(tensor, torch.Tensor) else 0
+
+
 def _matmul(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], label: Label, consume: Consume) -> Op | None:
     tensors = [arg for arg in args if isinstance(arg, torch.Tensor)]
     added = function.startswith(("addm", "baddbmm", "addbmm"))
@@ -220,11 +225,8 @@ def _einsum(args: tuple[Any, ...], label: Label, consume: Consume) -> Op | None:
     return MatmulOp(label("einsum"), tuple(left.shape), tuple(right.shape), equation, params=params, function="einsum")
 
 
-def _conv(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], label: Label, consume: Consume) -> Op | None:
-    def arg(index: int, key: str, default: Any = None) -> Any:
-        return args[index] if len(args) > index else kwargs.get(key, default)
-
-    first, weight, bias = args[0], arg(1, "weight"), arg(2, "bias")
+def _conv(function: str, first: torch.Tensor, arg: Callable[..., Any], label: Label, consume: Consume) -> Op | None:
+    weight, bias = arg(1, "weight"), arg(2, "bias")
     dims = int(function[-2])
     if not isinstance(weight, torch.Tensor) or first.dim() != dims + 2:
         return None
@@ -260,14 +262,8 @@ def _norm(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], label: L
     shape: Shape = tuple(first.shape)
     if function == "batch_norm":
         return NormOp(label("batch_norm"), shape, first.shape[1], weight is not None)
-    name: Literal["layernorm", "groupnorm", "instancenorm", "rmsnorm"] = {
-        "layer_norm": "layernorm", "group_norm": "groupnorm", "instance_norm": "instancenorm", "rms_norm": "rmsnorm",
-    }[function]  # type: ignore[assignment]  # fmt: skip
+    name = cast(FeatureNorm, function.replace("_", ""))  # layer_norm: layernorm
     return FeatureNormOp(label(function), shape, name, _numel(weight), _numel(bias))
-
-
-def _numel(tensor: torch.Tensor | None) -> int:
-    return 0 if tensor is None else tensor.numel()
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ from convcost.cost.ops_nn import (
     UpsampleOp,
     upsample_size,
 )
+from convcost.run.functional import FeatureNorm, _numel, _tuple
 
 # ---- leaf modules → operations ------------------------------------------------------------------------
 
@@ -58,12 +59,6 @@ def register_module(*types: type[nn.Module]) -> Callable[[FromModule], FromModul
 def _lookup(module: nn.Module) -> FromModule | None:
     # the MRO, so a parametrized Conv2d (a subclass torch makes on the fly) is still a Conv2d
     return next((_FROM_MODULE[cls] for cls in type(module).__mro__ if cls in _FROM_MODULE), None)
-
-
-def _tuple(value: Any, dims: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * dims
-    return tuple(int(v) for v in value)
 
 
 def _stored_params(module: nn.Module) -> int:
@@ -141,9 +136,7 @@ def _activation(name: str, module: nn.Module, shape: Shape) -> Op:
 
 @register_module(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def _pool(name: str, module: Any, shape: Shape) -> Op:
-    dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}[
-        next(cls for cls in type(module).__mro__ if cls in _FROM_MODULE)
-    ]
+    dims = int(next(cls for cls in type(module).__mro__ if cls in _FROM_MODULE).__name__[-2])  # MaxPool2d: 2
     kernel = _tuple(module.kernel_size, dims)
     mode: Literal["max", "avg"] = "max" if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)) else "avg"
     return PoolOp(
@@ -171,15 +164,11 @@ _ADAPTIVE = (
 @register_module(*_ADAPTIVE)
 def _adaptive_pool(name: str, module: Any, shape: Shape) -> Op:
     dims = int(type(module).__name__[-2])
-    mode = "max" if "Max" in type(module).__name__ else "avg"
-    return _adaptive(name, shape, mode, module.output_size, dims)
-
-
-def _adaptive(name: str, shape: Shape, mode: str, output_size: Any, dims: int) -> Op:
-    sizes = (output_size,) * dims if isinstance(output_size, int) else tuple(output_size)
+    mode: Literal["max", "avg"] = "max" if "Max" in type(module).__name__ else "avg"
+    sizes = (module.output_size,) * dims if isinstance(module.output_size, int) else tuple(module.output_size)
     spatial = shape[-dims:]
     out = tuple(int(size) if size is not None else spatial[index] for index, size in enumerate(sizes))
-    return AdaptivePoolOp(name, shape, "max" if mode == "max" else "avg", out)
+    return AdaptivePoolOp(name, shape, mode, out)
 
 
 @register_module(nn.Flatten)
@@ -194,21 +183,10 @@ def _identity(name: str, module: nn.Module, shape: Shape) -> Op:
 
 @register_module(nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.RMSNorm)
 def _feature_norm(name: str, module: nn.Module, shape: Shape) -> Op:
-    function: Literal["layernorm", "groupnorm", "instancenorm", "rmsnorm"]
-    if isinstance(module, nn.LayerNorm):
-        function = "layernorm"
-    elif isinstance(module, nn.GroupNorm):
-        function = "groupnorm"
-    elif isinstance(module, nn.RMSNorm):
-        function = "rmsnorm"
-    else:
-        function = "instancenorm"
+    names: dict[type, FeatureNorm] = {nn.LayerNorm: "layernorm", nn.GroupNorm: "groupnorm", nn.RMSNorm: "rmsnorm"}
+    function: FeatureNorm = next((value for cls, value in names.items() if isinstance(module, cls)), "instancenorm")
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
     return FeatureNormOp(name, shape, function, _numel(weight), _numel(bias))
-
-
-def _numel(tensor: Any) -> int:
-    return tensor.numel() if isinstance(tensor, torch.Tensor) else 0
 
 
 @register_module(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)

@@ -206,16 +206,12 @@ class _Tracer:
             self.shapes.setdefault(name, (shape, measured))
             label = self._module_label(path)
             convert = _lookup(module)
-            if op is not None:
-                pass  # built from the call's arguments in the pre-hook
-            elif not shape:
+            if op is None and shape and convert:  # (an op already: built from the call's arguments in the pre-hook)
+                op = convert(label, module, shape)
+            elif op is None and not shape:
                 op = _uncounted(label, module, shape, f"{type(module).__name__} (no tensor input)", measured or ())
-            else:
-                op = (
-                    convert(label, module, shape)
-                    if convert
-                    else _uncounted(label, module, shape, type(module).__name__)
-                )
+            elif op is None:
+                op = _uncounted(label, module, shape, type(module).__name__)
             # a module called again applies the same weights: they are counted at its first call
             calls = self.module_calls[name] = self.module_calls.get(name, 0) + 1
             first_call = calls == 1
@@ -278,17 +274,16 @@ class _Tracer:
             op = functional_op(function, tuple(args), kwargs, first_output, label, self.consume)
         first = next((item for item in args if isinstance(item, torch.Tensor)), None)
         first_shape = tuple(first.shape) if first is not None else ()
-        if op is None and function in UNCOUNTED:  # MACs with no formula here: not counted, with its parameters
-            params = sum(self.consume(item) for item in operands(args, kwargs))
-            op = UncountedOp(label(function), first_shape, f"functional {function}", params, shape)
-        elif op is None and function in ELEMENTWISE and first is not None:  # an add or multiply by a number
+        known = function in UNCOUNTED  # MACs with no formula here: not counted, with its parameters
+        if op is None and function in ELEMENTWISE and first is not None:  # an add or multiply by a number
             op = ElementwiseOp(label(function.strip("_")), first_shape, function.strip("_"), shape)
-        elif op is None and arithmetic and owner and owner in self.childless:
+        elif op is None and not known and arithmetic and owner and owner in self.childless:
             self.unknown_in.add(owner)  # work no formula knows in a module of its own: the module is not counted
             return None
-        elif op is None and arithmetic:
+        elif op is None and (known or arithmetic):
             params = sum(self.consume(item) for item in operands(args, kwargs))
-            op = UncountedOp(label(function), first_shape, f"functional {function} (no formula)", params, shape)
+            detail = f"functional {function}" if known else f"functional {function} (no formula)"
+            op = UncountedOp(label(function), first_shape, detail, params, shape)
         call = None
         if op is not None:
             call = Call(op, shape, self.used, None, owner)
