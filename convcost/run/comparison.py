@@ -96,10 +96,8 @@ def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | 
     if spec.multiplier == 1:
         del channels["multiplier"]
     check_memory(list(planned.values()), spec.size, spec.batch, spec.dtype.itemsize, channels)
-    measured: dict[str, tuple[LayerResult, nn.Module, torch.Tensor]] = {}
+    measured = {str(kind): measure_layer(str(kind), stages, spec) for kind, stages in planned.items()}
     run = None
-    for planned_kind, stages in planned.items():
-        measured[str(planned_kind)] = measure_layer(str(planned_kind), stages, spec)
     if latency_settings is not None:
         cases = {kind: (module, tensor) for kind, (_, module, tensor) in measured.items()}
         if latency_settings.stages:
@@ -115,13 +113,8 @@ def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | 
             layer.latency = stats[kind]
             for stage in layer.stages:
                 stage.latency = stats.get(f"{kind}.{stage.name}")
-    comparison = assemble(
-        spec,
-        {kind: layer for kind, (layer, _, _) in measured.items()},
-        context.environment(),
-        calibration,
-        measured=True,
-    )
+    layers = {kind: layer for kind, (layer, _, _) in measured.items()}
+    comparison = assemble(spec, layers, context.environment(), calibration, measured=True)
     if run is not None:
         comparison.environment.contention = run.contention
         comparison.ratios = [_with_intervals(ratio, run.ratios.get((str(LayerKind.DENSE), ratio.vs)), latency_settings)

@@ -82,19 +82,13 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     def arg(index: int, key: str, default: Any = None) -> Any:
         return args[index] if len(args) > index else kwargs.get(key, default)
 
-    if function in ADDS:
-        other = arg(1, "other")
-        # a residual add, or one broadcast (token + position embeddings, a parameter added): two tensors, not
-        # scalars (not a.sum() + b.sum()), the output the shape of one of them
-        if first is None or not isinstance(other, torch.Tensor) or first.dim() == 0:
-            return None
-        if other.dim() > 0 and tuple(output.shape) in (first.shape, other.shape):
-            return AddOp(label("add"), shape, consume(first) + consume(other))
-        return None
-    if function in MULS:
+    if function in ADDS or function in MULS:
         other = arg(1, "other")
         if first is None or not isinstance(other, torch.Tensor) or first.dim() == 0 or other.dim() == 0:
-            return None  # a scale by a number is not a multiply between activations
+            return None  # scalars (a.sum() + b.sum()) or a scale by a number: not an op between activations
+        if function in ADDS:  # a residual add, or one broadcast (token + position embeddings, a parameter added)
+            fits = shape in (first.shape, other.shape)  # the output the shape of one of them
+            return AddOp(label("add"), shape, consume(first) + consume(other)) if fits else None
         params = consume(first) + consume(other)
         if first.shape != output.shape:  # the operand of the output's shape first
             first, other = other, first
@@ -255,13 +249,11 @@ def _norm(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], label: L
                  "batch_norm": (3, 4)}[function]  # fmt: skip
     weight = args[positions[0]] if len(args) > positions[0] else kwargs.get("weight")
     bias = args[positions[1]] if positions[1] > 0 and len(args) > positions[1] else kwargs.get("bias")
-    weight = weight if isinstance(weight, torch.Tensor) else None
-    bias = bias if isinstance(bias, torch.Tensor) else None
-    consume(weight)
+    consume(weight)  # nothing for a weight that is not a tensor (None)
     consume(bias)
     shape: Shape = tuple(first.shape)
     if function == "batch_norm":
-        return NormOp(label("batch_norm"), shape, first.shape[1], weight is not None)
+        return NormOp(label("batch_norm"), shape, first.shape[1], isinstance(weight, torch.Tensor))
     name = cast(FeatureNorm, function.replace("_", ""))  # layer_norm: layernorm
     return FeatureNormOp(label(function), shape, name, _numel(weight), _numel(bias))
 

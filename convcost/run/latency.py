@@ -336,10 +336,7 @@ def _stats(
     seconds: list[float], calls: int, estimate: Estimate, sampling: Sampling, settings: LatencySettings
 ) -> LatencyStats:
     ms = sorted(value * 1e3 for value in seconds)
-    if len(ms) >= 2:
-        q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive")
-    else:
-        q1 = q3 = ms[0]
+    q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive") if len(ms) >= 2 else (ms[0],) * 3
     return LatencyStats(
         median_ms=statistics.median(ms),
         q1_ms=q1,

@@ -238,10 +238,7 @@ class _Tracer:
         if name not in self.childless and params == 0:
             return None
         label = self._module_label(name)
-        if name in self.childless:
-            detail = type(module).__name__
-        else:
-            detail = f"{type(module).__name__} (no formula, its children not called)"
+        detail = type(module).__name__ + ("" if name in self.childless else " (no formula, its children not called)")
         op = UncountedOp(label, shape, detail, params, measured or ())
         self.consumed.update(id(parameter) for parameter in module.parameters())
         self.opaque.add(name)
