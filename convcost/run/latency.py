@@ -202,9 +202,7 @@ def measure_run(
 def host_term(reference: Calibration | None) -> float | None:
     """The window-to-window spread calibrate measured on this machine, that every interval is widened by (see
     :func:`convcost.cost.stats.widen`); None without a calibration, or with one taken on a busy machine."""
-    if reference is None or reference.busy:
-        return None
-    return reference.host_spread
+    return None if reference is None or reference.busy else reference.host_spread
 
 
 class Probe:
@@ -249,9 +247,8 @@ class Probe:
     ) -> Contention:
         copies, matmuls = self.rates(rounds)
         # a calibration taken on a busy machine would make every later run look quiet: this run's best instead
-        trusted = reference is not None and not reference.busy
-        quiet_copy = reference.probe_bandwidth if trusted and reference is not None else None
-        quiet_matmul = reference.probe_flops if trusted and reference is not None else None
+        trusted = reference if reference is not None and not reference.busy else None
+        quiet_copy, quiet_matmul = (trusted.probe_bandwidth, trusted.probe_flops) if trusted else (None, None)
         return classify(copies, matmuls, quiet_copy, quiet_matmul, slowdowns, cpu_wait=cpu_wait)
 
 

@@ -65,9 +65,10 @@ def _stored_params(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def _parametrized(module: nn.Module) -> bool:
+def _parametrized(module: nn.Module) -> int | None:
+    """The parameters a parametrized module (weight_norm...) stores, which its formula may not count; else None."""
     parametrizations = getattr(module, "parametrizations", None)
-    return parametrizations is not None and len(parametrizations) > 0
+    return _stored_params(module) if parametrizations is not None and len(parametrizations) > 0 else None
 
 
 @register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -97,13 +98,13 @@ def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) ->
         groups=module.groups,
         bias=module.bias is not None,
         shared=shared,
-        stored_params=_stored_params(module) if _parametrized(module) and not shared else None,
+        stored_params=None if shared else _parametrized(module),
     )
 
 
 @register_module(nn.Linear)
 def _linear(name: str, module: nn.Linear, shape: Shape) -> Op:
-    stored = _stored_params(module) if _parametrized(module) else None
+    stored = _parametrized(module)
     return LinearOp(name, shape, module.in_features, module.out_features, module.bias is not None, stored)
 
 
@@ -136,19 +137,12 @@ def _activation(name: str, module: nn.Module, shape: Shape) -> Op:
 
 @register_module(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def _pool(name: str, module: Any, shape: Shape) -> Op:
-    dims = int(next(cls for cls in type(module).__mro__ if cls in _FROM_MODULE).__name__[-2])  # MaxPool2d: 2
-    kernel = _tuple(module.kernel_size, dims)
-    mode: Literal["max", "avg"] = "max" if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)) else "avg"
-    return PoolOp(
-        name,
-        shape,
-        mode,
-        kernel,
-        _tuple(module.stride or module.kernel_size, dims),
-        _tuple(module.padding, dims),
-        _tuple(getattr(module, "dilation", 1), dims),
-        bool(module.ceil_mode),
-    )
+    registered = next(cls for cls in type(module).__mro__ if cls in _FROM_MODULE).__name__  # MaxPool2d...
+    dims = int(registered[-2])
+    mode: Literal["max", "avg"] = "max" if registered.startswith("Max") else "avg"
+    sizes = (module.kernel_size, module.stride or module.kernel_size, module.padding, getattr(module, "dilation", 1))
+    kernel, stride, padding, dilation = (_tuple(size, dims) for size in sizes)
+    return PoolOp(name, shape, mode, kernel, stride, padding, dilation, bool(module.ceil_mode))
 
 
 _ADAPTIVE = (
@@ -198,7 +192,7 @@ def _conv_transpose(name: str, module: Any, shape: Shape) -> Op:
         name, shape, module.in_channels, module.out_channels, _tuple(module.kernel_size, dims),
         _tuple(module.stride, dims), _tuple(module.padding, dims), _tuple(module.output_padding, dims),
         _tuple(module.dilation, dims), module.groups, module.bias is not None,
-        _stored_params(module) if _parametrized(module) else None,
+        _parametrized(module),
     )  # fmt: skip
 
 
