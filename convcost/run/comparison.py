@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import torch
@@ -103,7 +104,12 @@ def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | 
         if latency_settings.stages:
             for kind, (layer, module, tensor) in measured.items():
                 cases.update(latency.stage_cases(kind, [stage.name for stage in layer.stages], module, tensor))
-        reference = calibration or _cached_calibration(spec, context.threads)
+        reference = calibration
+        if reference is None:  # this machine's cached calibration, for the probe; none when the cache is broken
+            from convcost.run.cache import CalibrationCacheError, cached
+
+            with contextlib.suppress(CalibrationCacheError):
+                reference = cached(spec.device, spec.dtype, context.threads)
         pairs = [(str(LayerKind.DENSE), kind) for kind in measured if kind != LayerKind.DENSE]
         run = latency.measure_run(
             cases, latency_settings, pairs, watched=list(measured), reference=reference, threads=context.threads
@@ -134,13 +140,3 @@ def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySett
         latency_typical_interval=found.typical_interval,
         latency_converged=within(found.best_interval, found.best, settings.target),
     )
-
-
-def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
-    """This machine's calibration, for the probe's reference; None when there is none or the cache is broken."""
-    from convcost.run.cache import CalibrationCacheError, cached
-
-    try:
-        return cached(spec.device, spec.dtype, threads)
-    except CalibrationCacheError:
-        return None

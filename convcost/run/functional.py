@@ -78,6 +78,7 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     """The op a functional call performed, or None when it is not one (a view, a scalar add, a reduction...)."""
     first = args[0] if args and isinstance(args[0], torch.Tensor) else None
     shape = tuple(output.shape)
+    input_shape: Shape = tuple(first.shape) if first is not None else ()
 
     def arg(index: int, key: str, default: Any = None) -> Any:
         return args[index] if len(args) > index else kwargs.get(key, default)
@@ -96,13 +97,13 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     if function.startswith("adaptive_") and function[-2].isdigit() and first is not None:
         dims = int(function[-2])
         mode: Literal["max", "avg"] = "max" if "max" in function else "avg"
-        return AdaptivePoolOp(label(function), tuple(first.shape), mode, shape[-dims:])
+        return AdaptivePoolOp(label(function), input_shape, mode, shape[-dims:])
     if function in ACTIVATIONS and first is not None:
-        return ActOp(label(function.rstrip("_")), tuple(first.shape), function.rstrip("_"))
+        return ActOp(label(function.rstrip("_")), input_shape, function.rstrip("_"))
     if function in REDUCTIONS and first is not None and first.dim() > 0:
-        return ReduceOp(label(function), tuple(first.shape), function, shape)
+        return ReduceOp(label(function), input_shape, function, shape)
     if function in ELEMENTWISE_ONLY and first is not None:
-        return ElementwiseOp(label(function.strip("_")), tuple(first.shape), function.strip("_"), shape)
+        return ElementwiseOp(label(function.strip("_")), input_shape, function.strip("_"), shape)
     if function in MATMULS:
         return _matmul(function, args, kwargs, label, consume)
     if function == "einsum":
@@ -112,12 +113,11 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             return None
         linear = _params(consume, weight, bias)
-        return LinearOp(label("linear"), tuple(first.shape), weight.shape[1], weight.shape[0], bias is not None, linear)
+        return LinearOp(label("linear"), input_shape, weight.shape[1], weight.shape[0], bias is not None, linear)
     if function == "scaled_dot_product_attention":
         query, key, value = arg(0, "query"), arg(1, "key"), arg(2, "value")
         if all(isinstance(tensor, torch.Tensor) for tensor in (query, key, value)):
             return AttentionOp(label(function), tuple(query.shape), tuple(key.shape), tuple(value.shape))
-        return None
     if function in CONVS and first is not None:
         return _conv(function, first, arg, label, consume)
     if function in CONV_TRANSPOSES and first is not None:
@@ -126,7 +126,7 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
         transposed = _params(consume, weight, bias)
         groups = int(arg(6, "groups", 1))
         return ConvTransposeOp(
-            label(function), tuple(first.shape), weight.shape[0], weight.shape[1] * groups, tuple(weight.shape[2:]),
+            label(function), input_shape, weight.shape[0], weight.shape[1] * groups, tuple(weight.shape[2:]),
             _tuple(arg(3, "stride", 1), dims), _tuple(arg(4, "padding", 0), dims),
             _tuple(arg(5, "output_padding", 0), dims), _tuple(arg(7, "dilation", 1), dims), groups,
             bias is not None, transposed,
@@ -134,14 +134,12 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     if function in NORMS and first is not None:
         return _norm(function, args, kwargs, label, consume)
     if function == "interpolate" and first is not None:
-        size = upsample_size(tuple(first.shape), arg(1, "size"), arg(2, "scale_factor"))
-        return UpsampleOp(label("interpolate"), tuple(first.shape), str(arg(3, "mode", "nearest")), size)
+        size = upsample_size(input_shape, arg(1, "size"), arg(2, "scale_factor"))
+        return UpsampleOp(label("interpolate"), input_shape, str(arg(3, "mode", "nearest")), size)
     if function == "embedding" and first is not None:
         weight = arg(1, "weight")
         if isinstance(weight, torch.Tensor) and weight.dim() == 2:
-            return EmbeddingOp(
-                label("embedding"), tuple(first.shape), weight.shape[0], weight.shape[1], consume(weight)
-            )
+            return EmbeddingOp(label("embedding"), input_shape, weight.shape[0], weight.shape[1], consume(weight))
     return None
 
 
@@ -226,8 +224,6 @@ def _conv(function: str, first: torch.Tensor, arg: Callable[..., Any], label: La
         return None
     groups = int(arg(6, "groups", 1))
     padding = arg(4, "padding", 0)
-    if padding == "valid":
-        padding = 0
     return ConvOp(
         name=label(function),
         input_shape=tuple(first.shape),
@@ -235,7 +231,7 @@ def _conv(function: str, first: torch.Tensor, arg: Callable[..., Any], label: La
         cout=weight.shape[0],
         kernel=tuple(weight.shape[2:]),
         stride=_tuple(arg(3, "stride", 1), dims),
-        padding="same" if padding == "same" else _tuple(padding, dims),
+        padding="same" if padding == "same" else _tuple(0 if padding == "valid" else padding, dims),
         dilation=_tuple(arg(5, "dilation", 1), dims),
         groups=groups,
         bias=bias is not None,

@@ -186,7 +186,9 @@ def measure_run(
         torch.set_grad_enabled(previous_grad)
     case_rounds = {name: sampling.rounds[name] for name in names}
     estimates, ratios = summarize(case_rounds, pairs)
-    spread = host_term(reference)
+    # the window-to-window spread calibrate measured on this machine widens every interval (none without a
+    # calibration, or with one taken on a busy machine)
+    spread = None if reference is None or reference.busy else reference.host_spread
     estimates = {name: widen(item, spread) for name, item in estimates.items()}
     ratios = {pair: widen(item, spread) for pair, item in ratios.items()}
     stats = {name: _stats(case_rounds[name], calls[name], estimates[name], sampling, settings) for name in names}
@@ -197,12 +199,6 @@ def measure_run(
                      if name in top and estimates[name].best > 0}  # fmt: skip
         contention = replace(probe.classify(sampling.rounds, reference, slowdowns, cpu_wait), host_spread=spread)
     return LatencyRun(stats, ratios, contention, sampling)
-
-
-def host_term(reference: Calibration | None) -> float | None:
-    """The window-to-window spread calibrate measured on this machine, that every interval is widened by (see
-    :func:`convcost.cost.stats.widen`); None without a calibration, or with one taken on a busy machine."""
-    return None if reference is None or reference.busy else reference.host_spread
 
 
 class Probe:

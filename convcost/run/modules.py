@@ -76,9 +76,7 @@ def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) ->
     dims = len(module.kernel_size)
     if len(shape) != dims + 2:
         return _uncounted(name, module, shape, f"unbatched {type(module).__name__}")
-    padding: tuple[int, ...] | str = module.padding
-    if padding == "valid":
-        padding = (0,) * dims
+    padding = module.padding
     shared = False
     parametrizations = getattr(module, "parametrizations", None)
     if parametrizations is not None and "weight" in parametrizations:
@@ -93,7 +91,7 @@ def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) ->
         cout=module.out_channels,
         kernel=_tuple(module.kernel_size, dims),
         stride=_tuple(module.stride, dims),
-        padding="same" if padding == "same" else _tuple(padding, dims),
+        padding="same" if padding == "same" else _tuple(0 if padding == "valid" else padding, dims),
         dilation=_tuple(module.dilation, dims),
         groups=module.groups,
         bias=module.bias is not None,
@@ -126,6 +124,8 @@ _ACTIVATION_NAMES: dict[type[nn.Module], str] = {
     nn.ELU: "elu",
     nn.Mish: "mish",
     nn.PReLU: "prelu",
+    nn.Softmax: "softmax",
+    nn.LogSoftmax: "log_softmax",
 }
 
 
@@ -145,14 +145,7 @@ def _pool(name: str, module: Any, shape: Shape) -> Op:
     return PoolOp(name, shape, mode, kernel, stride, padding, dilation, bool(module.ceil_mode))
 
 
-_ADAPTIVE = (
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-)
+_ADAPTIVE = tuple(getattr(nn, f"Adaptive{mode}Pool{dims}d") for mode in ("Avg", "Max") for dims in (1, 2, 3))
 
 
 @register_module(*_ADAPTIVE)
@@ -224,11 +217,6 @@ def _cell(name: str, module: nn.RNNCellBase, shape: Shape) -> Op:
         "lstm" if isinstance(module, nn.LSTMCell) else "gru" if isinstance(module, nn.GRUCell) else "rnn"
     )
     return RecurrentOp(name, shape, mode, module.input_size, module.hidden_size, bias=module.bias, cell=True)
-
-
-@register_module(nn.Softmax, nn.LogSoftmax)
-def _softmax(name: str, module: nn.Module, shape: Shape) -> Op:
-    return ActOp(name, shape, "softmax" if isinstance(module, nn.Softmax) else "log_softmax", 0)
 
 
 # ---- modules whose operation needs every input of the call -------------------------------------------------

@@ -328,8 +328,7 @@ def trace(
             continue
         own = sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.consumed)
         if own:
-            label = f"{name or '(model)'} (own parameters)"
-            op = UncountedOp(label, (), f"{type(module).__name__} parameters", own)
+            op = UncountedOp(f"{name or '(model)'} (own parameters)", (), f"{type(module).__name__} parameters", own)
             calls.append(Call(op, (), own, None, name, real=False))
     never_called = [
         f"{name} ({type(module).__name__}, {_stored_params(module):,} params)"
