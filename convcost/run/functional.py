@@ -168,19 +168,12 @@ def _params(consume: Consume, *tensors: Any) -> int | None:
     else the parameters' elements used first here (0 for a weight computed from activations, or one reused)."""
     given = [tensor for tensor in tensors if isinstance(tensor, torch.Tensor)]
     used = sum(consume(tensor) for tensor in given)
-    if (
-        given
-        and all(isinstance(tensor, torch.nn.Parameter) for tensor in given)
-        and used == sum(tensor.numel() for tensor in given)
-    ):
-        return None
-    return used
+    parameters = given and all(isinstance(tensor, torch.nn.Parameter) for tensor in given)
+    return None if parameters and used == sum(tensor.numel() for tensor in given) else used
 
 
 def _tuple(value: Any, dims: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * dims
-    return tuple(int(item) for item in value)
+    return (value,) * dims if isinstance(value, int) else tuple(int(item) for item in value)
 
 
 def _numel(tensor: Any) -> int:

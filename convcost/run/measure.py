@@ -34,8 +34,7 @@ def count_flop_counter(module: nn.Module, tensor: torch.Tensor) -> tuple[int, to
     """MACs by FlopCounterMode (its FLOPs ÷ 2) and the module's output."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         output = module(tensor)
-    flops = counter.get_total_flops()
-    return flops // 2, output
+    return counter.get_total_flops() // 2, output
 
 
 def count_ptflops(module: nn.Module, tensor: torch.Tensor) -> int:

@@ -35,7 +35,9 @@ from convcost.cost.ops_nn import (
     UpsampleOp,
     upsample_size,
 )
-from convcost.run.functional import FeatureNorm, _numel, _tuple
+
+# this, _tuple and _numel are convcost.run.functional's too: importing one from the other adds an import floor
+FeatureNorm = Literal["layernorm", "groupnorm", "instancenorm", "rmsnorm"]
 
 # ---- leaf modules → operations ------------------------------------------------------------------------
 
@@ -59,6 +61,14 @@ def register_module(*types: type[nn.Module]) -> Callable[[FromModule], FromModul
 def _lookup(module: nn.Module) -> FromModule | None:
     # the MRO, so a parametrized Conv2d (a subclass torch makes on the fly) is still a Conv2d
     return next((_FROM_MODULE[cls] for cls in type(module).__mro__ if cls in _FROM_MODULE), None)
+
+
+def _tuple(value: Any, dims: int) -> tuple[int, ...]:
+    return (value,) * dims if isinstance(value, int) else tuple(int(item) for item in value)
+
+
+def _numel(tensor: Any) -> int:
+    return tensor.numel() if isinstance(tensor, torch.Tensor) else 0
 
 
 def _stored_params(module: nn.Module) -> int:

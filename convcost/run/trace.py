@@ -87,7 +87,6 @@ def _claim(call: Call | None, figures: Figures, counters: CounterFigures) -> Non
 
 class _Tracer:
     def __init__(self, model: nn.Module, capture: set[str]) -> None:
-        self.model = model
         self.capture = capture
         self.leaf_depth = 0
         self.stack: list[str] = []  # the containers running, by the path they were called by
