@@ -55,10 +55,8 @@ def stage_module(stage: ConvStage) -> nn.Module:
     parts: OrderedDict[str, nn.Module] = OrderedDict(conv=conv(stage))
     if stage.norm is Norm.BATCH:
         parts["norm"] = nn.BatchNorm2d(stage.cout)
-    if stage.act is Act.RELU:
-        parts["act"] = nn.ReLU()
-    elif stage.act is Act.RELU6:
-        parts["act"] = nn.ReLU6()
+    if stage.act is not Act.NONE:
+        parts["act"] = {Act.RELU: nn.ReLU, Act.RELU6: nn.ReLU6}[stage.act]()
     if len(parts) == 1:
         return parts["conv"]
     return nn.Sequential(parts)

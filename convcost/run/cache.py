@@ -104,13 +104,10 @@ def cached(device: str, dtype: DType, threads: int) -> Calibration | None:
         return None
     try:
         return Calibration.from_dict(entry)
-    except KeyError as error:
+    except (KeyError, TypeError, ValueError) as error:
+        problem = f" has no {error}" if isinstance(error, KeyError) else f": {error}"
         raise CalibrationCacheError(
-            f"the calibration cache {path} is broken: entry {key!r} has no {error}: run convcost calibrate --refresh"
-        ) from None
-    except (TypeError, ValueError) as error:
-        raise CalibrationCacheError(
-            f"the calibration cache {path} is broken: entry {key!r}: {error}: run convcost calibrate --refresh"
+            f"the calibration cache {path} is broken: entry {key!r}{problem}: run convcost calibrate --refresh"
         ) from None
 
 

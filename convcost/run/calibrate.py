@@ -10,10 +10,9 @@
 
 All three run on the chosen device, dtype and thread count, with the allocator tuned as for latency. On CUDA the
 matmul runs with the TF32 setting cuDNN convs use (:func:`matmul_tf32`, recorded as ``matmul_tf32``). The cache
-is one JSON file in the user's cache directory (``$CONVCOST_CACHE_DIR``, else ``$XDG_CACHE_HOME/convcost`` or
-``~/.cache/convcost``; ``~/Library/Caches/convcost`` on macOS; ``%LOCALAPPDATA%\\convcost\\Cache`` on Windows),
-keyed by machine, torch version, device, dtype and (on a CPU) threads. An entry whose peaks are not positive,
-finite numbers is a broken cache (``calibrate --refresh``).
+is one JSON file in the user's cache directory (:func:`convcost.run.cache.cache_dir`), keyed by machine, torch
+version, device, dtype and (on a CPU) threads. An entry whose peaks are not positive, finite numbers is a broken
+cache (``calibrate --refresh``).
 """
 
 from __future__ import annotations

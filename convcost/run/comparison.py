@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import torch
@@ -96,16 +97,19 @@ def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | 
     if spec.multiplier == 1:
         del channels["multiplier"]
     check_memory(list(planned.values()), spec.size, spec.batch, spec.dtype.itemsize, channels)
-    measured: dict[str, tuple[LayerResult, nn.Module, torch.Tensor]] = {}
+    measured = {str(kind): measure_layer(str(kind), stages, spec) for kind, stages in planned.items()}
     run = None
-    for planned_kind, stages in planned.items():
-        measured[str(planned_kind)] = measure_layer(str(planned_kind), stages, spec)
     if latency_settings is not None:
         cases = {kind: (module, tensor) for kind, (_, module, tensor) in measured.items()}
         if latency_settings.stages:
             for kind, (layer, module, tensor) in measured.items():
                 cases.update(latency.stage_cases(kind, [stage.name for stage in layer.stages], module, tensor))
-        reference = calibration or _cached_calibration(spec, context.threads)
+        reference = calibration
+        if reference is None:  # this machine's cached calibration, for the probe; none when the cache is broken
+            from convcost.run.cache import CalibrationCacheError, cached
+
+            with contextlib.suppress(CalibrationCacheError):
+                reference = cached(spec.device, spec.dtype, context.threads)
         pairs = [(str(LayerKind.DENSE), kind) for kind in measured if kind != LayerKind.DENSE]
         run = latency.measure_run(
             cases, latency_settings, pairs, watched=list(measured), reference=reference, threads=context.threads
@@ -115,13 +119,8 @@ def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | 
             layer.latency = stats[kind]
             for stage in layer.stages:
                 stage.latency = stats.get(f"{kind}.{stage.name}")
-    comparison = assemble(
-        spec,
-        {kind: layer for kind, (layer, _, _) in measured.items()},
-        context.environment(),
-        calibration,
-        measured=True,
-    )
+    layers = {kind: layer for kind, (layer, _, _) in measured.items()}
+    comparison = assemble(spec, layers, context.environment(), calibration, measured=True)
     if run is not None:
         comparison.environment.contention = run.contention
         comparison.ratios = [_with_intervals(ratio, run.ratios.get((str(LayerKind.DENSE), ratio.vs)), latency_settings)
@@ -141,13 +140,3 @@ def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySett
         latency_typical_interval=found.typical_interval,
         latency_converged=within(found.best_interval, found.best, settings.target),
     )
-
-
-def _cached_calibration(spec: CompareSpec, threads: int) -> Calibration | None:
-    """This machine's calibration, for the probe's reference; None when there is none or the cache is broken."""
-    from convcost.run.cache import CalibrationCacheError, cached
-
-    try:
-        return cached(spec.device, spec.dtype, threads)
-    except CalibrationCacheError:
-        return None

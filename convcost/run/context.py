@@ -155,8 +155,7 @@ def tune_allocator() -> str:
         _allocator_state = "not tuned (not glibc)"
         return _allocator_state
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         _allocator_state = "not tuned (no mallopt)"
         return _allocator_state

@@ -75,9 +75,8 @@ def estimate(spec: CompareSpec, threads: int = 1) -> Comparison:
     For large batches where speed matters more than the second opinion; reports mark it as not measured.
     Shape mismatches between alternatives are still found, by formula.
     """
-    planned = kinds.plan(spec)
     layers: dict[str, LayerResult] = {}
-    for planned_kind, stages in planned.items():
+    for planned_kind, stages in kinds.plan(spec).items():
         shape: Shape = (spec.batch, spec.cin, *spec.size)
         results = []
         for stage in stages:

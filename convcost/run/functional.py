@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
@@ -68,6 +68,7 @@ ELEMENTWISE_ONLY = ELEMENTWISE - {*ADDS, *MULS}  # adds and multiplies that are 
 UNCOUNTED = {"bilinear", "tensordot", "multi_head_attention_forward", "einsum", "linear", "embedding",
              "scaled_dot_product_attention", *MATMULS, *CONVS, *CONV_TRANSPOSES}  # fmt: skip
 
+FeatureNorm = Literal["layernorm", "groupnorm", "instancenorm", "rmsnorm"]
 Consume = Callable[[Any], int]  # a tensor → its elements if it is a parameter of the model not counted yet, else 0
 Label = Callable[[str], str]  # an op's short name → its unique label under the calling container
 
@@ -77,23 +78,18 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     """The op a functional call performed, or None when it is not one (a view, a scalar add, a reduction...)."""
     first = args[0] if args and isinstance(args[0], torch.Tensor) else None
     shape = tuple(output.shape)
+    input_shape: Shape = tuple(first.shape) if first is not None else ()
 
     def arg(index: int, key: str, default: Any = None) -> Any:
         return args[index] if len(args) > index else kwargs.get(key, default)
 
-    if function in ADDS:
-        other = arg(1, "other")
-        # a residual add, or one broadcast (token + position embeddings, a parameter added): two tensors, not
-        # scalars (not a.sum() + b.sum()), the output the shape of one of them
-        if first is None or not isinstance(other, torch.Tensor) or first.dim() == 0:
-            return None
-        if other.dim() > 0 and tuple(output.shape) in (first.shape, other.shape):
-            return AddOp(label("add"), shape, consume(first) + consume(other))
-        return None
-    if function in MULS:
+    if function in ADDS or function in MULS:
         other = arg(1, "other")
         if first is None or not isinstance(other, torch.Tensor) or first.dim() == 0 or other.dim() == 0:
-            return None  # a scale by a number is not a multiply between activations
+            return None  # scalars (a.sum() + b.sum()) or a scale by a number: not an op between activations
+        if function in ADDS:  # a residual add, or one broadcast (token + position embeddings, a parameter added)
+            fits = shape in (first.shape, other.shape)  # the output the shape of one of them
+            return AddOp(label("add"), shape, consume(first) + consume(other)) if fits else None
         params = consume(first) + consume(other)
         if first.shape != output.shape:  # the operand of the output's shape first
             first, other = other, first
@@ -101,13 +97,13 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     if function.startswith("adaptive_") and function[-2].isdigit() and first is not None:
         dims = int(function[-2])
         mode: Literal["max", "avg"] = "max" if "max" in function else "avg"
-        return AdaptivePoolOp(label(function), tuple(first.shape), mode, shape[-dims:])
+        return AdaptivePoolOp(label(function), input_shape, mode, shape[-dims:])
     if function in ACTIVATIONS and first is not None:
-        return ActOp(label(function.rstrip("_")), tuple(first.shape), function.rstrip("_"))
+        return ActOp(label(function.rstrip("_")), input_shape, function.rstrip("_"))
     if function in REDUCTIONS and first is not None and first.dim() > 0:
-        return ReduceOp(label(function), tuple(first.shape), function, shape)
+        return ReduceOp(label(function), input_shape, function, shape)
     if function in ELEMENTWISE_ONLY and first is not None:
-        return ElementwiseOp(label(function.strip("_")), tuple(first.shape), function.strip("_"), shape)
+        return ElementwiseOp(label(function.strip("_")), input_shape, function.strip("_"), shape)
     if function in MATMULS:
         return _matmul(function, args, kwargs, label, consume)
     if function == "einsum":
@@ -117,21 +113,20 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             return None
         linear = _params(consume, weight, bias)
-        return LinearOp(label("linear"), tuple(first.shape), weight.shape[1], weight.shape[0], bias is not None, linear)
+        return LinearOp(label("linear"), input_shape, weight.shape[1], weight.shape[0], bias is not None, linear)
     if function == "scaled_dot_product_attention":
         query, key, value = arg(0, "query"), arg(1, "key"), arg(2, "value")
         if all(isinstance(tensor, torch.Tensor) for tensor in (query, key, value)):
             return AttentionOp(label(function), tuple(query.shape), tuple(key.shape), tuple(value.shape))
-        return None
     if function in CONVS and first is not None:
-        return _conv(function, args, kwargs, label, consume)
+        return _conv(function, first, arg, label, consume)
     if function in CONV_TRANSPOSES and first is not None:
         weight, bias = arg(1, "weight"), arg(2, "bias")
         dims = int(function[-2])
         transposed = _params(consume, weight, bias)
         groups = int(arg(6, "groups", 1))
         return ConvTransposeOp(
-            label(function), tuple(first.shape), weight.shape[0], weight.shape[1] * groups, tuple(weight.shape[2:]),
+            label(function), input_shape, weight.shape[0], weight.shape[1] * groups, tuple(weight.shape[2:]),
             _tuple(arg(3, "stride", 1), dims), _tuple(arg(4, "padding", 0), dims),
             _tuple(arg(5, "output_padding", 0), dims), _tuple(arg(7, "dilation", 1), dims), groups,
             bias is not None, transposed,
@@ -139,14 +134,12 @@ def functional_op(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
     if function in NORMS and first is not None:
         return _norm(function, args, kwargs, label, consume)
     if function == "interpolate" and first is not None:
-        size = upsample_size(tuple(first.shape), arg(1, "size"), arg(2, "scale_factor"))
-        return UpsampleOp(label("interpolate"), tuple(first.shape), str(arg(3, "mode", "nearest")), size)
+        size = upsample_size(input_shape, arg(1, "size"), arg(2, "scale_factor"))
+        return UpsampleOp(label("interpolate"), input_shape, str(arg(3, "mode", "nearest")), size)
     if function == "embedding" and first is not None:
         weight = arg(1, "weight")
         if isinstance(weight, torch.Tensor) and weight.dim() == 2:
-            return EmbeddingOp(
-                label("embedding"), tuple(first.shape), weight.shape[0], weight.shape[1], consume(weight)
-            )
+            return EmbeddingOp(label("embedding"), input_shape, weight.shape[0], weight.shape[1], consume(weight))
     return None
 
 
@@ -175,19 +168,16 @@ def _params(consume: Consume, *tensors: Any) -> int | None:
     else the parameters' elements used first here (0 for a weight computed from activations, or one reused)."""
     given = [tensor for tensor in tensors if isinstance(tensor, torch.Tensor)]
     used = sum(consume(tensor) for tensor in given)
-    if (
-        given
-        and all(isinstance(tensor, torch.nn.Parameter) for tensor in given)
-        and used == sum(tensor.numel() for tensor in given)
-    ):
-        return None
-    return used
+    parameters = given and all(isinstance(tensor, torch.nn.Parameter) for tensor in given)
+    return None if parameters and used == sum(tensor.numel() for tensor in given) else used
 
 
 def _tuple(value: Any, dims: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * dims
-    return tuple(int(item) for item in value)
+    return (value,) * dims if isinstance(value, int) else tuple(int(item) for item in value)
+
+
+def _numel(tensor: Any) -> int:
+    return tensor.numel() if isinstance(tensor, torch.Tensor) else 0
 
 
 def _matmul(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], label: Label, consume: Consume) -> Op | None:
@@ -220,18 +210,13 @@ def _einsum(args: tuple[Any, ...], label: Label, consume: Consume) -> Op | None:
     return MatmulOp(label("einsum"), tuple(left.shape), tuple(right.shape), equation, params=params, function="einsum")
 
 
-def _conv(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], label: Label, consume: Consume) -> Op | None:
-    def arg(index: int, key: str, default: Any = None) -> Any:
-        return args[index] if len(args) > index else kwargs.get(key, default)
-
-    first, weight, bias = args[0], arg(1, "weight"), arg(2, "bias")
+def _conv(function: str, first: torch.Tensor, arg: Callable[..., Any], label: Label, consume: Consume) -> Op | None:
+    weight, bias = arg(1, "weight"), arg(2, "bias")
     dims = int(function[-2])
     if not isinstance(weight, torch.Tensor) or first.dim() != dims + 2:
         return None
     groups = int(arg(6, "groups", 1))
     padding = arg(4, "padding", 0)
-    if padding == "valid":
-        padding = 0
     return ConvOp(
         name=label(function),
         input_shape=tuple(first.shape),
@@ -239,7 +224,7 @@ def _conv(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], label: L
         cout=weight.shape[0],
         kernel=tuple(weight.shape[2:]),
         stride=_tuple(arg(3, "stride", 1), dims),
-        padding="same" if padding == "same" else _tuple(padding, dims),
+        padding="same" if padding == "same" else _tuple(0 if padding == "valid" else padding, dims),
         dilation=_tuple(arg(5, "dilation", 1), dims),
         groups=groups,
         bias=bias is not None,
@@ -253,21 +238,13 @@ def _norm(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], label: L
                  "batch_norm": (3, 4)}[function]  # fmt: skip
     weight = args[positions[0]] if len(args) > positions[0] else kwargs.get("weight")
     bias = args[positions[1]] if positions[1] > 0 and len(args) > positions[1] else kwargs.get("bias")
-    weight = weight if isinstance(weight, torch.Tensor) else None
-    bias = bias if isinstance(bias, torch.Tensor) else None
-    consume(weight)
+    consume(weight)  # nothing for a weight that is not a tensor (None)
     consume(bias)
     shape: Shape = tuple(first.shape)
     if function == "batch_norm":
-        return NormOp(label("batch_norm"), shape, first.shape[1], weight is not None)
-    name: Literal["layernorm", "groupnorm", "instancenorm", "rmsnorm"] = {
-        "layer_norm": "layernorm", "group_norm": "groupnorm", "instance_norm": "instancenorm", "rms_norm": "rmsnorm",
-    }[function]  # type: ignore[assignment]  # fmt: skip
+        return NormOp(label("batch_norm"), shape, first.shape[1], isinstance(weight, torch.Tensor))
+    name = cast(FeatureNorm, function.replace("_", ""))  # layer_norm: layernorm
     return FeatureNormOp(label(function), shape, name, _numel(weight), _numel(bias))
-
-
-def _numel(tensor: torch.Tensor | None) -> int:
-    return 0 if tensor is None else tensor.numel()
 
 
 @contextlib.contextmanager

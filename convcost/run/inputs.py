@@ -48,10 +48,7 @@ def make(inputs: Inputs, batch: int, dtype: DType, device: str) -> Arguments:
 
 def first_tensor(arguments: Arguments) -> torch.Tensor | None:
     """The first input tensor (the one a result's input shape names)."""
-    for value in [*arguments[0], *arguments[1].values()]:
-        if isinstance(value, torch.Tensor):
-            return value
-    return None
+    return next((value for value in [*arguments[0], *arguments[1].values()] if isinstance(value, torch.Tensor)), None)
 
 
 def described(arguments: Arguments) -> str:

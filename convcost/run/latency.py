@@ -186,7 +186,9 @@ def measure_run(
         torch.set_grad_enabled(previous_grad)
     case_rounds = {name: sampling.rounds[name] for name in names}
     estimates, ratios = summarize(case_rounds, pairs)
-    spread = host_term(reference)
+    # the window-to-window spread calibrate measured on this machine widens every interval (none without a
+    # calibration, or with one taken on a busy machine)
+    spread = None if reference is None or reference.busy else reference.host_spread
     estimates = {name: widen(item, spread) for name, item in estimates.items()}
     ratios = {pair: widen(item, spread) for pair, item in ratios.items()}
     stats = {name: _stats(case_rounds[name], calls[name], estimates[name], sampling, settings) for name in names}
@@ -197,14 +199,6 @@ def measure_run(
                      if name in top and estimates[name].best > 0}  # fmt: skip
         contention = replace(probe.classify(sampling.rounds, reference, slowdowns, cpu_wait), host_spread=spread)
     return LatencyRun(stats, ratios, contention, sampling)
-
-
-def host_term(reference: Calibration | None) -> float | None:
-    """The window-to-window spread calibrate measured on this machine, that every interval is widened by (see
-    :func:`convcost.cost.stats.widen`); None without a calibration, or with one taken on a busy machine."""
-    if reference is None or reference.busy:
-        return None
-    return reference.host_spread
 
 
 class Probe:
@@ -249,9 +243,8 @@ class Probe:
     ) -> Contention:
         copies, matmuls = self.rates(rounds)
         # a calibration taken on a busy machine would make every later run look quiet: this run's best instead
-        trusted = reference is not None and not reference.busy
-        quiet_copy = reference.probe_bandwidth if trusted and reference is not None else None
-        quiet_matmul = reference.probe_flops if trusted and reference is not None else None
+        trusted = reference if reference is not None and not reference.busy else None
+        quiet_copy, quiet_matmul = (trusted.probe_bandwidth, trusted.probe_flops) if trusted else (None, None)
         return classify(copies, matmuls, quiet_copy, quiet_matmul, slowdowns, cpu_wait=cpu_wait)
 
 
@@ -336,10 +329,7 @@ def _stats(
     seconds: list[float], calls: int, estimate: Estimate, sampling: Sampling, settings: LatencySettings
 ) -> LatencyStats:
     ms = sorted(value * 1e3 for value in seconds)
-    if len(ms) >= 2:
-        q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive")
-    else:
-        q1 = q3 = ms[0]
+    q1, _, q3 = statistics.quantiles(ms, n=4, method="inclusive") if len(ms) >= 2 else (ms[0],) * 3
     return LatencyStats(
         median_ms=statistics.median(ms),
         q1_ms=q1,

@@ -27,15 +27,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage, Pair
-from convcost.errors import MeasurementError
+from convcost.errors import FieldIssue, MeasurementError, SpecError, UsageError
 
 
 def count_flop_counter(module: nn.Module, tensor: torch.Tensor) -> tuple[int, torch.Tensor]:
     """MACs by FlopCounterMode (its FLOPs ÷ 2) and the module's output."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         output = module(tensor)
-    flops = counter.get_total_flops()
-    return flops // 2, output
+    return counter.get_total_flops() // 2, output
 
 
 def count_ptflops(module: nn.Module, tensor: torch.Tensor) -> int:
@@ -80,8 +79,6 @@ def check_memory(
     """Raise SpecError before allocating when the layers' tensors cannot fit in memory, on the field that made
     them this large: ``batch`` when they fit at batch 1, else ``size`` or the largest of ``channels`` (the spec's
     cin, cout, mid, multiplier × cin), whichever the largest tensor has more of."""
-    from convcost.errors import FieldIssue, SpecError
-
     needed = weights = 0
     largest_pixels = largest_channels = largest = 0
     for stages in layers:
@@ -119,8 +116,6 @@ def over_share(needed: int) -> int | None:
 
 def require_memory(needed: int, field: str, what: str, advice: str) -> None:
     """Raise UsageError (``field: what need ... ; advice``) when ``needed`` bytes exceed the share allowed."""
-    from convcost.errors import UsageError
-
     available = over_share(needed)
     if available is not None:
         raise UsageError(
@@ -130,7 +125,5 @@ def require_memory(needed: int, field: str, what: str, advice: str) -> None:
 
 
 def check_device(device: str) -> None:
-    from convcost.errors import UsageError
-
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: CUDA is not available on this machine (torch " + torch.__version__ + ")")

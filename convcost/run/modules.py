@@ -36,6 +36,9 @@ from convcost.cost.ops_nn import (
     upsample_size,
 )
 
+# this, _tuple and _numel are convcost.run.functional's too: importing one from the other adds an import floor
+FeatureNorm = Literal["layernorm", "groupnorm", "instancenorm", "rmsnorm"]
+
 # ---- leaf modules → operations ------------------------------------------------------------------------
 
 FromModule = Callable[[str, Any, Shape], Op]
@@ -61,18 +64,21 @@ def _lookup(module: nn.Module) -> FromModule | None:
 
 
 def _tuple(value: Any, dims: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * dims
-    return tuple(int(v) for v in value)
+    return (value,) * dims if isinstance(value, int) else tuple(int(item) for item in value)
+
+
+def _numel(tensor: Any) -> int:
+    return tensor.numel() if isinstance(tensor, torch.Tensor) else 0
 
 
 def _stored_params(module: nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
 
 
-def _parametrized(module: nn.Module) -> bool:
+def _parametrized(module: nn.Module) -> int | None:
+    """The parameters a parametrized module (weight_norm...) stores, which its formula may not count; else None."""
     parametrizations = getattr(module, "parametrizations", None)
-    return parametrizations is not None and len(parametrizations) > 0
+    return _stored_params(module) if parametrizations is not None and len(parametrizations) > 0 else None
 
 
 @register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -80,9 +86,7 @@ def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) ->
     dims = len(module.kernel_size)
     if len(shape) != dims + 2:
         return _uncounted(name, module, shape, f"unbatched {type(module).__name__}")
-    padding: tuple[int, ...] | str = module.padding
-    if padding == "valid":
-        padding = (0,) * dims
+    padding = module.padding
     shared = False
     parametrizations = getattr(module, "parametrizations", None)
     if parametrizations is not None and "weight" in parametrizations:
@@ -97,18 +101,18 @@ def _conv(name: str, module: nn.Conv1d | nn.Conv2d | nn.Conv3d, shape: Shape) ->
         cout=module.out_channels,
         kernel=_tuple(module.kernel_size, dims),
         stride=_tuple(module.stride, dims),
-        padding="same" if padding == "same" else _tuple(padding, dims),
+        padding="same" if padding == "same" else _tuple(0 if padding == "valid" else padding, dims),
         dilation=_tuple(module.dilation, dims),
         groups=module.groups,
         bias=module.bias is not None,
         shared=shared,
-        stored_params=_stored_params(module) if _parametrized(module) and not shared else None,
+        stored_params=None if shared else _parametrized(module),
     )
 
 
 @register_module(nn.Linear)
 def _linear(name: str, module: nn.Linear, shape: Shape) -> Op:
-    stored = _stored_params(module) if _parametrized(module) else None
+    stored = _parametrized(module)
     return LinearOp(name, shape, module.in_features, module.out_features, module.bias is not None, stored)
 
 
@@ -130,6 +134,8 @@ _ACTIVATION_NAMES: dict[type[nn.Module], str] = {
     nn.ELU: "elu",
     nn.Mish: "mish",
     nn.PReLU: "prelu",
+    nn.Softmax: "softmax",
+    nn.LogSoftmax: "log_softmax",
 }
 
 
@@ -141,45 +147,25 @@ def _activation(name: str, module: nn.Module, shape: Shape) -> Op:
 
 @register_module(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def _pool(name: str, module: Any, shape: Shape) -> Op:
-    dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}[
-        next(cls for cls in type(module).__mro__ if cls in _FROM_MODULE)
-    ]
-    kernel = _tuple(module.kernel_size, dims)
-    mode: Literal["max", "avg"] = "max" if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)) else "avg"
-    return PoolOp(
-        name,
-        shape,
-        mode,
-        kernel,
-        _tuple(module.stride or module.kernel_size, dims),
-        _tuple(module.padding, dims),
-        _tuple(getattr(module, "dilation", 1), dims),
-        bool(module.ceil_mode),
-    )
+    registered = next(cls for cls in type(module).__mro__ if cls in _FROM_MODULE).__name__  # MaxPool2d...
+    dims = int(registered[-2])
+    mode: Literal["max", "avg"] = "max" if registered.startswith("Max") else "avg"
+    sizes = (module.kernel_size, module.stride or module.kernel_size, module.padding, getattr(module, "dilation", 1))
+    kernel, stride, padding, dilation = (_tuple(size, dims) for size in sizes)
+    return PoolOp(name, shape, mode, kernel, stride, padding, dilation, bool(module.ceil_mode))
 
 
-_ADAPTIVE = (
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d,
-    nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d,
-)
+_ADAPTIVE = tuple(getattr(nn, f"Adaptive{mode}Pool{dims}d") for mode in ("Avg", "Max") for dims in (1, 2, 3))
 
 
 @register_module(*_ADAPTIVE)
 def _adaptive_pool(name: str, module: Any, shape: Shape) -> Op:
     dims = int(type(module).__name__[-2])
-    mode = "max" if "Max" in type(module).__name__ else "avg"
-    return _adaptive(name, shape, mode, module.output_size, dims)
-
-
-def _adaptive(name: str, shape: Shape, mode: str, output_size: Any, dims: int) -> Op:
-    sizes = (output_size,) * dims if isinstance(output_size, int) else tuple(output_size)
+    mode: Literal["max", "avg"] = "max" if "Max" in type(module).__name__ else "avg"
+    sizes = (module.output_size,) * dims if isinstance(module.output_size, int) else tuple(module.output_size)
     spatial = shape[-dims:]
     out = tuple(int(size) if size is not None else spatial[index] for index, size in enumerate(sizes))
-    return AdaptivePoolOp(name, shape, "max" if mode == "max" else "avg", out)
+    return AdaptivePoolOp(name, shape, mode, out)
 
 
 @register_module(nn.Flatten)
@@ -194,21 +180,10 @@ def _identity(name: str, module: nn.Module, shape: Shape) -> Op:
 
 @register_module(nn.LayerNorm, nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.RMSNorm)
 def _feature_norm(name: str, module: nn.Module, shape: Shape) -> Op:
-    function: Literal["layernorm", "groupnorm", "instancenorm", "rmsnorm"]
-    if isinstance(module, nn.LayerNorm):
-        function = "layernorm"
-    elif isinstance(module, nn.GroupNorm):
-        function = "groupnorm"
-    elif isinstance(module, nn.RMSNorm):
-        function = "rmsnorm"
-    else:
-        function = "instancenorm"
+    names: dict[type, FeatureNorm] = {nn.LayerNorm: "layernorm", nn.GroupNorm: "groupnorm", nn.RMSNorm: "rmsnorm"}
+    function: FeatureNorm = next((value for cls, value in names.items() if isinstance(module, cls)), "instancenorm")
     weight, bias = getattr(module, "weight", None), getattr(module, "bias", None)
     return FeatureNormOp(name, shape, function, _numel(weight), _numel(bias))
-
-
-def _numel(tensor: Any) -> int:
-    return tensor.numel() if isinstance(tensor, torch.Tensor) else 0
 
 
 @register_module(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -220,7 +195,7 @@ def _conv_transpose(name: str, module: Any, shape: Shape) -> Op:
         name, shape, module.in_channels, module.out_channels, _tuple(module.kernel_size, dims),
         _tuple(module.stride, dims), _tuple(module.padding, dims), _tuple(module.output_padding, dims),
         _tuple(module.dilation, dims), module.groups, module.bias is not None,
-        _stored_params(module) if _parametrized(module) else None,
+        _parametrized(module),
     )  # fmt: skip
 
 
@@ -252,11 +227,6 @@ def _cell(name: str, module: nn.RNNCellBase, shape: Shape) -> Op:
         "lstm" if isinstance(module, nn.LSTMCell) else "gru" if isinstance(module, nn.GRUCell) else "rnn"
     )
     return RecurrentOp(name, shape, mode, module.input_size, module.hidden_size, bias=module.bias, cell=True)
-
-
-@register_module(nn.Softmax, nn.LogSoftmax)
-def _softmax(name: str, module: nn.Module, shape: Shape) -> Op:
-    return ActOp(name, shape, "softmax" if isinstance(module, nn.Softmax) else "log_softmax", 0)
 
 
 # ---- modules whose operation needs every input of the call -------------------------------------------------

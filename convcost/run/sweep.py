@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from convcost.cost.roofline import Calibration, Roofline
 from convcost.errors import FieldIssue, SpecError
-from convcost.results.comparison import Comparison, Environment, Sweep, SweepPoint
+from convcost.results.comparison import Comparison, Sweep, SweepPoint
 from convcost.spec.compare import CompareSpec
 from convcost.spec.sweep import describe, split_axis
 
@@ -80,31 +80,27 @@ def run(
         from convcost.run.comparison import compare
     if settings is not None:
         settings = replace(settings, stages=False)
-    found: list[SweepPoint] = []
     comparisons: list[Comparison] = []
     failures: list[str] = []
-    environment: Environment | None = None
     interrupted = False
     try:
         for index, spec in enumerate(specs):
             if progress is not None:
                 progress(index, len(specs), spec)
             comparison = compare(spec, settings, calibration, threads) if measure else estimate(spec, threads or 1)
-            environment = comparison.environment
             comparisons.append(comparison)
-            found.extend(points(comparison))
             failures.extend(f"{describe(spec)}: {failure}" for failure in comparison.failures)
     except KeyboardInterrupt:
-        if environment is None:  # nothing finished: nothing to report
+        if not comparisons:  # nothing finished: nothing to report
             raise
         interrupted = True  # keep what was measured
-    if environment is None:
+    if not comparisons:
         raise SpecError([FieldIssue(("cin",), "the grid is empty")])
     return Sweep(
         axes={field: split_axis(text) for field, text in axes.items()},
         fixed={key: value for key, value in fixed.items() if value is not None},
-        environment=environment,
-        points=found,
+        environment=comparisons[-1].environment,
+        points=[point for comparison in comparisons for point in points(comparison)],
         failures=failures,
         interrupted=interrupted,
         planned=len(specs),

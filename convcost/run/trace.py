@@ -87,7 +87,6 @@ def _claim(call: Call | None, figures: Figures, counters: CounterFigures) -> Non
 
 class _Tracer:
     def __init__(self, model: nn.Module, capture: set[str]) -> None:
-        self.model = model
         self.capture = capture
         self.leaf_depth = 0
         self.stack: list[str] = []  # the containers running, by the path they were called by
@@ -206,16 +205,12 @@ class _Tracer:
             self.shapes.setdefault(name, (shape, measured))
             label = self._module_label(path)
             convert = _lookup(module)
-            if op is not None:
-                pass  # built from the call's arguments in the pre-hook
-            elif not shape:
+            if op is None and shape and convert:  # (an op already: built from the call's arguments in the pre-hook)
+                op = convert(label, module, shape)
+            elif op is None and not shape:
                 op = _uncounted(label, module, shape, f"{type(module).__name__} (no tensor input)", measured or ())
-            else:
-                op = (
-                    convert(label, module, shape)
-                    if convert
-                    else _uncounted(label, module, shape, type(module).__name__)
-                )
+            elif op is None:
+                op = _uncounted(label, module, shape, type(module).__name__)
             # a module called again applies the same weights: they are counted at its first call
             calls = self.module_calls[name] = self.module_calls.get(name, 0) + 1
             first_call = calls == 1
@@ -242,10 +237,7 @@ class _Tracer:
         if name not in self.childless and params == 0:
             return None
         label = self._module_label(name)
-        if name in self.childless:
-            detail = type(module).__name__
-        else:
-            detail = f"{type(module).__name__} (no formula, its children not called)"
+        detail = type(module).__name__ + ("" if name in self.childless else " (no formula, its children not called)")
         op = UncountedOp(label, shape, detail, params, measured or ())
         self.consumed.update(id(parameter) for parameter in module.parameters())
         self.opaque.add(name)
@@ -278,17 +270,16 @@ class _Tracer:
             op = functional_op(function, tuple(args), kwargs, first_output, label, self.consume)
         first = next((item for item in args if isinstance(item, torch.Tensor)), None)
         first_shape = tuple(first.shape) if first is not None else ()
-        if op is None and function in UNCOUNTED:  # MACs with no formula here: not counted, with its parameters
-            params = sum(self.consume(item) for item in operands(args, kwargs))
-            op = UncountedOp(label(function), first_shape, f"functional {function}", params, shape)
-        elif op is None and function in ELEMENTWISE and first is not None:  # an add or multiply by a number
+        known = function in UNCOUNTED  # MACs with no formula here: not counted, with its parameters
+        if op is None and function in ELEMENTWISE and first is not None:  # an add or multiply by a number
             op = ElementwiseOp(label(function.strip("_")), first_shape, function.strip("_"), shape)
-        elif op is None and arithmetic and owner and owner in self.childless:
+        elif op is None and not known and arithmetic and owner and owner in self.childless:
             self.unknown_in.add(owner)  # work no formula knows in a module of its own: the module is not counted
             return None
-        elif op is None and arithmetic:
+        elif op is None and (known or arithmetic):
             params = sum(self.consume(item) for item in operands(args, kwargs))
-            op = UncountedOp(label(function), first_shape, f"functional {function} (no formula)", params, shape)
+            detail = f"functional {function}" if known else f"functional {function} (no formula)"
+            op = UncountedOp(label(function), first_shape, detail, params, shape)
         call = None
         if op is not None:
             call = Call(op, shape, self.used, None, owner)
@@ -336,8 +327,7 @@ def trace(
             continue
         own = sum(p.numel() for p in module.parameters(recurse=False) if id(p) not in tracer.consumed)
         if own:
-            label = f"{name or '(model)'} (own parameters)"
-            op = UncountedOp(label, (), f"{type(module).__name__} parameters", own)
+            op = UncountedOp(f"{name or '(model)'} (own parameters)", (), f"{type(module).__name__} parameters", own)
             calls.append(Call(op, (), own, None, name, real=False))
     never_called = [
         f"{name} ({type(module).__name__}, {_stored_params(module):,} params)"
