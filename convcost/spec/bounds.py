@@ -122,17 +122,12 @@ def real(value: object, bound: Bound, what: str) -> float:
     if isinstance(value, int):
         check(value, bound, what)  # before float(): float(10**400) raises OverflowError
         return float(value)
-    if isinstance(value, str):
-        if len(value.strip()) > MAX_NUMBER_TEXT:
-            raise ValueError(f"must be {what} {bound.describe()}, got {shown(value)}")
+    number = value if isinstance(value, float) else math.nan  # other values and overlong text: nan, refused below
+    if isinstance(value, str) and len(value.strip()) <= MAX_NUMBER_TEXT:
         try:
             number = float(value)
         except ValueError:
             raise ValueError(f"must be {what} {bound.describe()}, got {value!r}") from None
-    elif isinstance(value, float):
-        number = value
-    else:
-        raise ValueError(f"must be {what} {bound.describe()}, got {shown(value)}")
     if not math.isfinite(number):
         raise ValueError(f"must be {what} {bound.describe()}, got {shown(value)}")
     check(number, bound, what, given=value)

@@ -251,24 +251,22 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
         planned = PlannedCheck(index, name, check, document.line(loc), lines)
         if check.batch is not None:
             planned.batch_path = base / check.batch
-            for key in ("input", "args", "width_multiplier", "size"):
-                if getattr(check, key) is not None:
-                    issues.append(FieldIssue((*loc, key), "applies to a model, not to a batch file"))
+            refused = dict.fromkeys(
+                ("input", "args", "width_multiplier", "size"), "applies to a model, not to a batch file"
+            )
         elif check.model is not None and is_import_path(check.model) and not (base / check.model).exists():
             planned.import_path = check.model
             if check.input is None:
                 issues.append(FieldIssue((*loc, "input"), "required for an import path: CxHxW, e.g. 3x224x224"))
-            for key in ("width_multiplier", "size"):
-                if getattr(check, key) is not None:
-                    issues.append(FieldIssue((*loc, key), "applies to model files; an import path takes 'input'"))
+            refused = dict.fromkeys(
+                ("width_multiplier", "size"), "applies to model files; an import path takes 'input'"
+            )
         else:
             assert check.model is not None
             planned.model_path = base / check.model
-            for key in ("input", "args"):
-                if getattr(check, key) is not None:
-                    issues.append(FieldIssue((*loc, key), "applies to import paths; a model file has its own"))
-            if check.vs is not None:
-                issues.append(FieldIssue((*loc, "vs"), "applies to batch files"))
+            refused = dict.fromkeys(("input", "args"), "applies to import paths; a model file has its own")
+            refused["vs"] = "applies to batch files"
+        issues.extend(FieldIssue((*loc, key), why) for key, why in refused.items() if getattr(check, key) is not None)
         for kind, path_value in (("model", planned.model_path), ("batch", planned.batch_path)):
             if path_value is not None and not path_value.exists():
                 issues.append(FieldIssue((*loc, kind), f"no such file: {path_value}"))
@@ -334,14 +332,12 @@ def load_baseline(path: Path) -> dict[str, Any]:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                issues.append(
-                    FieldIssue(("checks", name, metric), f"must be a non-negative number or null, got {value!r}")
-                )
+                why = f"must be a non-negative number or null, got {value!r}"
             elif value > bounds.FIGURE.high:
-                issues.append(
-                    FieldIssue(("checks", name, metric), f"must be a number {bounds.FIGURE.describe()} or null, "
-                               f"got {bounds.shown(value)}")
-                )  # fmt: skip
+                why = f"must be a number {bounds.FIGURE.describe()} or null, got {bounds.shown(value)}"
+            else:
+                continue
+            issues.append(FieldIssue(("checks", name, metric), why))
         own = recorded.get("environment")
         if own is not None and not isinstance(own, dict):
             issues.append(FieldIssue(("checks", name, "environment"), f"must be a mapping or null, got {own!r}"))

@@ -72,10 +72,7 @@ def for_use(use: Use) -> list[Bundled]:
 
 def find(name: str) -> Bundled | None:
     """The bundled file called ``name`` (with or without its extension), or None."""
-    for item in BUNDLED:
-        if name in (item.name, item.filename):
-            return item
-    return None
+    return next((item for item in BUNDLED if name in (item.name, item.filename)), None)
 
 
 def command_for(item: Bundled) -> str:

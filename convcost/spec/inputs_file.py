@@ -95,11 +95,10 @@ def _input(value: Any, loc: Loc, issues: list[FieldIssue]) -> InputSpec | None:
         issues.append(FieldIssue((*loc, "shape"), str(error)))
         return None
     dtype = value.get("dtype")
-    if dtype is None:
-        return spec if not unknown else None
-    try:
-        chosen = parse_dtype(str(dtype)) if isinstance(dtype, str) else parse_dtype(repr(dtype))
-    except ValueError as error:
-        issues.append(FieldIssue((*loc, "dtype"), str(error).removeprefix("dtype ")))
-        return None
-    return InputSpec(spec.shape, chosen) if not unknown else None
+    if dtype is not None:
+        try:
+            spec = InputSpec(spec.shape, parse_dtype(str(dtype) if isinstance(dtype, str) else repr(dtype)))
+        except ValueError as error:
+            issues.append(FieldIssue((*loc, "dtype"), str(error).removeprefix("dtype ")))
+            return None
+    return None if unknown else spec

@@ -55,18 +55,8 @@ def _describe(changes: dict[str, object]) -> str:
 
 def _spatial_stage(options: LayerOptions, name: str, cout: int, groups: int, shared: bool = False) -> ConvStage:
     """A stage with the layer's own R×S kernel, stride, padding and dilation (all but the 1×1 and R×1/1×S ones)."""
-    return _stage(
-        options,
-        name,
-        cin=options.cin,
-        cout=cout,
-        kernel=options.kernel,
-        stride=options.stride,
-        padding=options.padding,
-        dilation=options.dilation,
-        groups=groups,
-        shared=shared,
-    )
+    spatial = {key: getattr(options, key) for key in ("kernel", "stride", "padding", "dilation")}
+    return _stage(options, name, cin=options.cin, cout=cout, groups=groups, shared=shared, **spatial)
 
 
 def _depthwise(options: LayerOptions, name: str, shared: bool = False) -> ConvStage:
@@ -138,23 +128,14 @@ def _kind_issues(spec: LayerOptions, kinds: list[LayerKind]) -> list[FieldIssue]
     """Problems of the options for these kinds (groups and mid matter only to the kind that uses them)."""
     issues: list[FieldIssue] = []
     if LayerKind.GROUPED in kinds and (spec.cin % spec.groups or spec.cout % spec.groups):
-        issues.append(
-            FieldIssue(
-                ("groups",),
-                f"cin ({spec.cin}) and cout ({spec.cout}) must both be divisible by {spec.groups}",
-            )
-        )
+        message = f"cin ({spec.cin}) and cout ({spec.cout}) must both be divisible by {spec.groups}"
+        issues.append(FieldIssue(("groups",), message))
     if LayerKind.GROUPED in kinds and spec.groups == 1:
         issues.append(FieldIssue(("groups",), "grouped needs groups > 1 (groups=1 is the dense conv)"))
+    needed = f"multiplier × cin = {spec.multiplier} × {spec.cin} = {spec.multiplier * spec.cin}"
     for kind in (LayerKind.DEPTHWISE, LayerKind.SHARED):
         if kind in kinds and spec.cout != spec.multiplier * spec.cin:
-            issues.append(
-                FieldIssue(
-                    ("cout",),
-                    f"{kind} needs cout = multiplier × cin = {spec.multiplier} × {spec.cin} = "
-                    f"{spec.multiplier * spec.cin}, got {spec.cout}",
-                )
-            )
+            issues.append(FieldIssue(("cout",), f"{kind} needs cout = {needed}, got {spec.cout}"))
     return issues
 
 
@@ -171,15 +152,11 @@ def _stage_issues(stage: ConvStage, size: Pair, overridden: set[str]) -> list[Fi
     out_h, out_w = formulas.output_size(stage, size)
     if out_h < 1 or out_w < 1:
         (pt, pb), (pl, pr) = formulas.explicit_padding(stage)
-        extent = tuple(d * (k - 1) + 1 for k, d in zip(stage.kernel, stage.dilation, strict=True))
+        extent = "×".join(str(d * (k - 1) + 1) for k, d in zip(stage.kernel, stage.dilation, strict=True))
         prefix = f"{stage.name}: " if "kernel" in overridden else ""
-        issues.append(
-            FieldIssue(
-                loc("kernel"),
-                f"{prefix}kernel extent {extent[0]}×{extent[1]} (with dilation) is larger than the padded "
-                f"input {size[0] + pt + pb}×{size[1] + pl + pr}",
-            )
-        )
+        padded = f"{size[0] + pt + pb}×{size[1] + pl + pr}"
+        message = f"{prefix}kernel extent {extent} (with dilation) is larger than the padded input {padded}"
+        issues.append(FieldIssue(loc("kernel"), message))
     return issues
 
 
@@ -234,12 +211,8 @@ def _plan(
                 size = formulas.output_size(stage, size)
         for name in STAGE_NAMES:
             if spec.override(name) is not None and name not in used_stage_names:
-                issues.append(
-                    FieldIssue(
-                        (name,),
-                        f"no {name} stage in the layers compared ({', '.join(str(kind) for kind in kinds)})",
-                    )
-                )
+                compared = ", ".join(str(kind) for kind in kinds)
+                issues.append(FieldIssue((name,), f"no {name} stage in the layers compared ({compared})"))
     if issues:
         raise SpecError(issues)
     return planned

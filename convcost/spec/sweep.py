@@ -34,9 +34,7 @@ def split_axis(text: str) -> list[str]:
 def plan(axes: dict[str, str], fixed: dict[str, Any]) -> list[CompareSpec]:
     """Every grid point as a validated spec; all problems raised at once, each naming its point."""
     issues: list[FieldIssue] = []
-    values: dict[str, list[str]] = {}
-    for field, text in axes.items():
-        values[field] = split_axis(text)
+    values = {field: split_axis(text) for field, text in axes.items()}
     # the grid's size is bounded before any point is validated or planned
     size = math.prod(len(axis) for axis in values.values())
     if size > bounds.MAX_SWEEP_POINTS:
