@@ -39,19 +39,13 @@ def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
             continue
         assert isinstance(op, ConvOp)
         after, pointwise = pair
+        name = f"{op.name}+{pointwise.name}"
         dense = replace(
-            op,
-            name=f"{op.name}+{pointwise.name}",
-            cout=pointwise.cout,
-            groups=1,
-            bias=pointwise.bias,
-            shared=False,
-            stored_params=None,
+            op, name=name, cout=pointwise.cout, groups=1, bias=pointwise.bias, shared=False, stored_params=None
         )
         result.append(dense)
-        replacements.append(
-            Replacement(op.name, pointwise.name, dense, tuple(item.name for item in ops[index + 1 : after]))
-        )
+        dropped = tuple(item.name for item in ops[index + 1 : after])
+        replacements.append(Replacement(op.name, pointwise.name, dense, dropped))
         index = after + 1
     return result, replacements
 
@@ -63,12 +57,7 @@ def _pointwise_after(ops: list[Op], index: int) -> tuple[int, ConvOp] | None:
         candidate = ops[after]
         if isinstance(candidate, _BETWEEN):
             continue
-        if (
-            isinstance(candidate, ConvOp)
-            and candidate.is_pointwise
-            and candidate.dims == depthwise.dims
-            and candidate.cin == depthwise.cout
-        ):
-            return after, candidate
-        return None
+        if not isinstance(candidate, ConvOp) or not candidate.is_pointwise:
+            return None
+        return (after, candidate) if (candidate.dims, candidate.cin) == (depthwise.dims, depthwise.cout) else None
     return None

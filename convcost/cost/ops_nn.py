@@ -98,15 +98,12 @@ def _matmul_output(op: MatmulOp) -> Shape:
 
 @register(MatmulOp, _matmul_output)
 def _matmul_cost(op: MatmulOp) -> Cost:
+    outputs = elements(_matmul_output(op))
     if op.equation:
         macs = math.prod(_einsum_sizes(op)[0].values())
-    else:
-        contracted = op.input_shape[-1]
-        products = elements(_matmul_output(op))
-        if op.summed_batch:
-            products *= op.input_shape[0]
-        macs = products * contracted
-    return Cost(params=op.params, macs=macs, bias_adds=elements(_matmul_output(op)) if op.added else 0)
+    else:  # addbmm sums the batch of products into one matrix
+        macs = outputs * op.input_shape[-1] * (op.input_shape[0] if op.summed_batch else 1)
+    return Cost(params=op.params, macs=macs, bias_adds=outputs if op.added else 0)
 
 
 # ---- attention ---------------------------------------------------------------------------------------------
@@ -422,9 +419,7 @@ class RecurrentOp(Op):
 
 
 def _recurrent_output(op: RecurrentOp) -> Shape:
-    if op.cell:
-        return (*op.input_shape[:-1], op.hidden)
-    return (*op.input_shape[:-1], op.state * op.directions)
+    return (*op.input_shape[:-1], op.hidden if op.cell else op.state * op.directions)
 
 
 @register(RecurrentOp, _recurrent_output)

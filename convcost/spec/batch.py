@@ -324,8 +324,6 @@ def _place(issue: FieldIssue, document: yamlio.Document, loc: yamlio.Loc, defaul
         return FieldIssue(full, issue.message, line or document.line(loc))
     head = issue.loc[0]
     if head in defaults:
-        defaults_line = document.lines.get(("key", "defaults", *issue.loc)) or document.lines.get(
-            ("key", "defaults", head)
-        )
-        return FieldIssue(full, f"{issue.message} ({head} set in defaults)", defaults_line)
+        line = document.lines.get(("key", "defaults", *issue.loc)) or document.lines.get(("key", "defaults", head))
+        return FieldIssue(full, f"{issue.message} ({head} set in defaults)", line)
     return FieldIssue(full, issue.message, document.line(loc))

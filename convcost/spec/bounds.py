@@ -88,15 +88,11 @@ def shown(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         # str() of an int over 4,300 digits raises; its length is known from its bit length
         if value.bit_length() > 128:
-            return f"a {_digits(value):,}-digit number"
+            return f"a {int(value.bit_length() * math.log10(2)) + 1:,}-digit number"
         return str(value)
     if isinstance(value, str) and len(value) > MAX_NUMBER_TEXT:
         return f"{value[:20]!r}… ({len(value):,} characters)"
     return repr(value)
-
-
-def _digits(value: int) -> int:
-    return int(abs(value).bit_length() * math.log10(2)) + 1
 
 
 def check(value: float, bound: Bound, what: str, given: object = None) -> None:

@@ -237,16 +237,11 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
         if name in names:
             first: yamlio.Loc = ("checks", names[name])
             first_line = document.key_line((*first, "name")) if document.lines.get(("key", *first, "name")) else None
-            first_line = first_line or document.line(first)
             how = "" if check.name else " (from the file name)"
-            issues.append(
-                FieldIssue(
-                    (*loc, "name") if check.name else loc,
-                    f"check name {name!r}{how} is also the name of checks[{names[name]}] "
-                    f"({document.source}:{first_line}): names must be unique (give each check a 'name')",
-                    document.key_line((*loc, "name")) if check.name else document.line(loc),
-                )
-            )
+            other = f"checks[{names[name]}] ({document.source}:{first_line or document.line(first)})"
+            message = f"check name {name!r}{how} is also the name of {other}: names must be unique"
+            at, line = ((*loc, "name"), document.key_line((*loc, "name"))) if check.name else (loc, document.line(loc))
+            issues.append(FieldIssue(at, f"{message} (give each check a 'name')", line))
         names.setdefault(name, index)
         planned = PlannedCheck(index, name, check, document.line(loc), lines)
         if check.batch is not None:

@@ -49,8 +49,6 @@ BUNDLED = (
     Bundled("batch.schema", "batch.schema.json", Use.SCHEMA, "JSON Schema of batch files"),
 )
 
-_MARKER = "batch.schema.json"
-
 
 class NotFound(ConvcostError):
     """A command's file argument is neither an existing file nor the name of a bundled file for that command."""
@@ -60,14 +58,9 @@ def configs_dir() -> Path:
     """The folder of the bundled files: inside the installed package, else the clone's ``configs/``."""
     package = Path(__file__).resolve().parent.parent  # convcost/, from convcost/spec/bundled.py
     for candidate in (package / "configs", package.parent / "configs"):
-        if (candidate / _MARKER).is_file():
+        if (candidate / "batch.schema.json").is_file():  # the marker of the bundled files
             return candidate
     raise NotFound(f"the bundled files are missing: neither {package / 'configs'} nor {package.parent / 'configs'}")
-
-
-def for_use(use: Use) -> list[Bundled]:
-    """The bundled files that ``convcost <use>`` reads."""
-    return [item for item in BUNDLED if item.use is use]
 
 
 def find(name: str) -> Bundled | None:
@@ -95,7 +88,7 @@ def resolve(argument: str, use: Use) -> Path:
     item = find(argument)
     if item is not None and item.use is use:
         return path_of(item)
-    names = ", ".join(bundled.name for bundled in for_use(use))
+    names = ", ".join(bundled.name for bundled in BUNDLED if bundled.use is use)
     if item is not None and item.use is Use.SCHEMA:
         hint = f"{item.name} is the bundled schema of batch files: convcost schema prints it"
     elif item is not None:

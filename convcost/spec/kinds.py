@@ -99,10 +99,9 @@ def grouped(options: LayerOptions) -> list[ConvStage]:
 def spatial(options: LayerOptions) -> list[ConvStage]:
     mid = options.mid or options.cin
     (r, s), (sh, sw), (dh, dw) = options.kernel, options.stride, options.dilation
-    row_padding: formulas.Padding = "same"
-    column_padding: formulas.Padding = "same"
-    if options.padding != "same":
-        row_padding, column_padding = (options.padding[0], 0), (0, options.padding[1])
+    same = options.padding == "same"
+    row_padding = "same" if same else (options.padding[0], 0)
+    column_padding = "same" if same else (0, options.padding[1])
     return [
         _stage(
             options, "row", cin=options.cin, cout=mid, kernel=(r, 1), stride=(sh, 1), padding=row_padding,
