@@ -21,12 +21,9 @@ class Replacement:
 
 
 def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
-    """The same ops with each depthwise → pointwise pair replaced by one dense conv cin → cout.
-
-    The dense conv takes the depthwise conv's kernel, stride, padding and dilation and the pointwise conv's
-    bias; the norm and activation ops between the pair go (they acted on the depthwise output, which no
-    longer exists); everything after the pointwise conv stays.
-    """
+    """The same ops with each depthwise → pointwise pair replaced by one dense conv cin → cout: the depthwise conv's
+    kernel, stride, padding and dilation, the pointwise conv's bias; the norm and activation ops between the pair go
+    (they acted on the depthwise output, which no longer exists); everything after the pointwise conv stays."""
     result: list[Op] = []
     replacements: list[Replacement] = []
     index = 0

@@ -130,9 +130,7 @@ class AttentionOp(Op):
         return elements(self.key) + elements(self.value)
 
     def description(self) -> str:
-        if self.embed_dim:
-            return f"{self.heads} heads, {self.embed_dim} wide"
-        return "scaled dot-product"
+        return f"{self.heads} heads, {self.embed_dim} wide" if self.embed_dim else "scaled dot-product"
 
     def _module_sizes(self) -> tuple[int, int, int, int, int]:
         """batch, L, S (with the added keys), kdim, vdim of a multi-head attention's inputs."""
@@ -235,13 +233,9 @@ def _conv_transpose_output(op: ConvTransposeOp) -> Shape:
 @register(ConvTransposeOp, _conv_transpose_output)
 def _conv_transpose_cost(op: ConvTransposeOp) -> Cost:
     per_input = (op.cout // op.groups) * math.prod(op.kernel)
-    params = op.cin * per_input + (op.cout if op.bias else 0)
-    outputs = elements(_conv_transpose_output(op))
-    return Cost(
-        params=params if op.stored_params is None else op.stored_params,
-        macs=elements(op.input_shape) * per_input,
-        bias_adds=outputs if op.bias else 0,
-    )
+    params = op.cin * per_input + (op.cout if op.bias else 0) if op.stored_params is None else op.stored_params
+    bias_adds = elements(_conv_transpose_output(op)) if op.bias else 0
+    return Cost(params=params, macs=elements(op.input_shape) * per_input, bias_adds=bias_adds)
 
 
 # ---- upsample, embedding, multiply -------------------------------------------------------------------------

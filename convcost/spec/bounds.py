@@ -72,8 +72,7 @@ def cores() -> int:
 
 
 def threads_bound() -> Bound:
-    count = cores()
-    return Bound(1, count, "the CPU cores this process may use", say_why=True)
+    return Bound(1, cores(), "the CPU cores this process may use", say_why=True)
 
 
 def number_text(value: float) -> str:

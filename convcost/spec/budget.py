@@ -369,12 +369,9 @@ def refuse_unmeasurable(budget: Budget, update_baseline: bool) -> None:
 def refuse_empty_checks(
     budget: Budget, path: Path | None, baseline: dict[str, Any] | None, update_baseline: bool
 ) -> None:
-    """SpecError, before anything is measured, for every check that would compare nothing.
-
-    A gate that compares nothing passes whatever the model does. A check without limits of its own is judged by
-    the baseline alone, so it needs a baseline that has figures for it; ``--update-baseline`` records them (that
-    run compares nothing on purpose).
-    """
+    """SpecError, before anything is measured, for every check that would compare nothing: such a gate passes
+    whatever the model does. A check without limits of its own is judged by the baseline alone, so it needs a
+    baseline that has figures for it; ``--update-baseline`` records them (that run compares nothing on purpose)."""
     if update_baseline:
         return
     issues: list[FieldIssue] = []

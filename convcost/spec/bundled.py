@@ -79,10 +79,8 @@ def path_of(item: Bundled) -> Path:
 
 
 def resolve(argument: str, use: Use) -> Path:
-    """The file ``convcost <use> ARGUMENT`` reads: an existing path always wins; else a bundled name.
-
-    Raises NotFound, one line that lists the bundled names for ``use``, for anything else.
-    """
+    """The file ``convcost <use> ARGUMENT`` reads: an existing path always wins; else a bundled name; else
+    NotFound, one line that lists the bundled names for ``use``."""
     if os.path.exists(argument):
         return Path(argument)
     item = find(argument)

@@ -94,11 +94,9 @@ def check_writable(path: Path) -> str | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``: via a temporary file and a rename for a regular file (or a new one).
-
-    A symlink is followed, not replaced; a device or pipe (``/dev/stdout``, a FIFO) is written directly, since
-    renaming over it would replace the device node rather than write to it.
-    """
+    """Write ``text`` to ``path``: via a temporary file and a rename for a regular file (or a new one). A symlink is
+    followed, not replaced; a device or pipe (``/dev/stdout``, a FIFO) is written directly, since renaming over it
+    would replace the device node rather than write to it."""
     target = path.resolve()
     if target.exists() and not stat.S_ISREG(target.stat().st_mode):
         with open(target, "w", encoding="utf-8") as stream:

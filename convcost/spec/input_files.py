@@ -66,11 +66,8 @@ def not_regular(path: Path | str) -> str | None:
 
 
 def read_bytes(path: Path | str) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES; UnreadableFile otherwise (never blocks).
-
-    The file is noted as an input first (:func:`convcost.spec.files.reading`): UsageError when the command is to
-    write it.
-    """
+    """The bytes of a regular file of at most MAX_FILE_BYTES; UnreadableFile otherwise (never blocks). Noted as an
+    input first (:func:`convcost.spec.files.reading`): UsageError when the command is to write it."""
     reading(path)
     try:
         _check(os.stat(path))
@@ -131,11 +128,8 @@ def _json_constant(text: str) -> float:
 
 
 def parse_json(text: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
-    """JSON with every number bounded in length and finite, nested at most MAX_JSON_DEPTH deep.
-
-    Raises ValueError with a message ready for users (json's own errors included); ``object_pairs_hook`` is
-    json's, and what it raises passes through.
-    """
+    """JSON with every number bounded in length and finite, nested at most MAX_JSON_DEPTH deep; ValueError with a
+    message ready for users (json's own included). What ``object_pairs_hook`` (json's) raises passes through."""
     depth = _depth(text)
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")

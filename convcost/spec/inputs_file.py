@@ -76,14 +76,13 @@ def _input(value: Any, loc: Loc, issues: list[FieldIssue]) -> InputSpec | None:
         issues.append(FieldIssue(loc, "expected a mapping with shape (and dtype)"))
         return None
     unknown = [key for key in value if key not in ("shape", "dtype")]
-    for key in unknown:
-        issues.append(FieldIssue((*loc, str(key)), "unknown key: expected shape or dtype"))
+    issues.extend(FieldIssue((*loc, str(key)), "unknown key: expected shape or dtype") for key in unknown)
     if "shape" not in value:
         issues.append(FieldIssue(loc, "shape: required, e.g. 3x224x224 or [16]"))
         return None
     shape = value["shape"]
     if isinstance(shape, list) and all(isinstance(side, int) and not isinstance(side, bool) for side in shape):
-        shape = "x".join(str(side) for side in shape) if shape else ""
+        shape = "x".join(str(side) for side in shape)
     elif isinstance(shape, int) and not isinstance(shape, bool):
         shape = str(shape)
     if not isinstance(shape, str):

@@ -144,19 +144,17 @@ def _stage_issues(stage: ConvStage, size: Pair, overridden: set[str]) -> list[Fi
     def loc(field: str) -> tuple[str, ...]:
         return (stage.name, field) if field in overridden else (field,)
 
-    issues = []
     if stage.padding == "same" and max(stage.stride) > 1:
-        issues.append(FieldIssue(loc("padding"), "padding 'same' needs stride 1 (as nn.Conv2d)"))
-        return issues
+        return [FieldIssue(loc("padding"), "padding 'same' needs stride 1 (as nn.Conv2d)")]
     out_h, out_w = formulas.output_size(stage, size)
-    if out_h < 1 or out_w < 1:
-        (pt, pb), (pl, pr) = formulas.explicit_padding(stage)
-        extent = "×".join(str(d * (k - 1) + 1) for k, d in zip(stage.kernel, stage.dilation, strict=True))
-        prefix = f"{stage.name}: " if "kernel" in overridden else ""
-        padded = f"{size[0] + pt + pb}×{size[1] + pl + pr}"
-        message = f"{prefix}kernel extent {extent} (with dilation) is larger than the padded input {padded}"
-        issues.append(FieldIssue(loc("kernel"), message))
-    return issues
+    if out_h >= 1 and out_w >= 1:
+        return []
+    (pt, pb), (pl, pr) = formulas.explicit_padding(stage)
+    extent = "×".join(str(d * (k - 1) + 1) for k, d in zip(stage.kernel, stage.dilation, strict=True))
+    prefix = f"{stage.name}: " if "kernel" in overridden else ""
+    padded = f"{size[0] + pt + pb}×{size[1] + pl + pr}"
+    message = f"{prefix}kernel extent {extent} (with dilation) is larger than the padded input {padded}"
+    return [FieldIssue(loc("kernel"), message)]
 
 
 def parse_compare(data: dict[str, Any]) -> CompareSpec:
