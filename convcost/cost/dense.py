@@ -29,7 +29,7 @@ def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
     index = 0
     while index < len(ops):
         op = ops[index]
-        pair = _pointwise_after(ops, index) if isinstance(op, ConvOp) and op.is_depthwise else None
+        pair = _pointwise_after(ops, index, op) if isinstance(op, ConvOp) and op.is_depthwise else None
         if pair is None:
             result.append(op)
             index += 1
@@ -47,9 +47,7 @@ def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
     return result, replacements
 
 
-def _pointwise_after(ops: list[Op], index: int) -> tuple[int, ConvOp] | None:
-    depthwise = ops[index]
-    assert isinstance(depthwise, ConvOp)
+def _pointwise_after(ops: list[Op], index: int, depthwise: ConvOp) -> tuple[int, ConvOp] | None:
     for after in range(index + 1, len(ops)):
         candidate = ops[after]
         if isinstance(candidate, _BETWEEN):

@@ -22,7 +22,7 @@ run. Nothing here prints or imports torch: the entries are evaluated by :mod:`co
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -302,12 +302,8 @@ def _entry_spec(
     """The entry's CompareSpec, or the issues that prevent it (missing keys, impossible combinations)."""
     spec, issues = yamlio.validate(CompareSpec, data, document, loc)
     if issues:
-        return None, [
-            FieldIssue(issue.loc, "required (in this entry or in defaults)", issue.line)
-            if issue.message == "required"
-            else issue
-            for issue in issues
-        ]
+        required = "required (in this entry or in defaults)"
+        return None, [replace(issue, message=required) if issue.message == "required" else issue for issue in issues]
     assert isinstance(spec, CompareSpec)
     try:
         kinds.plan(spec)

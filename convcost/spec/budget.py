@@ -196,10 +196,7 @@ class PlannedCheck:
         return self.spec.latency_ms is not None or any(layer.latency_ms for layer in self.spec.layers)
 
     def line_of(self, *loc: str | int) -> int | None:
-        for end in range(len(loc), -1, -1):
-            if loc[:end] in self.lines:
-                return self.lines[loc[:end]]
-        return self.line
+        return next((self.lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in self.lines), self.line)
 
 
 @dataclass
@@ -228,9 +225,7 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
         lines.update(
             {key[len(loc) + 1 :]: line for key, line in document.lines.items() if key[: len(loc) + 1] == ("key", *loc)}
         )
-        where = [("model", check.model), ("batch", check.batch)]
-        given = [key for key, value in where if value is not None]
-        if len(given) != 1:
+        if (check.model is None) == (check.batch is None):
             issues.append(FieldIssue(loc, "give exactly one of 'model' (a model file or import path) or 'batch'"))
             continue
         name = check.name or Path(check.model or check.batch or "").stem or f"check{index + 1}"

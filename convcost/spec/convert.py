@@ -33,13 +33,11 @@ class ConvertSpec:
     min_saving: float | None = None  # None: every candidate
 
     def describe(self) -> str:
-        if self.to is Target.SEPARABLE:
-            return f"depthwise-separable, multiplier {self.multiplier}"
-        if self.to is Target.SPATIAL:
-            return "spatially separable, " + (f"rank {self.rank}" if self.rank else "full rank")
-        if self.to is Target.GROUPED:
-            return f"grouped, {self.groups} groups"
-        return "dense (merged pairs)"
+        return {
+            Target.SEPARABLE: f"depthwise-separable, multiplier {self.multiplier}",
+            Target.SPATIAL: "spatially separable, " + (f"rank {self.rank}" if self.rank else "full rank"),
+            Target.GROUPED: f"grouped, {self.groups} groups",
+        }.get(self.to, "dense (merged pairs)")
 
 
 def parse_convert(

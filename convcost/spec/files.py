@@ -47,8 +47,7 @@ def will_write(path: Path | str, flag: str) -> None:
         if identity in _outputs and _outputs[identity][1] != flag:
             other, other_flag = _outputs[identity]
             raise UsageError(f"{flag}: {path} is the file {other_flag} writes ({other}): one would replace the other")
-    for identity in _identities(path):
-        _outputs[identity] = (str(path), flag)
+    _outputs.update(dict.fromkeys(_identities(path), (str(path), flag)))
 
 
 def reading(path: Path | str) -> None:

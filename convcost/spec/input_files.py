@@ -97,9 +97,8 @@ def read_bytes(path: Path | str) -> bytes:
 
 def read_text(path: Path | str) -> str:
     """:func:`read_bytes` decoded as UTF-8; UnreadableFile for text that is not UTF-8."""
-    data = read_bytes(path)
     try:
-        return data.decode("utf-8")
+        return read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as error:
         raise UnreadableFile(f"not UTF-8 text ({error.reason})") from None
 

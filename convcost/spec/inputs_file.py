@@ -45,8 +45,7 @@ def load_inputs(path: Path | str) -> Inputs:
         issues.append(FieldIssue(("args",), "expected a list of inputs (each with a shape)"))
     else:
         for index, value in enumerate(positional[:MAX_INPUTS]):
-            spec = _input(value, ("args", index), issues)
-            if spec is not None:
+            if (spec := _input(value, ("args", index), issues)) is not None:
                 args.append(spec)
     keyword = data.get("kwargs", {})
     if not isinstance(keyword, dict):
@@ -55,9 +54,7 @@ def load_inputs(path: Path | str) -> Inputs:
         for name, value in list(keyword.items())[:MAX_INPUTS]:
             if not isinstance(name, str) or not name.isidentifier():
                 issues.append(FieldIssue(("kwargs", str(name)), "must be a Python name (a keyword argument)"))
-                continue
-            spec = _input(value, ("kwargs", name), issues)
-            if spec is not None:
+            elif (spec := _input(value, ("kwargs", name), issues)) is not None:
                 kwargs[name] = spec
     if isinstance(positional, list) and isinstance(keyword, dict):
         if len(positional) + len(keyword) > MAX_INPUTS:

@@ -34,8 +34,7 @@ def register_kind(kind: LayerKind) -> Callable[[Expander], Expander]:
 
 def _stage(options: LayerOptions, name: str, **values: object) -> ConvStage:
     """A stage with the layer's bias/norm/act, then the user's per-stage override applied."""
-    base: dict[str, object] = {"bias": options.bias, "norm": options.norm, "act": options.act}
-    base.update(values)
+    base: dict[str, object] = {"bias": options.bias, "norm": options.norm, "act": options.act, **values}
     stage = ConvStage(name=name, **base)  # type: ignore[arg-type]
     override = options.override(name)
     if override is not None:
