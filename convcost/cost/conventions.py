@@ -67,9 +67,7 @@ def _fvcore_upsample(op: Op) -> int:
 def _fvcore_attention(op: Op) -> int:
     # no handle for scaled_dot_product_attention: its MACs are not in fvcore's total (a MultiheadAttention asked
     # for its weights runs bmm instead, which fvcore counts)
-    if not isinstance(op, AttentionOp) or op.need_weights:
-        return 0
-    return -attention_core(op)
+    return 0 if not isinstance(op, AttentionOp) or op.need_weights else -attention_core(op)
 
 
 def _fvcore_matmul(op: Op) -> int:

@@ -21,54 +21,38 @@ class Replacement:
 
 
 def dense_equivalent(ops: list[Op]) -> tuple[list[Op], list[Replacement]]:
-    """The same ops with each depthwise → pointwise pair replaced by one dense conv cin → cout.
-
-    The dense conv takes the depthwise conv's kernel, stride, padding and dilation and the pointwise conv's
-    bias; the norm and activation ops between the pair go (they acted on the depthwise output, which no
-    longer exists); everything after the pointwise conv stays.
-    """
+    """The same ops with each depthwise → pointwise pair replaced by one dense conv cin → cout: the depthwise conv's
+    kernel, stride, padding and dilation, the pointwise conv's bias; the norm and activation ops between the pair go
+    (they acted on the depthwise output, which no longer exists); everything after the pointwise conv stays."""
     result: list[Op] = []
     replacements: list[Replacement] = []
     index = 0
     while index < len(ops):
         op = ops[index]
-        pair = _pointwise_after(ops, index) if isinstance(op, ConvOp) and op.is_depthwise else None
+        pair = _pointwise_after(ops, index, op) if isinstance(op, ConvOp) and op.is_depthwise else None
         if pair is None:
             result.append(op)
             index += 1
             continue
         assert isinstance(op, ConvOp)
         after, pointwise = pair
+        name = f"{op.name}+{pointwise.name}"
         dense = replace(
-            op,
-            name=f"{op.name}+{pointwise.name}",
-            cout=pointwise.cout,
-            groups=1,
-            bias=pointwise.bias,
-            shared=False,
-            stored_params=None,
+            op, name=name, cout=pointwise.cout, groups=1, bias=pointwise.bias, shared=False, stored_params=None
         )
         result.append(dense)
-        replacements.append(
-            Replacement(op.name, pointwise.name, dense, tuple(item.name for item in ops[index + 1 : after]))
-        )
+        dropped = tuple(item.name for item in ops[index + 1 : after])
+        replacements.append(Replacement(op.name, pointwise.name, dense, dropped))
         index = after + 1
     return result, replacements
 
 
-def _pointwise_after(ops: list[Op], index: int) -> tuple[int, ConvOp] | None:
-    depthwise = ops[index]
-    assert isinstance(depthwise, ConvOp)
+def _pointwise_after(ops: list[Op], index: int, depthwise: ConvOp) -> tuple[int, ConvOp] | None:
     for after in range(index + 1, len(ops)):
         candidate = ops[after]
         if isinstance(candidate, _BETWEEN):
             continue
-        if (
-            isinstance(candidate, ConvOp)
-            and candidate.is_pointwise
-            and candidate.dims == depthwise.dims
-            and candidate.cin == depthwise.cout
-        ):
-            return after, candidate
-        return None
+        if not isinstance(candidate, ConvOp) or not candidate.is_pointwise:
+            return None
+        return (after, candidate) if (candidate.dims, candidate.cin) == (depthwise.dims, depthwise.cout) else None
     return None

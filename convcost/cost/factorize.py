@@ -79,12 +79,9 @@ def separable(op: ConvOp, multiplier: int) -> Factorized:
 def spatial(op: ConvOp, rank: int) -> Factorized:
     """R×1 to ``rank`` channels, then 1×S carrying the bias; stride, padding and dilation split per axis."""
     (r, s), (sh, sw), (dh, dw) = op.kernel, op.stride, op.dilation
-    first_pad: tuple[int, int] | str
-    second_pad: tuple[int, int] | str
-    if op.padding == "same":  # stride 1 only: 'same' on each axis pads that axis as the R×S conv does
-        first_pad = second_pad = "same"
-    else:
-        first_pad, second_pad = (op.padding[0], 0), (0, op.padding[1])
+    same = op.padding == "same"  # stride 1 only: 'same' on each axis pads that axis as the R×S conv does
+    first_pad = "same" if same else (op.padding[0], 0)
+    second_pad = "same" if same else (0, op.padding[1])
     column = ConvOp(name=f"{op.name}.0", input_shape=op.input_shape, cin=op.cin, cout=rank, kernel=(r, 1),
                     stride=(sh, 1), padding=first_pad, dilation=(dh, 1), bias=False)  # type: ignore[arg-type]  # fmt: skip
     row = ConvOp(name=f"{op.name}.1", input_shape=ops.output_shape(column), cin=rank, cout=op.cout, kernel=(1, s),

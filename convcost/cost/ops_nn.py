@@ -98,15 +98,12 @@ def _matmul_output(op: MatmulOp) -> Shape:
 
 @register(MatmulOp, _matmul_output)
 def _matmul_cost(op: MatmulOp) -> Cost:
+    outputs = elements(_matmul_output(op))
     if op.equation:
         macs = math.prod(_einsum_sizes(op)[0].values())
-    else:
-        contracted = op.input_shape[-1]
-        products = elements(_matmul_output(op))
-        if op.summed_batch:
-            products *= op.input_shape[0]
-        macs = products * contracted
-    return Cost(params=op.params, macs=macs, bias_adds=elements(_matmul_output(op)) if op.added else 0)
+    else:  # addbmm sums the batch of products into one matrix
+        macs = outputs * op.input_shape[-1] * (op.input_shape[0] if op.summed_batch else 1)
+    return Cost(params=op.params, macs=macs, bias_adds=outputs if op.added else 0)
 
 
 # ---- attention ---------------------------------------------------------------------------------------------
@@ -133,9 +130,7 @@ class AttentionOp(Op):
         return elements(self.key) + elements(self.value)
 
     def description(self) -> str:
-        if self.embed_dim:
-            return f"{self.heads} heads, {self.embed_dim} wide"
-        return "scaled dot-product"
+        return f"{self.heads} heads, {self.embed_dim} wide" if self.embed_dim else "scaled dot-product"
 
     def _module_sizes(self) -> tuple[int, int, int, int, int]:
         """batch, L, S (with the added keys), kdim, vdim of a multi-head attention's inputs."""
@@ -238,13 +233,9 @@ def _conv_transpose_output(op: ConvTransposeOp) -> Shape:
 @register(ConvTransposeOp, _conv_transpose_output)
 def _conv_transpose_cost(op: ConvTransposeOp) -> Cost:
     per_input = (op.cout // op.groups) * math.prod(op.kernel)
-    params = op.cin * per_input + (op.cout if op.bias else 0)
-    outputs = elements(_conv_transpose_output(op))
-    return Cost(
-        params=params if op.stored_params is None else op.stored_params,
-        macs=elements(op.input_shape) * per_input,
-        bias_adds=outputs if op.bias else 0,
-    )
+    params = op.cin * per_input + (op.cout if op.bias else 0) if op.stored_params is None else op.stored_params
+    bias_adds = elements(_conv_transpose_output(op)) if op.bias else 0
+    return Cost(params=params, macs=elements(op.input_shape) * per_input, bias_adds=bias_adds)
 
 
 # ---- upsample, embedding, multiply -------------------------------------------------------------------------
@@ -422,9 +413,7 @@ class RecurrentOp(Op):
 
 
 def _recurrent_output(op: RecurrentOp) -> Shape:
-    if op.cell:
-        return (*op.input_shape[:-1], op.hidden)
-    return (*op.input_shape[:-1], op.state * op.directions)
+    return (*op.input_shape[:-1], op.hidden if op.cell else op.state * op.directions)
 
 
 @register(RecurrentOp, _recurrent_output)

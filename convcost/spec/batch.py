@@ -22,7 +22,7 @@ run. Nothing here prints or imports torch: the entries are evaluated by :mod:`co
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,8 +75,8 @@ def _version(value: Any) -> Any:
     return value
 
 
-def _optional_fields(exclude: set[str]) -> dict[str, Any]:
-    """CompareSpec's fields, each optional (it may come from defaults) and keeping its validators."""
+def _optional_model(title: str, doc: str, exclude: set[str]) -> type[BaseModel]:
+    """A model of CompareSpec's fields, each optional (it may come from defaults) and keeping its validators."""
     fields: dict[str, Any] = {}
     # the layer's own keys first, the per-stage overrides last, as an editor should offer them
     ordered = sorted(CompareSpec.model_fields.items(), key=lambda item: item[0] in STAGE_NAMES)
@@ -90,7 +90,7 @@ def _optional_fields(exclude: set[str]) -> dict[str, Any]:
         elif info.metadata:
             annotation = Annotated[(annotation, *info.metadata)]
         fields[name] = (annotation, Field(default=None, description=DESCRIPTIONS.get(name)))
-    return fields
+    return create_model(title, __config__=_STRICT, __doc__=doc, **fields)
 
 
 def _or_none(model: Any) -> Any:
@@ -102,17 +102,11 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 # Built from CompareSpec's own fields, so that a new compare option is a batch key without touching this file.
 # Here every field is optional (it may come from defaults); the merged entry is then validated as a CompareSpec.
 # BatchDefaults is "LayerDefaults" in the JSON Schema, as editors and configs/batch.schema.json know it.
-BatchDefaults: type[BaseModel] = create_model(
-    "LayerDefaults",
-    __config__=_STRICT,
-    __doc__="Compare options applied to every entry; an entry's own value wins.",
-    **_optional_fields(exclude={"name"}),
+BatchDefaults = _optional_model(
+    "LayerDefaults", "Compare options applied to every entry; an entry's own value wins.", {"name"}
 )
-LayerEntry: type[BaseModel] = create_model(
-    "LayerEntry",
-    __config__=_STRICT,
-    __doc__="One comparison: the options of `convcost compare` (cin, cout and kernel here or in defaults).",
-    **_optional_fields(exclude=set()),
+LayerEntry = _optional_model(
+    "LayerEntry", "One comparison: the options of `convcost compare` (cin, cout and kernel here or in defaults).", set()
 )
 BatchFile: type[BaseModel] = create_model(
     "BatchFile",
@@ -289,9 +283,7 @@ def _kind_of(value: Any) -> str:
 def _entry_of(issue: FieldIssue) -> int | None:
     """The index of the entry an issue belongs to, or None for a problem of the file itself."""
     loc = issue.loc
-    if len(loc) >= 2 and loc[0] == "layers" and isinstance(loc[1], int):
-        return loc[1]
-    return None
+    return loc[1] if len(loc) >= 2 and loc[0] == "layers" and isinstance(loc[1], int) else None
 
 
 def _merge(defaults: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
@@ -310,12 +302,8 @@ def _entry_spec(
     """The entry's CompareSpec, or the issues that prevent it (missing keys, impossible combinations)."""
     spec, issues = yamlio.validate(CompareSpec, data, document, loc)
     if issues:
-        return None, [
-            FieldIssue(issue.loc, "required (in this entry or in defaults)", issue.line)
-            if issue.message == "required"
-            else issue
-            for issue in issues
-        ]
+        required = "required (in this entry or in defaults)"
+        return None, [replace(issue, message=required) if issue.message == "required" else issue for issue in issues]
     assert isinstance(spec, CompareSpec)
     try:
         kinds.plan(spec)
@@ -332,8 +320,6 @@ def _place(issue: FieldIssue, document: yamlio.Document, loc: yamlio.Loc, defaul
         return FieldIssue(full, issue.message, line or document.line(loc))
     head = issue.loc[0]
     if head in defaults:
-        defaults_line = document.lines.get(("key", "defaults", *issue.loc)) or document.lines.get(
-            ("key", "defaults", head)
-        )
-        return FieldIssue(full, f"{issue.message} ({head} set in defaults)", defaults_line)
+        line = document.lines.get(("key", "defaults", *issue.loc)) or document.lines.get(("key", "defaults", head))
+        return FieldIssue(full, f"{issue.message} ({head} set in defaults)", line)
     return FieldIssue(full, issue.message, document.line(loc))

@@ -72,8 +72,7 @@ def cores() -> int:
 
 
 def threads_bound() -> Bound:
-    count = cores()
-    return Bound(1, count, "the CPU cores this process may use", say_why=True)
+    return Bound(1, cores(), "the CPU cores this process may use", say_why=True)
 
 
 def number_text(value: float) -> str:
@@ -88,15 +87,11 @@ def shown(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         # str() of an int over 4,300 digits raises; its length is known from its bit length
         if value.bit_length() > 128:
-            return f"a {_digits(value):,}-digit number"
+            return f"a {int(value.bit_length() * math.log10(2)) + 1:,}-digit number"
         return str(value)
     if isinstance(value, str) and len(value) > MAX_NUMBER_TEXT:
         return f"{value[:20]!r}… ({len(value):,} characters)"
     return repr(value)
-
-
-def _digits(value: int) -> int:
-    return int(abs(value).bit_length() * math.log10(2)) + 1
 
 
 def check(value: float, bound: Bound, what: str, given: object = None) -> None:
@@ -122,17 +117,12 @@ def real(value: object, bound: Bound, what: str) -> float:
     if isinstance(value, int):
         check(value, bound, what)  # before float(): float(10**400) raises OverflowError
         return float(value)
-    if isinstance(value, str):
-        if len(value.strip()) > MAX_NUMBER_TEXT:
-            raise ValueError(f"must be {what} {bound.describe()}, got {shown(value)}")
+    number = value if isinstance(value, float) else math.nan  # other values and overlong text: nan, refused below
+    if isinstance(value, str) and len(value.strip()) <= MAX_NUMBER_TEXT:
         try:
             number = float(value)
         except ValueError:
             raise ValueError(f"must be {what} {bound.describe()}, got {value!r}") from None
-    elif isinstance(value, float):
-        number = value
-    else:
-        raise ValueError(f"must be {what} {bound.describe()}, got {shown(value)}")
     if not math.isfinite(number):
         raise ValueError(f"must be {what} {bound.describe()}, got {shown(value)}")
     check(number, bound, what, given=value)

@@ -196,10 +196,7 @@ class PlannedCheck:
         return self.spec.latency_ms is not None or any(layer.latency_ms for layer in self.spec.layers)
 
     def line_of(self, *loc: str | int) -> int | None:
-        for end in range(len(loc), -1, -1):
-            if loc[:end] in self.lines:
-                return self.lines[loc[:end]]
-        return self.line
+        return next((self.lines[loc[:end]] for end in range(len(loc), -1, -1) if loc[:end] in self.lines), self.line)
 
 
 @dataclass
@@ -228,47 +225,38 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
         lines.update(
             {key[len(loc) + 1 :]: line for key, line in document.lines.items() if key[: len(loc) + 1] == ("key", *loc)}
         )
-        where = [("model", check.model), ("batch", check.batch)]
-        given = [key for key, value in where if value is not None]
-        if len(given) != 1:
+        if (check.model is None) == (check.batch is None):
             issues.append(FieldIssue(loc, "give exactly one of 'model' (a model file or import path) or 'batch'"))
             continue
         name = check.name or Path(check.model or check.batch or "").stem or f"check{index + 1}"
         if name in names:
             first: yamlio.Loc = ("checks", names[name])
             first_line = document.key_line((*first, "name")) if document.lines.get(("key", *first, "name")) else None
-            first_line = first_line or document.line(first)
             how = "" if check.name else " (from the file name)"
-            issues.append(
-                FieldIssue(
-                    (*loc, "name") if check.name else loc,
-                    f"check name {name!r}{how} is also the name of checks[{names[name]}] "
-                    f"({document.source}:{first_line}): names must be unique (give each check a 'name')",
-                    document.key_line((*loc, "name")) if check.name else document.line(loc),
-                )
-            )
+            other = f"checks[{names[name]}] ({document.source}:{first_line or document.line(first)})"
+            message = f"check name {name!r}{how} is also the name of {other}: names must be unique"
+            at, line = ((*loc, "name"), document.key_line((*loc, "name"))) if check.name else (loc, document.line(loc))
+            issues.append(FieldIssue(at, f"{message} (give each check a 'name')", line))
         names.setdefault(name, index)
         planned = PlannedCheck(index, name, check, document.line(loc), lines)
         if check.batch is not None:
             planned.batch_path = base / check.batch
-            for key in ("input", "args", "width_multiplier", "size"):
-                if getattr(check, key) is not None:
-                    issues.append(FieldIssue((*loc, key), "applies to a model, not to a batch file"))
+            refused = dict.fromkeys(
+                ("input", "args", "width_multiplier", "size"), "applies to a model, not to a batch file"
+            )
         elif check.model is not None and is_import_path(check.model) and not (base / check.model).exists():
             planned.import_path = check.model
             if check.input is None:
                 issues.append(FieldIssue((*loc, "input"), "required for an import path: CxHxW, e.g. 3x224x224"))
-            for key in ("width_multiplier", "size"):
-                if getattr(check, key) is not None:
-                    issues.append(FieldIssue((*loc, key), "applies to model files; an import path takes 'input'"))
+            refused = dict.fromkeys(
+                ("width_multiplier", "size"), "applies to model files; an import path takes 'input'"
+            )
         else:
             assert check.model is not None
             planned.model_path = base / check.model
-            for key in ("input", "args"):
-                if getattr(check, key) is not None:
-                    issues.append(FieldIssue((*loc, key), "applies to import paths; a model file has its own"))
-            if check.vs is not None:
-                issues.append(FieldIssue((*loc, "vs"), "applies to batch files"))
+            refused = dict.fromkeys(("input", "args"), "applies to import paths; a model file has its own")
+            refused["vs"] = "applies to batch files"
+        issues.extend(FieldIssue((*loc, key), why) for key, why in refused.items() if getattr(check, key) is not None)
         for kind, path_value in (("model", planned.model_path), ("batch", planned.batch_path)):
             if path_value is not None and not path_value.exists():
                 issues.append(FieldIssue((*loc, kind), f"no such file: {path_value}"))
@@ -334,14 +322,12 @@ def load_baseline(path: Path) -> dict[str, Any]:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                issues.append(
-                    FieldIssue(("checks", name, metric), f"must be a non-negative number or null, got {value!r}")
-                )
+                why = f"must be a non-negative number or null, got {value!r}"
             elif value > bounds.FIGURE.high:
-                issues.append(
-                    FieldIssue(("checks", name, metric), f"must be a number {bounds.FIGURE.describe()} or null, "
-                               f"got {bounds.shown(value)}")
-                )  # fmt: skip
+                why = f"must be a number {bounds.FIGURE.describe()} or null, got {bounds.shown(value)}"
+            else:
+                continue
+            issues.append(FieldIssue(("checks", name, metric), why))
         own = recorded.get("environment")
         if own is not None and not isinstance(own, dict):
             issues.append(FieldIssue(("checks", name, "environment"), f"must be a mapping or null, got {own!r}"))
@@ -378,12 +364,9 @@ def refuse_unmeasurable(budget: Budget, update_baseline: bool) -> None:
 def refuse_empty_checks(
     budget: Budget, path: Path | None, baseline: dict[str, Any] | None, update_baseline: bool
 ) -> None:
-    """SpecError, before anything is measured, for every check that would compare nothing.
-
-    A gate that compares nothing passes whatever the model does. A check without limits of its own is judged by
-    the baseline alone, so it needs a baseline that has figures for it; ``--update-baseline`` records them (that
-    run compares nothing on purpose).
-    """
+    """SpecError, before anything is measured, for every check that would compare nothing: such a gate passes
+    whatever the model does. A check without limits of its own is judged by the baseline alone, so it needs a
+    baseline that has figures for it; ``--update-baseline`` records them (that run compares nothing on purpose)."""
     if update_baseline:
         return
     issues: list[FieldIssue] = []

@@ -49,8 +49,6 @@ BUNDLED = (
     Bundled("batch.schema", "batch.schema.json", Use.SCHEMA, "JSON Schema of batch files"),
 )
 
-_MARKER = "batch.schema.json"
-
 
 class NotFound(ConvcostError):
     """A command's file argument is neither an existing file nor the name of a bundled file for that command."""
@@ -60,22 +58,14 @@ def configs_dir() -> Path:
     """The folder of the bundled files: inside the installed package, else the clone's ``configs/``."""
     package = Path(__file__).resolve().parent.parent  # convcost/, from convcost/spec/bundled.py
     for candidate in (package / "configs", package.parent / "configs"):
-        if (candidate / _MARKER).is_file():
+        if (candidate / "batch.schema.json").is_file():  # the marker of the bundled files
             return candidate
     raise NotFound(f"the bundled files are missing: neither {package / 'configs'} nor {package.parent / 'configs'}")
 
 
-def for_use(use: Use) -> list[Bundled]:
-    """The bundled files that ``convcost <use>`` reads."""
-    return [item for item in BUNDLED if item.use is use]
-
-
 def find(name: str) -> Bundled | None:
     """The bundled file called ``name`` (with or without its extension), or None."""
-    for item in BUNDLED:
-        if name in (item.name, item.filename):
-            return item
-    return None
+    return next((item for item in BUNDLED if name in (item.name, item.filename)), None)
 
 
 def command_for(item: Bundled) -> str:
@@ -89,16 +79,14 @@ def path_of(item: Bundled) -> Path:
 
 
 def resolve(argument: str, use: Use) -> Path:
-    """The file ``convcost <use> ARGUMENT`` reads: an existing path always wins; else a bundled name.
-
-    Raises NotFound, one line that lists the bundled names for ``use``, for anything else.
-    """
+    """The file ``convcost <use> ARGUMENT`` reads: an existing path always wins; else a bundled name; else
+    NotFound, one line that lists the bundled names for ``use``."""
     if os.path.exists(argument):
         return Path(argument)
     item = find(argument)
     if item is not None and item.use is use:
         return path_of(item)
-    names = ", ".join(bundled.name for bundled in for_use(use))
+    names = ", ".join(bundled.name for bundled in BUNDLED if bundled.use is use)
     if item is not None and item.use is Use.SCHEMA:
         hint = f"{item.name} is the bundled schema of batch files: convcost schema prints it"
     elif item is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from convcost.errors import FieldIssue, SpecError
 from convcost.spec import bounds
@@ -32,13 +33,11 @@ class ConvertSpec:
     min_saving: float | None = None  # None: every candidate
 
     def describe(self) -> str:
-        if self.to is Target.SEPARABLE:
-            return f"depthwise-separable, multiplier {self.multiplier}"
-        if self.to is Target.SPATIAL:
-            return "spatially separable, " + (f"rank {self.rank}" if self.rank else "full rank")
-        if self.to is Target.GROUPED:
-            return f"grouped, {self.groups} groups"
-        return "dense (merged pairs)"
+        return {
+            Target.SEPARABLE: f"depthwise-separable, multiplier {self.multiplier}",
+            Target.SPATIAL: "spatially separable, " + (f"rank {self.rank}" if self.rank else "full rank"),
+            Target.GROUPED: f"grouped, {self.groups} groups",
+        }.get(self.to, "dense (merged pairs)")
 
 
 def parse_convert(
@@ -70,31 +69,23 @@ def parse_convert(
                     issues.append(FieldIssue(("to",), f"grouped:G needs G ≥ 2, got {bounds.shown(to)}"))
         elif sep:
             issues.append(FieldIssue(("to",), f"only grouped takes ':G', got {bounds.shown(to)}"))
-    chosen_multiplier = 1
-    if multiplier is not None:
+    chosen: dict[str, Any] = {"multiplier": 1, "rank": None, "min_saving": None}
+    for flag, value, parse, needs, why in (
+        ("multiplier", multiplier, positive_int, Target.SEPARABLE, "is for --to separable (the depth multiplier m)"),
+        ("rank", rank, positive_int, Target.SPATIAL, "is for --to spatial (the rank M of R×1 then 1×S)"),
+        ("min_saving", min_saving, parse_saving, target, ""),
+    ):
+        if value is None:
+            continue
         try:
-            chosen_multiplier = positive_int(multiplier)
+            chosen[flag] = parse(value)
         except ValueError as error:
-            issues.append(FieldIssue(("multiplier",), str(error)))
-        if target is not Target.SEPARABLE:
-            issues.append(FieldIssue(("multiplier",), "is for --to separable (the depth multiplier m)"))
-    chosen_rank = None
-    if rank is not None:
-        try:
-            chosen_rank = positive_int(rank)
-        except ValueError as error:
-            issues.append(FieldIssue(("rank",), str(error)))
-        if target is not Target.SPATIAL:
-            issues.append(FieldIssue(("rank",), "is for --to spatial (the rank M of R×1 then 1×S)"))
-    saving = None
-    if min_saving is not None:
-        try:
-            saving = parse_saving(min_saving)
-        except ValueError as error:
-            issues.append(FieldIssue(("min_saving",), str(error)))
+            issues.append(FieldIssue((flag,), str(error)))
+        if target is not needs:
+            issues.append(FieldIssue((flag,), why))
     if issues:
         raise SpecError(issues)
-    return ConvertSpec(target, chosen_multiplier, chosen_rank, groups, saving)
+    return ConvertSpec(target, chosen["multiplier"], chosen["rank"], groups, chosen["min_saving"])
 
 
 def parse_saving(value: str | float) -> float:

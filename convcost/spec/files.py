@@ -47,8 +47,7 @@ def will_write(path: Path | str, flag: str) -> None:
         if identity in _outputs and _outputs[identity][1] != flag:
             other, other_flag = _outputs[identity]
             raise UsageError(f"{flag}: {path} is the file {other_flag} writes ({other}): one would replace the other")
-    for identity in _identities(path):
-        _outputs[identity] = (str(path), flag)
+    _outputs.update(dict.fromkeys(_identities(path), (str(path), flag)))
 
 
 def reading(path: Path | str) -> None:
@@ -94,11 +93,9 @@ def check_writable(path: Path) -> str | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``: via a temporary file and a rename for a regular file (or a new one).
-
-    A symlink is followed, not replaced; a device or pipe (``/dev/stdout``, a FIFO) is written directly, since
-    renaming over it would replace the device node rather than write to it.
-    """
+    """Write ``text`` to ``path``: via a temporary file and a rename for a regular file (or a new one). A symlink is
+    followed, not replaced; a device or pipe (``/dev/stdout``, a FIFO) is written directly, since renaming over it
+    would replace the device node rather than write to it."""
     target = path.resolve()
     if target.exists() and not stat.S_ISREG(target.stat().st_mode):
         with open(target, "w", encoding="utf-8") as stream:

@@ -38,19 +38,13 @@ class UnreadableFile(Exception):
         self.missing = missing
 
 
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFSOCK: "a socket"}
+_KINDS.update(dict.fromkeys((stat.S_IFCHR, stat.S_IFBLK), "a device"))
+
+
 def _kind(mode: int) -> str | None:
     """What a non-regular file is, in words; None for a regular file."""
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
+    return None if stat.S_ISREG(mode) else _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
 def _check(info: os.stat_result) -> None:
@@ -72,11 +66,8 @@ def not_regular(path: Path | str) -> str | None:
 
 
 def read_bytes(path: Path | str) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES; UnreadableFile otherwise (never blocks).
-
-    The file is noted as an input first (:func:`convcost.spec.files.reading`): UsageError when the command is to
-    write it.
-    """
+    """The bytes of a regular file of at most MAX_FILE_BYTES; UnreadableFile otherwise (never blocks). Noted as an
+    input first (:func:`convcost.spec.files.reading`): UsageError when the command is to write it."""
     reading(path)
     try:
         _check(os.stat(path))
@@ -106,9 +97,8 @@ def read_bytes(path: Path | str) -> bytes:
 
 def read_text(path: Path | str) -> str:
     """:func:`read_bytes` decoded as UTF-8; UnreadableFile for text that is not UTF-8."""
-    data = read_bytes(path)
     try:
-        return data.decode("utf-8")
+        return read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as error:
         raise UnreadableFile(f"not UTF-8 text ({error.reason})") from None
 
@@ -137,11 +127,8 @@ def _json_constant(text: str) -> float:
 
 
 def parse_json(text: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
-    """JSON with every number bounded in length and finite, nested at most MAX_JSON_DEPTH deep.
-
-    Raises ValueError with a message ready for users (json's own errors included); ``object_pairs_hook`` is
-    json's, and what it raises passes through.
-    """
+    """JSON with every number bounded in length and finite, nested at most MAX_JSON_DEPTH deep; ValueError with a
+    message ready for users (json's own included). What ``object_pairs_hook`` (json's) raises passes through."""
     depth = _depth(text)
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")

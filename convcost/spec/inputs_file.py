@@ -45,8 +45,7 @@ def load_inputs(path: Path | str) -> Inputs:
         issues.append(FieldIssue(("args",), "expected a list of inputs (each with a shape)"))
     else:
         for index, value in enumerate(positional[:MAX_INPUTS]):
-            spec = _input(value, ("args", index), issues)
-            if spec is not None:
+            if (spec := _input(value, ("args", index), issues)) is not None:
                 args.append(spec)
     keyword = data.get("kwargs", {})
     if not isinstance(keyword, dict):
@@ -55,9 +54,7 @@ def load_inputs(path: Path | str) -> Inputs:
         for name, value in list(keyword.items())[:MAX_INPUTS]:
             if not isinstance(name, str) or not name.isidentifier():
                 issues.append(FieldIssue(("kwargs", str(name)), "must be a Python name (a keyword argument)"))
-                continue
-            spec = _input(value, ("kwargs", name), issues)
-            if spec is not None:
+            elif (spec := _input(value, ("kwargs", name), issues)) is not None:
                 kwargs[name] = spec
     if isinstance(positional, list) and isinstance(keyword, dict):
         if len(positional) + len(keyword) > MAX_INPUTS:
@@ -76,14 +73,13 @@ def _input(value: Any, loc: Loc, issues: list[FieldIssue]) -> InputSpec | None:
         issues.append(FieldIssue(loc, "expected a mapping with shape (and dtype)"))
         return None
     unknown = [key for key in value if key not in ("shape", "dtype")]
-    for key in unknown:
-        issues.append(FieldIssue((*loc, str(key)), "unknown key: expected shape or dtype"))
+    issues.extend(FieldIssue((*loc, str(key)), "unknown key: expected shape or dtype") for key in unknown)
     if "shape" not in value:
         issues.append(FieldIssue(loc, "shape: required, e.g. 3x224x224 or [16]"))
         return None
     shape = value["shape"]
     if isinstance(shape, list) and all(isinstance(side, int) and not isinstance(side, bool) for side in shape):
-        shape = "x".join(str(side) for side in shape) if shape else ""
+        shape = "x".join(str(side) for side in shape)
     elif isinstance(shape, int) and not isinstance(shape, bool):
         shape = str(shape)
     if not isinstance(shape, str):
@@ -95,11 +91,10 @@ def _input(value: Any, loc: Loc, issues: list[FieldIssue]) -> InputSpec | None:
         issues.append(FieldIssue((*loc, "shape"), str(error)))
         return None
     dtype = value.get("dtype")
-    if dtype is None:
-        return spec if not unknown else None
-    try:
-        chosen = parse_dtype(str(dtype)) if isinstance(dtype, str) else parse_dtype(repr(dtype))
-    except ValueError as error:
-        issues.append(FieldIssue((*loc, "dtype"), str(error).removeprefix("dtype ")))
-        return None
-    return InputSpec(spec.shape, chosen) if not unknown else None
+    if dtype is not None:
+        try:
+            spec = InputSpec(spec.shape, parse_dtype(str(dtype) if isinstance(dtype, str) else repr(dtype)))
+        except ValueError as error:
+            issues.append(FieldIssue((*loc, "dtype"), str(error).removeprefix("dtype ")))
+            return None
+    return None if unknown else spec

@@ -34,8 +34,7 @@ def register_kind(kind: LayerKind) -> Callable[[Expander], Expander]:
 
 def _stage(options: LayerOptions, name: str, **values: object) -> ConvStage:
     """A stage with the layer's bias/norm/act, then the user's per-stage override applied."""
-    base: dict[str, object] = {"bias": options.bias, "norm": options.norm, "act": options.act}
-    base.update(values)
+    base: dict[str, object] = {"bias": options.bias, "norm": options.norm, "act": options.act, **values}
     stage = ConvStage(name=name, **base)  # type: ignore[arg-type]
     override = options.override(name)
     if override is not None:
@@ -55,18 +54,8 @@ def _describe(changes: dict[str, object]) -> str:
 
 def _spatial_stage(options: LayerOptions, name: str, cout: int, groups: int, shared: bool = False) -> ConvStage:
     """A stage with the layer's own R×S kernel, stride, padding and dilation (all but the 1×1 and R×1/1×S ones)."""
-    return _stage(
-        options,
-        name,
-        cin=options.cin,
-        cout=cout,
-        kernel=options.kernel,
-        stride=options.stride,
-        padding=options.padding,
-        dilation=options.dilation,
-        groups=groups,
-        shared=shared,
-    )
+    spatial = {key: getattr(options, key) for key in ("kernel", "stride", "padding", "dilation")}
+    return _stage(options, name, cin=options.cin, cout=cout, groups=groups, shared=shared, **spatial)
 
 
 def _depthwise(options: LayerOptions, name: str, shared: bool = False) -> ConvStage:
@@ -109,10 +98,9 @@ def grouped(options: LayerOptions) -> list[ConvStage]:
 def spatial(options: LayerOptions) -> list[ConvStage]:
     mid = options.mid or options.cin
     (r, s), (sh, sw), (dh, dw) = options.kernel, options.stride, options.dilation
-    row_padding: formulas.Padding = "same"
-    column_padding: formulas.Padding = "same"
-    if options.padding != "same":
-        row_padding, column_padding = (options.padding[0], 0), (0, options.padding[1])
+    same = options.padding == "same"
+    row_padding = "same" if same else (options.padding[0], 0)
+    column_padding = "same" if same else (0, options.padding[1])
     return [
         _stage(
             options, "row", cin=options.cin, cout=mid, kernel=(r, 1), stride=(sh, 1), padding=row_padding,
@@ -138,23 +126,14 @@ def _kind_issues(spec: LayerOptions, kinds: list[LayerKind]) -> list[FieldIssue]
     """Problems of the options for these kinds (groups and mid matter only to the kind that uses them)."""
     issues: list[FieldIssue] = []
     if LayerKind.GROUPED in kinds and (spec.cin % spec.groups or spec.cout % spec.groups):
-        issues.append(
-            FieldIssue(
-                ("groups",),
-                f"cin ({spec.cin}) and cout ({spec.cout}) must both be divisible by {spec.groups}",
-            )
-        )
+        message = f"cin ({spec.cin}) and cout ({spec.cout}) must both be divisible by {spec.groups}"
+        issues.append(FieldIssue(("groups",), message))
     if LayerKind.GROUPED in kinds and spec.groups == 1:
         issues.append(FieldIssue(("groups",), "grouped needs groups > 1 (groups=1 is the dense conv)"))
+    needed = f"multiplier × cin = {spec.multiplier} × {spec.cin} = {spec.multiplier * spec.cin}"
     for kind in (LayerKind.DEPTHWISE, LayerKind.SHARED):
         if kind in kinds and spec.cout != spec.multiplier * spec.cin:
-            issues.append(
-                FieldIssue(
-                    ("cout",),
-                    f"{kind} needs cout = multiplier × cin = {spec.multiplier} × {spec.cin} = "
-                    f"{spec.multiplier * spec.cin}, got {spec.cout}",
-                )
-            )
+            issues.append(FieldIssue(("cout",), f"{kind} needs cout = {needed}, got {spec.cout}"))
     return issues
 
 
@@ -164,23 +143,17 @@ def _stage_issues(stage: ConvStage, size: Pair, overridden: set[str]) -> list[Fi
     def loc(field: str) -> tuple[str, ...]:
         return (stage.name, field) if field in overridden else (field,)
 
-    issues = []
     if stage.padding == "same" and max(stage.stride) > 1:
-        issues.append(FieldIssue(loc("padding"), "padding 'same' needs stride 1 (as nn.Conv2d)"))
-        return issues
+        return [FieldIssue(loc("padding"), "padding 'same' needs stride 1 (as nn.Conv2d)")]
     out_h, out_w = formulas.output_size(stage, size)
-    if out_h < 1 or out_w < 1:
-        (pt, pb), (pl, pr) = formulas.explicit_padding(stage)
-        extent = tuple(d * (k - 1) + 1 for k, d in zip(stage.kernel, stage.dilation, strict=True))
-        prefix = f"{stage.name}: " if "kernel" in overridden else ""
-        issues.append(
-            FieldIssue(
-                loc("kernel"),
-                f"{prefix}kernel extent {extent[0]}×{extent[1]} (with dilation) is larger than the padded "
-                f"input {size[0] + pt + pb}×{size[1] + pl + pr}",
-            )
-        )
-    return issues
+    if out_h >= 1 and out_w >= 1:
+        return []
+    (pt, pb), (pl, pr) = formulas.explicit_padding(stage)
+    extent = "×".join(str(d * (k - 1) + 1) for k, d in zip(stage.kernel, stage.dilation, strict=True))
+    prefix = f"{stage.name}: " if "kernel" in overridden else ""
+    padded = f"{size[0] + pt + pb}×{size[1] + pl + pr}"
+    message = f"{prefix}kernel extent {extent} (with dilation) is larger than the padded input {padded}"
+    return [FieldIssue(loc("kernel"), message)]
 
 
 def parse_compare(data: dict[str, Any]) -> CompareSpec:
@@ -234,12 +207,8 @@ def _plan(
                 size = formulas.output_size(stage, size)
         for name in STAGE_NAMES:
             if spec.override(name) is not None and name not in used_stage_names:
-                issues.append(
-                    FieldIssue(
-                        (name,),
-                        f"no {name} stage in the layers compared ({', '.join(str(kind) for kind in kinds)})",
-                    )
-                )
+                compared = ", ".join(str(kind) for kind in kinds)
+                issues.append(FieldIssue((name,), f"no {name} stage in the layers compared ({compared})"))
     if issues:
         raise SpecError(issues)
     return planned

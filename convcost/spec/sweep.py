@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from convcost.errors import FieldIssue, SpecError
-from convcost.spec import bounds, kinds
+from convcost.spec import bounds
 from convcost.spec.compare import CompareSpec, positive_int, positive_pair, size_value
 from convcost.spec.kinds import parse_compare
 
@@ -34,9 +34,7 @@ def split_axis(text: str) -> list[str]:
 def plan(axes: dict[str, str], fixed: dict[str, Any]) -> list[CompareSpec]:
     """Every grid point as a validated spec; all problems raised at once, each naming its point."""
     issues: list[FieldIssue] = []
-    values: dict[str, list[str]] = {}
-    for field, text in axes.items():
-        values[field] = split_axis(text)
+    values = {field: split_axis(text) for field, text in axes.items()}
     # the grid's size is bounded before any point is validated or planned
     size = math.prod(len(axis) for axis in values.values())
     if size > bounds.MAX_SWEEP_POINTS:
@@ -54,14 +52,12 @@ def plan(axes: dict[str, str], fixed: dict[str, Any]) -> list[CompareSpec]:
                 issues.append(FieldIssue((field,), f"{value!r} {error}" if value else "empty value in the list"))
     if issues:
         raise SpecError(issues)
-    fields = list(values)
     specs: list[CompareSpec] = []
-    for combination in itertools.product(*(values[field] for field in fields)):
-        point = dict(zip(fields, combination, strict=True))
+    for combination in itertools.product(*values.values()):
+        point = dict(zip(values, combination, strict=True))
         where = ", ".join(f"{field} {value}" for field, value in point.items())
         try:
-            spec = parse_compare({**fixed, **point})
-            kinds.plan(spec)
+            spec = parse_compare({**fixed, **point})  # planned too
         except SpecError as error:
             for issue in error.issues:
                 # a problem with a fixed option is the same at every point: say it once, without a point
