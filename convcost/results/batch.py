@@ -84,15 +84,13 @@ class EntryResult:
         return rows
 
     def to_dict(self, source: str, detail: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {
+        return {
             **record(self, "index name line status"),
             "spec": None if self.comparison is None else self.comparison.spec,
             "rows": [row for row in self.rows() if "vs" in row],
             "problems": self.problems(source),
+            **(record(self, "comparison") if detail else {}),
         }
-        if detail:
-            data["comparison"] = None if self.comparison is None else self.comparison.to_dict()
-        return data
 
 
 @dataclass(frozen=True)
