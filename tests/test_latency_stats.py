@@ -380,8 +380,22 @@ def test_a_calibration_keeps_its_host_term_and_refuses_a_broken_one() -> None:
     assert (calibration.host_spread, calibration.host_windows) == (0.08, 5)
     assert Calibration.from_dict(calibration.to_dict()) == calibration
     assert Calibration.from_dict({**data, "host_spread": None}).host_spread is None
-    with pytest.raises(ValueError, match="host_spread"):
-        Calibration.from_dict({**data, "host_spread": float("nan")})
+    for broken in (float("nan"), float("inf"), -0.1):
+        with pytest.raises(ValueError, match="host_spread"):
+            Calibration.from_dict({**data, "host_spread": broken})
+    # what calibrate measured on a busy machine (two windows, t = 12.7: a spread of 13.3 was seen) reads back
+    busy = Calibration.from_dict({**data, "host_spread": 13.3, "host_windows": 2})
+    assert Calibration.from_dict(busy.to_dict()) == busy
+
+
+def test_a_wide_host_term_never_makes_a_bound_negative() -> None:
+    from convcost.cost.stats import Estimate, widen
+
+    estimate = Estimate(4.0, 5.0, (3.5, 4.5), (4.5, 5.5))
+    wide = widen(estimate, 13.3)
+    # high side: 4 + hypot(0.5, 13.3·4 = 53.2) ≈ 57.2; low side 4 − 53.2 < 0: clamped at 0
+    assert wide.best_interval[0] == 0.0 and wide.typical_interval[0] == 0.0
+    assert wide.best_interval[1] == pytest.approx(4 + (0.5**2 + 53.2**2) ** 0.5)
 
 
 def test_the_contention_says_what_the_interval_covers() -> None:

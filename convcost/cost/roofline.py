@@ -161,12 +161,13 @@ def _positive(data: dict[str, Any], key: str) -> float:
 
 
 def _spread(data: dict[str, Any], key: str) -> float:
-    """A relative spread: a finite fraction from 0 to 10 (beyond, the windows measured nothing repeatable)."""
+    """A relative spread: a finite fraction, at least 0. No upper limit: on a busy machine two windows can differ
+    by several times (a spread of 13 was measured here under load), and what calibrate measured it must read back."""
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{key} must be a number, got {value!r}")
-    if not math.isfinite(value) or not 0 <= value <= 10:
-        raise ValueError(f"{key} must be a fraction from 0 to 10, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{key} must be a finite fraction of at least 0, got {value!r}")
     return float(value)
 
 

@@ -184,7 +184,8 @@ def host_spread(window_figures: Sequence[float]) -> float | None:
 def _widened(point: float, interval: tuple[float, float], spread: float) -> tuple[float, float]:
     low, high = interval
     extra = spread * point
-    return point - math.hypot(point - low, extra), point + math.hypot(high - point, extra)
+    # a time or a ratio is never negative, however wide the host term makes its interval
+    return max(0.0, point - math.hypot(point - low, extra)), point + math.hypot(high - point, extra)
 
 
 def widen(estimate: Estimate, spread: float | None) -> Estimate:
