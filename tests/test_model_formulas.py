@@ -155,7 +155,7 @@ def test_fast_init_keeps_the_frozen_dataclass_contract() -> None:
     import inspect
 
     from convcost.cost.formulas import ConvStage
-    from convcost.cost.opbase import fast_init
+    from convcost.cost.formulas import fast_init
 
     @dataclasses.dataclass(frozen=True)
     class Plain:

@@ -35,14 +35,14 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, Literal
 
-from convcost.cost import formulas, opbase
+from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage
 from convcost.cost.opbase import Cost, Formula, Op, OpKind, Shape, cost, elements, output_shape, register, registered
 
 __all__ = ["Cost", "Formula", "Op", "OpKind", "Shape", "cost", "elements", "output_shape", "register", "registered"]
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class ConvOp(Op):
     """A 1-, 2- or 3-d convolution (without its norm and activation, which are ops of their own)."""
@@ -85,7 +85,7 @@ class ConvOp(Op):
                    stage.dilation, stage.groups, stage.bias, stage.shared, None)  # fmt: skip
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class LinearOp(Op):
     in_features: int = 1
@@ -95,7 +95,7 @@ class LinearOp(Op):
     kind: ClassVar[OpKind] = OpKind.LINEAR
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class NormOp(Op):
     """Inference BatchNorm over dimension 1."""
@@ -105,7 +105,7 @@ class NormOp(Op):
     kind: ClassVar[OpKind] = OpKind.NORM
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class ActOp(Op):
     function: str = "relu"
@@ -113,7 +113,7 @@ class ActOp(Op):
     kind: ClassVar[OpKind] = OpKind.ACT
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class PoolOp(Op):
     """A window pool (max or average) over the trailing spatial dimensions."""
@@ -127,7 +127,7 @@ class PoolOp(Op):
     kind: ClassVar[OpKind] = OpKind.POOL
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class AdaptivePoolOp(Op):
     """An adaptive pool to a fixed output size; global pooling is output size 1."""
@@ -137,7 +137,7 @@ class AdaptivePoolOp(Op):
     kind: ClassVar[OpKind] = OpKind.ADAPTIVE_POOL
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class FlattenOp(Op):
     start_dim: int = 1
@@ -145,7 +145,7 @@ class FlattenOp(Op):
     kind: ClassVar[OpKind] = OpKind.FLATTEN
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class IdentityOp(Op):
     """Identity, or Dropout at inference."""
@@ -153,7 +153,7 @@ class IdentityOp(Op):
     kind: ClassVar[OpKind] = OpKind.IDENTITY
 
 
-@opbase.fast_init
+@formulas.fast_init
 @dataclass(frozen=True)
 class AddOp(Op):
     """A residual add of two tensors of the op's input shape, or a parameter added to one (a position embedding,

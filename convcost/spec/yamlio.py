@@ -166,24 +166,15 @@ def _scan(text: str, source: str) -> list[yaml.Event] | None:
                 if not stack or stack[-1][1] is not True:  # a mapping's keys are not counted
                     values += 1
                     if values > MAX_VALUES:
-                        raise SpecError(
-                            [FieldIssue((), f"more than {MAX_VALUES:,} values (about {MAX_VALUES // 6:,} batch "
-                                            "entries): convcost reads at most that many from one file",
-                                        _event_line(event))], source=source
-                        )  # fmt: skip
+                        raise _refused(f"more than {MAX_VALUES:,} values (about {MAX_VALUES // 6:,} batch entries): "
+                                       "convcost reads at most that many from one file", event, source)  # fmt: skip
                 if kind is yaml.AliasEvent:
                     if open_anchors.get(str(event.anchor), 0) > 0:
-                        raise SpecError(
-                            [FieldIssue((), f"the alias *{event.anchor} is inside its own anchor &{event.anchor}: "
-                                            "a recursive structure cannot be read", _event_line(event))],
-                            source=source,
-                        )  # fmt: skip
+                        raise _refused(f"the alias *{event.anchor} is inside its own anchor &{event.anchor}: "
+                                       "a recursive structure cannot be read", event, source)  # fmt: skip
                 elif kind is not yaml.ScalarEvent:
                     if len(stack) >= MAX_DEPTH:
-                        raise SpecError(
-                            [FieldIssue((), f"lists and mappings nested more than {MAX_DEPTH} levels deep",
-                                        _event_line(event))], source=source,
-                        )  # fmt: skip
+                        raise _refused(f"lists and mappings nested more than {MAX_DEPTH} levels deep", event, source)
                     anchor = event.anchor
                     if anchor is not None:
                         open_anchors[anchor] = open_anchors.get(anchor, 0) + 1
@@ -201,8 +192,9 @@ def _scan(text: str, source: str) -> list[yaml.Event] | None:
     return events
 
 
-def _event_line(event: yaml.Event) -> int | None:
-    return event.start_mark.line + 1 if event.start_mark else None
+def _refused(message: str, event: yaml.Event, source: str) -> SpecError:
+    """A file refused at ``event`` (a limit crossed there), with its line."""
+    return SpecError([FieldIssue((), message, event.start_mark.line + 1 if event.start_mark else None)], source=source)
 
 
 def suggest(word: str, choices: Iterable[str]) -> str | None:
