@@ -154,8 +154,7 @@ def test_fast_init_keeps_the_frozen_dataclass_contract() -> None:
     import dataclasses
     import inspect
 
-    from convcost.cost.formulas import ConvStage
-    from convcost.cost.formulas import fast_init
+    from convcost.cost.formulas import ConvStage, fast_init
 
     @dataclasses.dataclass(frozen=True)
     class Plain:
