@@ -157,23 +157,21 @@ class EventBuilder:
     def mapping(self, loc: Loc) -> dict[Any, Any]:
         events, issues = self.events, self.issues
         result: dict[Any, Any] = {}
-        first_line: dict[Any, int] = {}
         while type(key_event := events[self.at]) is not yaml.MappingEndEvent:
             self.at += 1
             kind = type(key_event)
             if kind is yaml.ScalarEvent:
                 tag, key = self.scalar(key_event)
-            else:
+            else:  # a list or a mapping as a key: refused below, once past it
                 tag, key = self.tag(key_event, kind), None
+                self.skip(kind)
             if tag in _FLATTENED:
                 raise NeedNodes
             line = key_event.start_mark.line + 1
             if tag not in _PLAIN_TAGS:
                 issues.append(_foreign(tag, loc, line))
-                self.skip(kind)
                 self.skip_value()
                 continue
-            self.skip(kind)
             if not isinstance(key, (str, int)) or (tag == _INT_TAG and len(key_event.value) > MAX_NUMBER_TEXT):
                 issues.append(FieldIssue(loc, "mapping keys must be plain words", line))
                 self.skip_value()
@@ -183,10 +181,10 @@ class EventBuilder:
                 self.skip_value()
                 continue
             if key in result:
-                issues.append(FieldIssue((*loc, key), f"duplicate key (first given on line {first_line[key]})", line))
+                first = self.lines[("key", *loc, key)]
+                issues.append(FieldIssue((*loc, key), f"duplicate key (first given on line {first})", line))
                 self.skip_value()
                 continue
-            first_line[key] = line
             self.lines[("key", *loc, key)] = line
             result[key] = self.value((*loc, key))
         self.at += 1
