@@ -5,8 +5,6 @@ prints."""
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -20,6 +18,7 @@ from convcost.run import latency, usercode
 from convcost.run.convert import Seen, convert_spec, example_input
 from convcost.run.latency import LatencySettings
 from convcost.spec.convert import ConvertSpec, parse_convert
+from convcost.spec.files import write_atomic
 
 
 def load_model_and_input(
@@ -138,8 +137,8 @@ def convert_and_save(
 
 
 def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
-    """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically: via a
-    temporary file in the same folder and a rename, so that a failed save never leaves half a model."""
+    """``torch.export`` the model (in eval mode) on a seeded input of ``inputs`` and save it atomically
+    (:func:`convcost.spec.files.write_atomic`: a failed save never leaves half a model)."""
     model.eval()
     tensor = example_input(model, inputs)
     try:
@@ -150,17 +149,7 @@ def save(model: nn.Module, inputs: tuple[int, ...], output: Path) -> None:
     buffer = io.BytesIO()  # torch.export.save warns about any file name not ending in .pt2: a buffer it accepts
     torch.export.save(program, buffer)
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.resolve().parent)
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(buffer.getvalue())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
-            os.replace(temporary, output)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(output, buffer.getvalue())
     except OSError as error:
         raise UsageError(f"-o/--output: cannot write {output}: {error.strerror or error}") from None
 

@@ -92,18 +92,20 @@ def check_writable(path: Path) -> str | None:
     return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``: via a temporary file and a rename for a regular file (or a new one). A symlink is
-    followed, not replaced; a device or pipe (``/dev/stdout``, a FIFO) is written directly, since renaming over it
-    would replace the device node rather than write to it."""
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (a report, or the bytes of a saved model) to ``path``: via a temporary file and a rename for a
+    regular file (or a new one), so a failed write never leaves half a file. A symlink is followed, not replaced; a
+    device or pipe (``/dev/stdout``, a FIFO) is written directly, since renaming over it would replace the device
+    node rather than write to it."""
     target = path.resolve()
+    mode, encoding = ("wb", None) if isinstance(text, bytes) else ("w", "utf-8")
     if target.exists() and not stat.S_ISREG(target.stat().st_mode):
-        with open(target, "w", encoding="utf-8") as stream:
+        with open(target, mode, encoding=encoding) as stream:
             stream.write(text)
         return
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        with os.fdopen(handle, mode, encoding=encoding) as stream:
             stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
