@@ -187,3 +187,22 @@ def test_convert_names_a_bad_select_by_its_flag(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.output == "convcost: error: --select: 'zz' is not a layer that --to separable can convert " \
                             "(candidates: 0, 3, 5)\n"  # fmt: skip
+
+
+def test_convert_never_saves_over_the_model_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-o naming the model's own file (its YAML, or the .py of an import path) is refused before anything runs:
+    exit 2, one line, the file as it was."""
+    model_file = tmp_path / "net.yaml"
+    model_file.write_text((ROOT / "configs" / "mobilenet_v1.yaml").read_text())
+    source = tmp_path / "ownnet.py"
+    source.write_text("from tests.models_for_convert import small_net as net\n")
+    monkeypatch.chdir(tmp_path)  # the working directory is on sys.path while the factory is imported
+    for args, written in (
+        ([str(model_file), "-o", str(model_file)], model_file),
+        (["ownnet:net", "--input", "3x16x16", "-o", "ownnet.py"], source),
+    ):
+        before = written.read_bytes()
+        result = runner.invoke(app, ["convert", *args])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("convcost: error: -o/--output: ") and "is an input" in result.output
+        assert written.read_bytes() == before

@@ -125,10 +125,11 @@ def convert_command(
         from convcost.spec.convert import parse_convert
 
         spec = parse_convert(asked.to, asked.multiplier, asked.rank, asked.min_saving)
-        from convcost.spec.files import check_writable
+        from convcost.spec.files import check_writable, will_write
 
         if problem := check_writable(output):
             fail(f"-o/--output: {problem}")
+        will_write(output, "-o/--output")  # before the model is read: its own .py or YAML file is refused as -o
         from convcost.report.suggest import render
         from convcost.run.suggest import convert_and_save, load_model_and_input
 
