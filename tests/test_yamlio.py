@@ -130,51 +130,60 @@ def test_alias_bomb_is_refused_quickly() -> None:
     assert line.startswith("bomb.yaml:") and "more than 200,000 values once aliases are expanded" in line
 
 
-def _both_ways(text: str) -> list[tuple[object, ...]]:
-    """The file read from its events (EventBuilder) and from composed nodes (NodeBuilder)."""
-    results: list[tuple[object, ...]] = []
-    for direct in (True, False):
-        lines: dict[yamlio.Loc, int] = {}
-        issues: list[FieldIssue] = []
-        if direct:
-            events = yamlio._scan(text, "f.yaml")
-            assert events is not None
-            data = yamlvalues.EventBuilder(events, yamlio._Loader(""), lines, issues).value(()) if events else None
-        else:
-            loader = yamlio._Loader(text)
-            node = loader.get_single_node()
-            builder = yamlvalues.NodeBuilder(loader, lines, issues, yamlio.MAX_VALUES, yamlio.MAX_DEPTH)
-            data = builder.value(node, ()) if node is not None else None
-        results.append((repr(data), lines, [(issue.loc, issue.message, issue.line) for issue in issues]))
-    return results
+def _plain_and_nodes(text: str) -> tuple[str | None, str, dict[yamlio.Loc, int], list[FieldIssue]]:
+    """The file read by PlainBuilder (None where it gives up), and from composed nodes with its lines and issues."""
+    try:
+        plain = repr(yamlvalues.PlainBuilder(text, yamlio._Loader, yamlio.MAX_VALUES, yamlio.MAX_DEPTH).read())
+    except yamlvalues.Unusual:
+        plain = None
+    lines: dict[yamlio.Loc, int] = {}
+    issues: list[FieldIssue] = []
+    loader = yamlio._Loader(text)
+    node = loader.get_single_node()
+    builder = yamlvalues.NodeBuilder(loader, lines, issues, yamlio.MAX_VALUES, yamlio.MAX_DEPTH)
+    data = builder.value(node, ()) if node is not None else None
+    return plain, repr(data), lines, issues
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "", "# nothing\n", "--- 3\n", "a: 1\nb: [1, {c: d}]\n", "{a, b}\n", "a: !!str\n", "!!map {a: 1}\n",
-        "cin: 8\ncin: 9\npadding: 0x1\nq: '0x1'\n", "off: 1\non: 2\n1: 3\n0x1: 4\n? [1, 2]\n: {x: 1}\n",
-        "a: !custom [1, [2, {b: 0x1}]]\nc: 2\n!!set {x}: 3\nd: 4\n", "? " + "9" * 5000 + "\n: [0x1]\ne: " + "9" * 5000,
-        "a: 2001-13-45\nb: 2001-01-01\nc: .nan\nd: 1_000\ne: 1:30\nf: ~\ng: !!float abc\nh: !!int 010\n",
-        "- =\n- <<\n- !!binary eA==\n- {a: {a: {a: 1, a: 2}}}\n- 010\n- 010\n",
-        "layers:\n  - {kind: dense, cout: 8, kernel: 3, kernel: 5}\n  - {kind: flatten, yes: 1}\n",
+        "--- 3\n", "a: 1\nb: [1, {c: d}]\n", "{a, b}\n", "a: 2001-01-01\nb: .nan\nc: ~\nd: -0\ne: +5\n",
+        "? 1\n: 1.5\nb: yes\nc: '0x1'\nd: \"x\"\ne: []\nf: {}\n", "- [[1, 2], [3]]\n- - -1\n  - x: 0\n",
     ],
 )  # fmt: skip
-def test_a_file_without_anchors_reads_the_same_from_its_events(text: str) -> None:
-    # the fast path for files without anchors must give exactly what composing nodes gives: values, lines, issues
-    from_events, from_nodes = _both_ways(text)
-    assert from_events == from_nodes
+def test_a_plain_file_reads_from_its_events_as_from_composed_nodes(text: str) -> None:
+    plain, nodes, lines, issues = _plain_and_nodes(text)
+    assert plain == nodes and not issues
+    document = yamlio.loads(text, "f.yaml")
+    assert document.known_lines is None  # read from the events: its lines are read again when asked for
+    assert document.lines == lines and document.line(()) == 1
 
 
 @pytest.mark.parametrize(
     "text",
-    ["a: &x 1\nb: *x\n", "a: 1\n---\nb: 2\n", "base: {k: 3}\nlayer: {<<: {k: 4}, cin: 8}\n"],
-)
-def test_anchors_merges_and_constructor_errors_go_through_composed_nodes(text: str) -> None:
-    events = yamlio._scan(text, "f.yaml")
-    if events is not None:  # merge keys are found while building
-        with pytest.raises(yamlvalues.NeedNodes):
-            yamlvalues.EventBuilder(events, yamlio._Loader(""), {}, []).value(())
+    [
+        "", "# nothing\n", "a: !!str\n", "!!map {a: 1}\n", "a: ! 1\n", "a: &x 1\nb: *x\n", "a: 1\n---\nb: 2\n",
+        "base: {k: 3}\nlayer: {<<: {k: 4}, cin: 8}\n", "- =\n", "cin: 8\ncin: 9\n", "padding: 0x1\n", "- 010\n",
+        "off: 1\n", "~: 1\n", "1.5: 1\n", "? [1, 2]\n: {x: 1}\n", "a: !custom [1]\n", "e: " + "9" * 5000 + "\n",
+        "? " + "9" * 5000 + "\n: 1\n", "a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n", "[[[[[[1]]]]]]\n", "a: [1\n",
+    ],
+)  # fmt: skip
+def test_any_other_file_is_read_from_composed_nodes(text: str) -> None:
+    # an empty file, tags, anchors, merge keys, issues, values past the caps (10 and 5 deep here), invalid YAML
+    limits = yamlio.MAX_VALUES, yamlio.MAX_DEPTH
+    yamlio.MAX_VALUES, yamlio.MAX_DEPTH = 10, 5
+    try:
+        with pytest.raises(yamlvalues.Unusual):
+            yamlvalues.PlainBuilder(text, yamlio._Loader, yamlio.MAX_VALUES, yamlio.MAX_DEPTH).read()
+    finally:
+        yamlio.MAX_VALUES, yamlio.MAX_DEPTH = limits
+
+
+def test_every_bundled_config_is_plain() -> None:
+    # the fast path is the one real files take: a config that falls back to composed nodes is slower to read
+    for path in sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")):
+        assert yamlio.load(path).known_lines is None, path
 
 
 @pytest.mark.parametrize(

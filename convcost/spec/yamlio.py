@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from convcost.errors import FieldIssue, SpecError
 from convcost.spec.compare import issues_from_validation
-from convcost.spec.yamlvalues import COLLECTION_END, COLLECTION_START, EventBuilder, NeedNodes, NodeBuilder
+from convcost.spec.yamlvalues import COLLECTION_END, COLLECTION_START, NodeBuilder, PlainBuilder, Unusual
 from convcost.spec.yamlvalues import Loc as Loc  # the place in a file of a value: ('layers', 0, 'cout')
 
 # libyaml's parser is 20× faster than the pure-Python one and gives the same nodes and marks.
@@ -32,9 +32,16 @@ class Document:
 
     data: Any
     source: str
-    lines: dict[Loc, int] = field(default_factory=dict)
     # problems found while loading (duplicate keys, YAML 1.1 numbers), kept only by ``keep_issues=True``
     issues: list[FieldIssue] = field(default_factory=list)
+    text: str = ""  # for the lines of a plain file, read from it again when first asked for
+    known_lines: dict[Loc, int] | None = None
+
+    @property
+    def lines(self) -> dict[Loc, int]:
+        if self.known_lines is None:
+            self.known_lines = _full(self.text, self.source, []).known_lines or {}
+        return self.known_lines
 
     def line(self, loc: Loc) -> int | None:
         """The line of the value at ``loc``, or of its closest enclosing value."""
@@ -81,32 +88,34 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
     With ``keep_issues``, problems of single values (duplicate keys, YAML 1.1 numbers) are kept in
     ``document.issues`` instead of raised, so that a caller can report them together with its own.
     """
-    events = _scan(text, source)
-    document = Document(data=None, source=source)
+    try:  # a plain file (most files) is read straight from its events; its lines only if asked for
+        return Document(PlainBuilder(text, _Loader, MAX_VALUES, MAX_DEPTH).read(), source, text=text)
+    except Unusual:
+        pass
     issues: list[FieldIssue] = []
-    if events is not None:
-        try:
-            document.data = EventBuilder(events, _Loader(""), document.lines, issues).value(()) if events else None
-        except NeedNodes:
-            events = None
-            document.lines.clear()
-            issues.clear()
-    if events is None:
-        loader = _Loader(text)
-        try:
-            node = loader.get_single_node()
-        except yaml.YAMLError as error:
-            raise _yaml_error(error, source) from None
-        finally:
-            loader.dispose()
-        if node is not None:
-            try:
-                document.data = NodeBuilder(loader, document.lines, issues, MAX_VALUES, MAX_DEPTH).value(node, ())
-            except SpecError as error:
-                raise SpecError(error.issues, source=source) from None
+    document = _full(text, source, issues)
     if issues and not keep_issues:
         raise document.error(issues)
     document.issues = issues
+    return document
+
+
+def _full(text: str, source: str, issues: list[FieldIssue]) -> Document:
+    """The file read from composed nodes under the caps, with the line of every value and its issues."""
+    _scan(text, source)
+    document = Document(None, source, known_lines={})
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.YAMLError as error:
+        raise _yaml_error(error, source) from None
+    finally:
+        loader.dispose()
+    if node is not None:
+        try:
+            document.data = NodeBuilder(loader, document.lines, issues, MAX_VALUES, MAX_DEPTH).value(node, ())
+        except SpecError as error:
+            raise SpecError(error.issues, source=source) from None
     return document
 
 
@@ -128,19 +137,11 @@ MAX_VALUES = 200_000
 # libyaml's own limit of 1,000, deeper nesting would otherwise end in a RecursionError.
 MAX_DEPTH = 50
 
-_NODE_EVENTS = COLLECTION_START | COLLECTION_END | {yaml.ScalarEvent}
 
-
-def _scan(text: str, source: str) -> list[yaml.Event] | None:
+def _scan(text: str, source: str) -> None:
     """Stream the file's events once: refuse too many values, too deep a nesting and an alias inside its own
-    anchor (a recursive structure) before any node is composed, with the line where the limit is crossed.
-
-    Returns the events of the file's one document when it has no anchor and no alias (then nothing needs
-    composing: see EventBuilder), else None.
-    """
+    anchor (a recursive structure) before any node is composed, with the line where the limit is crossed."""
     loader = _Loader(text)
-    events: list[yaml.Event] | None = []
-    documents = 0
     get_event = loader.get_event  # None after the stream's end, with libyaml and without
     values = 0
     # per open collection: [its anchor, for a mapping whether the next child is a key (None for a sequence)]
@@ -149,15 +150,6 @@ def _scan(text: str, source: str) -> list[yaml.Event] | None:
     try:
         while (event := get_event()) is not None:
             kind = type(event)
-            if events is not None:
-                if kind is yaml.AliasEvent or getattr(event, "anchor", None) is not None:
-                    events = None
-                elif kind is yaml.DocumentStartEvent:
-                    documents += 1
-                    if documents > 1:
-                        events = None
-                elif kind in _NODE_EVENTS:
-                    events.append(event)
             if kind in COLLECTION_END:
                 anchor = stack.pop()[0]
                 if anchor is not None:
@@ -189,7 +181,6 @@ def _scan(text: str, source: str) -> list[yaml.Event] | None:
         raise _yaml_error(error, source) from None
     finally:
         loader.dispose()
-    return events
 
 
 def _refused(message: str, event: yaml.Event, source: str) -> SpecError:

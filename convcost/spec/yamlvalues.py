@@ -1,9 +1,9 @@
 """Python values from YAML, with the line of every value, duplicate keys refused and YAML 1.1 traps named.
 
-Two builders give the same values, lines and issues in the same order: :class:`EventBuilder` straight from the
-events of a file without anchors and aliases (most files), :class:`NodeBuilder` from composed nodes (aliases
-expanded into copies under the alias cap, merge keys flattened). See :mod:`convcost.spec.yamlio`, which reads
-files, streams their events once under the caps and picks the builder.
+:class:`NodeBuilder` reads composed nodes (aliases expanded into copies under the alias cap, merge keys
+flattened), with the line of every value and each problem. :class:`PlainBuilder` reads a plain file (most files)
+straight from its events, without lines, and gives up on anything else. See :mod:`convcost.spec.yamlio`, which
+reads files, tries PlainBuilder, and otherwise streams the events once under the caps before composing nodes.
 """
 
 from __future__ import annotations
@@ -111,120 +111,81 @@ class NodeBuilder:
         return result
 
 
-class NeedNodes(Exception):
-    """The file needs composed nodes: it has a merge key."""
+class Unusual(Exception):
+    """The file is not plain: read it the full way, which names each problem with its line (yamlio.loads)."""
 
 
-class EventBuilder:
-    """What NodeBuilder builds, straight from the events of a file without anchors and aliases (most files): the
-    same values, lines and issues in the same order, without composing nodes first."""
+_ENDS = (yaml.DocumentEndEvent, yaml.StreamEndEvent)
 
-    def __init__(self, events: list[Any], loader: Any, lines: dict[Loc, int], issues: list[FieldIssue]) -> None:
-        self.events = events
-        self.at = 0  # the next event
-        self.loader = loader
-        self.lines = lines
-        self.issues = issues
-        self.scalars: dict[tuple[str | None, str, tuple[bool, bool]], tuple[str, Any]] = {}
 
-    def value(self, loc: Loc) -> Any:
-        event = self.events[self.at]
-        self.at += 1
+class PlainBuilder:
+    """The values of a plain file (one document without anchors, aliases, tags, issues or values past the caps),
+    streamed from its events without lines: what NodeBuilder would give it. Unusual for any other file."""
+
+    def __init__(self, text: str, loader_class: Any, max_values: int, max_depth: int) -> None:
+        self.loader = loader_class(text)
+        self.next = self.loader.get_event
+        self.left, self.depth = max_values, max_depth
+        self.scalars: dict[tuple[str, Any], tuple[str, Any]] = {}  # (text, implicit) → (tag, value)
+
+    def read(self) -> Any:
+        try:
+            if [type(self.next()), type(self.next())] != [yaml.StreamStartEvent, yaml.DocumentStartEvent]:
+                raise Unusual  # an empty file
+            data = self.value(self.next())
+            if (type(self.next()), type(self.next())) != _ENDS or self.left < 0:
+                raise Unusual  # a second document, or more values than the cap
+            return data
+        except yaml.YAMLError:
+            raise Unusual from None
+        finally:
+            self.loader.dispose()
+
+    def value(self, event: Any) -> Any:
+        self.left -= 1
         kind = type(event)
-        line = event.start_mark.line + 1
-        self.lines[loc] = line
         if kind is yaml.ScalarEvent:
             tag, value = self.scalar(event)
             if tag not in _PLAIN_TAGS:
-                self.issues.append(_foreign(tag, loc, line))
-                return None
-            if type(value) is int and not event.style and not _PLAIN_DECIMAL.match(event.value):
-                self.issues.append(_yaml11_number(loc, event.value, value, line))
+                raise Unusual
             return value
-        tag = self.tag(event, kind)
-        if tag not in _PLAIN_TAGS:
-            self.issues.append(_foreign(tag, loc, line))
-            self.skip(kind)
-            return None
-        if kind is yaml.MappingStartEvent:
-            return self.mapping(loc)
-        items: list[Any] = []
-        while type(self.events[self.at]) is not yaml.SequenceEndEvent:
-            items.append(self.value((*loc, len(items))))
-        self.at += 1
-        return items
-
-    def mapping(self, loc: Loc) -> dict[Any, Any]:
-        events, issues = self.events, self.issues
+        self.depth -= 1
+        if kind is yaml.AliasEvent or event.tag is not None or event.anchor is not None or self.depth < 0:
+            raise Unusual
+        if kind is yaml.SequenceStartEvent:
+            items = []
+            while type(event := self.next()) is not yaml.SequenceEndEvent:
+                items.append(self.value(event))
+            self.depth += 1
+            return items
         result: dict[Any, Any] = {}
-        while type(key_event := events[self.at]) is not yaml.MappingEndEvent:
-            self.at += 1
-            kind = type(key_event)
-            if kind is yaml.ScalarEvent:
-                tag, key = self.scalar(key_event)
-            else:  # a list or a mapping as a key: refused below, once past it
-                tag, key = self.tag(key_event, kind), None
-                self.skip(kind)
-            if tag in _FLATTENED:
-                raise NeedNodes
-            line = key_event.start_mark.line + 1
-            if tag not in _PLAIN_TAGS:
-                issues.append(_foreign(tag, loc, line))
-                self.skip_value()
-                continue
-            if not isinstance(key, (str, int)) or (tag == _INT_TAG and len(key_event.value) > MAX_NUMBER_TEXT):
-                issues.append(FieldIssue(loc, "mapping keys must be plain words", line))
-                self.skip_value()
-                continue
-            if isinstance(key, bool):
-                issues.append(_boolean_key(loc, key_event.value, line))
-                self.skip_value()
-                continue
-            if key in result:
-                first = self.lines[("key", *loc, key)]
-                issues.append(FieldIssue((*loc, key), f"duplicate key (first given on line {first})", line))
-                self.skip_value()
-                continue
-            self.lines[("key", *loc, key)] = line
-            result[key] = self.value((*loc, key))
-        self.at += 1
+        while type(event := self.next()) is yaml.ScalarEvent:
+            tag, key = self.scalar(event)
+            if (tag != _STR_TAG and tag != _INT_TAG) or key in result:
+                raise Unusual
+            result[key] = self.value(self.next())
+        if type(event) is not yaml.MappingEndEvent:
+            raise Unusual  # a list or a mapping as a key
+        self.depth += 1
         return result
 
-    def tag(self, event: Any, kind: type) -> str:
-        """A collection's tag, resolved as the composer resolves it."""
-        tag: str | None = event.tag
-        if tag is not None and tag != "!":
-            return tag
-        node_class = yaml.MappingNode if kind is yaml.MappingStartEvent else yaml.SequenceNode
-        return str(self.loader.resolve(node_class, None, event.implicit))
-
     def scalar(self, event: Any) -> tuple[str, Any]:
-        """A scalar's tag, resolved as the composer resolves it, and its value (see :func:`_scalar`): the same text
-        and tag give the same immutable value, so both are kept by (tag, text, implicit)."""
-        key = (event.tag, event.value, event.implicit)
+        if event.tag is not None or event.anchor is not None:
+            raise Unusual
+        key = (event.value, event.implicit)
         known = self.scalars.get(key)
         if known is None:
-            tag: str | None = event.tag
-            if tag is None or tag == "!":  # the safe loader resolves by the text alone (it has no path resolvers)
-                tag = str(self.loader.resolve(yaml.ScalarNode, event.value, event.implicit))
-            value = event.value
-            if tag != _STR_TAG and tag in _PLAIN_TAGS:  # a foreign tag is refused, never constructed
-                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-                value = _scalar(node, self.loader, {})  # a malformed tagged scalar is its text, as from nodes
+            text = event.value
+            tag = str(self.loader.resolve(yaml.ScalarNode, text, event.implicit))
+            value: Any = text
+            if tag == _INT_TAG:  # a plain decimal reads as int() reads it; 0x1, 010, 1_000, 1:30 are issues
+                if len(text) > MAX_NUMBER_TEXT or not _PLAIN_DECIMAL.match(text):
+                    raise Unusual
+                value = int(text)
+            elif tag != _STR_TAG and tag in _PLAIN_TAGS:
+                value = _scalar(yaml.ScalarNode(tag, text, event.start_mark, event.end_mark), self.loader, {})
             known = self.scalars[key] = (tag, value)
         return known
-
-    def skip(self, kind: type) -> None:
-        """Past the rest of a value whose first event was of ``kind``."""
-        depth = 1 if kind in COLLECTION_START else 0
-        while depth:
-            kind = type(self.events[self.at])
-            self.at += 1
-            depth += 1 if kind in COLLECTION_START else -1 if kind in COLLECTION_END else 0
-
-    def skip_value(self) -> None:
-        self.at += 1
-        self.skip(type(self.events[self.at - 1]))
 
 
 def _scalar(node: yaml.Node, loader: Any, scalars: dict[tuple[str, str], Any]) -> Any:
