@@ -248,7 +248,7 @@ class StageOverrides(BaseModel):
 
     def overrides(self) -> dict[str, StageOverride]:
         """The stages given an override, by name."""
-        return {name: value for name in STAGE_NAMES if (value := self.override(name)) is not None}
+        return {name: value for name in STAGE_NAMES if isinstance(value := getattr(self, name, None), StageOverride)}
 
 
 class LayerOptions(StageOverrides):

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from convcost.cost import formulas
 from convcost.cost.formulas import ConvStage, Pair
 from convcost.errors import FieldIssue, SpecError
-from convcost.spec.compare import STAGE_NAMES, CompareSpec, LayerKind, LayerOptions, issues_from_validation
+from convcost.spec.compare import CompareSpec, LayerKind, LayerOptions, issues_from_validation
 
 Expander = Callable[[LayerOptions], list[ConvStage]]
 _EXPANDERS: dict[LayerKind, Expander] = {}
@@ -205,8 +205,8 @@ def _plan(
                 if stage_issues:
                     break
                 size = formulas.output_size(stage, size)
-        for name in STAGE_NAMES:
-            if spec.override(name) is not None and name not in used_stage_names:
+        for name in spec.overrides():
+            if name not in used_stage_names:
                 compared = ", ".join(str(kind) for kind in kinds)
                 issues.append(FieldIssue((name,), f"no {name} stage in the layers compared ({compared})"))
     if issues:
