@@ -52,11 +52,12 @@ def will_write(path: Path | str, flag: str) -> None:
 
 def reading(path: Path | str) -> None:
     """Note a file the command reads; UsageError when it is a file the command is to write."""
-    for identity in _identities(path):
+    identities = _identities(path)
+    for identity in identities:
         if identity in _outputs:
             output, flag = _outputs[identity]
             raise UsageError(_overwrite(flag, output, str(path)))
-    for identity in _identities(path):
+    for identity in identities:
         _inputs.setdefault(identity, str(path))
 
 

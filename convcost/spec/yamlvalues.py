@@ -123,10 +123,16 @@ class PlainBuilder:
     streamed from its events without lines: what NodeBuilder would give it. Unusual for any other file."""
 
     def __init__(self, text: str, loader_class: Any, max_values: int, max_depth: int) -> None:
+        # what loader.resolve reads, by a plain scalar's first character (the safe loaders have no path resolvers)
+        self.resolvers: dict[Any, list[tuple[str, Any]]] = loader_class.yaml_implicit_resolvers
+        if None in self.resolvers or loader_class.yaml_path_resolvers:
+            raise Unusual
         self.loader = loader_class(text)
         self.next = self.loader.get_event
         self.left, self.depth = max_values, max_depth
-        self.scalars: dict[tuple[str, Any], tuple[str, Any]] = {}  # (text, implicit) → (tag, value)
+        # (text, implicit) → the value, of the scalars read so far that may be values, and that may be keys
+        self.values: dict[tuple[str, Any], Any] = {}
+        self.keys: dict[tuple[str, Any], Any] = {}
 
     def read(self) -> Any:
         try:
@@ -145,10 +151,7 @@ class PlainBuilder:
         self.left -= 1
         kind = type(event)
         if kind is yaml.ScalarEvent:
-            tag, value = self.scalar(event)
-            if tag not in _PLAIN_TAGS:
-                raise Unusual
-            return value
+            return self.scalar(event, self.values, _PLAIN_TAGS)
         self.depth -= 1
         if kind is yaml.AliasEvent or event.tag is not None or event.anchor is not None or self.depth < 0:
             raise Unusual
@@ -160,8 +163,8 @@ class PlainBuilder:
             return items
         result: dict[Any, Any] = {}
         while type(event := self.next()) is yaml.ScalarEvent:
-            tag, key = self.scalar(event)
-            if (tag != _STR_TAG and tag != _INT_TAG) or key in result:
+            key = self.scalar(event, self.keys, _KEY_TAGS)
+            if key in result:
                 raise Unusual
             result[key] = self.value(self.next())
         if type(event) is not yaml.MappingEndEvent:
@@ -169,23 +172,29 @@ class PlainBuilder:
         self.depth += 1
         return result
 
-    def scalar(self, event: Any) -> tuple[str, Any]:
+    def scalar(self, event: Any, known: dict[tuple[str, Any], Any], tags: frozenset[str]) -> Any:
+        """A scalar's value where its tag is one of ``tags``, as read so far into ``known``."""
         if event.tag is not None or event.anchor is not None:
             raise Unusual
-        key = (event.value, event.implicit)
-        known = self.scalars.get(key)
-        if known is None:
-            text = event.value
-            tag = str(self.loader.resolve(yaml.ScalarNode, text, event.implicit))
-            value: Any = text
-            if tag == _INT_TAG:  # a plain decimal reads as int() reads it; 0x1, 010, 1_000, 1:30 are issues
-                if len(text) > MAX_NUMBER_TEXT or not _PLAIN_DECIMAL.match(text):
-                    raise Unusual
-                value = int(text)
-            elif tag != _STR_TAG and tag in _PLAIN_TAGS:
-                value = _scalar(yaml.ScalarNode(tag, text, event.start_mark, event.end_mark), self.loader, {})
-            known = self.scalars[key] = (tag, value)
-        return known
+        value = known.get(key := (event.value, event.implicit), known)
+        if value is not known:
+            return value
+        text, tag = event.value, _STR_TAG
+        for candidate, regexp in self.resolvers.get(text[:1], ()) if event.implicit[0] else ():
+            if regexp.match(text):
+                tag = candidate
+                break
+        value = text
+        if tag not in tags:
+            raise Unusual
+        if tag == _INT_TAG:  # a plain decimal reads as int() reads it; 0x1, 010, 1_000, 1:30 are issues
+            if len(text) > MAX_NUMBER_TEXT or not _PLAIN_DECIMAL.match(text):
+                raise Unusual
+            value = int(text)
+        elif tag != _STR_TAG:
+            value = _scalar(yaml.ScalarNode(tag, text, event.start_mark, event.end_mark), self.loader, {})
+        known[key] = value
+        return value
 
 
 def _scalar(node: yaml.Node, loader: Any, scalars: dict[tuple[str, str], Any]) -> Any:
@@ -234,9 +243,10 @@ def _long_number(node: yaml.Node) -> bool:
 
 # What the safe loader resolves plain YAML to; anything else (!!python/..., !!set, custom tags) is refused with a
 # line rather than silently read as a list or a mapping, or crashing the constructor.
-_PLAIN_TAGS = {
+_PLAIN_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "timestamp")
-}
+)
+_KEY_TAGS = frozenset({_STR_TAG, _INT_TAG})
 
 
 def _foreign(tag: str, loc: Loc, line: int) -> FieldIssue:
