@@ -31,6 +31,7 @@ pipeline checks it against the shape seen in a real forward pass.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, Literal
@@ -303,14 +304,22 @@ def moved_elements(kind: OpKind | str, input_shape: Shape, output_shape: Shape, 
 def stage_ops(stage: ConvStage, input_shape: Shape, prefix: str = "") -> tuple[list[Op], Shape]:
     """A conv stage as the ops it runs (its conv, then its norm and its activation when it has them) and its output
     shape (the conv's)."""
-    name = prefix + stage.name
-    conv = ConvOp.from_stage(stage, input_shape, name)
-    shape = _conv_output(conv)
-    ops: list[Op] = [conv]
-    if stage.norm is _BATCH:
-        ops.append(NormOp(name + ".norm", shape, stage.cout, True))
-    if (act := _ACT_NAMES[stage.act]) != "none":
-        ops.append(ActOp(name + ".act", shape, act, 0))
+    return stages_ops((stage,), input_shape, prefix)
+
+
+def stages_ops(stages: Iterable[ConvStage], shape: Shape, prefix: str = "") -> tuple[list[Op], Shape]:
+    """Conv stages as their ops (:func:`stage_ops`), each stage's input the last's output; and the last's output."""
+    ops: list[Op] = []
+    for stage in stages:
+        name = prefix + stage.name
+        conv = ConvOp(name, shape, stage.cin, stage.cout, stage.kernel, stage.stride, stage.padding, stage.dilation,
+                      stage.groups, stage.bias, stage.shared, None)  # fmt: skip
+        ops.append(conv)
+        shape = _conv_output(conv)
+        if stage.norm is _BATCH:
+            ops.append(NormOp(name + ".norm", shape, stage.cout, True))
+        if (act := _ACT_NAMES[stage.act]) != "none":
+            ops.append(ActOp(name + ".act", shape, act, 0))
     return ops, shape
 
 

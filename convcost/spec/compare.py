@@ -68,8 +68,8 @@ def _int(value: Any, *, minimum: int, what: str, bound: bounds.Bound = bounds.CO
     ``yaml``: the value was read from a YAML file, where ``1e6`` is a string only because of YAML 1.1 (a hint
     that would mislead on a command line).
     """
-    if type(value) is int and value >= minimum and bound.contains(value):  # most values: what the checks pass
-        return value
+    if type(value) is int and minimum <= value <= bound.high and value >= bound.low and not bound.low_open:
+        return value  # most values: what the checks below pass
     if isinstance(value, bool):
         raise ValueError(f"must be {what}, got boolean {str(value).lower()} (YAML reads yes/no/on/off as booleans)")
     if isinstance(value, float):

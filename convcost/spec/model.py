@@ -206,7 +206,7 @@ class _Planner:
             # a repeated layer's copies on the same input have the same stages: validated and planned once
             first = self.planned.get((id(layer), shape))
             if first is not None:
-                copy, out = _stage_ops(name, first.stages, shape)
+                copy, out = model_formulas.stages_ops(first.stages, shape, name + ".")
                 if first.residual:
                     copy.append(AddOp(f"{name}.add", out))
                 return PlannedLayer(name, first.kind, loc, copy, list(first.stages), first.residual, spec=layer)
@@ -283,7 +283,7 @@ class _Planner:
                 self.fail(issue.loc, f"{issue.message} (after width_multiplier {self.width_multiplier:g}, "
                                      f"channel_divisor {self.spec.channel_divisor})")  # fmt: skip
             return None
-        ops, _ = _stage_ops(name, stages, shape)
+        ops, _ = model_formulas.stages_ops(stages, shape, name + ".")
         return PlannedLayer(name, str(layer.kind), loc, ops, stages, spec=layer)
 
     def inverted_residual(self, layer: InvertedResidualLayer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:
@@ -307,7 +307,7 @@ class _Planner:
             self.fail((*loc, "kernel"), f"kernel {kernel[0]}×{kernel[1]} is larger than the padded input")
             return None
         residual = layer.residual and layer.stride == (1, 1) and cin == cout
-        ops, out = _stage_ops(name, stages, shape)
+        ops, out = model_formulas.stages_ops(stages, shape, name + ".")
         if residual:
             ops.append(AddOp(f"{name}.add", out))
         return PlannedLayer(name, "inverted_residual", loc, ops, stages, residual=residual, spec=layer)
@@ -365,17 +365,6 @@ def keep_size_padding(
     if stride == (1, 1) and (height % 2 or width % 2):
         return "same"
     return (height // 2, width // 2)
-
-
-def _stage_ops(name: str, stages: list[ConvStage], shape: Shape) -> tuple[list[Op], Shape]:
-    """Each conv stage becomes its ops (:func:`convcost.cost.ops.stage_ops`), each stage's input the last's output;
-    and the stages' output shape."""
-    ops: list[Op] = []
-    prefix = name + "."
-    for stage in stages:
-        stage_ops, shape = model_formulas.stage_ops(stage, shape, prefix)
-        ops += stage_ops
-    return ops, shape
 
 
 def _pick(value: Any, default: Any, fallback: Any) -> Any:
