@@ -97,6 +97,8 @@ def _int(value: Any, *, minimum: int, what: str, bound: bounds.Bound = bounds.CO
 
 
 def _pair(value: Any, *, minimum: int, what: str, bound: bounds.Bound, yaml: bool = False) -> Pair:
+    if type(value) is int and minimum <= value <= bound.high and value >= bound.low and not bound.low_open:
+        return (value, value)  # most values: what the checks below pass
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
             raise ValueError(f"must be {what}, got {bounds.shown(list(value))}")
@@ -146,7 +148,7 @@ def yaml_aware(parse: Callable[..., Any], **options: Any) -> Callable[[Any, Vali
 
     def validate(value: Any, info: ValidationInfo) -> Any:
         try:  # the YAML flag changes only a message: the context is read when there is one to write
-            return parse(value, **options)
+            return parse(value, **options) if options else parse(value)
         except ValueError:
             if not _in_yaml(info):
                 raise

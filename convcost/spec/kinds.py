@@ -192,20 +192,21 @@ def _plan(
     issues = [*issues, *_kind_issues(spec, kinds)]
     planned: dict[LayerKind, list[ConvStage]] = {}
     used_stage_names: set[str] = set()
+    overrides = spec.overrides()
     if not issues:
         for kind in kinds:
             planned[kind] = stages(kind, spec)
             size = input_size
             for stage in planned[kind]:
                 used_stage_names.add(stage.name)
-                override = spec.override(stage.name)
+                override = overrides.get(stage.name)
                 overridden = set(override.model_dump(exclude_none=True)) if override else set()
                 stage_issues = _stage_issues(stage, size, overridden)
                 issues.extend(issue for issue in stage_issues if issue not in issues)
                 if stage_issues:
                     break
                 size = formulas.output_size(stage, size)
-        for name in spec.overrides():
+        for name in overrides:
             if name not in used_stage_names:
                 compared = ", ".join(str(kind) for kind in kinds)
                 issues.append(FieldIssue((name,), f"no {name} stage in the layers compared ({compared})"))

@@ -166,7 +166,11 @@ class PlainBuilder:
             key = self.scalar(event, self.keys, _KEY_TAGS)
             if key in result:
                 raise Unusual
-            result[key] = self.value(self.next())
+            if type(event := self.next()) is yaml.ScalarEvent:  # most values: read here, a call saved
+                self.left -= 1
+                result[key] = self.scalar(event, self.values, _PLAIN_TAGS)
+            else:
+                result[key] = self.value(event)
         if type(event) is not yaml.MappingEndEvent:
             raise Unusual  # a list or a mapping as a key
         self.depth += 1
