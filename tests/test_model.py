@@ -324,6 +324,9 @@ def test_small_model_file() -> None:
          "m.yaml:6: layers[0].groups: cin (3, the previous layer's output) and cout (8) must both be divisible by 2"),
         ("input: {channels: 3, size: 4}\nlayers:\n  - {kind: dense, cout: 8, kernel: 7, padding: 0}\n",
          "m.yaml:3: layers[0].kernel: kernel extent 7×7 (with dilation) is larger than the padded input 4×4"),
+        # an even kernel at stride 2 pads (4 − 1) // 2 = 1 a side: (1 + 2 − 3 − 1) // 2 + 1 = 0 rows out
+        ("input: {channels: 8, size: 1}\nlayers:\n  - {kind: inverted_residual, cout: 8, kernel: 4, stride: 2}\n",
+         "m.yaml:3: layers[0].kernel: kernel 4×4 is larger than the padded input"),
         ("input: {channels: 3, size: 8}\nwidth_multiplier: off\nlayers:\n  - {kind: flatten}\n",
          "m.yaml:2: width_multiplier: must be a positive number, got boolean false"),
     ],

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from convcost.cost import formulas
 from convcost.cost import ops as model_formulas
 from convcost.cost.formulas import Act, ConvStage, Norm
 from convcost.cost.ops import (
@@ -302,12 +301,11 @@ class _Planner:
         pads = keep_size_padding(kernel, stride, one)
         stages.append(ConvStage("depthwise", hidden, hidden, kernel, stride, pads, one, hidden, bias, False, norm, act))
         stages.append(ConvStage("project", hidden, cout, one, one, (0, 0), one, 1, bias, False, norm, Act.NONE))
-        out_h, out_w = formulas.output_size(stages[-2], (shape[2], shape[3]))
-        if out_h < 1 or out_w < 1:
+        ops, out = model_formulas.stages_ops(stages, shape, name + ".")
+        if out[2] < 1 or out[3] < 1:  # the depthwise conv's output (1×1 convs keep the size)
             self.fail((*loc, "kernel"), f"kernel {kernel[0]}×{kernel[1]} is larger than the padded input")
             return None
         residual = layer.residual and layer.stride == (1, 1) and cin == cout
-        ops, out = model_formulas.stages_ops(stages, shape, name + ".")
         if residual:
             ops.append(AddOp(f"{name}.add", out))
         return PlannedLayer(name, "inverted_residual", loc, ops, stages, residual=residual, spec=layer)
