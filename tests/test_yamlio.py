@@ -180,6 +180,18 @@ def test_any_other_file_is_read_from_composed_nodes(text: str) -> None:
         yamlio.MAX_VALUES, yamlio.MAX_DEPTH = limits
 
 
+def test_the_plain_builder_gives_up_at_the_value_cap_not_at_the_end_of_the_file() -> None:
+    # a 16 MiB file of "- x" lines holds 4 million values: building them all before giving up would take seconds
+    builder = yamlvalues.PlainBuilder("- x\n" * 1000 + "- {a: 1}\n" * 1000, yamlio._Loader, 10, 5)
+    with pytest.raises(yamlvalues.Unusual):
+        builder.read()
+    assert builder.left == -1  # the list and 9 items read, the 10th item refused
+    builder = yamlvalues.PlainBuilder("- {a: 1}\n" * 1000, yamlio._Loader, 10, 5)
+    with pytest.raises(yamlvalues.Unusual):
+        builder.read()
+    assert builder.left == -1
+
+
 def test_every_bundled_config_is_plain() -> None:
     # the fast path is the one real files take: a config that falls back to composed nodes is slower to read
     for path in sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")):

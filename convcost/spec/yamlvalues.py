@@ -139,8 +139,8 @@ class PlainBuilder:
             if [type(self.next()), type(self.next())] != [yaml.StreamStartEvent, yaml.DocumentStartEvent]:
                 raise Unusual  # an empty file
             data = self.value(self.next())
-            if (type(self.next()), type(self.next())) != _ENDS or self.left < 0:
-                raise Unusual  # a second document, or more values than the cap
+            if (type(self.next()), type(self.next())) != _ENDS:
+                raise Unusual  # a second document
             return data
         except yaml.YAMLError:
             raise Unusual from None
@@ -149,6 +149,8 @@ class PlainBuilder:
 
     def value(self, event: Any) -> Any:
         self.left -= 1
+        if self.left < 0:  # past the cap: given up at once (the caps scan names the line)
+            raise Unusual
         kind = type(event)
         if kind is yaml.ScalarEvent:
             return self.scalar(event, self.values, _PLAIN_TAGS)
@@ -168,6 +170,8 @@ class PlainBuilder:
                 raise Unusual
             if type(event := self.next()) is yaml.ScalarEvent:  # most values: read here, a call saved
                 self.left -= 1
+                if self.left < 0:
+                    raise Unusual
                 result[key] = self.scalar(event, self.values, _PLAIN_TAGS)
             else:
                 result[key] = self.value(event)
