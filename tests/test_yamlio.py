@@ -55,6 +55,19 @@ def test_duplicate_keys_are_rejected_with_both_lines() -> None:
     assert lines_of(caught.value) == ["f.yaml:3: cin: duplicate key (first given on line 1)"]
 
 
+@pytest.mark.parametrize("check_lines", [False, True])
+def test_a_key_named_key_does_not_take_another_keys_line(check_lines: bool) -> None:
+    # key lines were kept beside value lines under ("key", *place): key.a's value took the place of key a's line
+    text = "a: 1\nkey: {a: 2}\n"
+    document = yamlio.loads(text, "f.yaml")
+    if check_lines:  # read from composed nodes, as a file with an issue is
+        document = yamlio.loads(text + "x: 0x1\n", "f.yaml", keep_issues=True)
+    assert document.key_line(("a",)) == 1 and document.line(("key", "a")) == 2
+    with pytest.raises(SpecError) as caught:
+        yamlio.loads(text + "a: 3\n", "f.yaml")
+    assert lines_of(caught.value) == ["f.yaml:3: a: duplicate key (first given on line 1)"]
+
+
 @pytest.mark.parametrize(
     ("text", "number"),
     [("0x1", 1), ("010", 8), ("1_000", 1000), ("1:30", 90)],
@@ -140,7 +153,7 @@ def _plain_and_nodes(text: str) -> tuple[str | None, str, dict[yamlio.Loc, int],
     issues: list[FieldIssue] = []
     loader = yamlio._Loader(text)
     node = loader.get_single_node()
-    builder = yamlvalues.NodeBuilder(loader, lines, issues, yamlio.MAX_VALUES, yamlio.MAX_DEPTH)
+    builder = yamlvalues.NodeBuilder(loader, lines, {}, issues, yamlio.MAX_VALUES, yamlio.MAX_DEPTH)
     data = builder.value(node, ()) if node is not None else None
     return plain, repr(data), lines, issues
 
@@ -156,7 +169,7 @@ def test_a_plain_file_reads_from_its_events_as_from_composed_nodes(text: str) ->
     plain, nodes, lines, issues = _plain_and_nodes(text)
     assert plain == nodes and not issues
     document = yamlio.loads(text, "f.yaml")
-    assert document.known_lines is None  # read from the events: its lines are read again when asked for
+    assert document.known is None  # read from the events: its lines are read again when asked for
     assert document.lines == lines and document.line(()) == 1
 
 
@@ -195,7 +208,7 @@ def test_the_plain_builder_gives_up_at_the_value_cap_not_at_the_end_of_the_file(
 def test_every_bundled_config_is_plain() -> None:
     # the fast path is the one real files take: a config that falls back to composed nodes is slower to read
     for path in sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")):
-        assert yamlio.load(path).known_lines is None, path
+        assert yamlio.load(path).known is None, path
 
 
 @pytest.mark.parametrize(

@@ -184,12 +184,12 @@ class Batch:
 
 def load_batch(path: Path | str, *, display: str | None = None) -> Batch:
     """Read, validate and merge a batch file; raises SpecError when the file as a whole is unusable."""
-    return parse_batch(yamlio.load(path, display=display, keep_issues=True))
+    return parse_batch(yamlio.load(path, display=display, keep_issues=True, lines=True))
 
 
 def loads_batch(text: str, source: str = "<string>") -> Batch:
     """:func:`load_batch` for YAML text."""
-    return parse_batch(yamlio.loads(text, source, keep_issues=True))
+    return parse_batch(yamlio.loads(text, source, keep_issues=True, lines=True))
 
 
 def parse_batch(document: yamlio.Document) -> Batch:
@@ -237,7 +237,7 @@ def _duplicate_name(
 ) -> FieldIssue:
     """The issue of an entry whose name another entry already has, naming both entries' lines."""
     loc: yamlio.Loc = ("layers", entry.index)
-    first_given = document.lines.get(("key", "layers", first.index, "name")) is not None
+    first_given = document.key_lines.get(("layers", first.index, "name")) is not None
     first_line = document.key_line(("layers", first.index, "name")) if first_given else first.line
     whose = "the name" if first_given else "the automatic name"
     message = (
@@ -315,11 +315,11 @@ def _entry_spec(
 def _place(issue: FieldIssue, document: yamlio.Document, loc: yamlio.Loc, defaults: dict[str, Any]) -> FieldIssue:
     """An issue about an entry's field, on the line that sets it (the defaults line when it comes from there)."""
     full = (*loc, *issue.loc)
-    line = document.lines.get(("key", *full))
+    line = document.key_lines.get(full)
     if line is not None or not issue.loc:
         return FieldIssue(full, issue.message, line or document.line(loc))
     head = issue.loc[0]
     if head in defaults:
-        line = document.lines.get(("key", "defaults", *issue.loc)) or document.lines.get(("key", "defaults", head))
+        line = document.key_lines.get(("defaults", *issue.loc)) or document.key_lines.get(("defaults", head))
         return FieldIssue(full, f"{issue.message} ({head} set in defaults)", line)
     return FieldIssue(full, issue.message, document.line(loc))

@@ -210,7 +210,7 @@ class Budget:
 def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
     """Read and validate a budget file; every problem raised at once (SpecError with lines)."""
     path = Path(path)
-    document = yamlio.load(path, display=display)
+    document = yamlio.load(path, display=display, lines=True)
     if not isinstance(document.data, dict):
         raise document.error([FieldIssue((), "a budget file is a mapping with a 'checks' list", 1)])
     spec, issues = yamlio.validate(BudgetFile, document.data, document)
@@ -222,16 +222,14 @@ def load_budget(path: Path | str, *, display: str | None = None) -> Budget:
     for index, check in enumerate(spec.checks):
         loc: yamlio.Loc = ("checks", index)
         lines = {key[len(loc) :]: line for key, line in document.lines.items() if key[: len(loc)] == loc}
-        lines.update(
-            {key[len(loc) + 1 :]: line for key, line in document.lines.items() if key[: len(loc) + 1] == ("key", *loc)}
-        )
+        lines.update({key[len(loc) :]: line for key, line in document.key_lines.items() if key[: len(loc)] == loc})
         if (check.model is None) == (check.batch is None):
             issues.append(FieldIssue(loc, "give exactly one of 'model' (a model file or import path) or 'batch'"))
             continue
         name = check.name or Path(check.model or check.batch or "").stem or f"check{index + 1}"
         if name in names:
             first: yamlio.Loc = ("checks", names[name])
-            first_line = document.key_line((*first, "name")) if document.lines.get(("key", *first, "name")) else None
+            first_line = document.key_line((*first, "name")) if document.key_lines.get((*first, "name")) else None
             how = "" if check.name else " (from the file name)"
             other = f"checks[{names[name]}] ({document.source}:{first_line or document.line(first)})"
             message = f"check name {name!r}{how} is also the name of {other}: names must be unique"

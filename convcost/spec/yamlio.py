@@ -34,14 +34,24 @@ class Document:
     source: str
     # problems found while loading (duplicate keys, YAML 1.1 numbers), kept only by ``keep_issues=True``
     issues: list[FieldIssue] = field(default_factory=list)
-    text: str = ""  # for the lines of a plain file, read from it again when first asked for
-    known_lines: dict[Loc, int] | None = None
+    text: str = ""  # a plain file's, for its lines: read again when first asked for
+    known: tuple[dict[Loc, int], dict[Loc, int]] | None = None  # the lines of values and of keys, once read
 
     @property
     def lines(self) -> dict[Loc, int]:
-        if self.known_lines is None:
-            self.known_lines = _full(self.text, self.source, []).known_lines or {}
-        return self.known_lines
+        """The line of each value, by its place."""
+        return self._known()[0]
+
+    @property
+    def key_lines(self) -> dict[Loc, int]:
+        """The line of each mapping key, by the place of its value."""
+        return self._known()[1]
+
+    def _known(self) -> tuple[dict[Loc, int], dict[Loc, int]]:
+        if self.known is None:
+            self.known = _full(self.text, self.source, []).known
+        assert self.known is not None
+        return self.known
 
     def line(self, loc: Loc) -> int | None:
         """The line of the value at ``loc``, or of its closest enclosing value."""
@@ -52,7 +62,7 @@ class Document:
 
     def key_line(self, loc: Loc) -> int | None:
         """The line of the key at ``loc`` (for an unknown key), falling back to :meth:`line`."""
-        return self.lines.get(("key", *loc)) or self.line(loc)
+        return self.key_lines.get(loc) or self.line(loc)
 
     def error(self, issues: Iterable[FieldIssue]) -> SpecError:
         """A SpecError naming this file, with a line for each issue."""
@@ -63,7 +73,7 @@ class Document:
         return SpecError(sorted(placed, key=lambda issue: issue.line or 0), source=self.source)
 
 
-def load(path: Path | str, *, display: str | None = None, keep_issues: bool = False) -> Document:
+def load(path: Path | str, *, display: str | None = None, keep_issues: bool = False, lines: bool = False) -> Document:
     """Read and parse ``path`` with the safe loader; raises SpecError (with a line) for anything unreadable.
 
     Only a regular file under the input size limit is read (see convcost.spec.input_files): a FIFO, a device or a
@@ -79,17 +89,19 @@ def load(path: Path | str, *, display: str | None = None, keep_issues: bool = Fa
         if message.startswith("is a directory"):
             message = "is a directory, not a YAML file"
         raise SpecError([FieldIssue((), message)], source=source) from None
-    return loads(text, source, keep_issues=keep_issues)
+    return loads(text, source, keep_issues=keep_issues, lines=lines)
 
 
-def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> Document:
+def loads(text: str, source: str = "<string>", *, keep_issues: bool = False, lines: bool = False) -> Document:
     """Parse YAML text; see :func:`load`.
 
     With ``keep_issues``, problems of single values (duplicate keys, YAML 1.1 numbers) are kept in
-    ``document.issues`` instead of raised, so that a caller can report them together with its own.
+    ``document.issues`` instead of raised, so that a caller can report them together with its own. ``lines``: the
+    caller reads the lines of a valid file too (else they are read again from the text when first asked for).
     """
-    try:  # a plain file (most files) is read straight from its events; its lines only if asked for
-        return Document(PlainBuilder(text, _Loader, MAX_VALUES, MAX_DEPTH).read(), source, text=text)
+    try:  # a plain file (most files) is read straight from its events, without lines
+        if not lines:
+            return Document(PlainBuilder(text, _Loader, MAX_VALUES, MAX_DEPTH).read(), source, text=text)
     except Unusual:
         pass
     issues: list[FieldIssue] = []
@@ -103,7 +115,7 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False) -> 
 def _full(text: str, source: str, issues: list[FieldIssue]) -> Document:
     """The file read from composed nodes under the caps, with the line of every value and its issues."""
     _scan(text, source)
-    document = Document(None, source, known_lines={})
+    document = Document(None, source, known=({}, {}))
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -113,7 +125,8 @@ def _full(text: str, source: str, issues: list[FieldIssue]) -> Document:
         loader.dispose()
     if node is not None:
         try:
-            document.data = NodeBuilder(loader, document.lines, issues, MAX_VALUES, MAX_DEPTH).value(node, ())
+            builder = NodeBuilder(loader, document.lines, document.key_lines, issues, MAX_VALUES, MAX_DEPTH)
+            document.data = builder.value(node, ())
         except SpecError as error:
             raise SpecError(error.issues, source=source) from None
     return document

@@ -32,10 +32,16 @@ class NodeBuilder:
     """Python values from composed nodes, with the line of each value, the YAML 1.1 traps and the alias cap."""
 
     def __init__(
-        self, loader: Any, lines: dict[Loc, int], issues: list[FieldIssue], max_values: int, max_depth: int
+        self,
+        loader: Any,
+        lines: dict[Loc, int],
+        key_lines: dict[Loc, int],
+        issues: list[FieldIssue],
+        max_values: int,
+        max_depth: int,
     ) -> None:
         self.loader = loader
-        self.lines = lines
+        self.lines, self.key_lines = lines, key_lines  # the line of each value, and of each key, by place
         self.issues = issues
         self.max_values, self.max_depth = max_values, max_depth
         self.left = max_values
@@ -106,7 +112,7 @@ class NodeBuilder:
                 if id(key_node) not in explicit:
                     merged.add(key)
             first_line[key] = key_line
-            self.lines[("key", *loc, key)] = key_line
+            self.key_lines[(*loc, key)] = key_line
             result[key] = self.value(value_node, (*loc, key))
         return result
 
