@@ -312,8 +312,7 @@ def stages_ops(stages: Iterable[ConvStage], shape: Shape, prefix: str = "") -> t
     ops: list[Op] = []
     for stage in stages:
         name = prefix + stage.name
-        conv = ConvOp(name, shape, stage.cin, stage.cout, stage.kernel, stage.stride, stage.padding, stage.dilation,
-                      stage.groups, stage.bias, stage.shared, None)  # fmt: skip
+        conv = ConvOp.from_stage(stage, shape, name)
         ops.append(conv)
         shape = _conv_output(conv)
         if stage.norm is _BATCH:

@@ -151,7 +151,6 @@ class _Planner:
         self.spec = spec
         self.width_multiplier = width_multiplier
         self.model_input = model_input
-        self.divisor = spec.channel_divisor
         self.issues: list[FieldIssue] = []
         self.counts: dict[str, int] = {}
         self.planned: dict[tuple[int, Shape], PlannedLayer] = {}  # by layer (its id) and input shape
@@ -159,9 +158,9 @@ class _Planner:
     def channels(self, value: int, scale: bool, min_width: float | None = None) -> int:
         """A layer's channels at the width multiplier: ``scale: false`` keeps them, ``min_width`` floors α."""
         multiplier = self.width_multiplier if min_width is None else max(self.width_multiplier, min_width)
-        if not scale or (multiplier == 1.0 and self.divisor == 1):
+        if not scale or (multiplier == 1.0 and self.spec.channel_divisor == 1):
             return value
-        return make_divisible(value * multiplier, self.divisor)
+        return make_divisible(value * multiplier, self.spec.channel_divisor)
 
     def plan(self, layers: list[_Layer]) -> ModelPlan:
         shape: Shape = (self.model_input.batch, self.model_input.channels, *self.model_input.size)

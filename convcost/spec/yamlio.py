@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 
 from convcost.errors import FieldIssue, SpecError
 from convcost.spec.compare import issues_from_validation
-from convcost.spec.yamlvalues import COLLECTION_END, COLLECTION_START, NodeBuilder, PlainBuilder, Unusual
 from convcost.spec.yamlvalues import Loc as Loc  # the place in a file of a value: ('layers', 0, 'cout')
+from convcost.spec.yamlvalues import NodeBuilder, PlainBuilder, Unusual
 
 # libyaml's parser is 20× faster than the pure-Python one and gives the same nodes and marks.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -99,11 +99,11 @@ def loads(text: str, source: str = "<string>", *, keep_issues: bool = False, lin
     ``document.issues`` instead of raised, so that a caller can report them together with its own. ``lines``: the
     caller reads the lines of a valid file too (else they are read again from the text when first asked for).
     """
-    try:  # a plain file (most files) is read straight from its events, without lines
-        if not lines:
+    if not lines:  # a plain file (most files) is read straight from its events, without lines
+        try:
             return Document(PlainBuilder(text, _Loader, MAX_VALUES, MAX_DEPTH).read(), source, text=text)
-    except Unusual:
-        pass
+        except Unusual:
+            pass
     issues: list[FieldIssue] = []
     document = _full(text, source, issues)
     if issues and not keep_issues:
@@ -149,6 +149,9 @@ MAX_VALUES = 200_000
 # Lists and mappings nested deeper than this are refused (no convcost file nests beyond 5 levels); below
 # libyaml's own limit of 1,000, deeper nesting would otherwise end in a RecursionError.
 MAX_DEPTH = 50
+
+COLLECTION_START = frozenset({yaml.MappingStartEvent, yaml.SequenceStartEvent})
+COLLECTION_END = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
 
 
 def _scan(text: str, source: str) -> None:

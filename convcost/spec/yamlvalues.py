@@ -19,8 +19,6 @@ from convcost.spec.bounds import MAX_NUMBER_TEXT
 Loc = tuple[str | int, ...]
 
 _PLAIN_DECIMAL = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
-COLLECTION_START = frozenset({yaml.MappingStartEvent, yaml.SequenceStartEvent})
-COLLECTION_END = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # the keys flatten_mapping rewrites: merge keys (<<) and value keys (=)
