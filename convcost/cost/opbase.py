@@ -60,6 +60,10 @@ class Op:
         """A short description for tables, where the op says it itself (see :func:`describe`)."""
         return None
 
+    def weight_shape(self) -> Shape | None:
+        """The shape of the weight tensor it applies, by formula; None for an op with no such weight."""
+        return None
+
 
 class Cost(NamedTuple):
     """What an op costs by formula. A named tuple: the formula path makes one per op, and a tuple is built in a

@@ -79,6 +79,9 @@ class ConvOp(Op):
             and not any(self.padding)
         )
 
+    def weight_shape(self) -> Shape:
+        return (self.cout, self.cin // self.groups, *self.kernel)  # a shared kernel's: the tiled one it applies
+
     @classmethod
     def from_stage(cls, stage: ConvStage, input_shape: Shape, name: str | None = None) -> ConvOp:
         # positional: a third faster than by keyword, and the formula path makes one per conv stage
@@ -94,6 +97,9 @@ class LinearOp(Op):
     bias: bool = True
     stored_params: int | None = None  # as for ConvOp: a parametrized weight's stored tensors
     kind: ClassVar[OpKind] = OpKind.LINEAR
+
+    def weight_shape(self) -> Shape:
+        return (self.out_features, self.in_features)
 
 
 @formulas.fast_init

@@ -223,6 +223,9 @@ class ConvTransposeOp(Op):
             text += " s" + "×".join(str(s) for s in dict.fromkeys(self.stride))
         return text + f" {self.cin}→{self.cout}" + (f" g{self.groups}" if self.groups > 1 else "")
 
+    def weight_shape(self) -> Shape:
+        return (self.cin, self.cout // self.groups, *self.kernel)
+
 
 def _conv_transpose_output(op: ConvTransposeOp) -> Shape:
     dims = zip(op.input_shape[2:], op.kernel, op.stride, op.padding, op.output_padding, op.dilation, strict=False)

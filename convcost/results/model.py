@@ -36,6 +36,7 @@ class OpResult:
     blind_to: tuple[str, ...] = ()  # counters that ran part of this op without a formula for it (fused attention)
     other_reads: int = 0  # elements read besides its input and params (a matmul's right operand): for bytes
     extra_macs: int = 0  # what the result's MAC convention adds to ours (in ``macs``; see convcost.cost.conventions)
+    weight_shape: Shape | None = None  # the weight it applies, by formula (None: it has none)
 
     @property
     def flops(self) -> int:
@@ -105,7 +106,7 @@ class Call:
     owner: str  # that module, or the container that called the functional op ("" for the model)
     reused: bool = False  # a module called before: its weights are already counted
     real: bool = True  # False for the "(own parameters)" rows that trace() adds after the calls
-    weight_shape: Shape | None = None  # a conv's: the weight it applied
+    weight_shape: Shape | None = None  # the weight it applied, where its op has one (a conv, a linear)
     # what each counter's own formulas counted for the aten ops this call ran (convcost.run.dispatch)
     flop_counter_flops: int | None = None
     ptflops_raw: int | None = None
@@ -137,6 +138,7 @@ def op_result(op: Op, call: Call | None, extra: int = 0) -> OpResult:
         blind_to=() if call is None else call.blind_to,
         other_reads=op.other_reads(),
         extra_macs=extra,
+        weight_shape=op.weight_shape(),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from convcost.cost.ops import ConvOp
 from convcost.results.comparison import Check, checks
 from convcost.results.model import FLOP_COUNTER, PTFLOPS, Call, OpResult
 from convcost.run.dispatch import Figures
@@ -37,10 +36,10 @@ def count(
         own: list[tuple[str, Any, Any]] = []
         if op.counted and op.output_shape_measured is not None:
             own.append(("output shape", op.output_shape, op.output_shape_measured))
-        if isinstance(call.op, ConvOp) and call.weight_shape is not None:
-            own.append(
-                ("weight shape", (call.op.cout, call.op.cin // call.op.groups, *call.op.kernel), call.weight_shape)
-            )
+        # the planned op's weight by formula against the built module's; an imported module's op is read from its
+        # attributes (kernel_size, in_channels...), so there it only catches a weight that disagrees with them
+        if op.weight_shape is not None and call.weight_shape is not None:
+            own.append(("weight shape", op.weight_shape, call.weight_shape))
         if op.params_measured is not None:
             own.append(("params", op.params, op.params_measured))
         if op.counted:  # where a counter saw all of the op, its MACs are ours; else op.not_seen_by says so

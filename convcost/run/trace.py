@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from convcost.cost.ops import ConvOp, Op, Shape, UncountedOp
+from convcost.cost.ops import Op, Shape, UncountedOp
 from convcost.cost.ops_nn import ElementwiseOp
 from convcost.results.comparison import Check
 from convcost.results.model import Call
@@ -219,9 +219,8 @@ class _Tracer:
             stored = _stored_params(module) - shared if first_call else 0
             call = Call(op, measured, stored, name, path, not first_call, shared_params=shared)
             self.consumed.update(id(parameter) for parameter in module.parameters())
-            weight = module.weight if isinstance(op, ConvOp) else None
-            if isinstance(weight, torch.Tensor):
-                call.weight_shape = tuple(weight.shape)  # the weight applied (a parametrization computes it)
+            weight = getattr(module, "weight", None) if op.weight_shape() is not None else None
+            call.weight_shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else None  # as applied
             _claim(call, figures, self.counters)
             self.calls.append(call)
 
