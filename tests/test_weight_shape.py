@@ -21,7 +21,9 @@ from convcost.cost.opbase import Op
 from convcost.cost.ops import ConvOp, LinearOp
 from convcost.cost.ops_nn import ConvTransposeOp
 from convcost.run import build, model_build
+from convcost.run.comparison import compare
 from convcost.run.model import evaluate_plan
+from convcost.spec.kinds import parse_compare
 from convcost.spec.layers import PlannedLayer
 from convcost.spec.model import load_model
 
@@ -82,6 +84,23 @@ def test_a_transposed_kernel_fails_the_check_command(transposed: None, tmp_path:
     result = CliRunner().invoke(app, ["check", str(budget)])
     assert result.exit_code == 1, result.output
     assert f"one: only.dense: {TRANSPOSED}" in result.stdout
+
+
+def test_a_transposed_kernel_still_fails_compare_once(transposed: None) -> None:
+    spec = parse_compare({"cin": 8, "cout": 16, "kernel": [3, 1], "padding": [1, 0], "size": 9, "vs": "pointwise"})
+    comparison = compare(spec)
+    # the stage's check and its one conv's per-op check say the same thing: said once
+    assert [check.message() for check in comparison.dense.checks if not check.ok] == [f"dense: {TRANSPOSED}"]
+    assert all(check.ok for check in comparison.alternatives[0].checks)  # a 1×1 kernel transposed is the same
+
+
+def test_a_transposed_kernel_fails_the_compare_command(transposed: None) -> None:
+    arguments = ["compare", "--cin", "8", "--cout", "16", "-k", "3x1", "--padding", "1x0", "--size", "9",
+                 "--vs", "pointwise", "--no-latency"]  # fmt: skip
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 1, result.output
+    # said under the stages and again at the end, as every failed check is; once each, not once per op and stage
+    assert [line for line in result.stdout.splitlines() if line.startswith("✗")] == [f"✗ dense: {TRANSPOSED}"] * 2
 
 
 class _TransposedLinear(nn.Linear):

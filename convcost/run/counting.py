@@ -60,7 +60,9 @@ def count(
     else:  # the built module is not the one planned: the plan's figures against the totals
         seen_flop_counter = macs = sum(op.own_macs for _, op in results)
         bias_adds = sum(op.bias_adds for _, op in results)
-    found += checks(subject, figures, (seen_flop_counter, flop_counter, ptflops_raw, bias_adds), note, macs)
+    own_checks = checks(subject, figures, (seen_flop_counter, flop_counter, ptflops_raw, bias_adds), note, macs)
+    said = {check.message() for check in own_checks}  # a compare stage's one conv is named as the stage: said once
+    found = [check for check in found if check.message() not in said] + own_checks
     unattributed = traced.unattributed
     if unattributed.flop_counter_flops or unattributed.ptflops_raw:
         found.append(Check(subject, "MACs outside every traced op", 0, unattributed.flop_counter_macs
