@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
@@ -114,3 +115,62 @@ def test_sweep_roofline_adds_each_grid_points_roofline_tables() -> None:
     # the JSON is the contract: --roofline adds nothing to it
     as_json = [*grid, "--format", "json"]
     assert runner.invoke(app, [*as_json, "--roofline"]).output == runner.invoke(app, as_json).output
+
+
+# One rule on every command that times: when nothing is timed (--formula-only, --no-latency, or no --latency where
+# latency is off by default), an option that only says how to time is refused, naming both flags, before torch.
+ROOT = Path(__file__).resolve().parent.parent
+TIMING_COMMANDS = {
+    "compare": ["compare", "--cin", "8", "--cout", "16", "-k", "3", "--size", "8"],
+    "sweep": ["sweep", "--cin", "8", "--cout", "16", "-k", "3", "--size", "8"],
+    "batch": ["batch", str(ROOT / "configs" / "seeds.yaml")],
+    "model": ["model", str(ROOT / "configs" / "mobilenet_v1.yaml")],
+    "suggest": ["suggest", "tests.models_for_tests:mobilenet_v2"],
+}
+CONFLICTS = [
+    (["--no-latency", "--rounds", "3"], "--rounds: nothing is timed with --no-latency", set(TIMING_COMMANDS)),
+    (["--no-latency", "--target", "5"], "--target: nothing is timed with --no-latency", set(TIMING_COMMANDS)),
+    (["--formula-only", "--latency"], "--latency: nothing is timed with --formula-only",
+     {"compare", "sweep", "batch", "model"}),
+    (["--latency", "--formula-only", "--max-time", "1"], "--latency: nothing is timed with --formula-only",
+     {"compare", "sweep", "batch", "model"}),
+    (["--formula-only", "--min-time", "0.01"], "--min-time: nothing is timed with --formula-only",
+     {"compare", "sweep", "batch", "model"}),
+    (["--no-latency", "--no-tune-allocator"], "--no-tune-allocator: nothing is timed with --no-latency",
+     {"compare", "sweep", "batch", "model"}),
+    (["--formula-only", "--channels-last"], "--channels-last: nothing is timed with --formula-only",
+     {"compare", "sweep", "batch", "model"}),
+    (["--rounds", "3"], "--rounds: nothing is timed without --latency", {"model", "suggest"}),
+    # model's --roofline is per timed layer (it implies --latency): by formula alone or with --no-latency, a
+    # contradiction, where compare's, sweep's and batch's show the formula roofline (tests above)
+    (["--formula-only", "--roofline"], "--roofline: nothing is timed with --formula-only", {"model"}),
+    (["--roofline", "--no-latency"], "--roofline: nothing is timed with --no-latency", {"model"}),
+]  # fmt: skip
+CASES = [(command, extra, message) for extra, message, commands in CONFLICTS for command in sorted(commands)]
+
+
+@pytest.mark.parametrize(("command", "extra", "message"), CASES)
+def test_a_timing_option_when_nothing_is_timed_is_refused(command: str, extra: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, [*TIMING_COMMANDS[command], *extra])
+    assert (result.exit_code, result.output) == (2, f"convcost: error: {message}\n")
+
+
+def test_the_refusals_come_before_torch_is_imported() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from convcost.cli import app\n"
+        f"for args in {[[*TIMING_COMMANDS[command], *extra] for command, extra, _ in CASES]!r}:\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 2, args\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_what_agrees_with_nothing_timed_is_accepted() -> None:
+    # --threads also sets the forward passes' threads; --formula-only --no-latency says the same thing twice
+    runner = CliRunner()
+    for extra in (["--formula-only", "--no-latency"], ["--formula-only", "--threads", "1"], ["--formula-only"]):
+        result = runner.invoke(app, [*TIMING_COMMANDS["compare"], *extra, "-f", "csv"])
+        assert result.exit_code == 0, result.output
