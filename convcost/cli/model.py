@@ -39,7 +39,7 @@ def model_command(
         ),
     ] = None,
     arguments: options.ArgOption = None,
-    batch: Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")] = None,
+    batch: options.ModelBatchOption = None,
     width_multiplier: Annotated[
         str | None,
         typer.Option("--width-multiplier", metavar="ALPHA", help="Model files: override width_multiplier (α)."),

@@ -238,6 +238,10 @@ ActOption = Annotated[
 ]
 SizeOption = Annotated[str, typer.Option("--size", metavar="HxW", help="Input H=W, or HxW.")]
 BatchOption = Annotated[str, typer.Option("--batch", metavar="N", help="Batch size.")]
+# model, suggest and convert: a model file has its own batch, which the flag overrides
+ModelBatchOption = Annotated[
+    str | None, typer.Option("--batch", metavar="N", help="Batch size [default: a model file's own, else 1].")
+]
 VsOption = Annotated[
     list[str] | None,
     typer.Option(

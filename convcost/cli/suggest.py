@@ -42,7 +42,7 @@ class Conversion:
         ),
     ] = None
     arguments: options.ArgOption = None
-    batch: Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")] = None
+    batch: options.ModelBatchOption = None
     to: Annotated[
         str,
         typer.Option(
