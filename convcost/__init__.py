@@ -75,9 +75,11 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import convcost` (and so `convcost --help`) must not import torch.
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in ("batch", "calibrate", "comparison", "latency", "roofline"):  # the old modules' paths, now façades
+        return importlib.import_module(f"convcost.{name}")
+    if name in _LAZY:
         module, _, attribute = _LAZY[name].partition(":")
         return getattr(importlib.import_module(module), attribute or name)
     raise AttributeError(f"module 'convcost' has no attribute {name!r}")

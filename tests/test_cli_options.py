@@ -7,22 +7,30 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
 
-# options that mean something else on a command: model's --size and --batch override a model file's own; and
-# model times nothing unless asked (its figures are the formulas and both counters); suggest and convert: the
-# same, and --multiplier only for --to separable (given with another target it is an error), convert's -o the model
-DIFFERENT_MEANING = {("model", "--size"), ("model", "--batch"), ("model", "--latency"), ("suggest", "--batch"),
-                     ("convert", "--batch"), ("suggest", "--latency"), ("suggest", "--multiplier"),
-                     ("convert", "--multiplier"), ("convert", "--output")}  # fmt: skip
+# options that mean something else on some commands, by meaning: each is compared only with the same meaning
+# elsewhere. model's --size overrides a model file's own; model, suggest and convert's --batch too (compare's and
+# sweep's is the layer's); model's and suggest's --latency are off by default (model times the whole model and
+# each layer, suggest each layer before and after); model's --roofline implies --latency; --input is model's
+# inputs, suggest's and convert's one float input; suggest's and convert's --multiplier is for --to separable
+# only; convert's -o is the converted model, its --select picks layers (batch's: entries)
+MEANING = {("model", "--size"): "a model file's", ("model", "--batch"): "a model file's",
+           ("suggest", "--batch"): "a model file's", ("convert", "--batch"): "a model file's",
+           ("model", "--latency"): "model's latency", ("suggest", "--latency"): "suggest's latency",
+           ("model", "--roofline"): "implies --latency", ("suggest", "--input"): "one input",
+           ("convert", "--input"): "one input", ("suggest", "--multiplier"): "--to separable",
+           ("convert", "--multiplier"): "--to separable", ("convert", "--output"): "the converted model",
+           ("convert", "--select"): "layers"}  # fmt: skip
 
 
-def _options() -> dict[str, dict[str, tuple[str, str]]]:
-    """By command, from its --help: each option's long name → (metavar, [default: ...] or '')."""
+def _options() -> dict[str, dict[str, tuple[str, str, str]]]:
+    """By command, from its --help: each option's long name → (metavar, [default: ...] or '', help)."""
     runner = CliRunner()
-    found: dict[str, dict[str, tuple[str, str]]] = {}
+    found: dict[str, dict[str, tuple[str, str, str]]] = {}
     for command in app.registered_commands:
         name = command.name or (command.callback.__name__ if command.callback else "")
         result = runner.invoke(app, [name, "--help"])
@@ -38,28 +46,38 @@ def _options() -> dict[str, dict[str, tuple[str, str]]]:
             match = re.match(r"^(?:-\w, )?(--[\w-]+)(?: / --[\w-]+)?(?: (\S+))?(?:\s+|$)", entry)
             assert match, entry
             flag, metavar = match.group(1), match.group(2) or ""
-            if (name, flag) in DIFFERENT_MEANING:
-                continue
             default = re.search(r"\[default: [^\]]*\]", entry)
-            options[flag] = (metavar, default.group(0) if default else "")
+            text = " ".join(entry[match.end() :].replace(default.group(0) if default else "\0", "").split())
+            options[flag] = (metavar, default.group(0) if default else "", text)
         found[name] = options
     return found
 
 
 def test_a_shared_option_has_one_metavar_default_and_help() -> None:
-    seen: dict[str, tuple[str, tuple[str, str]]] = {}
+    seen: dict[tuple[str, str], tuple[str, tuple[str, str, str]]] = {}
     for command, options in _options().items():
         for flag, definition in options.items():
             if flag in ("--format", "--help"):  # check has its own formats (github, junit)
                 continue
-            first = seen.setdefault(flag, (command, definition))
+            first = seen.setdefault((flag, MEANING.get((command, flag), "")), (command, definition))
             assert definition == first[1], f"{flag}: {command} {definition} != {first[0]} {first[1]}"
-    assert {"--dtype", "--device", "--vs", "--size", "--threads", "--roofline", "--formula-only"} <= set(seen)
+    flags = {flag for flag, _ in seen}
+    assert {"--dtype", "--device", "--vs", "--size", "--threads", "--roofline", "--formula-only"} <= flags
+    # every difference of meaning names a flag that exists on that command
+    assert all(flag in _options()[command] for command, flag in MEANING)
+
+
+def test_batch_shows_its_default_the_same_way_everywhere() -> None:
+    # compare's and sweep's `[default: 1]`; model's, suggest's and convert's said "(default 1)" in the help text
+    shown = {command: options["--batch"][1] for command, options in _options().items() if "--batch" in options}
+    assert set(shown) == {"compare", "sweep", "model", "suggest", "convert"}
+    assert shown["compare"] == shown["sweep"] == "[default: 1]"
+    assert shown["model"] == shown["suggest"] == shown["convert"] == "[default: a model file's own, else 1]"
 
 
 def test_no_option_shows_a_python_type_as_its_metavar() -> None:
     for command, options in _options().items():
-        for flag, (metavar, _) in options.items():
+        for flag, (metavar, *_) in options.items():
             assert "<" not in metavar or "|" in metavar, f"{command} {flag}: {metavar}"  # choices: <a|b>
 
 
@@ -114,3 +132,62 @@ def test_sweep_roofline_adds_each_grid_points_roofline_tables() -> None:
     # the JSON is the contract: --roofline adds nothing to it
     as_json = [*grid, "--format", "json"]
     assert runner.invoke(app, [*as_json, "--roofline"]).output == runner.invoke(app, as_json).output
+
+
+# One rule on every command that times: when nothing is timed (--formula-only, --no-latency, or no --latency where
+# latency is off by default), an option that only says how to time is refused, naming both flags, before torch.
+ROOT = Path(__file__).resolve().parent.parent
+TIMING_COMMANDS = {
+    "compare": ["compare", "--cin", "8", "--cout", "16", "-k", "3", "--size", "8"],
+    "sweep": ["sweep", "--cin", "8", "--cout", "16", "-k", "3", "--size", "8"],
+    "batch": ["batch", str(ROOT / "configs" / "seeds.yaml")],
+    "model": ["model", str(ROOT / "configs" / "mobilenet_v1.yaml")],
+    "suggest": ["suggest", "tests.models_for_tests:mobilenet_v2"],
+}
+CONFLICTS = [
+    (["--no-latency", "--rounds", "3"], "--rounds: nothing is timed with --no-latency", set(TIMING_COMMANDS)),
+    (["--no-latency", "--target", "5"], "--target: nothing is timed with --no-latency", set(TIMING_COMMANDS)),
+    (["--formula-only", "--latency"], "--latency: nothing is timed with --formula-only",
+     {"compare", "sweep", "batch", "model"}),
+    (["--latency", "--formula-only", "--max-time", "1"], "--latency: nothing is timed with --formula-only",
+     {"compare", "sweep", "batch", "model"}),
+    (["--formula-only", "--min-time", "0.01"], "--min-time: nothing is timed with --formula-only",
+     {"compare", "sweep", "batch", "model"}),
+    (["--no-latency", "--no-tune-allocator"], "--no-tune-allocator: nothing is timed with --no-latency",
+     {"compare", "sweep", "batch", "model"}),
+    (["--formula-only", "--channels-last"], "--channels-last: nothing is timed with --formula-only",
+     {"compare", "sweep", "batch", "model"}),
+    (["--rounds", "3"], "--rounds: nothing is timed without --latency", {"model", "suggest"}),
+    # model's --roofline is per timed layer (it implies --latency): by formula alone or with --no-latency, a
+    # contradiction, where compare's, sweep's and batch's show the formula roofline (tests above)
+    (["--formula-only", "--roofline"], "--roofline: nothing is timed with --formula-only", {"model"}),
+    (["--roofline", "--no-latency"], "--roofline: nothing is timed with --no-latency", {"model"}),
+]  # fmt: skip
+CASES = [(command, extra, message) for extra, message, commands in CONFLICTS for command in sorted(commands)]
+
+
+@pytest.mark.parametrize(("command", "extra", "message"), CASES)
+def test_a_timing_option_when_nothing_is_timed_is_refused(command: str, extra: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, [*TIMING_COMMANDS[command], *extra])
+    assert (result.exit_code, result.output) == (2, f"convcost: error: {message}\n")
+
+
+def test_the_refusals_come_before_torch_is_imported() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from convcost.cli import app\n"
+        f"for args in {[[*TIMING_COMMANDS[command], *extra] for command, extra, _ in CASES]!r}:\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 2, args\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_what_agrees_with_nothing_timed_is_accepted() -> None:
+    # --threads also sets the forward passes' threads; --formula-only --no-latency says the same thing twice
+    runner = CliRunner()
+    for extra in (["--formula-only", "--no-latency"], ["--formula-only", "--threads", "1"], ["--formula-only"]):
+        result = runner.invoke(app, [*TIMING_COMMANDS["compare"], *extra, "-f", "csv"])
+        assert result.exit_code == 0, result.output

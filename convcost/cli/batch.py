@@ -65,7 +65,7 @@ def batch_command(
     from convcost.results.batch import Status
     from convcost.spec.batch import load_batch
 
-    chosen = format_for(output, output_format)
+    chosen, latency = format_for(output, output_format), options.timed()
     with exit_codes():
         from convcost.spec.bundled import Use, resolve
 
@@ -74,7 +74,7 @@ def batch_command(
             plan = plan.select(select)
         measure = not formula_only  # the formula-only path never imports torch
         # the summary shows whole layers: timing each stage on its own too would double the time
-        settings = timing.settings(latency and measure, stages=False)
+        settings = timing.settings(latency, stages=False)
         result = _run_batch(plan, settings, timing.threads, measure)
         from convcost.report.batch import render_batch
 

@@ -64,7 +64,7 @@ def compare(
         data["vs"] = options.kinds_asked(vs)
     stage_settings = _parse_overrides(overrides or [])
     data.update(stage_settings)
-    output_format = format_for(output, output_format)
+    output_format, latency = format_for(output, output_format), options.timed()
     from convcost.spec.kinds import parse_compare
 
     with exit_codes(frozenset(stage_settings)):

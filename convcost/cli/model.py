@@ -39,7 +39,7 @@ def model_command(
         ),
     ] = None,
     arguments: options.ArgOption = None,
-    batch: Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")] = None,
+    batch: options.ModelBatchOption = None,
     width_multiplier: Annotated[
         str | None,
         typer.Option("--width-multiplier", metavar="ALPHA", help="Model files: override width_multiplier (α)."),
@@ -90,7 +90,7 @@ def model_command(
 
         if not is_import_path(source):
             source = str(resolve(source, Use.MODEL))
-        settings = timing.settings((latency or roofline) and not formula_only)
+        settings = timing.settings(options.timed("roofline"))
         result = evaluate_source(
             source, input_shape, batch, width_multiplier, size, depth, settings, timing.threads, dtype, device,
             formula_only, meta, convention or "convcost", inputs_file, arguments or (),

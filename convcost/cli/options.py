@@ -72,6 +72,30 @@ OutputOption = Annotated[
     ),
 ]
 LatencyOption = Annotated[bool, typer.Option("--latency/--no-latency", help="Measure latency (on by default).")]
+# the options that only say how to time: given when nothing is timed, each is refused, never ignored
+TIMING_ONLY = ("latency", "rounds", "min_time", "target", "max_time", "channels_last", "tune_allocator")
+
+
+def timed(*implying: str) -> bool:
+    """Whether the command times: --latency (or a flag ``implying`` it, unless --no-latency) and not --formula-only.
+    When nothing is timed, a timing option given on the command line is refused, naming both flags (exit 2)."""
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    from convcost.cli.root import fail
+
+    context, source = get_current_context(), ParameterSource.COMMANDLINE
+    values, formula_only = context.params, context.params.get("formula_only", False)
+    given = [option for option in context.command.params if context.get_parameter_source(option.name or "") == source]
+    latency_given = any(option.name == "latency" for option in given)
+    if (values["latency"] or (not latency_given and any(values[name] for name in implying))) and not formula_only:
+        return True
+    why = "with --formula-only" if formula_only else "with --no-latency" if latency_given else "without --latency"
+    for option in given:
+        if option.name in (*TIMING_ONLY, *implying) and (values[option.name] or option.name != "latency"):
+            flag = option.opts[0] if values[option.name] is not False else option.secondary_opts[0]
+            fail(f"{flag}: nothing is timed {why}")
+    return False
 
 
 def bounded(name: str, what: str) -> Callable[[Any], Any]:
@@ -214,6 +238,10 @@ ActOption = Annotated[
 ]
 SizeOption = Annotated[str, typer.Option("--size", metavar="HxW", help="Input H=W, or HxW.")]
 BatchOption = Annotated[str, typer.Option("--batch", metavar="N", help="Batch size.")]
+# model, suggest and convert: a model file has its own batch, which the flag overrides
+ModelBatchOption = Annotated[
+    str | None, typer.Option("--batch", metavar="N", help="Batch size [default: a model file's own, else 1].")
+]
 VsOption = Annotated[
     list[str] | None,
     typer.Option(

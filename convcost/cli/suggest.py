@@ -42,7 +42,7 @@ class Conversion:
         ),
     ] = None
     arguments: options.ArgOption = None
-    batch: Annotated[str | None, typer.Option("--batch", metavar="N", help="Batch size (default 1).")] = None
+    batch: options.ModelBatchOption = None
     to: Annotated[
         str,
         typer.Option(
@@ -79,7 +79,7 @@ def suggest_command(
         from convcost.spec.convert import parse_convert
 
         spec = parse_convert(asked.to, asked.multiplier, asked.rank, asked.min_saving, allow_dense=False)
-        settings = timing.settings(latency)
+        settings = timing.settings(options.timed())
         from convcost.report.suggest import render
         from convcost.run.context import RunContext
         from convcost.run.suggest import load_model_and_input, suggest_spec

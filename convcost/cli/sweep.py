@@ -45,7 +45,7 @@ def sweep_command(
 
     Comma-separated values make the axes, e.g. --cin 8,32,128 --cout 64,256 -k 3,5,7 --size 56,112.
     """
-    output_format = format_for(output, output_format)
+    output_format, latency = format_for(output, output_format), options.timed()
     fixed: dict[str, Any] = {**vars(stages), "norm": norm, "act": act, "batch": batch, "dtype": dtype, "device": device}
     if vs:
         fixed["vs"] = options.kinds_asked(vs)
@@ -65,7 +65,7 @@ def sweep_command(
 
             check_plot_path(plot)
             will_write(plot, "--plot")
-        settings = timing.settings(latency and not formula_only)
+        settings = timing.settings(latency)
         calibration = None
         if not formula_only:  # by formula alone, torch is never imported
             calibration = cached_calibration(specs[0].device, specs[0].dtype, timing.threads, settings is not None)
