@@ -53,7 +53,7 @@ def model_command(
         typer.Option(
             "--depth",
             metavar="N",
-            callback=options.bounded("depth", "a whole number"),
+            callback=options.bounded("depth"),
             help="Import paths: one row per module this deep (1 to 100).",
         ),
     ] = None,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from convcost.report.format import OutputFormat
+from convcost.spec import bounds
 
 if TYPE_CHECKING:
     from convcost.run.latency import LatencySettings
@@ -98,20 +99,13 @@ def timed(*implying: str) -> bool:
     return False
 
 
-def bounded(name: str, what: str) -> Callable[[Any], Any]:
+def bounded(name: str) -> Callable[[Any], Any]:
     """A flag's callback that holds its number to the range convcost.spec.bounds gives ``name`` (``threads``: the
     machine's cores), so that ``--threads 100000`` or ``--min-time inf`` is refused before anything runs."""
 
     def check(value: Any) -> Any:
-        if value is None:
-            return value
-        from convcost.spec import bounds
-
-        bound = bounds.threads_bound() if name == "threads" else getattr(bounds, name.upper())
-        try:
-            bounds.real(value, bound, what)
-        except ValueError as error:
-            raise typer.BadParameter(str(error)) from None
+        if (problem := bounds.problem(name, value)) is not None:
+            raise typer.BadParameter(problem)
         return value
 
     return check
@@ -120,7 +114,7 @@ def bounded(name: str, what: str) -> Callable[[Any], Any]:
 ThreadsOption = Annotated[
     int,
     typer.Option(
-        "--threads", metavar="N", callback=bounded("threads", "a whole number"),
+        "--threads", metavar="N", callback=bounded("threads"),
         help="Threads for the forward passes and timing (at most the CPU cores this process may use).",
     ),
 ]  # fmt: skip
@@ -135,7 +129,7 @@ class Timing:
     rounds: Annotated[
         int | None,
         typer.Option(
-            "--rounds", metavar="N", callback=bounded("rounds", "a whole number"), show_default=False,
+            "--rounds", metavar="N", callback=bounded("rounds"), show_default=False,
             help="Exactly N interleaved rounds (1 to 1,000), no stopping rule [default: adaptive, see --target and "
             "--max-time].",
         ),
@@ -143,21 +137,21 @@ class Timing:
     min_time: Annotated[
         float,
         typer.Option(
-            "--min-time", metavar="SECONDS", callback=bounded("min_time", "a number of seconds"),
+            "--min-time", metavar="SECONDS", callback=bounded("min_time"),
             help="Seconds of timed calls per layer per round (0.001 to 60).",
         ),
     ] = 0.004  # fmt: skip
     target: Annotated[
         float,
         typer.Option(
-            "--target", metavar="PCT", callback=bounded("target", "a percentage"),
+            "--target", metavar="PCT", callback=bounded("target"),
             help="Stop sampling when every speedup's 95% interval is within ±PCT % (0.1 to 50).",
         ),
     ] = 3.0  # fmt: skip
     max_time: Annotated[
         float,
         typer.Option(
-            "--max-time", metavar="SECONDS", callback=bounded("max_time", "a number of seconds"),
+            "--max-time", metavar="SECONDS", callback=bounded("max_time"),
             help="Stop sampling after SECONDS per layer pair even if not converged (0.05 to 600).",
         ),
     ] = 2.0  # fmt: skip

@@ -30,8 +30,10 @@ def run(
     A failing entry never stops the others; KeyboardInterrupt does propagate, and whatever was yielded before it
     can still be reported with :func:`collect`.
     """
+    from convcost.run.context import RunContext
     from convcost.run.estimate import estimate
 
+    RunContext(threads=1 if threads is None else threads)  # a bad count: the call's SpecError, not each entry's
     for entry in batch.entries:
         if entry.spec is None:
             yield EntryResult(entry.index, entry.name, entry.line, Status.INVALID, issues=entry.issues)

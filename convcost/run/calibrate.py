@@ -203,6 +203,7 @@ def calibration_for(
     device: str, dtype: DType, threads: int, refresh: bool = False, settings: CalibrationSettings | None = None
 ) -> tuple[Calibration, bool]:
     """The cached calibration, or a fresh one (stored); returns it and whether it was measured now."""
+    RunContext(device, dtype, threads)  # SpecError for a bad setting, before the cache is read
     if not refresh:
         found = cached(device, dtype, threads)
         if found is not None:

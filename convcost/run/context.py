@@ -59,6 +59,10 @@ class LatencySettings:
         if self.threads is not None:
             warnings.warn("LatencySettings(threads=...) is deprecated: pass threads= to compare() or "
                           "evaluate_source(), or to RunContext", DeprecationWarning, stacklevel=3)  # fmt: skip
+        issues = [FieldIssue((name,), problem) for name in ("rounds", "min_time", "target", "max_time")
+                  if (problem := bounds.problem(name, getattr(self, name), per_cent=False)) is not None]  # fmt: skip
+        if issues:  # each outside its flag's range (--rounds, ...; the target here a fraction, not per cent)
+            raise SpecError(issues)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class RunContext:
     latency: LatencySettings | None = None
 
     def __post_init__(self) -> None:
+        dtype, device = run_settings(self.dtype, self.device, self.threads)  # as their flags are: SpecError
+        object.__setattr__(self, "dtype", dtype)
+        object.__setattr__(self, "device", device)
         if self.latency is not None and self.latency.threads is not None:
             object.__setattr__(self, "latency", replace(self.latency, threads=None))
 
@@ -79,11 +86,7 @@ class RunContext:
         cls, dtype: str = "float32", device: str = "cpu", threads: int = 1, latency: LatencySettings | None = None
     ) -> RunContext:
         """From command-line style values; SpecError names each bad one. ``latency`` times on ``threads``."""
-        chosen_dtype, chosen_device = run_settings(dtype, device)
-        try:
-            bounds.real(threads, bounds.threads_bound(), "a whole number")
-        except ValueError as error:
-            raise SpecError([FieldIssue(("threads",), str(error))]) from None
+        chosen_dtype, chosen_device = run_settings(dtype, device, threads)
         return cls(chosen_device, chosen_dtype, threads, latency)
 
     @property
@@ -92,7 +95,7 @@ class RunContext:
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[RunContext]:
-        """Run on ``threads`` (and, when timing with tune_allocator, with glibc's heap tuned); restore both after."""
+        """Run on ``threads`` (when timing with tune_allocator, glibc's heap tuned); restore both and the RNG after."""
         import torch
 
         previous_threads = torch.get_num_threads()
@@ -102,7 +105,8 @@ class RunContext:
             torch.set_num_threads(self.threads)
             if tune:
                 tune_allocator()
-            yield self
+            with torch.random.fork_rng(devices=[]):  # building a module draws its weights from torch's global RNG
+                yield self
         finally:
             torch.set_num_threads(previous_threads)
             if tune and not tuned_before:

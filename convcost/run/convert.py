@@ -32,6 +32,7 @@ from convcost.cost.factorize import Factorized
 from convcost.errors import FieldIssue, SpecError
 from convcost.results.convert import DIFFERENT_FUNCTION, ConvertedLayer, ConvertResult, Refused, Totals
 from convcost.run.candidates import Candidate, conv_op
+from convcost.run.context import RunContext
 from convcost.run.merge import find_pairs, merge_pair
 from convcost.spec.convert import ConvertSpec, Target, parse_convert
 
@@ -56,7 +57,8 @@ def convert(
     shape: without it, MACs are None.
     """
     spec = parse_convert(str(to), multiplier, rank, min_saving)
-    result = convert_spec(model, inputs, spec, select, from_weights)[0]
+    with RunContext(threads=torch.get_num_threads()).applied():  # new modules' weights: the caller's RNG untouched
+        result = convert_spec(model, inputs, spec, select, from_weights)[0]
     result.layers = [layer for layer in result.layers if layer.selected]
     result.converted = True
     return result

@@ -354,9 +354,6 @@ def _evaluate(
     timing = context.latency
     if timing is None:
         return result
-    if timing.tune_allocator:
-        latency.tune_allocator()
-    result.environment.allocator = latency.allocator_state()  # process-wide: an earlier call may have tuned it
     cases: dict[str, tuple[nn.Module, torch.Tensor]] = {"(model)": timed_case(module, arguments)}
     timed: dict[str, ModelLayerResult] = {}
     for row, layer in zip(rows, result.layers, strict=True):

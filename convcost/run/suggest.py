@@ -15,6 +15,7 @@ from torch import nn
 from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.results.convert import ConvertResult
 from convcost.run import latency, usercode
+from convcost.run.context import RunContext
 from convcost.run.convert import Seen, convert_spec, example_input
 from convcost.run.latency import LatencySettings
 from convcost.spec.convert import ConvertSpec, parse_convert
@@ -79,9 +80,10 @@ def suggest(
     threads: int = 1,
 ) -> ConvertResult:
     """What :func:`convcost.convert` would do to every candidate, sorted by MAC saving (``model`` untouched;
-    ``.model`` has every candidate replaced); ``latency``: time each layer before and after on ``threads``."""
+    ``.model`` has every candidate replaced); ``latency``: time each layer before and after. Runs on ``threads``."""
     spec = parse_convert(to, multiplier, rank, min_saving, allow_dense=False)
-    return suggest_spec(model, inputs, spec, latency, threads)
+    with RunContext.of("float32", "cpu", threads, latency).applied():
+        return suggest_spec(model, inputs, spec, latency, threads)
 
 
 def suggest_spec(
@@ -100,9 +102,7 @@ def suggest_spec(
         timed = [layer.name for layer in result.layers if layer.name in seen.inputs]
         cases = {f"{when} {name}": (of[name], seen.inputs[name]) for name in timed for when, of in modules}
         pairs = [(f"before {name}", f"after {name}") for name in timed]
-        if cases:
-            if settings.tune_allocator:
-                latency.tune_allocator()
+        if cases:  # timed inside the run context (suggest's, or the command's), which tunes the allocator
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Using padding='same'")
                 run = latency.measure_run(cases, settings, pairs=pairs, threads=threads)

@@ -74,8 +74,10 @@ def run(
 
     Without ``measure``, by formula alone (torch is never imported; ``threads`` is only recorded).
     """
+    from convcost.run.context import RunContext
     from convcost.run.estimate import estimate
 
+    RunContext(threads=1 if threads is None else threads)  # a bad count: SpecError, by formula alone too
     if measure:
         from convcost.run.comparison import compare
     if settings is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # No number convcost accepts needs more characters than this; longer text is refused before it is converted.
 MAX_NUMBER_TEXT = 40
@@ -73,6 +73,27 @@ def cores() -> int:
 
 def threads_bound() -> Bound:
     return Bound(1, cores(), "the CPU cores this process may use", say_why=True)
+
+
+# The settings flags and the library take alike, by flag name: what each is and its range (threads: threads_bound).
+SETTINGS = {"rounds": ("a whole number", ROUNDS), "min_time": ("a number of seconds", MIN_TIME),
+            "target": ("a percentage", TARGET), "max_time": ("a number of seconds", MAX_TIME),
+            "depth": ("a whole number", DEPTH)}  # fmt: skip
+
+
+def problem(name: str, value: object, per_cent: bool = True) -> str | None:
+    """What is wrong with ``value`` (None: nothing, also for None) for the setting ``name``, threads or one of
+    SETTINGS; ``per_cent`` False: the target as LatencySettings holds it, a fraction."""
+    what, bound = ("a whole number", threads_bound()) if name == "threads" else SETTINGS[name]
+    if name == "target" and not per_cent:
+        what, bound = "a fraction", replace(bound, low=bound.low / 100, high=bound.high / 100)
+    try:
+        if value is not None:
+            real(value, bound, what)
+    except ValueError as error:
+        return str(error)
+    whole = value is None or what != "a whole number" or isinstance(value, int)  # not 2.5 threads, nor "2" rounds
+    return None if whole else f"must be {what} {bound.describe()}, got {shown(value)}"
 
 
 def number_text(value: float) -> str:

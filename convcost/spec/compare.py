@@ -42,8 +42,8 @@ class DType(StrEnum):
 
 
 # ASCII digits only: int() would also take '٣' or '８', which nobody means in a layer file
-def run_settings(dtype: str, device: str) -> tuple[DType, str]:
-    """``--dtype`` and ``--device`` as given on a command line, validated together (SpecError names both)."""
+def run_settings(dtype: str, device: str, threads: int = 1) -> tuple[DType, str]:
+    """``--dtype``, ``--device`` and ``--threads`` from a command line, checked together (SpecError names each)."""
     issues = []
     chosen_dtype = DType.FLOAT32
     try:
@@ -53,6 +53,8 @@ def run_settings(dtype: str, device: str) -> tuple[DType, str]:
     chosen_device = device.strip().lower()
     if chosen_device not in ("cpu", "cuda"):
         issues.append(FieldIssue(("device",), f"must be cpu or cuda, got {device!r}"))
+    if (problem := bounds.problem("threads", threads)) is not None:
+        issues.append(FieldIssue(("threads",), problem))
     if issues:
         raise SpecError(issues)
     return chosen_dtype, chosen_device
