@@ -213,14 +213,16 @@ def write(text: str, output: Path | None) -> None:
     try:
         if output is not None and str(output) != "-":
             write_atomic(output, text)
-        elif sys.stdout is sys.__stdout__:  # the real stdout (not a test's capture): every byte, or BrokenPipeError
-            sys.stdout.flush()
-            write_all(sys.stdout.fileno(), text.encode(sys.stdout.encoding, sys.stdout.errors))
+        elif (real := sys.__stdout__) is not None and sys.stdout is real:  # not a test's capture: every byte or EPIPE
+            real.flush()
+            write_all(real.fileno(), text.encode(real.encoding, real.errors or "strict"))
         else:
             sys.stdout.write(text)
     except BrokenPipeError:
         pipe_closed()
     except OSError as error:
+        if output is None or str(output) == "-":
+            raise  # stdout's own failure (a full disk behind >): an internal error, as it always was
         fail(f"-o/--output: cannot write {output}: {error.strerror or error}")
 
 
