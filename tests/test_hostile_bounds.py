@@ -8,6 +8,7 @@ stderr: no traceback, no "Exception ignored", never advice about ``sys.set_int_m
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -395,6 +396,42 @@ def test_a_closed_stdout_stops_quietly_with_141(tmp_path: Path, args: list[str])
         os.close(write)
     assert result.returncode == 141, result.stderr
     assert result.stderr == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
+
+
+def _batch_of(tmp_path: Path, entries: int) -> Path:
+    batch = tmp_path / "b.yaml"
+    batch.write_text(
+        "layers:\n" + "".join(f"  - {{name: e{index}, cin: 8, cout: 8, kernel: 3}}\n" for index in range(entries))
+    )
+    return batch
+
+
+# 1,000 entries by formula: table 111 kB, CSV 127 kB, JSON 1.8 MB, Markdown 96 kB (measured), each over the 64 KiB
+# a pipe holds, so the report's one big write() blocks; the reader takes 1 byte and closes, the kernel returns a
+# short count (65,536) and the rest can never arrive: convcost must not exit 0, as it did when that count was
+# taken as the whole write
+@pytest.mark.parametrize("output_format", ["table", "csv", "json", "markdown"])
+def test_a_reader_that_closes_partway_is_141_not_0(tmp_path: Path, output_format: str) -> None:
+    args = ["batch", str(_batch_of(tmp_path, 1000)), "--formula-only", "-f", output_format]
+    read, write = os.pipe()
+    with subprocess.Popen([sys.executable, "-m", "convcost", *args], stdout=write, stderr=subprocess.PIPE) as run:
+        os.close(write)
+        assert os.read(read, 1) != b""  # the report has begun
+        os.close(read)
+        _, err = run.communicate(timeout=120)
+    assert (run.returncode, err) == (141, b"")
+
+
+def test_an_output_fifo_whose_reader_closes_partway_is_141(tmp_path: Path) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    read = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # opened first, so neither side blocks in open()
+    args = ["batch", str(_batch_of(tmp_path, 1000)), "--formula-only", "-o", str(fifo), "-f", "csv"]
+    with subprocess.Popen([sys.executable, "-m", "convcost", *args], stderr=subprocess.PIPE) as run:
+        assert select.select([read], [], [], 120)[0] and os.read(read, 1) != b""
+        os.close(read)
+        _, err = run.communicate(timeout=120)
+    assert (run.returncode, err) == (141, b"")  # was 2, "cannot write ...: Broken pipe", after a silent short write
 
 
 # ---- 6. plans bounded before they are expanded ---------------------------------------------------------------

@@ -148,6 +148,17 @@ def test_cli_plot(tmp_path: Path, suffix: str, magic: bytes) -> None:
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []  # no temporary left
 
 
+def test_cli_plot_through_a_symlink_writes_its_target(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    target, link = tmp_path / "target.png", tmp_path / "link.png"
+    target.write_bytes(b"")
+    link.symlink_to(target)
+    code, _, err = run(*GRID, *FAST, "--plot", str(link))
+    assert code == 0, err
+    assert link.is_symlink() and link.resolve() == target.resolve()  # followed, as -o follows one: not replaced
+    assert target.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_a_bad_fixed_option_is_reported_once_not_at_every_point() -> None:
     with pytest.raises(SpecError) as caught:
         grid.plan({"cin": "8,16,32", "cout": "64,128"}, {"kernel": "3", "dtype": "float64"})

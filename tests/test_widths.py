@@ -125,6 +125,18 @@ def test_model_tables(width: int, cells: list[str], monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.parametrize("width", WIDTHS)
+def test_the_not_counted_legend_is_a_line_of_its_own(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from convcost.report.model import NOT_COUNTED_LEGEND
+
+    # one tensordot with no formula: the caption gains the legend on a new line, in the whole grid (100 columns and
+    # more), under names as headings (60, 80) and stacked (40); it used to print as "…not MACs\\n— not counted"
+    result = evaluate_source("tests.models_for_tests:functional", input_shape="5x16")
+    text = rendered(width, monkeypatch, lambda: render_model(result, OutputFormat.TABLE, True))
+    assert "\\n" not in text
+    assert any(line.startswith(NOT_COUNTED_LEGEND[:13]) for line in text.splitlines()), text
+
+
+@pytest.mark.parametrize("width", WIDTHS)
 def test_model_roofline_tables(width: int, cells: list[str], monkeypatch: pytest.MonkeyPatch,
                                tmp_path: Path) -> None:  # fmt: skip
     import torch

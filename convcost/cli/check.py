@@ -124,8 +124,8 @@ def bundled_command(
             if item is None:
                 names = ", ".join(entry.name for entry in bundled.BUNDLED)
                 fail(f"{name}: not a bundled file; bundled: {names}")
-            typer.echo(str(bundled.path_of(item)))
+            write(f"{bundled.path_of(item)}\n", None)
             return
         width = max(len(bundled.command_for(item)) for item in bundled.BUNDLED) + 2
         lines = [f"{bundled.command_for(item):<{width}}{item.about}" for item in bundled.BUNDLED]
-        typer.echo("\n".join([*lines, f"(files in {bundled.configs_dir()}; a real file path wins over a name)"]))
+        write("\n".join([*lines, f"(files in {bundled.configs_dir()}; a real file path wins over a name)\n"]), None)

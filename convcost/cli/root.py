@@ -182,16 +182,12 @@ def emit(render: Callable[[], str | RenderableType], output: Path | None) -> Non
     from convcost.report.tables import make_console, show
 
     to_file = output is not None and str(output) != "-"
-    buffer = io.StringIO()
-    console = make_console(file=buffer, plain=True) if to_file else make_console()
-    if not to_file:  # Rich's own handling of a closed pipe exits 1; convcost's is pipe_closed() (exit 141)
-        setattr(console, "on_broken_pipe", pipe_closed)  # noqa: B010 - a method replaced on this instance only
+    console = make_console(file=io.StringIO(), plain=True) if to_file else make_console()
     shown = render()
     if not isinstance(shown, str):
-        show(console, shown)
-        if not to_file:
-            return
-        shown = buffer.getvalue()
+        with console.capture() as captured:  # rendered as the console would print it, written by write()
+            show(console, shown)
+        shown = captured.get()
     write(shown, output)
 
 
@@ -212,18 +208,21 @@ def progress_bar(total: int, first: str) -> tuple[Any, Callable[[int, str], None
 
 
 def write(text: str, output: Path | None) -> None:
-    if output is None or str(output) == "-":
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            pipe_closed()
-        return
-    from convcost.spec.files import write_atomic
+    from convcost.spec.files import write_all, write_atomic
 
     try:
-        write_atomic(output, text)
+        if output is not None and str(output) != "-":
+            write_atomic(output, text)
+        elif (real := sys.__stdout__) is not None and sys.stdout is real:  # not a test's capture: every byte or EPIPE
+            real.flush()
+            write_all(real.fileno(), text.encode(real.encoding, real.errors or "strict"))
+        else:
+            sys.stdout.write(text)
+    except BrokenPipeError:
+        pipe_closed()
     except OSError as error:
+        if output is None or str(output) == "-":
+            raise  # stdout's own failure (a full disk behind >): an internal error, as it always was
         fail(f"-o/--output: cannot write {output}: {error.strerror or error}")
 
 

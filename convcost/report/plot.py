@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
 
 from convcost.errors import UsageError
 from convcost.report.format import threads_text
 from convcost.results.comparison import Sweep
+from convcost.spec.files import write_atomic
 
 SUFFIXES = (".png", ".svg")
 INSTALL_HINT = "pip install 'convcost[plot]'"
@@ -81,21 +80,8 @@ def plot_sweep(sweep: Sweep, path: Path) -> None:
         axes.grid(True, which="both", linewidth=0.3)
         axes.legend(fontsize=7, loc="upper left")
         figure.tight_layout()
-        _save(figure, path)
+        image = io.BytesIO()
+        figure.savefig(image, format=path.suffix.lower().lstrip("."))
+        write_atomic(path, image.getvalue())  # the one writer: a symlink followed, a reader never sees half a file
     finally:
         plt.close(figure)
-
-
-def _save(figure: Any, path: Path) -> None:
-    """Save beside ``path`` and rename over it, so a reader never sees half a file."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a plot is an ordinary file
-        figure.savefig(temporary, format=path.suffix.lower().lstrip("."))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

@@ -138,7 +138,7 @@ class FitTable(Table):
                 parts.append(head)
             parts.append(part(rows, False))
         if self.caption:
-            parts.append(literal(self.caption))
+            parts.append(literal(self.caption, keep_lines=True))  # our prose: its line breaks kept
         return parts
 
     def _stacked(self, console: Console, options: ConsoleOptions) -> Iterable[RenderableType]:
@@ -174,7 +174,7 @@ class FitTable(Table):
                 line.stylize(style, len(line.plain) - len(value.plain))
                 yield line
         if self.caption:
-            yield literal(self.caption)
+            yield literal(self.caption, keep_lines=True)
 
 
 def prose(item: str | Text, style: str | None = None, *, soft_wrap: bool = False) -> Text:

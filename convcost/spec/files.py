@@ -93,22 +93,29 @@ def check_writable(path: Path) -> str | None:
     return None
 
 
+def write_all(handle: int, data: bytes) -> None:
+    """Every byte of ``data`` to the file descriptor ``handle``: Python's buffered writers take a short write (a pipe
+    whose reader closed partway) as done and lose the rest silently; here the next write raises BrokenPipeError."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(handle, view) :]
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write ``text`` (a report, or the bytes of a saved model) to ``path``: via a temporary file and a rename for a
     regular file (or a new one), so a failed write never leaves half a file. A symlink is followed, not replaced; a
     device or pipe (``/dev/stdout``, a FIFO) is written directly, since renaming over it would replace the device
     node rather than write to it."""
     target = path.resolve()
-    mode, encoding = ("wb", None) if isinstance(text, bytes) else ("w", "utf-8")
+    data = text.encode() if isinstance(text, str) else text
     if target.exists() and not stat.S_ISREG(target.stat().st_mode):
-        with open(target, mode, encoding=encoding) as stream:
-            stream.write(text)
+        with open(target, "wb", buffering=0) as stream:
+            write_all(stream.fileno(), data)
         return
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(handle, mode, encoding=encoding) as stream:
-            stream.write(text)
-            stream.flush()
+        with os.fdopen(handle, "wb", buffering=0) as stream:
+            write_all(stream.fileno(), data)
             os.fsync(stream.fileno())
         # mkstemp creates 0600; give the report the permissions any new file of the user's would get
         umask = os.umask(0)
