@@ -40,7 +40,7 @@ from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
 from convcost.run.model_build import model_module
 from convcost.run.network import Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, matched, trace
-from convcost.spec.compare import DType
+from convcost.spec.compare import DType, check_meta
 from convcost.spec.inputs import Inputs, InputSpec
 from convcost.spec.layers import ModelPlan
 
@@ -80,10 +80,7 @@ def evaluate_plan(
 
 def check_context(meta: bool, context: RunContext) -> None:
     """UsageError for a device that is not there, or --meta with what needs a real run (latency, another device)."""
-    if meta and context.latency is not None:
-        raise UsageError("--meta: counts without running anything; --latency times a real run: drop one of them")
-    if meta and context.device != "cpu":
-        raise UsageError(f"--meta: counts on the meta device, not on {context.device}: drop --device")
+    check_meta(meta, context.latency is not None, context.device)
     check_device(context.device)
 
 
