@@ -32,14 +32,15 @@ from convcost.cost.roofline import Calibration
 from convcost.errors import UsageError
 from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
-from convcost.run import build, latency, measure, network, usercode
+from convcost.run import build, latency, network, usercode
 from convcost.run.context import RunContext
 from convcost.run.counting import count
 from convcost.run.inputs import Arguments, described, first_tensor, output_shapes, shape_text, timed_case
-from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
+from convcost.run.measure import check_device, require_memory
 from convcost.run.model_build import model_module
 from convcost.run.network import Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, matched, trace
+from convcost.spec.bounds import MEMORY_SHARE, over_share
 from convcost.spec.compare import DType, check_meta
 from convcost.spec.inputs import Inputs, InputSpec
 from convcost.spec.layers import ModelPlan
@@ -393,7 +394,7 @@ def check_plan_memory(plan: ModelPlan, source: str, itemsize: int) -> None:
     it names the field that made the network this large (see :func:`memory_culprit`)."""
     outputs = math.prod(plan.input_shape) + sum(math.prod(ops.output_shape(op)) for op in plan.ops)
     weights = sum(ops.cost(op).params for op in plan.ops)
-    available = measure.over_share((outputs + weights) * itemsize)
+    available = over_share((outputs + weights) * itemsize)
     if available is None:
         return
     fits_at_batch_1 = (outputs // plan.input_shape[0] + weights) * itemsize <= MEMORY_SHARE * available
