@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+Loc = tuple[str | int, ...]
 
 
 class ConvcostError(Exception):
@@ -13,7 +18,7 @@ class ConvcostError(Exception):
 class FieldIssue:
     """One problem with one field of a spec; ``loc`` is the field path, e.g. ``("layers", 3, "kernel")``."""
 
-    loc: tuple[str | int, ...]
+    loc: Loc
     message: str
     line: int | None = None
 
@@ -55,3 +60,17 @@ class UsageError(ConvcostError):
 
 class MeasurementError(ConvcostError):
     """A measurement failed (a counter crashed or returned nothing)."""
+
+
+def gathered(issues: list[FieldIssue], default: T, parse: Callable[[], T], loc: Loc | None = None) -> T:
+    """``parse()``, or ``default`` with its problems added to ``issues`` (to raise them all at once): a SpecError's
+    issues, and given ``loc``, a ValueError's message as an issue at ``loc``."""
+    try:
+        return parse()
+    except SpecError as error:
+        issues.extend(error.issues)
+    except ValueError as error:
+        if loc is None:
+            raise
+        issues.append(FieldIssue(loc, str(error)))
+    return default

@@ -228,9 +228,9 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
 
 
 def test_memory_guard_refuses_before_allocating(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convcost.run.measure
+    import convcost.spec.bounds
 
-    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 2**30)  # 1 GiB
+    monkeypatch.setattr(convcost.spec.bounds, "available_memory", lambda: 2**30)  # 1 GiB
     # dense input 8·3·512·512·4 B = 25 MiB, output 8·64·510·510·4 B ≈ 508 MiB: over half of 1 GiB
     code, out, err = run("compare", "--cin", "3", "--cout", "64", "-k", "3", "--size", "512", "--batch", "8")
     assert code == 2 and out == ""

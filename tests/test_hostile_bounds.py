@@ -547,9 +547,9 @@ def test_files_over_the_size_limit_are_refused_before_reading(
 def test_model_memory_guard_names_the_culprit(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, body: str, field: str
 ) -> None:
-    import convcost.run.measure
+    import convcost.spec.bounds
 
-    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 2**30)  # 1 GiB: half is 512 MiB
+    monkeypatch.setattr(convcost.spec.bounds, "available_memory", lambda: 2**30)  # 1 GiB: half is 512 MiB
     path = tmp_path / "m.yaml"
     path.write_text("input: {channels: 3, size: 64}\n" + body)
     line = one_error(monkeypatch, capsys, "model", str(path))
@@ -571,9 +571,9 @@ def test_model_memory_guard_names_the_culprit(
 def test_compare_memory_guard_names_the_culprit(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str], flag: str
 ) -> None:
-    import convcost.run.measure
+    import convcost.spec.bounds
 
-    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(convcost.spec.bounds, "available_memory", lambda: 2**30)
     line = one_error(monkeypatch, capsys, "compare", "-k", "3", "--no-latency", *args)
     assert line.startswith(f"convcost: error: {flag}: these layers need at least "), line
     assert line.endswith(f"use a smaller {flag.removeprefix('--')}")

@@ -263,9 +263,9 @@ def test_even_kernels_keep_the_size_at_stride_1(kernel: int, stride: int, size: 
 
 
 def test_model_memory_guard_names_the_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    import convcost.run.measure
+    import convcost.spec.bounds
 
-    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 1 << 30)
+    monkeypatch.setattr(convcost.spec.bounds, "available_memory", lambda: 1 << 30)
     text = "input: {channels: 3, size: 100000}\nlayers:\n  - {kind: dense, cout: 512, kernel: 3}\n"
     expected = r"^m\.yaml: input\.size: at input\.size 100000×100000 \(input 1×3×100000×100000\) .* need at least"
     with pytest.raises(UsageError, match=expected):

@@ -181,9 +181,9 @@ def test_model_latency_with_a_broken_cache_stops_before_timing(monkeypatch: pyte
 
 
 def test_model_memory_guard_exits_2(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import convcost.run.measure
+    import convcost.spec.bounds
 
-    monkeypatch.setattr(convcost.run.measure, "available_memory", lambda: 1 << 30)
+    monkeypatch.setattr(convcost.spec.bounds, "available_memory", lambda: 1 << 30)
     path = tmp_path / "m.yaml"
     path.write_text("input: {channels: 3, size: 8}\nlayers:\n  - {kind: dense, cout: 512, kernel: 3}\n")
     result = runner.invoke(app, ["model", str(path), "--size", "100000"])

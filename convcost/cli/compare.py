@@ -65,7 +65,7 @@ def compare(
     stage_settings = _parse_overrides(overrides or [])
     data.update(stage_settings)
     output_format, latency = format_for(output, output_format), options.timed()
-    from convcost.spec.kinds import parse_compare
+    from convcost.spec.kinds import check_memory, parse_compare
 
     with exit_codes(frozenset(stage_settings)):
         spec = parse_compare(data)
@@ -76,6 +76,8 @@ def compare(
 
             comparison = estimate(spec, timing.threads)
         else:
+            if spec.device == "cpu":  # before torch; on cuda, torch first says whether there is a GPU (check_device)
+                check_memory(spec)
             from convcost.run.comparison import compare as measure
 
             settings = timing.settings(latency)

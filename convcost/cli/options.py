@@ -160,7 +160,7 @@ class Timing:
         """How to time, or None without latency (the threads are the run context's: see on_threads)."""
         if not latency:
             return None
-        from convcost.run.latency import LatencySettings
+        from convcost.run.context import LatencySettings
 
         # the fields are LatencySettings', but the threads are the run context's and the target is a fraction
         return LatencySettings(**{**vars(self), "threads": None, "target": self.target / 100}, stages=stages)

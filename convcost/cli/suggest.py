@@ -77,16 +77,19 @@ def suggest_command(
     output_format = format_for(output, output_format)
     with exit_codes():
         from convcost.spec.convert import parse_convert
+        from convcost.spec.model import model_source
 
         spec = parse_convert(asked.to, asked.multiplier, asked.rank, asked.min_saving, allow_dense=False)
         settings = timing.settings(options.timed())
         from convcost.report.suggest import render
         from convcost.run.context import RunContext
-        from convcost.run.suggest import load_model_and_input, suggest_spec
 
         context = RunContext.of("float32", "cpu", timing.threads, settings)
+        checked = model_source(source, asked.input_shape, asked.batch, asked.arguments or ())
+        from convcost.run.suggest import load_model_and_input, suggest_spec
+
         with context.applied():
-            model, inputs = load_model_and_input(source, asked.input_shape, asked.batch, asked.arguments or ())
+            model, inputs = load_model_and_input(source, checked)
             result = suggest_spec(model, inputs, spec, settings, timing.threads, source)
         emit(lambda: render(result, output_format, emit_code), output)
 
@@ -123,6 +126,7 @@ def convert_command(
         fail(f"-o/--output: {str(output)!r} is not a file name")
     with exit_codes():
         from convcost.spec.convert import parse_convert
+        from convcost.spec.model import model_source
 
         spec = parse_convert(asked.to, asked.multiplier, asked.rank, asked.min_saving)
         from convcost.spec.files import check_writable, will_write
@@ -130,9 +134,10 @@ def convert_command(
         if problem := check_writable(output):
             fail(f"-o/--output: {problem}")
         will_write(output, "-o/--output")  # before the model is read: its own .py or YAML file is refused as -o
+        checked = model_source(source, asked.input_shape, asked.batch, asked.arguments or ())
         from convcost.report.suggest import render
         from convcost.run.suggest import convert_and_save, load_model_and_input
 
-        model, inputs = load_model_and_input(source, asked.input_shape, asked.batch, asked.arguments or ())
+        model, inputs = load_model_and_input(source, checked)
         result = convert_and_save(model, inputs, spec, output, select, source)
         emit(lambda: render(result, output_format), None)

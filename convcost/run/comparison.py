@@ -18,7 +18,7 @@ from convcost.run.context import RunContext, threads_for
 from convcost.run.counting import count
 from convcost.run.estimate import assemble, formula_stage
 from convcost.run.latency import LatencySettings
-from convcost.run.measure import check_device, check_memory
+from convcost.run.measure import check_device
 from convcost.run.trace import matched, trace
 from convcost.spec import kinds
 from convcost.spec.compare import CompareSpec, LayerKind
@@ -92,11 +92,8 @@ def compare(
 def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | None) -> Comparison:
     latency_settings = context.latency
     check_device(spec.device)
+    kinds.check_memory(spec)
     planned = kinds.plan(spec)
-    channels = {"cin": spec.cin, "cout": spec.cout, "mid": spec.mid or 0, "multiplier": spec.multiplier * spec.cin}
-    if spec.multiplier == 1:
-        del channels["multiplier"]
-    check_memory(list(planned.values()), spec.size, spec.batch, spec.dtype.itemsize, channels)
     measured = {str(kind): measure_layer(str(kind), stages, spec) for kind, stages in planned.items()}
     run = None
     if latency_settings is not None:

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 
 from convcost.cost.conventions import Convention
-from convcost.errors import FieldIssue, SpecError, UsageError
+from convcost.errors import FieldIssue, SpecError, UsageError, gathered
 from convcost.results.model import ModelResult
 from convcost.run import build, usercode
 from convcost.run.context import LatencySettings, RunContext, threads_for
 from convcost.run.inputs import Arguments, input_bytes, make
 from convcost.run.measure import require_memory
 from convcost.run.model import _calibration, check_context, meta_copy, run_module
-from convcost.run.source import gathered, parse_convention
+from convcost.run.source import parse_convention
 from convcost.spec import bounds
 from convcost.spec.compare import DType, positive_int
 from convcost.spec.inputs import Inputs, InputSpec, parse_input_spec

@@ -32,15 +32,16 @@ from convcost.cost.roofline import Calibration
 from convcost.errors import UsageError
 from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
-from convcost.run import build, latency, measure, network, usercode
+from convcost.run import build, latency, network, usercode
 from convcost.run.context import RunContext
 from convcost.run.counting import count
 from convcost.run.inputs import Arguments, described, first_tensor, output_shapes, shape_text, timed_case
-from convcost.run.measure import MEMORY_SHARE, check_device, require_memory
+from convcost.run.measure import check_device, require_memory
 from convcost.run.model_build import model_module
 from convcost.run.network import Row
 from convcost.run.trace import Trace, _stored_params, _Tracer, matched, trace
-from convcost.spec.compare import DType
+from convcost.spec.bounds import MEMORY_SHARE, over_share
+from convcost.spec.compare import DType, check_meta
 from convcost.spec.inputs import Inputs, InputSpec
 from convcost.spec.layers import ModelPlan
 
@@ -80,10 +81,7 @@ def evaluate_plan(
 
 def check_context(meta: bool, context: RunContext) -> None:
     """UsageError for a device that is not there, or --meta with what needs a real run (latency, another device)."""
-    if meta and context.latency is not None:
-        raise UsageError("--meta: counts without running anything; --latency times a real run: drop one of them")
-    if meta and context.device != "cpu":
-        raise UsageError(f"--meta: counts on the meta device, not on {context.device}: drop --device")
+    check_meta(meta, context.latency is not None, context.device)
     check_device(context.device)
 
 
@@ -393,7 +391,7 @@ def check_plan_memory(plan: ModelPlan, source: str, itemsize: int) -> None:
     it names the field that made the network this large (see :func:`memory_culprit`)."""
     outputs = math.prod(plan.input_shape) + sum(math.prod(ops.output_shape(op)) for op in plan.ops)
     weights = sum(ops.cost(op).params for op in plan.ops)
-    available = measure.over_share((outputs + weights) * itemsize)
+    available = over_share((outputs + weights) * itemsize)
     if available is None:
         return
     fits_at_batch_1 = (outputs // plan.input_shape[0] + weights) * itemsize <= MEMORY_SHARE * available

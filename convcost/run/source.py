@@ -5,15 +5,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from convcost.cost.conventions import Convention
-from convcost.errors import FieldIssue, SpecError, UsageError
+from convcost.errors import FieldIssue, SpecError, UsageError, gathered
 from convcost.results.model import ModelResult
 from convcost.run import network
 from convcost.run.context import RunContext, threads_for
-from convcost.spec.compare import positive_int
+from convcost.spec.compare import check_meta, positive_int
 from convcost.spec.inputs import Inputs, combined, parse_arguments, parse_inputs
 from convcost.spec.inputs_file import load_inputs
 from convcost.spec.model import load_model
@@ -21,9 +20,6 @@ from convcost.spec.source import is_import_path
 
 if TYPE_CHECKING:
     from convcost.run.context import LatencySettings
-    from convcost.spec.yamlvalues import Loc
-
-T = TypeVar("T")
 
 
 def evaluate_source(
@@ -60,7 +56,7 @@ def evaluate_source(
     context = RunContext.of(dtype, device, chosen, None if formula_only else latency_settings)
     if formula_only and meta:
         raise UsageError("--meta: --formula-only runs nothing already: drop one of them")
-    with contextlib.nullcontext() if formula_only else context.applied():  # a library leaves the process as it was
+    with contextlib.ExitStack() as applied:  # torch's settings only around a run: a library leaves them as they were
         if not is_import_path(source):
             given = (("input", texts or None), ("inputs", inputs_file), ("arg", arguments or None), ("depth", depth))
             wrong = [flag for flag, value in given if value is not None]
@@ -71,6 +67,8 @@ def evaluate_source(
             plan = load_model(source, width_multiplier=_text(width_multiplier), size=size, batch=_text(batch))
             if formula_only:
                 return network.estimate_plan(plan, source, context.environment(measured=False), chosen_convention)
+            check_meta(meta, context.latency is not None, context.device)
+            applied.enter_context(context.applied())
             from convcost.run.model import evaluate_plan
 
             return evaluate_plan(plan, source, context, meta=meta, convention=chosen_convention)
@@ -88,6 +86,8 @@ def evaluate_source(
         inputs = combined(flags, load_inputs(inputs_file) if inputs_file is not None else None)
         if formula_only:
             raise UsageError(f"{source}: --formula-only needs a model file: an import path is counted by running it")
+        check_meta(meta, context.latency is not None, context.device)
+        applied.enter_context(context.applied())
         from convcost.run.model import evaluate_import
 
         return evaluate_import(source, None, batch_size, depth, context, meta=meta, inputs=inputs,
@@ -101,20 +101,6 @@ def parse_convention(value: str | Convention, flag: str = "convention") -> Conve
     except ValueError:
         choices = ", ".join(item.value for item in Convention)
         raise SpecError([FieldIssue((flag,), f"{value!r} is not a MAC convention: choose {choices}")]) from None
-
-
-def gathered(issues: list[FieldIssue], default: T, parse: Callable[[], T], loc: Loc | None = None) -> T:
-    """``parse()``, or ``default`` with its problems added to ``issues`` (to raise them all at once): a SpecError's
-    issues, and given ``loc``, a ValueError's message as an issue at ``loc``."""
-    try:
-        return parse()
-    except SpecError as error:
-        issues.extend(error.issues)
-    except ValueError as error:
-        if loc is None:
-            raise
-        issues.append(FieldIssue(loc, str(error)))
-    return default
 
 
 def _text(value: str | float | int | None) -> str | None:

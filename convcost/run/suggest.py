@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from convcost.errors import FieldIssue, SpecError, UsageError
+from convcost.errors import UsageError
 from convcost.results.convert import ConvertResult
 from convcost.run import latency, usercode
 from convcost.run.context import RunContext
@@ -20,53 +20,17 @@ from convcost.run.convert import Seen, convert_spec, example_input
 from convcost.run.latency import LatencySettings
 from convcost.spec.convert import ConvertSpec, parse_convert
 from convcost.spec.files import write_atomic
+from convcost.spec.model import ModelSource
 
 
-def load_model_and_input(
-    source: str,
-    input_shape: str | list[str] | tuple[str, ...] | None = None,
-    batch: str | int | None = None,
-    arguments: list[str] | tuple[str, ...] = (),
-) -> tuple[nn.Module, tuple[int, ...]]:
-    """MODEL as ``convcost model`` takes it (a model file, a bundled model's name, or package.module:factory,
-    called with the ``--arg`` ``arguments``) and the input shape with the batch: the one place that turns a
-    command line's model into a module and an input. One float ``--input`` only: suggest and convert replace
-    convs on one image."""
+def load_model_and_input(source: str, checked: ModelSource) -> tuple[nn.Module, tuple[int, ...]]:
+    """MODEL, as :func:`convcost.spec.model.model_source` validated it before torch, as a module (a model file's
+    built from stock modules, an import path's factory called with the ``--arg`` keywords) and the input shape."""
     from convcost.run.model import load_factory
     from convcost.run.model_build import model_module
-    from convcost.run.source import gathered
-    from convcost.spec.bundled import Use, resolve
-    from convcost.spec.compare import positive_int
-    from convcost.spec.inputs import parse_arguments, parse_inputs
-    from convcost.spec.model import load_model
-    from convcost.spec.source import is_import_path
 
-    issues: list[FieldIssue] = []
-    batch_size = 1 if batch is None else gathered(issues, 1, lambda: positive_int(batch), ("batch",))
-    texts = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
-    if not is_import_path(source):
-        if texts:
-            issues.append(FieldIssue(("input",), "is for import paths; a model file gives its own input"))
-        if arguments:
-            issues.append(FieldIssue(("arg",), "is for import paths; a model file gives its own layers"))
-        if issues:
-            raise SpecError(issues)
-        plan = load_model(str(resolve(source, Use.MODEL)), batch=None if batch is None else str(batch_size))
-        return model_module(plan), tuple(plan.input_shape)
-    shape: tuple[int, ...] = ()
-    if not texts:
-        issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
-    elif len(texts) > 1:
-        issues.append(FieldIssue(("input",), "one input here (the convs replaced see one image); "
-                                             "convcost model counts a model with more"))  # fmt: skip
-    elif (spec := gathered(issues, None, lambda: parse_inputs(texts).args[0])) is not None:
-        if spec.dtype not in (None, "float32"):
-            issues.append(FieldIssue(("input",), f"runs in float32: drop :{spec.dtype}"))
-        shape = spec.shape
-    parsed: dict[str, object] = gathered(issues, {}, lambda: parse_arguments(arguments))
-    if issues:
-        raise SpecError(issues)
-    return load_factory(source, arguments=parsed), (batch_size, *shape)
+    plan, shape, arguments = checked
+    return (model_module(plan) if plan is not None else load_factory(source, arguments=arguments)), shape
 
 
 def suggest(

@@ -148,3 +148,26 @@ def real(value: object, bound: Bound, what: str) -> float:
         raise ValueError(f"must be {what} {bound.describe()}, got {shown(value)}")
     check(number, bound, what, given=value)
     return number
+
+
+def available_memory() -> int | None:
+    """Bytes the OS says are available (Linux MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+# Refuse a run whose tensors alone would take more than this share of available memory.
+MEMORY_SHARE = 0.5
+
+
+def over_share(needed: int) -> int | None:
+    """The bytes available when ``needed`` bytes exceed the share of them a run may take, else None (it fits, or
+    the OS does not say): the one test of every memory guard."""
+    available = available_memory()
+    return available if available is not None and needed > MEMORY_SHARE * available else None

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
 from convcost.cost.formulas import Act, Norm, Padding, Pair
-from convcost.errors import FieldIssue, SpecError
+from convcost.errors import FieldIssue, SpecError, UsageError
 from convcost.spec import bounds
 
 
@@ -58,6 +58,14 @@ def run_settings(dtype: str, device: str, threads: int = 1) -> tuple[DType, str]
     if issues:
         raise SpecError(issues)
     return chosen_dtype, chosen_device
+
+
+def check_meta(meta: bool, timed: bool, device: str) -> None:
+    """UsageError for ``--meta`` with what needs a real run: ``--latency`` (``timed``), or a device."""
+    if meta and timed:
+        raise UsageError("--meta: counts without running anything; --latency times a real run: drop one of them")
+    if meta and device != "cpu":
+        raise UsageError(f"--meta: counts on the meta device, not on {device}: drop --device")
 
 
 _PAIR = re.compile(r"^\s*([0-9]+)\s*[xX×,]\s*([0-9]+)\s*$")

@@ -11,9 +11,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from convcost.cost import formulas
+from convcost.cost import formulas, ops
 from convcost.cost.formulas import ConvStage, Pair
 from convcost.errors import FieldIssue, SpecError
+from convcost.spec import bounds
 from convcost.spec.compare import CompareSpec, LayerKind, LayerOptions, issues_from_validation
 
 Expander = Callable[[LayerOptions], list[ConvStage]]
@@ -213,3 +214,37 @@ def _plan(
     if issues:
         raise SpecError(issues)
     return planned
+
+
+def check_memory(spec: CompareSpec) -> None:
+    """Raise SpecError before anything is allocated (or torch imported) when the compared layers' tensors cannot
+    fit in memory, on the field that made them this large: ``batch`` when they fit at batch 1, else ``size`` or
+    the largest channels (cin, cout, mid, multiplier × cin; the first of equals), as the largest tensor has more."""
+    channels = {"cin": spec.cin, "cout": spec.cout, "mid": spec.mid or 0, "multiplier": spec.multiplier * spec.cin}
+    batch, itemsize = spec.batch, spec.dtype.itemsize
+    needed = weights = 0
+    largest_pixels = largest_channels = largest = 0
+    for stages in plan(spec).values():
+        stage_size = spec.size
+        for stage in stages:
+            shape = (batch, stage.cin, *stage_size)
+            needed += ops.stage_cost(stage, shape, itemsize)[1]
+            weights += ops.cost(ops.ConvOp.from_stage(stage, shape)).params * itemsize  # the conv's weights, bias
+            tensor = max(stage.cin, stage.cout) * stage_size[0] * stage_size[1]
+            if tensor > largest:
+                largest, largest_pixels = tensor, stage_size[0] * stage_size[1]
+                largest_channels = max(stage.cin, stage.cout)
+            stage_size = formulas.output_size(stage, stage_size)
+    available = bounds.over_share(needed)
+    if available is None:
+        return
+    field = "size"
+    if batch > 1 and weights + (needed - weights) / batch <= bounds.MEMORY_SHARE * available:
+        field = "batch"
+    elif weights > needed - weights or largest_channels > largest_pixels:
+        field = max(channels, key=lambda name: channels[name])
+    message = (
+        f"these layers need at least {needed / 2**30:,.1f} GiB of tensors, more than half of the "
+        f"{available / 2**30:,.1f} GiB available: use a smaller {field.replace('_', ' ')}"
+    )
+    raise SpecError([FieldIssue((field,), message)])

@@ -17,6 +17,7 @@ from convcost.cost.ops import (
     Op,
     Shape,
 )
+from convcost.errors import Loc as Loc
 from convcost.spec import bounds
 from convcost.spec.compare import (
     ActField,
@@ -30,8 +31,6 @@ from convcost.spec.compare import (
     StrictBool,
     bounded_int,
 )
-
-Loc = tuple[str | int, ...]
 
 
 def _positive_number(value: Any) -> float:

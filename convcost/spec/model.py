@@ -31,13 +31,11 @@ from convcost.cost.ops import (
     PoolOp,
     Shape,
 )
-from convcost.errors import FieldIssue, SpecError
+from convcost.errors import FieldIssue, SpecError, gathered
 from convcost.spec import bounds, kinds
-from convcost.spec.compare import (
-    LayerKind,
-    LayerOptions,
-    issues_from_validation,
-)
+from convcost.spec.bundled import Use, resolve
+from convcost.spec.compare import LayerKind, LayerOptions, issues_from_validation, positive_int
+from convcost.spec.inputs import parse_arguments, parse_inputs
 from convcost.spec.layers import (
     LAYER_MODELS,
     ConvLayer,
@@ -53,6 +51,7 @@ from convcost.spec.layers import (
     _Layer,
     _positive_number,
 )
+from convcost.spec.source import is_import_path
 from convcost.spec.yamlio import Document, validate
 
 
@@ -377,3 +376,44 @@ def _channels_said(message: str, cin: int) -> str:
 
 def _show(shape: tuple[int, ...]) -> str:
     return "×".join(str(value) for value in shape)
+
+
+# suggest's and convert's MODEL, validated: a file's plan (None: an import path), input shape, --arg keywords
+ModelSource = tuple[ModelPlan | None, tuple[int, ...], dict[str, object]]
+
+
+def model_source(
+    source: str,
+    input_shape: str | list[str] | tuple[str, ...] | None = None,
+    batch: str | int | None = None,
+    arguments: list[str] | tuple[str, ...] = (),
+) -> ModelSource:
+    """MODEL as ``convcost model`` takes it (a model file, a bundled model's name, or package.module:factory with
+    ``--arg`` ``arguments``) and its input, for suggest and convert, validated before torch is imported. One float
+    ``--input`` only: suggest and convert replace convs on one image."""
+    issues: list[FieldIssue] = []
+    batch_size = 1 if batch is None else gathered(issues, 1, lambda: positive_int(batch), ("batch",))
+    texts = [input_shape] if isinstance(input_shape, str) else list(input_shape or [])
+    if not is_import_path(source):
+        if texts:
+            issues.append(FieldIssue(("input",), "is for import paths; a model file gives its own input"))
+        if arguments:
+            issues.append(FieldIssue(("arg",), "is for import paths; a model file gives its own layers"))
+        if issues:
+            raise SpecError(issues)
+        plan = load_model(str(resolve(source, Use.MODEL)), batch=None if batch is None else str(batch_size))
+        return plan, tuple(plan.input_shape), {}
+    shape: tuple[int, ...] = ()
+    if not texts:
+        issues.append(FieldIssue(("input",), "required for an import path: the input CxHxW, e.g. 3x224x224"))
+    elif len(texts) > 1:
+        issues.append(FieldIssue(("input",), "one input here (the convs replaced see one image); "
+                                             "convcost model counts a model with more"))  # fmt: skip
+    elif (spec := gathered(issues, None, lambda: parse_inputs(texts).args[0])) is not None:
+        if spec.dtype not in (None, "float32"):
+            issues.append(FieldIssue(("input",), f"runs in float32: drop :{spec.dtype}"))
+        shape = spec.shape
+    parsed: dict[str, object] = gathered(issues, {}, lambda: parse_arguments(arguments))
+    if issues:
+        raise SpecError(issues)
+    return None, (batch_size, *shape), parsed

@@ -18,8 +18,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from convcost.errors import FieldIssue, SpecError
+from convcost.errors import Loc as Loc  # the place in a file of a value: ('layers', 0, 'cout')
 from convcost.spec.compare import issues_from_validation
-from convcost.spec.yamlvalues import Loc as Loc  # the place in a file of a value: ('layers', 0, 'cout')
 from convcost.spec.yamlvalues import NodeBuilder, PlainBuilder, Unusual
 
 # libyaml's parser is 20× faster than the pure-Python one and gives the same nodes and marks.

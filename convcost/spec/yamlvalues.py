@@ -13,10 +13,8 @@ from typing import Any
 
 import yaml
 
-from convcost.errors import FieldIssue, SpecError
+from convcost.errors import FieldIssue, Loc, SpecError
 from convcost.spec.bounds import MAX_NUMBER_TEXT
-
-Loc = tuple[str | int, ...]
 
 _PLAIN_DECIMAL = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 
