@@ -140,8 +140,11 @@ def test_cli_table_says_where_the_cache_is(private_cache: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dtype", "float64"], "convcost: error: --dtype: must be float32, bfloat16 or float16, got 'float64'\n"),
-        (["--device", "tpu"], "convcost: error: --device: must be cpu or cuda, got 'tpu'\n"),
+        (
+            ["--dtype", "float64"],
+            "convcost: error: --dtype: Input should be 'float32', 'bfloat16' or 'float16', got 'float64'\n",
+        ),
+        (["--device", "tpu"], "convcost: error: --device: Input should be 'cpu' or 'cuda', got 'tpu'\n"),
     ],
 )
 def test_cli_bad_input(args: list[str], message: str) -> None:

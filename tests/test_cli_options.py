@@ -191,3 +191,34 @@ def test_what_agrees_with_nothing_timed_is_accepted() -> None:
     for extra in (["--formula-only", "--no-latency"], ["--formula-only", "--threads", "1"], ["--formula-only"]):
         result = runner.invoke(app, [*TIMING_COMMANDS["compare"], *extra, "-f", "csv"])
         assert result.exit_code == 0, result.output
+
+
+# every command that takes --dtype and --device: the arguments that make each run only by formula (or, for
+# calibrate, stop at the bad choice: it is refused before anything is measured)
+CHOICE_RUNS = {
+    "compare": ["compare", "--cin", "8", "--cout", "8", "-k", "3", "--formula-only"],
+    "sweep": ["sweep", "--cin", "8", "--cout", "8", "-k", "3", "--formula-only"],
+    "model": ["model", "mobilenet_v2", "--formula-only"],
+    "calibrate": ["calibrate"],
+}
+
+
+@pytest.mark.parametrize("command", CHOICE_RUNS)
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--device", "tpu", "--device: Input should be 'cpu' or 'cuda', got 'tpu'"),
+        ("--dtype", "float8", "--dtype: Input should be 'float32', 'bfloat16' or 'float16', got 'float8'"),
+    ],
+)
+def test_a_bad_choice_is_worded_alike_on_every_command(command: str, flag: str, value: str, message: str) -> None:
+    result = CliRunner().invoke(app, [*CHOICE_RUNS[command], flag, value])
+    assert (result.exit_code, result.output.strip()) == (2, f"convcost: error: {message}")
+
+
+@pytest.mark.parametrize("command", ["compare", "sweep", "model"])
+def test_a_choice_is_read_alike_on_every_command(command: str) -> None:
+    # ' CPU' and 'Float32' are cpu and float32 wherever --device and --dtype are read
+    result = CliRunner().invoke(app, [*CHOICE_RUNS[command], "--device", " CPU", "--dtype", "Float32", "-f", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"device": "cpu"' in result.output and '"dtype": "float32"' in result.output

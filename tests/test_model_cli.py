@@ -215,4 +215,5 @@ def test_model_dtype_and_device_flags() -> None:
         app, ["model", "tests.models_for_tests:tiny_residual", "--input", "3x6x6", "--dtype", "float64"]
     )
     assert bad.exit_code == 2
-    assert bad.stderr.strip() == "convcost: error: --dtype: must be float32, bfloat16 or float16, got 'float64'"
+    wanted = "convcost: error: --dtype: Input should be 'float32', 'bfloat16' or 'float16', got 'float64'"
+    assert bad.stderr.strip() == wanted

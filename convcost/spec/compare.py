@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -41,6 +41,12 @@ class DType(StrEnum):
         return 4 if self is DType.FLOAT32 else 2
 
 
+def _one_of(values: Iterable[str]) -> str:
+    """``'a', 'b' or 'c'``: the choices as pydantic words them, so that every command says a bad choice alike."""
+    quoted = [f"'{value}'" for value in values]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
 # ASCII digits only: int() would also take '٣' or '８', which nobody means in a layer file
 def run_settings(dtype: str, device: str, threads: int = 1) -> tuple[DType, str]:
     """``--dtype``, ``--device`` and ``--threads`` from a command line, checked together (SpecError names each)."""
@@ -49,10 +55,10 @@ def run_settings(dtype: str, device: str, threads: int = 1) -> tuple[DType, str]
     try:
         chosen_dtype = DType(dtype.strip().lower())
     except ValueError:
-        issues.append(FieldIssue(("dtype",), f"must be float32, bfloat16 or float16, got {dtype!r}"))
+        issues.append(FieldIssue(("dtype",), f"Input should be {_one_of(DType)}, got {dtype!r}"))
     chosen_device = device.strip().lower()
     if chosen_device not in ("cpu", "cuda"):
-        issues.append(FieldIssue(("device",), f"must be cpu or cuda, got {device!r}"))
+        issues.append(FieldIssue(("device",), f"Input should be {_one_of(('cpu', 'cuda'))}, got {device!r}"))
     if (problem := bounds.problem("threads", threads)) is not None:
         issues.append(FieldIssue(("threads",), problem))
     if issues:
@@ -181,7 +187,7 @@ def _enum_text(value: Any) -> Any:
         raise ValueError(
             f"got boolean {str(value).lower()} (YAML reads off/no/on/yes as booleans): write none or quote it"
         )
-    return value.lower() if isinstance(value, str) else value
+    return value.strip().lower() if isinstance(value, str) else value  # as run_settings reads them
 
 
 # What a YAML file may write, for the JSON Schema (`convcost schema`): 3, "3x5" or [3, 5].
