@@ -28,6 +28,7 @@ class Figures:
     macs: float | None
     latency_ms: float | None
     latency_doubt: str = ""  # why the latency cannot decide a limit (unconverged, busy machine); "" when it can
+    uncounted: str = ""  # the ops whose MACs have no formula: not in ``macs``, which then decides no limit
 
     def get(self, metric: str) -> float | None:
         value: float | None = getattr(self, metric)

@@ -1,0 +1,81 @@
+"""`convcost check` cannot pass what it could not judge: MACs with ops not counted, a latency whose whole interval
+exceeds its limit, and a budget one of whose models raises (the others still judged and reported)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from typer.testing import CliRunner
+
+from convcost.cli import app
+
+runner = CliRunner()
+
+# tests.models_for_gate:conv_then_bilinear on 1×2×2: conv 1→1 1×1 has 1·1·1·(2·2) = 4 MACs (counted) and 1 + 1 = 2
+# params; nn.Bilinear(4, 4, 2) has 4·4·2 = 32 MACs (no formula: not counted) and 4·4·2 + 2 = 34 params (counted)
+BILINEAR = "{name: bil, model: 'tests.models_for_gate:conv_then_bilinear', input: 1x2x2"
+NOT_COUNTED = "1 operation(s) not counted: b.bilinear (functional bilinear, 34 params): their cost is not in the totals"
+
+# dense 3→8 3×3 on 8×8, no bias: 8·3·9 = 216 params
+TINY = "input: {channels: 3, size: 8}\nlayers:\n  - {name: stem, kind: dense, cout: 8, kernel: 3, bias: false}\n"
+
+
+def write(folder: Path, text: str) -> Path:
+    (folder / "tiny.yaml").write_text(TINY)
+    path = folder / "budgets.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_macs_limit_on_an_incomplete_count_fails_in_every_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # counted 4 ≤ 10, but the real 4 + 32 = 36 is not: the limit cannot be shown to hold. Params (36) are complete.
+    layers = "[{match: 'b*', macs: {max: 100}}, {match: c, macs: {max: 4}}]"
+    path = write(
+        tmp_path, f"checks:\n  - {BILINEAR}, macs: {{max: 10}}, params: {{max: 36}},\n    layers: {layers}}}\n"
+    )
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    table = runner.invoke(app, ["check", str(path)])
+    assert table.exit_code == 1, table.output
+    assert table.stdout.splitlines() == [
+        f"{path}:2: error: bil: macs 4 counted against max 10 is incomplete: {NOT_COUNTED}",
+        f"{path}:3: error: bil: layer b.bilinear: macs 0 counted against max 100 is incomplete: {NOT_COUNTED}",
+        "FAILED: 1 check, 4 limits: 2 passed, 2 errors, 0 warnings",  # params 36 ≤ 36 and layer c's 4 ≤ 4 pass
+    ]
+    verdicts = json.loads(runner.invoke(app, ["check", str(path), "-f", "json"]).stdout)["verdicts"]
+    assert [(v["subject"], v["metric"], v["rule"], v["passed"]) for v in verdicts] == [
+        ("model", "params", "max", True),
+        ("model", "macs", "incomplete", False),
+        ("layer b.bilinear", "macs", "incomplete", False),
+        ("layer c", "macs", "max", True),
+    ]
+    junit = ElementTree.fromstring(runner.invoke(app, ["check", str(path), "-f", "junit"]).stdout)
+    assert [item.get("type") for item in junit.iter("failure")] == ["incomplete", "incomplete"]
+    github = runner.invoke(app, ["check", str(path), "-f", "github"])
+    assert github.exit_code == 1 and github.stdout.count("::error ") == 2, github.output
+    assert f"is incomplete: {NOT_COUNTED}" in github.stdout
+    assert "| bil | 36 | 4 | — | error |" in summary.read_text()
+
+
+def test_growth_on_an_incomplete_count_fails_and_a_baseline_refuses_one(tmp_path: Path) -> None:
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps({"version": 1, "checks": {"bil": {"params": 36, "macs": 4, "latency_ms": None}}}))
+    path = write(tmp_path, f"baseline: base.json\nchecks:\n  - {BILINEAR}}}\n")
+    result = runner.invoke(app, ["check", str(path)])
+    assert result.exit_code == 1, result.output  # 4 counted, 4 recorded: growth 0%, yet 32 MACs are not in either
+    assert result.stdout.splitlines()[0] == (
+        f"{path}:3: error: bil: macs 4 counted against baseline + tolerance 4 is incomplete: {NOT_COUNTED}"
+    )
+    before = base.read_text()
+    update = runner.invoke(app, ["check", str(path), "--update-baseline"])
+    assert update.exit_code == 2, update.output
+    assert update.stderr == (
+        "convcost: error: --update-baseline: bil: macs incomplete: 1 operation(s) not counted: b.bilinear "
+        "(functional bilinear, 34 params): not written\n"
+    )
+    assert base.read_text() == before
