@@ -11,6 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
+from convcost.cost.stats import classify
+from convcost.results.budget import Figures, Level, LimitVerdict
+from convcost.results.comparison import LatencyStats
+from convcost.run.budget import _doubted, _figures
 
 runner = CliRunner()
 
@@ -79,3 +83,48 @@ def test_growth_on_an_incomplete_count_fails_and_a_baseline_refuses_one(tmp_path
         "(functional bilinear, 34 params): not written\n"
     )
     assert base.read_text() == before
+
+
+def stats(interval: tuple[float, float], rounds: int = 5) -> LatencyStats:
+    # five rounds never converge (at least 30 are taken before convergence is judged)
+    return LatencyStats(5.0, 4.9, 5.1, 4.8, 5.6, rounds, rounds, best_ms=4.9, interval_ms=interval, sampled_s=2.0,
+                        converged=False, target_pct=3.0, stopped_by="rounds")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("limit", "passed", "rule", "level"),
+    [
+        (4.0, False, "max", Level.ERROR),  # 4.5–5.4 wholly above 4: fails, converged or not
+        (6.0, True, "max", Level.ERROR),  # wholly below 6: holds
+        (5.0, False, "inconclusive", Level.WARN),  # 4.5 ≤ 5 ≤ 5.4: straddles, so it cannot decide
+        (4.5, False, "inconclusive", Level.WARN),  # touching the low end is straddling too
+    ],
+)  # fmt: skip
+def test_an_unconverged_latency_interval_on_one_side_of_the_limit_decides_it(
+    limit: float, passed: bool, rule: str, level: Level
+) -> None:
+    figures = _figures(100, 1000, stats((4.5, 5.4)), None)
+    assert figures.latency_interval == (4.5, 5.4) and figures.latency_doubt
+    verdict = LimitVerdict("net", "model", "latency_ms", "max", Level.ERROR, limit >= 4.9, 3, limit, 4.9)
+    judged = _doubted(verdict, figures, strict=False)
+    assert (judged.rule, judged.passed, judged.level) == (rule, passed, level)
+
+
+def test_a_single_round_gives_no_interval_to_decide_by_and_a_busy_machine_is_judged_by_its_interval() -> None:
+    assert _figures(100, 1000, stats((4.9, 4.9), rounds=1), None).latency_interval is None
+    verdict = LimitVerdict("net", "model", "latency_ms", "max", Level.ERROR, False, 3, 4.0, 4.9)
+    assert _doubted(verdict, Figures(100, 1000, 4.9, "one round"), strict=False).rule == "inconclusive"
+    busy = classify([4.2e9] * 20, [49e9] * 20, 10e9, 50e9)  # memory at 42%, compute at 98% of the calibration
+    figures = _figures(100, 1000, stats((4.5, 5.4)), busy)
+    assert "the machine was busy" in figures.latency_doubt
+    assert _doubted(verdict, figures, strict=False) == verdict  # 4.5–5.4 wholly above 4, as that machine ran it
+
+
+def test_a_latency_far_over_its_limit_fails_though_five_rounds_never_converge(tmp_path: Path) -> None:
+    # any forward pass takes more than a nanosecond (1e-6 ms), so every round is far above the limit
+    path = write(tmp_path, "latency: {rounds: 5, min_time: 0.001}\nchecks:\n"
+                           "  - {model: tiny.yaml, latency_ms: {max: 0.000001, level: error}}\n")  # fmt: skip
+    result = runner.invoke(app, ["check", str(path), "-f", "json"])
+    assert result.exit_code == 1, result.output
+    (verdict,) = json.loads(result.stdout)["verdicts"]
+    assert (verdict["rule"], verdict["level"], verdict["passed"]) == ("max", "error", False)

@@ -43,7 +43,7 @@ def check_command(
         bool,
         typer.Option(
             "--strict-latency",
-            help="An inconclusive latency limit (unconverged or on a busy machine) is an error, not a warning.",
+            help="An inconclusive latency limit (its interval straddles the limit) is an error, not a warning.",
         ),
     ] = False,
     formula_only: FormulaOnlyOption = False,

@@ -27,7 +27,8 @@ class Figures:
     params: float | None
     macs: float | None
     latency_ms: float | None
-    latency_doubt: str = ""  # why the latency cannot decide a limit (unconverged, busy machine); "" when it can
+    latency_doubt: str = ""  # why the latency alone cannot decide a limit (unconverged, busy machine); "" if it can
+    latency_interval: tuple[float, float] | None = None  # its 95% interval, from 2 rounds on (1 has none)
     uncounted: str = ""  # the ops whose MACs have no formula: not in ``macs``, which then decides no limit
 
     def get(self, metric: str) -> float | None:

@@ -198,7 +198,7 @@ def _measure_batch(
 def _figures(params: float, macs: float, latency: LatencyStats | None, contention: Contention | None,
              uncounted: str = "") -> Figures:  # fmt: skip
     return Figures(params, macs, latency.shown_ms if latency else None, latency_doubt(latency, contention),
-                   uncounted=uncounted)  # fmt: skip
+                   latency.interval_ms if latency and latency.rounds > 1 else None, uncounted)  # fmt: skip
 
 
 def latency_doubt(stats: LatencyStats | None, contention: Contention | None) -> str:
@@ -270,8 +270,8 @@ def _limit(
 def _doubted(verdict: LimitVerdict, figures: Figures, strict: bool) -> LimitVerdict:
     """A verdict its figure cannot decide: MACs missing ops fail; a latency is *inconclusive* (an error when strict).
 
-    Pass or fail, an unconverged or contended measurement says nothing reliable about the limit: it is neither
-    a silent pass nor a spurious failure.
+    An unconverged or contended measurement decides a limit only when its 95% interval lies wholly on one side of
+    it; straddling it, it says nothing reliable about the limit: neither a silent pass nor a spurious failure.
     """
     against = "max" if verdict.rule == "max" else "baseline + tolerance"
     if verdict.metric == "macs" and figures.uncounted and verdict.found is not None:
@@ -279,6 +279,9 @@ def _doubted(verdict: LimitVerdict, figures: Figures, strict: bool) -> LimitVerd
                        message=f"macs {verdict.found:,.0f} counted against {against} {verdict.expected:,.0f} is "
                        f"incomplete: {figures.uncounted}: their cost is not in the totals")  # fmt: skip
     if verdict.metric != "latency_ms" or verdict.found is None or not figures.latency_doubt:
+        return verdict
+    low, high = figures.latency_interval or (-float("inf"), float("inf"))  # no interval: it straddles any limit
+    if verdict.expected is not None and (high <= verdict.expected if verdict.passed else low > verdict.expected):
         return verdict
     seen = "would pass" if verdict.passed else "would fail"
     return replace(
