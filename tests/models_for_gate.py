@@ -1,4 +1,5 @@
-"""Import-path models for the CI gate's tests (tests/test_check_gate.py): one convcost cannot fully count."""
+"""Import-path models for the CI gate's tests (tests/test_check_gate.py): one convcost cannot fully count, one
+whose forward raises."""
 
 from __future__ import annotations
 
@@ -21,3 +22,16 @@ class ConvThenBilinear(nn.Module):
 
 def conv_then_bilinear() -> ConvThenBilinear:
     return ConvThenBilinear()
+
+
+class ForwardRaises(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("forward broke")
+
+
+def forward_raises() -> ForwardRaises:
+    return ForwardRaises()

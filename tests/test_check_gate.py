@@ -128,3 +128,32 @@ def test_a_latency_far_over_its_limit_fails_though_five_rounds_never_converge(tm
     assert result.exit_code == 1, result.output
     (verdict,) = json.loads(result.stdout)["verdicts"]
     assert (verdict["rule"], verdict["level"], verdict["passed"]) == ("max", "error", False)
+
+
+def test_a_model_that_raises_is_an_error_of_its_check_and_the_others_are_still_judged(tmp_path: Path) -> None:
+    path = write(tmp_path, "checks:\n  - {name: one, model: tiny.yaml, params: {max: 1}}\n"
+                           "  - {name: bad, model: 'tests.models_for_gate:forward_raises', input: 3x8x8,\n"
+                           "     params: {max: 1}}\n"
+                           "  - {name: two, model: tiny.yaml, params: {max: 216}}\n")  # fmt: skip
+    report = tmp_path / "report.xml"
+    result = runner.invoke(app, ["check", str(path), "-f", "junit", "-o", str(report)])
+    assert result.exit_code == 2, result.output  # the model's code raised: bad input, though 'one' also failed
+    cases = {case.get("classname"): case for case in ElementTree.parse(report).iter("testcase")}
+    assert list(cases) == ["convcost.one", "convcost.bad", "convcost.two"]
+    assert cases["convcost.bad"].get("line") == "3"
+    failure = cases["convcost.bad"].find("failure")
+    assert failure is not None and failure.get("type") == "not run"
+    assert failure.get("message") == (
+        "bad: tests.models_for_gate:forward_raises: forward pass on input 1×3×8×8 failed: RuntimeError: forward broke"
+    )
+    table = runner.invoke(app, ["check", str(path)])
+    assert table.exit_code == 2, table.output
+    assert table.stdout.splitlines() == [
+        f"{path}:2: error: one: params 216 > max 1, exceeded by 215 (21500.0%)",
+        f"{path}:3: error: bad: tests.models_for_gate:forward_raises: forward pass on input 1×3×8×8 failed: "
+        "RuntimeError: forward broke",
+        "FAILED: 3 checks, 3 limits: 1 passed, 2 errors, 0 warnings",  # two: 216 ≤ 216
+    ]
+    base = tmp_path / "base.json"
+    update = runner.invoke(app, ["check", str(path), "--update-baseline", "--baseline", str(base)])
+    assert update.exit_code == 2 and not base.exists(), update.output  # no figures for 'bad': nothing recorded

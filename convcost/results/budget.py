@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1  # of the JSON result
 METRICS = ("params", "macs", "latency_ms")  # the figures a check measures and a budget limits
+NOT_RUN = "not run"  # the rule of a check whose model's code raised: bad input (exit 2), the other checks reported
 
 
 class Level(StrEnum):
@@ -112,6 +113,10 @@ class BudgetResult:
     @property
     def warnings(self) -> list[LimitVerdict]:
         return [item for item in self.verdicts if not item.passed and item.level is Level.WARN]
+
+    @property
+    def not_run(self) -> list[LimitVerdict]:
+        return [item for item in self.verdicts if item.rule == NOT_RUN]
 
     @property
     def ok(self) -> bool:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError, UsageError
-from convcost.results.budget import METRICS, BudgetResult, Figures, Level, LimitVerdict, Measured
+from convcost.results.budget import METRICS, NOT_RUN, BudgetResult, Figures, Level, LimitVerdict, Measured
 from convcost.run import network
 from convcost.run.context import LatencySettings, RunContext, threads_for
+from convcost.run.usercode import UserCodeError
 from convcost.spec import yamlio
 from convcost.spec.budget import (
     BASELINE_VERSION,
@@ -423,18 +424,27 @@ def run_checks(
     threads = threads_for(None, settings, options.threads)
     verdicts: list[LimitVerdict] = []
     measured: dict[str, Measured] = {}
+    ran = []
     for check, target in zip(budget.checks, targets, strict=True):
         wants_latency = check.needs_latency or bool(
             baseline and (baseline.get("checks", {}).get(check.name) or {}).get("latency_ms") is not None
         )
-        figures = measure_check(check, target, settings if wants_latency else None, threads, formula_only, chosen)
+        try:
+            figures = measure_check(check, target, settings if wants_latency else None, threads, formula_only, chosen)
+        except UserCodeError as error:  # the model's own code raised: this check's error, the others still run
+            measured[check.name] = Measured(Figures(None, None, None), {}, None, [str(error)])
+            verdicts.append(LimitVerdict(check.name, "model", "model", NOT_RUN, Level.ERROR, False,
+                                         check.line_of("model"), message=str(error)))  # fmt: skip
+            continue
         measured[check.name] = figures
+        ran.append(check)
         verdicts += limit_verdicts(check, figures, strict_latency)
     # the run's environment is that of the checks that measured latency (counts do not depend on it)
     timed = [item.environment for item in measured.values() if item.measured_latency and item.environment]
-    environment = next(iter(timed), None) or next((item.environment for item in measured.values()), None)
+    known = [item.environment for item in measured.values() if item.environment]  # not a check that did not run
+    environment = next(iter(timed + known), None)
     if baseline is not None:
-        for check in budget.checks:
+        for check in ran:
             tolerance = check.spec.tolerance or budget.spec.tolerance
             verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, strict_latency)
     if missing:
