@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from convcost.cli.options import ConventionOption, FormulaOnlyOption, OutputOption
-from convcost.cli.root import EXIT_FAILED, app, exit_codes, fail, format_from, warn, write
+from convcost.cli.root import EXIT_FAILED, EXIT_USAGE, app, exit_codes, fail, format_from, warn, write
 from convcost.report.format import CheckFormat
 
 _CHECK_SUFFIX_FORMATS = {".json": CheckFormat.JSON, ".xml": CheckFormat.JUNIT, ".txt": CheckFormat.TABLE}
@@ -43,7 +43,7 @@ def check_command(
         bool,
         typer.Option(
             "--strict-latency",
-            help="An inconclusive latency limit (unconverged or on a busy machine) is an error, not a warning.",
+            help="An inconclusive latency limit (its interval straddles the limit) is an error, not a warning.",
         ),
     ] = False,
     formula_only: FormulaOnlyOption = False,
@@ -79,7 +79,7 @@ def check_command(
             CheckFormat.GITHUB: budget_report.to_github,
             CheckFormat.JUNIT: budget_report.to_junit,
         }
-        if update_baseline and target is not None:
+        if update_baseline and target is not None and not result.not_run:  # a check that did not run has no figures
             from convcost.spec.files import write_atomic
 
             try:
@@ -105,6 +105,8 @@ def check_command(
             warn(f"GITHUB_STEP_SUMMARY: cannot append the summary to {summary_path}: {error.strerror or error}")
         except UsageError as error:
             warn(f"{error} (no summary written)")
+    if result.not_run:  # a model whose code raised is bad input, after every other check's verdict
+        raise typer.Exit(EXIT_USAGE)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
 

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1  # of the JSON result
 METRICS = ("params", "macs", "latency_ms")  # the figures a check measures and a budget limits
+NOT_RUN = "not run"  # the rule of a check whose model's code raised: bad input (exit 2), the other checks reported
 
 
 class Level(StrEnum):
@@ -27,7 +28,9 @@ class Figures:
     params: float | None
     macs: float | None
     latency_ms: float | None
-    latency_doubt: str = ""  # why the latency cannot decide a limit (unconverged, busy machine); "" when it can
+    latency_doubt: str = ""  # why the latency alone cannot decide a limit (unconverged, busy machine); "" if it can
+    latency_interval: tuple[float, float] | None = None  # its 95% interval, from 2 rounds on (1 has none)
+    uncounted: str = ""  # the ops whose MACs have no formula: not in ``macs``, which then decides no limit
 
     def get(self, metric: str) -> float | None:
         value: float | None = getattr(self, metric)
@@ -110,6 +113,10 @@ class BudgetResult:
     @property
     def warnings(self) -> list[LimitVerdict]:
         return [item for item in self.verdicts if not item.passed and item.level is Level.WARN]
+
+    @property
+    def not_run(self) -> list[LimitVerdict]:
+        return [item for item in self.verdicts if item.rule == NOT_RUN]
 
     @property
     def ok(self) -> bool:

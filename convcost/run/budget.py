@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from convcost.cost.conventions import Convention
 from convcost.errors import FieldIssue, SpecError, UsageError
-from convcost.results.budget import METRICS, BudgetResult, Figures, Level, LimitVerdict, Measured
+from convcost.results.budget import METRICS, NOT_RUN, BudgetResult, Figures, Level, LimitVerdict, Measured
 from convcost.run import network
 from convcost.run.context import LatencySettings, RunContext, threads_for
+from convcost.run.usercode import UserCodeError
 from convcost.spec import yamlio
 from convcost.spec.budget import (
     BASELINE_VERSION,
@@ -149,9 +150,10 @@ def measure_check(
                 assert check.import_path is not None and target.inputs is not None and target.module is not None
                 result = evaluate_import(check.import_path, context=context, model=target.module,
                                          convention=convention, inputs=target.inputs)  # fmt: skip
-    contention = result.environment.contention
-    parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention) for layer in result.layers}
-    total = _figures(result.total.params, result.total.macs, result.latency, contention)
+    contention, uncounted = result.environment.contention, network.uncounted_note
+    parts = {layer.name: _figures(layer.params, layer.macs, layer.latency, contention, uncounted(layer.ops))
+             for layer in result.layers}  # fmt: skip
+    total = _figures(result.total.params, result.total.macs, result.latency, contention, uncounted(result.ops))
     return Measured(total, parts, result.environment, list(result.failures), model=result)
 
 
@@ -194,8 +196,10 @@ def _measure_batch(
     return Measured(total, parts, environment, problems, batch=result)
 
 
-def _figures(params: float, macs: float, latency: LatencyStats | None, contention: Contention | None) -> Figures:
-    return Figures(params, macs, latency.shown_ms if latency else None, latency_doubt(latency, contention))
+def _figures(params: float, macs: float, latency: LatencyStats | None, contention: Contention | None,
+             uncounted: str = "") -> Figures:  # fmt: skip
+    return Figures(params, macs, latency.shown_ms if latency else None, latency_doubt(latency, contention),
+                   latency.interval_ms if latency and latency.rounds > 1 else None, uncounted)  # fmt: skip
 
 
 def latency_doubt(stats: LatencyStats | None, contention: Contention | None) -> str:
@@ -227,8 +231,7 @@ def limit_verdicts(check: PlannedCheck, measured: Measured, strict_latency: bool
     for metric in METRICS:
         limit: Limit | None = getattr(spec, metric)
         if limit is not None:
-            found = measured.total.get(metric)
-            verdict = _limit(check, whole, metric, limit, found, (metric,), measured.incomplete)
+            verdict = _limit(check, whole, metric, limit, measured.total.get(metric), (metric,), measured.incomplete)
             verdicts.append(_doubted(verdict, measured.total, strict_latency))
     for number, layer in enumerate(spec.layers):
         names = [name for name in measured.parts if fnmatch.fnmatchcase(name, layer.match)]
@@ -266,15 +269,22 @@ def _limit(
 
 
 def _doubted(verdict: LimitVerdict, figures: Figures, strict: bool) -> LimitVerdict:
-    """A latency verdict made *inconclusive* when its figure cannot decide it (a warning; an error when strict).
+    """A verdict its figure cannot decide: MACs missing ops fail; a latency is *inconclusive* (an error when strict).
 
-    Pass or fail, an unconverged or contended measurement says nothing reliable about the limit: it is neither
-    a silent pass nor a spurious failure.
+    An unconverged or contended measurement decides a limit only when its 95% interval lies wholly on one side of
+    it; straddling it, it says nothing reliable about the limit: neither a silent pass nor a spurious failure.
     """
+    against = "max" if verdict.rule == "max" else "baseline + tolerance"
+    if verdict.metric == "macs" and figures.uncounted and verdict.found is not None:
+        return replace(verdict, rule="incomplete", passed=False,
+                       message=f"macs {verdict.found:,.0f} counted against {against} {verdict.expected:,.0f} is "
+                       f"incomplete: {figures.uncounted}: their cost is not in the totals")  # fmt: skip
     if verdict.metric != "latency_ms" or verdict.found is None or not figures.latency_doubt:
         return verdict
+    low, high = figures.latency_interval or (-float("inf"), float("inf"))  # no interval: it straddles any limit
+    if verdict.expected is not None and (high <= verdict.expected if verdict.passed else low > verdict.expected):
+        return verdict
     seen = "would pass" if verdict.passed else "would fail"
-    against = "max" if verdict.rule == "max" else "baseline + tolerance"
     return replace(
         verdict,
         rule="inconclusive",
@@ -358,6 +368,9 @@ def differences(recorded: dict[str, Any], environment: Environment | None) -> li
 
 def baseline_text(result: BudgetResult) -> str:
     """The baseline file for what was just measured, each check with the environment it was measured in."""
+    for name, item in result.measured.items():  # a baseline that misses ops would hold the model to that miss
+        if item.total.uncounted:
+            raise UsageError(f"--update-baseline: {name}: macs incomplete: {item.total.uncounted}: not written")
     data = {
         "version": BASELINE_VERSION,
         "convention": result.convention,  # the MAC convention of its figures
@@ -411,18 +424,27 @@ def run_checks(
     threads = threads_for(None, settings, options.threads)
     verdicts: list[LimitVerdict] = []
     measured: dict[str, Measured] = {}
+    ran = []
     for check, target in zip(budget.checks, targets, strict=True):
         wants_latency = check.needs_latency or bool(
             baseline and (baseline.get("checks", {}).get(check.name) or {}).get("latency_ms") is not None
         )
-        figures = measure_check(check, target, settings if wants_latency else None, threads, formula_only, chosen)
+        try:
+            figures = measure_check(check, target, settings if wants_latency else None, threads, formula_only, chosen)
+        except UserCodeError as error:  # the model's own code raised: this check's error, the others still run
+            measured[check.name] = Measured(Figures(None, None, None), {}, None, [str(error)])
+            verdicts.append(LimitVerdict(check.name, "model", "model", NOT_RUN, Level.ERROR, False,
+                                         check.line_of("model"), message=str(error)))  # fmt: skip
+            continue
         measured[check.name] = figures
+        ran.append(check)
         verdicts += limit_verdicts(check, figures, strict_latency)
     # the run's environment is that of the checks that measured latency (counts do not depend on it)
     timed = [item.environment for item in measured.values() if item.measured_latency and item.environment]
-    environment = next(iter(timed), None) or next((item.environment for item in measured.values()), None)
+    known = [item.environment for item in measured.values() if item.environment]  # not a check that did not run
+    environment = next(iter(timed + known), None)
     if baseline is not None:
-        for check in budget.checks:
+        for check in ran:
             tolerance = check.spec.tolerance or budget.spec.tolerance
             verdicts += growth_verdicts(check, measured[check.name], baseline, tolerance, strict_latency)
     if missing:
