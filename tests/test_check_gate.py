@@ -117,7 +117,12 @@ def test_a_single_round_gives_no_interval_to_decide_by_and_a_busy_machine_is_jud
     busy = classify([4.2e9] * 20, [49e9] * 20, 10e9, 50e9)  # memory at 42%, compute at 98% of the calibration
     figures = _figures(100, 1000, stats((4.5, 5.4)), busy)
     assert "the machine was busy" in figures.latency_doubt
-    assert _doubted(verdict, figures, strict=False) == verdict  # 4.5–5.4 wholly above 4, as that machine ran it
+    judged = _doubted(verdict, figures, strict=False)  # 4.5–5.4 wholly above 4, as that machine ran it
+    assert (judged.rule, judged.passed, judged.level) == ("max", False, Level.ERROR)
+    # decided, and it says how and what doubted the figure: never a plain "> max" that hides the busy machine
+    assert judged.message.startswith("latency_ms 4.9 ms > max 4 ms, decided by its whole 95% interval 4.5–5.4 ms, "
+                                     "though its sampling did not converge")  # fmt: skip
+    assert "the machine was busy" in judged.message and "did not converge" in judged.message
 
 
 def test_a_latency_far_over_its_limit_fails_though_five_rounds_never_converge(tmp_path: Path) -> None:
