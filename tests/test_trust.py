@@ -1,0 +1,70 @@
+"""Trust defects a tester found: each test here failed before its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from convcost.cli import app
+from convcost.spec.files import cache_path
+
+runner = CliRunner()
+# dense 3→8 3×3 on 8×8 without bias: params 8·3·9 = 216
+MODEL = "input: {channels: 3, size: 8}\nlayers:\n  - {name: stem, kind: dense, cout: 8, kernel: 3, bias: false}\n"
+
+
+def invoke(*args: str | Path) -> Any:
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def one_error(result: Any) -> str:
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return str(lines[0])
+
+
+LAYER = ["--cin", "4", "--cout", "4", "-k", "3", "--size", "8"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["batch", "b.yaml", "--no-latency"],
+        ["batch", "b.yaml", "--formula-only"],
+        ["model", "m.yaml"],
+        ["check", "budget.yaml", "--formula-only"],
+        ["sweep", *LAYER, "--no-latency"],
+        ["suggest", "m.yaml"],
+        ["convert", "m.yaml"],
+        ["compare", *LAYER, "--no-latency"],
+        ["schema"],
+    ],
+    ids=lambda command: "-".join(command[:2]),
+)
+def test_no_command_writes_its_report_over_the_calibration_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    # batch and model used to replace the cache with their report (batch pinned the refusal on an entry, after
+    # which it wrote anyway); -o naming the cache is refused while the flags are read, for every command
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.yaml").write_text("layers: [{cin: 4, cout: 4, kernel: 3, size: 8}]\n", encoding="utf-8")
+    (tmp_path / "m.yaml").write_text(MODEL, encoding="utf-8")
+    (tmp_path / "budget.yaml").write_text("checks:\n  - {model: m.yaml, params: {max: 1k}}\n", encoding="utf-8")
+    cache = cache_path()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text('{"precious": 1}', encoding="utf-8")
+    link = tmp_path / "link.json"
+    link.symlink_to(cache)
+    for output in (cache, link):
+        result = invoke(*command, "-o", output)
+        assert result.exit_code == 2, result.output
+        # Click's usage block here; main() makes it one line (tests/test_cli_compare.py checks that)
+        last = result.stderr.strip().splitlines()[-1]
+        same = "" if output == cache else f" (the same file as {cache})"
+        assert last.endswith(f"{output} is an input{same}: refusing to write over it"), result.stderr
+        assert cache.read_text(encoding="utf-8") == '{"precious": 1}'
