@@ -68,3 +68,25 @@ def test_no_command_writes_its_report_over_the_calibration_cache(
         same = "" if output == cache else f" (the same file as {cache})"
         assert last.endswith(f"{output} is an input{same}: refusing to write over it"), result.stderr
         assert cache.read_text(encoding="utf-8") == '{"precious": 1}'
+
+
+def test_a_speedup_from_too_few_rounds_is_not_converged(tmp_path: Path) -> None:
+    # one round bootstraps to a zero-width interval, "within" any target; but fewer than 30 rounds never count as
+    # converged (README, Latency), and a speedup is no surer than the two timings it divides
+    small = ["--cin", "4", "--cout", "4", "-k", "3", "--size", "8", "--rounds", "1", "--min-time", "0.001"]
+    compared = invoke("compare", *small, "-f", "json")
+    assert compared.exit_code == 0, compared.output
+    data = json.loads(compared.stdout)
+    assert [layer["latency"]["converged"] for layer in (data["dense"], *data["alternatives"])] == [False, False]
+    assert [ratio["latency_converged"] for ratio in data["ratios"]] == [False]
+    table = invoke("compare", *small)
+    assert "from best figures (NOT converged to ±3%)" in table.stdout
+    swept = invoke("sweep", *small, "-f", "json")
+    assert [point["converged"] for point in json.loads(swept.stdout)["points"]] == [False]
+    assert "1 of 1 speedups did not converge to the target" in invoke("sweep", *small).stdout
+    batch = tmp_path / "b.yaml"
+    batch.write_text("layers: [{cin: 4, cout: 4, kernel: 3, size: 8}]\n", encoding="utf-8")
+    batched = invoke("batch", batch, "--rounds", "1", "--min-time", "0.001", "-f", "json")
+    assert [row["converged"] for row in json.loads(batched.stdout)["entries"][0]["rows"]] == [False]
+    text = invoke("batch", batch, "--rounds", "1", "--min-time", "0.001").stdout
+    assert "1 of 1 speedups did not converge to their target" in text
