@@ -90,3 +90,19 @@ def test_a_speedup_from_too_few_rounds_is_not_converged(tmp_path: Path) -> None:
     assert [row["converged"] for row in json.loads(batched.stdout)["entries"][0]["rows"]] == [False]
     text = invoke("batch", batch, "--rounds", "1", "--min-time", "0.001").stdout
     assert "1 of 1 speedups did not converge to their target" in text
+
+
+def test_an_unwritable_plot_is_refused_before_the_grid_is_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("matplotlib")
+    import convcost.run.sweep
+
+    def measured(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the grid was measured before --plot was checked")
+
+    monkeypatch.setattr(convcost.run.sweep, "run", measured)
+    plot = tmp_path / "no" / "p.png"
+    result = invoke("sweep", "--cin", "4,8", "--cout", "8", "-k", "3", "--size", "16", "--plot", plot)
+    assert result.exit_code == 2, result.output
+    assert one_error(result) == f"convcost: error: --plot: {tmp_path / 'no'} does not exist"
