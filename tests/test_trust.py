@@ -106,3 +106,20 @@ def test_an_unwritable_plot_is_refused_before_the_grid_is_measured(
     result = invoke("sweep", "--cin", "4,8", "--cout", "8", "-k", "3", "--size", "16", "--plot", plot)
     assert result.exit_code == 2, result.output
     assert one_error(result) == f"convcost: error: --plot: {tmp_path / 'no'} does not exist"
+
+
+def test_a_pointwise_kernel_other_than_1x1_is_refused_not_dropped(tmp_path: Path) -> None:
+    layers = "layers:\n  - {kind: pointwise, cout: 5, kernel: 1}\n  - {kind: pointwise, cout: 5, kernel: 3}\n"
+    path = tmp_path / "m.yaml"
+    path.write_text("input: {channels: 3, size: 8}\n" + layers, encoding="utf-8")
+    result = invoke("model", path, "--formula-only")
+    assert result.exit_code == 2, result.output
+    assert one_error(result) == (
+        f"convcost: error: {path}:4: layers[1].kernel: a pointwise conv's kernel is 1×1: give no kernel or 1"
+    )
+    path.write_text("input: {channels: 3, size: 8}\n" + layers.replace("kernel: 3", "kernel: [1, 1]"), "utf-8")
+    result = invoke("model", path, "--formula-only", "-f", "json")
+    assert result.exit_code == 0, result.output
+    # two 1×1 convs without bias: 3·5 + 5·5 = 40 params; 8·8·(3·5 + 5·5) = 2,560 MACs
+    total = json.loads(result.stdout)["total"]
+    assert (total["params"], total["macs"]) == (40, 2560)
