@@ -123,3 +123,15 @@ def test_a_pointwise_kernel_other_than_1x1_is_refused_not_dropped(tmp_path: Path
     # two 1×1 convs without bias: 3·5 + 5·5 = 40 params; 8·8·(3·5 + 5·5) = 2,560 MACs
     total = json.loads(result.stdout)["total"]
     assert (total["params"], total["macs"]) == (40, 2560)
+
+
+@pytest.mark.parametrize("setting", ["[x.y=1", "size.x=1", "cin.x=1", "vs.x=1", "foo.padding=1"])
+def test_set_names_an_unknown_stage_as_one(setting: str) -> None:
+    # these used to read "input: unknown key" or the size/cin/vs flag's own complaint about a dict
+    result = invoke("compare", "--cin", "8", "--cout", "8", "-k", "3", "--no-latency", "--set", setting)
+    assert result.exit_code == 2, result.output
+    stage = setting.partition(".")[0]
+    assert one_error(result) == (
+        f"convcost: error: --set {stage}: unknown stage (stages: dense, depthwise, pointwise, grouped, row, "
+        "column, shared)"
+    )
