@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from convcost.cli import options
-from convcost.cli.root import EXIT_FAILED, app, emit, exit_codes, fail, format_for, warn
+from convcost.cli.root import EXIT_FAILED, STAGE_NAMES_FOR_SET, app, emit, exit_codes, fail, format_for, warn
 
 if TYPE_CHECKING:
     from convcost.cost.roofline import Calibration
@@ -17,13 +17,15 @@ def _parse_overrides(values: list[str]) -> dict[str, dict[str, str]]:
     overrides: dict[str, dict[str, str]] = {}
     for value in values:
         target, _, setting = value.partition("=")
-        stage, _, field = target.partition(".")
+        stage, _, field = (part.strip() for part in target.partition("."))
         if not setting or not stage or not field:
             fail(f"--set: expected STAGE.FIELD=VALUE (e.g. pointwise.padding=1), got {value!r}")
-        settings = overrides.setdefault(stage.strip(), {})
-        if field.strip() in settings:
-            fail(f"--set: {stage.strip()}.{field.strip()} is given twice")
-        settings[field.strip()] = setting.strip()
+        if stage not in STAGE_NAMES_FOR_SET:  # not a flag's name either: --set size.x=1 sets no stage
+            fail(f"--set {stage}: unknown stage (stages: {', '.join(STAGE_NAMES_FOR_SET)})")
+        settings = overrides.setdefault(stage, {})
+        if field in settings:
+            fail(f"--set: {stage}.{field} is given twice")
+        settings[field] = setting.strip()
     return overrides
 
 

@@ -120,8 +120,8 @@ def calibrate_command(
 
         chosen_dtype, chosen_device = run_settings(dtype, device)
         from convcost.report.calibration import render
-        from convcost.run.cache import cache_path
         from convcost.run.calibrate import calibration_for
+        from convcost.spec.files import cache_path
 
         calibration, fresh = calibration_for(chosen_device, chosen_dtype, threads, refresh)
         emit(lambda: render(calibration, str(cache_path()), fresh, output_format), output)

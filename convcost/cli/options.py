@@ -57,8 +57,8 @@ def _output_path(value: str | Path) -> Path:
         raise typer.BadParameter(problem)
     try:
         will_write(value, "-o/--output")
-    except UsageError as error:
-        raise typer.BadParameter(str(error)) from None
+    except UsageError as error:  # Click names the flag itself
+        raise typer.BadParameter(str(error).removeprefix("-o/--output: ")) from None
     return Path(value)
 
 

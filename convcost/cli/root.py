@@ -106,8 +106,6 @@ def fail_spec(error: SpecError, set_stages: frozenset[str] = frozenset()) -> NoR
             message = issue.message
             if issue.loc and issue.loc[0] in set_stages:
                 flag = "--set " + ".".join(str(part) for part in issue.loc)
-                if len(issue.loc) == 1 and message == "unknown key":
-                    message = "unknown stage (stages: " + ", ".join(STAGE_NAMES_FOR_SET) + ")"
             elif len(names) >= 2 and names[0] in STAGE_NAMES_FOR_SET:
                 flag = f"--set {names[0]}.{names[1]}"
             else:

@@ -61,9 +61,11 @@ def sweep_command(
                 flag = "--formula-only" if formula_only else "--no-latency"
                 fail(f"--plot: the plot shows measured speedups: leave out {flag}")
             from convcost.report.plot import check_plot_path
-            from convcost.spec.files import will_write
+            from convcost.spec.files import check_writable, will_write
 
             check_plot_path(plot)
+            if problem := check_writable(plot):  # as -o's: a missing folder, a read-only file
+                fail(f"--plot: {problem}")
             will_write(plot, "--plot")
         settings = timing.settings(latency)
         calibration = None

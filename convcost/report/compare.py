@@ -198,7 +198,7 @@ def _latency(comparison: Comparison) -> list[RenderableType]:
     for entry in comparison.ratios:
         if entry.latency_typical is not None and entry.latency_typical_interval is not None:
             low, high = entry.latency_typical_interval
-            unconverged = "" if entry.latency_converged else f" (not within ±{first.target_pct:g}%)"
+            unconverged = "" if entry.latency_converged else f" (NOT converged to ±{first.target_pct:g}%)"
             parts.append(prose(f"{entry.vs}: speedup {speedup(entry)} from best figures{unconverged}, "
                               f"{ratio(entry.latency_typical)} ({low:.2f}–{high:.2f}) from typical"))  # fmt: skip
     if env.contention and env.contention.note:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,33 +17,13 @@ import torch
 from convcost.cost.roofline import Calibration, cache_key
 from convcost.errors import UsageError
 from convcost.spec.compare import DType
-from convcost.spec.files import write_atomic
+from convcost.spec.files import cache_path, write_atomic
 
-CACHE_FILE = "calibration.json"
 CACHE_SCHEMA = 1
 
 
 class CalibrationCacheError(UsageError):
     """The cache file exists but cannot be read as a calibration cache."""
-
-
-def cache_dir() -> Path:
-    """The user's cache directory for convcost (created on first write, not here)."""
-    override = os.environ.get("CONVCOST_CACHE_DIR")
-    if override:
-        return Path(override)
-    home = Path.home()
-    if sys.platform == "darwin":
-        return home / "Library" / "Caches" / "convcost"
-    if sys.platform.startswith("win"):
-        local = os.environ.get("LOCALAPPDATA")
-        return (Path(local) if local else home / "AppData" / "Local") / "convcost" / "Cache"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else home / ".cache") / "convcost"
-
-
-def cache_path() -> Path:
-    return cache_dir() / CACHE_FILE
 
 
 def machine_name(device: str) -> str:

@@ -10,7 +10,7 @@
 
 All three run on the chosen device, dtype and thread count, with the allocator tuned as for latency. On CUDA the
 matmul runs with the TF32 setting cuDNN convs use (:func:`matmul_tf32`, recorded as ``matmul_tf32``). The cache
-is one JSON file in the user's cache directory (:func:`convcost.run.cache.cache_dir`), keyed by machine, torch
+is one JSON file in the user's cache directory (:func:`convcost.spec.files.cache_dir`), keyed by machine, torch
 version, device, dtype and (on a CPU) threads. An entry whose peaks are not positive, finite numbers is a broken
 cache (``calibrate --refresh``).
 """
@@ -32,8 +32,6 @@ from convcost.run import latency
 from convcost.run.cache import (  # noqa: F401 (the cache's names, re-exported for callers of old)
     CalibrationCacheError,
     _check_storable,
-    cache_dir,
-    cache_path,
     cached,
     key_for,
     machine_name,
@@ -41,6 +39,7 @@ from convcost.run.cache import (  # noqa: F401 (the cache's names, re-exported f
 )
 from convcost.run.context import RunContext
 from convcost.spec.compare import DType
+from convcost.spec.files import cache_dir, cache_path  # noqa: F401 (re-exported, as above)
 
 MATMUL_SIZES = (256, 512, 1024, 2048, 4096, 8192)
 SLOW_CALL_S = 0.1

@@ -120,13 +120,15 @@ def _compare(spec: CompareSpec, context: RunContext, calibration: Calibration | 
     comparison = assemble(spec, layers, context.environment(), calibration, measured=True)
     if run is not None:
         comparison.environment.contention = run.contention
-        comparison.ratios = [_with_intervals(ratio, run.ratios.get((str(LayerKind.DENSE), ratio.vs)), latency_settings)
+        comparison.ratios = [_with_intervals(ratio, run.ratios.get((str(LayerKind.DENSE), ratio.vs)), latency_settings,
+                                             stats[str(LayerKind.DENSE)].converged and stats[ratio.vs].converged)
                              for ratio in comparison.ratios]  # fmt: skip
     return comparison
 
 
-def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySettings | None) -> Ratios:
-    """The ratio with the speedup's interval, its best and typical figures (from the matched bootstrap)."""
+def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySettings | None, timed: bool) -> Ratios:
+    """The ratio with the speedup's interval, its best and typical figures (from the matched bootstrap); converged
+    only when both its layers' timings are (``timed``: fewer than 30 rounds never are) and its interval is too."""
     if found is None or ratio.latency is None or settings is None:
         return ratio
     return replace(
@@ -135,5 +137,5 @@ def _with_intervals(ratio: Ratios, found: Estimate | None, settings: LatencySett
         latency_best=found.best,
         latency_typical=found.typical,
         latency_typical_interval=found.typical_interval,
-        latency_converged=within(found.best_interval, found.best, settings.target),
+        latency_converged=timed and within(found.best_interval, found.best, settings.target),
     )

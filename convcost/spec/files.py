@@ -2,13 +2,15 @@
 
 Never over an input: every file convcost reads is noted with :func:`reading` and every file a command will
 write with :func:`will_write`; whichever comes second refuses the pair (UsageError) when both are one file, by
-its real path (a symlink) or its device and inode (a hardlink). Both happen before anything is measured.
+its real path (a symlink) or its device and inode (a hardlink). Both happen before anything is measured. The
+calibration cache counts as read by every command, whether or not it gets to read it: no report replaces it.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,10 +35,31 @@ def _identities(path: Path | str) -> list[Identity]:
     return [("path", real), ("inode", status.st_dev, status.st_ino)]
 
 
+def cache_dir() -> Path:
+    """The user's cache directory for convcost (created on first write, not here)."""
+    override = os.environ.get("CONVCOST_CACHE_DIR")
+    if override:
+        return Path(override)
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Caches" / "convcost"
+    if sys.platform.startswith("win"):
+        local = os.environ.get("LOCALAPPDATA")
+        return (Path(local) if local else home / "AppData" / "Local") / "convcost" / "Cache"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else home / ".cache") / "convcost"
+
+
+def cache_path() -> Path:
+    """The calibration cache file (:mod:`convcost.run.cache` reads and writes it)."""
+    return cache_dir() / "calibration.json"
+
+
 def forget_files() -> None:
-    """Start a new command: no file read or to be written yet."""
+    """Start a new command: no file to be written yet, and nothing read but the calibration cache."""
     _inputs.clear()
     _outputs.clear()
+    reading(cache_path())
 
 
 def will_write(path: Path | str, flag: str) -> None:

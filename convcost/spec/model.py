@@ -234,9 +234,10 @@ class _Planner:
     def conv_layer(self, layer: ConvLayer, name: str, loc: Loc, shape: Shape) -> PlannedLayer | None:
         defaults = self.spec.defaults
         cin = shape[1]
-        kernel = layer.kernel
-        if layer.kind is LayerKind.POINTWISE:
-            kernel = kernel or (1, 1)
+        kernel = (1, 1) if layer.kind is LayerKind.POINTWISE else layer.kernel
+        if layer.kernel not in (None, kernel):  # never silently dropped
+            self.fail((*loc, "kernel"), "a pointwise conv's kernel is 1×1: give no kernel or 1")
+            return None
         if kernel is None:
             self.fail((*loc, "kernel"), f"required for a {layer.kind} layer")
             return None
