@@ -135,3 +135,17 @@ def test_set_names_an_unknown_stage_as_one(setting: str) -> None:
         f"convcost: error: --set {stage}: unknown stage (stages: dense, depthwise, pointwise, grouped, row, "
         "column, shared)"
     )
+
+
+def test_a_command_that_needs_no_cache_runs_without_a_home_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every command notes the calibration cache as an input when it starts; with no home directory (no HOME, no
+    # passwd entry: Path.home() raises) there is no cache to protect, and `bundled` still lists the files
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("CONVCOST_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    result = CliRunner().invoke(app, ["bundled"])
+    assert result.exit_code == 0, result.output
+    assert "mobilenet_v2" in result.output
