@@ -284,8 +284,11 @@ def _doubted(verdict: LimitVerdict, figures: Figures, strict: bool) -> LimitVerd
     low, high = figures.latency_interval or (-float("inf"), float("inf"))  # no interval: it straddles any limit
     if verdict.expected is not None and (high <= verdict.expected if verdict.passed else low > verdict.expected):
         sign = "≤" if verdict.passed else ">"  # decided, and it says how and what doubted the figure
-        return replace(verdict, message=f"latency_ms {verdict.found:.3g} ms {sign} {against} {verdict.expected:.3g} "
-                       f"ms, decided by its whole 95% interval {low:.3g}–{high:.3g} ms, though {figures.latency_doubt}")
+        return replace(
+            verdict,
+            message=f"latency_ms {verdict.found:.3g} ms {sign} {against} {verdict.expected:.3g} "
+            f"ms, decided by its whole 95% interval {low:.3g}–{high:.3g} ms, though {figures.latency_doubt}",
+        )
     seen = "would pass" if verdict.passed else "would fail"
     return replace(
         verdict,
