@@ -262,17 +262,14 @@ def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: 
     return Bound.COMPUTE if compute_ms >= memory_ms else Bound.MEMORY
 
 
-def _rates(macs: int, min_bytes: int, latency_ms: float | None) -> tuple[float | None, float | None]:
-    if latency_ms is None or latency_ms <= 0:
-        return None, None
-    seconds = latency_ms / 1e3
-    return macs / seconds / 1e9, min_bytes / seconds / 1e9
-
-
 def _unbound(macs: int, min_bytes: int, calls: int, latency_ms: float | None) -> Roofline:
     """A roofline without bounds: bytes, intensity and the achieved rates."""
     flops = 2 * macs
-    gmacs, gbytes = _rates(macs, min_bytes, latency_ms)
+    gmacs: float | None = None
+    gbytes: float | None = None
+    if latency_ms is not None and latency_ms > 0:
+        seconds = latency_ms / 1e3
+        gmacs, gbytes = macs / seconds / 1e9, min_bytes / seconds / 1e9
     return Roofline(macs, flops, min_bytes, flops / min_bytes if min_bytes else 0.0, calls, latency_ms, gmacs, gbytes)
 
 
