@@ -211,12 +211,6 @@ def _env(name: str) -> bool:
     return os.environ.get(name, "") != ""
 
 
-def piped_width() -> int:
-    """$COLUMNS if it is set to a width, else PIPED_WIDTH: the one width rule for output that is not a terminal."""
-    columns = os.environ.get("COLUMNS", "").strip()
-    return int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
-
-
 def make_console(*, stderr: bool = False, file: IO[str] | None = None, plain: bool = False) -> Console:
     """The console for stdout (or ``file``), or stderr.
 
@@ -226,7 +220,8 @@ def make_console(*, stderr: bool = False, file: IO[str] | None = None, plain: bo
     """
     stream = file if file is not None else (sys.stderr if stderr else sys.stdout)
     terminal = not plain and file is None and stream.isatty()
-    width = None if terminal else piped_width()
+    columns = os.environ.get("COLUMNS", "").strip()
+    width = None if terminal else int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
     options: dict[str, Any] = {"width": width, "markup": False, "emoji": False, "highlight": False}
     if plain or _env("NO_COLOR"):
         options["color_system"] = None
