@@ -93,13 +93,6 @@ def timer(stmt: str, values: dict[str, object], threads: int, device: torch.devi
     return benchmark.Timer(stmt=stmt, globals=values, num_threads=threads)
 
 
-def measure(
-    cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: LatencySettings, threads: int | None = None
-) -> dict[str, LatencyStats]:
-    """Time each (module, input) case, interleaved round by round; returns stats keyed like ``cases``."""
-    return measure_run(cases, settings, threads=threads).stats
-
-
 def measure_run(
     cases: Mapping[str, tuple[nn.Module, torch.Tensor]],
     settings: LatencySettings,
