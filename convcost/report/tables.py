@@ -1,13 +1,10 @@
 """Every table of every command, and the consoles they are printed on: one mechanism for width, colour and
 literal text.
 
-A number, a shape or a verdict is never truncated or split. A :class:`FitTable` is a Rich table whose columns are
-``no_wrap`` unless marked ``overflow="fold"`` (prose, such as "Channels read", may wrap between words); before it
-renders it measures what its no-wrap cells need, and if that does not fit the width it is given, it prints itself
-stacked instead: one block per row, each cell under its column's header, so narrow terminals lose the grid, never
-a digit. New columns fit the mechanism by being added: nothing is sized by hand.
-
-Every string cell is literal (``Text``, never Rich markup) and passes through :func:`convcost.report.literal.visible`.
+A number, a shape or a verdict is never truncated or split: a :class:`FitTable`'s columns are ``no_wrap`` unless
+marked ``overflow="fold"`` (prose may wrap between words), and a table whose no-wrap cells do not fit the width
+prints itself compact, then stacked (a block per row), never cropped; nothing is sized by hand. Every string cell
+is literal (``Text``, never Rich markup) and passes through :func:`convcost.report.literal.visible`.
 """
 
 from __future__ import annotations
