@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from convcost.cli import app
 from convcost.run import latency
 from convcost.run.comparison import compare
-from convcost.run.latency import LatencySettings, measure, round_order, stage_cases
+from convcost.run.latency import LatencySettings, measure_run, round_order, stage_cases
 from convcost.spec.kinds import parse_compare
 
 FAST = LatencySettings(rounds=2, min_time=0.002, warmup_time=0.001, warmup_calls=1)
@@ -42,7 +42,7 @@ class Counting(nn.Module):
 
 def test_stats_are_ordered_and_count_rounds_and_calls() -> None:
     first, second = Counting(), Counting()
-    stats = measure({"a": (first, torch.ones(1)), "b": (second, torch.ones(1))}, FAST)
+    stats = measure_run({"a": (first, torch.ones(1)), "b": (second, torch.ones(1))}, FAST).stats
     assert set(stats) == {"a", "b"}
     for name, module in (("a", first), ("b", second)):
         item = stats[name]
@@ -61,10 +61,10 @@ class Sleeping(nn.Module):
 
 def test_a_known_duration_comes_out_in_milliseconds() -> None:
     # a check of units and bookkeeping, not a benchmark: the band is wide for a loaded machine
-    stats = measure(
+    stats = measure_run(
         {"sleep": (Sleeping(), torch.ones(1))},
         LatencySettings(rounds=2, min_time=0.02, warmup_time=0.0, warmup_calls=1),
-    )
+    ).stats
     item = stats["sleep"]
     assert 4.0 <= item.min_ms <= item.median_ms <= item.max_ms <= 50.0
 
@@ -81,7 +81,7 @@ def test_runs_on_the_requested_threads_without_grad_and_restores_both() -> None:
     torch.set_num_threads(1)
     torch.set_grad_enabled(True)
     module = Counting()
-    measure({"a": (module, torch.ones(1))}, LatencySettings(rounds=1, min_time=0.001, warmup_time=0), threads=2)
+    measure_run({"a": (module, torch.ones(1))}, LatencySettings(rounds=1, min_time=0.001, warmup_time=0), threads=2)
     assert module.threads == {2} and module.grad == {False}
     assert torch.get_num_threads() == 1 and torch.is_grad_enabled()
 
@@ -114,7 +114,9 @@ def test_channels_last_is_applied() -> None:
             seen.append(tensor.is_contiguous(memory_format=torch.channels_last))
             return tensor
 
-    measure({"a": (Layout(), torch.ones(1, 3, 4, 4))}, LatencySettings(rounds=1, min_time=0.001, channels_last=True))
+    measure_run(
+        {"a": (Layout(), torch.ones(1, 3, 4, 4))}, LatencySettings(rounds=1, min_time=0.001, channels_last=True)
+    )
     assert seen and all(seen)
 
 

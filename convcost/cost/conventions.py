@@ -2,15 +2,10 @@
 
 * **convcost** (the default): MACs are the multiply-accumulates of conv and linear weights (see
   :mod:`convcost.cost.ops`); norms, activations, pools and adds are "other ops", bias adds apart.
-* **fvcore** (also timm's, which reports fvcore's figure): fvcore's ``FlopCountAnalysis`` counts "one fused
-  multiply-add as one flop" with the handles of ``fvcore/nn/flop_count.py``: conv and linear as ours, and also
-  inference batchnorm at input elements × 2 when affine (× 1 without), ``adaptive_avg_pool2d`` at one per
-  input element, layer, group and instance norm at input elements × 5 with a weight (× 4 without; RMSNorm is
-  not among its handles), 2-d nearest upsampling at one per output element and bilinear at four. It ignores
-  activations, adds, multiplies, max and window pools, flatten and views, and it has no handle for
-  ``scaled_dot_product_attention`` (the core of a transformer's attention when no weights are asked for) nor
-  for ``aten::lstm``/``gru``/``rnn``, ``mv``, ``addmv``, ``baddbmm`` and ``addbmm``: those MACs are not in its total,
-  so this convention takes them off; an outer-product ``einsum`` (no index summed) it counts at half.
+* **fvcore** (also timm's, which reports fvcore's figure): what fvcore's ``FlopCountAnalysis`` counts with the
+  handles of ``fvcore/nn/flop_count.py`` ("one fused multiply-add as one flop"): conv and linear as ours, plus
+  the norms, average pools and upsampling it has handles for; the ops it has no handle for (fused attention,
+  recurrent nets, some matmuls) are taken off. Each ``_fvcore_*`` function below names its fvcore handle.
 
 Each convention is a table keyed by operation kind, giving the MACs the convention adds to ours (or takes off)
 for one op of that kind; a kind the table does not name adds nothing (a new kind is one entry).

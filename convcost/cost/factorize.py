@@ -1,15 +1,9 @@
 """What a factorised conv costs: the stock convs that replace a dense one, by formula (no torch here).
 
-Each replacement is a list of :class:`~convcost.cost.ops.ConvOp` counted by the one registry of
-:mod:`convcost.cost.ops`, so its params and MACs follow the convention stated in :mod:`convcost.cost.formulas`:
-
-* separable, multiplier m: depthwise R×S (C → m·C, groups C, no bias; stride, padding and dilation here) then
-  1×1 (m·C → K, the original bias);
-* spatial, rank M: R×1 (C → M, no bias; the height's stride, padding and dilation) then 1×S (M → K, the original
-  bias; the width's);
-* grouped, G groups: the same conv with ``groups=G``;
-* dense (the reverse): a depthwise R×S conv (C → m·C) and the 1×1 conv after it (m·C → K) become one R×S conv
-  C → K with a bias when either had one (or a BatchNorm between them was folded).
+Each replacement (:func:`separable`, :func:`spatial`, :func:`grouped`, and the reverse, :func:`merged`) is a list
+of :class:`~convcost.cost.ops.ConvOp` counted by the one registry of :mod:`convcost.cost.ops`, so its params and
+MACs follow the convention stated in :mod:`convcost.cost.formulas`. The first conv of a separable or spatial pair
+has no bias, the second the original's; a merged conv has one when either had one (or a BatchNorm was folded).
 """
 
 from __future__ import annotations

@@ -415,11 +415,7 @@ class RecurrentOp(Op):
         return [self.input_size] + [self.state * self.directions] * (self.layers - 1)
 
 
-def _recurrent_output(op: RecurrentOp) -> Shape:
-    return (*op.input_shape[:-1], op.hidden if op.cell else op.state * op.directions)
-
-
-@register(RecurrentOp, _recurrent_output)
+@register(RecurrentOp, lambda op: (*op.input_shape[:-1], op.hidden if op.cell else op.state * op.directions))
 def _recurrent_cost(op: RecurrentOp) -> Cost:
     gates = GATES[op.mode] * op.hidden
     steps, batch = op.steps_and_batch()

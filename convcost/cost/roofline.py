@@ -138,7 +138,7 @@ class Calibration:
             peak_bandwidth_interval=_optional_interval(data.get("peak_bandwidth_interval")),
             call_overhead_interval=_optional_interval(data.get("call_overhead_interval")),
             grouped_call_overhead_interval=_optional_interval(data.get("grouped_call_overhead_interval")),
-            host_spread=None if data.get("host_spread") is None else _spread(data, "host_spread"),
+            host_spread=None if data.get("host_spread") is None else _positive(data, "host_spread", zero=True),
             host_windows=None if data.get("host_windows") is None else _positive_int(data, "host_windows"),
             busy=bool(_optional_bool(data.get("busy"))),
             contention_note=str(data.get("contention_note") or ""),
@@ -151,23 +151,16 @@ class Calibration:
         return self.call_overhead_s
 
 
-def _positive(data: dict[str, Any], key: str) -> float:
+def _positive(data: dict[str, Any], key: str, zero: bool = False) -> float:
+    """A positive finite number; ``zero``: a relative spread, a finite fraction of at least 0. No upper limit: on a
+    busy machine two windows can differ by several times (a spread of 13 was measured here under load), and what
+    calibrate measured it must read back."""
     value = data[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{key} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{key} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
-def _spread(data: dict[str, Any], key: str) -> float:
-    """A relative spread: a finite fraction, at least 0. No upper limit: on a busy machine two windows can differ
-    by several times (a spread of 13 was measured here under load), and what calibrate measured it must read back."""
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{key} must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{key} must be a finite fraction of at least 0, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        what = "a finite fraction of at least 0" if zero else "a positive finite number"
+        raise ValueError(f"{key} must be {what}, got {value!r}")
     return float(value)
 
 
@@ -269,17 +262,14 @@ def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: 
     return Bound.COMPUTE if compute_ms >= memory_ms else Bound.MEMORY
 
 
-def _rates(macs: int, min_bytes: int, latency_ms: float | None) -> tuple[float | None, float | None]:
-    if latency_ms is None or latency_ms <= 0:
-        return None, None
-    seconds = latency_ms / 1e3
-    return macs / seconds / 1e9, min_bytes / seconds / 1e9
-
-
 def _unbound(macs: int, min_bytes: int, calls: int, latency_ms: float | None) -> Roofline:
     """A roofline without bounds: bytes, intensity and the achieved rates."""
     flops = 2 * macs
-    gmacs, gbytes = _rates(macs, min_bytes, latency_ms)
+    gmacs: float | None = None
+    gbytes: float | None = None
+    if latency_ms is not None and latency_ms > 0:
+        seconds = latency_ms / 1e3
+        gmacs, gbytes = macs / seconds / 1e9, min_bytes / seconds / 1e9
     return Roofline(macs, flops, min_bytes, flops / min_bytes if min_bytes else 0.0, calls, latency_ms, gmacs, gbytes)
 
 

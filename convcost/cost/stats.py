@@ -1,37 +1,20 @@
 """The statistics of a latency measurement, in pure Python (no torch): intervals, stopping rule, contention.
 
 Everything here works on *round* figures: one round times each case once, in a rotating order, plus the
-reference probe (see :mod:`convcost.latency`). Round ``i`` of every case was taken within the same few
+reference probe (see :mod:`convcost.run.latency`). Round ``i`` of every case was taken within the same few
 milliseconds, so the rounds are resampled as matched tuples: a bootstrap draws round indices with replacement and
 applies the same draw to every case, which keeps a dense layer and its alternative paired.
 
-* **best** is a low quantile (:data:`BEST_QUANTILE`) of the rounds: what the layer costs when the machine leaves
-  it alone. **typical** is the median: what it cost under the conditions seen during the run.
-* The **interval** is a percentile bootstrap (:data:`CONFIDENCE`, :data:`RESAMPLES` resamples, seeded, so the same
-  samples always give the same interval) over *stretches* of consecutive rounds (a circular block bootstrap,
-  blocks of about √rounds): on a shared host the rounds are not independent — a neighbour slows a few hundred
-  milliseconds of them at a time — and resampling single rounds would treat such a stretch as many independent
-  lucky or unlucky draws and give an interval too narrow to cover the next window. It covers the noise and
-  drift *within* this run's window; it does not cover what the machine does after the run (measured: on a
-  2-vCPU VM successive 2 s windows of one process differ as much as separate processes), a different build, or
-  another machine.
-* The **host term** (:func:`host_spread`, measured by ``calibrate``): how far the probe's copy ÷ matmul time ratio
-  moved between a few short windows spread over the calibration. It is what one window's figure may be off from the
-  next window's on this machine, a 95 % prediction half-width (Student's t over the windows); :func:`widen` combines
-  it in quadrature with each bootstrap half-width. With a calibration the interval then covers this window's
-  sampling noise plus the window-to-window variation calibrate saw; without one, only this window. The stopping
-  rule watches the bootstrap alone: more rounds cannot shrink the host term.
-* **Stopping rule**: after at least :data:`MIN_ROUNDS` rounds, at checkpoints spaced geometrically (so the
-  bootstrap costs little), stop when every watched interval lies within ±target of its point estimate; else stop
-  when ``max_time`` is spent (``converged`` is then False). Fewer than :data:`MIN_ROUNDS` rounds never count as
-  converged, fixed ``--rounds`` included.
-* **Contention** takes only evidence that a quiet machine does not produce (thresholds set from measured quiet
-  noise, see the constants): the share of the time the measuring threads were runnable but *waiting for a CPU*
-  (the kernel's run delay: another process shared the core), over :data:`BUSY_CPU_WAIT`; or the probe's median
-  rates (bytes/s of a copy, FLOP/s of a matmul) below :data:`BUSY_FRACTION` of a calibration's. Without a
-  calibration the probe is compared with this run's own best, and the layers' typical ÷ best is reported: both
-  are printed, neither marks a run busy on its own, because on a quiet 2-vCPU VM they already reach 83 % and
-  1.6× (the host's own noise), no better than with a neighbour.
+* **best** is a low quantile (:data:`BEST_QUANTILE`) of the rounds, **typical** the median.
+* The **interval** is a seeded percentile bootstrap over *stretches* of about √rounds consecutive rounds (a
+  circular block bootstrap): on a shared host a neighbour slows a few hundred milliseconds of rounds at a time,
+  and resampling single rounds would give an interval too narrow to cover the next window. It covers this run's
+  window only; the **host term** (:func:`host_spread`, measured by ``calibrate``) adds, in quadrature
+  (:func:`widen`), how far one window's figure may be off from the next's on this machine.
+* **Stopping rule** (:func:`sample`): stop when every watched interval lies within ±target, else when
+  ``max_time`` is spent; fewer than :data:`MIN_ROUNDS` rounds never count as converged.
+* **Contention** (:func:`classify`) takes only evidence that a quiet machine does not produce: the share of the
+  time spent *waiting for a CPU*, or the probe's rates below a calibration's (thresholds in the constants).
 """
 
 from __future__ import annotations

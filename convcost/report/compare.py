@@ -313,14 +313,9 @@ def _roofline_csv(line: Roofline | None) -> dict[str, Any]:
     return {**row, "verdict": "" if line.verdict is None else str(line.verdict)}
 
 
-def _markdown_title(comparison: Comparison) -> str:
-    """layer_title with the (user's) entry name escaped for Markdown."""
-    title, name = layer_title(comparison), comparison.name
-    return markdown_literal(name) + title[len(name) :] if name else title
-
-
 def to_markdown(comparison: Comparison) -> str:
-    parts = [f"### {_markdown_title(comparison)}", ""]
+    title, name = layer_title(comparison), comparison.name  # the (user's) entry name escaped for Markdown
+    parts = [f"### {markdown_literal(name) + title[len(name) :] if name else title}", ""]
     rows = [
         [_name(layer, stage), shape(item.output_shape), count(item.params), count(item.macs), count(item.bias_adds),
          count(item.other_ops), "·" if not comparison.measured else "✓" if _layer_ok(layer, stage) else "✗"]

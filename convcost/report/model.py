@@ -232,18 +232,14 @@ def render_table(result: ModelResult, by_kind: bool = False) -> Group:
                          f"C compute, M memory, O per-call overhead ({peaks_text(calibration)}).")  # fmt: skip
     parts: list[RenderableType] = [_Title(result), table, *(prose(text) for text in lines)]
     if by_kind:
-        parts.append(render_by_kind(result))
+        kinds = FitTable(title="By kind")
+        shares = ["Ops", "Params", "Params%", "MACs", "MACs%"]
+        kinds.add_columns(["Kind", *shares], right=shares)
+        for share in result.by_kind:
+            kinds.add_row(*_kind_cells(share, si))
+        parts.append(kinds)
     parts += [Text(visible(note), style="yellow") for note in result.notes]
     return Group(*parts)
-
-
-def render_by_kind(result: ModelResult) -> FitTable:
-    table = FitTable(title="By kind")
-    numbers = ["Ops", "Params", "Params%", "MACs", "MACs%"]
-    table.add_columns(["Kind", *numbers], right=numbers)
-    for kind in result.by_kind:
-        table.add_row(*_kind_cells(kind, si))
-    return table
 
 
 def _kind_cells(kind: KindShare, number: Callable[[int], str]) -> list[str]:

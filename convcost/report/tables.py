@@ -1,13 +1,10 @@
 """Every table of every command, and the consoles they are printed on: one mechanism for width, colour and
 literal text.
 
-A number, a shape or a verdict is never truncated or split. A :class:`FitTable` is a Rich table whose columns are
-``no_wrap`` unless marked ``overflow="fold"`` (prose, such as "Channels read", may wrap between words); before it
-renders it measures what its no-wrap cells need, and if that does not fit the width it is given, it prints itself
-stacked instead: one block per row, each cell under its column's header, so narrow terminals lose the grid, never
-a digit. New columns fit the mechanism by being added: nothing is sized by hand.
-
-Every string cell is literal (``Text``, never Rich markup) and passes through :func:`convcost.report.literal.visible`.
+A number, a shape or a verdict is never truncated or split: a :class:`FitTable`'s columns are ``no_wrap`` unless
+marked ``overflow="fold"`` (prose may wrap between words), and a table whose no-wrap cells do not fit the width
+prints itself compact, then stacked (a block per row), never cropped; nothing is sized by hand. Every string cell
+is literal (``Text``, never Rich markup) and passes through :func:`convcost.report.literal.visible`.
 """
 
 from __future__ import annotations
@@ -211,12 +208,6 @@ def _env(name: str) -> bool:
     return os.environ.get(name, "") != ""
 
 
-def piped_width() -> int:
-    """$COLUMNS if it is set to a width, else PIPED_WIDTH: the one width rule for output that is not a terminal."""
-    columns = os.environ.get("COLUMNS", "").strip()
-    return int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
-
-
 def make_console(*, stderr: bool = False, file: IO[str] | None = None, plain: bool = False) -> Console:
     """The console for stdout (or ``file``), or stderr.
 
@@ -226,7 +217,8 @@ def make_console(*, stderr: bool = False, file: IO[str] | None = None, plain: bo
     """
     stream = file if file is not None else (sys.stderr if stderr else sys.stdout)
     terminal = not plain and file is None and stream.isatty()
-    width = None if terminal else piped_width()
+    columns = os.environ.get("COLUMNS", "").strip()
+    width = None if terminal else int(columns) if columns.isdigit() and int(columns) > 0 else PIPED_WIDTH
     options: dict[str, Any] = {"width": width, "markup": False, "emoji": False, "highlight": False}
     if plain or _env("NO_COLOR"):
         options["color_system"] = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from convcost.cost.roofline import Bound, Calibration, Roofline, analyse, combine, is_grouped_call, overhead_s
-from convcost.results.comparison import LayerResult, StageResult
+from convcost.results.comparison import LayerResult
 
 
 def line(
@@ -15,11 +15,6 @@ def line(
     return analyse(macs, min_bytes, latency_ms, calibration, calls, overhead)
 
 
-def stage_calls(stage: StageResult) -> int:
-    """Eager module calls of a stage: the conv, plus its norm and its activation when it has them."""
-    return 1 + (stage.norm != "none") + (stage.act != "none")
-
-
 def annotate(layer: LayerResult, calibration: Calibration | None) -> None:
     """Set the roofline of every stage of ``layer`` and of the layer, from its MACs, bytes and latencies."""
     for stage in layer.stages:
@@ -28,7 +23,8 @@ def annotate(layer: LayerResult, calibration: Calibration | None) -> None:
             stage_latency = layer.latency
         latency_ms = None if stage_latency is None else stage_latency.shown_ms
         grouped = int(is_grouped_call(stage.groups, stage.kernel))
-        stage.roofline = line(stage.macs, stage.min_bytes, latency_ms, calibration, stage_calls(stage), grouped)
+        calls = 1 + (stage.norm != "none") + (stage.act != "none")  # eager calls: the conv, its norm, its activation
+        stage.roofline = line(stage.macs, stage.min_bytes, latency_ms, calibration, calls, grouped)
     latency_ms = None if layer.latency is None else layer.latency.shown_ms
     layer.roofline = combine([stage.roofline for stage in layer.stages if stage.roofline is not None], latency_ms)
 

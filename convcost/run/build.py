@@ -34,13 +34,12 @@ class TiledKernel(nn.Module):
 
 def conv(stage: ConvStage) -> nn.Conv2d:
     """The stage's Conv2d; ``same`` padding becomes nn.Conv2d's own ``padding='same'``."""
-    padding: str | tuple[int, int] = "same" if stage.padding == "same" else stage.padding
     module = nn.Conv2d(
         stage.cin,
         stage.cout,
         stage.kernel,
         stride=stage.stride,
-        padding=padding,
+        padding=stage.padding,
         dilation=stage.dilation,
         groups=stage.groups,
         bias=stage.bias,

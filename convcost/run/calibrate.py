@@ -1,4 +1,4 @@
-"""Measure this machine's peaks once and cache them: the roofline's ceilings (see :mod:`convcost.roofline`).
+"""Measure this machine's peaks once and cache them: the roofline's ceilings (see :mod:`convcost.cost.roofline`).
 
 * **Compute**: the FLOP/s of an n×n matmul, n growing over :data:`MATMUL_SIZES` until one call takes longer than
   :data:`SLOW_CALL_S` (bfloat16 matmuls on a CPU without bf16 units run at about 1 GFLOP/s, so a fixed 2048 would
@@ -8,11 +8,8 @@
 * **Per call**: one call of a 1×1 conv module on a 1×1×1×1 tensor, the fixed cost every stage pays; and one call
   of a 3×3 depthwise conv on a 1×2×3×3 tensor, because grouped convs take another, costlier code path.
 
-All three run on the chosen device, dtype and thread count, with the allocator tuned as for latency. On CUDA the
-matmul runs with the TF32 setting cuDNN convs use (:func:`matmul_tf32`, recorded as ``matmul_tf32``). The cache
-is one JSON file in the user's cache directory (:func:`convcost.spec.files.cache_dir`), keyed by machine, torch
-version, device, dtype and (on a CPU) threads. An entry whose peaks are not positive, finite numbers is a broken
-cache (``calibrate --refresh``).
+All three run on the chosen device, dtype and thread count, with the allocator tuned as for latency (on CUDA the
+matmul with the convs' TF32 setting: :func:`matmul_tf32`); the cache they go to is :mod:`convcost.run.cache`.
 """
 
 from __future__ import annotations
@@ -122,9 +119,8 @@ class _ProbeRounds:
     Its median rates become the calibration's ``probe_*`` figures, what later runs compare their probe with. Each
     :meth:`take` is one window; the median of its rounds' copy ÷ matmul time ratio, window against window, is the
     host term (:func:`convcost.cost.stats.host_spread`): a memory-bound against a compute-bound figure, as the
-    speedup of a separable layer over a dense one is. The
-    calibration is marked busy when the process waited for a CPU (another process shared its core); the probe's
-    spread against its own best is reported beside it, no evidence on its own (a quiet machine's reaches 70 %).
+    speedup of a separable layer over a dense one is. The calibration is marked busy when the process waited for a
+    CPU; the probe's spread against its own best is reported beside it, no evidence on its own.
     """
 
     # In a measurement the layers between two probe rounds push the probe's buffers out of the caches, so its copy

@@ -1,8 +1,7 @@
 """Both MAC counters in the traced forward pass: every aten op's figure by each counter's own formula, per op.
 
-One ``TorchDispatchMode`` runs during :func:`convcost.run.trace.trace` and, for every aten op, computes what
-``torch.utils.flop_counter.FlopCounterMode`` and ptflops' aten engine would have counted for it, with their own
-registries (``torch.utils.flop_counter.flop_registry``, ``ptflops.aten_ops.ATEN_OPS_MAPPING``) called exactly as
+One ``TorchDispatchMode`` runs during :func:`convcost.run.trace.trace` and calls FlopCounterMode's and ptflops'
+own registries (``torch.utils.flop_counter.flop_registry``, ``ptflops.aten_ops.ATEN_OPS_MAPPING``) exactly as
 each counter calls them:
 
 * FlopCounterMode skips the metadata ops (``size``, ``stride``, …), first tries an op's CompositeImplicitAutograd
@@ -12,10 +11,8 @@ each counter calls them:
   packets it maps (its ignored-op list is empty, as ``get_flops_aten`` is called); the pieces of a decomposition
   that FlopCounterMode asks for are not ptflops' ops, so they are not counted for it.
 
-The figures go to the innermost open :class:`Figures` (the traced op being run: a leaf module's call or one of
-the tracer's functional ops; a container keeps what none of its ops claimed). The real counters stay the
-independent reference of the tests (``tests/test_counters.py`` runs them separately on the same models);
-:mod:`convcost.run.counting` turns the figures into checks.
+The figures go to the innermost open :class:`Figures` (a leaf module's call or a functional op; a container keeps
+what none of its ops claimed); :mod:`convcost.run.counting` turns them into checks.
 """
 
 from __future__ import annotations

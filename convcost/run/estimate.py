@@ -6,6 +6,8 @@ under a millisecond per layer; ``convcost.run.comparison.compare`` measures the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from convcost.cost import formulas, ops, roofline
 from convcost.cost.formulas import ConvStage
 from convcost.cost.roofline import Calibration
@@ -32,17 +34,15 @@ def formula_stage(
     moved = sum(
         ops.moved_elements(op.kind, op.input_shape, op.output_shape, op.params, op.other_reads) for op in results
     )
+    copied = ("name", "cin", "cout", "kernel", "stride", "padding", "dilation", "groups", "bias", "shared")
+    unmeasured = ("output_shape_measured", "params_measured", "macs_flop_counter", "macs_ptflops", "ptflops_raw")
+    figures: dict[str, Any] = {
+        **{name: getattr(stage, name) for name in copied},
+        **dict.fromkeys(unmeasured),
+        **{name: sum(getattr(op, name) for op in results) for name in ("params", "macs", "bias_adds", "other_ops")},
+    }
     stage_result = StageResult(
-        name=stage.name,
-        cin=stage.cin,
-        cout=stage.cout,
-        kernel=stage.kernel,
-        stride=stage.stride,
-        padding=stage.padding,
-        dilation=stage.dilation,
-        groups=stage.groups,
-        bias=stage.bias,
-        shared=stage.shared,
+        **figures,
         norm=str(stage.norm),
         act=str(stage.act),
         notes=list(stage.notes),
@@ -50,15 +50,6 @@ def formula_stage(
         weight_shape=weight_shape,
         stored_weight_shape=(stage.multiplier, *weight_shape[1:]) if stage.shared else weight_shape,
         output_shape=results[-1].output_shape,
-        output_shape_measured=None,
-        params=sum(op.params for op in results),
-        params_measured=None,
-        macs=sum(op.macs for op in results),
-        macs_flop_counter=None,
-        macs_ptflops=None,
-        ptflops_raw=None,
-        bias_adds=sum(op.bias_adds for op in results),
-        other_ops=sum(op.other_ops for op in results),
         min_bytes=moved * itemsize,
         channel_map={
             "groups": stage.groups,

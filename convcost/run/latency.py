@@ -1,25 +1,15 @@
-"""Latency measurement that holds still on a small, shared CPU.
-
-What shapes this harness (measured on a 2-vCPU machine, torch 2.13 CPU):
+"""Latency measurement that holds still on a small, shared CPU (measured on a 2-vCPU machine, torch 2.13 CPU).
 
 * With 2 threads, blocks of calls ran up to 7.5× slower for seconds at a time; with 1 thread the spread of
   medians was 2–3 %. So 1 thread is the default and the thread count is always reported.
 * glibc hands large buffers back to the OS and page-faults them in again on every call, inflating a layer's
-  latency 1.6–5×. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` with ``mallopt`` keeps them in the heap;
-  we do that (glibc only) and report it in the environment.
-* The first calls pay for kernel set-up; warm-up runs by time *and* by call count.
-* The layers being compared are measured in many short interleaved rounds (the order rotating each round) so
-  that machine drift hits them equally. Each round times blocks of calls with ``torch.utils.benchmark`` until
-  ``min_time`` is spent (the block size is set once, from the warm-up, instead of by ``blocked_autorange``'s
-  estimate, which for a 5 ms layer spends 10 calls finding it every round); a round's figure is the median of its
-  blocks. A reference probe (:class:`Probe`) takes part in every round, and the kernel's count of the time the
-  process waited for a CPU (:func:`cpu_wait_seconds`) is read around the rounds. When to stop, and what the rounds say
-  (best and typical figures, their intervals, the contention), is :mod:`convcost.latency_stats`, pure Python.
-* Even the minimum over a 2 s window varied by a third between windows on a shared 2-vCPU VM, and per-round
-  speedups swung 1.8–4.2×: hence intervals on every figure, an adaptive stop, and a probe that says when the
-  machine was busy, rather than a tighter fixed harness.
-* On CUDA, ``torch.utils.benchmark`` is given a clock made of CUDA events (:class:`CudaEventClock`), so each
-  block of calls is timed on the GPU's own timeline, after the launches have drained.
+  latency 1.6–5×: ``mallopt`` keeps them in the heap (:mod:`convcost.run.context`), reported in the environment.
+* The layers are measured in many short interleaved rounds (the order rotating each round) so that machine drift
+  hits them equally, each round timing blocks of calls until ``min_time`` is spent (the block size set once,
+  from the warm-up: see :func:`block_seconds`), with the reference probe (:class:`Probe`) in every round and the
+  time the process waited for a CPU (:func:`cpu_wait_seconds`) read around them. What the rounds say, and when
+  to stop, is :mod:`convcost.cost.stats`.
+* On CUDA the clock is made of CUDA events (:class:`CudaEventClock`): the GPU's own timeline.
 """
 
 from __future__ import annotations
@@ -101,13 +91,6 @@ def timer(stmt: str, values: dict[str, object], threads: int, device: torch.devi
     if device.type == "cuda":
         return benchmark.Timer(stmt=stmt, globals=values, num_threads=threads, timer=CudaEventClock(device))
     return benchmark.Timer(stmt=stmt, globals=values, num_threads=threads)
-
-
-def measure(
-    cases: Mapping[str, tuple[nn.Module, torch.Tensor]], settings: LatencySettings, threads: int | None = None
-) -> dict[str, LatencyStats]:
-    """Time each (module, input) case, interleaved round by round; returns stats keyed like ``cases``."""
-    return measure_run(cases, settings, threads=threads).stats
 
 
 def measure_run(

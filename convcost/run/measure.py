@@ -1,19 +1,12 @@
 """The two MAC counters run for real, each on its own forward pass, and the memory and device guards.
 
 convcost itself counts with the counters' own per-op formulas inside its one traced pass
-(:mod:`convcost.run.dispatch`); the functions here run the real counters, the independent reference of the tests
-(``tests/test_counters.py``) and of the benchmark.
-
-The two counters, and why each is set up the way it is:
-
-* ``torch.utils.flop_counter.FlopCounterMode`` counts FLOPs of ``aten.convolution`` as 2 × MACs, without bias.
-  It runs under ``torch.no_grad`` (not ``inference_mode``: a parametrized weight vanishes under that mix).
-* ptflops, with its **aten** backend chosen explicitly: the default pytorch backend hooks module classes and
-  misses functional calls such as ``F.conv2d``; the aten backend sees every convolution. ptflops adds one op per
-  output element for the bias into its MAC figure, so we keep its raw figure and compare ``raw − bias adds``.
-  On failure it prints to stdout and returns ``None``; we capture the print and raise MeasurementError.
-  It registers forward hooks on the children of the model it is given and never removes them, so it only ever
-  sees a throw-away wrapper.
+(:mod:`convcost.run.dispatch`); these real counters are the independent reference of the tests
+(``tests/test_counters.py``) and of the benchmark. Why each is set up as it is (README: every number, two ways):
+FlopCounterMode runs under ``torch.no_grad``, not ``inference_mode`` (a parametrized weight vanishes under that
+mix); ptflops runs its **aten** backend (the default one misses ``F.conv2d``), prints to stdout on failure and
+returns ``None`` (captured, raised as MeasurementError), and never removes the hooks it registers on the children
+of the model it is given, so it only ever sees a throw-away wrapper.
 """
 
 from __future__ import annotations

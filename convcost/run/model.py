@@ -1,15 +1,9 @@
 """Whole models: per-layer costs by formula, checked against a real forward pass and both MAC counters.
 
-Two sources, one pipeline (plan or trace → count by formula → the two counters → checks → time → roofline):
-
-* a model file (:mod:`convcost.spec.model`) is planned into operations by formula alone, built from stock
-  modules (:mod:`convcost.run.model_build`), run, and every planned operation is checked against the module the
-  forward pass actually called;
-* an import path ``package.module:factory`` is run once with hooks on every leaf module
-  (:mod:`convcost.run.trace`); each leaf becomes an operation counted by formula from the shapes it saw.
-
-The figures by formula come from :mod:`convcost.run.network`, which ``--formula-only`` uses alone. Nothing here
-prints.
+A model file (:mod:`convcost.spec.model`) is planned into operations by formula, built from stock modules
+(:mod:`convcost.run.model_build`) and run, every planned operation checked against the module the pass called; an
+import path ``package.module:factory`` is traced (:mod:`convcost.run.trace`), each leaf module an operation counted
+from the shapes it saw. Both are then counted by :mod:`convcost.run.network`, which ``--formula-only`` uses alone.
 """
 
 from __future__ import annotations
@@ -230,18 +224,14 @@ def run_module(
     rows = _group(traced, depth)
     # counting and timing run the model's forward again, inside convcost's own code: an ordinary exception is
     # the model's when its traceback passes through the model's source
-    roots = _user_sources(path, loaded)
+    # the user's code: the import path's package and every module class's package, as folders and files
+    names = {path.partition(":")[0], *(type(child).__module__ for child in loaded.modules())}
+    modules = [sys.modules.get(name) for name in names if name.partition(".")[0] not in ("torch", "convcost")]
+    roots = tuple(sorted({root for module in modules if module is not None for root in usercode.source_roots(module)}))
     with usercode.guard(path, "counting or timing the forward pass", only_if_user_frames=roots):
         result = _evaluate(name, path, module, tensors, traced, rows, [], settings, context, imported=True,
                            calibration=calibration, convention=convention)  # fmt: skip
     return _marked_meta(result) if meta else result
-
-
-def _user_sources(path: str, model: nn.Module) -> tuple[str, ...]:
-    """The folders and files of the user's code: the import path's package and every module class's package."""
-    names = {path.partition(":")[0], *(type(child).__module__ for child in model.modules())}
-    modules = [sys.modules.get(name) for name in names if name.partition(".")[0] not in ("torch", "convcost")]
-    return tuple(sorted({root for module in modules if module is not None for root in usercode.source_roots(module)}))
 
 
 def _group(traced: Trace, depth: int | None) -> list[Row]:

@@ -37,8 +37,6 @@ from convcost.run.modules import _lookup, _stored_params, _uncounted, from_call
 
 __all__ = ["Trace", "_stored_params", "matched", "trace", "without_fast_paths"]
 
-# ---- tracing a forward pass ---------------------------------------------------------------------------
-
 
 @dataclass
 class Trace:

@@ -6,10 +6,8 @@
   exception become :class:`UserCodeError`.
 * **Its stdout goes to stderr** while it runs, at the Python level and (on a real terminal or pipe) at the file
   descriptor level too, so ``--format json`` on stdout stays valid data and what it printed is still shown.
-* **Its directory is on sys.path only while it is imported**: convcost's own dependencies are imported first,
-  the working directory is put at the front of ``sys.path`` for the import (and the factory call), and
-  ``sys.path`` is restored afterwards, so a ``ptflops.py`` lying in the working directory is never run in
-  place of ptflops.
+* **Its directory is on sys.path only while it is imported** (and its factory called), after convcost's own
+  dependencies: a ``ptflops.py`` lying in the working directory is never run in place of ptflops.
 """
 
 from __future__ import annotations
