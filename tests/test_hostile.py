@@ -209,6 +209,46 @@ def test_user_code_ending_the_process_is_an_error_naming_the_import_path(
     assert one_error(result) == f"convcost: error: {name}:{factory}: {message}"
 
 
+HARD_EXITS = """
+import os
+from torch import nn
+
+class Exits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        os._exit(0)
+
+def exits():
+    os._exit(0)
+
+def exits_in_forward():
+    return Exits()
+"""
+
+
+@pytest.mark.parametrize(
+    ("factory", "doing"),
+    [("exits", "calling exits()"), ("exits_in_forward", "forward pass on input 1×3×4×4")],
+)
+def test_os_exit_in_user_code_fails_the_gate_instead_of_ending_it_with_0(
+    tmp_path: Path, factory: str, doing: str
+) -> None:
+    # os._exit(0) skips every handler: unguarded, the process ended at once with exit 0 and no output, so a CI
+    # gate passed. In a subprocess, so that a regression cannot end this test run with exit 0 too.
+    (tmp_path / "hard_exits.py").write_text(HARD_EXITS)
+    (tmp_path / "budget.yaml").write_text(f"checks:\n  - {{model: 'hard_exits:{factory}', input: 3x4x4, "
+                                          "params: {max: 1}}\n")  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "convcost", "check", "budget.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    said = result.stdout + result.stderr
+    assert f"hard_exits:{factory}: {doing}: the model's code called os._exit(0), which may not end convcost" in said
+    assert said.count(f"hard_exits:{factory}") == 1  # the check is named by its import path: said once
+
+
 def test_a_forward_that_fails_only_when_counted_is_the_models_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

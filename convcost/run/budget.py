@@ -438,8 +438,9 @@ def run_checks(
             figures = measure_check(check, target, settings if wants_latency else None, threads, formula_only, chosen)
         except UserCodeError as error:  # the model's own code raised: this check's error, the others still run
             measured[check.name] = Measured(Figures(None, None, None), {}, None, [str(error)])
+            said = str(error).removeprefix(f"{check.name}: ")  # a check named by its import path: said once
             verdicts.append(LimitVerdict(check.name, "model", "model", NOT_RUN, Level.ERROR, False,
-                                         check.line_of("model"), message=str(error)))  # fmt: skip
+                                         check.line_of("model"), message=said))  # fmt: skip
             continue
         measured[check.name] = figures
         ran.append(check)

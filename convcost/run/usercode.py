@@ -19,6 +19,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, TracebackType
+from typing import NoReturn
+from unittest import mock
 
 from convcost.errors import ConvcostError, UsageError
 from convcost.run import interrupts
@@ -87,7 +89,11 @@ def guard(path: str, doing: str, *, only_if_user_frames: tuple[str, ...] | None 
     received are always the user's: convcost raises neither.
     """
     mark = interrupts.received()
-    with stdout_to_stderr():
+
+    def no_exit(code: int) -> NoReturn:  # os._exit(0) would end convcost at once, a gate passed with no output
+        raise UserCodeError(f"{path}: {doing}: the model's code called os._exit({code!r}), which may not end convcost")
+
+    with stdout_to_stderr(), mock.patch.object(os, "_exit", no_exit):
         try:
             yield
         except ConvcostError:
