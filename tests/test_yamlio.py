@@ -231,3 +231,15 @@ def test_a_merge_key_without_a_mapping_is_named_with_its_line(merge: str) -> Non
     with pytest.raises(SpecError) as raised:
         yamlio.loads(f"first: 1\nsecond: {{<<: {merge}}}\n", "f.yaml")  # PyYAML raised ConstructorError
     assert lines_of(raised.value) == ["f.yaml:2: second: a merge key (<<) takes a mapping or a list of mappings"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "code"), [("name: x\x07\n", 1, "0007"), ("a: 1\nb: 2\nc: [1, 'x\x01']\n", 3, "0001")]
+)
+def test_a_control_character_is_refused_on_its_line(text: str, line: int, code: str) -> None:
+    # PyYAML's reader says "position N" in a second line, which the one-line error printed as a literal \n
+    with pytest.raises(SpecError) as caught:
+        yamlio.loads(text, "f.yaml")
+    assert str(caught.value) == (
+        f"f.yaml:{line}: invalid YAML: unacceptable character #x{code}: control characters are not allowed"
+    )

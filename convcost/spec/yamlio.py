@@ -120,7 +120,7 @@ def _full(text: str, source: str, issues: list[FieldIssue]) -> Document:
     try:
         node = loader.get_single_node()
     except yaml.YAMLError as error:
-        raise _yaml_error(error, source) from None
+        raise _yaml_error(error, source, text) from None
     finally:
         loader.dispose()
     if node is not None:
@@ -132,13 +132,17 @@ def _full(text: str, source: str, issues: list[FieldIssue]) -> Document:
     return document
 
 
-def _yaml_error(error: yaml.YAMLError, source: str) -> SpecError:
-    if isinstance(error, yaml.MarkedYAMLError):
+def _yaml_error(error: yaml.YAMLError, source: str, text: str) -> SpecError:
+    line: int | None = None
+    problem = str(error)
+    if isinstance(error, yaml.reader.ReaderError) and isinstance(error.character, int):  # its line, not "position"
+        line = text.count("\n", 0, error.position) + 1
+        problem = f"unacceptable character #x{error.character:04x}: {error.reason}"
+    elif isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else None
         problem = error.problem or error.context or "invalid YAML"
-        return SpecError([FieldIssue((), f"invalid YAML: {problem}", line)], source=source)
-    return SpecError([FieldIssue((), f"invalid YAML: {error}")], source=source)
+    return SpecError([FieldIssue((), f"invalid YAML: {problem}", line)], source=source)
 
 
 # The most values (scalars, lists and mappings, keys not counted) one file may hold, written out or once aliases
@@ -194,7 +198,7 @@ def _scan(text: str, source: str) -> None:
             if stack and (top := stack[-1])[1] is not None:
                 top[1] = not top[1]
     except yaml.YAMLError as error:
-        raise _yaml_error(error, source) from None
+        raise _yaml_error(error, source, text) from None
     finally:
         loader.dispose()
 
