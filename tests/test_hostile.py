@@ -249,6 +249,22 @@ def test_os_exit_in_user_code_fails_the_gate_instead_of_ending_it_with_0(
     assert said.count(f"hard_exits:{factory}") == 1  # the check is named by its import path: said once
 
 
+def test_user_code_that_changes_directory_does_not_move_the_report(tmp_path: Path) -> None:
+    # the factory and its forward chdir elsewhere: a relative -o is still written where the user started convcost
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "wanders.py").write_text(
+        "import os\nfrom torch import nn\n\nclass Net(nn.Conv2d):\n    def forward(self, x):\n"
+        "        os.chdir('/')\n        return super().forward(x)\n\n"
+        "def net():\n    os.chdir('elsewhere')\n    return Net(3, 4, 1)\n"
+    )
+    result = subprocess.run([sys.executable, "-m", "convcost", "model", "wanders:net", "--input", "3x4x4",
+                             "--no-latency", "-o", "out.json"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out.json").read_text())["total"]["params"] == 16  # 4·3 weights + 4 biases
+    assert not (tmp_path / "elsewhere" / "out.json").exists() and not Path("/out.json").exists()
+
+
 def test_a_forward_that_fails_only_when_counted_is_the_models_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -93,7 +93,7 @@ def guard(path: str, doing: str, *, only_if_user_frames: tuple[str, ...] | None 
     def no_exit(code: int) -> NoReturn:  # os._exit(0) would end convcost at once, a gate passed with no output
         raise UserCodeError(f"{path}: {doing}: the model's code called os._exit({code!r}), which may not end convcost")
 
-    with stdout_to_stderr(), mock.patch.object(os, "_exit", no_exit):
+    with stdout_to_stderr(), mock.patch.object(os, "_exit", no_exit), contextlib.chdir(os.getcwd()):  # cwd kept
         try:
             yield
         except ConvcostError:
