@@ -21,8 +21,8 @@ from convcost.cost.ops import LinearOp
 from convcost.errors import UsageError
 from convcost.report.model import check_line
 from convcost.results.model import Call, op_result
-from convcost.run.counting import count
-from convcost.run.dispatch import Figures
+from convcost.run.counting import count_and_check
+from convcost.run.dispatch import AtenCounts
 from convcost.run.measure import count_flop_counter, count_ptflops
 from convcost.run.model import evaluate_import, evaluate_plan
 from convcost.run.model_build import model_module
@@ -98,11 +98,11 @@ def test_one_pass_gives_the_totals_of_both_real_counters(name: str, module: nn.M
     assert traced.counted.flop_counter_macs == flop_counter
     assert traced.counted.ptflops_raw == ptflops_raw
     # every figure is attributed: the calls' figures and the unattributed rest add up to the totals
-    attributed = Figures(sum(call.flop_counter_flops or 0 for call in traced.calls),
+    attributed = AtenCounts(sum(call.flop_counter_flops or 0 for call in traced.calls),
                          sum(call.ptflops_raw or 0 for call in traced.calls))  # fmt: skip
     attributed.add(traced.unattributed)
     assert attributed == traced.counted
-    assert traced.unattributed == Figures()  # none of these models does MAC work outside a traced op
+    assert traced.unattributed == AtenCounts()  # none of these models does MAC work outside a traced op
 
 
 def test_sdpa_on_the_cpu_is_seen_by_no_counter_so_the_result_is_incomplete_not_checked() -> None:
@@ -149,13 +149,13 @@ def _counted(macs_flop_counter: int, ptflops_raw: int, blind_to: tuple[str, ...]
     op = LinearOp("fc", (2, 16), 16, 4, True)  # 2*16*4 = 128 MACs, 2*4 = 8 bias adds
     call = Call(op, (2, 4), 68, "fc", "fc", flop_counter_flops=2 * macs_flop_counter, ptflops_raw=ptflops_raw,
                 blind_to=blind_to)  # fmt: skip
-    traced = Trace([call], (2, 4), counted=Figures(2 * macs_flop_counter, ptflops_raw))
+    traced = Trace([call], (2, 4), counted=AtenCounts(2 * macs_flop_counter, ptflops_raw))
     return [(call, op_result(op, call))], traced
 
 
 def test_an_op_a_counter_cannot_see_is_marked_not_failed() -> None:
     results, traced = _counted(128, 0)
-    found, _, _ = count(traced, "model", results, [])
+    found, _, _ = count_and_check(traced, "model", results, [])
     assert all(check.ok for check in found)
     assert results[0][1].not_seen_by == ["ptflops"] and results[0][1].seen_by == ["FlopCounterMode"]
     # ours over the ops ptflops saw (none) = its total (0)
@@ -165,7 +165,7 @@ def test_an_op_a_counter_cannot_see_is_marked_not_failed() -> None:
 def test_an_op_a_counter_sees_only_part_of_is_marked_and_left_out_of_its_total() -> None:
     # e.g. attention: FlopCounterMode counts the projections (here 100 MACs) but not the fused kernel
     results, traced = _counted(100, 136, ("FlopCounterMode",))
-    found, flop_counter, _ = count(traced, "model", results, [])
+    found, flop_counter, _ = count_and_check(traced, "model", results, [])
     assert all(check.ok for check in found) and flop_counter == 100
     assert results[0][1].not_seen_by == ["FlopCounterMode"] and results[0][1].seen_by == ["ptflops"]
     # FlopCounterMode: ours over the ops it saw all of (none) = its total less the partly seen op's 100
@@ -174,7 +174,7 @@ def test_an_op_a_counter_sees_only_part_of_is_marked_and_left_out_of_its_total()
 
 def test_a_counter_that_sees_other_macs_fails_the_op_by_name() -> None:
     results, traced = _counted(128, 136 + 1)  # ptflops: 128 MACs + 8 bias adds, and one more
-    found, _, _ = count(traced, "model", results, [])
+    found, _, _ = count_and_check(traced, "model", results, [])
     assert [check.message() for check in found if not check.ok] == [
         "fc: MACs (ptflops): formula 128, measured 129",
         "model: MACs (ptflops): formula 128, measured 129",
@@ -183,9 +183,9 @@ def test_a_counter_that_sees_other_macs_fails_the_op_by_name() -> None:
 
 def test_work_outside_every_traced_op_fails_a_check() -> None:
     results, traced = _counted(128, 136)
-    traced.unattributed = Figures(10, 0)
+    traced.unattributed = AtenCounts(10, 0)
     traced.counted.add(traced.unattributed)
-    found, _, _ = count(traced, "model", results, [])
+    found, _, _ = count_and_check(traced, "model", results, [])
     assert [check.quantity for check in found if not check.ok] == ["MACs (FlopCounterMode)",
                                                                    "MACs outside every traced op"]  # fmt: skip
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from convcost.cli import app
 from convcost.cost.roofline import (
-    Bound,
     Calibration,
+    RooflineBound,
     analyse,
     classify,
     combine,
@@ -56,7 +56,7 @@ def test_compute_bound_stage() -> None:
     assert line.bound_ms == pytest.approx(0.002) and line.overhead_ms == pytest.approx(0.001)
     assert line.fraction == pytest.approx(0.5)
     assert line.gmacs_per_s == pytest.approx(0.25) and line.gbytes_per_s == pytest.approx(0.125)
-    assert line.verdict is Bound.COMPUTE
+    assert line.verdict is RooflineBound.COMPUTE
 
 
 def test_memory_bound_stage() -> None:
@@ -64,7 +64,7 @@ def test_memory_bound_stage() -> None:
     line = analyse(10_000, 100_000, None, PEAKS)
     assert line.intensity == pytest.approx(0.2)
     assert line.bound_ms == pytest.approx(0.1)
-    assert line.verdict is Bound.MEMORY
+    assert line.verdict is RooflineBound.MEMORY
     assert line.fraction is None and line.gmacs_per_s is None  # no latency, no achieved figures
 
 
@@ -72,10 +72,10 @@ def test_overhead_bound_when_per_call_cost_reaches_the_bound() -> None:
     # 100 MACs = 200 FLOP, 400 bytes: compute 0.0002 ms, memory 0.0004 ms < 3 calls × 0.001 ms.
     line = analyse(100, 400, 0.01, PEAKS, calls=3)
     assert line.overhead_ms == pytest.approx(0.003)
-    assert line.verdict is Bound.OVERHEAD
+    assert line.verdict is RooflineBound.OVERHEAD
     # the boundary belongs to overhead: per-call cost equal to the bound
-    assert classify(1.0, 0.5, 1.0, 1.0) is Bound.OVERHEAD
-    assert classify(1.0, 1.0, 0.5, 1.0) is Bound.COMPUTE  # a tie between compute and memory is compute
+    assert classify(1.0, 0.5, 1.0, 1.0) is RooflineBound.OVERHEAD
+    assert classify(1.0, 1.0, 0.5, 1.0) is RooflineBound.COMPUTE  # a tie between compute and memory is compute
 
 
 def test_without_calibration_only_work_figures() -> None:
@@ -94,7 +94,7 @@ def test_layer_sums_its_stages() -> None:
     assert layer.memory_ms == pytest.approx(0.1005)  # 0.0005 + 0.1
     assert layer.overhead_ms == pytest.approx(0.002)
     assert layer.fraction == pytest.approx(0.102 / 0.3)
-    assert layer.verdict is Bound.MEMORY  # summed memory time 0.1005 > summed compute 0.022
+    assert layer.verdict is RooflineBound.MEMORY  # summed memory time 0.1005 > summed compute 0.022
     assert combine([analyse(1, 1, None, None)], None).bound_ms is None
 
 
@@ -276,7 +276,7 @@ def test_grouped_convs_pay_the_grouped_call_cost() -> None:
     assert depthwise is not None and pointwise is not None
     assert depthwise.overhead_ms == pytest.approx(0.090 + 0.001)  # the depthwise conv, then a ReLU call
     assert pointwise.overhead_ms == pytest.approx(0.001 + 0.001)  # a 1×1 conv is a dense call
-    assert depthwise.verdict is Bound.OVERHEAD  # 0.091 ms ≥ its bound of 0.028224 ms
+    assert depthwise.verdict is RooflineBound.OVERHEAD  # 0.091 ms ≥ its bound of 0.028224 ms
     dense = comparison.dense.roofline
     assert dense is not None and dense.overhead_ms == pytest.approx(0.002)
 

@@ -46,7 +46,7 @@ def _plain(value: Any) -> Any:
     return value.to_dict() if hasattr(value, "to_dict") else value
 
 
-class Bound(StrEnum):
+class RooflineBound(StrEnum):
     """What limits a stage or layer by the roofline model (a roofline's ``verdict``; not a budget's verdict)."""
 
     COMPUTE = "compute-bound"
@@ -249,17 +249,17 @@ class Roofline:
     overhead_ms: float | None = None
     bound_ms: float | None = None  # max(compute, memory); a layer's is the sum of its stages'
     fraction: float | None = None  # bound ÷ measured latency
-    verdict: Bound | None = None
+    verdict: RooflineBound | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return record(self)
 
 
-def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> Bound:
+def classify(compute_ms: float, memory_ms: float, overhead_ms: float, bound_ms: float) -> RooflineBound:
     """Overhead-bound when per-call cost ≥ the bound, else whichever of compute and memory takes longer."""
     if overhead_ms >= bound_ms:
-        return Bound.OVERHEAD
-    return Bound.COMPUTE if compute_ms >= memory_ms else Bound.MEMORY
+        return RooflineBound.OVERHEAD
+    return RooflineBound.COMPUTE if compute_ms >= memory_ms else RooflineBound.MEMORY
 
 
 def _unbound(macs: int, min_bytes: int, calls: int, latency_ms: float | None) -> Roofline:

@@ -10,7 +10,7 @@ from convcost.report.export import markdown_table, to_csv, to_json
 from convcost.report.format import OutputFormat, count, csv_shape, ms_interval, ratio, shape, si
 from convcost.report.literal import markdown_literal
 from convcost.report.tables import FitTable, prose
-from convcost.results.convert import ConvertedLayer, ConvertResult, Totals
+from convcost.results.convert import ConvertedLayer, ConvertResult, ModelFigures
 
 CSV_COLUMNS = ["name", "kind", "cin", "cout", "kernel", "input_shape", "params_before", "params_after",
                "macs_before", "macs_after", "saving", "weight_error", "selected", "latency_before_ms",
@@ -58,11 +58,11 @@ def _cells(layer: ConvertedLayer, timed: bool) -> list[str]:
 def totals_lines(result: ConvertResult) -> list[str]:
     """Now, with every suggestion applied, and with those reaching --min-saving."""
 
-    def line(label: str, totals: Totals | None) -> str:
-        if totals is None:
+    def line(label: str, model: ModelFigures | None) -> str:
+        if model is None:
             return f"{label}: —"
-        macs = "MACs unknown (no input)" if totals.macs is None else f"{si(totals.macs)} MACs ({count(totals.macs)})"
-        return f"{label}: {si(totals.params)} params ({count(totals.params)}), {macs}"
+        macs = "MACs unknown (no input)" if model.macs is None else f"{si(model.macs)} MACs ({count(model.macs)})"
+        return f"{label}: {si(model.params)} params ({count(model.params)}), {macs}"
 
     if result.converted:
         return [line("Model now", result.before), line("Converted model", result.after_selected)]

@@ -90,7 +90,7 @@ class EntryResult:
 
 
 @dataclass(frozen=True)
-class Totals:
+class KindTotals:
     """Sums over the entries that passed, for one alternative kind."""
 
     vs: str
@@ -150,7 +150,7 @@ class BatchResult:
         return [line for entry in self.entries for line in entry.problems(self.source)]
 
     @property
-    def totals(self) -> list[Totals]:
+    def totals(self) -> list[KindTotals]:
         """Per alternative kind, sums over the entries with status ok (a failed entry is not a replacement)."""
         rows: dict[str, list[dict[str, Any]]] = {}
         for entry in self.entries:
@@ -161,7 +161,7 @@ class BatchResult:
         for vs, items in rows.items():
             timed = all(item["latency_ms"] is not None for item in items)
             totals.append(
-                Totals(
+                KindTotals(
                     vs=vs,
                     entries=len(items),
                     **{key: sum(item[key] for item in items) for key in

@@ -69,7 +69,7 @@ class Refused:
 
 
 @dataclass(frozen=True)
-class Totals:
+class ModelFigures:
     """A whole model's params and MACs (MACs None without an input)."""
 
     params: int
@@ -91,9 +91,9 @@ class ConvertResult:
     notes: list[str] = field(default_factory=list)
     source: str = ""
     input_shape: tuple[int, ...] | None = None
-    before: Totals | None = None
-    after_all: Totals | None = None
-    after_selected: Totals | None = None
+    before: ModelFigures | None = None
+    after_all: ModelFigures | None = None
+    after_selected: ModelFigures | None = None
     min_saving: float | None = None
     converted: bool = False  # convert's result (only the converted layers), not suggest's (every candidate)
 

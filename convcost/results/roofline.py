@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from convcost.cost.roofline import Bound, Calibration, Roofline, analyse, combine, is_grouped_call, overhead_s
+from convcost.cost.roofline import Calibration, Roofline, RooflineBound, analyse, combine, is_grouped_call, overhead_s
 from convcost.results.comparison import LayerResult
 
 
@@ -34,10 +34,10 @@ def limited_stages(layer: LayerResult) -> str:
     parts, causes = [], set()
     for stage in layer.stages:
         line = stage.roofline
-        if line is None or line.verdict is None or line.verdict is Bound.COMPUTE:
+        if line is None or line.verdict is None or line.verdict is RooflineBound.COMPUTE:
             continue
         name = stage.name if len(layer.stages) > 1 else layer.kind
-        if line.verdict is Bound.MEMORY:
+        if line.verdict is RooflineBound.MEMORY:
             parts.append(f"{name} is memory-bound ({line.intensity:.2g} FLOP/byte)")
             causes.add("memory traffic")
         else:

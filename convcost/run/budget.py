@@ -51,7 +51,7 @@ def _level(limit: Limit | None, metric: str) -> Level:
 
 
 @dataclass
-class Target:
+class PreparedCheck:
     """What a check evaluates, loaded and validated by :func:`prepare_checks` before anything is measured."""
 
     plan: ModelPlan | None = None  # a model file
@@ -60,7 +60,7 @@ class Target:
     batch: Batch | None = None  # a batch file
 
 
-def prepare_checks(budget: Budget) -> list[Target]:
+def prepare_checks(budget: Budget) -> list[PreparedCheck]:
     """Validate every model, import path and batch file the checks name, before anything is measured.
 
     Model and batch files raise their own SpecError (with their lines); every import-path problem (an input that
@@ -72,10 +72,10 @@ def prepare_checks(budget: Budget) -> list[Target]:
     from convcost.spec.model import load_model
 
     issues: list[FieldIssue] = []
-    targets: list[Target] = []
+    targets: list[PreparedCheck] = []
     for check in budget.checks:
         spec = check.spec
-        target = Target()
+        target = PreparedCheck()
         targets.append(target)
         if check.model_path is not None:
             try:
@@ -122,7 +122,7 @@ def prepare_checks(budget: Budget) -> list[Target]:
 
 def measure_check(
     check: PlannedCheck,
-    target: Target,
+    target: PreparedCheck,
     settings: LatencySettings | None,
     threads: int = 1,
     formula_only: bool = False,

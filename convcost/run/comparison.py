@@ -15,7 +15,7 @@ from convcost.cost.stats import Estimate, within
 from convcost.results.comparison import Check, Comparison, LayerResult, Ratios, StageResult
 from convcost.run import build, latency
 from convcost.run.context import RunContext, threads_for
-from convcost.run.counting import count
+from convcost.run.counting import count_and_check
 from convcost.run.estimate import assemble, formula_stage
 from convcost.run.latency import LatencySettings
 from convcost.run.measure import check_device
@@ -61,7 +61,7 @@ def measure_stage(
     figures = [("output shape", result.output_shape, result.output_shape_measured),
                ("weight shape", result.weight_shape, traced.calls[0].weight_shape),
                ("params", result.params, result.params_measured)]  # fmt: skip
-    counted, result.macs_flop_counter, result.ptflops_raw = count(
+    counted, result.macs_flop_counter, result.ptflops_raw = count_and_check(
         traced, subject, list(zip(calls, op_results, strict=True)), figures
     )
     stage_checks += counted

@@ -30,7 +30,7 @@ from torch import nn
 from convcost.cost import factorize, ops
 from convcost.cost.factorize import Factorized
 from convcost.errors import FieldIssue, SpecError
-from convcost.results.convert import DIFFERENT_FUNCTION, ConvertedLayer, ConvertResult, Refused, Totals
+from convcost.results.convert import DIFFERENT_FUNCTION, ConvertedLayer, ConvertResult, ModelFigures, Refused
 from convcost.run.candidates import Candidate, conv_op
 from convcost.run.context import RunContext
 from convcost.run.merge import find_pairs, merge_pair
@@ -224,16 +224,16 @@ def build_result(
                            min_saving=spec.min_saving)  # fmt: skip
     same = "a merged pair computes the same function (to float rounding); only its cost changes"
     result.notes.append(DIFFERENT_FUNCTION if spec.to is not Target.DENSE else same)
-    result.before = Totals(params, macs)
+    result.before = ModelFigures(params, macs)
     result.after_all = _applied(params, macs, layers)
     result.after_selected = _applied(params, macs, [layer for layer in layers if layer.selected])
     return result
 
 
-def _applied(params: int, macs: int | None, chosen: list[ConvertedLayer]) -> Totals:
+def _applied(params: int, macs: int | None, chosen: list[ConvertedLayer]) -> ModelFigures:
     after_params = params - sum(layer.params_before - layer.params_after for layer in chosen)
     saved_macs = sum((layer.macs_before or 0) - (layer.macs_after or 0) for layer in chosen)
-    return Totals(after_params, None if macs is None else macs - saved_macs)
+    return ModelFigures(after_params, None if macs is None else macs - saved_macs)
 
 
 def replace_candidate(

@@ -7,17 +7,17 @@ from typing import Any, Protocol
 
 from convcost.results.comparison import Check, checks
 from convcost.results.model import FLOP_COUNTER, PTFLOPS, Call, OpResult
-from convcost.run.dispatch import Figures
+from convcost.run.dispatch import AtenCounts
 
 
 class Traced(Protocol):
-    """What :func:`count` needs of a :class:`convcost.run.trace.Trace`."""
+    """What :func:`count_and_check` needs of a :class:`convcost.run.trace.Trace`."""
 
-    counted: Figures
-    unattributed: Figures
+    counted: AtenCounts
+    unattributed: AtenCounts
 
 
-def count(
+def count_and_check(
     traced: Traced,
     subject: str,
     results: list[tuple[Call | None, OpResult]],

@@ -11,7 +11,7 @@ each counter calls them:
   packets it maps (its ignored-op list is empty, as ``get_flops_aten`` is called); the pieces of a decomposition
   that FlopCounterMode asks for are not ptflops' ops, so they are not counted for it.
 
-The figures go to the innermost open :class:`Figures` (a leaf module's call or a functional op; a container keeps
+The figures go to the innermost open :class:`AtenCounts` (a leaf module's call or a functional op; a container keeps
 what none of its ops claimed); :mod:`convcost.run.counting` turns them into checks.
 """
 
@@ -74,7 +74,7 @@ FLOP_COUNTER, PTFLOPS = "FlopCounterMode", "ptflops"  # as convcost.results.mode
 
 
 @dataclass
-class Figures:
+class AtenCounts:
     """What both counters counted for one traced op: FlopCounterMode's FLOPs and ptflops' raw figure."""
 
     flop_counter_flops: int = 0
@@ -82,7 +82,7 @@ class Figures:
     blind: set[str] = field(default_factory=set)  # the counters that met an aten op with MACs they do not map
     arithmetic: bool = field(default=False, compare=False)  # an aten op ran that does more than move data
 
-    def add(self, other: Figures) -> None:
+    def add(self, other: AtenCounts) -> None:
         self.flop_counter_flops += other.flop_counter_flops
         self.ptflops_raw += other.ptflops_raw
         self.blind |= other.blind
@@ -103,7 +103,7 @@ def _failing_as(counter: str, packet: Any) -> Iterator[None]:
 
 
 class CounterFigures(TorchDispatchMode):  # type: ignore[no-untyped-call]
-    """Each aten op's figure by both counters' formulas, added to the innermost open :class:`Figures`."""
+    """Each aten op's figure by both counters' formulas, added to the innermost open :class:`AtenCounts`."""
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -113,20 +113,20 @@ class CounterFigures(TorchDispatchMode):  # type: ignore[no-untyped-call]
         self.flop_registry: dict[Any, Any] = dict(flop_registry)
         self.ptflops_ops: dict[Any, Any] = dict(ATEN_OPS_MAPPING)
         self.mac_ops = {*self.flop_registry, *self.ptflops_ops, *_MAC_OPS_NOT_EVERYWHERE}
-        self.open: list[Figures] = []
-        self.unattributed = Figures()  # work outside every traced op and container (should be none)
-        self.total = Figures()  # everything, as the real counters would total it
+        self.open: list[AtenCounts] = []
+        self.unattributed = AtenCounts()  # work outside every traced op and container (should be none)
+        self.total = AtenCounts()  # everything, as the real counters would total it
         self.decomposing = 0  # >0 inside a decomposition FlopCounterMode asked for: not ptflops' ops
 
-    def begin(self) -> Figures:
-        figures = Figures()
+    def begin(self) -> AtenCounts:
+        figures = AtenCounts()
         self.open.append(figures)
         return figures
 
-    def end(self) -> Figures:
+    def end(self) -> AtenCounts:
         return self.open.pop()
 
-    def current(self) -> Figures:
+    def current(self) -> AtenCounts:
         """The innermost open figures: the op or container being run, else the unattributed ones."""
         return self.open[-1] if self.open else self.unattributed
 

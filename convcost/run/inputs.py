@@ -85,7 +85,7 @@ def output_shapes(output: Any, path: str = "output", depth: int = 0) -> list[tup
     return found
 
 
-class Bound(nn.Module):
+class WithArguments(nn.Module):
     """``module`` called with its own arguments, the first tensor replaceable: what latency times as
     ``module(tensor)`` when the forward takes more than one input."""
 
@@ -108,7 +108,7 @@ def timed_case(module: nn.Module, arguments: Arguments) -> tuple[nn.Module, torc
         raise SpecError([FieldIssue(("inputs",), "no tensor among the inputs: nothing to time")])
     if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
         return module, args[0]
-    return Bound(module, arguments), first
+    return WithArguments(module, arguments), first
 
 
 def shape_text(shape: tuple[int, ...]) -> str:

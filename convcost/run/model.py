@@ -28,7 +28,7 @@ from convcost.results.comparison import Check
 from convcost.results.model import ModelLayerResult, ModelResult
 from convcost.run import build, latency, network, usercode
 from convcost.run.context import RunContext
-from convcost.run.counting import count
+from convcost.run.counting import count_and_check
 from convcost.run.inputs import Arguments, described, first_tensor, output_shapes, shape_text, timed_case
 from convcost.run.measure import check_device, require_memory
 from convcost.run.model_build import model_module
@@ -334,7 +334,7 @@ def _evaluate(
                (params_quantity, total.params, total.params_measured)]  # fmt: skip
     pairs = [pair for row, layer in zip(rows, result.layers, strict=True)
              for pair in zip(row.measured, layer.ops, strict=True)]  # fmt: skip
-    counted, total.macs_flop_counter, total.ptflops_raw = count(
+    counted, total.macs_flop_counter, total.ptflops_raw = count_and_check(
         traced, "model", pairs, figures, network.uncounted_note(result.ops)
     )
     total.macs_ptflops = total.ptflops_raw - total.bias_adds

@@ -23,7 +23,7 @@ from convcost.cost.ops import Op, Shape, UncountedOp
 from convcost.cost.ops_nn import ElementwiseOp
 from convcost.results.comparison import Check
 from convcost.results.model import Call
-from convcost.run.dispatch import CounterFigures, Figures
+from convcost.run.dispatch import AtenCounts, CounterFigures
 from convcost.run.functional import (
     ELEMENTWISE,
     REDUCTIONS,
@@ -46,8 +46,8 @@ class Trace:
     modules: dict[str, nn.Module] = field(default_factory=dict)
     never_called: list[str] = field(default_factory=list)  # "block.unused (Linear, 20 params)"
     output: Any = None  # what the forward pass returned
-    counted: Figures = field(default_factory=Figures)  # both counters' figures for the whole forward pass
-    unattributed: Figures = field(default_factory=Figures)  # the part of them outside every traced op
+    counted: AtenCounts = field(default_factory=AtenCounts)  # both counters' figures for the whole forward pass
+    unattributed: AtenCounts = field(default_factory=AtenCounts)  # the part of them outside every traced op
     shapes: dict[str, tuple[Shape, Shape | None]] = field(default_factory=dict)  # each module's own, first call
 
 
@@ -73,7 +73,7 @@ class _FunctionalOps(TorchFunctionMode):
         return output
 
 
-def _claim(call: Call | None, figures: Figures, counters: CounterFigures) -> None:
+def _claim(call: Call | None, figures: AtenCounts, counters: CounterFigures) -> None:
     """The counters' figures of a traced op go to its call; without one, to the scope around it."""
     if call is not None:
         call.flop_counter_flops = (call.flop_counter_flops or 0) + figures.flop_counter_flops
