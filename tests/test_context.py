@@ -48,7 +48,9 @@ def test_calibrate_and_model_restore_the_process() -> None:
                                                                                  min_time=0.002))  # fmt: skip
     assert found.threads == 1
     assert torch.get_num_threads() == 2 and not latency.allocator_tuned()
-    result = evaluate_source("configs/mobilenet_v2.yaml", size="32", threads=1)
+    result = evaluate_source(
+        str(Path(__file__).resolve().parents[1] / "configs" / "mobilenet_v2.yaml"), size="32", threads=1
+    )
     assert result.environment.threads == 1
     assert torch.get_num_threads() == 2 and not latency.allocator_tuned()
 
