@@ -4,29 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from convcost.cli import app
 from convcost.spec.files import cache_path
-
-runner = CliRunner()
-# dense 3→8 3×3 on 8×8 without bias: params 8·3·9 = 216
-MODEL = "input: {channels: 3, size: 8}\nlayers:\n  - {name: stem, kind: dense, cout: 8, kernel: 3, bias: false}\n"
-
-
-def invoke(*args: str | Path) -> Any:
-    return runner.invoke(app, [str(arg) for arg in args])
-
-
-def one_error(result: Any) -> str:
-    assert "Traceback" not in result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    return str(lines[0])
-
+from tests.test_hostile import MODEL, invoke, one_error  # its one-layer model: dense 3→8 3×3, 216 params
 
 LAYER = ["--cin", "4", "--cout", "4", "-k", "3", "--size", "8"]
 
