@@ -51,12 +51,10 @@ def _output_path(value: str | Path) -> Path:
     if not value:
         raise typer.BadParameter("the file name is empty")
     from convcost.errors import UsageError
-    from convcost.spec.files import check_writable, will_write
+    from convcost.spec.files import claim
 
-    if problem := check_writable(Path(value)):
-        raise typer.BadParameter(problem)
     try:
-        will_write(value, "-o/--output")
+        claim(Path(value), "-o/--output")
     except UsageError as error:  # Click names the flag itself
         raise typer.BadParameter(str(error).removeprefix("-o/--output: ")) from None
     return Path(value)

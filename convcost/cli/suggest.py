@@ -129,11 +129,9 @@ def convert_command(
         from convcost.spec.model import model_source
 
         spec = parse_convert(asked.to, asked.multiplier, asked.rank, asked.min_saving)
-        from convcost.spec.files import check_writable, will_write
+        from convcost.spec.files import claim
 
-        if problem := check_writable(output):
-            fail(f"-o/--output: {problem}")
-        will_write(output, "-o/--output")  # before the model is read: its own .py or YAML file is refused as -o
+        claim(output, "-o/--output")  # before the model is read: its own .py or YAML file is refused as -o
         checked = model_source(source, asked.input_shape, asked.batch, asked.arguments or ())
         from convcost.report.suggest import render
         from convcost.run.suggest import convert_and_save, load_model_and_input

@@ -61,12 +61,10 @@ def sweep_command(
                 flag = "--formula-only" if formula_only else "--no-latency"
                 fail(f"--plot: the plot shows measured speedups: leave out {flag}")
             from convcost.report.plot import check_plot_path
-            from convcost.spec.files import check_writable, will_write
+            from convcost.spec.files import claim
 
             check_plot_path(plot)
-            if problem := check_writable(plot):  # as -o's: a missing folder, a read-only file
-                fail(f"--plot: {problem}")
-            will_write(plot, "--plot")
+            claim(plot, "--plot")  # as -o: a missing folder, a read-only file, an input
         settings = timing.settings(latency)
         calibration = None
         if not formula_only:  # by formula alone, torch is never imported

@@ -91,6 +91,13 @@ def _overwrite(flag: str, output: str, source: str) -> str:
     return f"{flag}: {output} is an input{same}: refusing to write over it"
 
 
+def claim(path: Path, flag: str) -> None:
+    """Refuse a file ``flag`` cannot write (:func:`check_writable`, :func:`will_write`), before anything runs."""
+    if problem := check_writable(path):
+        raise UsageError(f"{flag}: {problem}")
+    will_write(path, flag)
+
+
 def check_writable(path: Path) -> str | None:
     """Why ``path`` cannot take a report, or None: checked before any measurement, so no work is lost."""
     if str(path) == "-":
